@@ -1,0 +1,407 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/nano-vm/nano-vm-mcp/examples"
+	"github.com/nano-vm/nano-vm-mcp/internal/jsonvalue"
+	"github.com/nano-vm/nano-vm-mcp/internal/program"
+	"github.com/nano-vm/nano-vm-mcp/internal/runtime"
+	"github.com/nano-vm/nano-vm-mcp/internal/tracestore"
+)
+
+func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
+	var logLevel string
+	root := &cobra.Command{
+		Use:   "nano-vm-mcp",
+		Short: "Governed execution runtime for LLM agents: the system decides, the model computes",
+		Long: `nano-vm-mcp runs declared state-machine programs whose transitions are guarded
+by type-checked CEL expressions. A calling agent answers one bounded, typed
+task at a time; every run writes an append-only trace.
+
+Every flag can also be set through an environment variable NANO_VM_<FLAG>,
+upper-cased with '-' as '_' (for example NANO_VM_LOG_LEVEL=debug).`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	root.PersistentFlags().StringVar(&logLevel, "log-level", "warn", "log level for stderr: debug, info, warn or error")
+	root.AddCommand(newValidateCmd(), newRunCmd(&logLevel), newGraphCmd(), newVersionCmd())
+	for _, c := range append(root.Commands(), root) {
+		c.Flags().SetInterspersed(true)
+		c.PreRunE = envFallback
+	}
+	return root
+}
+
+// envFallback fills every flag the user did not set from NANO_VM_<FLAG>.
+func envFallback(cmd *cobra.Command, _ []string) error {
+	var err error
+	set := func(f *pflag.Flag) {
+		if f.Changed || err != nil {
+			return
+		}
+		name := "NANO_VM_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v, ok := os.LookupEnv(name); ok {
+			if e := f.Value.Set(v); e != nil {
+				err = &exitErr{exitUsage, fmt.Errorf("%s=%q: %w", name, v, e)}
+			}
+		}
+	}
+	cmd.Flags().VisitAll(set)
+	cmd.InheritedFlags().VisitAll(set)
+	return err
+}
+
+func newLogger(level string, w io.Writer) (*zap.Logger, error) {
+	lvl, err := zapcore.ParseLevel(level)
+	if err != nil {
+		return nil, &exitErr{exitUsage, fmt.Errorf("--log-level: %w", err)}
+	}
+	enc := zap.NewProductionEncoderConfig()
+	enc.EncodeTime = zapcore.ISO8601TimeEncoder
+	core := zapcore.NewCore(zapcore.NewJSONEncoder(enc), zapcore.AddSync(w), lvl)
+	return zap.New(core), nil
+}
+
+func newVersionCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print the runtime version",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			fmt.Fprintln(cmd.OutOrStdout(), "nano-vm-mcp", runtime.Version)
+			return nil
+		},
+	}
+}
+
+func newValidateCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "validate FILE...",
+		Short: "Check programs and print every problem, sorted; exit 2 if there are any",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var problems []program.Problem
+			for _, path := range args {
+				p, err := loadProgram(path)
+				var pe *program.Error
+				switch {
+				case errors.As(err, &pe):
+					problems = append(problems, pe.Problems...)
+				case err != nil:
+					return &exitErr{exitError, err}
+				default:
+					fmt.Fprintf(cmd.OutOrStdout(), "%s: ok (%s %s, %s)\n", path, p.Name, p.Version, p.Hash)
+				}
+			}
+			for _, pr := range problems {
+				fmt.Fprintln(cmd.OutOrStdout(), pr.String())
+			}
+			if len(problems) > 0 {
+				return &exitErr{exitUsage, fmt.Errorf("%d problem(s)", len(problems))}
+			}
+			return nil
+		},
+	}
+}
+
+func newGraphCmd() *cobra.Command {
+	var format string
+	c := &cobra.Command{
+		Use:   "graph PROGRAM",
+		Short: "Print a program's state graph as Mermaid or Graphviz DOT",
+		Long:  "PROGRAM is a file or the name of an embedded example (" + strings.Join(examples.Programs(), ", ") + ").",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			p, err := loadProgram(args[0])
+			if err != nil {
+				return err
+			}
+			switch format {
+			case "mermaid":
+				fmt.Fprint(cmd.OutOrStdout(), program.Mermaid(p))
+			case "dot":
+				fmt.Fprint(cmd.OutOrStdout(), program.DOT(p))
+			default:
+				return &exitErr{exitUsage, fmt.Errorf("--format must be mermaid or dot, not %q", format)}
+			}
+			return nil
+		},
+	}
+	c.Flags().StringVar(&format, "format", "mermaid", "mermaid or dot")
+	return c
+}
+
+// loadProgram loads a file, or an embedded example by name.
+func loadProgram(ref string) (*program.Program, error) {
+	_, src, err := programSource(ref)
+	if err != nil {
+		return nil, err
+	}
+	return program.Load(ref, src)
+}
+
+func programSource(ref string) (string, []byte, error) {
+	if _, err := os.Stat(ref); err == nil {
+		src, err := os.ReadFile(ref)
+		return ref, src, err
+	}
+	if src, err := examples.Program(ref); err == nil {
+		return ref, src, nil
+	}
+	return "", nil, &exitErr{exitUsage, fmt.Errorf("%s: no such file, and no embedded example by that name (examples: %s)", ref, strings.Join(examples.Programs(), ", "))}
+}
+
+// storeFlags are the same on every subcommand that touches runs.
+type storeFlags struct {
+	kind    string
+	dataDir string
+	dsn     string
+}
+
+func (f *storeFlags) register(fs *pflag.FlagSet) {
+	fs.StringVar(&f.kind, "store", "memory", "trace store: memory (sqlite and postgres are not available yet)")
+	fs.StringVar(&f.dataDir, "data-dir", "", "directory of the embedded store (used by the sqlite store)")
+	fs.StringVar(&f.dsn, "dsn", "", "connection string of the postgres store")
+}
+
+func (f *storeFlags) open() (tracestore.Store, error) {
+	switch f.kind {
+	case "memory":
+		return tracestore.NewMemory(), nil
+	default:
+		return nil, &exitErr{exitUsage, fmt.Errorf("--store %q is not available in this build; use memory", f.kind)}
+	}
+}
+
+func newRunCmd(logLevel *string) *cobra.Command {
+	var (
+		inputPath, answersPath string
+		asJSON                 bool
+		store                  storeFlags
+	)
+	c := &cobra.Command{
+		Use:   "run PROGRAM --input FILE --answers FILE [--json]",
+		Short: "Run a program with scripted answers (JSON Lines, one per task)",
+		Long: `Run drives one run of PROGRAM (a file, or the name of an embedded example:
+` + strings.Join(examples.Programs(), ", ") + `) with the run input in --input and one
+answer per task in --answers: the output object for llm and tool tasks, the
+decision object for approvals. It prints each task and transition as it
+goes. A rejected answer is reported, counts as the state's attempt, and the
+next answer is tried.
+
+Exit status: 0 when the run reached a terminal state of the program; 3 when
+the runtime ended it (FAILED: a limit, attempts exhausted, a timeout); 4 when
+the answers ran out first; 2 for invalid programs, files or flags; 1 otherwise.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			log, err := newLogger(*logLevel, cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			defer log.Sync() //nolint:errcheck // stderr
+			st, err := store.open()
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			return scriptedRun(cmd.Context(), cmd.OutOrStdout(), log, st, args[0], inputPath, answersPath, asJSON)
+		},
+	}
+	c.Flags().StringVar(&inputPath, "input", "", "file with the run input (JSON); required")
+	c.Flags().StringVar(&answersPath, "answers", "", "file with one answer per task (JSON Lines); required")
+	c.Flags().BoolVar(&asJSON, "json", false, "end with one JSON summary line")
+	store.register(c.Flags())
+	_ = c.MarkFlagRequired("input")
+	_ = c.MarkFlagRequired("answers")
+	return c
+}
+
+// summary is the final --json line.
+type summary struct {
+	RunID          string   `json:"run_id"`
+	Program        string   `json:"program"`
+	DefinitionHash string   `json:"definition_hash"`
+	Status         string   `json:"status"`
+	Outcome        string   `json:"outcome"`
+	Reason         string   `json:"reason,omitempty"`
+	FinalState     string   `json:"final_state"`
+	Path           []string `json:"path"`
+	Steps          int      `json:"steps"`
+	Rollbacks      int      `json:"rollbacks"`
+	Rejections     int      `json:"rejections"`
+	AnswersUsed    int      `json:"answers_used"`
+}
+
+func scriptedRun(ctx context.Context, out io.Writer, log *zap.Logger, st tracestore.Store, ref, inputPath, answersPath string, asJSON bool) error {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	name, src, err := programSource(ref)
+	if err != nil {
+		return err
+	}
+	p, err := program.Load(name, src)
+	if err != nil {
+		return err
+	}
+	input, err := readJSONFile(inputPath)
+	if err != nil {
+		return err
+	}
+	answers, err := readAnswers(answersPath)
+	if err != nil {
+		return err
+	}
+	svc := runtime.NewService(runtime.Options{Store: st, Log: log})
+	if err := svc.AddProgram(ctx, p, src); err != nil {
+		return &exitErr{exitError, err}
+	}
+	ans, err := svc.Start(ctx, p.Name, input, "cli")
+	if err != nil {
+		return &exitErr{exitUsage, fmt.Errorf("start: %w", err)}
+	}
+	fmt.Fprintf(out, "run %s started: %s %s (%s)\n", ans.RunID, p.Name, p.Version, p.Hash)
+	printHops(out, ans)
+	used := 0
+	for ans.Status == runtime.StatusRunning && ans.Task != nil {
+		task := ans.Task
+		fmt.Fprintf(out, "task %d: %s (%s), attempts left %d\n", task.Seq, task.State, task.Kind, task.AttemptsLeft)
+		if task.Tool != nil {
+			args, _ := json.Marshal(task.Tool.Arguments)
+			fmt.Fprintf(out, "  tool %s %s\n", task.Tool.Name, args)
+		}
+		if used >= len(answers) {
+			break
+		}
+		a := answers[used]
+		used++
+		fmt.Fprintf(out, "  answer %d: %s\n", a.line, a.raw)
+		var next runtime.Answer
+		var stepErr error
+		switch task.Kind {
+		case string(program.KindApproval):
+			next, stepErr = svc.Decide(ctx, ans.RunID, runtime.Decide{Seq: task.Seq, State: task.State, Role: task.Role, Principal: "cli", Decision: a.value, Size: len(a.raw)})
+		case string(program.KindTool):
+			next, stepErr = svc.Submit(ctx, ans.RunID, runtime.Submit{Seq: task.Seq, State: task.State, Tool: task.Tool.Name, Actor: runtime.ActorTool, Principal: "cli", Output: a.value, Size: len(a.raw)})
+		default:
+			next, stepErr = svc.Submit(ctx, ans.RunID, runtime.Submit{Seq: task.Seq, State: task.State, Principal: "cli", Output: a.value, Size: len(a.raw)})
+		}
+		var rej *runtime.Rejection
+		switch {
+		case errors.As(stepErr, &rej):
+			fmt.Fprintf(out, "  rejected: %s\n", rej.Error())
+			for _, d := range rej.Details {
+				fmt.Fprintf(out, "    %s\n", d)
+			}
+		case stepErr != nil:
+			return &exitErr{exitError, stepErr}
+		}
+		printHops(out, next)
+		ans = next
+	}
+	run, _, err := svc.Get(ctx, ans.RunID)
+	if err != nil {
+		return &exitErr{exitError, err}
+	}
+	switch run.Status {
+	case runtime.StatusRunning:
+		fmt.Fprintf(out, "unfinished: the answers ran out at %s (task %d)\n", run.State, run.Seq)
+	default:
+		fmt.Fprintf(out, "finished: %s %s", run.Status, run.Outcome)
+		if run.Reason != "" {
+			fmt.Fprintf(out, " (%s)", run.Reason)
+		}
+		fmt.Fprintln(out)
+	}
+	if asJSON {
+		line, err := json.Marshal(summary{
+			RunID: run.ID, Program: p.Name, DefinitionHash: p.Hash,
+			Status: string(run.Status), Outcome: run.Outcome, Reason: run.Reason,
+			FinalState: run.State, Path: run.Path, Steps: run.Steps, Rollbacks: run.Rollbacks,
+			Rejections: run.Rejections, AnswersUsed: used,
+		})
+		if err != nil {
+			return &exitErr{exitError, err}
+		}
+		fmt.Fprintln(out, string(line))
+	}
+	switch run.Status {
+	case runtime.StatusCompleted:
+		return nil
+	case runtime.StatusRunning:
+		return &exitErr{exitIncomplete, errors.New("")}
+	default:
+		return &exitErr{exitRunFailed, errors.New("")}
+	}
+}
+
+func printHops(out io.Writer, a runtime.Answer) {
+	for _, h := range a.Transitions {
+		extra := ""
+		if h.Rollback {
+			extra = " (rollback)"
+		}
+		fmt.Fprintf(out, "  %s -> %s [%s]%s\n", h.From, h.To, h.Cause, extra)
+	}
+}
+
+func readJSONFile(path string) (any, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, &exitErr{exitUsage, err}
+	}
+	v, err := jsonvalue.Decode(data)
+	if err != nil {
+		return nil, &exitErr{exitUsage, fmt.Errorf("%s: %w", path, err)}
+	}
+	return v, nil
+}
+
+type answerLine struct {
+	line  int
+	raw   []byte
+	value any
+}
+
+// readAnswers reads JSON Lines; blank lines are skipped.
+func readAnswers(path string) ([]answerLine, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, &exitErr{exitUsage, err}
+	}
+	defer f.Close()
+	var out []answerLine
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 0, 64<<10), program.MaxFileBytes)
+	for n := 1; sc.Scan(); n++ {
+		raw := bytes.TrimSpace(sc.Bytes())
+		if len(raw) == 0 {
+			continue
+		}
+		v, err := jsonvalue.Decode(raw)
+		if err != nil {
+			return nil, &exitErr{exitUsage, fmt.Errorf("%s:%d: %w", path, n, err)}
+		}
+		out = append(out, answerLine{line: n, raw: bytes.Clone(raw), value: v})
+	}
+	if err := sc.Err(); err != nil {
+		return nil, &exitErr{exitUsage, fmt.Errorf("%s: %w", path, err)}
+	}
+	return out, nil
+}

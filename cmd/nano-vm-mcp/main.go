@@ -1,0 +1,60 @@
+// Command nano-vm-mcp is the governed execution runtime for LLM agents:
+// programs are declared state machines, the runtime decides control flow,
+// and the calling agent's model only computes bounded, typed steps.
+//
+// Subcommands: validate, run, graph, version. See --help.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/nano-vm/nano-vm-mcp/internal/program"
+)
+
+// Exit codes, documented in docs/cli.md.
+const (
+	exitOK         = 0
+	exitError      = 1 // I/O and internal errors
+	exitUsage      = 2 // bad flags or arguments, invalid programs or files
+	exitRunFailed  = 3 // the run ended without reaching a terminal state of the program
+	exitIncomplete = 4 // the answers ran out before the run ended
+)
+
+// exitErr carries an exit code up to main.
+type exitErr struct {
+	code int
+	err  error
+}
+
+func (e *exitErr) Error() string { return e.err.Error() }
+func (e *exitErr) Unwrap() error { return e.err }
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	cmd := newRootCmd(stdout, stderr)
+	cmd.SetArgs(args)
+	err := cmd.Execute()
+	if err == nil {
+		return exitOK
+	}
+	var ee *exitErr
+	if errors.As(err, &ee) {
+		if ee.err != nil && ee.err.Error() != "" {
+			fmt.Fprintln(stderr, "nano-vm-mcp:", ee.err)
+		}
+		return ee.code
+	}
+	var pe *program.Error
+	if errors.As(err, &pe) {
+		fmt.Fprintln(stderr, pe.Error())
+		return exitUsage
+	}
+	fmt.Fprintln(stderr, "nano-vm-mcp:", err)
+	return exitUsage
+}

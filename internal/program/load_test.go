@@ -1,0 +1,277 @@
+package program
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+func TestProgramSchemaUpToDate(t *testing.T) {
+	path := filepath.Join("..", "..", "schemas", "program.schema.json")
+	want := FormatSchemaJSON()
+	if *update {
+		if err := os.WriteFile(path, want, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatal("schemas/program.schema.json is stale: run go test ./internal/program -run TestProgramSchemaUpToDate -update")
+	}
+}
+
+// base is a valid program; the table below breaks it one way at a time.
+const base = `
+name: t
+version: 1.0
+input_schema:
+  type: object
+  properties:
+    k: {type: integer}
+    customer:
+      type: object
+      properties:
+        id: {type: string}
+        name: {type: string}
+  required: [k]
+subjects:
+  customer:
+    id: input.customer.id
+    pii: [input.customer.name]
+initial: a
+states:
+  a:
+    kind: llm
+    instructions: do it
+    view: [input.k]
+    output_schema:
+      type: object
+      properties:
+        ok: {type: boolean}
+        risk: {type: string}
+      required: [ok]
+    transitions:
+      - to: b
+        when: output.ok
+      - to: done
+  b:
+    kind: decision
+    transitions:
+      - to: done
+        when: input.k == 0
+      - to: done
+  done: {kind: terminal, outcome: DONE}
+`
+
+func load(t *testing.T, src string) (*Program, []Problem) {
+	t.Helper()
+	p, err := Load("t.yaml", []byte(src))
+	if err == nil {
+		return p, nil
+	}
+	var pe *Error
+	if !errors.As(err, &pe) {
+		t.Fatalf("error is %T, want *Error: %v", err, err)
+	}
+	return nil, pe.Problems
+}
+
+func TestBaseProgramLoads(t *testing.T) {
+	p, probs := load(t, base)
+	if len(probs) > 0 {
+		t.Fatalf("problems: %v", probs)
+	}
+	if p.Version != "1.0" {
+		t.Fatalf("version %q: YAML typing was not pinned", p.Version)
+	}
+	if !strings.HasPrefix(p.Hash, "sha256:") || len(p.Hash) != 71 {
+		t.Fatalf("hash %q", p.Hash)
+	}
+}
+
+func TestLoadRejects(t *testing.T) {
+	tests := []struct {
+		name  string
+		edit  func(string) string
+		state string
+		field string
+		msg   string
+	}{
+		{"unknown field", repl("    instructions: do it", "    instructions: do it\n    nxt_step: b"), "a", "", "nxt_step"},
+		{"duplicate key", repl("    instructions: do it", "    instructions: do it\n    instructions: again"), "", "", "duplicate key"},
+		{"duplicate state", repl("  done: {kind: terminal, outcome: DONE}", "  done: {kind: terminal, outcome: DONE}\n  done: {kind: terminal, outcome: X}"), "", "", "duplicate key \"done\""},
+		{"missing target", repl("      - to: b\n", "      - to: nowhere\n"), "a", "transitions[0].to", "not defined"},
+		{"unreachable state", repl("  done: {", "  orphan: {kind: terminal, outcome: O}\n  done: {"), "orphan", "kind", "unreachable"},
+		{"cannot reach a terminal", repl("      - to: done\n        when: input.k == 0\n      - to: done", "      - to: spin\n  spin:\n    kind: llm\n    max_visits: 3\n    output_schema: {type: object}\n    transitions:\n      - to: spin"), "spin", "transitions", "cannot reach a terminal"},
+		{"default not last", repl("      - to: b\n        when: output.ok\n      - to: done", "      - to: done\n      - to: b\n        when: output.ok"), "a", "transitions[0]", "must be the last"},
+		{"no default and no on_no_match", repl("      - to: b\n        when: output.ok\n      - to: done", "      - to: b\n        when: output.ok"), "a", "transitions", "no default transition"},
+		{"guard not bool", repl("when: output.ok", "when: output.risk"), "a", "transitions[0].when", "bool"},
+		{"guard does not compile", repl("when: output.ok", "when: output.ok &&"), "a", "transitions[0].when", ""},
+		{"guard type mismatch", repl("when: input.k == 0", "when: input.k == 'x'"), "b", "transitions[0].when", ""},
+		{"output in a decision state", repl("when: input.k == 0", "when: output.ok"), "b", "transitions[0].when", "output"},
+		{"data reference not set on every path", repl("when: output.ok", "when: data.a.ok"), "a", "transitions[0].when", "has(data.a)"},
+		{"guard reads personal data", repl("when: output.ok", "when: output.ok && input.customer.name == 'x'"), "a", "transitions[0].when", "personal data"},
+		{"view path that cannot exist", repl("view: [input.k]", "view: [input.k.deeper]"), "a", "view[0]", "cannot exist"},
+		{"pii path that cannot exist", repl("pii: [input.customer.name]", "pii: [data.a.missing]"), "", "subjects.customer.pii[0]", "cannot exist"},
+		{"invalid output schema", repl("ok: {type: boolean}", "ok: {type: bool}"), "a", "", "invalid JSON Schema"},
+		{"field not for this kind", repl("    kind: decision", "    kind: decision\n    role: x"), "b", "role", "does not apply"},
+		{"reserved outcome", repl("outcome: DONE", "outcome: FAILED"), "done", "outcome", "reserved"},
+		{"unbounded loop", repl("      - to: done\n        when: input.k == 0\n      - to: done", "      - to: done\n        when: input.k == 0\n      - to: a"), "a", "transitions", "bounded by no limit"},
+		{"integer beyond 2^53", repl("k: {type: integer}", "k: {type: integer, maximum: 9007199254740993}"), "", "", "2^53"},
+		{"yaml alias", repl("  done: {kind: terminal, outcome: DONE}", "  done: &d {kind: terminal, outcome: DONE}\n  again: *d"), "", "", "aliases"},
+		{"bad state name", repl("  done: {", "  Done2: {kind: terminal, outcome: D}\n  done: {"), "", "", ""},
+		{"initial not defined", repl("initial: a", "initial: zz"), "", "initial", "not defined"},
+		{"on_no_match with a default", repl("    view: [input.k]", "    view: [input.k]\n    on_no_match: reject"), "a", "on_no_match", "no effect"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, probs := load(t, tt.edit(base))
+			if len(probs) == 0 {
+				t.Fatal("program loaded; want a problem")
+			}
+			for _, p := range probs {
+				if p.File != "t.yaml" || p.Line == 0 {
+					t.Errorf("problem without a file position: %+v", p)
+				}
+				if (tt.state == "" || p.State == tt.state) && (tt.field == "" || p.Field == tt.field) && strings.Contains(p.String(), tt.msg) {
+					return
+				}
+			}
+			t.Fatalf("no problem with state %q field %q containing %q in:\n%s", tt.state, tt.field, tt.msg, problemsText(probs))
+		})
+	}
+}
+
+func TestLoadAccepts(t *testing.T) {
+	tests := []struct {
+		name string
+		edit func(string) string
+	}{
+		{"data reference guarded by has", repl("when: output.ok", "when: has(data.a) && data.a.ok")},
+		{"data reference in a dominated state", repl("when: input.k == 0", "when: data.a.ok")},
+		{"integer compared with an int literal", repl("when: input.k == 0", "when: input.k == 0 || input.k > 10")},
+		{"string enum comparisons", repl("when: output.ok", "when: output.ok && output.risk in ['low', 'medium']")},
+		{"version stays text", repl("version: 1.0", "version: 01.10")},
+		{"json style flow mapping", repl("  done: {kind: terminal, outcome: DONE}", "  \"done\": {\"kind\": \"terminal\", \"outcome\": \"DONE\"}")},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, probs := load(t, tt.edit(base)); len(probs) > 0 {
+				t.Fatalf("problems:\n%s", problemsText(probs))
+			}
+		})
+	}
+}
+
+func TestLoadReportsEveryProblemSortedAndStable(t *testing.T) {
+	src := repl("      - to: b\n", "      - to: nowhere\n")(base)
+	src = repl("view: [input.k]", "view: [input.k]\n    role: r")(src)
+	_, first := load(t, src)
+	_, second := load(t, src)
+	if len(first) < 2 {
+		t.Fatalf("want at least two problems, got %v", first)
+	}
+	if problemsText(first) != problemsText(second) {
+		t.Fatal("problems differ between two loads")
+	}
+	for i := 1; i < len(first); i++ {
+		if first[i-1].Line > first[i].Line {
+			t.Fatalf("problems not sorted: %s", problemsText(first))
+		}
+	}
+}
+
+func TestExpressionProblemsCarryPositionInsideTheExpression(t *testing.T) {
+	_, probs := load(t, repl("when: output.ok", "when: output.ok && outptu.ok")(base))
+	for _, p := range probs {
+		if p.Field == "transitions[0].when" && p.ExprLine == 1 && p.ExprColumn > 1 {
+			return
+		}
+	}
+	t.Fatalf("no positioned expression problem in:\n%s", problemsText(probs))
+}
+
+func TestDefinitionHash(t *testing.T) {
+	p1, _ := load(t, base)
+	p2, _ := load(t, strings.Replace(base, "name: t\n", "name: t\ndescription: same program, new words\n", 1))
+	p3, _ := load(t, "# a comment changes nothing\n"+base)
+	if p1 == nil || p2 == nil || p3 == nil {
+		t.Fatal("programs did not load")
+	}
+	if p1.Hash != p3.Hash {
+		t.Fatal("a comment changed the definition hash")
+	}
+	if p1.Hash == p2.Hash {
+		t.Fatal("a description change did not change the definition hash")
+	}
+	// JSON and YAML spellings of one program hash alike.
+	j := `{"name":"t","version":"1.0","initial":"done","states":{"done":{"kind":"terminal","outcome":"DONE"}}}`
+	y := "name: t\nversion: 1.0\ninitial: done\nstates:\n  done: {kind: terminal, outcome: DONE}\n"
+	pj, _ := load(t, j)
+	py, _ := load(t, y)
+	if pj == nil || py == nil || pj.Hash != py.Hash {
+		t.Fatal("JSON and YAML forms of one program hash differently")
+	}
+}
+
+func TestOutputSchemasAreClosedByDefault(t *testing.T) {
+	p, _ := load(t, base)
+	if vs := p.States["a"].Output.Validate(map[string]any{"ok": true, "approve_customer": true}); len(vs) == 0 {
+		t.Fatal("an undeclared output field was accepted")
+	}
+}
+
+func repl(old, new string) func(string) string {
+	return func(s string) string {
+		if !strings.Contains(s, old) {
+			panic("test edit does not apply: " + old)
+		}
+		return strings.Replace(s, old, new, 1)
+	}
+}
+
+func problemsText(ps []Problem) string {
+	var b strings.Builder
+	for _, p := range ps {
+		b.WriteString(p.String())
+		b.WriteByte('\n')
+	}
+	return b.String()
+}
+
+func FuzzLoad(f *testing.F) {
+	f.Add([]byte(base))
+	f.Add([]byte(`{"name":"t","version":"1","initial":"d","states":{"d":{"kind":"terminal","outcome":"D"}}}`))
+	f.Add([]byte("name: [\n"))
+	f.Add([]byte("a: &x [*x]\n"))
+	f.Add([]byte("states: {a: {kind: decision, transitions: [{to: a}]}}\ninitial: a\nname: x\nversion: 1\n"))
+	f.Add([]byte("version: 1e400\n"))
+	f.Add([]byte("---\n...\n---\n"))
+	for _, name := range []string{"../../examples/kyc-onboarding.yaml", "../../examples/refund.yaml", "../../examples/code-change.yaml"} {
+		if data, err := os.ReadFile(name); err == nil {
+			f.Add(data)
+		}
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		p, err := Load("fuzz.yaml", data)
+		if err != nil {
+			var pe *Error
+			if !errors.As(err, &pe) || len(pe.Problems) == 0 {
+				t.Fatalf("error without problems: %v", err)
+			}
+			return
+		}
+		if p.Hash == "" || p.Initial == nil {
+			t.Fatal("loaded program without hash or initial state")
+		}
+	})
+}

@@ -1,0 +1,238 @@
+// Package program loads, validates and compiles governed programs: declared
+// finite-state machines whose transitions are guarded by CEL expressions
+// type-checked against the program's JSON Schemas.
+//
+// A program is rejected at load with every problem found, each naming the
+// file, the state, the field and, for an expression, the position inside it.
+// A loaded Program is immutable and safe for concurrent use.
+package program
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/nano-vm/nano-vm-mcp/internal/policy"
+	"github.com/nano-vm/nano-vm-mcp/internal/schema"
+)
+
+// Kind is what computes a state.
+type Kind string
+
+// State kinds.
+const (
+	KindLLM      Kind = "llm"
+	KindTool     Kind = "tool"
+	KindDecision Kind = "decision"
+	KindApproval Kind = "approval"
+	KindTerminal Kind = "terminal"
+)
+
+// TakesSubmission reports whether the state waits for an external answer.
+func (k Kind) TakesSubmission() bool { return k == KindLLM || k == KindTool || k == KindApproval }
+
+// Defaults for Limits.
+const (
+	DefaultMaxSteps         = 100
+	DefaultMaxAttempts      = 3
+	DefaultMaxRollbacks     = 3
+	DefaultMaxDocumentBytes = 1 << 20
+)
+
+// Reserved outcomes, set by the runtime and never declared by a terminal.
+const (
+	OutcomeFailed    = "FAILED"
+	OutcomeCancelled = "CANCELLED"
+)
+
+// Program is a loaded, validated and compiled program.
+type Program struct {
+	Name        string
+	Version     string
+	Description string
+	Hash        string // definition hash: "sha256:" + hex over the canonical normalised program
+	Limits      Limits // with defaults applied
+	Input       *schema.Schema
+	Initial     *State
+	States      map[string]*State
+	Order       []string // state names in declaration order
+	Subjects    []*Subject
+	PII         []Path // every personal-data path: subject ids and pii lists
+
+	source     string
+	normalized Document
+}
+
+// Source is the file (or embedded name) the program was loaded from.
+func (p *Program) Source() string { return p.source }
+
+// Normalized is the program with defaults applied and output schemas
+// closed: the document the definition hash is computed over.
+func (p *Program) Normalized() Document { return p.normalized }
+
+// IsPII reports whether path is, or lies below, a personal-data path.
+func (p *Program) IsPII(path Path) bool {
+	for _, q := range p.PII {
+		if q.Covers(path) {
+			return true
+		}
+	}
+	return false
+}
+
+// Subject is a data subject whose personal data a run holds.
+type Subject struct {
+	Name string
+	ID   Path
+	PII  []Path
+}
+
+// State is a compiled state.
+type State struct {
+	Name          string
+	Kind          Kind
+	Description   string
+	Instructions  string
+	View          []Path
+	Output        *schema.Schema // nil for decision and terminal states
+	Tool          string
+	Args          []Arg // sorted by name
+	Role          string
+	Outcome       string
+	Transitions   []*Transition
+	RejectNoMatch bool
+	MaxAttempts   int // resolved: the state's own or the program's
+	MaxVisits     int // 0: unbounded
+	Timeout       time.Duration
+	OnTimeout     *State
+}
+
+// Transition is a compiled transition.
+type Transition struct {
+	Index       int
+	To          *State
+	Guard       *policy.Expr // nil for the default transition
+	When        string
+	Rollback    bool
+	Description string
+}
+
+// Arg is a compiled tool argument.
+type Arg struct {
+	Name string
+	Expr *policy.Expr
+}
+
+// Path is a dotted data path such as input.customer.name, split.
+type Path []string
+
+// ParsePath splits a dotted path; it does not validate it.
+func ParsePath(s string) Path { return strings.Split(s, ".") }
+
+func (p Path) String() string { return strings.Join(p, ".") }
+
+// Covers reports whether q equals p or lies below it.
+func (p Path) Covers(q Path) bool {
+	if len(q) < len(p) {
+		return false
+	}
+	for i := range p {
+		if p[i] != q[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// Problem is one reason a program was rejected.
+type Problem struct {
+	File   string
+	Line   int // position in the file; 0 when unknown
+	Column int
+	State  string // the state concerned, if any
+	Field  string // the field inside the state (or the program), e.g. transitions[1].when
+	// ExprLine and ExprColumn locate the problem inside an expression (1-based).
+	ExprLine   int
+	ExprColumn int
+	Message    string
+}
+
+func (p Problem) String() string {
+	var b strings.Builder
+	b.WriteString(p.File)
+	if p.Line > 0 {
+		fmt.Fprintf(&b, ":%d:%d", p.Line, p.Column)
+	}
+	b.WriteString(": ")
+	if p.State != "" {
+		fmt.Fprintf(&b, "state %s: ", p.State)
+	}
+	if p.Field != "" {
+		b.WriteString(p.Field)
+		if p.ExprLine > 0 {
+			fmt.Fprintf(&b, " (expression %d:%d)", p.ExprLine, p.ExprColumn)
+		}
+		b.WriteString(": ")
+	}
+	b.WriteString(p.Message)
+	return b.String()
+}
+
+// Error is returned when a program is invalid. It carries every problem,
+// sorted and stable.
+type Error struct {
+	File     string
+	Problems []Problem
+}
+
+func (e *Error) Error() string {
+	if len(e.Problems) == 1 {
+		return "invalid program: " + e.Problems[0].String()
+	}
+	lines := make([]string, len(e.Problems))
+	for i, p := range e.Problems {
+		lines[i] = "  " + p.String()
+	}
+	return fmt.Sprintf("invalid program %s: %d problems:\n%s", e.File, len(e.Problems), strings.Join(lines, "\n"))
+}
+
+// Code is the stable error code for an invalid program.
+func (e *Error) Code() string { return "invalid_program" }
+
+func sortProblems(ps []Problem) []Problem {
+	sort.SliceStable(ps, func(i, j int) bool {
+		a, b := ps[i], ps[j]
+		if a.File != b.File {
+			return a.File < b.File
+		}
+		if a.Line != b.Line {
+			return a.Line < b.Line
+		}
+		if a.Column != b.Column {
+			return a.Column < b.Column
+		}
+		if a.State != b.State {
+			return a.State < b.State
+		}
+		if a.Field != b.Field {
+			return a.Field < b.Field
+		}
+		if a.ExprLine != b.ExprLine {
+			return a.ExprLine < b.ExprLine
+		}
+		if a.ExprColumn != b.ExprColumn {
+			return a.ExprColumn < b.ExprColumn
+		}
+		return a.Message < b.Message
+	})
+	// Drop exact duplicates: two checks may notice the same fault.
+	out := ps[:0]
+	for i, p := range ps {
+		if i > 0 && p == ps[i-1] {
+			continue
+		}
+		out = append(out, p)
+	}
+	return out
+}

@@ -1,0 +1,206 @@
+// Package projection builds the views that each target may see of a run.
+//
+// Every view is built from an allowlist, never by deleting keys from a full
+// document: a field reaches a target only because a rule names it. The
+// model's task holds only the current state's view paths, its own
+// instructions and output schema, and the one counter it may see
+// (attempts_left). Guards, other states, limits, metrics, hashes and
+// governance data never reach it: that is evaluator blindness.
+package projection
+
+import (
+	"github.com/nano-vm/nano-vm-mcp/internal/program"
+)
+
+// Task is what the model (or the tool runner, or the approver) is asked to
+// compute for one bounded step. It is a public contract: the MCP step tool
+// returns it as is.
+type Task struct {
+	Seq          uint64         `json:"seq"`
+	State        string         `json:"state"`
+	Kind         string         `json:"kind"`
+	Instructions string         `json:"instructions,omitempty"`
+	Role         string         `json:"role,omitempty"`
+	View         map[string]any `json:"view"`
+	OutputSchema map[string]any `json:"output_schema"`
+	AttemptsLeft int            `json:"attempts_left"`
+	Tool         *ToolCall      `json:"tool,omitempty"`
+}
+
+// ToolCall is the tool target's view: the tool to run and the declared
+// arguments, nothing else.
+type ToolCall struct {
+	Name      string         `json:"name"`
+	Arguments map[string]any `json:"arguments"`
+}
+
+// Redacted is the marker an auditor sees in place of personal data.
+var Redacted = map[string]any{"$redacted": "personal_data"}
+
+// State is the part of a run the projections read.
+type State struct {
+	Input any            // the run input (decoded JSON)
+	Data  map[string]any // accepted outputs by state
+}
+
+// ForModel builds the task for state st. args are the evaluated tool
+// arguments (tool states only).
+func ForModel(p *program.Program, st *program.State, seq uint64, attemptsLeft int, s State, args map[string]any) *Task {
+	t := &Task{
+		Seq:          seq,
+		State:        st.Name,
+		Kind:         string(st.Kind),
+		Instructions: st.Instructions,
+		View:         View(p, st.View, s),
+		AttemptsLeft: attemptsLeft,
+	}
+	if st.Kind == program.KindApproval {
+		t.Role = st.Role
+	}
+	if st.Output != nil {
+		t.OutputSchema, _ = st.Output.Doc().(map[string]any)
+	}
+	if st.Kind == program.KindTool {
+		t.Tool = ForTool(st, args)
+	}
+	return t
+}
+
+// ForTool builds the tool target's view: only the declared arguments.
+func ForTool(st *program.State, args map[string]any) *ToolCall {
+	c := &ToolCall{Name: st.Tool, Arguments: make(map[string]any, len(st.Args))}
+	for _, a := range st.Args {
+		if v, ok := args[a.Name]; ok {
+			c.Arguments[a.Name] = v
+		}
+	}
+	return c
+}
+
+// View copies the allowlisted paths out of the run state into a fresh
+// document shaped like {"input": {...}, "data": {"state": {...}}}. A path
+// that is absent in the run is absent in the view. Personal data below a
+// listed path is copied only when the list names that personal-data path
+// itself.
+func View(p *program.Program, paths []program.Path, s State) map[string]any {
+	view := map[string]any{}
+	root := map[string]any{"input": s.Input, "data": anyMap(s.Data)}
+	for _, path := range paths {
+		v, ok := get(root, path)
+		if !ok {
+			continue
+		}
+		v = copyAllowed(p, paths, path, v)
+		put(view, path, v)
+	}
+	return view
+}
+
+// ForAuditor is the auditor's view of a run: everything the run holds, with
+// every personal-data value replaced by the Redacted marker.
+func ForAuditor(p *program.Program, s State) map[string]any {
+	root := map[string]any{"input": s.Input, "data": anyMap(s.Data)}
+	return redactCopy(p, nil, root).(map[string]any)
+}
+
+func anyMap(m map[string]any) any {
+	if m == nil {
+		return map[string]any{}
+	}
+	return m
+}
+
+func get(root map[string]any, path program.Path) (any, bool) {
+	var cur any = root
+	for _, seg := range path {
+		m, ok := cur.(map[string]any)
+		if !ok {
+			return nil, false
+		}
+		if cur, ok = m[seg]; !ok {
+			return nil, false
+		}
+	}
+	return cur, true
+}
+
+func put(root map[string]any, path program.Path, v any) {
+	cur := root
+	for _, seg := range path[:len(path)-1] {
+		next, ok := cur[seg].(map[string]any)
+		if !ok {
+			next = map[string]any{}
+			cur[seg] = next
+		}
+		cur = next
+	}
+	cur[path[len(path)-1]] = v
+}
+
+// copyAllowed deep-copies v (found at path), leaving out personal data that
+// the view does not name explicitly.
+func copyAllowed(p *program.Program, named []program.Path, path program.Path, v any) any {
+	if p.IsPII(path) && !contains(named, path) && !coveredByNamedPII(p, named, path) {
+		return nil
+	}
+	switch x := v.(type) {
+	case map[string]any:
+		out := make(map[string]any, len(x))
+		for k, c := range x {
+			child := append(path[:len(path):len(path)], k)
+			if p.IsPII(child) && !contains(named, child) && !coveredByNamedPII(p, named, child) {
+				continue
+			}
+			out[k] = copyAllowed(p, named, child, c)
+		}
+		return out
+	case []any:
+		out := make([]any, len(x))
+		for i, c := range x {
+			out[i] = copyAllowed(p, named, path, c)
+		}
+		return out
+	}
+	return v
+}
+
+// coveredByNamedPII: a view that names a personal-data path explicitly
+// grants everything below it.
+func coveredByNamedPII(p *program.Program, named []program.Path, path program.Path) bool {
+	for _, n := range named {
+		if n.Covers(path) && p.IsPII(n) {
+			return true
+		}
+	}
+	return false
+}
+
+func contains(list []program.Path, p program.Path) bool {
+	for _, q := range list {
+		if len(q) == len(p) && q.Covers(p) {
+			return true
+		}
+	}
+	return false
+}
+
+func redactCopy(p *program.Program, path program.Path, v any) any {
+	if len(path) > 0 && p.IsPII(path) {
+		return Redacted
+	}
+	switch x := v.(type) {
+	case map[string]any:
+		out := make(map[string]any, len(x))
+		for k, c := range x {
+			out[k] = redactCopy(p, append(path[:len(path):len(path)], k), c)
+		}
+		return out
+	case []any:
+		out := make([]any, len(x))
+		for i, c := range x {
+			out[i] = redactCopy(p, path, c)
+		}
+		return out
+	}
+	return v
+}

@@ -1,0 +1,53 @@
+package runtime
+
+import "fmt"
+
+// Code is a stable, machine-readable rejection code.
+type Code string
+
+// Rejection codes. Attempt codes are the submitter's own failures and count
+// against max_attempts; protocol codes (a lost response retried, the loser
+// of a race, a client confused about where the run is) never use up a run's
+// budget.
+const (
+	// Attempts.
+	CodeSchemaViolation  Code = "schema_violation"
+	CodeCapabilityDenied Code = "capability_denied"
+	CodeGuardDenied      Code = "guard_denied"
+
+	// Protocol rejections.
+	CodeStaleSeq           Code = "stale_seq"
+	CodeWrongState         Code = "wrong_state"
+	CodeDefinitionMismatch Code = "definition_mismatch"
+	CodeApprovalRequired   Code = "approval_required"
+	CodeRunFinished        Code = "run_finished"
+	CodeDeadlineExceeded   Code = "deadline_exceeded"
+	CodeInvalidInput       Code = "invalid_input"
+	CodeRunExists          Code = "run_exists"
+	CodeNoSuchRun          Code = "no_such_run"
+)
+
+// CountsAsAttempt reports whether a rejection with code c uses up an attempt.
+func (c Code) CountsAsAttempt() bool {
+	switch c {
+	case CodeSchemaViolation, CodeCapabilityDenied, CodeGuardDenied:
+		return true
+	}
+	return false
+}
+
+// Rejection is the typed error for an input the core refused. The events
+// returned beside it record the rejection; the run is otherwise unchanged.
+type Rejection struct {
+	Code    Code
+	Message string
+	Details []string // e.g. schema violations, one per line
+}
+
+func (r *Rejection) Error() string {
+	return fmt.Sprintf("%s: %s", r.Code, r.Message)
+}
+
+func reject(code Code, format string, args ...any) *Rejection {
+	return &Rejection{Code: code, Message: fmt.Sprintf(format, args...)}
+}

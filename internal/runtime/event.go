@@ -1,0 +1,121 @@
+package runtime
+
+import (
+	"github.com/nano-vm/nano-vm-mcp/internal/projection"
+)
+
+// EventType names what an event records.
+type EventType string
+
+// Event types. Every input to a run and every outcome of it is an event.
+const (
+	EventRunStarted         EventType = "run_started"
+	EventTaskIssued         EventType = "task_issued"
+	EventGuardEvaluated     EventType = "guard_evaluated"
+	EventSubmissionAccepted EventType = "submission_accepted"
+	EventSubmissionRejected EventType = "submission_rejected"
+	EventTaskExpired        EventType = "task_expired"
+	EventTransitioned       EventType = "transitioned"
+	EventRunFinished        EventType = "run_finished"
+)
+
+// Event is one entry of a run's trace. Exactly one of the payload pointers
+// is set, matching Type. Field names are a public contract: receipts and
+// independent verifiers read them.
+type Event struct {
+	RunID string    `json:"run_id"`
+	Index uint64    `json:"index"` // position in the run's trace, from 0
+	Type  EventType `json:"type"`
+	At    string    `json:"at"`              // RFC 3339 UTC, from the injected clock
+	Seq   uint64    `json:"seq,omitempty"`   // the task this event belongs to
+	State string    `json:"state,omitempty"` // the state the run was in
+
+	Started    *Started          `json:"started,omitempty"`
+	Task       *projection.Task  `json:"task,omitempty"`
+	Guard      *GuardEvaluation  `json:"guard,omitempty"`
+	Submission *Submission       `json:"submission,omitempty"`
+	Rejection  *RejectionRecord  `json:"rejection,omitempty"`
+	Expiry     *Expiry           `json:"expiry,omitempty"`
+	Transition *TransitionRecord `json:"transition,omitempty"`
+	Finished   *Finished         `json:"finished,omitempty"`
+}
+
+// ProgramRef identifies the exact program a run is pinned to.
+type ProgramRef struct {
+	Name           string `json:"name"`
+	Version        string `json:"version"`
+	DefinitionHash string `json:"definition_hash"`
+}
+
+// Started records a run's start.
+type Started struct {
+	Program   ProgramRef `json:"program"`
+	Runtime   string     `json:"runtime_version"`
+	CEL       string     `json:"cel_version"`
+	Principal string     `json:"principal,omitempty"`
+	Input     any        `json:"input"`
+}
+
+// GuardEvaluation records one guard evaluated while choosing a transition.
+type GuardEvaluation struct {
+	Transition int    `json:"transition"` // index in the state's transitions
+	To         string `json:"to"`
+	Expression string `json:"expression"`
+	Result     bool   `json:"result"`
+	Cost       uint64 `json:"cost"`
+	Error      string `json:"error,omitempty"` // an erroring guard does not hold
+}
+
+// Actor says who submitted.
+type Actor string
+
+// Actors.
+const (
+	ActorModel Actor = "model"
+	ActorTool  Actor = "tool"
+	ActorHuman Actor = "human"
+)
+
+// Submission records an accepted submission.
+type Submission struct {
+	Actor     Actor  `json:"actor"`
+	Principal string `json:"principal,omitempty"`
+	Output    any    `json:"output"`
+}
+
+// RejectionRecord records a refused input.
+type RejectionRecord struct {
+	Code         Code     `json:"code"`
+	Message      string   `json:"message"`
+	Details      []string `json:"details,omitempty"`
+	Counted      bool     `json:"counted"`  // it used up an attempt
+	Attempts     int      `json:"attempts"` // attempts used in this visit, after it
+	Actor        Actor    `json:"actor,omitempty"`
+	Principal    string   `json:"principal,omitempty"`
+	ClaimedSeq   uint64   `json:"claimed_seq,omitempty"`
+	ClaimedState string   `json:"claimed_state,omitempty"`
+	ClaimedTool  string   `json:"claimed_tool,omitempty"`
+	Output       any      `json:"output,omitempty"`
+}
+
+// Expiry records a task whose timeout passed.
+type Expiry struct {
+	Deadline string `json:"deadline"`
+}
+
+// TransitionRecord records a hop between states.
+type TransitionRecord struct {
+	From       string   `json:"from"`
+	To         string   `json:"to"`
+	Transition int      `json:"transition"` // index in From's transitions; -1 for a timeout edge
+	Cause      string   `json:"cause"`      // guard, default or timeout
+	Rollback   bool     `json:"rollback,omitempty"`
+	Cleared    []string `json:"cleared,omitempty"` // states whose data a rollback cleared
+}
+
+// Finished records the end of a run.
+type Finished struct {
+	Status  Status `json:"status"`
+	Outcome string `json:"outcome"`
+	Reason  string `json:"reason,omitempty"`
+}

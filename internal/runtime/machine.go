@@ -1,0 +1,432 @@
+package runtime
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/nano-vm/nano-vm-mcp/internal/jsonvalue"
+	"github.com/nano-vm/nano-vm-mcp/internal/policy"
+	"github.com/nano-vm/nano-vm-mcp/internal/program"
+	"github.com/nano-vm/nano-vm-mcp/internal/projection"
+	"github.com/nano-vm/nano-vm-mcp/internal/schema"
+)
+
+// Version is the runtime's version, recorded at every run start. Builds
+// set it with -ldflags "-X github.com/nano-vm/nano-vm-mcp/internal/runtime.Version=...".
+var Version = "0.1.0-dev"
+
+// Input is something that happens to a run: the only way its state changes.
+type Input interface{ isInput() }
+
+// Start begins a run. The shell supplies the id and the time.
+type Start struct {
+	RunID     string
+	Principal string
+	Input     any // decoded JSON
+	Size      int // bytes of the input as received, checked against max_document_bytes
+	At        time.Time
+}
+
+// Submit answers the open llm or tool task. State, Tool and DefinitionHash
+// are optional claims; each one given is checked.
+type Submit struct {
+	Seq            uint64
+	State          string
+	Tool           string
+	DefinitionHash string
+	Actor          Actor // ActorModel or ActorTool; empty means ActorModel
+	Principal      string
+	Output         any // decoded JSON
+	Size           int // bytes of the output as received, checked against max_document_bytes
+	At             time.Time
+}
+
+// Decide answers an open approval task with the decision form.
+type Decide struct {
+	Seq       uint64
+	State     string
+	Role      string // the approver's role; must match the state's role
+	Principal string
+	Decision  any // decoded JSON
+	Size      int // bytes of the decision as received
+	At        time.Time
+}
+
+// Cancel ends a running run.
+type Cancel struct {
+	Principal string
+	Reason    string
+	At        time.Time
+}
+
+// Tick tells the run what time it is, so that an expired task times out
+// even when nobody submits.
+type Tick struct{ At time.Time }
+
+func (Start) isInput()  {}
+func (Submit) isInput() {}
+func (Decide) isInput() {}
+func (Cancel) isInput() {}
+func (Tick) isInput()   {}
+
+// Result is what Apply produced.
+type Result struct {
+	Events []Event
+	// Run is the run after the events, the same as folding them into the
+	// run Apply was given. The caller adopts it once the events are durable.
+	Run *Run
+	// Duplicate is set when the input repeated the last accepted submission
+	// exactly: no events, and the original answer stands (see Accepted).
+	Duplicate bool
+}
+
+// Apply is the deterministic core: (program, run, input) → events. It does
+// no I/O and reads no clock; the same arguments give byte-identical events.
+// run is not modified; pass nil for Start. A refused input gives a
+// *Rejection error together with the events that record it.
+func Apply(p *program.Program, run *Run, in Input) (Result, error) {
+	m := &machine{p: p}
+	if s, ok := in.(Start); ok {
+		if run != nil {
+			return Result{}, reject(CodeRunExists, "run %s has already started", run.ID)
+		}
+		m.r = &Run{NextIndex: 0}
+		m.at = stamp(s.At)
+		return m.start(s)
+	}
+	if run == nil {
+		return Result{}, reject(CodeNoSuchRun, "the run has not started")
+	}
+	m.r = run.clone()
+	switch in := in.(type) {
+	case Submit:
+		m.at = stamp(in.At)
+		return m.submit(in.At, answer{seq: in.Seq, state: in.State, tool: in.Tool, hash: in.DefinitionHash, actor: actorOr(in.Actor), principal: in.Principal, output: in.Output, size: in.Size})
+	case Decide:
+		m.at = stamp(in.At)
+		return m.submit(in.At, answer{seq: in.Seq, state: in.State, role: in.Role, decide: true, actor: ActorHuman, principal: in.Principal, output: in.Decision, size: in.Size})
+	case Cancel:
+		m.at = stamp(in.At)
+		m.seq = m.r.Seq
+		if m.r.Finished() {
+			return m.rejected(reject(CodeRunFinished, "the run has already finished (%s)", m.r.Status), answer{actor: ActorHuman, principal: in.Principal})
+		}
+		reason := "cancelled"
+		if in.Reason != "" {
+			reason = "cancelled: " + in.Reason
+		}
+		m.finish(StatusCancelled, program.OutcomeCancelled, reason)
+		return m.result(), nil
+	case Tick:
+		m.at = stamp(in.At)
+		m.expireIfDue(in.At)
+		return m.result(), nil
+	}
+	return Result{}, fmt.Errorf("runtime: unknown input %T", in)
+}
+
+func actorOr(a Actor) Actor {
+	if a == "" {
+		return ActorModel
+	}
+	return a
+}
+
+// sameJSON reports whether two decoded values have the same canonical JSON:
+// an exact duplicate, whatever number spelling or key order it arrived in.
+func sameJSON(a, b any) bool {
+	ca, errA := jsonvalue.Canonical(a)
+	cb, errB := jsonvalue.Canonical(b)
+	return errA == nil && errB == nil && string(ca) == string(cb)
+}
+
+func stamp(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
+
+// machine holds one Apply: a scratch copy of the run that the emitted
+// events are folded into as they are produced, so that later decisions in
+// the same Apply see their effect.
+type machine struct {
+	p      *program.Program
+	r      *Run
+	at     string
+	seq    uint64 // the open task when the input arrived
+	events []Event
+}
+
+func (m *machine) emit(e Event) {
+	e.RunID = m.r.ID
+	e.Index = m.r.NextIndex
+	e.At = m.at
+	if e.State == "" {
+		e.State = m.r.State
+	}
+	m.events = append(m.events, e)
+	if err := m.r.apply(m.p, &m.events[len(m.events)-1]); err != nil {
+		// The core only emits events it can fold; anything else is a bug.
+		panic("runtime: core emitted an unfoldable event: " + err.Error())
+	}
+}
+
+func (m *machine) result() Result { return Result{Events: m.events, Run: m.r} }
+
+func (m *machine) start(s Start) (Result, error) {
+	if limit := m.p.Limits.MaxDocumentBytes; s.Size > limit {
+		return Result{}, reject(CodeInvalidInput, "the run input is %d bytes; the limit is %d", s.Size, limit)
+	}
+	if vs := m.p.Input.Validate(s.Input); len(vs) > 0 {
+		return Result{}, &Rejection{Code: CodeInvalidInput, Message: "the run input does not match the program's input_schema", Details: violations(vs)}
+	}
+	m.r.ID = s.RunID
+	m.r.State = m.p.Initial.Name
+	m.emit(Event{Type: EventRunStarted, Started: &Started{
+		Program:   ProgramRef{Name: m.p.Name, Version: m.p.Version, DefinitionHash: m.p.Hash},
+		Runtime:   Version,
+		CEL:       policy.Version(),
+		Principal: s.Principal,
+		Input:     s.Input,
+	}})
+	m.enter(m.p.Initial)
+	return m.result(), nil
+}
+
+// answer is a Submit or Decide, normalised.
+type answer struct {
+	seq       uint64
+	state     string
+	tool      string
+	role      string
+	hash      string
+	decide    bool
+	actor     Actor
+	principal string
+	output    any
+	size      int
+}
+
+func (m *machine) submit(now time.Time, a answer) (Result, error) {
+	r := m.r
+	m.seq = r.Seq
+	if a.hash != "" && a.hash != r.Program.DefinitionHash {
+		return m.rejected(reject(CodeDefinitionMismatch, "the run is pinned to %s; the submission names %s", r.Program.DefinitionHash, a.hash), a)
+	}
+	// A lost response retried: the original answer stands, even when that
+	// answer finished the run.
+	if l := r.Last; l != nil && a.seq == l.Seq && (a.state == "" || a.state == l.State) && sameJSON(a.output, l.Output) {
+		return Result{Run: r, Duplicate: true}, nil
+	}
+	if r.Finished() {
+		return m.rejected(reject(CodeRunFinished, "the run has already finished (%s, %s)", r.Status, r.Outcome), a)
+	}
+	if a.seq != r.Seq {
+		return m.rejected(reject(CodeStaleSeq, "the open task is seq %d; the submission answers seq %d", r.Seq, a.seq), a)
+	}
+	if a.state != "" && a.state != r.State {
+		return m.rejected(reject(CodeWrongState, "the run is at %s, not %s", r.State, a.state), a)
+	}
+	st := m.p.States[r.State]
+	if !r.Deadline.IsZero() && !now.Before(r.Deadline) {
+		m.expireIfDue(now)
+		return m.rejected(reject(CodeDeadlineExceeded, "the task's deadline %s has passed", stamp(r.Deadline)), a)
+	}
+	switch {
+	case st.Kind == program.KindApproval && !a.decide:
+		return m.rejected(reject(CodeApprovalRequired, "state %s needs a human decision from role %s; it cannot be answered by a step", st.Name, st.Role), a)
+	case st.Kind != program.KindApproval && a.decide:
+		return m.rejected(reject(CodeWrongState, "state %s is not awaiting an approval", st.Name), a)
+	case a.decide && a.role != st.Role:
+		return m.rejected(reject(CodeCapabilityDenied, "state %s needs role %s, not %q", st.Name, st.Role, a.role), a)
+	case a.tool != "" && st.Kind != program.KindTool:
+		return m.rejected(reject(CodeCapabilityDenied, "the task grants no tool; the submission claims tool %q", a.tool), a)
+	case a.tool != "" && a.tool != st.Tool:
+		return m.rejected(reject(CodeCapabilityDenied, "the task grants tool %s, not %q", st.Tool, a.tool), a)
+	}
+	if limit := m.p.Limits.MaxDocumentBytes; a.size > limit {
+		return m.rejected(reject(CodeSchemaViolation, "the output is %d bytes; the limit is %d", a.size, limit), a)
+	}
+	if vs := st.Output.Validate(a.output); len(vs) > 0 {
+		rej := reject(CodeSchemaViolation, "the output does not match the output_schema of %s", st.Name)
+		rej.Details = violations(vs)
+		return m.rejected(rej, a)
+	}
+	converted := st.Output.Root.Convert(a.output)
+	t, guards := m.choose(st, converted)
+	if t == nil {
+		for _, g := range guards {
+			m.emit(Event{Type: EventGuardEvaluated, Seq: r.Seq, Guard: g})
+		}
+		return m.rejected(reject(CodeGuardDenied, "the output satisfies no transition of %s", st.Name), a)
+	}
+	m.emit(Event{Type: EventSubmissionAccepted, Seq: r.Seq, Submission: &Submission{Actor: a.actor, Principal: a.principal, Output: a.output}})
+	for _, g := range guards {
+		m.emit(Event{Type: EventGuardEvaluated, Seq: m.r.Seq, Guard: g})
+	}
+	m.take(st, t, causeOf(t))
+	return m.result(), nil
+}
+
+// rejected records a refused answer and, when it used up the last attempt,
+// ends the run.
+func (m *machine) rejected(rej *Rejection, a answer) (Result, error) {
+	counted := rej.Code.CountsAsAttempt() && !m.r.Finished()
+	attempts := m.r.Attempts
+	if counted {
+		attempts++
+	}
+	m.emit(Event{Type: EventSubmissionRejected, Seq: m.seq, Rejection: &RejectionRecord{
+		Code: rej.Code, Message: rej.Message, Details: rej.Details, Counted: counted, Attempts: attempts,
+		Actor: a.actor, Principal: a.principal, ClaimedSeq: a.seq, ClaimedState: a.state, ClaimedTool: a.tool, Output: a.output,
+	}})
+	if counted {
+		if st := m.p.States[m.r.State]; attempts >= st.MaxAttempts {
+			m.finish(StatusFailed, program.OutcomeFailed, fmt.Sprintf("%s: %d rejected submissions at %s", ReasonAttemptsExhausted, attempts, st.Name))
+		}
+	}
+	return m.result(), rej
+}
+
+// choose picks the first transition whose guard holds, with the evaluation
+// evidence. output is nil in decision states.
+func (m *machine) choose(st *program.State, output any) (*program.Transition, []*GuardEvaluation) {
+	vars := policy.Vars{Input: m.r.Input, Data: m.r.Data, Output: output}
+	var evidence []*GuardEvaluation
+	for _, t := range st.Transitions {
+		if t.Guard == nil {
+			return t, evidence
+		}
+		ok, res, err := t.Guard.EvalBool(vars)
+		g := &GuardEvaluation{Transition: t.Index, To: t.To.Name, Expression: t.When, Result: ok && err == nil, Cost: res.Cost}
+		if err != nil {
+			g.Error = err.Error()
+		}
+		evidence = append(evidence, g)
+		if g.Result {
+			return t, evidence
+		}
+	}
+	return nil, evidence
+}
+
+func causeOf(t *program.Transition) string {
+	if t.Guard == nil {
+		return "default"
+	}
+	return "guard"
+}
+
+// take follows t out of from, unless a limit forbids it, then enters the
+// target.
+func (m *machine) take(from *program.State, t *program.Transition, cause string) {
+	m.hop(from, t.To, t.Index, t.Rollback, cause)
+}
+
+func (m *machine) hop(from, to *program.State, index int, rollback bool, cause string) {
+	r, lim := m.r, m.p.Limits
+	switch {
+	case r.Steps >= lim.MaxSteps:
+		m.finish(StatusFailed, program.OutcomeFailed, fmt.Sprintf("%s: max_steps %d reached at %s", ReasonBudgetExceeded, lim.MaxSteps, from.Name))
+		return
+	case rollback && r.Rollbacks >= lim.MaxRollbacks:
+		m.finish(StatusFailed, program.OutcomeFailed, fmt.Sprintf("%s: max_rollbacks %d reached at %s", ReasonRollbackBudgetExceeded, lim.MaxRollbacks, from.Name))
+		return
+	case to.MaxVisits > 0 && r.Visits[to.Name] >= to.MaxVisits:
+		m.finish(StatusFailed, program.OutcomeFailed, fmt.Sprintf("%s: %s entered %d times", ReasonVisitBudgetExceeded, to.Name, r.Visits[to.Name]))
+		return
+	}
+	rec := &TransitionRecord{From: from.Name, To: to.Name, Transition: index, Cause: cause, Rollback: rollback}
+	if rollback {
+		rec.Cleared = clearedBy(r.Path, to.Name, r.Data)
+	}
+	m.emit(Event{Type: EventTransitioned, Seq: r.Seq, Transition: rec})
+	m.enter(to)
+}
+
+// clearedBy lists the states with data that were visited after the last
+// visit of target, sorted: a rollback to target clears them.
+func clearedBy(path []string, target string, data map[string]any) []string {
+	last := -1
+	for i, s := range path {
+		if s == target {
+			last = i
+		}
+	}
+	seen := map[string]bool{}
+	var out []string
+	for _, s := range path[last+1:] {
+		if _, has := data[s]; has && !seen[s] && s != target {
+			seen[s] = true
+			out = append(out, s)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// enter runs the state the run has just entered: a terminal ends the run, a
+// decision routes on, anything else issues the next task.
+func (m *machine) enter(st *program.State) {
+	switch st.Kind {
+	case program.KindTerminal:
+		m.finish(StatusCompleted, st.Outcome, "")
+	case program.KindDecision:
+		t, guards := m.choose(st, nil)
+		for _, g := range guards {
+			m.emit(Event{Type: EventGuardEvaluated, Seq: m.r.Seq, Guard: g})
+		}
+		m.take(st, t, causeOf(t)) // the validator guarantees a default
+	default:
+		m.issue(st)
+	}
+}
+
+func (m *machine) issue(st *program.State) {
+	state := projection.State{Input: m.r.Input, Data: m.r.Data}
+	var args map[string]any
+	if st.Kind == program.KindTool {
+		args = make(map[string]any, len(st.Args))
+		vars := policy.Vars{Input: m.r.Input, Data: m.r.Data}
+		for _, a := range st.Args {
+			v, err := a.Expr.Eval(vars)
+			if err != nil {
+				m.finish(StatusFailed, program.OutcomeFailed, fmt.Sprintf("%s: argument %s of %s: %v", ReasonArgumentError, a.Name, st.Name, err))
+				return
+			}
+			args[a.Name] = v
+		}
+	}
+	seq := m.r.Seq + 1
+	task := projection.ForModel(m.p, st, seq, st.MaxAttempts, state, args)
+	m.emit(Event{Type: EventTaskIssued, Seq: seq, State: st.Name, Task: task})
+}
+
+// expireIfDue times out the open task when now has reached its deadline.
+func (m *machine) expireIfDue(now time.Time) {
+	r := m.r
+	if r.Finished() || r.Deadline.IsZero() || now.Before(r.Deadline) {
+		return
+	}
+	st := m.p.States[r.State]
+	m.emit(Event{Type: EventTaskExpired, Seq: r.Seq, Expiry: &Expiry{Deadline: stamp(r.Deadline)}})
+	if st.OnTimeout == nil {
+		m.finish(StatusFailed, program.OutcomeFailed, fmt.Sprintf("%s: %s was not answered within %s", ReasonTimeout, st.Name, st.Timeout))
+		return
+	}
+	m.hop(st, st.OnTimeout, -1, false, "timeout")
+}
+
+func (m *machine) finish(status Status, outcome, reason string) {
+	m.emit(Event{Type: EventRunFinished, Seq: m.r.Seq, Finished: &Finished{Status: status, Outcome: outcome, Reason: reason}})
+}
+
+func violations(vs []schema.Violation) []string {
+	out := make([]string, len(vs))
+	for i, v := range vs {
+		path := v.Path
+		if path == "" {
+			path = "/"
+		}
+		out[i] = strings.TrimSpace(path + ": " + v.Message)
+	}
+	return out
+}

@@ -1,0 +1,171 @@
+package runtime
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+	"time"
+
+	"github.com/nano-vm/nano-vm-mcp/internal/program"
+	"github.com/nano-vm/nano-vm-mcp/internal/projection"
+)
+
+// Status is where a run stands.
+type Status string
+
+// Run statuses.
+const (
+	StatusRunning   Status = "running"
+	StatusCompleted Status = "completed" // reached a terminal state
+	StatusFailed    Status = "failed"    // a limit or a runtime rule ended it
+	StatusCancelled Status = "cancelled"
+)
+
+// Failure reasons recorded when the runtime ends a run.
+const (
+	ReasonBudgetExceeded         = "budget_exceeded"
+	ReasonRollbackBudgetExceeded = "rollback_budget_exceeded"
+	ReasonVisitBudgetExceeded    = "visit_budget_exceeded"
+	ReasonAttemptsExhausted      = "attempts_exhausted"
+	ReasonTimeout                = "timeout"
+	ReasonArgumentError          = "argument_error"
+)
+
+// Run is the state of one run: the fold of its events, and nothing else.
+type Run struct {
+	ID        string
+	Program   ProgramRef
+	Principal string
+	Input     any // converted per the input schema (CEL-ready)
+
+	Status  Status
+	Outcome string
+	Reason  string
+
+	State     string
+	Seq       uint64 // the current (or last) task's sequence number
+	NextIndex uint64 // index of the next event
+
+	Data     map[string]any // accepted outputs by state, converted per schema
+	Path     []string       // every state entered, in order
+	Visits   map[string]int
+	Attempts int // counted rejections in the current visit
+
+	Steps      int
+	Rollbacks  int
+	Rejections int // every rejection, counted or not
+
+	Task     *projection.Task // the open task, nil when none
+	Deadline time.Time        // of the open task; zero when it has no timeout
+	Last     *Accepted        // the last accepted submission
+
+	StartedAt, UpdatedAt string
+}
+
+// Accepted remembers the last accepted submission, so that an exact
+// duplicate can get the original answer back: the answer is the trace from
+// Index up to and including the next task_issued or run_finished event.
+type Accepted struct {
+	Seq    uint64
+	State  string
+	Output any // as submitted (decoded JSON)
+	Index  uint64
+}
+
+// Finished reports whether the run has ended.
+func (r *Run) Finished() bool { return r.Status != "" && r.Status != StatusRunning }
+
+// clone copies r deeply enough that folding into the copy leaves r alone.
+// Values inside Data are immutable once stored, so they are shared.
+func (r *Run) clone() *Run {
+	c := *r
+	c.Data = maps.Clone(r.Data)
+	c.Path = slices.Clip(r.Path)
+	c.Visits = maps.Clone(r.Visits)
+	return &c
+}
+
+// Fold rebuilds a run from its events. Replay and recovery use it.
+func Fold(p *program.Program, events []Event) (*Run, error) {
+	r := &Run{}
+	for i := range events {
+		if err := r.apply(p, &events[i]); err != nil {
+			return nil, err
+		}
+	}
+	return r, nil
+}
+
+// apply folds one event into r.
+func (r *Run) apply(p *program.Program, e *Event) error {
+	if e.Index != r.NextIndex {
+		return fmt.Errorf("event %d out of order: expected index %d", e.Index, r.NextIndex)
+	}
+	r.NextIndex++
+	r.UpdatedAt = e.At
+	switch e.Type {
+	case EventRunStarted:
+		s := e.Started
+		r.ID, r.Program, r.Principal = e.RunID, s.Program, s.Principal
+		r.Input = p.Input.Root.Convert(s.Input)
+		r.Status = StatusRunning
+		r.State = p.Initial.Name
+		r.Data = map[string]any{}
+		r.Visits = map[string]int{p.Initial.Name: 1}
+		r.Path = []string{p.Initial.Name}
+		r.StartedAt = e.At
+	case EventTaskIssued:
+		r.Seq = e.Seq
+		r.Task = e.Task
+		r.Attempts = 0
+		r.Deadline = time.Time{}
+		if st := p.States[e.State]; st != nil && st.Timeout > 0 {
+			at, err := time.Parse(time.RFC3339Nano, e.At)
+			if err != nil {
+				return fmt.Errorf("event %d: bad time %q", e.Index, e.At)
+			}
+			r.Deadline = at.Add(st.Timeout)
+		}
+	case EventGuardEvaluated, EventTaskExpired:
+		// Evidence only.
+	case EventSubmissionAccepted:
+		st := p.States[e.State]
+		if st == nil || st.Output == nil {
+			return fmt.Errorf("event %d: state %q takes no submission", e.Index, e.State)
+		}
+		r.Data[e.State] = st.Output.Root.Convert(e.Submission.Output)
+		r.Last = &Accepted{Seq: e.Seq, State: e.State, Output: e.Submission.Output, Index: e.Index}
+		r.Task = nil
+	case EventSubmissionRejected:
+		r.Rejections++
+		if e.Rejection.Counted {
+			r.Attempts++
+			if r.Task != nil {
+				t := *r.Task // the issued task in the trace stays as it was
+				t.AttemptsLeft--
+				r.Task = &t
+			}
+		}
+	case EventTransitioned:
+		t := e.Transition
+		if t.Rollback {
+			r.Rollbacks++
+			for _, s := range t.Cleared {
+				delete(r.Data, s)
+			}
+		}
+		r.Steps++
+		r.Task = nil
+		r.Deadline = time.Time{}
+		r.State = t.To
+		r.Path = append(r.Path, t.To)
+		r.Visits[t.To]++
+	case EventRunFinished:
+		r.Status, r.Outcome, r.Reason = e.Finished.Status, e.Finished.Outcome, e.Finished.Reason
+		r.Task = nil
+		r.Deadline = time.Time{}
+	default:
+		return fmt.Errorf("event %d: unknown type %q", e.Index, e.Type)
+	}
+	return nil
+}

@@ -1,0 +1,406 @@
+package runtime
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/nano-vm/nano-vm-mcp/internal/jsonvalue"
+	"github.com/nano-vm/nano-vm-mcp/internal/program"
+	"github.com/nano-vm/nano-vm-mcp/internal/projection"
+	"github.com/nano-vm/nano-vm-mcp/internal/tracestore"
+)
+
+// Service is the imperative shell around the core: it loads a run, calls
+// Apply, appends the events atomically and only then answers. It owns the
+// clock, id generation and storage, all injected through Options.
+type Service struct {
+	store tracestore.Store
+	clock func() time.Time
+	newID func() string
+	log   *zap.Logger
+
+	mu       sync.Mutex
+	programs map[string]*program.Program // by definition hash
+	latest   map[string]*program.Program // by name: the program start_run uses
+	sources  map[string][]byte           // by definition hash
+	runs     map[string]*liveRun
+}
+
+// liveRun serialises the inputs of one run within this process; the store's
+// append check settles races between processes.
+type liveRun struct {
+	mu  sync.Mutex
+	run *Run // nil until loaded
+	p   *program.Program
+}
+
+// Options configure a Service. Zero values pick production defaults.
+type Options struct {
+	Store tracestore.Store // default: a new in-memory store
+	Clock func() time.Time // default: time.Now
+	NewID func() string    // default: 128 random bits, hex
+	Log   *zap.Logger      // default: no logging
+}
+
+// NewService returns a Service.
+func NewService(o Options) *Service {
+	if o.Store == nil {
+		o.Store = tracestore.NewMemory()
+	}
+	if o.Clock == nil {
+		o.Clock = time.Now
+	}
+	if o.NewID == nil {
+		o.NewID = randomID
+	}
+	if o.Log == nil {
+		o.Log = zap.NewNop()
+	}
+	return &Service{
+		store: o.Store, clock: o.Clock, newID: o.NewID, log: o.Log,
+		programs: map[string]*program.Program{},
+		latest:   map[string]*program.Program{},
+		sources:  map[string][]byte{},
+		runs:     map[string]*liveRun{},
+	}
+}
+
+// jsonSize is the size of v as canonical JSON, for callers that did not
+// see the bytes it arrived as.
+func jsonSize(v any) int {
+	c, err := jsonvalue.Canonical(v)
+	if err != nil {
+		return 0
+	}
+	return len(c)
+}
+
+func randomID() string {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic("runtime: no randomness: " + err.Error())
+	}
+	return "run_" + hex.EncodeToString(b[:])
+}
+
+// AddProgram registers a loaded program and its source. Runs started
+// afterwards by name use it; runs pinned to an earlier definition keep
+// theirs.
+func (s *Service) AddProgram(ctx context.Context, p *program.Program, source []byte) error {
+	if err := s.store.PutProgram(ctx, p.Hash, source); err != nil {
+		return fmt.Errorf("store program %s: %w", p.Name, err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.programs[p.Hash] = p
+	s.latest[p.Name] = p
+	s.sources[p.Hash] = bytes.Clone(source)
+	return nil
+}
+
+// Programs lists the registered programs by name.
+func (s *Service) Programs() []*program.Program {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]*program.Program, 0, len(s.latest))
+	for _, p := range s.latest {
+		out = append(out, p)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// programByHash finds a pinned program, loading its stored source if this
+// process has not seen it (a run started before the program file changed).
+func (s *Service) programByHash(ctx context.Context, hash string) (*program.Program, error) {
+	s.mu.Lock()
+	p := s.programs[hash]
+	s.mu.Unlock()
+	if p != nil {
+		return p, nil
+	}
+	src, err := s.store.Program(ctx, hash)
+	if err != nil {
+		return nil, fmt.Errorf("program %s: %w", hash, err)
+	}
+	p, err = program.Load("stored:"+hash, src)
+	if err != nil {
+		return nil, err
+	}
+	if p.Hash != hash {
+		return nil, fmt.Errorf("stored program %s hashes to %s", hash, p.Hash)
+	}
+	s.mu.Lock()
+	s.programs[hash] = p
+	s.mu.Unlock()
+	return p, nil
+}
+
+// Hop is one transition as clients see it.
+type Hop struct {
+	From     string `json:"from"`
+	To       string `json:"to"`
+	Cause    string `json:"cause"`
+	Rollback bool   `json:"rollback,omitempty"`
+}
+
+// Answer is what an input produced, in the shape tools and the CLI report.
+type Answer struct {
+	RunID       string           `json:"run_id"`
+	Status      Status           `json:"status"`
+	State       string           `json:"state"`
+	Seq         uint64           `json:"seq"`
+	Transition  *Hop             `json:"transition,omitempty"` // the first hop taken
+	Transitions []Hop            `json:"transitions,omitempty"`
+	Task        *projection.Task `json:"task,omitempty"`
+	Outcome     string           `json:"outcome,omitempty"`
+	Reason      string           `json:"reason,omitempty"`
+	Duplicate   bool             `json:"duplicate,omitempty"`
+}
+
+// Start begins a run of the named program.
+func (s *Service) Start(ctx context.Context, programName string, input any, principal string) (Answer, error) {
+	s.mu.Lock()
+	p := s.latest[programName]
+	s.mu.Unlock()
+	if p == nil {
+		return Answer{}, reject(CodeNoSuchRun, "no program named %q", programName)
+	}
+	id := s.newID()
+	res, err := Apply(p, nil, Start{RunID: id, Principal: principal, Input: input, Size: jsonSize(input), At: s.clock()})
+	if err != nil {
+		return Answer{}, err
+	}
+	lr := &liveRun{p: p}
+	lr.mu.Lock()
+	defer lr.mu.Unlock()
+	s.mu.Lock()
+	if _, dup := s.runs[id]; dup {
+		s.mu.Unlock()
+		return Answer{}, reject(CodeRunExists, "run id %s is taken", id)
+	}
+	s.runs[id] = lr
+	s.mu.Unlock()
+	if err := s.append(ctx, id, res.Events); err != nil {
+		s.mu.Lock()
+		delete(s.runs, id)
+		s.mu.Unlock()
+		return Answer{}, err
+	}
+	lr.run = res.Run
+	s.log.Info("run started", zap.String("run_id", id), zap.String("program", p.Name), zap.String("definition_hash", p.Hash))
+	return answerFrom(res.Run, res.Events), nil
+}
+
+// Submit answers a run's open llm or tool task.
+func (s *Service) Submit(ctx context.Context, runID string, in Submit) (Answer, error) {
+	in.At = s.clock()
+	if in.Size == 0 {
+		in.Size = jsonSize(in.Output)
+	}
+	return s.apply(ctx, runID, in)
+}
+
+// Decide answers a run's open approval task.
+func (s *Service) Decide(ctx context.Context, runID string, in Decide) (Answer, error) {
+	in.At = s.clock()
+	if in.Size == 0 {
+		in.Size = jsonSize(in.Decision)
+	}
+	return s.apply(ctx, runID, in)
+}
+
+// Cancel ends a run.
+func (s *Service) Cancel(ctx context.Context, runID, principal, reason string) (Answer, error) {
+	return s.apply(ctx, runID, Cancel{Principal: principal, Reason: reason, At: s.clock()})
+}
+
+// Tick times out the run's open task if its deadline has passed.
+func (s *Service) Tick(ctx context.Context, runID string) (Answer, error) {
+	return s.apply(ctx, runID, Tick{At: s.clock()})
+}
+
+// Get returns a snapshot of the run.
+func (s *Service) Get(ctx context.Context, runID string) (*Run, *program.Program, error) {
+	lr, err := s.live(ctx, runID)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer lr.mu.Unlock()
+	return lr.run.clone(), lr.p, nil
+}
+
+// Events returns the run's trace, decoded.
+func (s *Service) Events(ctx context.Context, runID string) ([]Event, error) {
+	recs, err := s.store.Load(ctx, runID)
+	if err != nil {
+		if errors.Is(err, tracestore.ErrNotFound) {
+			return nil, reject(CodeNoSuchRun, "no run %s", runID)
+		}
+		return nil, err
+	}
+	return DecodeEvents(recs)
+}
+
+func (s *Service) apply(ctx context.Context, runID string, in Input) (Answer, error) {
+	lr, err := s.live(ctx, runID)
+	if err != nil {
+		return Answer{}, err
+	}
+	defer lr.mu.Unlock()
+	res, applyErr := Apply(lr.p, lr.run, in)
+	if res.Duplicate {
+		return s.originalAnswer(ctx, lr.run)
+	}
+	if len(res.Events) > 0 {
+		if err := s.append(ctx, runID, res.Events); err != nil {
+			if errors.Is(err, tracestore.ErrConflict) {
+				// Another process moved the run on: reload, and tell this
+				// caller it lost the race.
+				lr.run = nil
+				return Answer{}, reject(CodeStaleSeq, "the run moved on concurrently; fetch it and retry")
+			}
+			return Answer{}, err
+		}
+		lr.run = res.Run
+	}
+	if applyErr != nil {
+		s.log.Info("input rejected", zap.String("run_id", runID), zap.Error(applyErr))
+		return answerFrom(lr.run, res.Events), applyErr
+	}
+	return answerFrom(lr.run, res.Events), nil
+}
+
+// live returns the run's in-process state, locked, loading it from the
+// store by folding its trace if needed.
+func (s *Service) live(ctx context.Context, runID string) (*liveRun, error) {
+	s.mu.Lock()
+	lr := s.runs[runID]
+	if lr == nil {
+		lr = &liveRun{}
+		s.runs[runID] = lr
+	}
+	s.mu.Unlock()
+	lr.mu.Lock()
+	if lr.run != nil {
+		return lr, nil
+	}
+	events, err := s.Events(ctx, runID)
+	if err == nil && (len(events) == 0 || events[0].Started == nil) {
+		err = fmt.Errorf("run %s: trace does not begin with run_started", runID)
+	}
+	if err == nil {
+		lr.p, err = s.programByHash(ctx, events[0].Started.Program.DefinitionHash)
+	}
+	if err == nil {
+		lr.run, err = Fold(lr.p, events)
+	}
+	if err != nil {
+		lr.mu.Unlock()
+		return nil, err
+	}
+	return lr, nil
+}
+
+// originalAnswer rebuilds the answer to the last accepted submission from
+// the trace: from its submission_accepted event to the next task or finish.
+func (s *Service) originalAnswer(ctx context.Context, r *Run) (Answer, error) {
+	events, err := s.Events(ctx, r.ID)
+	if err != nil {
+		return Answer{}, err
+	}
+	var span []Event
+	for _, e := range events[r.Last.Index:] {
+		span = append(span, e)
+		if e.Type == EventTaskIssued || e.Type == EventRunFinished {
+			break
+		}
+	}
+	// The state the answer reports is the one right after the original
+	// answer, not wherever the run is now.
+	a := Answer{RunID: r.ID, Duplicate: true, Status: StatusRunning}
+	fillFromEvents(&a, span)
+	return a, nil
+}
+
+func answerFrom(r *Run, events []Event) Answer {
+	a := Answer{RunID: r.ID, Status: r.Status, State: r.State, Seq: r.Seq, Task: r.Task, Outcome: r.Outcome, Reason: r.Reason}
+	if r.Status == StatusRunning {
+		a.Outcome = ""
+	}
+	fillFromEvents(&a, events)
+	return a
+}
+
+// fillFromEvents sets the hops (and, for a span of an older answer, the
+// task and outcome) that events record.
+func fillFromEvents(a *Answer, events []Event) {
+	for _, e := range events {
+		switch e.Type {
+		case EventTransitioned:
+			t := e.Transition
+			a.Transitions = append(a.Transitions, Hop{From: t.From, To: t.To, Cause: t.Cause, Rollback: t.Rollback})
+			a.State = t.To
+		case EventTaskIssued:
+			if a.Duplicate {
+				a.Task, a.Seq, a.State = e.Task, e.Seq, e.State
+			}
+		case EventRunFinished:
+			if a.Duplicate {
+				a.Status, a.Outcome, a.Reason = e.Finished.Status, e.Finished.Outcome, e.Finished.Reason
+			}
+		}
+	}
+	if len(a.Transitions) > 0 {
+		a.Transition = &a.Transitions[0]
+	}
+}
+
+func (s *Service) append(ctx context.Context, runID string, events []Event) error {
+	recs, err := EncodeEvents(events)
+	if err != nil {
+		return err
+	}
+	return s.store.Append(ctx, runID, recs)
+}
+
+// EncodeEvents turns events into store records (canonical JSON).
+func EncodeEvents(events []Event) ([]tracestore.Record, error) {
+	recs := make([]tracestore.Record, len(events))
+	for i := range events {
+		body, err := jsonvalue.Canonical(&events[i])
+		if err != nil {
+			return nil, fmt.Errorf("encode event %d: %w", events[i].Index, err)
+		}
+		recs[i] = tracestore.Record{Index: events[i].Index, Type: string(events[i].Type), Body: body}
+	}
+	return recs, nil
+}
+
+// DecodeEvents turns store records back into events. Numbers inside inputs
+// and outputs stay json.Number, exactly as they were submitted.
+func DecodeEvents(recs []tracestore.Record) ([]Event, error) {
+	out := make([]Event, len(recs))
+	for i, r := range recs {
+		dec := json.NewDecoder(bytes.NewReader(r.Body))
+		dec.UseNumber()
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&out[i]); err != nil {
+			return nil, fmt.Errorf("decode event %d: %w", r.Index, err)
+		}
+		if out[i].Index != r.Index {
+			return nil, fmt.Errorf("event %d is stored at index %d", out[i].Index, r.Index)
+		}
+	}
+	return out, nil
+}
