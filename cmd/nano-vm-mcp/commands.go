@@ -49,21 +49,24 @@ upper-cased with '-' as '_' (for example NANO_VM_LOG_LEVEL=debug).`,
 }
 
 // envFallback fills every flag the user did not set from NANO_VM_<FLAG>.
+// It sets them through their flag set, so they count as given (required
+// flags are satisfied by the environment too).
 func envFallback(cmd *cobra.Command, _ []string) error {
 	var err error
-	set := func(f *pflag.Flag) {
-		if f.Changed || err != nil {
-			return
-		}
-		name := "NANO_VM_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
-		if v, ok := os.LookupEnv(name); ok {
-			if e := f.Value.Set(v); e != nil {
-				err = &exitErr{exitUsage, fmt.Errorf("%s=%q: %w", name, v, e)}
+	fill := func(fs *pflag.FlagSet) func(*pflag.Flag) {
+		return func(f *pflag.Flag) {
+			if f.Changed || err != nil {
+				return
+			}
+			name := "NANO_VM_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+			if v, ok := os.LookupEnv(name); ok {
+				if e := fs.Set(f.Name, v); e != nil {
+					err = &exitErr{exitUsage, fmt.Errorf("%s=%q: %w", name, v, e)}
+				}
 			}
 		}
 	}
-	cmd.Flags().VisitAll(set)
-	cmd.InheritedFlags().VisitAll(set)
+	cmd.Flags().VisitAll(fill(cmd.Flags()))
 	return err
 }
 

@@ -25,6 +25,7 @@ const (
 	CodeInvalidInput       Code = "invalid_input"
 	CodeRunExists          Code = "run_exists"
 	CodeNoSuchRun          Code = "no_such_run"
+	CodeNoSuchProgram      Code = "no_such_program"
 )
 
 // CountsAsAttempt reports whether a rejection with code c uses up an attempt.

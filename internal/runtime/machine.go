@@ -87,7 +87,7 @@ type Result struct {
 // run is not modified; pass nil for Start. A refused input gives a
 // *Rejection error together with the events that record it.
 func Apply(p *program.Program, run *Run, in Input) (Result, error) {
-	m := &machine{p: p}
+	m := &machine{p: p, events: make([]Event, 0, 8)}
 	if s, ok := in.(Start); ok {
 		if run != nil {
 			return Result{}, reject(CodeRunExists, "run %s has already started", run.ID)

@@ -174,7 +174,7 @@ func (s *Service) Start(ctx context.Context, programName string, input any, prin
 	p := s.latest[programName]
 	s.mu.Unlock()
 	if p == nil {
-		return Answer{}, reject(CodeNoSuchRun, "no program named %q", programName)
+		return Answer{}, reject(CodeNoSuchProgram, "no program named %q", programName)
 	}
 	id := s.newID()
 	res, err := Apply(p, nil, Start{RunID: id, Principal: principal, Input: input, Size: jsonSize(input), At: s.clock()})
@@ -307,6 +307,12 @@ func (s *Service) live(ctx context.Context, runID string) (*liveRun, error) {
 	}
 	if err != nil {
 		lr.mu.Unlock()
+		// Forget the placeholder, so that unknown ids cost nothing.
+		s.mu.Lock()
+		if s.runs[runID] == lr && lr.run == nil {
+			delete(s.runs, runID)
+		}
+		s.mu.Unlock()
 		return nil, err
 	}
 	return lr, nil

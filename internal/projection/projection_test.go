@@ -1,0 +1,102 @@
+package projection
+
+import (
+	"reflect"
+	"testing"
+
+	"github.com/nano-vm/nano-vm-mcp/internal/program"
+)
+
+const prog = `
+name: p
+version: "1"
+input_schema:
+  type: object
+  properties:
+    doc: {type: string}
+    customer:
+      type: object
+      properties:
+        id: {type: string}
+        name: {type: string}
+        country: {type: string}
+subjects:
+  c:
+    id: input.customer.id
+    pii: [input.customer.name, data.a.full_name]
+initial: a
+states:
+  a:
+    kind: llm
+    output_schema:
+      type: object
+      properties:
+        full_name: {type: string}
+        risk: {type: string}
+    transitions: [{to: done}]
+  done: {kind: terminal, outcome: DONE}
+`
+
+func TestView(t *testing.T) {
+	p, err := program.Load("p.yaml", []byte(prog))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := State{
+		Input: map[string]any{"doc": "D", "customer": map[string]any{"id": "C1", "name": "Ann", "country": "SE"}},
+		Data:  map[string]any{"a": map[string]any{"full_name": "Ann Lee", "risk": "low"}},
+	}
+	paths := func(ps ...string) []program.Path {
+		var out []program.Path
+		for _, x := range ps {
+			out = append(out, program.ParsePath(x))
+		}
+		return out
+	}
+	tests := []struct {
+		name string
+		view []program.Path
+		want map[string]any
+	}{
+		{"nothing named, nothing shown", nil, map[string]any{}},
+		{"a scalar path", paths("input.doc"), map[string]any{"input": map[string]any{"doc": "D"}}},
+		{"a parent of personal data shows only the rest", paths("input.customer"),
+			map[string]any{"input": map[string]any{"customer": map[string]any{"country": "SE"}}}},
+		{"personal data named explicitly", paths("input.customer", "input.customer.name"),
+			map[string]any{"input": map[string]any{"customer": map[string]any{"country": "SE", "name": "Ann"}}}},
+		{"data of a state, personal data left out", paths("data.a"),
+			map[string]any{"data": map[string]any{"a": map[string]any{"risk": "low"}}}},
+		{"absent path is absent", paths("data.b.x"), map[string]any{}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := View(p, tt.view, s); !reflect.DeepEqual(got, tt.want) {
+				t.Fatalf("View = %v, want %v", got, tt.want)
+			}
+		})
+	}
+	// The view is a fresh document: changing it leaves the run alone.
+	v := View(p, paths("input.customer"), s)
+	v["input"].(map[string]any)["customer"].(map[string]any)["country"] = "XX"
+	if s.Input.(map[string]any)["customer"].(map[string]any)["country"] != "SE" {
+		t.Fatal("the view aliases the run state")
+	}
+}
+
+func TestForAuditorRedactsEveryPersonalDataPath(t *testing.T) {
+	p, err := program.Load("p.yaml", []byte(prog))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := ForAuditor(p, State{
+		Input: map[string]any{"doc": "D", "customer": map[string]any{"id": "C1", "name": "Ann", "country": "SE"}},
+		Data:  map[string]any{"a": map[string]any{"full_name": "Ann Lee", "risk": "low"}},
+	})
+	want := map[string]any{
+		"input": map[string]any{"doc": "D", "customer": map[string]any{"id": Redacted, "name": Redacted, "country": "SE"}},
+		"data":  map[string]any{"a": map[string]any{"full_name": Redacted, "risk": "low"}},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("ForAuditor = %v\nwant %v", got, want)
+	}
+}

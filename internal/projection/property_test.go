@@ -1,0 +1,278 @@
+package projection_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nano-vm/nano-vm-mcp/examples"
+	"github.com/nano-vm/nano-vm-mcp/internal/jsonvalue"
+	"github.com/nano-vm/nano-vm-mcp/internal/program"
+	"github.com/nano-vm/nano-vm-mcp/internal/projection"
+	"github.com/nano-vm/nano-vm-mcp/internal/runtime"
+	"github.com/nano-vm/nano-vm-mcp/internal/schema"
+)
+
+// TestModelTasksHoldOnlyTheAllowlist drives many generated runs of every
+// example program, with random outputs shaped by the schemas, and checks
+// every task handed out against the allowlist: the task's own fields, view
+// leaves under the state's view paths only, personal data only where named,
+// declared tool arguments only, and no guard text or definition hash.
+func TestModelTasksHoldOnlyTheAllowlist(t *testing.T) {
+	runs := 300
+	if testing.Short() {
+		runs = 50
+	}
+	type subject struct {
+		p      *program.Program
+		inputs []any
+	}
+	subjects := map[string]subject{}
+	for _, name := range examples.Programs() {
+		src, err := examples.Program(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := program.Load(name, src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		subjects[name] = subject{p, exampleInputs(t, name)}
+	}
+	// The core's test program views a parent of personal data without
+	// naming it; its inputs are generated with every field present.
+	review, err := program.LoadFile("../runtime/testdata/review.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(7, 7))
+	var generated []any
+	for i := 0; i < 20; i++ {
+		generated = append(generated, generateFull(review.Input.Root, rng))
+	}
+	subjects["review"] = subject{review, generated}
+	for name, s := range subjects {
+		p, inputs := s.p, s.inputs
+		t.Run(name, func(t *testing.T) {
+			rng := rand.New(rand.NewPCG(1, uint64(len(name))))
+			tasks := 0
+			for i := 0; i < runs; i++ {
+				tasks += generatedRun(t, p, inputs[i%len(inputs)], rng)
+			}
+			if tasks < runs {
+				t.Fatalf("only %d tasks in %d runs", tasks, runs)
+			}
+		})
+	}
+}
+
+func exampleInputs(t *testing.T, name string) []any {
+	entries, err := examples.FS.ReadDir(".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []any
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), name+".") && strings.HasSuffix(e.Name(), ".input.json") {
+			data, _ := examples.FS.ReadFile(e.Name())
+			v, err := jsonvalue.Decode(data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, v)
+		}
+	}
+	if len(out) == 0 {
+		t.Fatalf("no inputs for %s", name)
+	}
+	return out
+}
+
+// generatedRun plays one run to its end (or 40 inputs) and checks each task.
+func generatedRun(t *testing.T, p *program.Program, input any, rng *rand.Rand) int {
+	at := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	res, err := runtime.Apply(p, nil, runtime.Start{RunID: "r", Input: input, At: at})
+	if err != nil {
+		t.Fatalf("start: %v", err)
+	}
+	run, tasks := res.Run, 0
+	for i := 0; i < 40 && !run.Finished(); i++ {
+		task := run.Task
+		checkTask(t, p, run, task)
+		tasks++
+		st := p.States[task.State]
+		out := generate(st.Output.Root, rng)
+		var in runtime.Input
+		switch st.Kind {
+		case program.KindApproval:
+			in = runtime.Decide{Seq: task.Seq, Role: st.Role, Decision: out, At: at}
+		case program.KindTool:
+			in = runtime.Submit{Seq: task.Seq, Tool: st.Tool, Output: out, At: at}
+		default:
+			in = runtime.Submit{Seq: task.Seq, Output: out, At: at}
+		}
+		res, _ = runtime.Apply(p, run, in)
+		run = res.Run
+	}
+	return tasks
+}
+
+var taskFields = map[string]bool{"seq": true, "state": true, "kind": true, "instructions": true, "role": true, "view": true, "output_schema": true, "attempts_left": true, "tool": true}
+
+func checkTask(t *testing.T, p *program.Program, run *runtime.Run, task *projection.Task) {
+	t.Helper()
+	raw, err := json.Marshal(task)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc map[string]any
+	if err := json.Unmarshal(raw, &doc); err != nil {
+		t.Fatal(err)
+	}
+	st := p.States[task.State]
+	for k := range doc {
+		if !taskFields[k] {
+			t.Fatalf("task of %s has field %q outside the allowlist: %s", st.Name, k, raw)
+		}
+	}
+	text := string(raw)
+	if strings.Contains(text, p.Hash) || strings.Contains(text, strings.TrimPrefix(p.Hash, "sha256:")) {
+		t.Fatalf("task of %s leaks the definition hash", st.Name)
+	}
+	for _, other := range p.States {
+		for _, tr := range other.Transitions {
+			if len(tr.When) > 12 && strings.Contains(text, jsonText(tr.When)) {
+				t.Fatalf("task of %s leaks guard %q", st.Name, tr.When)
+			}
+		}
+	}
+	if task.AttemptsLeft != st.MaxAttempts-run.Attempts {
+		t.Fatalf("attempts_left %d, want %d", task.AttemptsLeft, st.MaxAttempts-run.Attempts)
+	}
+	// The tool target: the named tool and exactly the declared arguments.
+	if tool, ok := doc["tool"].(map[string]any); ok {
+		if st.Kind != program.KindTool || tool["name"] != st.Tool || len(tool) != 2 {
+			t.Fatalf("task of %s: tool %v", st.Name, tool)
+		}
+		args, _ := tool["arguments"].(map[string]any)
+		for k := range args {
+			if !declaredArg(st, k) {
+				t.Fatalf("task of %s: undeclared argument %q", st.Name, k)
+			}
+		}
+	}
+	// The view: every leaf lies under a view path, and personal data only
+	// where the view names it.
+	view, _ := doc["view"].(map[string]any)
+	walkLeaves(nil, view, func(path program.Path) {
+		under := false
+		for _, v := range st.View {
+			if v.Covers(path) {
+				under = true
+			}
+		}
+		if !under {
+			t.Fatalf("task of %s shows %s, outside its view %v", st.Name, path, st.View)
+		}
+		if p.IsPII(path) {
+			named := false
+			for _, v := range st.View {
+				if v.Covers(path) && p.IsPII(v) {
+					named = true
+				}
+			}
+			if !named {
+				t.Fatalf("task of %s shows personal data %s its view does not name", st.Name, path)
+			}
+		}
+	})
+}
+
+func jsonText(s string) string {
+	b, _ := json.Marshal(s)
+	return strings.Trim(string(b), `"`)
+}
+
+func declaredArg(st *program.State, name string) bool {
+	for _, a := range st.Args {
+		if a.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
+// walkLeaves calls f with the path of every leaf; arrays keep their
+// parent's path, as personal-data paths do.
+func walkLeaves(path program.Path, v any, f func(program.Path)) {
+	switch x := v.(type) {
+	case map[string]any:
+		if len(x) == 0 && len(path) > 0 {
+			f(path)
+		}
+		for k, c := range x {
+			walkLeaves(append(path[:len(path):len(path)], k), c, f)
+		}
+	case []any:
+		if len(x) == 0 {
+			f(path)
+		}
+		for _, c := range x {
+			walkLeaves(path, c, f)
+		}
+	default:
+		f(path)
+	}
+}
+
+// generateFull is generate with every declared property present.
+func generateFull(n *schema.Node, rng *rand.Rand) any {
+	if n.Kind != schema.Object {
+		return generate(n, rng)
+	}
+	out := map[string]any{}
+	for _, k := range n.Order {
+		out[k] = generateFull(n.Properties[k], rng)
+	}
+	return out
+}
+
+// generate makes a random value shaped by n: mostly valid, sometimes not,
+// so that runs also take rejections.
+func generate(n *schema.Node, rng *rand.Rand) any {
+	if len(n.Enum) > 0 && rng.IntN(10) > 0 {
+		return n.Enum[rng.IntN(len(n.Enum))]
+	}
+	switch n.Kind {
+	case schema.Object:
+		out := map[string]any{}
+		for _, k := range n.Order {
+			if n.Required[k] || rng.IntN(2) == 0 {
+				out[k] = generate(n.Properties[k], rng)
+			}
+		}
+		return out
+	case schema.Array:
+		max := 3
+		if n.MaxItems >= 0 && int(n.MaxItems) < max {
+			max = int(n.MaxItems)
+		}
+		out := []any{}
+		for i := 0; i < rng.IntN(max+1); i++ {
+			out = append(out, generate(n.Items, rng))
+		}
+		return out
+	case schema.String:
+		return fmt.Sprintf("s%d", rng.IntN(1000))
+	case schema.Integer:
+		return json.Number(fmt.Sprint(rng.IntN(200000)))
+	case schema.Number:
+		return json.Number(fmt.Sprintf("%.2f", rng.Float64()*1000))
+	case schema.Boolean:
+		return rng.IntN(2) == 0
+	}
+	return nil
+}

@@ -1,0 +1,174 @@
+package runtime
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nano-vm/nano-vm-mcp/internal/program"
+	"github.com/nano-vm/nano-vm-mcp/internal/tracestore"
+)
+
+// fixedClock is an injected clock that tests move by hand.
+type fixedClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *fixedClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
+func (c *fixedClock) Add(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+func newTestService(t *testing.T, store tracestore.Store) (*Service, *program.Program, *fixedClock) {
+	t.Helper()
+	src, err := os.ReadFile("testdata/review.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := program.Load("review.yaml", src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock := &fixedClock{now: t0}
+	n := 0
+	var mu sync.Mutex
+	svc := NewService(Options{Store: store, Clock: clock.Now, NewID: func() string {
+		mu.Lock()
+		defer mu.Unlock()
+		n++
+		return fmt.Sprintf("run-%d", n)
+	}})
+	if err := svc.AddProgram(context.Background(), p, src); err != nil {
+		t.Fatal(err)
+	}
+	return svc, p, clock
+}
+
+func TestServiceConcurrentSubmissionsExactlyOneWins(t *testing.T) {
+	ctx := context.Background()
+	svc, _, _ := newTestService(t, tracestore.NewMemory())
+	a, err := svc.Start(ctx, "test-review", js(t, `{"limit": 5}`), "t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 16
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			// Different outputs for the same seq: not duplicates of each other.
+			_, errs[i] = svc.Submit(ctx, a.RunID, Submit{Seq: a.Seq, Output: js(t, fmt.Sprintf(`{"score": %d}`, i))})
+		}(i)
+	}
+	wg.Wait()
+	wins := 0
+	for _, err := range errs {
+		switch code(err) {
+		case "":
+			wins++
+		case CodeStaleSeq:
+		default:
+			t.Fatalf("unexpected %v", err)
+		}
+	}
+	if wins != 1 {
+		t.Fatalf("%d submissions won, want 1", wins)
+	}
+	run, _, _ := svc.Get(ctx, a.RunID)
+	if run.Attempts != 0 || run.Rejections != n-1 {
+		t.Fatalf("attempts %d rejections %d: losers of a race must not use attempts", run.Attempts, run.Rejections)
+	}
+}
+
+func TestServiceDuplicateReturnsTheOriginalAnswer(t *testing.T) {
+	ctx := context.Background()
+	svc, _, _ := newTestService(t, tracestore.NewMemory())
+	a, _ := svc.Start(ctx, "test-review", js(t, `{"limit": 5}`), "t")
+	first, err := svc.Submit(ctx, a.RunID, Submit{Seq: a.Seq, Output: js(t, `{"score": 1}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The run moves on before the retry arrives.
+	if _, err := svc.Submit(ctx, a.RunID, Submit{Seq: first.Seq, Tool: "linter", Output: js(t, `{"ok": true}`)}); err != nil {
+		t.Fatal(err)
+	}
+	again, err := svc.Submit(ctx, a.RunID, Submit{Seq: first.Seq, Tool: "linter", Output: js(t, `{"ok": true}`)})
+	if err != nil || !again.Duplicate {
+		t.Fatalf("retry: %+v %v", again, err)
+	}
+	if again.Status != StatusCompleted || again.Outcome != "DONE" || len(again.Transitions) != 2 {
+		t.Fatalf("retry answer %+v, want the original (completed, DONE, two hops)", again)
+	}
+}
+
+func TestServiceReloadsRunsFromTheStore(t *testing.T) {
+	ctx := context.Background()
+	store := tracestore.NewMemory()
+	svc, _, _ := newTestService(t, store)
+	a, _ := svc.Start(ctx, "test-review", js(t, `{"limit": 5, "author": {"id": "x", "name": "Ann"}}`), "t")
+	b, err := svc.Submit(ctx, a.RunID, Submit{Seq: a.Seq, Output: js(t, `{"score": 9, "text": "t"}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	before, _, _ := svc.Get(ctx, a.RunID)
+
+	// A new process: same store, no memory of the run, and it does not
+	// even know the program: the pinned definition comes from the store.
+	fresh := NewService(Options{Store: store, Clock: func() time.Time { return t0 }})
+	after, _, err := fresh.Get(ctx, a.RunID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.State != before.State || after.Seq != before.Seq || after.NextIndex != before.NextIndex {
+		t.Fatalf("reloaded run differs: %+v vs %+v", after, before)
+	}
+	if _, err := fresh.Submit(ctx, a.RunID, Submit{Seq: b.Seq, Tool: "linter", Output: js(t, `{"ok": true}`)}); err != nil {
+		t.Fatalf("continue after reload: %v", err)
+	}
+}
+
+func TestServiceTickTimesOutAnOpenApproval(t *testing.T) {
+	ctx := context.Background()
+	svc, _, clock := newTestService(t, tracestore.NewMemory())
+	a, _ := svc.Start(ctx, "test-review", js(t, `{"limit": 5}`), "t")
+	b, _ := svc.Submit(ctx, a.RunID, Submit{Seq: a.Seq, Output: js(t, `{"score": 9}`)})
+	c, _ := svc.Submit(ctx, a.RunID, Submit{Seq: b.Seq, Tool: "linter", Output: js(t, `{"ok": true}`)})
+	if c.State != "review" {
+		t.Fatalf("at %s, want review", c.State)
+	}
+	clock.Add(59 * time.Minute)
+	if d, _ := svc.Tick(ctx, a.RunID); d.Status != StatusRunning {
+		t.Fatal("timed out early")
+	}
+	clock.Add(time.Minute)
+	_, err := svc.Decide(ctx, a.RunID, Decide{Seq: c.Seq, Role: "editor", Decision: js(t, `{"approved": true}`)})
+	if code(err) != CodeDeadlineExceeded {
+		t.Fatalf("late decision: %v, want deadline_exceeded", err)
+	}
+	run, _, _ := svc.Get(ctx, a.RunID)
+	if run.Outcome != "EXPIRED" {
+		t.Fatalf("outcome %s, want EXPIRED", run.Outcome)
+	}
+}
+
+func TestServiceRejectsUnknownProgramAndRun(t *testing.T) {
+	ctx := context.Background()
+	svc, _, _ := newTestService(t, tracestore.NewMemory())
+	if _, err := svc.Start(ctx, "nope", js(t, `{}`), "t"); code(err) != CodeNoSuchProgram {
+		t.Fatalf("unknown program: %v", err)
+	}
+	if _, err := svc.Submit(ctx, "missing", Submit{Seq: 1, Output: js(t, `{}`)}); code(err) != CodeNoSuchRun {
+		t.Fatalf("unknown run: %v", err)
+	}
+	if _, err := svc.Start(ctx, "test-review", js(t, `{"limit": "x"}`), "t"); code(err) != CodeInvalidInput {
+		t.Fatalf("bad input: %v", err)
+	}
+}
