@@ -1,0 +1,22 @@
+package program
+
+import (
+	"testing"
+
+	"github.com/nano-vm/nano-vm-mcp/examples"
+)
+
+// BenchmarkLoadKYC parses, validates and compiles the KYC example: every
+// schema, every guard and argument, the graph checks and the hash.
+func BenchmarkLoadKYC(b *testing.B) {
+	src, err := examples.Program("kyc-onboarding")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		if _, err := Load("kyc-onboarding", src); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
