@@ -7,6 +7,7 @@ FUZZTIME ?= 10s
 FUZZ_TARGETS = \
 	./internal/jsonvalue:FuzzDecode \
 	./internal/schema:FuzzCompile \
+	./internal/schema:FuzzFastPath \
 	./internal/policy:FuzzCompile \
 	./internal/program:FuzzLoad \
 	./internal/runtime:FuzzSubmit

@@ -84,9 +84,8 @@ func ForTool(st *program.State, args map[string]any) *ToolCall {
 // itself.
 func View(p *program.Program, paths []program.Path, s State) map[string]any {
 	view := map[string]any{}
-	root := map[string]any{"input": s.Input, "data": anyMap(s.Data)}
 	for _, path := range paths {
-		v, ok := get(root, path)
+		v, ok := get(s, path)
 		if !ok {
 			continue
 		}
@@ -110,9 +109,18 @@ func anyMap(m map[string]any) any {
 	return m
 }
 
-func get(root map[string]any, path program.Path) (any, bool) {
-	var cur any = root
-	for _, seg := range path {
+// get finds the value at path (input.<...> or data.<state>.<...>).
+func get(s State, path program.Path) (any, bool) {
+	var cur any
+	switch path[0] {
+	case "input":
+		cur = s.Input
+	case "data":
+		cur = s.Data
+	default:
+		return nil, false
+	}
+	for _, seg := range path[1:] {
 		m, ok := cur.(map[string]any)
 		if !ok {
 			return nil, false

@@ -24,6 +24,21 @@
 // Validation is done by github.com/santhosh-tekuri/jsonschema/v6; its
 // reports are flattened into Violations with JSON Pointer paths and
 // messages free of internal URLs.
+//
+// Validate sits on the hot path of every run, and the library is slow for
+// the common case of a valid value: it reads every number through
+// fmt.Sprint and math/big and allocates per keyword. So Compile also
+// builds an exact fast checker (fast.go) from the library's compiled
+// schema when every keyword reachable from the root is one it implements:
+// type, enum, const, format (the library's own checkers), $ref, allOf,
+// anyOf, oneOf, not, if/then/else, the object keywords but
+// unevaluatedProperties, the array keywords but unevaluatedItems, and the
+// string and number keywords, numbers being compared as exact decimals.
+// A value the fast checker accepts is valid; for anything else (a
+// violation, or a value it cannot decide cheaply) the library runs as if
+// there were no fast path. The library stays the reference: it alone
+// produces violations, and a differential fuzz test (FuzzFastPath) holds
+// the fast checker to its verdict.
 package schema
 
 import (
@@ -59,6 +74,7 @@ type Schema struct {
 
 	doc      any
 	compiled *jsonschema.Schema
+	fast     *fastNode // nil: every value goes to the library
 }
 
 // Problem is one reason a schema document does not compile.
@@ -138,7 +154,7 @@ func Compile(doc any) (*Schema, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Schema{Root: buildNode(doc), doc: doc, compiled: compiled}, nil
+	return &Schema{Root: buildNode(doc), doc: doc, compiled: compiled, fast: newFastChecker(compiled)}, nil
 }
 
 func compile(doc any) (compiled *jsonschema.Schema, err error) {
@@ -179,6 +195,9 @@ func (s *Schema) Doc() any { return s.doc }
 // message; nil means v is valid. v is a decoded JSON value (json.Number or
 // float64 or Go integer numbers).
 func (s *Schema) Validate(v any) (out []Violation) {
+	if s.fastValid(v) {
+		return nil
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			out = []Violation{{Message: fmt.Sprintf("validator failed: %v", r)}}
@@ -203,6 +222,20 @@ func (s *Schema) Validate(v any) (out []Violation) {
 		return strings.Compare(a.Keyword, b.Keyword)
 	})
 	return slices.Compact(out)
+}
+
+// fastValid reports whether the fast checker accepts v. A panic there is
+// a bug in the fast path, never a verdict: the library decides instead.
+func (s *Schema) fastValid(v any) (ok bool) {
+	if s.fast == nil {
+		return false
+	}
+	defer func() {
+		if recover() != nil {
+			ok = false
+		}
+	}()
+	return s.fast.check(v) == vValid
 }
 
 var printer = message.NewPrinter(language.English)
@@ -240,6 +273,16 @@ func keywordOf(e *jsonschema.ValidationError) string {
 
 func messageOf(e *jsonschema.ValidationError) string {
 	switch k := e.ErrorKind.(type) {
+	case *kind.AdditionalProperties:
+		// The library lists the names in map order; traces record these
+		// messages, so they must not vary between runs.
+		names := slices.Clone(k.Properties)
+		slices.Sort(names)
+		quoted := make([]string, len(names))
+		for i, n := range names {
+			quoted[i] = "'" + strings.ReplaceAll(n, "'", `\'`) + "'"
+		}
+		return "additional properties " + strings.Join(quoted, ", ") + " not allowed"
 	case *kind.FalseSchema:
 		name := ""
 		if n := len(e.InstanceLocation); n > 0 {
