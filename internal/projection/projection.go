@@ -77,8 +77,10 @@ func ForTool(st *program.State, args map[string]any) *ToolCall {
 	return c
 }
 
-// View copies the allowlisted paths out of the run state into a fresh
-// document shaped like {"input": {...}, "data": {"state": {...}}}. A path
+// View copies the allowlisted paths out of the run state into a new
+// document shaped like {"input": {...}, "data": {"state": {...}}}; values
+// without personal data below them are shared with the run, which never
+// mutates them, so callers must treat views as read-only. A path
 // that is absent in the run is absent in the view. Personal data below a
 // listed path is copied only when the list names that personal-data path
 // itself.
@@ -145,11 +147,16 @@ func put(root map[string]any, path program.Path, v any) {
 	cur[path[len(path)-1]] = v
 }
 
-// copyAllowed deep-copies v (found at path), leaving out personal data that
-// the view does not name explicitly.
+// copyAllowed returns v (found at path) without the personal data that the
+// view does not name explicitly. Run values are never mutated once stored,
+// so a subtree with no personal data below it is shared, not copied; only
+// the objects on the way to a left-out field are rebuilt.
 func copyAllowed(p *program.Program, named []program.Path, path program.Path, v any) any {
 	if p.IsPII(path) && !contains(named, path) && !coveredByNamedPII(p, named, path) {
 		return nil
+	}
+	if !piiBelow(p, path) || coveredByNamedPII(p, named, path) {
+		return v
 	}
 	switch x := v.(type) {
 	case map[string]any:
@@ -170,6 +177,16 @@ func copyAllowed(p *program.Program, named []program.Path, path program.Path, v 
 		return out
 	}
 	return v
+}
+
+// piiBelow reports whether a personal-data path lies strictly below path.
+func piiBelow(p *program.Program, path program.Path) bool {
+	for _, q := range p.PII {
+		if len(q) > len(path) && path.Covers(q) {
+			return true
+		}
+	}
+	return false
 }
 
 // coveredByNamedPII: a view that names a personal-data path explicitly

@@ -112,7 +112,8 @@ func (r *Run) apply(p *program.Program, e *Event) error {
 		r.State = p.Initial.Name
 		r.Data = map[string]any{}
 		r.Visits = map[string]int{p.Initial.Name: 1}
-		r.Path = []string{p.Initial.Name}
+		r.Path = make([]string, 1, 8)
+		r.Path[0] = p.Initial.Name
 		r.StartedAt = e.At
 	case EventTaskIssued:
 		r.Seq = e.Seq
