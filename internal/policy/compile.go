@@ -2,6 +2,7 @@ package policy
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"unicode/utf8"
@@ -203,14 +204,7 @@ func sortProblems(ps []Problem) []Problem {
 		}
 		return ps[i].Column < ps[j].Column
 	})
-	out := ps[:0]
-	for i, p := range ps {
-		if i > 0 && p == ps[i-1] {
-			continue
-		}
-		out = append(out, p)
-	}
-	return out
+	return slices.Compact(ps)
 }
 
 // typeName renders a CEL type for messages, without the prefix that keeps

@@ -9,6 +9,7 @@ package program
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -227,12 +228,5 @@ func sortProblems(ps []Problem) []Problem {
 		return a.Message < b.Message
 	})
 	// Drop exact duplicates: two checks may notice the same fault.
-	out := ps[:0]
-	for i, p := range ps {
-		if i > 0 && p == ps[i-1] {
-			continue
-		}
-		out = append(out, p)
-	}
-	return out
+	return slices.Compact(ps)
 }
