@@ -170,17 +170,15 @@ func programSource(ref string) (string, []byte, error) {
 	return "", nil, &exitErr{exitUsage, fmt.Errorf("%s: no such file, and no embedded example by that name (examples: %s)", ref, strings.Join(examples.Programs(), ", "))}
 }
 
-// storeFlags are the same on every subcommand that touches runs.
+// storeFlags are the same on every subcommand that touches runs. This build
+// has the in-memory store only; the durable stores add their flags
+// (--data-dir, --dsn) here when they arrive.
 type storeFlags struct {
-	kind    string
-	dataDir string
-	dsn     string
+	kind string
 }
 
 func (f *storeFlags) register(fs *pflag.FlagSet) {
-	fs.StringVar(&f.kind, "store", "memory", "trace store: memory (sqlite and postgres are not available yet)")
-	fs.StringVar(&f.dataDir, "data-dir", "", "directory of the embedded store (used by the sqlite store)")
-	fs.StringVar(&f.dsn, "dsn", "", "connection string of the postgres store")
+	fs.StringVar(&f.kind, "store", "memory", "trace store backend; this build has memory only")
 }
 
 func (f *storeFlags) open() (tracestore.Store, error) {

@@ -213,7 +213,7 @@ func (m *machine) submit(now time.Time, a answer) (Result, error) {
 	}
 	// A lost response retried: the original answer stands, even when that
 	// answer finished the run.
-	if l := r.Last; l != nil && a.seq == l.Seq && (a.state == "" || a.state == l.State) && sameJSON(a.output, l.Output) {
+	if l := r.Last; l != nil && a.seq == l.Seq && a.actor == l.Actor && (a.state == "" || a.state == l.State) && sameJSON(a.output, l.Output) {
 		return Result{Run: r, Duplicate: true}, nil
 	}
 	if r.Finished() {

@@ -68,7 +68,8 @@ type Run struct {
 type Accepted struct {
 	Seq    uint64
 	State  string
-	Output any // as submitted (decoded JSON)
+	Actor  Actor // a decision repeated as a model step is no duplicate
+	Output any   // as submitted (decoded JSON)
 	Index  uint64
 }
 
@@ -135,7 +136,7 @@ func (r *Run) apply(p *program.Program, e *Event) error {
 			return fmt.Errorf("event %d: state %q takes no submission", e.Index, e.State)
 		}
 		r.Data[e.State] = st.Output.Root.Convert(e.Submission.Output)
-		r.Last = &Accepted{Seq: e.Seq, State: e.State, Output: e.Submission.Output, Index: e.Index}
+		r.Last = &Accepted{Seq: e.Seq, State: e.State, Actor: e.Submission.Actor, Output: e.Submission.Output, Index: e.Index}
 		r.Task = nil
 	case EventSubmissionRejected:
 		r.Rejections++

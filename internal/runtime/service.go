@@ -252,33 +252,42 @@ func (s *Service) Events(ctx context.Context, runID string) ([]Event, error) {
 	return DecodeEvents(recs)
 }
 
+// appendRetries bounds how often an input is re-applied after another
+// process appended to the same run first.
+const appendRetries = 3
+
 func (s *Service) apply(ctx context.Context, runID string, in Input) (Answer, error) {
 	lr, err := s.live(ctx, runID)
 	if err != nil {
 		return Answer{}, err
 	}
 	defer lr.mu.Unlock()
-	res, applyErr := Apply(lr.p, lr.run, in)
-	if res.Duplicate {
-		return s.originalAnswer(ctx, lr.run)
-	}
-	if len(res.Events) > 0 {
-		if err := s.append(ctx, runID, res.Events); err != nil {
-			if errors.Is(err, tracestore.ErrConflict) {
-				// Another process moved the run on: reload, and tell this
-				// caller it lost the race.
-				lr.run = nil
-				return Answer{}, reject(CodeStaleSeq, "the run moved on concurrently; fetch it and retry")
-			}
-			return Answer{}, err
+	for attempt := 0; ; attempt++ {
+		res, applyErr := Apply(lr.p, lr.run, in)
+		if res.Duplicate {
+			return s.originalAnswer(ctx, lr.run)
 		}
-		lr.run = res.Run
-	}
-	if applyErr != nil {
-		s.log.Info("input rejected", zap.String("run_id", runID), zap.Error(applyErr))
+		if len(res.Events) > 0 {
+			err := s.append(ctx, runID, res.Events)
+			if errors.Is(err, tracestore.ErrConflict) && attempt < appendRetries {
+				// Another process moved the run on. Refold it and apply the
+				// input again: it now meets the run as it really is, and a
+				// stale answer is rejected, and recorded, like any other.
+				if err := s.load(ctx, lr, runID); err != nil {
+					return Answer{}, err
+				}
+				continue
+			}
+			if err != nil {
+				return Answer{}, err
+			}
+			lr.run = res.Run
+		}
+		if applyErr != nil {
+			s.log.Info("input rejected", zap.String("run_id", runID), zap.Error(applyErr))
+		}
 		return answerFrom(lr.run, res.Events), applyErr
 	}
-	return answerFrom(lr.run, res.Events), nil
 }
 
 // live returns the run's in-process state, locked, loading it from the
@@ -295,17 +304,7 @@ func (s *Service) live(ctx context.Context, runID string) (*liveRun, error) {
 	if lr.run != nil {
 		return lr, nil
 	}
-	events, err := s.Events(ctx, runID)
-	if err == nil && (len(events) == 0 || events[0].Started == nil) {
-		err = fmt.Errorf("run %s: trace does not begin with run_started", runID)
-	}
-	if err == nil {
-		lr.p, err = s.programByHash(ctx, events[0].Started.Program.DefinitionHash)
-	}
-	if err == nil {
-		lr.run, err = Fold(lr.p, events)
-	}
-	if err != nil {
+	if err := s.load(ctx, lr, runID); err != nil {
 		lr.mu.Unlock()
 		// Forget the placeholder, so that unknown ids cost nothing.
 		s.mu.Lock()
@@ -316,6 +315,27 @@ func (s *Service) live(ctx context.Context, runID string) (*liveRun, error) {
 		return nil, err
 	}
 	return lr, nil
+}
+
+// load folds the run's stored trace into lr, whose lock the caller holds.
+func (s *Service) load(ctx context.Context, lr *liveRun, runID string) error {
+	events, err := s.Events(ctx, runID)
+	if err != nil {
+		return err
+	}
+	if len(events) == 0 || events[0].Started == nil {
+		return fmt.Errorf("run %s: trace does not begin with run_started", runID)
+	}
+	p, err := s.programByHash(ctx, events[0].Started.Program.DefinitionHash)
+	if err != nil {
+		return err
+	}
+	run, err := Fold(p, events)
+	if err != nil {
+		return err
+	}
+	lr.p, lr.run = p, run
+	return nil
 }
 
 // originalAnswer rebuilds the answer to the last accepted submission from

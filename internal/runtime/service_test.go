@@ -172,3 +172,35 @@ func TestServiceRejectsUnknownProgramAndRun(t *testing.T) {
 		t.Fatalf("bad input: %v", err)
 	}
 }
+
+// TestServiceRaceAcrossProcesses: two services (two processes) share one
+// store. The one whose cached run is stale loses at append, refolds, and
+// its input then meets the run as it is: a different answer is a recorded
+// stale_seq, the same answer is a duplicate with the original result.
+func TestServiceRaceAcrossProcesses(t *testing.T) {
+	ctx := context.Background()
+	store := tracestore.NewMemory()
+	a, _, _ := newTestService(t, store)
+	b := NewService(Options{Store: store, Clock: func() time.Time { return t0 }})
+	started, err := a.Start(ctx, "test-review", js(t, `{"limit": 5}`), "t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := b.Get(ctx, started.RunID); err != nil { // b caches the run
+		t.Fatal(err)
+	}
+	if _, err := a.Submit(ctx, started.RunID, Submit{Seq: started.Seq, Output: js(t, `{"score": 1}`)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Submit(ctx, started.RunID, Submit{Seq: started.Seq, Output: js(t, `{"score": 2}`)}); code(err) != CodeStaleSeq {
+		t.Fatalf("the loser got %v, want stale_seq", err)
+	}
+	events, _ := b.Events(ctx, started.RunID)
+	if last := events[len(events)-1]; last.Type != EventSubmissionRejected || last.Rejection.Code != CodeStaleSeq {
+		t.Fatalf("the lost race is not recorded: %+v", last)
+	}
+	dup, err := b.Submit(ctx, started.RunID, Submit{Seq: started.Seq, Output: js(t, `{"score": 1}`)})
+	if err != nil || !dup.Duplicate || dup.State != "check" {
+		t.Fatalf("same answer from the other process: %+v %v", dup, err)
+	}
+}
