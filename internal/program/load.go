@@ -283,6 +283,12 @@ func resolveLimits(in *Limits) Limits {
 }
 
 func (l *loader) compileSchema(ptr string, doc map[string]any) *schema.Schema {
+	if unknown := schema.UnknownKeywords(doc); len(unknown) > 0 {
+		for _, pr := range unknown {
+			l.problem(ptr+pr.Pointer, "invalid JSON Schema: %s", pr.Message)
+		}
+		return nil
+	}
 	s, err := schema.Compile(doc)
 	if err != nil {
 		if ce, ok := err.(*schema.CompileError); ok {

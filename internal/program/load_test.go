@@ -123,6 +123,7 @@ func TestLoadRejects(t *testing.T) {
 		{"view path that cannot exist", repl("view: [input.k]", "view: [input.k.deeper]"), "a", "view[0]", "cannot exist"},
 		{"pii path that cannot exist", repl("pii: [input.customer.name]", "pii: [data.a.missing]"), "", "subjects.customer.pii[0]", "cannot exist"},
 		{"invalid output schema", repl("ok: {type: boolean}", "ok: {type: bool}"), "a", "", "invalid JSON Schema"},
+		{"misspelt schema keyword", repl("ok: {type: boolean}", "ok: {type: boolean, requird: true}"), "a", "output_schema.properties.ok.requird", "unknown keyword"},
 		{"field not for this kind", repl("    kind: decision", "    kind: decision\n    role: x"), "b", "role", "does not apply"},
 		{"reserved outcome", repl("outcome: DONE", "outcome: FAILED"), "done", "outcome", "reserved"},
 		{"unbounded loop", repl("      - to: done\n        when: input.k == 0\n      - to: done", "      - to: done\n        when: input.k == 0\n      - to: a"), "a", "transitions", "bounded by no limit"},
