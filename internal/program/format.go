@@ -40,7 +40,7 @@ func (Document) JSONSchemaExtend(s *jsonschema.Schema) {
 // SubjectSpec names whose personal data a run holds.
 type SubjectSpec struct {
 	ID  string   `json:"id" jsonschema:"pattern=^input(\\.[A-Za-z_][A-Za-z0-9_]*)+$" jsonschema_description:"Path of the subject's id inside the run input (personal data itself)."`
-	PII []string `json:"pii,omitempty" jsonschema:"uniqueItems=true" jsonschema_description:"Paths holding the subject's personal data: input.<...> or data.<state>.<...>."`
+	PII []string `json:"pii,omitempty" jsonschema:"uniqueItems=true" jsonschema_description:"Paths holding the subject's personal data: input[.<field>...] or data.<state>[.<field>...]."`
 }
 
 // Limits bound a run. Zero means "use the default".
@@ -56,7 +56,7 @@ type StateSpec struct {
 	Kind         string            `json:"kind" jsonschema:"enum=llm,enum=tool,enum=decision,enum=approval,enum=terminal" jsonschema_description:"llm: computed by the calling agent's model. tool: the caller runs the named tool. decision: pure routing by guards. approval: a human decision. terminal: the run ends."`
 	Description  string            `json:"description,omitempty" jsonschema_description:"What the state is for, for people. Never shown to the model."`
 	Instructions string            `json:"instructions,omitempty" jsonschema_description:"What the model, tool runner or approver is asked to do (llm, tool, approval)."`
-	View         []string          `json:"view,omitempty" jsonschema:"uniqueItems=true" jsonschema_description:"The only paths (input.<...>, data.<state>.<...>) the task shows (llm, approval)."`
+	View         []string          `json:"view,omitempty" jsonschema:"uniqueItems=true" jsonschema_description:"The only paths (input[.<field>...], data.<state>[.<field>...]) the task shows (llm, approval)."`
 	OutputSchema SchemaDoc         `json:"output_schema,omitempty" jsonschema_description:"JSON Schema (2020-12) of the submission (llm, tool, approval). Objects forbid undeclared fields unless they declare additionalProperties."`
 	Tool         string            `json:"tool,omitempty" jsonschema:"pattern=^[A-Za-z][A-Za-z0-9_.-]*$" jsonschema_description:"The tool the caller must run (tool)."`
 	Arguments    map[string]string `json:"arguments,omitempty" jsonschema_description:"Tool arguments: argument name to CEL expression (tool)."`

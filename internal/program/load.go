@@ -375,7 +375,7 @@ func (l *loader) subjects(doc Document, p *Program) ([]*Subject, []Path) {
 		for i, raw := range spec.PII {
 			path := ParsePath(raw)
 			if !validPath(path) {
-				l.problem("/subjects/"+escapePointer(name)+"/pii/"+strconv.Itoa(i), "path %q must be input.<field>... or data.<state>.<field>...", raw)
+				l.problem("/subjects/"+escapePointer(name)+"/pii/"+strconv.Itoa(i), "path %q must be input[.<field>...] or data.<state>[.<field>...]", raw)
 				continue
 			}
 			s.PII = append(s.PII, path)
@@ -386,16 +386,14 @@ func (l *loader) subjects(doc Document, p *Program) ([]*Subject, []Path) {
 	return subs, pii
 }
 
+// validPath accepts input[.<field>...] and data.<state>[.<field>...].
 func validPath(p Path) bool {
-	if len(p) < 2 {
-		return false
-	}
 	for _, s := range p {
 		if !isIdent(s) {
 			return false
 		}
 	}
-	return p[0] == "input" || (p[0] == "data" && len(p) >= 3)
+	return (len(p) >= 1 && p[0] == "input") || (len(p) >= 2 && p[0] == "data")
 }
 
 func isIdent(s string) bool {
@@ -415,7 +413,7 @@ func isIdent(s string) bool {
 // message when the schemas say the path cannot exist.
 func lookup(p *Program, path Path) (*schema.Node, string) {
 	if !validPath(path) {
-		return nil, "must be input.<field>... or data.<state>.<field>..."
+		return nil, "must be input[.<field>...] or data.<state>[.<field>...]"
 	}
 	if path[0] == "input" {
 		if p.Input == nil {

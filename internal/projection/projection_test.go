@@ -67,6 +67,8 @@ func TestView(t *testing.T) {
 		{"data of a state, personal data left out", paths("data.a"),
 			map[string]any{"data": map[string]any{"a": map[string]any{"risk": "low"}}}},
 		{"absent path is absent", paths("data.b.x"), map[string]any{}},
+		{"the whole input, personal data left out", paths("input"),
+			map[string]any{"input": map[string]any{"doc": "D", "customer": map[string]any{"country": "SE"}}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
