@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -202,5 +203,39 @@ func TestServiceRaceAcrossProcesses(t *testing.T) {
 	dup, err := b.Submit(ctx, started.RunID, Submit{Seq: started.Seq, Output: js(t, `{"score": 1}`)})
 	if err != nil || !dup.Duplicate || dup.State != "check" {
 		t.Fatalf("same answer from the other process: %+v %v", dup, err)
+	}
+}
+
+// TestRunsStayPinnedToTheirDefinition: replacing a program changes what new
+// runs use; a running run keeps the definition it started with, and a
+// submission that names the new definition is refused.
+func TestRunsStayPinnedToTheirDefinition(t *testing.T) {
+	ctx := context.Background()
+	svc, old, _ := newTestService(t, tracestore.NewMemory())
+	a, _ := svc.Start(ctx, "test-review", js(t, `{"limit": 5}`), "t")
+
+	src, _ := os.ReadFile("testdata/review.yaml")
+	changed := []byte(strings.Replace(string(src), "when: output.score >= 0", "when: output.score >= 100", 1))
+	p2, err := program.Load("review-v2.yaml", changed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := svc.AddProgram(ctx, p2, changed); err != nil {
+		t.Fatal(err)
+	}
+	if p2.Hash == old.Hash {
+		t.Fatal("a changed guard kept the definition hash")
+	}
+	if _, err := svc.Submit(ctx, a.RunID, Submit{Seq: a.Seq, DefinitionHash: p2.Hash, Output: js(t, `{"score": 1}`)}); code(err) != CodeDefinitionMismatch {
+		t.Fatalf("submission under the new definition: %v, want definition_mismatch", err)
+	}
+	// Under the old guard a score of 1 passes; under the new one it would not.
+	b, err := svc.Submit(ctx, a.RunID, Submit{Seq: a.Seq, DefinitionHash: old.Hash, Output: js(t, `{"score": 1}`)})
+	if err != nil || b.State != "check" {
+		t.Fatalf("pinned run: %+v %v", b, err)
+	}
+	c, _ := svc.Start(ctx, "test-review", js(t, `{"limit": 5}`), "t")
+	if _, err := svc.Submit(ctx, c.RunID, Submit{Seq: c.Seq, Output: js(t, `{"score": 1}`)}); code(err) != CodeGuardDenied {
+		t.Fatalf("a new run does not use the new definition: %v", err)
 	}
 }
