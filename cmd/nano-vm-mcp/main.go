@@ -14,7 +14,7 @@ import (
 	"github.com/nano-vm/nano-vm-mcp/internal/program"
 )
 
-// Exit codes, documented in docs/cli.md.
+// Exit codes, documented in docs/configuration.md and run --help.
 const (
 	exitOK         = 0
 	exitError      = 1 // I/O and internal errors
