@@ -109,7 +109,7 @@ func Apply(p *program.Program, run *Run, in Input) (Result, error) {
 		return m.submit(in.At, answer{seq: in.Seq, state: in.State, role: in.Role, decide: true, actor: ActorHuman, principal: in.Principal, output: in.Decision, size: in.Size})
 	case Cancel:
 		m.at = stamp(in.At)
-		m.seq = m.r.Seq
+		m.seq, m.state = m.r.Seq, m.r.State
 		if m.r.Finished() {
 			return m.rejected(reject(CodeRunFinished, "the run has already finished (%s)", m.r.Status), answer{actor: ActorHuman, principal: in.Principal})
 		}
@@ -152,6 +152,7 @@ type machine struct {
 	r      *Run
 	at     string
 	seq    uint64 // the open task when the input arrived
+	state  string // the state when the input arrived
 	events []Event
 }
 
@@ -207,7 +208,7 @@ type answer struct {
 
 func (m *machine) submit(now time.Time, a answer) (Result, error) {
 	r := m.r
-	m.seq = r.Seq
+	m.seq, m.state = r.Seq, r.State
 	if a.hash != "" && a.hash != r.Program.DefinitionHash {
 		return m.rejected(reject(CodeDefinitionMismatch, "the run is pinned to %s; the submission names %s", r.Program.DefinitionHash, a.hash), a)
 	}
@@ -274,10 +275,16 @@ func (m *machine) rejected(rej *Rejection, a answer) (Result, error) {
 	if counted {
 		attempts++
 	}
-	m.emit(Event{Type: EventSubmissionRejected, Seq: m.seq, Rejection: &RejectionRecord{
+	rec := &RejectionRecord{
 		Code: rej.Code, Message: rej.Message, Details: rej.Details, Counted: counted, Attempts: attempts,
 		Actor: a.actor, Principal: a.principal, ClaimedSeq: a.seq, ClaimedState: a.state, ClaimedTool: a.tool, Output: a.output,
-	}})
+	}
+	if a.size > m.p.Limits.MaxDocumentBytes {
+		rec.Output = nil // an oversized answer is refused, not stored
+	}
+	// The rejection belongs to the task and state the answer met, even
+	// when a timeout moved the run on first.
+	m.emit(Event{Type: EventSubmissionRejected, Seq: m.seq, State: m.state, Rejection: rec})
 	if counted {
 		if st := m.p.States[m.r.State]; attempts >= st.MaxAttempts {
 			m.finish(StatusFailed, program.OutcomeFailed, fmt.Sprintf("%s: %d rejected submissions at %s", ReasonAttemptsExhausted, attempts, st.Name))

@@ -357,3 +357,15 @@ func TestModelViewHidesUnnamedPersonalData(t *testing.T) {
 		t.Fatalf("view shows the subject id: %v", view)
 	}
 }
+
+func TestOversizedAnswerIsRefusedNotStored(t *testing.T) {
+	p := loadTestProgram(t, "testdata/review.yaml")
+	d := newDriver(t, p, `{"limit": 5}`)
+	res, err := d.apply(Submit{Seq: d.run.Seq, Output: js(t, `{"score": 1}`), Size: p.Limits.MaxDocumentBytes + 1, At: t0})
+	if code(err) != CodeSchemaViolation {
+		t.Fatalf("got %v", err)
+	}
+	if rec := res.Events[len(res.Events)-1].Rejection; rec.Output != nil {
+		t.Fatalf("the oversized output was stored: %v", rec.Output)
+	}
+}
