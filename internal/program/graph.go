@@ -1,18 +1,24 @@
 package program
 
 import (
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
 )
 
 // graph is the state graph of a program: transitions and timeout edges.
+// A state with a timeout has two nodes: entering it, and answering it. Its
+// transitions leave from the answer node and its timeout edge from the
+// entry node, so that "X answered on every path" (data.X is set) and "X
+// entered on every path" are different questions.
 type graph struct {
 	p     *Program
-	index map[*State]int
-	nodes []*State
+	index map[*State]int // a state's entry node
+	ans   []int          // by entry node: the node its transitions leave from
+	nodes []*State       // by node: its state
 	succ  [][]edge
-	dom   []map[int]bool // dom[v]: states on every path from the initial state to v
+	dom   []map[int]bool // dom[v]: nodes on every path from the initial state to v
 }
 
 type edge struct {
@@ -26,15 +32,25 @@ func newGraph(p *Program) *graph {
 		g.index[p.States[name]] = len(g.nodes)
 		g.nodes = append(g.nodes, p.States[name])
 	}
+	g.ans = make([]int, len(g.nodes))
+	for i, st := range g.nodes[:len(g.ans)] {
+		g.ans[i] = i
+		if st.OnTimeout != nil {
+			g.ans[i] = len(g.nodes)
+			g.nodes = append(g.nodes, st)
+		}
+	}
 	g.succ = make([][]edge, len(g.nodes))
-	for i, st := range g.nodes {
+	for i := range g.ans {
+		st, from := g.nodes[i], g.ans[i]
+		if from != i {
+			g.succ[i] = append(g.succ[i], edge{to: from})
+			g.succ[i] = append(g.succ[i], edge{to: g.index[st.OnTimeout]})
+		}
 		for _, t := range st.Transitions {
 			if t.To != nil { // a missing target is reported elsewhere
-				g.succ[i] = append(g.succ[i], edge{to: g.index[t.To], rollback: t.Rollback})
+				g.succ[from] = append(g.succ[from], edge{to: g.index[t.To], rollback: t.Rollback})
 			}
-		}
-		if st.OnTimeout != nil {
-			g.succ[i] = append(g.succ[i], edge{to: g.index[st.OnTimeout]})
 		}
 	}
 	g.computeDominators()
@@ -126,9 +142,16 @@ func copySet(s map[int]bool) map[int]bool {
 	return c
 }
 
-// dominates reports whether every path from the initial state to b passes a.
+// dominates reports whether every path from the initial state to b enters a.
 func (g *graph) dominates(a, b *State) bool {
 	return g.dom[g.index[b]][g.index[a]]
+}
+
+// answered reports whether every path from the initial state to b answers
+// a, that is leaves a by a transition rather than its timeout: only then is
+// data.a certainly set when b runs.
+func (g *graph) answered(a, b *State) bool {
+	return g.dom[g.index[b]][g.ans[g.index[a]]]
 }
 
 func (l *loader) checkGraph(p *Program, g *graph) {
@@ -167,7 +190,8 @@ func (l *loader) checkGraph(p *Program, g *graph) {
 		}
 	}
 	// A rollback must return to a state the run has certainly visited.
-	for _, st := range g.nodes {
+	for _, name := range p.Order {
+		st := p.States[name]
 		for _, t := range st.Transitions {
 			if !t.Rollback || t.To == nil {
 				continue
@@ -205,7 +229,7 @@ func (g *graph) names(comp []int) string {
 		names[i] = g.nodes[v].Name
 	}
 	sort.Strings(names)
-	return strings.Join(names, ", ")
+	return strings.Join(slices.Compact(names), ", ")
 }
 
 // cycles returns the strongly connected components that contain a cycle in

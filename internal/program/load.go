@@ -410,34 +410,39 @@ func isIdent(s string) bool {
 }
 
 // lookup resolves a data path against the program's schemas. It reports a
-// message when the schemas say the path cannot exist.
-func lookup(p *Program, path Path) (*schema.Node, string) {
+// message when the schemas say the path cannot exist. With elements, the
+// path may step into array elements (personal-data paths may; view paths,
+// which copy values out, may not).
+func lookup(p *Program, path Path, elements bool) (*schema.Node, string) {
 	if !validPath(path) {
 		return nil, "must be input[.<field>...] or data.<state>[.<field>...]"
 	}
+	var root *schema.Node
+	rest, owner := path[1:], "the input_schema"
 	if path[0] == "input" {
 		if p.Input == nil {
 			return nil, ""
 		}
-		n, ok := p.Input.Root.Lookup(path[1:])
-		if !ok {
-			return nil, "the input_schema says it cannot exist"
+		root = p.Input.Root
+	} else {
+		st, ok := p.States[path[1]]
+		switch {
+		case !ok:
+			return nil, fmt.Sprintf("there is no state %q", path[1])
+		case st.Output == nil && st.Kind.TakesSubmission():
+			return nil, "" // its schema is invalid, and reported
+		case st.Output == nil:
+			return nil, fmt.Sprintf("state %s (%s) produces no data", st.Name, st.Kind)
 		}
-		return n, ""
+		root, rest, owner = st.Output.Root, path[2:], "the output_schema of "+st.Name
 	}
-	st, ok := p.States[path[1]]
+	find := root.Lookup
+	if elements {
+		find = root.LookupElements
+	}
+	n, ok := find(rest)
 	if !ok {
-		return nil, fmt.Sprintf("there is no state %q", path[1])
-	}
-	if st.Output == nil {
-		if st.Kind.TakesSubmission() {
-			return nil, ""
-		}
-		return nil, fmt.Sprintf("state %s (%s) produces no data", st.Name, st.Kind)
-	}
-	n, ok := st.Output.Root.Lookup(path[2:])
-	if !ok {
-		return nil, fmt.Sprintf("the output_schema of %s says it cannot exist", st.Name)
+		return nil, owner + " says it cannot exist"
 	}
 	return n, ""
 }
@@ -448,7 +453,7 @@ func (l *loader) checkPaths(doc Document, p *Program) {
 		spec, st := doc.States[name], p.States[name]
 		for i, raw := range spec.View {
 			path := ParsePath(raw)
-			if _, msg := lookup(p, path); msg != "" {
+			if _, msg := lookup(p, path, false); msg != "" {
 				l.problem(statePtr(name, "view/"+strconv.Itoa(i)), "view path %s: %s", raw, msg)
 				continue
 			}
@@ -457,12 +462,12 @@ func (l *loader) checkPaths(doc Document, p *Program) {
 	}
 	for _, name := range sortedKeys(doc.Subjects) {
 		spec := doc.Subjects[name]
-		if _, msg := lookup(p, ParsePath(spec.ID)); msg != "" {
+		if _, msg := lookup(p, ParsePath(spec.ID), false); msg != "" {
 			l.problem("/subjects/"+escapePointer(name)+"/id", "subject id path %s: %s", spec.ID, msg)
 		}
 		for i, raw := range spec.PII {
 			if path := ParsePath(raw); validPath(path) {
-				if _, msg := lookup(p, path); msg != "" {
+				if _, msg := lookup(p, path, true); msg != "" {
 					l.problem("/subjects/"+escapePointer(name)+"/pii/"+strconv.Itoa(i), "pii path %s: %s", raw, msg)
 				}
 			}
@@ -493,7 +498,7 @@ func (l *loader) compileExpressions(doc Document, p *Program, g *graph) {
 		if st.Kind == KindTerminal || (st.Kind.TakesSubmission() && st.Output == nil) {
 			continue
 		}
-		d := policy.Decls{Input: p.Input.Root, Data: data, PII: pii}
+		d := policy.Decls{Input: p.Input.Root, Data: data, PII: withOutputPII(pii, name)}
 		if st.Output != nil {
 			d.Output = st.Output.Root
 		}
@@ -526,6 +531,22 @@ func (l *loader) compileExpressions(doc Document, p *Program, g *graph) {
 	}
 }
 
+// withOutputPII adds, for the state that produces data.<state>, the same
+// personal-data paths as seen through output: a guard must not read
+// data.x.name later nor output.name in x itself.
+func withOutputPII(pii [][]string, state string) [][]string {
+	out := pii
+	for _, q := range pii {
+		if len(q) >= 2 && q[0] == "data" && q[1] == state {
+			if len(out) == len(pii) {
+				out = append([][]string(nil), pii...)
+			}
+			out = append(out, append([]string{"output"}, q[2:]...))
+		}
+	}
+	return out
+}
+
 func (l *loader) exprProblems(ptr string, probs []policy.Problem) bool {
 	for _, pr := range probs {
 		x := l.at(ptr, pr.Message)
@@ -544,7 +565,7 @@ func (l *loader) checkDataRefs(ptr string, p *Program, g *graph, st *State, x *p
 		if !ok {
 			continue // the compiler has reported it
 		}
-		if src == st || (g != nil && !g.dominates(src, st)) {
+		if src == st || (g != nil && !g.answered(src, st)) {
 			pr := l.at(ptr, fmt.Sprintf("data.%s is not set on every path to %s; test it with has(data.%s) first", ref.State, st.Name, ref.State))
 			pr.ExprLine, pr.ExprColumn = ref.Line, ref.Column
 			l.problems = append(l.problems, pr)

@@ -2,6 +2,7 @@ package program
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"flag"
 	"os"
@@ -120,6 +121,14 @@ func TestLoadRejects(t *testing.T) {
 		{"output in a decision state", repl("when: input.k == 0", "when: output.ok"), "b", "transitions[0].when", "output"},
 		{"data reference not set on every path", repl("when: output.ok", "when: data.a.ok"), "a", "transitions[0].when", "has(data.a)"},
 		{"guard reads personal data", repl("when: output.ok", "when: output.ok && input.customer.name == 'x'"), "a", "transitions[0].when", "personal data"},
+		{"data of a state left by its timeout", func(s string) string {
+			s = repl("    instructions: do it", "    instructions: do it\n    timeout: 1h\n    on_timeout: b")(s)
+			return repl("when: input.k == 0", "when: data.a.ok")(s)
+		}, "b", "transitions[0].when", "has(data.a)"},
+		{"guard reads personal data through output", func(s string) string {
+			s = repl("pii: [input.customer.name]", "pii: [input.customer.name, data.a.risk]")(s)
+			return repl("when: output.ok", "when: output.ok && output.risk == 'x'")(s)
+		}, "a", "transitions[0].when", "personal data"},
 		{"view path that cannot exist", repl("view: [input.k]", "view: [input.k.deeper]"), "a", "view[0]", "cannot exist"},
 		{"pii path that cannot exist", repl("pii: [input.customer.name]", "pii: [data.a.missing]"), "", "subjects.customer.pii[0]", "cannot exist"},
 		{"invalid output schema", repl("ok: {type: boolean}", "ok: {type: bool}"), "a", "", "invalid JSON Schema"},
@@ -127,6 +136,7 @@ func TestLoadRejects(t *testing.T) {
 		{"field not for this kind", repl("    kind: decision", "    kind: decision\n    role: x"), "b", "role", "does not apply"},
 		{"reserved outcome", repl("outcome: DONE", "outcome: FAILED"), "done", "outcome", "reserved"},
 		{"unbounded loop", repl("      - to: done\n        when: input.k == 0\n      - to: done", "      - to: done\n        when: input.k == 0\n      - to: a"), "a", "transitions", "bounded by no limit"},
+		{"float spelling of an integer beyond 2^53", repl("k: {type: integer}", "k: {type: integer, maximum: 1e300}"), "", "", "2^53"},
 		{"integer beyond 2^53", repl("k: {type: integer}", "k: {type: integer, maximum: 9007199254740993}"), "", "", "2^53"},
 		{"yaml alias", repl("  done: {kind: terminal, outcome: DONE}", "  done: &d {kind: terminal, outcome: DONE}\n  again: *d"), "", "", "aliases"},
 		{"bad state name", repl("  done: {", "  Done2: {kind: terminal, outcome: D}\n  done: {"), "", "", ""},
@@ -162,6 +172,7 @@ func TestLoadAccepts(t *testing.T) {
 		{"integer compared with an int literal", repl("when: input.k == 0", "when: input.k == 0 || input.k > 10")},
 		{"string enum comparisons", repl("when: output.ok", "when: output.ok && output.risk in ['low', 'medium']")},
 		{"version stays text", repl("version: 1.0", "version: 01.10")},
+		{"YAML 1.2 decimal, not 1.1 octal", repl("k: {type: integer}", "k: {type: integer, maximum: 010, minimum: 0o7}")},
 		{"json style flow mapping", repl("  done: {kind: terminal, outcome: DONE}", "  \"done\": {\"kind\": \"terminal\", \"outcome\": \"DONE\"}")},
 	}
 	for _, tt := range tests {
@@ -170,6 +181,62 @@ func TestLoadAccepts(t *testing.T) {
 				t.Fatalf("problems:\n%s", problemsText(probs))
 			}
 		})
+	}
+}
+
+// Personal data may sit in the elements of an array: pii paths step into
+// them, guards may read the other fields of the elements but not it.
+func TestPersonalDataInsideArrays(t *testing.T) {
+	src := `
+name: arr
+version: "1"
+input_schema:
+  type: object
+  properties:
+    pid: {type: string}
+    people:
+      type: array
+      maxItems: 5
+      items:
+        type: object
+        additionalProperties: false
+        properties:
+          name: {type: string, maxLength: 20}
+          age: {type: integer}
+subjects:
+  person:
+    id: input.pid
+    pii: [input.people.name]
+initial: a
+states:
+  a:
+    kind: decision
+    transitions:
+      - to: done
+        when: GUARD
+      - to: done
+  done: {kind: terminal, outcome: DONE}
+`
+	if _, probs := load(t, strings.Replace(src, "GUARD", "input.people.exists(p, p.age > 3)", 1)); len(probs) > 0 {
+		t.Fatalf("a guard over non-personal element fields was refused:\n%s", problemsText(probs))
+	}
+	_, probs := load(t, strings.Replace(src, "GUARD", "input.people.exists(p, p.name == 'x')", 1))
+	if !strings.Contains(problemsText(probs), "personal data input.people.name") {
+		t.Fatalf("a guard over personal element fields loaded: %s", problemsText(probs))
+	}
+	if _, probs := load(t, strings.Replace(strings.Replace(src, "GUARD", "true", 1), "input.people.name]", "input.people.nick]", 1)); !strings.Contains(problemsText(probs), "cannot exist") {
+		t.Fatalf("a pii path into a field the elements do not have loaded: %s", problemsText(probs))
+	}
+}
+
+func TestYAMLNumbersFollowTheCoreSchema(t *testing.T) {
+	p, probs := load(t, repl("k: {type: integer}", "k: {type: integer, maximum: 010, title: 1_000}")(base))
+	if len(probs) > 0 {
+		t.Fatalf("problems: %s", problemsText(probs))
+	}
+	k := p.Input.Doc().(map[string]any)["properties"].(map[string]any)["k"].(map[string]any)
+	if k["maximum"] != json.Number("10") || k["title"] != "1_000" {
+		t.Fatalf("maximum %#v title %#v: want 10 and the string 1_000", k["maximum"], k["title"])
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"reflect"
+	"regexp"
 	"strconv"
 	"strings"
 
@@ -173,22 +174,56 @@ func (c *converter) scalar(n *yaml.Node, t reflect.Type) any {
 		return nil
 	case "!!bool":
 		return n.Value == "true" || n.Value == "True" || n.Value == "TRUE"
-	case "!!int":
-		i, err := strconv.ParseInt(strings.ReplaceAll(n.Value, "_", ""), 0, 64)
-		if err != nil || i > jsonvalue.MaxSafeInteger || i < -jsonvalue.MaxSafeInteger {
-			c.fail(n, "integer %s is beyond ±2^53 and cannot be represented exactly", n.Value)
+	case "!!int", "!!float":
+		return c.number(n)
+	}
+	return n.Value
+}
+
+// YAML 1.2 core-schema numbers. The parser resolves some YAML 1.1 forms
+// too (010 as octal, 1_000, 0b101); under 1.2 those are decimal or plain
+// strings, and so they are here.
+var (
+	yamlInt   = regexp.MustCompile(`^[-+]?[0-9]+$`)
+	yamlOct   = regexp.MustCompile(`^0o[0-7]+$`)
+	yamlHex   = regexp.MustCompile(`^0x[0-9a-fA-F]+$`)
+	yamlFloat = regexp.MustCompile(`^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?$`)
+	yamlInf   = regexp.MustCompile(`^([-+]?\.(inf|Inf|INF)|\.(nan|NaN|NAN))$`)
+)
+
+func (c *converter) number(n *yaml.Node) any {
+	v := n.Value
+	var i int64
+	var err error
+	switch {
+	case yamlInt.MatchString(v):
+		i, err = strconv.ParseInt(strings.TrimPrefix(v, "+"), 10, 64)
+	case yamlOct.MatchString(v):
+		i, err = strconv.ParseInt(v[2:], 8, 64)
+	case yamlHex.MatchString(v):
+		i, err = strconv.ParseInt(v[2:], 16, 64)
+	case yamlFloat.MatchString(v):
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil || math.IsInf(f, 0) {
+			c.fail(n, "number %s is not a finite JSON number", v)
 			return nil
 		}
-		return json.Number(strconv.FormatInt(i, 10))
-	case "!!float":
-		f, err := strconv.ParseFloat(strings.ReplaceAll(n.Value, "_", ""), 64)
-		if err != nil || math.IsInf(f, 0) || math.IsNaN(f) {
-			c.fail(n, "number %s is not a finite JSON number", n.Value)
+		if f == math.Trunc(f) && math.Abs(f) > jsonvalue.MaxSafeInteger {
+			c.fail(n, "number %s is an integer beyond ±2^53 and cannot be represented exactly", v)
 			return nil
 		}
 		return json.Number(strconv.FormatFloat(f, 'g', -1, 64))
+	case yamlInf.MatchString(v):
+		c.fail(n, "number %s is not a finite JSON number", v)
+		return nil
+	default:
+		return v // not a number under YAML 1.2
 	}
-	return n.Value
+	if err != nil || i > jsonvalue.MaxSafeInteger || i < -jsonvalue.MaxSafeInteger {
+		c.fail(n, "integer %s is beyond ±2^53 and cannot be represented exactly", v)
+		return nil
+	}
+	return json.Number(strconv.FormatInt(i, 10))
 }
 
 func escapePointer(s string) string {

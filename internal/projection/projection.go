@@ -86,7 +86,13 @@ func ForTool(st *program.State, args map[string]any) *ToolCall {
 // itself.
 func View(p *program.Program, paths []program.Path, s State) map[string]any {
 	view := map[string]any{}
-	for _, path := range paths {
+	for i, path := range paths {
+		if coveredByOther(paths, i) {
+			// An ancestor's copy already holds it (personal data included,
+			// when named), and writing into that copy could write into the
+			// run's own values, which views share.
+			continue
+		}
 		v, ok := get(s, path)
 		if !ok {
 			continue
@@ -177,6 +183,17 @@ func copyAllowed(p *program.Program, named []program.Path, path program.Path, v 
 		return out
 	}
 	return v
+}
+
+// coveredByOther reports whether another listed path is a strict ancestor
+// of paths[i].
+func coveredByOther(paths []program.Path, i int) bool {
+	for j, q := range paths {
+		if j != i && len(q) < len(paths[i]) && q.Covers(paths[i]) {
+			return true
+		}
+	}
+	return false
 }
 
 // piiBelow reports whether a personal-data path lies strictly below path.

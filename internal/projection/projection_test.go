@@ -2,6 +2,7 @@ package projection
 
 import (
 	"reflect"
+	"sync"
 	"testing"
 
 	"github.com/nano-vm/nano-vm-mcp/internal/program"
@@ -67,6 +68,8 @@ func TestView(t *testing.T) {
 		{"data of a state, personal data left out", paths("data.a"),
 			map[string]any{"data": map[string]any{"a": map[string]any{"risk": "low"}}}},
 		{"absent path is absent", paths("data.b.x"), map[string]any{}},
+		{"a parent and its child", paths("input.customer", "input.customer.country", "input.customer.name"),
+			map[string]any{"input": map[string]any{"customer": map[string]any{"country": "SE", "name": "Ann"}}}},
 		{"the whole input, personal data left out", paths("input"),
 			map[string]any{"input": map[string]any{"doc": "D", "customer": map[string]any{"country": "SE"}}}},
 	}
@@ -83,6 +86,42 @@ func TestView(t *testing.T) {
 	if s.Input.(map[string]any)["customer"].(map[string]any)["country"] != "SE" {
 		t.Fatal("a filtered object aliases the run state")
 	}
+}
+
+// TestViewNeverWritesIntoRunValues: views share subtrees without personal
+// data with the run, so listing a child after its parent must not write
+// into them. Under -race, a reader of the run state would catch a write.
+func TestViewNeverWritesIntoRunValues(t *testing.T) {
+	p, err := program.Load("p.yaml", []byte(prog))
+	if err != nil {
+		t.Fatal(err)
+	}
+	shared := map[string]any{"x": "1", "y": "2"}
+	s := State{Input: map[string]any{"extra": shared}}
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+				for k, v := range shared {
+					_, _ = k, v
+				}
+			}
+		}
+	}()
+	for i := 0; i < 200; i++ {
+		v := View(p, []program.Path{program.ParsePath("input.extra"), program.ParsePath("input.extra.x")}, s)
+		if got := v["input"].(map[string]any)["extra"].(map[string]any)["x"]; got != "1" {
+			t.Fatalf("view lost input.extra.x: %v", v)
+		}
+	}
+	close(stop)
+	wg.Wait()
 }
 
 func TestForAuditorRedactsEveryPersonalDataPath(t *testing.T) {

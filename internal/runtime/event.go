@@ -80,6 +80,8 @@ const (
 type Submission struct {
 	Actor     Actor  `json:"actor"`
 	Principal string `json:"principal,omitempty"`
+	Role      string `json:"role,omitempty"` // the approver's role, for decisions
+	Tool      string `json:"tool,omitempty"` // the tool the submitter claimed to run
 	Output    any    `json:"output"`
 }
 

@@ -44,14 +44,16 @@ type Submit struct {
 }
 
 // Decide answers an open approval task with the decision form.
+// DefinitionHash is an optional claim, checked like Submit's.
 type Decide struct {
-	Seq       uint64
-	State     string
-	Role      string // the approver's role; must match the state's role
-	Principal string
-	Decision  any // decoded JSON
-	Size      int // bytes of the decision as received
-	At        time.Time
+	Seq            uint64
+	State          string
+	DefinitionHash string
+	Role           string // the approver's role; must match the state's role
+	Principal      string
+	Decision       any // decoded JSON
+	Size           int // bytes of the decision as received
+	At             time.Time
 }
 
 // Cancel ends a running run.
@@ -106,7 +108,7 @@ func Apply(p *program.Program, run *Run, in Input) (Result, error) {
 		return m.submit(in.At, answer{seq: in.Seq, state: in.State, tool: in.Tool, hash: in.DefinitionHash, actor: actorOr(in.Actor), principal: in.Principal, output: in.Output, size: in.Size})
 	case Decide:
 		m.at = stamp(in.At)
-		return m.submit(in.At, answer{seq: in.Seq, state: in.State, role: in.Role, decide: true, actor: ActorHuman, principal: in.Principal, output: in.Decision, size: in.Size})
+		return m.submit(in.At, answer{seq: in.Seq, state: in.State, role: in.Role, hash: in.DefinitionHash, decide: true, actor: ActorHuman, principal: in.Principal, output: in.Decision, size: in.Size})
 	case Cancel:
 		m.at = stamp(in.At)
 		m.seq, m.state = m.r.Seq, m.r.State
@@ -214,7 +216,8 @@ func (m *machine) submit(now time.Time, a answer) (Result, error) {
 	}
 	// A lost response retried: the original answer stands, even when that
 	// answer finished the run.
-	if l := r.Last; l != nil && a.seq == l.Seq && a.actor == l.Actor && (a.state == "" || a.state == l.State) && sameJSON(a.output, l.Output) {
+	if l := r.Last; l != nil && a.seq == l.Seq && a.actor == l.Actor && a.role == l.Role && a.tool == l.Tool &&
+		(a.state == "" || a.state == l.State) && sameJSON(a.output, l.Output) {
 		return Result{Run: r, Duplicate: true}, nil
 	}
 	if r.Finished() {
@@ -227,9 +230,9 @@ func (m *machine) submit(now time.Time, a answer) (Result, error) {
 		return m.rejected(reject(CodeWrongState, "the run is at %s, not %s", r.State, a.state), a)
 	}
 	st := m.p.States[r.State]
-	if !r.Deadline.IsZero() && !now.Before(r.Deadline) {
+	if deadline := r.Deadline; !deadline.IsZero() && !now.Before(deadline) {
 		m.expireIfDue(now)
-		return m.rejected(reject(CodeDeadlineExceeded, "the task's deadline %s has passed", stamp(r.Deadline)), a)
+		return m.rejected(reject(CodeDeadlineExceeded, "the task's deadline %s has passed", stamp(deadline)), a)
 	}
 	switch {
 	case st.Kind == program.KindApproval && !a.decide:
@@ -238,6 +241,10 @@ func (m *machine) submit(now time.Time, a answer) (Result, error) {
 		return m.rejected(reject(CodeWrongState, "state %s is not awaiting an approval", st.Name), a)
 	case a.decide && a.role != st.Role:
 		return m.rejected(reject(CodeCapabilityDenied, "state %s needs role %s, not %q", st.Name, st.Role, a.role), a)
+	case !a.decide && a.actor != ActorModel && a.actor != ActorTool:
+		return m.rejected(reject(CodeCapabilityDenied, "a step is submitted by the model or a tool runner, not %q", a.actor), a)
+	case a.actor == ActorTool && st.Kind != program.KindTool:
+		return m.rejected(reject(CodeCapabilityDenied, "the task grants no tool; a tool runner cannot answer %s", st.Name), a)
 	case a.tool != "" && st.Kind != program.KindTool:
 		return m.rejected(reject(CodeCapabilityDenied, "the task grants no tool; the submission claims tool %q", a.tool), a)
 	case a.tool != "" && a.tool != st.Tool:
@@ -259,7 +266,7 @@ func (m *machine) submit(now time.Time, a answer) (Result, error) {
 		}
 		return m.rejected(reject(CodeGuardDenied, "the output satisfies no transition of %s", st.Name), a)
 	}
-	m.emit(Event{Type: EventSubmissionAccepted, Seq: r.Seq, Submission: &Submission{Actor: a.actor, Principal: a.principal, Output: a.output}})
+	m.emit(Event{Type: EventSubmissionAccepted, Seq: r.Seq, Submission: &Submission{Actor: a.actor, Principal: a.principal, Role: a.role, Tool: a.tool, Output: a.output}})
 	for _, g := range guards {
 		m.emit(Event{Type: EventGuardEvaluated, Seq: m.r.Seq, Guard: g})
 	}

@@ -61,13 +61,11 @@ func (d *driver) adopt(res Result) {
 	if err != nil {
 		d.t.Fatalf("fold: %v", err)
 	}
-	if !reflect.DeepEqual(stripTask(folded), stripTask(res.Run)) {
+	if !reflect.DeepEqual(folded, res.Run) {
 		d.t.Fatalf("result run differs from the fold of the events:\nfold:   %+v\nresult: %+v", folded, res.Run)
 	}
 	d.run = res.Run
 }
-
-func stripTask(r *Run) Run { c := *r; c.Task = nil; return c }
 
 func (d *driver) apply(in Input) (Result, error) {
 	d.t.Helper()
@@ -226,6 +224,18 @@ func TestRejectionsAreTypedAndCountedOnlyForAttempts(t *testing.T) {
 		{"decision on a non-approval state", nil, func(d *driver) Input {
 			return Decide{Seq: d.run.Seq, Role: "editor", Decision: js(t, `{"approved": true}`), At: t0}
 		}, CodeWrongState, false},
+		{"a step claiming a human actor", nil, func(d *driver) Input {
+			return Submit{Seq: d.run.Seq, Actor: ActorHuman, Output: js(t, `{"score": 1}`), At: t0}
+		}, CodeCapabilityDenied, true},
+		{"a tool runner answering an llm task", nil, func(d *driver) Input {
+			return Submit{Seq: d.run.Seq, Actor: ActorTool, Output: js(t, `{"score": 1}`), At: t0}
+		}, CodeCapabilityDenied, true},
+		{"decision under another definition", func(d *driver) {
+			d.submit(`{"score": 9}`)
+			d.submit(`{"ok": true}`, tool("linter"))
+		}, func(d *driver) Input {
+			return Decide{Seq: d.run.Seq, Role: "editor", DefinitionHash: "sha256:00", Decision: js(t, `{"approved": true}`), At: t0}
+		}, CodeDefinitionMismatch, false},
 		{"oversized output", nil, func(d *driver) Input {
 			return Submit{Seq: d.run.Seq, Output: js(t, `{"score": 1}`), Size: 2 << 20, At: t0}
 		}, CodeSchemaViolation, true},
@@ -275,6 +285,39 @@ func TestDuplicateOfLastAcceptedSubmissionIsIdempotent(t *testing.T) {
 	// A different output for the same seq is a stale submission.
 	if _, err := d.apply(Submit{Seq: seq, Output: js(t, `{"score": 2}`), At: t0}); code(err) != CodeStaleSeq {
 		t.Fatalf("changed resubmission: %v, want stale_seq", err)
+	}
+}
+
+func TestReplayedDecisionFromAnotherRoleIsNoDuplicate(t *testing.T) {
+	p := loadTestProgram(t, "testdata/review.yaml")
+	d := newDriver(t, p, `{"limit": 5}`)
+	d.submit(`{"score": 9}`)
+	d.submit(`{"ok": true}`, tool("linter"))
+	seq := d.run.Seq
+	if _, err := d.apply(Decide{Seq: seq, Role: "editor", Decision: js(t, `{"approved": true}`), At: t0}); err != nil {
+		t.Fatal(err)
+	}
+	res, err := d.apply(Decide{Seq: seq, Role: "intruder", Decision: js(t, `{"approved": true}`), At: t0})
+	if res.Duplicate || code(err) != CodeRunFinished {
+		t.Fatalf("replay by another role: duplicate=%v err=%v", res.Duplicate, err)
+	}
+	res, err = d.apply(Decide{Seq: seq, Role: "editor", Decision: js(t, `{"approved": true}`), At: t0})
+	if !res.Duplicate || err != nil {
+		t.Fatalf("replay by the same role: duplicate=%v err=%v", res.Duplicate, err)
+	}
+}
+
+func TestLateAnswerNamesTheDeadline(t *testing.T) {
+	p := loadTestProgram(t, "testdata/review.yaml")
+	d := newDriver(t, p, `{"limit": 5}`)
+	d.submit(`{"score": 9}`)
+	d.submit(`{"ok": true}`, tool("linter"))
+	_, err := d.apply(Decide{Seq: d.run.Seq, Role: "editor", Decision: js(t, `{"approved": true}`), At: t0.Add(2 * time.Hour)})
+	if code(err) != CodeDeadlineExceeded || !strings.Contains(err.Error(), "2026-11-25T13:00:00Z") {
+		t.Fatalf("late answer: %v", err)
+	}
+	if d.run.Outcome != "EXPIRED" {
+		t.Fatalf("outcome %s", d.run.Outcome)
 	}
 }
 

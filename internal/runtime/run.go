@@ -66,10 +66,14 @@ type Run struct {
 // duplicate can get the original answer back: the answer is the trace from
 // Index up to and including the next task_issued or run_finished event.
 type Accepted struct {
-	Seq    uint64
-	State  string
-	Actor  Actor // a decision repeated as a model step is no duplicate
-	Output any   // as submitted (decoded JSON)
+	Seq   uint64
+	State string
+	// Who answered, with which claims: a duplicate must repeat them, so a
+	// decision replayed by another role or as a model step is no duplicate.
+	Actor  Actor
+	Role   string
+	Tool   string
+	Output any // as submitted (decoded JSON)
 	Index  uint64
 }
 
@@ -136,7 +140,8 @@ func (r *Run) apply(p *program.Program, e *Event) error {
 			return fmt.Errorf("event %d: state %q takes no submission", e.Index, e.State)
 		}
 		r.Data[e.State] = st.Output.Root.Convert(e.Submission.Output)
-		r.Last = &Accepted{Seq: e.Seq, State: e.State, Actor: e.Submission.Actor, Output: e.Submission.Output, Index: e.Index}
+		sub := e.Submission
+		r.Last = &Accepted{Seq: e.Seq, State: e.State, Actor: sub.Actor, Role: sub.Role, Tool: sub.Tool, Output: sub.Output, Index: e.Index}
 		r.Task = nil
 	case EventSubmissionRejected:
 		r.Rejections++

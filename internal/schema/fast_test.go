@@ -19,7 +19,7 @@ import (
 func libraryValidate(s *Schema, v any) []Violation {
 	lib := *s
 	lib.fast = nil
-	return lib.Validate(v)
+	return lib.validate(v)
 }
 
 // checkAgainstLibrary fails when the fast checker's verdict on v
@@ -36,7 +36,7 @@ func checkAgainstLibrary(t testing.TB, s *Schema, v any, desc string) verdict {
 	}
 	// Only nil-ness: the library's messages are not deterministic (it
 	// lists additional properties in map order).
-	if vs := s.Validate(v); (vs == nil) != (lib == nil) {
+	if vs := s.validate(v); (vs == nil) != (lib == nil) {
 		t.Fatalf("%s: Validate = %q, library = %q", desc, vs, lib)
 	}
 	return got

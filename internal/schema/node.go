@@ -68,6 +68,24 @@ func AnyNode() *Node {
 	return &Node{Kind: Any, MaxLength: Unbounded, MaxItems: Unbounded, MaxProperties: Unbounded}
 }
 
+// LookupElements is Lookup that also steps into array elements: in
+// input.people.name, people may be an array of objects with a name. The
+// elements of an array share its path, as personal-data paths do.
+func (n *Node) LookupElements(path []string) (*Node, bool) {
+	cur := n
+	for _, p := range path {
+		for cur.Kind == Array {
+			cur = cur.Items
+		}
+		next, ok := cur.Lookup([]string{p})
+		if !ok {
+			return nil, false
+		}
+		cur = next
+	}
+	return cur, true
+}
+
 // Lookup walks path (property names) from n. It reports false when the
 // schema says the path cannot exist: a property an object forbids, or a step
 // into a scalar or an array. Undeclared properties of an object that admits

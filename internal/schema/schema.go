@@ -75,6 +75,7 @@ type Schema struct {
 	doc      any
 	compiled *jsonschema.Schema
 	fast     *fastNode // nil: every value goes to the library
+	ints     bool      // Root types some value as integer
 }
 
 // Problem is one reason a schema document does not compile.
@@ -154,7 +155,8 @@ func Compile(doc any) (*Schema, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Schema{Root: buildNode(doc), doc: doc, compiled: compiled, fast: newFastChecker(compiled)}, nil
+	root := buildNode(doc)
+	return &Schema{Root: root, doc: doc, compiled: compiled, fast: newFastChecker(compiled), ints: hasInteger(root, map[*Node]bool{})}, nil
 }
 
 func compile(doc any) (compiled *jsonschema.Schema, err error) {
@@ -194,7 +196,16 @@ func (s *Schema) Doc() any { return s.doc }
 // Validate reports every way v fails the schema, sorted by path then
 // message; nil means v is valid. v is a decoded JSON value (json.Number or
 // float64 or Go integer numbers).
-func (s *Schema) Validate(v any) (out []Violation) {
+func (s *Schema) Validate(v any) []Violation {
+	out := s.validate(v)
+	if out == nil && s.ints && !integersSafe(s.Root, v) {
+		out = unsafeIntegers(s.Root, v, "", nil)
+		slices.SortFunc(out, func(a, b Violation) int { return strings.Compare(a.Path, b.Path) })
+	}
+	return out
+}
+
+func (s *Schema) validate(v any) (out []Violation) {
 	if s.fastValid(v) {
 		return nil
 	}

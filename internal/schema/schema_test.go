@@ -411,3 +411,31 @@ func TestViolationMessagesAreDeterministic(t *testing.T) {
 		}
 	}
 }
+
+func TestIntegerFieldsHoldSafeIntegers(t *testing.T) {
+	s := mustCompile(t, `{"type": "object", "properties": {"k": {"type": "integer"}, "l": {"type": "array", "items": {"type": ["integer", "null"]}}, "n": {"type": "number"}}}`)
+	tests := []struct {
+		value string
+		bad   []string
+	}{
+		{`{"k": 1, "l": [2, null], "n": 1e300}`, nil},
+		{`{"k": 5.0}`, nil},
+		{`{"k": 1e300}`, []string{"/k"}},
+		{`{"k": 9007199254740992}`, nil},
+		{`{"l": [1, 1e20, 3, 1e100]}`, []string{"/l/1", "/l/3"}},
+	}
+	for _, tt := range tests {
+		v, err := jsonvalue.Decode([]byte(tt.value))
+		if err != nil {
+			// jsonvalue itself refuses some spellings; those never reach here.
+			continue
+		}
+		var got []string
+		for _, vi := range s.Validate(v) {
+			got = append(got, vi.Path)
+		}
+		if !reflect.DeepEqual(got, tt.bad) {
+			t.Errorf("%s: violations at %v, want %v", tt.value, got, tt.bad)
+		}
+	}
+}
