@@ -8,7 +8,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
+	"sort"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -45,7 +47,36 @@ upper-cased with '-' as '_' (for example NANO_VM_LOG_LEVEL=debug).`,
 		c.Flags().SetInterspersed(true)
 		c.PreRunE = envFallback
 	}
+	documentEnv(root)
 	return root
+}
+
+// envName is the environment variable a flag falls back to.
+func envName(f *pflag.Flag) string {
+	return "NANO_VM_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+}
+
+// documentEnv names each flag's environment variable in its usage, so
+// <command> --help lists them as docs/configuration.md promises. Inherited
+// flags are the same *pflag.Flag on every command, hence the seen set.
+func documentEnv(c *cobra.Command) {
+	seen := map[*pflag.Flag]bool{}
+	note := func(f *pflag.Flag) {
+		if seen[f] || f.Name == "help" {
+			return
+		}
+		seen[f] = true
+		f.Usage += " (env " + envName(f) + ")"
+	}
+	var walk func(*cobra.Command)
+	walk = func(c *cobra.Command) {
+		c.PersistentFlags().VisitAll(note)
+		c.Flags().VisitAll(note)
+		for _, sub := range c.Commands() {
+			walk(sub)
+		}
+	}
+	walk(c)
 }
 
 // envFallback fills every flag the user did not set from NANO_VM_<FLAG>.
@@ -58,7 +89,7 @@ func envFallback(cmd *cobra.Command, _ []string) error {
 			if f.Changed || err != nil {
 				return
 			}
-			name := "NANO_VM_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+			name := envName(f)
 			if v, ok := os.LookupEnv(name); ok {
 				if e := fs.Set(f.Name, v); e != nil {
 					err = &exitErr{exitUsage, fmt.Errorf("%s=%q: %w", name, v, e)}
@@ -101,7 +132,14 @@ func newValidateCmd() *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var problems []program.Problem
 			for _, path := range args {
-				p, err := loadProgram(path)
+				// An unreadable file is one more problem: the others
+				// are still checked and reported.
+				src, err := readProgram(path)
+				if err != nil {
+					problems = append(problems, program.Problem{File: path, Message: "cannot read: " + readReason(err)})
+					continue
+				}
+				p, err := program.Load(path, src)
 				var pe *program.Error
 				switch {
 				case errors.As(err, &pe):
@@ -112,6 +150,18 @@ func newValidateCmd() *cobra.Command {
 					fmt.Fprintf(cmd.OutOrStdout(), "%s: ok (%s %s, %s)\n", path, p.Name, p.Version, p.Hash)
 				}
 			}
+			// Each file's problems arrive sorted; a stable sort by
+			// position keeps that order among equal positions.
+			sort.SliceStable(problems, func(i, j int) bool {
+				a, b := problems[i], problems[j]
+				if a.File != b.File {
+					return a.File < b.File
+				}
+				if a.Line != b.Line {
+					return a.Line < b.Line
+				}
+				return a.Column < b.Column
+			})
 			for _, pr := range problems {
 				fmt.Fprintln(cmd.OutOrStdout(), pr.String())
 			}
@@ -152,22 +202,56 @@ func newGraphCmd() *cobra.Command {
 
 // loadProgram loads a file, or an embedded example by name.
 func loadProgram(ref string) (*program.Program, error) {
-	_, src, err := programSource(ref)
+	src, err := programSource(ref)
 	if err != nil {
 		return nil, err
 	}
 	return program.Load(ref, src)
 }
 
-func programSource(ref string) (string, []byte, error) {
-	if _, err := os.Stat(ref); err == nil {
-		src, err := os.ReadFile(ref)
-		return ref, src, err
+// programSource is readProgram with exit codes: a name that is neither a
+// file nor an example is a bad argument (2); a file that is there but
+// cannot be read, a directory say, is an I/O error (1).
+func programSource(ref string) ([]byte, error) {
+	src, err := readProgram(ref)
+	switch {
+	case err == nil:
+		return src, nil
+	case errors.Is(err, fs.ErrNotExist):
+		return nil, &exitErr{exitUsage, fmt.Errorf("%s: no such file, and no embedded example by that name (examples: %s)", ref, strings.Join(examples.Programs(), ", "))}
+	default:
+		return nil, &exitErr{exitError, err}
 	}
-	if src, err := examples.Program(ref); err == nil {
-		return ref, src, nil
+}
+
+// readProgram reads a file, or an embedded example by name when there is
+// no such file. A file wins over an example of the same name.
+func readProgram(ref string) ([]byte, error) {
+	src, err := os.ReadFile(ref)
+	if errors.Is(err, fs.ErrNotExist) {
+		if ex, exErr := examples.Program(ref); exErr == nil {
+			return ex, nil
+		}
 	}
-	return "", nil, &exitErr{exitUsage, fmt.Errorf("%s: no such file, and no embedded example by that name (examples: %s)", ref, strings.Join(examples.Programs(), ", "))}
+	return src, err
+}
+
+// readReason is err without the path, for messages that lead with it.
+func readReason(err error) string {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err.Error()
+	}
+	return err.Error()
+}
+
+// readErr gives a file the user named the exit code docs/configuration.md
+// promises: a missing file is a bad argument, any other failure I/O.
+func readErr(err error) error {
+	if errors.Is(err, fs.ErrNotExist) {
+		return &exitErr{exitUsage, err}
+	}
+	return &exitErr{exitError, err}
 }
 
 // storeFlags are the same on every subcommand that touches runs. This build
@@ -253,11 +337,11 @@ func scriptedRun(ctx context.Context, out io.Writer, log *zap.Logger, st tracest
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	name, src, err := programSource(ref)
+	src, err := programSource(ref)
 	if err != nil {
 		return err
 	}
-	p, err := program.Load(name, src)
+	p, err := program.Load(ref, src)
 	if err != nil {
 		return err
 	}
@@ -365,7 +449,7 @@ func printHops(out io.Writer, a runtime.Answer) {
 func readJSONFile(path string) (any, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return nil, &exitErr{exitUsage, err}
+		return nil, readErr(err)
 	}
 	v, err := jsonvalue.Decode(data)
 	if err != nil {
@@ -384,7 +468,7 @@ type answerLine struct {
 func readAnswers(path string) ([]answerLine, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, &exitErr{exitUsage, err}
+		return nil, readErr(err)
 	}
 	defer f.Close()
 	var out []answerLine
@@ -402,7 +486,11 @@ func readAnswers(path string) ([]answerLine, error) {
 		out = append(out, answerLine{line: n, raw: bytes.Clone(raw), value: v})
 	}
 	if err := sc.Err(); err != nil {
-		return nil, &exitErr{exitUsage, fmt.Errorf("%s: %w", path, err)}
+		code := exitError
+		if errors.Is(err, bufio.ErrTooLong) {
+			code = exitUsage // the file is wrong, not the disk
+		}
+		return nil, &exitErr{code, fmt.Errorf("%s: %w", path, err)}
 	}
 	return out, nil
 }

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 
 	"github.com/nano-vm/nano-vm-mcp/internal/program"
@@ -56,5 +57,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	fmt.Fprintln(stderr, "nano-vm-mcp:", err)
+	// An OS error that no command classified is I/O, not usage; a missing
+	// file is a bad argument.
+	var pathErr *fs.PathError
+	if errors.As(err, &pathErr) && !errors.Is(err, fs.ErrNotExist) {
+		return exitError
+	}
 	return exitUsage
 }

@@ -3,9 +3,11 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -149,6 +151,130 @@ func TestValidate(t *testing.T) {
 	}
 	if code, _, _ := runCLI(t, "validate", "../../examples/kyc-onboarding.yaml", "../../examples/code-change.yaml"); code != exitOK {
 		t.Fatalf("valid examples: exit %d", code)
+	}
+}
+
+// TestValidateReportsEveryFile checks that a file validate cannot read is
+// one more problem, not the end: every other file is still checked, all
+// problems come out sorted by file and position, and the exit is 2.
+func TestValidateReportsEveryFile(t *testing.T) {
+	dir := t.TempDir()
+	// Broken several ways: an undefined target, an undeclared reference.
+	broken := []byte("name: t\nversion: 1\ninitial: a\nstates:\n  a:\n    kind: llm\n    output_schema: {type: object}\n    transitions:\n      - to: b\n        when: outptu.x\n")
+	// problems is what the loader says about a broken file, in its order.
+	problems := func(path string) []string {
+		_, err := program.Load(path, broken)
+		var pe *program.Error
+		if !errors.As(err, &pe) || len(pe.Problems) < 2 {
+			t.Fatalf("%s: want several problems, got %v", path, err)
+		}
+		var out []string
+		for _, p := range pe.Problems {
+			out = append(out, p.String())
+		}
+		return out
+	}
+	a, b := filepath.Join(dir, "a.yaml"), filepath.Join(dir, "b.yaml")
+	for _, path := range []string{a, b} {
+		if err := os.WriteFile(path, broken, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	missing := filepath.Join(dir, "missing.yaml")
+	sub := filepath.Join(dir, "sub.yaml")
+	if err := os.Mkdir(sub, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	cannotRead := missing + ": cannot read: no such file or directory"
+	tests := []struct {
+		name string
+		args []string
+		code int
+		want []string // stdout, line by line
+	}{
+		{"broken then missing", []string{b, missing}, exitUsage, append(problems(b), cannotRead)},
+		{"missing then broken", []string{missing, b}, exitUsage, append(problems(b), cannotRead)},
+		{"sorted by file, not argument order", []string{b, a}, exitUsage, append(problems(a), problems(b)...)},
+		{"a directory", []string{sub, "refund"}, exitUsage, []string{"refund: ok", sub + ": cannot read: is a directory"}},
+		{"only missing", []string{missing}, exitUsage, []string{cannotRead}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, out, errOut := runCLI(t, append([]string{"validate"}, tt.args...)...)
+			if code != tt.code {
+				t.Fatalf("exit %d, want %d\n%s\n%s", code, tt.code, out, errOut)
+			}
+			lines := strings.Split(strings.TrimRight(out, "\n"), "\n")
+			for i := range lines {
+				if i < len(tt.want) && strings.HasSuffix(tt.want[i], ": ok") {
+					lines[i], _, _ = strings.Cut(lines[i], " (") // drop the version and hash
+				}
+			}
+			if !slices.Equal(lines, tt.want) {
+				t.Fatalf("output:\n%s\nwant:\n%s", strings.Join(lines, "\n"), strings.Join(tt.want, "\n"))
+			}
+			if _, again, _ := runCLI(t, append([]string{"validate"}, tt.args...)...); again != out {
+				t.Errorf("a second run printed otherwise:\n%s", again)
+			}
+		})
+	}
+}
+
+// TestReadErrorExitCodes checks docs/configuration.md's split: a name that
+// is neither a file nor an example is a bad argument (2); a file that is
+// there but cannot be read is an I/O error (1).
+func TestReadErrorExitCodes(t *testing.T) {
+	dir := t.TempDir()
+	missing := filepath.Join(dir, "missing.yaml")
+	in, ans := "../../examples/refund.input.json", "../../examples/refund.refunded.answers.jsonl"
+	tests := []struct {
+		name string
+		args []string
+		code int
+	}{
+		{"graph: a directory", []string{"graph", dir}, exitError},
+		{"graph: no such file or example", []string{"graph", missing}, exitUsage},
+		{"run: program is a directory", []string{"run", dir, "--input", in, "--answers", ans}, exitError},
+		{"run: no such program", []string{"run", missing, "--input", in, "--answers", ans}, exitUsage},
+		{"run: input is a directory", []string{"run", "refund", "--input", dir, "--answers", ans}, exitError},
+		{"run: no such input", []string{"run", "refund", "--input", missing, "--answers", ans}, exitUsage},
+		{"run: answers is a directory", []string{"run", "refund", "--input", in, "--answers", dir}, exitError},
+		{"run: no such answers", []string{"run", "refund", "--input", in, "--answers", missing}, exitUsage},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if code, out, errOut := runCLI(t, tt.args...); code != tt.code {
+				t.Fatalf("exit %d, want %d\n%s\n%s", code, tt.code, out, errOut)
+			}
+		})
+	}
+}
+
+// TestHelpNamesEnvironment keeps the promise of docs/configuration.md that
+// <command> --help lists each flag's environment variable.
+func TestHelpNamesEnvironment(t *testing.T) {
+	tests := []struct {
+		command string
+		want    []string
+	}{
+		{"run", []string{"NANO_VM_INPUT", "NANO_VM_ANSWERS", "NANO_VM_JSON", "NANO_VM_STORE", "NANO_VM_LOG_LEVEL"}},
+		{"graph", []string{"NANO_VM_FORMAT", "NANO_VM_LOG_LEVEL"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.command, func(t *testing.T) {
+			code, out, _ := runCLI(t, tt.command, "--help")
+			if code != exitOK {
+				t.Fatalf("exit %d", code)
+			}
+			for _, want := range tt.want {
+				if n := strings.Count(out, want); n != 1 {
+					t.Errorf("help names %s %d times, want once:\n%s", want, n, out)
+				}
+			}
+			if strings.Contains(out, "NANO_VM_HELP") {
+				t.Errorf("help offers NANO_VM_HELP:\n%s", out)
+			}
+		})
 	}
 }
 

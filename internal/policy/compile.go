@@ -31,6 +31,7 @@ func (e *Env) Compile(src string, k Kind) (*Expr, []Problem) {
 	}
 	c := &compiler{
 		env:   e,
+		kind:  k,
 		src:   []rune(src),
 		info:  parsed.NativeRep().SourceInfo(),
 		skip:  map[int64]bool{},
@@ -83,6 +84,7 @@ func (e *Env) Compile(src string, k Kind) (*Expr, []Problem) {
 // compiler holds the state of one Compile call.
 type compiler struct {
 	env      *Env
+	kind     Kind
 	src      []rune
 	info     *ast.SourceInfo
 	checked  *ast.AST

@@ -98,6 +98,14 @@ func (c *compiler) vetParsed(e ast.Expr) {
 		c.reject(e, "object literals are not allowed")
 		c.markSkip(e)
 		return
+	case ast.MapKind:
+		// A guard that looks a value up in a literal table hides the
+		// decision in data. Tool arguments may still build objects.
+		if c.kind == GuardKind {
+			c.reject(e, "map literals are not allowed: compare fields instead")
+			c.markSkip(e)
+			return
+		}
 	case ast.CallKind:
 		call := e.AsCall()
 		name := call.FunctionName()
