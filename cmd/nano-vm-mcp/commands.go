@@ -10,7 +10,6 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"sort"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -150,18 +149,7 @@ func newValidateCmd() *cobra.Command {
 					fmt.Fprintf(cmd.OutOrStdout(), "%s: ok (%s %s, %s)\n", path, p.Name, p.Version, p.Hash)
 				}
 			}
-			// Each file's problems arrive sorted; a stable sort by
-			// position keeps that order among equal positions.
-			sort.SliceStable(problems, func(i, j int) bool {
-				a, b := problems[i], problems[j]
-				if a.File != b.File {
-					return a.File < b.File
-				}
-				if a.Line != b.Line {
-					return a.Line < b.Line
-				}
-				return a.Column < b.Column
-			})
+			problems = program.SortProblems(problems)
 			for _, pr := range problems {
 				fmt.Fprintln(cmd.OutOrStdout(), pr.String())
 			}

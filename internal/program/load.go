@@ -39,7 +39,7 @@ func Load(name string, data []byte) (*Program, error) {
 		for i := range l.problems {
 			l.problems[i].File = name
 		}
-		return nil, &Error{File: name, Problems: sortProblems(l.problems)}
+		return nil, &Error{File: name, Problems: SortProblems(l.problems)}
 	}
 	return p, nil
 }

@@ -201,7 +201,9 @@ func (e *Error) Error() string {
 // Code is the stable error code for an invalid program.
 func (e *Error) Code() string { return "invalid_program" }
 
-func sortProblems(ps []Problem) []Problem {
+// SortProblems orders problems by file, position, state, field and
+// message, and drops exact duplicates: the stable order every report uses.
+func SortProblems(ps []Problem) []Problem {
 	sort.SliceStable(ps, func(i, j int) bool {
 		a, b := ps[i], ps[j]
 		if a.File != b.File {
