@@ -191,7 +191,7 @@ func (s *Service) Start(ctx context.Context, programName string, input any, prin
 	}
 	s.runs[id] = lr
 	s.mu.Unlock()
-	if err := s.append(ctx, id, res.Events); err != nil {
+	if err := s.append(ctx, res.Run, res.Events); err != nil {
 		s.mu.Lock()
 		delete(s.runs, id)
 		s.mu.Unlock()
@@ -268,7 +268,7 @@ func (s *Service) apply(ctx context.Context, runID string, in Input) (Answer, er
 			return s.originalAnswer(ctx, lr.run)
 		}
 		if len(res.Events) > 0 {
-			err := s.append(ctx, runID, res.Events)
+			err := s.append(ctx, res.Run, res.Events)
 			if errors.Is(err, tracestore.ErrConflict) && attempt < appendRetries {
 				// Another process moved the run on. Refold it and apply the
 				// input again: it now meets the run as it really is, and a
@@ -392,12 +392,25 @@ func fillFromEvents(a *Answer, events []Event) {
 	}
 }
 
-func (s *Service) append(ctx context.Context, runID string, events []Event) error {
+// append stores the events that took a run to the state after, with the
+// run's index row.
+func (s *Service) append(ctx context.Context, after *Run, events []Event) error {
 	recs, err := EncodeEvents(events)
 	if err != nil {
 		return err
 	}
-	return s.store.Append(ctx, runID, recs)
+	return s.store.Append(ctx, after.ID, recs, indexRow(after))
+}
+
+// indexRow is what the store's run index keeps of a run.
+func indexRow(r *Run) tracestore.RunInfo {
+	started, _ := time.Parse(time.RFC3339Nano, r.StartedAt)
+	updated, _ := time.Parse(time.RFC3339Nano, r.UpdatedAt)
+	return tracestore.RunInfo{
+		RunID: r.ID, Program: r.Program.Name, DefinitionHash: r.Program.DefinitionHash,
+		Status: string(r.Status), Outcome: r.Outcome, StartedAt: started, UpdatedAt: updated,
+		Events: r.NextIndex,
+	}
 }
 
 // EncodeEvents turns events into store records (canonical JSON).

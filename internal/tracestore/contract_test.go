@@ -6,42 +6,56 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+	"time"
 )
 
-// backends lists every Store under test; each later backend joins here and
-// must pass the whole contract.
-func backends(t *testing.T) map[string]func(t *testing.T) Store {
-	return map[string]func(t *testing.T) Store{
-		"memory": func(t *testing.T) Store { return NewMemory() },
-	}
+// backends lists every Store under test; each backend joins here and must
+// pass the whole contract. A backend that needs a service the machine does
+// not have skips with the reason.
+var backends = map[string]func(t *testing.T) Store{
+	"memory": func(t *testing.T) Store { return NewMemory() },
 }
+
+var t0 = time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
 
 func recs(from uint64, n int) []Record {
 	out := make([]Record, n)
 	for i := range out {
-		out[i] = Record{Index: from + uint64(i), Type: "e", Body: []byte(fmt.Sprintf(`{"i":%d}`, from+uint64(i)))}
+		k := from + uint64(i)
+		out[i] = Record{Index: k, Type: "e", Body: []byte(fmt.Sprintf(`{"i":%d}`, k)), Hash: []byte{byte(k), 1, 2}}
 	}
 	return out
 }
 
+func info(events uint64) RunInfo {
+	return RunInfo{Program: "p", DefinitionHash: "sha256:d", Status: "running", StartedAt: t0, UpdatedAt: t0, Events: events, Head: []byte{byte(events)}, Tree: []byte("tree")}
+}
+
+// appendN appends n records after the trace's current length from.
+func appendN(t *testing.T, s Store, run string, from uint64, n int) {
+	t.Helper()
+	if err := s.Append(context.Background(), run, recs(from, n), info(from+uint64(n))); err != nil {
+		t.Fatalf("append to %s: %v", run, err)
+	}
+}
+
 func TestStoreContract(t *testing.T) {
 	ctx := context.Background()
-	for name, open := range backends(t) {
+	for name, open := range backends {
 		t.Run(name, func(t *testing.T) {
 			t.Run("LoadUnknownRunIsNotFound", func(t *testing.T) {
 				s := open(t)
 				if _, err := s.Load(ctx, "nope"); !errors.Is(err, ErrNotFound) {
 					t.Fatalf("Load unknown: got %v, want ErrNotFound", err)
 				}
+				if _, err := s.Run(ctx, "nope"); !errors.Is(err, ErrNotFound) {
+					t.Fatalf("Run unknown: got %v, want ErrNotFound", err)
+				}
 			})
 			t.Run("AppendThenLoadReturnsRecordsInOrder", func(t *testing.T) {
 				s := open(t)
-				if err := s.Append(ctx, "r", recs(0, 3)); err != nil {
-					t.Fatal(err)
-				}
-				if err := s.Append(ctx, "r", recs(3, 2)); err != nil {
-					t.Fatal(err)
-				}
+				appendN(t, s, "r", 0, 3)
+				appendN(t, s, "r", 3, 2)
 				got, err := s.Load(ctx, "r")
 				if err != nil {
 					t.Fatal(err)
@@ -50,31 +64,47 @@ func TestStoreContract(t *testing.T) {
 					t.Fatalf("got %d records, want 5", len(got))
 				}
 				for i, r := range got {
-					if r.Index != uint64(i) || string(r.Body) != fmt.Sprintf(`{"i":%d}`, i) {
+					if r.Index != uint64(i) || string(r.Body) != fmt.Sprintf(`{"i":%d}`, i) || r.Type != "e" || len(r.Hash) != 3 || r.Hash[0] != byte(i) {
 						t.Fatalf("record %d = %+v", i, r)
 					}
+				}
+				ri, err := s.Run(ctx, "r")
+				if err != nil {
+					t.Fatal(err)
+				}
+				if ri.RunID != "r" || ri.Events != 5 || ri.Head[0] != 5 || string(ri.Tree) != "tree" || !ri.StartedAt.Equal(t0) || ri.Program != "p" {
+					t.Fatalf("index row %+v", ri)
 				}
 			})
 			t.Run("AppendAtWrongIndexConflictsAndWritesNothing", func(t *testing.T) {
 				s := open(t)
-				if err := s.Append(ctx, "r", recs(0, 2)); err != nil {
-					t.Fatal(err)
-				}
+				appendN(t, s, "r", 0, 2)
 				for _, bad := range [][]Record{recs(1, 2), recs(3, 1), {{Index: 2}, {Index: 4}}} {
-					if err := s.Append(ctx, "r", bad); !errors.Is(err, ErrConflict) {
+					if err := s.Append(ctx, "r", bad, info(2+uint64(len(bad)))); !errors.Is(err, ErrConflict) {
 						t.Fatalf("Append %v: got %v, want ErrConflict", bad, err)
 					}
 				}
+				if err := s.Append(ctx, "new", recs(1, 1), info(2)); !errors.Is(err, ErrConflict) {
+					t.Fatalf("first append not at 0: %v", err)
+				}
 				got, _ := s.Load(ctx, "r")
-				if len(got) != 2 {
-					t.Fatalf("conflicting appends wrote records: %d", len(got))
+				ri, _ := s.Run(ctx, "r")
+				if len(got) != 2 || ri.Events != 2 {
+					t.Fatalf("conflicting appends wrote: %d records, index says %d", len(got), ri.Events)
+				}
+			})
+			t.Run("AppendWithWrongEventCountWritesNothing", func(t *testing.T) {
+				s := open(t)
+				if err := s.Append(ctx, "r", recs(0, 2), info(3)); err == nil {
+					t.Fatal("an index row that disagrees with the trace was accepted")
+				}
+				if _, err := s.Load(ctx, "r"); !errors.Is(err, ErrNotFound) {
+					t.Fatalf("a refused append wrote records: %v", err)
 				}
 			})
 			t.Run("ConcurrentAppendsAtSameIndexExactlyOneWins", func(t *testing.T) {
 				s := open(t)
-				if err := s.Append(ctx, "r", recs(0, 1)); err != nil {
-					t.Fatal(err)
-				}
+				appendN(t, s, "r", 0, 1)
 				const n = 32
 				var wg sync.WaitGroup
 				errs := make(chan error, n)
@@ -82,7 +112,7 @@ func TestStoreContract(t *testing.T) {
 					wg.Add(1)
 					go func() {
 						defer wg.Done()
-						errs <- s.Append(ctx, "r", recs(1, 2))
+						errs <- s.Append(ctx, "r", recs(1, 2), info(3))
 					}()
 				}
 				wg.Wait()
@@ -103,6 +133,68 @@ func TestStoreContract(t *testing.T) {
 					t.Fatalf("trace has %d records, want 3", len(got))
 				}
 			})
+			t.Run("ListRunsFiltersAndPages", func(t *testing.T) {
+				s := open(t)
+				for i := 0; i < 25; i++ {
+					ri := info(1)
+					ri.StartedAt = t0.Add(time.Duration(i) * time.Minute)
+					if i%2 == 0 {
+						ri.Status, ri.Outcome = "completed", "DONE"
+					}
+					if i%5 == 0 {
+						ri.Program = "q"
+					}
+					if err := s.Append(ctx, fmt.Sprintf("run-%02d", i), recs(0, 1), ri); err != nil {
+						t.Fatal(err)
+					}
+				}
+				var all []string
+				cursor := ""
+				for pages := 0; ; pages++ {
+					page, next, err := s.ListRuns(ctx, ListFilter{Limit: 10, Cursor: cursor})
+					if err != nil {
+						t.Fatal(err)
+					}
+					for _, ri := range page {
+						all = append(all, ri.RunID)
+					}
+					if next == "" {
+						break
+					}
+					if pages > 5 {
+						t.Fatal("paging does not end")
+					}
+					cursor = next
+				}
+				if len(all) != 25 || all[0] != "run-24" || all[24] != "run-00" {
+					t.Fatalf("listing %v: want 25 runs, newest first", all)
+				}
+				count := func(f ListFilter) int {
+					f.Limit = 1000
+					page, _, err := s.ListRuns(ctx, f)
+					if err != nil {
+						t.Fatal(err)
+					}
+					return len(page)
+				}
+				for _, c := range []struct {
+					f    ListFilter
+					want int
+				}{
+					{ListFilter{Status: "completed"}, 13},
+					{ListFilter{Outcome: "DONE", Program: "q"}, 3},
+					{ListFilter{DefinitionHash: "sha256:x"}, 0},
+					{ListFilter{Since: t0.Add(20 * time.Minute)}, 5},
+					{ListFilter{Since: t0.Add(5 * time.Minute), Until: t0.Add(10 * time.Minute)}, 5},
+				} {
+					if got := count(c.f); got != c.want {
+						t.Errorf("filter %+v: %d runs, want %d", c.f, got, c.want)
+					}
+				}
+				if _, _, err := s.ListRuns(ctx, ListFilter{Cursor: "garbage"}); err == nil {
+					t.Error("a malformed cursor was accepted")
+				}
+			})
 			t.Run("ProgramsAreStoredByHash", func(t *testing.T) {
 				s := open(t)
 				if _, err := s.Program(ctx, "sha256:x"); !errors.Is(err, ErrNotFound) {
@@ -117,6 +209,28 @@ func TestStoreContract(t *testing.T) {
 				got, err := s.Program(ctx, "sha256:x")
 				if err != nil || string(got) != "a" {
 					t.Fatalf("Program = %q, %v", got, err)
+				}
+			})
+			t.Run("SubjectKeysAreWrittenOnceAndCanBeDestroyed", func(t *testing.T) {
+				s := open(t)
+				if _, err := s.Key(ctx, "subj"); !errors.Is(err, ErrNotFound) {
+					t.Fatalf("unknown key: %v", err)
+				}
+				k, err := s.PutKey(ctx, "subj", []byte("k1"))
+				if err != nil || string(k) != "k1" {
+					t.Fatalf("PutKey = %q, %v", k, err)
+				}
+				if k, err := s.PutKey(ctx, "subj", []byte("k2")); err != nil || string(k) != "k1" {
+					t.Fatalf("second PutKey = %q, %v: want the first key back", k, err)
+				}
+				if err := s.DeleteKey(ctx, "subj"); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := s.Key(ctx, "subj"); !errors.Is(err, ErrNotFound) {
+					t.Fatalf("deleted key: %v", err)
+				}
+				if err := s.DeleteKey(ctx, "subj"); err != nil {
+					t.Fatalf("deleting twice: %v", err)
 				}
 			})
 		})

@@ -1,9 +1,12 @@
 package tracestore
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"slices"
+	"sort"
+	"strconv"
 	"sync"
 )
 
@@ -12,30 +15,46 @@ import (
 type Memory struct {
 	mu       sync.RWMutex
 	runs     map[string][]Record
+	info     map[string]RunInfo
 	programs map[string][]byte
+	keys     map[string][]byte
 }
 
 // NewMemory returns an empty in-memory store.
 func NewMemory() *Memory {
-	return &Memory{runs: map[string][]Record{}, programs: map[string][]byte{}}
+	return &Memory{runs: map[string][]Record{}, info: map[string]RunInfo{}, programs: map[string][]byte{}, keys: map[string][]byte{}}
 }
 
 // Append implements Store.
-func (m *Memory) Append(_ context.Context, runID string, records []Record) error {
+func (m *Memory) Append(_ context.Context, runID string, records []Record, info RunInfo) error {
 	if len(records) == 0 {
 		return nil
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	next := uint64(len(m.runs[runID]))
+	if err := checkAppend(runID, next, records, info); err != nil {
+		return err
+	}
+	for _, r := range records {
+		r.Body, r.Hash = bytes.Clone(r.Body), bytes.Clone(r.Hash)
+		m.runs[runID] = append(m.runs[runID], r)
+	}
+	info.RunID = runID
+	info.Head, info.Tree = bytes.Clone(info.Head), bytes.Clone(info.Tree)
+	m.info[runID] = info
+	return nil
+}
+
+// checkAppend is the append precondition every backend enforces.
+func checkAppend(runID string, next uint64, records []Record, info RunInfo) error {
 	for i, r := range records {
 		if r.Index != next+uint64(i) {
 			return fmt.Errorf("%w: run %s: record %d has index %d, want %d", ErrConflict, runID, i, r.Index, next+uint64(i))
 		}
 	}
-	for _, r := range records {
-		r.Body = slices.Clone(r.Body)
-		m.runs[runID] = append(m.runs[runID], r)
+	if want := next + uint64(len(records)); info.Events != want {
+		return fmt.Errorf("tracestore: run %s: index row says %d events, the trace will hold %d", runID, info.Events, want)
 	}
 	return nil
 }
@@ -51,12 +70,86 @@ func (m *Memory) Load(_ context.Context, runID string) ([]Record, error) {
 	return slices.Clone(recs), nil
 }
 
+// Run implements Store.
+func (m *Memory) Run(_ context.Context, runID string) (RunInfo, error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	info, ok := m.info[runID]
+	if !ok {
+		return RunInfo{}, fmt.Errorf("%w: run %s", ErrNotFound, runID)
+	}
+	return info, nil
+}
+
+// ListRuns implements Store.
+func (m *Memory) ListRuns(_ context.Context, f ListFilter) ([]RunInfo, string, error) {
+	limit, after, err := pageOf(f)
+	if err != nil {
+		return nil, "", err
+	}
+	m.mu.RLock()
+	var all []RunInfo
+	for _, info := range m.info {
+		if matches(info, f) && (after == nil || before(info, *after)) {
+			all = append(all, info)
+		}
+	}
+	m.mu.RUnlock()
+	sort.Slice(all, func(i, j int) bool { return before(all[j], all[i]) })
+	if len(all) <= limit {
+		return all, "", nil
+	}
+	return all[:limit], cursorOf(all[limit-1]), nil
+}
+
+func matches(info RunInfo, f ListFilter) bool {
+	return (f.Program == "" || info.Program == f.Program) &&
+		(f.DefinitionHash == "" || info.DefinitionHash == f.DefinitionHash) &&
+		(f.Status == "" || info.Status == f.Status) &&
+		(f.Outcome == "" || info.Outcome == f.Outcome) &&
+		(f.Since.IsZero() || !info.StartedAt.Before(f.Since)) &&
+		(f.Until.IsZero() || info.StartedAt.Before(f.Until))
+}
+
+// before orders runs for listing: a comes after b in the newest-first
+// order when it started earlier (ties broken by run id).
+func before(a, b RunInfo) bool {
+	if !a.StartedAt.Equal(b.StartedAt) {
+		return a.StartedAt.Before(b.StartedAt)
+	}
+	return a.RunID < b.RunID
+}
+
+// A cursor is the position of the last run of a page: its start time in
+// Unix nanoseconds and its id.
+func cursorOf(info RunInfo) string {
+	return strconv.FormatInt(info.StartedAt.UnixNano(), 10) + ":" + info.RunID
+}
+
+func pageOf(f ListFilter) (limit int, after *RunInfo, err error) {
+	limit = f.Limit
+	switch {
+	case limit <= 0:
+		limit = 100
+	case limit > 1000:
+		limit = 1000
+	}
+	if f.Cursor == "" {
+		return limit, nil, nil
+	}
+	ns, id, ok := cutCursor(f.Cursor)
+	if !ok {
+		return 0, nil, fmt.Errorf("tracestore: malformed cursor %q", f.Cursor)
+	}
+	return limit, &RunInfo{RunID: id, StartedAt: unixNano(ns)}, nil
+}
+
 // PutProgram implements Store.
 func (m *Memory) PutProgram(_ context.Context, hash string, source []byte) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if _, ok := m.programs[hash]; !ok {
-		m.programs[hash] = slices.Clone(source)
+		m.programs[hash] = bytes.Clone(source)
 	}
 	return nil
 }
@@ -69,7 +162,37 @@ func (m *Memory) Program(_ context.Context, hash string) ([]byte, error) {
 	if !ok {
 		return nil, fmt.Errorf("%w: program %s", ErrNotFound, hash)
 	}
-	return slices.Clone(src), nil
+	return bytes.Clone(src), nil
+}
+
+// PutKey implements Store.
+func (m *Memory) PutKey(_ context.Context, subject string, key []byte) ([]byte, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if k, ok := m.keys[subject]; ok {
+		return bytes.Clone(k), nil
+	}
+	m.keys[subject] = bytes.Clone(key)
+	return bytes.Clone(key), nil
+}
+
+// Key implements Store.
+func (m *Memory) Key(_ context.Context, subject string) ([]byte, error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	k, ok := m.keys[subject]
+	if !ok {
+		return nil, fmt.Errorf("%w: key of subject %s", ErrNotFound, subject)
+	}
+	return bytes.Clone(k), nil
+}
+
+// DeleteKey implements Store.
+func (m *Memory) DeleteKey(_ context.Context, subject string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.keys, subject)
+	return nil
 }
 
 // Close implements Store.
