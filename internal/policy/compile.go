@@ -53,6 +53,10 @@ func (e *Env) Compile(src string, k Kind) (*Expr, []Problem) {
 		}
 		c.problems = append(c.problems, e.piiProblems(c)...)
 	}
+	var reads [][]string
+	if k == ValueKind {
+		reads = e.piiReads(c)
+	}
 	if len(c.problems) > 0 {
 		return nil, sortProblems(c.problems)
 	}
@@ -72,6 +76,7 @@ func (e *Env) Compile(src string, k Kind) (*Expr, []Problem) {
 		return nil, []Problem{{Message: fmt.Sprintf("plan: %v", err)}}
 	}
 	return &Expr{
+		PII:      reads,
 		Source:   src,
 		Kind:     k,
 		Cost:     est.Max,

@@ -17,8 +17,9 @@ import (
 type Expr struct {
 	Source   string
 	Kind     Kind
-	Cost     uint64    // estimated worst-case cost
-	DataRefs []DataRef // every data.<state> reference, by position
+	Cost     uint64     // estimated worst-case cost
+	DataRefs []DataRef  // every data.<state> reference, by position
+	PII      [][]string // personal-data paths a value expression reads (never a guard's)
 
 	prg   cel.Program
 	limit uint64

@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"slices"
 	"strings"
 
 	"cel.dev/cel-go/common/ast"
@@ -31,11 +32,25 @@ func (e *Env) piiProblems(c *compiler) []Problem {
 	return w.problems
 }
 
+// piiReads lists the personal-data paths an expression reads, by the same
+// analysis, sorted and without duplicates. Tool arguments may read personal
+// data; the trace then protects their values with the subjects' keys.
+func (e *Env) piiReads(c *compiler) [][]string {
+	if len(e.pii) == 0 {
+		return nil
+	}
+	w := &piiWalker{c: c, pii: e.pii, bound: map[string][]boundPath{}}
+	w.walk(c.checked.Expr())
+	slices.SortFunc(w.reads, func(a, b []string) int { return slices.Compare(a, b) })
+	return slices.CompactFunc(w.reads, func(a, b []string) bool { return slices.Equal(a, b) })
+}
+
 type piiWalker struct {
 	c        *compiler
 	pii      [][]string
 	bound    map[string][]boundPath // comprehension variables, innermost last
 	problems []Problem
+	reads    [][]string // the personal-data paths behind the problems
 }
 
 // boundPath is what a comprehension variable stands for: an element of the
@@ -187,16 +202,24 @@ func (w *piiWalker) walkComprehension(e ast.Expr) {
 // check reports e if path reads personal data: it is equal to or below a
 // personal-data path or, when the value is used whole, above one.
 func (w *piiWalker) check(e ast.Expr, path []string, whole bool) {
+	reported := false
 	for _, q := range w.pii {
-		if hasPrefix(path, q) || (whole && hasPrefix(q, path)) {
-			if e.Kind() == ast.SelectKind && e.AsSelect().IsTestOnly() {
-				e = e.AsSelect().Operand()
-			}
-			line, col := w.c.start(e)
-			w.problems = append(w.problems, Problem{Line: line, Column: col,
-				Message: "guard reads personal data " + strings.Join(q, ".") + "; decide on a step output instead"})
-			return
+		if !hasPrefix(path, q) && !(whole && hasPrefix(q, path)) {
+			continue
 		}
+		// Every path matched: a value read whole may hold the personal
+		// data of several subjects.
+		w.reads = append(w.reads, q)
+		if reported {
+			continue
+		}
+		reported = true
+		if e.Kind() == ast.SelectKind && e.AsSelect().IsTestOnly() {
+			e = e.AsSelect().Operand()
+		}
+		line, col := w.c.start(e)
+		w.problems = append(w.problems, Problem{Line: line, Column: col,
+			Message: "guard reads personal data " + strings.Join(q, ".") + "; decide on a step output instead"})
 	}
 }
 

@@ -3,6 +3,7 @@ package policy
 import (
 	"errors"
 	"fmt"
+	"github.com/nano-vm/nano-vm-mcp/internal/schema"
 	"reflect"
 	"strings"
 	"testing"
@@ -481,5 +482,31 @@ func TestNilData(t *testing.T) {
 	vars.Data = nil
 	if ok, _, err := x.EvalBool(vars); err != nil || !ok {
 		t.Fatalf("EvalBool with nil Data = %v, %v", ok, err)
+	}
+}
+
+func TestValueExpressionsReportThePersonalDataTheyRead(t *testing.T) {
+	input := objN(map[string]*schema.Node{
+		"customer": objN(map[string]*schema.Node{"id": strN(-1), "name": strN(-1), "city": strN(-1)}),
+		"k":        node(schema.Integer),
+	})
+	env, err := NewEnv(Decls{Input: input, PII: [][]string{{"input", "customer", "id"}, {"input", "customer", "name"}}}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for src, want := range map[string]string{
+		"input.customer.name":                    "[[input customer name]]",
+		"input.customer.city":                    "[]",
+		"input.customer":                         "[[input customer id] [input customer name]]",
+		"[input.customer.id, input.k]":           "[[input customer id]]",
+		"input.k > 3 ? input.customer.name : ''": "[[input customer name]]",
+	} {
+		x, probs := env.Compile(src, ValueKind)
+		if len(probs) > 0 {
+			t.Fatalf("%s: %v", src, probs)
+		}
+		if got := fmt.Sprint(x.PII); got != want && !(want == "[]" && x.PII == nil) {
+			t.Errorf("%s reads %s, want %s", src, got, want)
+		}
 	}
 }
