@@ -29,6 +29,9 @@ type Event struct {
 	At    string    `json:"at"`              // RFC 3339 UTC, from the injected clock
 	Seq   uint64    `json:"seq,omitempty"`   // the task this event belongs to
 	State string    `json:"state,omitempty"` // the state the run was in
+	// Prev is the hex hash of the previous event (absent on the first). The
+	// core leaves it empty; the shell sets it when it seals the event.
+	Prev string `json:"prev,omitempty"`
 
 	Started    *Started          `json:"started,omitempty"`
 	Task       *projection.Task  `json:"task,omitempty"`
@@ -54,6 +57,9 @@ type Started struct {
 	CEL       string     `json:"cel_version"`
 	Principal string     `json:"principal,omitempty"`
 	Input     any        `json:"input"`
+	// Subjects names the run's data subjects by keyed id (HMAC), never by
+	// their ids. The shell sets it when it seals the event.
+	Subjects map[string]string `json:"subjects,omitempty"`
 }
 
 // GuardEvaluation records one guard evaluated while choosing a transition.

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"sort"
 	"sync"
 	"time"
@@ -17,6 +18,7 @@ import (
 	"github.com/nano-vm/nano-vm-mcp/internal/jsonvalue"
 	"github.com/nano-vm/nano-vm-mcp/internal/program"
 	"github.com/nano-vm/nano-vm-mcp/internal/projection"
+	"github.com/nano-vm/nano-vm-mcp/internal/trace"
 	"github.com/nano-vm/nano-vm-mcp/internal/tracestore"
 )
 
@@ -24,10 +26,11 @@ import (
 // Apply, appends the events atomically and only then answers. It owns the
 // clock, id generation and storage, all injected through Options.
 type Service struct {
-	store tracestore.Store
-	clock func() time.Time
-	newID func() string
-	log   *zap.Logger
+	store  tracestore.Store
+	sealer *sealer
+	clock  func() time.Time
+	newID  func() string
+	log    *zap.Logger
 
 	mu       sync.Mutex
 	programs map[string]*program.Program // by definition hash
@@ -39,9 +42,10 @@ type Service struct {
 // liveRun serialises the inputs of one run within this process; the store's
 // append check settles races between processes.
 type liveRun struct {
-	mu  sync.Mutex
-	run *Run // nil until loaded
-	p   *program.Program
+	mu    sync.Mutex
+	run   *Run // nil until loaded
+	p     *program.Program
+	chain *chain // the stored trace's head, tree and subjects
 }
 
 // Options configure a Service. Zero values pick production defaults.
@@ -50,6 +54,13 @@ type Options struct {
 	Clock func() time.Time // default: time.Now
 	NewID func() string    // default: 128 random bits, hex
 	Log   *zap.Logger      // default: no logging
+	// Secret keys the hashes that name data subjects (32 bytes). Default:
+	// random, so subject keys are not found again after a restart; the
+	// server passes the secret it keeps in its data directory.
+	Secret []byte
+	// Rand supplies subject keys and nonces. Default: crypto/rand. Tests
+	// pass a seeded generator, so traces are byte-for-byte reproducible.
+	Rand io.Reader
 }
 
 // NewService returns a Service.
@@ -66,8 +77,18 @@ func NewService(o Options) *Service {
 	if o.Log == nil {
 		o.Log = zap.NewNop()
 	}
+	if o.Rand == nil {
+		o.Rand = rand.Reader
+	}
+	if o.Secret == nil {
+		o.Secret = make([]byte, trace.KeySize)
+		if _, err := io.ReadFull(rand.Reader, o.Secret); err != nil {
+			panic("runtime: no randomness: " + err.Error())
+		}
+	}
 	return &Service{
 		store: o.Store, clock: o.Clock, newID: o.NewID, log: o.Log,
+		sealer:   &sealer{store: o.Store, secret: o.Secret, rand: o.Rand, keys: map[string][]byte{}},
 		programs: map[string]*program.Program{},
 		latest:   map[string]*program.Program{},
 		sources:  map[string][]byte{},
@@ -181,7 +202,7 @@ func (s *Service) Start(ctx context.Context, programName string, input any, prin
 	if err != nil {
 		return Answer{}, err
 	}
-	lr := &liveRun{p: p}
+	lr := &liveRun{p: p, chain: &chain{tree: trace.NewTree()}}
 	lr.mu.Lock()
 	defer lr.mu.Unlock()
 	s.mu.Lock()
@@ -191,7 +212,7 @@ func (s *Service) Start(ctx context.Context, programName string, input any, prin
 	}
 	s.runs[id] = lr
 	s.mu.Unlock()
-	if err := s.append(ctx, res.Run, res.Events); err != nil {
+	if err := s.append(ctx, lr, res.Run, res.Events); err != nil {
 		s.mu.Lock()
 		delete(s.runs, id)
 		s.mu.Unlock()
@@ -249,7 +270,14 @@ func (s *Service) Events(ctx context.Context, runID string) ([]Event, error) {
 		}
 		return nil, err
 	}
-	return DecodeEvents(recs)
+	events, err := DecodeEvents(recs)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.sealer.open(ctx, events); err != nil {
+		return nil, err
+	}
+	return events, nil
 }
 
 // appendRetries bounds how often an input is re-applied after another
@@ -268,7 +296,7 @@ func (s *Service) apply(ctx context.Context, runID string, in Input) (Answer, er
 			return s.originalAnswer(ctx, lr.run)
 		}
 		if len(res.Events) > 0 {
-			err := s.append(ctx, res.Run, res.Events)
+			err := s.append(ctx, lr, res.Run, res.Events)
 			if errors.Is(err, tracestore.ErrConflict) && attempt < appendRetries {
 				// Another process moved the run on. Refold it and apply the
 				// input again: it now meets the run as it really is, and a
@@ -334,7 +362,19 @@ func (s *Service) load(ctx context.Context, lr *liveRun, runID string) error {
 	if err != nil {
 		return err
 	}
+	info, err := s.store.Run(ctx, runID)
+	if err != nil {
+		return err
+	}
+	tree, err := trace.UnmarshalTree(info.Tree)
+	if err != nil {
+		return fmt.Errorf("run %s: %w", runID, err)
+	}
+	if tree.Size() != uint64(len(events)) {
+		return fmt.Errorf("run %s: the index row's tree has %d leaves, the trace %d events", runID, tree.Size(), len(events))
+	}
 	lr.p, lr.run = p, run
+	lr.chain = &chain{head: info.Head, tree: tree, subjects: events[0].Started.Subjects}
 	return nil
 }
 
@@ -392,14 +432,23 @@ func fillFromEvents(a *Answer, events []Event) {
 	}
 }
 
-// append stores the events that took a run to the state after, with the
-// run's index row.
-func (s *Service) append(ctx context.Context, after *Run, events []Event) error {
-	recs, err := EncodeEvents(events)
+// append seals and stores the events that took a run to the state after,
+// with the run's index row, and moves lr's chain on once they are stored.
+func (s *Service) append(ctx context.Context, lr *liveRun, after *Run, events []Event) error {
+	recs, next, err := s.sealer.seal(ctx, lr.p, lr.chain, events)
 	if err != nil {
 		return err
 	}
-	return s.store.Append(ctx, after.ID, recs, indexRow(after))
+	info := indexRow(after)
+	info.Head = next.head
+	if info.Tree, err = next.tree.MarshalBinary(); err != nil {
+		return err
+	}
+	if err := s.store.Append(ctx, after.ID, recs, info); err != nil {
+		return err
+	}
+	lr.chain = next
+	return nil
 }
 
 // indexRow is what the store's run index keeps of a run.

@@ -1,0 +1,521 @@
+package runtime
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"sync"
+
+	"github.com/nano-vm/nano-vm-mcp/internal/jsonvalue"
+	"github.com/nano-vm/nano-vm-mcp/internal/program"
+	"github.com/nano-vm/nano-vm-mcp/internal/projection"
+	"github.com/nano-vm/nano-vm-mcp/internal/trace"
+	"github.com/nano-vm/nano-vm-mcp/internal/tracestore"
+)
+
+// Sealing is the shell's half of the trace format: before events are
+// appended, every value from a subject's personal-data paths is encrypted
+// under that subject's key, each event is chained to the previous one, and
+// its leaf joins the run's Merkle tree. The core never sees any of it: it
+// produces plaintext events, and the shell reopens sealed ones before
+// folding them.
+
+// sealedKey and erasedKey mark the objects that stand in for personal data.
+const (
+	sealedKey = "$sealed"
+	erasedKey = "$erased"
+)
+
+// chain is a run's hash chain and tree, as of its last stored event.
+type chain struct {
+	head     []byte // hash of the last event; nil before the first
+	tree     *trace.Tree
+	subjects map[string]string // subject name → keyed subject id
+}
+
+// sealer holds what sealing needs from the service.
+type sealer struct {
+	store  tracestore.Store
+	secret []byte
+
+	randMu sync.Mutex
+	rand   io.Reader
+
+	keyMu sync.Mutex
+	keys  map[string][]byte // by keyed subject id; a cache of the store's
+}
+
+func (s *sealer) read(b []byte) error {
+	s.randMu.Lock()
+	defer s.randMu.Unlock()
+	_, err := io.ReadFull(s.rand, b)
+	return err
+}
+
+// key returns the subject's key, creating it on first use.
+func (s *sealer) key(ctx context.Context, subject string) ([]byte, error) {
+	s.keyMu.Lock()
+	k, ok := s.keys[subject]
+	s.keyMu.Unlock()
+	if ok {
+		return k, nil
+	}
+	k, err := s.store.Key(ctx, subject)
+	if errors.Is(err, tracestore.ErrNotFound) {
+		fresh := make([]byte, trace.KeySize)
+		if err := s.read(fresh); err != nil {
+			return nil, fmt.Errorf("subject key: %w", err)
+		}
+		k, err = s.store.PutKey(ctx, subject, fresh)
+	}
+	if err != nil {
+		return nil, err
+	}
+	s.keyMu.Lock()
+	s.keys[subject] = k
+	s.keyMu.Unlock()
+	return k, nil
+}
+
+// existingKey returns the subject's key, or nil if it was destroyed.
+func (s *sealer) existingKey(ctx context.Context, subject string) ([]byte, error) {
+	s.keyMu.Lock()
+	k, ok := s.keys[subject]
+	s.keyMu.Unlock()
+	if ok {
+		return k, nil
+	}
+	k, err := s.store.Key(ctx, subject)
+	if errors.Is(err, tracestore.ErrNotFound) {
+		return nil, nil
+	}
+	return k, err
+}
+
+// subjectsOf names the run's data subjects by keyed id: the id value at the
+// subject's id path in the run input, or the run itself when it has none.
+func (s *sealer) subjectsOf(p *program.Program, runID string, input any) map[string]string {
+	out := make(map[string]string, len(p.Subjects))
+	for _, sub := range p.Subjects {
+		id := "run:" + runID
+		if v, ok := valueAt(input, sub.ID[1:]); ok {
+			if str, isStr := v.(string); isStr {
+				id = "id:" + str
+			} else if c, err := jsonvalue.Canonical(v); err == nil {
+				id = "id:" + string(c)
+			}
+		}
+		out[sub.Name] = trace.SubjectID(s.secret, sub.Name, id)
+	}
+	return out
+}
+
+func valueAt(v any, path []string) (any, bool) {
+	for _, seg := range path {
+		m, ok := v.(map[string]any)
+		if !ok {
+			return nil, false
+		}
+		if v, ok = m[seg]; !ok {
+			return nil, false
+		}
+	}
+	return v, true
+}
+
+// seal turns events into records: personal data sealed, each event
+// chained to the last, and each leaf added to c's tree. c moves on only
+// when every event has been sealed.
+func (s *sealer) seal(ctx context.Context, p *program.Program, c *chain, events []Event) ([]tracestore.Record, *chain, error) {
+	next := &chain{head: c.head, subjects: c.subjects}
+	state, err := c.tree.MarshalBinary()
+	if err != nil {
+		return nil, nil, err
+	}
+	if next.tree, err = trace.UnmarshalTree(state); err != nil {
+		return nil, nil, err
+	}
+	recs := make([]tracestore.Record, len(events))
+	for i := range events {
+		e := events[i]
+		if e.Type == EventRunStarted {
+			next.subjects = s.subjectsOf(p, e.RunID, e.Started.Input)
+			st := *e.Started
+			if len(next.subjects) > 0 {
+				st.Subjects = next.subjects
+			}
+			e.Started = &st
+		}
+		if err := s.sealEvent(ctx, p, next.subjects, &e); err != nil {
+			return nil, nil, fmt.Errorf("seal event %d: %w", e.Index, err)
+		}
+		if next.head != nil {
+			e.Prev = trace.Hex(next.head)
+		}
+		body, err := jsonvalue.Canonical(&e)
+		if err != nil {
+			return nil, nil, fmt.Errorf("encode event %d: %w", e.Index, err)
+		}
+		hash := trace.LeafHash(body)
+		if err := next.tree.Append(hash); err != nil {
+			return nil, nil, err
+		}
+		recs[i] = tracestore.Record{Index: e.Index, Type: string(e.Type), Body: body, Hash: hash}
+		next.head = hash
+	}
+	return recs, next, nil
+}
+
+// sealEvent replaces, in a copy of e's payload, every personal-data value
+// with its sealed form. e itself shares values with the run and is never
+// modified in place.
+func (s *sealer) sealEvent(ctx context.Context, p *program.Program, subjects map[string]string, e *Event) error {
+	if len(p.Subjects) == 0 {
+		return nil
+	}
+	aad := []byte(e.RunID)
+	var err error
+	switch e.Type {
+	case EventRunStarted:
+		st := *e.Started
+		st.Input, err = s.sealPaths(ctx, p, subjects, st.Input, "input", nil, aad)
+		e.Started = &st
+	case EventTaskIssued:
+		t := *e.Task
+		t.View, err = s.sealView(ctx, p, subjects, t.View, aad)
+		if err == nil && t.Tool != nil {
+			var tool *projection.ToolCall
+			tool, err = s.sealArguments(ctx, p, subjects, e.State, t.Tool, aad)
+			t.Tool = tool
+		}
+		e.Task = &t
+	case EventSubmissionAccepted:
+		sub := *e.Submission
+		sub.Output, err = s.sealPaths(ctx, p, subjects, sub.Output, "data", []string{e.State}, aad)
+		e.Submission = &sub
+	case EventSubmissionRejected:
+		rej := *e.Rejection
+		rej.Output, err = s.sealPaths(ctx, p, subjects, rej.Output, "data", []string{e.State}, aad)
+		if err == nil && len(rej.Details) > 0 {
+			// Validation messages may quote the rejected values.
+			if owners := subjectsUnder(p, subjects, []string{"data", e.State}); len(owners) > 0 {
+				rej.Details, err = s.sealDetails(ctx, owners, rej.Details, aad)
+			}
+		}
+		e.Rejection = &rej
+	}
+	return err
+}
+
+// sealPaths seals, in v (the value at root.prefix...), every personal-data
+// path below it.
+func (s *sealer) sealPaths(ctx context.Context, p *program.Program, subjects map[string]string, v any, root string, prefix []string, aad []byte) (any, error) {
+	if v == nil {
+		return nil, nil
+	}
+	for _, sub := range p.Subjects {
+		for _, q := range sub.PII {
+			rest, ok := below(q, append([]string{root}, prefix...))
+			if !ok {
+				continue
+			}
+			var err error
+			if v, err = s.sealAt(ctx, v, rest, []string{subjects[sub.Name]}, aad); err != nil {
+				return nil, err
+			}
+		}
+		if rest, ok := below(sub.ID, append([]string{root}, prefix...)); ok {
+			var err error
+			if v, err = s.sealAt(ctx, v, rest, []string{subjects[sub.Name]}, aad); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return v, nil
+}
+
+// sealView seals the personal data a task view holds ({"input": ...,
+// "data": {...}}): personal-data paths apply to it as they are.
+func (s *sealer) sealView(ctx context.Context, p *program.Program, subjects map[string]string, view map[string]any, aad []byte) (map[string]any, error) {
+	var v any = view
+	var err error
+	if v, err = s.sealPaths(ctx, p, subjects, v, "", nil, aad); err != nil {
+		return nil, err
+	}
+	out, _ := v.(map[string]any)
+	return out, nil
+}
+
+// sealArguments seals every tool argument that reads personal data, under
+// the keys of every subject it reads.
+func (s *sealer) sealArguments(ctx context.Context, p *program.Program, subjects map[string]string, state string, call *projection.ToolCall, aad []byte) (*projection.ToolCall, error) {
+	st := p.States[state]
+	out := &projection.ToolCall{Name: call.Name, Arguments: make(map[string]any, len(call.Arguments))}
+	for k, v := range call.Arguments {
+		out.Arguments[k] = v
+	}
+	for _, a := range st.Args {
+		owners := map[string]bool{}
+		for _, read := range a.Expr.PII {
+			for _, sub := range p.Subjects {
+				if pathIn(read, sub) {
+					owners[subjects[sub.Name]] = true
+				}
+			}
+		}
+		v, ok := out.Arguments[a.Name]
+		if len(owners) == 0 || !ok {
+			continue
+		}
+		sealed, err := s.sealValue(ctx, v, sortedSet(owners), aad)
+		if err != nil {
+			return nil, err
+		}
+		out.Arguments[a.Name] = sealed
+	}
+	return out, nil
+}
+
+func (s *sealer) sealDetails(ctx context.Context, owners []string, details []string, aad []byte) ([]string, error) {
+	out := make([]string, len(details))
+	for i, d := range details {
+		sealed, err := s.sealValue(ctx, d, owners, aad)
+		if err != nil {
+			return nil, err
+		}
+		c, err := jsonvalue.Canonical(sealed)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = string(c)
+	}
+	return out, nil
+}
+
+// sealAt returns v with the value at path sealed, rebuilding the objects on
+// the way (v is shared and never modified). Arrays on the way apply the
+// rest of the path to each element.
+func (s *sealer) sealAt(ctx context.Context, v any, path []string, owners []string, aad []byte) (any, error) {
+	if len(path) == 0 {
+		if isSealed(v) {
+			return v, nil // already sealed under an enclosing path
+		}
+		return s.sealValue(ctx, v, owners, aad)
+	}
+	switch x := v.(type) {
+	case map[string]any:
+		child, ok := x[path[0]]
+		if !ok {
+			return v, nil
+		}
+		sealed, err := s.sealAt(ctx, child, path[1:], owners, aad)
+		if err != nil {
+			return nil, err
+		}
+		out := make(map[string]any, len(x))
+		for k, c := range x {
+			out[k] = c
+		}
+		out[path[0]] = sealed
+		return out, nil
+	case []any:
+		out := make([]any, len(x))
+		for i, e := range x {
+			var err error
+			if out[i], err = s.sealAt(ctx, e, path, owners, aad); err != nil {
+				return nil, err
+			}
+		}
+		return out, nil
+	}
+	return v, nil
+}
+
+// sealValue encrypts v under each owner's key in turn: a value that holds
+// several subjects' data opens only while all their keys exist.
+func (s *sealer) sealValue(ctx context.Context, v any, owners []string, aad []byte) (any, error) {
+	for _, owner := range owners {
+		plain, err := jsonvalue.Canonical(v)
+		if err != nil {
+			return nil, err
+		}
+		key, err := s.key(ctx, owner)
+		if err != nil {
+			return nil, err
+		}
+		s.randMu.Lock()
+		sealed, err := trace.Seal(key, owner, plain, aad, s.rand)
+		s.randMu.Unlock()
+		if err != nil {
+			return nil, err
+		}
+		v = map[string]any{sealedKey: map[string]any{"subject": sealed.Subject, "nonce": sealed.Nonce, "ciphertext": sealed.Ciphertext}}
+	}
+	return v, nil
+}
+
+func isSealed(v any) bool {
+	m, ok := v.(map[string]any)
+	if !ok || len(m) != 1 {
+		return false
+	}
+	_, ok = m[sealedKey]
+	return ok
+}
+
+// below reports whether q lies under prefix (ignoring an empty root), and
+// returns the rest of q.
+func below(q program.Path, prefix []string) ([]string, bool) {
+	if len(prefix) > 0 && prefix[0] == "" {
+		prefix = prefix[1:]
+	}
+	if len(q) < len(prefix) {
+		return nil, false
+	}
+	for i := range prefix {
+		if q[i] != prefix[i] {
+			return nil, false
+		}
+	}
+	return q[len(prefix):], true
+}
+
+func pathIn(read []string, sub *program.Subject) bool {
+	if program.Path(read).Covers(sub.ID) || sub.ID.Covers(read) {
+		return true
+	}
+	for _, q := range sub.PII {
+		if q.Covers(read) || program.Path(read).Covers(q) {
+			return true
+		}
+	}
+	return false
+}
+
+// subjectsUnder lists the subjects with personal data at or below prefix.
+func subjectsUnder(p *program.Program, subjects map[string]string, prefix []string) []string {
+	owners := map[string]bool{}
+	for _, sub := range p.Subjects {
+		for _, q := range append([]program.Path{sub.ID}, sub.PII...) {
+			if _, ok := below(q, prefix); ok {
+				owners[subjects[sub.Name]] = true
+			}
+		}
+	}
+	return sortedSet(owners)
+}
+
+func sortedSet(m map[string]bool) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// open reverses sealing on decoded events: every sealed value whose key
+// exists is decrypted; one whose key was destroyed becomes the erased
+// marker {"$erased": subject}.
+func (s *sealer) open(ctx context.Context, events []Event) error {
+	for i := range events {
+		e := &events[i]
+		aad := []byte(e.RunID)
+		var err error
+		switch {
+		case e.Started != nil:
+			e.Started.Input, err = s.openValue(ctx, e.Started.Input, aad)
+		case e.Task != nil:
+			var v any
+			if v, err = s.openValue(ctx, e.Task.View, aad); err == nil {
+				e.Task.View, _ = v.(map[string]any)
+			}
+			if err == nil && e.Task.Tool != nil {
+				if v, err = s.openValue(ctx, e.Task.Tool.Arguments, aad); err == nil {
+					e.Task.Tool.Arguments, _ = v.(map[string]any)
+				}
+			}
+		case e.Submission != nil:
+			e.Submission.Output, err = s.openValue(ctx, e.Submission.Output, aad)
+		case e.Rejection != nil:
+			if e.Rejection.Output, err = s.openValue(ctx, e.Rejection.Output, aad); err == nil {
+				err = s.openDetails(ctx, e.Rejection.Details, aad)
+			}
+		}
+		if err != nil {
+			return fmt.Errorf("open event %d: %w", e.Index, err)
+		}
+	}
+	return nil
+}
+
+func (s *sealer) openDetails(ctx context.Context, details []string, aad []byte) error {
+	for i, d := range details {
+		if !json.Valid([]byte(d)) || !bytes.HasPrefix([]byte(d), []byte(`{"`+sealedKey)) {
+			continue
+		}
+		v, err := jsonvalue.Decode([]byte(d))
+		if err != nil {
+			continue
+		}
+		if v, err = s.openValue(ctx, v, aad); err != nil {
+			return err
+		}
+		if str, ok := v.(string); ok {
+			details[i] = str
+		} else if c, err := jsonvalue.Canonical(v); err == nil {
+			details[i] = string(c)
+		}
+	}
+	return nil
+}
+
+// openValue returns v with every sealed value inside it opened (or marked
+// erased).
+func (s *sealer) openValue(ctx context.Context, v any, aad []byte) (any, error) {
+	switch x := v.(type) {
+	case map[string]any:
+		if inner, ok := x[sealedKey].(map[string]any); ok && len(x) == 1 {
+			sealed := &trace.Sealed{}
+			sealed.Subject, _ = inner["subject"].(string)
+			sealed.Nonce, _ = inner["nonce"].(string)
+			sealed.Ciphertext, _ = inner["ciphertext"].(string)
+			key, err := s.existingKey(ctx, sealed.Subject)
+			if err != nil {
+				return nil, err
+			}
+			if key == nil {
+				return map[string]any{erasedKey: sealed.Subject}, nil
+			}
+			plain, err := trace.Open(key, sealed, aad)
+			if err != nil {
+				return nil, err
+			}
+			inner2, err := jsonvalue.Decode(plain)
+			if err != nil {
+				return nil, err
+			}
+			return s.openValue(ctx, inner2, aad) // layered: one key per subject
+		}
+		for k, c := range x {
+			o, err := s.openValue(ctx, c, aad)
+			if err != nil {
+				return nil, err
+			}
+			x[k] = o
+		}
+	case []any:
+		for i, c := range x {
+			o, err := s.openValue(ctx, c, aad)
+			if err != nil {
+				return nil, err
+			}
+			x[i] = o
+		}
+	}
+	return v, nil
+}

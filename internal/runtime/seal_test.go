@@ -1,0 +1,176 @@
+package runtime
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nano-vm/nano-vm-mcp/examples"
+	"github.com/nano-vm/nano-vm-mcp/internal/trace"
+	"github.com/nano-vm/nano-vm-mcp/internal/tracestore"
+)
+
+// kycService drives the KYC example's approved script (a rejected line, a
+// rollback, tool arguments with personal data) through a service with a
+// seeded randomness source, and returns the store and the run id.
+func kycService(t *testing.T, seed byte) (*Service, tracestore.Store, string) {
+	t.Helper()
+	ctx := context.Background()
+	store := tracestore.NewMemory()
+	n := 0
+	svc := NewService(Options{
+		Store: store, Clock: func() time.Time { return t0 }, Secret: bytes.Repeat([]byte{9}, 32),
+		Rand:  rand.NewChaCha8([32]byte{seed}),
+		NewID: func() string { n++; return fmt.Sprintf("run-%d", n) },
+	})
+	src, _ := examples.Program("kyc-onboarding")
+	p := exampleProgram(t, "kyc-onboarding")
+	if err := svc.AddProgram(ctx, p, src); err != nil {
+		t.Fatal(err)
+	}
+	a, err := svc.Start(ctx, p.Name, exampleJSON(t, "kyc-onboarding.input.json"), "t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range readLines(t, "kyc-onboarding.approved.answers.jsonl") {
+		task := a.Task
+		var next Answer
+		switch {
+		case task.Kind == "approval":
+			next, err = svc.Decide(ctx, a.RunID, Decide{Seq: task.Seq, Role: task.Role, Decision: js(t, line)})
+		case task.Tool != nil:
+			next, err = svc.Submit(ctx, a.RunID, Submit{Seq: task.Seq, Tool: task.Tool.Name, Actor: ActorTool, Output: js(t, line)})
+		default:
+			next, err = svc.Submit(ctx, a.RunID, Submit{Seq: task.Seq, Output: js(t, line)})
+		}
+		if code(err) == "" && err != nil {
+			t.Fatal(err)
+		}
+		a = next
+	}
+	if a.Outcome != "APPROVED" {
+		t.Fatalf("outcome %s", a.Outcome)
+	}
+	return svc, store, a.RunID
+}
+
+func TestTraceHoldsNoPlaintextPersonalData(t *testing.T) {
+	_, store, id := kycService(t, 1)
+	recs, err := store.Load(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var all bytes.Buffer
+	for _, r := range recs {
+		all.Write(r.Body)
+	}
+	for _, pii := range []string{"CUS-88213", "Johanna M. Lindqvist", "johanna.lindqvist@example.com", "1988-03-14", "14 MAR 1988", "Hornsgatan 112", "94117352"} {
+		if bytes.Contains(all.Bytes(), []byte(pii)) {
+			t.Errorf("the stored trace holds %q in plaintext", pii)
+		}
+	}
+	if !bytes.Contains(all.Bytes(), []byte(`"$sealed"`)) {
+		t.Fatal("nothing was sealed")
+	}
+}
+
+func TestSealedTraceChainsAndTreeVerify(t *testing.T) {
+	ctx := context.Background()
+	_, store, id := kycService(t, 1)
+	recs, _ := store.Load(ctx, id)
+	info, _ := store.Run(ctx, id)
+	tree := trace.NewTree()
+	var prev []byte
+	for i, r := range recs {
+		var e struct {
+			Index uint64 `json:"index"`
+			Prev  string `json:"prev"`
+		}
+		if err := json.Unmarshal(r.Body, &e); err != nil {
+			t.Fatal(err)
+		}
+		if e.Index != uint64(i) || (prev == nil) != (e.Prev == "") || (prev != nil && e.Prev != trace.Hex(prev)) {
+			t.Fatalf("event %d: index %d prev %q, want previous hash %x", i, e.Index, e.Prev, prev)
+		}
+		if !bytes.Equal(r.Hash, trace.LeafHash(r.Body)) {
+			t.Fatalf("event %d: stored hash is not the leaf hash of its body", i)
+		}
+		tree.Append(r.Hash)
+		prev = r.Hash
+	}
+	stored, err := trace.UnmarshalTree(info.Tree)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := tree.Root()
+	got, _ := stored.Root()
+	if !bytes.Equal(got, want) || stored.Size() != uint64(len(recs)) || !bytes.Equal(info.Head, prev) {
+		t.Fatal("the index row's tree or head does not match the trace")
+	}
+}
+
+func TestSealedTraceReopensAndDestroyedKeysShowAsErased(t *testing.T) {
+	ctx := context.Background()
+	svc, store, id := kycService(t, 1)
+	events, err := svc.Events(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	customer := events[0].Started.Input.(map[string]any)["customer"].(map[string]any)
+	if customer["name"] != "Johanna M. Lindqvist" || customer["id"] != "CUS-88213" {
+		t.Fatalf("the input did not reopen: %v", customer)
+	}
+	subject := events[0].Started.Subjects["customer"]
+	if len(subject) != 64 || strings.Contains(subject, "CUS") {
+		t.Fatalf("subject recorded as %q, want a keyed hash", subject)
+	}
+	before, _ := store.Load(ctx, id)
+	if err := store.DeleteKey(ctx, subject); err != nil {
+		t.Fatal(err)
+	}
+	// A fresh process, without the key cache.
+	fresh := NewService(Options{Store: store})
+	events, err = fresh.Events(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	customer = events[0].Started.Input.(map[string]any)["customer"].(map[string]any)
+	if m, ok := customer["name"].(map[string]any); !ok || m["$erased"] != subject {
+		t.Fatalf("an erased name reads %v", customer["name"])
+	}
+	if customer["country_of_residence"] != "SE" {
+		t.Fatal("data that is not personal was lost")
+	}
+	after, _ := store.Load(ctx, id)
+	for i := range before {
+		if !bytes.Equal(before[i].Body, after[i].Body) {
+			t.Fatal("erasure changed the stored trace")
+		}
+	}
+}
+
+func TestSealedTracesAreReproducible(t *testing.T) {
+	ctx := context.Background()
+	_, s1, id1 := kycService(t, 5)
+	_, s2, id2 := kycService(t, 5)
+	r1, _ := s1.Load(ctx, id1)
+	r2, _ := s2.Load(ctx, id2)
+	if len(r1) != len(r2) {
+		t.Fatal("different lengths")
+	}
+	for i := range r1 {
+		if !bytes.Equal(r1[i].Body, r2[i].Body) {
+			t.Fatalf("event %d differs between two identical runs", i)
+		}
+	}
+	_, s3, id3 := kycService(t, 6)
+	r3, _ := s3.Load(ctx, id3)
+	if bytes.Equal(r1[0].Body, r3[0].Body) {
+		t.Fatal("another randomness source gave the same ciphertexts")
+	}
+}
