@@ -1,0 +1,224 @@
+package receipt
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nano-vm/nano-vm-mcp/examples"
+	"github.com/nano-vm/nano-vm-mcp/internal/jsonvalue"
+	"github.com/nano-vm/nano-vm-mcp/internal/program"
+	"github.com/nano-vm/nano-vm-mcp/internal/runtime"
+	"github.com/nano-vm/nano-vm-mcp/internal/tracestore"
+)
+
+var t0 = time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+
+func testKey() (ed25519.PublicKey, ed25519.PrivateKey) {
+	priv := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{3}, ed25519.SeedSize))
+	return priv.Public().(ed25519.PublicKey), priv
+}
+
+func decode(t *testing.T, s string) any {
+	v, err := jsonvalue.Decode([]byte(s))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// refundTrace runs the refund example (a large amount, so a manager
+// approves) and returns the store; finish=false stops at the approval.
+func refundTrace(t *testing.T, finish bool) (tracestore.Store, string) {
+	t.Helper()
+	ctx := context.Background()
+	store := tracestore.NewMemory()
+	svc := runtime.NewService(runtime.Options{Store: store, Clock: func() time.Time { return t0 },
+		NewID: func() string { return "run-1" }, Secret: bytes.Repeat([]byte{1}, 32), Rand: rand.NewChaCha8([32]byte{2})})
+	src, _ := examples.Program("refund")
+	p, err := program.Load("refund", src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := svc.AddProgram(ctx, p, src); err != nil {
+		t.Fatal(err)
+	}
+	in, _ := examples.FS.ReadFile("refund.large.input.json")
+	a, err := svc.Start(ctx, "refund", decode(t, string(in)), "t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err = svc.Submit(ctx, a.RunID, runtime.Submit{Seq: a.Seq, Output: decode(t, `{"eligible": true, "amount_cents": 64000, "reason": "Arrived broken."}`)})
+	if err != nil || a.State != "manager_approval" {
+		t.Fatalf("at %s: %v", a.State, err)
+	}
+	if finish {
+		if _, err := svc.Decide(ctx, a.RunID, runtime.Decide{Seq: a.Seq, Role: "support_manager", Decision: decode(t, `{"approve": true}`)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return store, a.RunID
+}
+
+func export(t *testing.T, store tracestore.Store, id string) ([]byte, []tracestore.Record) {
+	recs, err := store.Load(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b bytes.Buffer
+	for _, r := range recs {
+		b.Write(r.Body)
+		b.WriteByte('\n')
+	}
+	return b.Bytes(), recs
+}
+
+func signed(t *testing.T, recs []tracestore.Record, size uint64) []byte {
+	pub, priv := testKey()
+	body, err := Derive(recs, size, KeyID(pub))
+	if err != nil {
+		t.Fatal(err)
+	}
+	env, err := Sign(body, priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := jsonvalue.Canonical(env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func verify(traceBytes, receiptBytes []byte) Report {
+	pub, _ := testKey()
+	recs, err := ParseTrace(bytes.NewReader(traceBytes))
+	if err != nil {
+		return Report{Problems: []string{err.Error()}}
+	}
+	env, err := ParseSigned(receiptBytes)
+	if err != nil {
+		return Report{Problems: []string{err.Error()}}
+	}
+	return Verify(env, recs, pub)
+}
+
+func TestReceiptOfAFinishedRun(t *testing.T) {
+	store, id := refundTrace(t, true)
+	traceBytes, recs := export(t, store, id)
+	pub, _ := testKey()
+	body, err := Derive(recs, uint64(len(recs)), KeyID(pub))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body.Kind != KindFinal || body.Status != "completed" || body.Outcome != "REFUNDED" || body.FinalState != "refunded" ||
+		strings.Join(body.Path, " ") != "assess_refund check manager_approval refunded" || body.Counts.Transitions != 3 || body.Tree.Size != uint64(len(recs)) {
+		t.Fatalf("body %+v", body)
+	}
+	again, _ := Derive(recs, uint64(len(recs)), KeyID(pub))
+	a, _ := jsonvalue.Canonical(body)
+	b, _ := jsonvalue.Canonical(again)
+	if !bytes.Equal(a, b) {
+		t.Fatal("deriving twice gave different bytes")
+	}
+	if rep := verify(traceBytes, signed(t, recs, uint64(len(recs)))); !rep.Valid || rep.Later != 0 {
+		t.Fatalf("untouched originals: %+v", rep)
+	}
+}
+
+func TestProvisionalReceiptAndLaterEvents(t *testing.T) {
+	store, id := refundTrace(t, false)
+	_, recs := export(t, store, id)
+	pub, _ := testKey()
+	body, _ := Derive(recs, uint64(len(recs)), KeyID(pub))
+	if body.Kind != KindProvisional || body.Status != "running" || body.Outcome != "" {
+		t.Fatalf("body of a running run: %+v", body)
+	}
+	// A receipt of a prefix still verifies against the longer trace, which
+	// must continue its chain.
+	full, id2 := refundTrace(t, true)
+	traceBytes, all := export(t, full, id2)
+	rep := verify(traceBytes, signed(t, all, uint64(len(recs))))
+	if !rep.Valid || rep.Covered != uint64(len(recs)) || rep.Later != uint64(len(all)-len(recs)) {
+		t.Fatalf("prefix receipt: %+v", rep)
+	}
+}
+
+// TestEverySingleByteChangeIsCaught flips each byte of an exported trace
+// and of its signed receipt, one at a time; verification must fail every
+// time, and accept the untouched originals.
+func TestEverySingleByteChangeIsCaught(t *testing.T) {
+	store, id := refundTrace(t, true)
+	traceBytes, recs := export(t, store, id)
+	receiptBytes := signed(t, recs, uint64(len(recs)))
+	if rep := verify(traceBytes, receiptBytes); !rep.Valid {
+		t.Fatalf("originals: %+v", rep)
+	}
+	for name, target := range map[string][]byte{"trace": traceBytes, "receipt": receiptBytes} {
+		for i := range target {
+			mutated := bytes.Clone(target)
+			mutated[i] ^= 0x01
+			var rep Report
+			if name == "trace" {
+				rep = verify(mutated, receiptBytes)
+			} else {
+				rep = verify(traceBytes, mutated)
+			}
+			if rep.Valid || len(rep.Problems) == 0 {
+				t.Fatalf("%s byte %d (%q → %q) changed, and verification passed", name, i, target[i], mutated[i])
+			}
+		}
+	}
+}
+
+func TestVerifyNamesTheFirstFailure(t *testing.T) {
+	store, id := refundTrace(t, true)
+	traceBytes, recs := export(t, store, id)
+	receiptBytes := signed(t, recs, uint64(len(recs)))
+	lines := bytes.Split(bytes.TrimSuffix(traceBytes, []byte("\n")), []byte("\n"))
+	tests := []struct {
+		name  string
+		trace [][]byte
+		want  string
+	}{
+		{"dropped event", append(append([][]byte{}, lines[:2]...), lines[3:]...), "event 2: field index"},
+		{"reordered events", append([][]byte{lines[0], lines[2], lines[1]}, lines[3:]...), "event 1: field index"},
+		{"truncated trace", lines[:len(lines)-1], "tree.size"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rep := verify(append(bytes.Join(tt.trace, []byte("\n")), '\n'), receiptBytes)
+			if rep.Valid || !strings.Contains(rep.Problems[0], tt.want) {
+				t.Fatalf("problems %q, want the first to mention %q", rep.Problems, tt.want)
+			}
+		})
+	}
+	// Another outcome in the receipt, re-signed: the signature holds, but
+	// the trace gives another body, and the field is named.
+	pub, priv := testKey()
+	body, _ := Derive(recs, uint64(len(recs)), KeyID(pub))
+	body.Outcome = "DENIED"
+	env, _ := Sign(body, priv)
+	forged, _ := jsonvalue.Canonical(env)
+	rep := verify(traceBytes, forged)
+	if rep.Valid || !strings.Contains(fmt.Sprint(rep.Problems), "receipt field outcome") {
+		t.Fatalf("forged outcome: %+v", rep)
+	}
+}
+
+func FuzzVerify(f *testing.F) {
+	f.Add([]byte(`{"index":0,"run_id":"r","type":"run_started"}`+"\n"), []byte(`{"key_id":"x","receipt":{},"signature":""}`))
+	f.Add([]byte("not json\n"), []byte("{}"))
+	f.Add([]byte(""), []byte(`{"receipt":{"format":"nano-vm-receipt/1","tree":{"size":1}}}`))
+	f.Fuzz(func(t *testing.T, traceBytes, receiptBytes []byte) {
+		// Must never panic; a verdict of valid needs a real signature.
+		if rep := verify(traceBytes, receiptBytes); rep.Valid {
+			t.Fatalf("fuzzed input verified: %+v", rep)
+		}
+	})
+}

@@ -1,0 +1,198 @@
+package receipt
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/ed25519"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"sort"
+
+	"github.com/nano-vm/nano-vm-mcp/internal/jsonvalue"
+	"github.com/nano-vm/nano-vm-mcp/internal/trace"
+	"github.com/nano-vm/nano-vm-mcp/internal/tracestore"
+)
+
+// Report is the outcome of a verification.
+type Report struct {
+	Valid    bool     `json:"valid"`
+	Problems []string `json:"problems"` // the first is the first failure found
+	Covered  uint64   `json:"covered"`  // events the receipt covers
+	Later    uint64   `json:"later"`    // events after them that continue the chain
+}
+
+func (r *Report) fail(format string, args ...any) {
+	r.Problems = append(r.Problems, fmt.Sprintf(format, args...))
+}
+
+// MaxTraceLine bounds one exported event.
+const MaxTraceLine = 16 << 20
+
+// ParseTrace reads an exported trace: one canonical event per line. Each
+// line must be strict JSON in RFC 8785 form; records get their leaf hash.
+func ParseTrace(r io.Reader) ([]tracestore.Record, error) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 0, 64<<10), MaxTraceLine)
+	var recs []tracestore.Record
+	for n := 1; sc.Scan(); n++ {
+		line := sc.Bytes()
+		v, err := jsonvalue.Decode(line)
+		if err != nil {
+			return nil, fmt.Errorf("trace line %d: %w", n, err)
+		}
+		canon, err := jsonvalue.Canonical(v)
+		if err != nil || !bytes.Equal(canon, line) {
+			return nil, fmt.Errorf("trace line %d: not in canonical (RFC 8785) form", n)
+		}
+		var head struct {
+			Index uint64 `json:"index"`
+			Type  string `json:"type"`
+		}
+		if err := json.Unmarshal(line, &head); err != nil {
+			return nil, fmt.Errorf("trace line %d: %w", n, err)
+		}
+		body := bytes.Clone(line)
+		recs = append(recs, tracestore.Record{Index: head.Index, Type: head.Type, Body: body, Hash: trace.LeafHash(body)})
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("trace: %w", err)
+	}
+	return recs, nil
+}
+
+// ParseSigned reads a signed receipt envelope strictly.
+func ParseSigned(data []byte) (*Signed, error) {
+	if _, err := jsonvalue.Decode(data); err != nil {
+		return nil, fmt.Errorf("receipt: %w", err)
+	}
+	var s Signed
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&s); err != nil {
+		return nil, fmt.Errorf("receipt: %w", err)
+	}
+	return &s, nil
+}
+
+// Verify checks a signed receipt against a trace and the signer's public
+// key: the body is canonical and recomputes to the same bytes from the
+// covered prefix of the trace, the signature holds, and the chain and the
+// tree root hold (Derive checks them). Events after the prefix must
+// continue the chain; they are counted, not judged.
+func Verify(s *Signed, recs []tracestore.Record, pub ed25519.PublicKey) Report {
+	var rep Report
+	body, err := parseBody(s.Receipt)
+	if err != nil {
+		rep.fail("%v", err)
+		return rep
+	}
+	rep.Covered = body.Tree.Size
+	if id := KeyID(pub); s.KeyID != id || body.KeyID != id {
+		rep.fail("key_id: expected %s, found envelope %q and receipt %q", id, s.KeyID, body.KeyID)
+	}
+	sig, err := base64.StdEncoding.DecodeString(s.Signature)
+	if err != nil || !ed25519.Verify(pub, s.Receipt, sig) {
+		rep.fail("signature: does not verify under %s", KeyID(pub))
+	}
+	// The whole trace must hold together, beyond the covered prefix too:
+	// this names the first broken event before anything else.
+	if err := checkChain(recs); err != nil {
+		rep.fail("trace: %v", err)
+		return rep
+	}
+	if body.Tree.Size > uint64(len(recs)) {
+		rep.fail("tree.size: the receipt covers %d events, the trace has %d", body.Tree.Size, len(recs))
+		return rep
+	}
+	again, err := Derive(recs, body.Tree.Size, body.KeyID)
+	if err != nil {
+		rep.fail("trace: %v", err)
+		return rep
+	}
+	if field, want, got := firstDifference(again, body); field != "" {
+		rep.fail("receipt field %s: the trace gives %s, the receipt says %s", field, want, got)
+	}
+	rep.Later = uint64(len(recs)) - body.Tree.Size
+	rep.Valid = len(rep.Problems) == 0
+	return rep
+}
+
+func parseBody(raw []byte) (*Body, error) {
+	v, err := jsonvalue.Decode(raw)
+	if err != nil {
+		return nil, fmt.Errorf("receipt: %w", err)
+	}
+	canon, err := jsonvalue.Canonical(v)
+	if err != nil || !bytes.Equal(canon, raw) {
+		return nil, fmt.Errorf("receipt: not in canonical (RFC 8785) form")
+	}
+	var b Body
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&b); err != nil {
+		return nil, fmt.Errorf("receipt: %w", err)
+	}
+	if b.Format != Format {
+		return nil, fmt.Errorf("receipt field format: expected %q, found %q", Format, b.Format)
+	}
+	return &b, nil
+}
+
+// firstDifference names the first top-level field (in canonical order)
+// where two bodies differ, with both values.
+func firstDifference(want, got *Body) (field, wantValue, gotValue string) {
+	w, _ := jsonvalue.Canonical(want)
+	g, _ := jsonvalue.Canonical(got)
+	if bytes.Equal(w, g) {
+		return "", "", ""
+	}
+	var wm, gm map[string]json.RawMessage
+	_ = json.Unmarshal(w, &wm)
+	_ = json.Unmarshal(g, &gm)
+	for _, k := range sortedFields(wm, gm) {
+		if !bytes.Equal(wm[k], gm[k]) {
+			return k, string(wm[k]), string(gm[k])
+		}
+	}
+	return "(body)", string(w), string(g)
+}
+
+func sortedFields(a, b map[string]json.RawMessage) []string {
+	seen := map[string]bool{}
+	var keys []string
+	for _, m := range []map[string]json.RawMessage{a, b} {
+		for k := range m {
+			if !seen[k] {
+				seen[k] = true
+				keys = append(keys, k)
+			}
+		}
+	}
+	// Canonical JSON orders keys by UTF-16 code units; these names are
+	// ASCII, where that is byte order.
+	sort.Strings(keys)
+	return keys
+}
+
+// checkChain checks that every record continues the chain of the ones
+// before it: consecutive indexes, one run, each prev the hash of the last.
+func checkChain(recs []tracestore.Record) error {
+	var prev []byte
+	runID := ""
+	for i, r := range recs {
+		var e event
+		if err := json.Unmarshal(r.Body, &e); err != nil {
+			return fmt.Errorf("event %d: %w", i, err)
+		}
+		if i == 0 {
+			runID = e.RunID
+		}
+		if err := checkLink(i, r, e, prev, runID); err != nil {
+			return err
+		}
+		prev = trace.LeafHash(r.Body)
+	}
+	return nil
+}
