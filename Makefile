@@ -10,7 +10,8 @@ FUZZ_TARGETS = \
 	./internal/schema:FuzzFastPath \
 	./internal/policy:FuzzCompile \
 	./internal/program:FuzzLoad \
-	./internal/runtime:FuzzSubmit
+	./internal/runtime:FuzzSubmit \
+	./internal/receipt:FuzzVerify
 
 .PHONY: test check unit fuzz bench build
 
