@@ -222,3 +222,25 @@ func FuzzVerify(f *testing.F) {
 		}
 	})
 }
+
+// TestReceiptSpellingsOtherThanTheCanonicalOneFail: the envelope and the
+// signature have one spelling each.
+func TestReceiptSpellingsOtherThanTheCanonicalOneFail(t *testing.T) {
+	store, id := refundTrace(t, true)
+	traceBytes, recs := export(t, store, id)
+	receiptBytes := signed(t, recs, uint64(len(recs)))
+	env, _ := ParseSigned(receiptBytes)
+	sig := env.Signature
+	for name, mutate := range map[string]func([]byte) []byte{
+		"whitespace":        func(b []byte) []byte { return bytes.Replace(b, []byte(`{"key_id"`), []byte(`{ "key_id"`), 1) },
+		"member case":       func(b []byte) []byte { return bytes.Replace(b, []byte(`"key_id"`), []byte(`"Key_id"`), 1) },
+		"line break in b64": func(b []byte) []byte { return bytes.Replace(b, []byte(sig[:10]), []byte(sig[:10]+`\n`), 1) },
+		"padding bits": func(b []byte) []byte {
+			return bytes.Replace(b, []byte(sig[len(sig)-3:]), []byte(string(sig[len(sig)-3]^1)+"=="), 1)
+		},
+	} {
+		if rep := verify(traceBytes, mutate(bytes.Clone(receiptBytes))); rep.Valid {
+			t.Errorf("%s: verified", name)
+		}
+	}
+}

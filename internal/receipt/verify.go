@@ -62,15 +62,24 @@ func ParseTrace(r io.Reader) ([]tracestore.Record, error) {
 	return recs, nil
 }
 
-// ParseSigned reads a signed receipt envelope strictly.
+// ParseSigned reads a signed receipt envelope strictly: canonical JSON (a
+// final newline aside) with exactly the members receipt, signature and
+// key_id, spelled so.
 func ParseSigned(data []byte) (*Signed, error) {
-	if _, err := jsonvalue.Decode(data); err != nil {
+	data = bytes.TrimSuffix(data, []byte("\n"))
+	v, err := jsonvalue.Decode(data)
+	if err != nil {
 		return nil, fmt.Errorf("receipt: %w", err)
 	}
+	m, ok := v.(map[string]any)
+	if !ok || len(m) != 3 || m["receipt"] == nil || m["signature"] == nil || m["key_id"] == nil {
+		return nil, fmt.Errorf("receipt: the envelope must hold exactly receipt, signature and key_id")
+	}
+	if canon, err := jsonvalue.Canonical(v); err != nil || !bytes.Equal(canon, data) {
+		return nil, fmt.Errorf("receipt: the envelope is not in canonical (RFC 8785) form")
+	}
 	var s Signed
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&s); err != nil {
+	if err := json.Unmarshal(data, &s); err != nil {
 		return nil, fmt.Errorf("receipt: %w", err)
 	}
 	return &s, nil
@@ -92,8 +101,9 @@ func Verify(s *Signed, recs []tracestore.Record, pub ed25519.PublicKey) Report {
 	if id := KeyID(pub); s.KeyID != id || body.KeyID != id {
 		rep.fail("key_id: expected %s, found envelope %q and receipt %q", id, s.KeyID, body.KeyID)
 	}
-	sig, err := base64.StdEncoding.DecodeString(s.Signature)
-	if err != nil || !ed25519.Verify(pub, s.Receipt, sig) {
+	// One spelling only: strict base64 ignores line breaks, so re-encode.
+	sig, err := base64.StdEncoding.Strict().DecodeString(s.Signature)
+	if err != nil || base64.StdEncoding.EncodeToString(sig) != s.Signature || !ed25519.Verify(pub, s.Receipt, sig) {
 		rep.fail("signature: does not verify under %s", KeyID(pub))
 	}
 	// The whole trace must hold together, beyond the covered prefix too:
@@ -111,8 +121,14 @@ func Verify(s *Signed, recs []tracestore.Record, pub ed25519.PublicKey) Report {
 		rep.fail("trace: %v", err)
 		return rep
 	}
-	if field, want, got := firstDifference(again, body); field != "" {
-		rep.fail("receipt field %s: the trace gives %s, the receipt says %s", field, want, got)
+	// Bytes decide, not parsed fields: a verifier in any language compares
+	// the same way.
+	if want, err := jsonvalue.Canonical(again); err != nil || !bytes.Equal(want, s.Receipt) {
+		field, w, g := firstDifference(again, body)
+		if field == "" {
+			field, w, g = "(body)", string(want), string(s.Receipt)
+		}
+		rep.fail("receipt field %s: the trace gives %s, the receipt says %s", field, w, g)
 	}
 	rep.Later = uint64(len(recs)) - body.Tree.Size
 	rep.Valid = len(rep.Problems) == 0

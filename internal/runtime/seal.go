@@ -7,7 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
+	"strings"
 	"sync"
 
 	"github.com/nano-vm/nano-vm-mcp/internal/jsonvalue"
@@ -199,10 +201,10 @@ func (s *sealer) sealEvent(ctx context.Context, p *program.Program, subjects map
 		e.Submission = &sub
 	case EventSubmissionRejected:
 		rej := *e.Rejection
-		rej.Output, err = s.sealPaths(ctx, p, subjects, rej.Output, "data", []string{e.State}, aad)
+		rej.Output, err = s.sealPaths(ctx, p, subjects, rej.Output, "data", []string{"*"}, aad)
 		if err == nil && len(rej.Details) > 0 {
 			// Validation messages may quote the rejected values.
-			if owners := subjectsUnder(p, subjects, []string{"data", e.State}); len(owners) > 0 {
+			if owners := subjectsUnder(p, subjects, []string{"data", "*"}); len(owners) > 0 {
 				rej.Details, err = s.sealDetails(ctx, owners, rej.Details, aad)
 			}
 		}
@@ -212,27 +214,47 @@ func (s *sealer) sealEvent(ctx context.Context, p *program.Program, subjects map
 }
 
 // sealPaths seals, in v (the value at root.prefix...), every personal-data
-// path below it.
+// path below it. A prefix element "*" matches any state: a refused answer
+// is sealed as if it were meant for any state, since it may not fit the
+// state it met.
 func (s *sealer) sealPaths(ctx context.Context, p *program.Program, subjects map[string]string, v any, root string, prefix []string, aad []byte) (any, error) {
 	if v == nil {
 		return nil, nil
 	}
+	// One target per path, with every subject that claims it.
+	type target struct {
+		rest   []string
+		owners map[string]bool
+	}
+	byPath := map[string]*target{}
 	for _, sub := range p.Subjects {
-		for _, q := range sub.PII {
-			rest, ok := below(q, append([]string{root}, prefix...))
-			if !ok {
-				continue
-			}
-			var err error
-			if v, err = s.sealAt(ctx, v, rest, []string{subjects[sub.Name]}, aad); err != nil {
-				return nil, err
+		for _, q := range append([]program.Path{sub.ID}, sub.PII...) {
+			if rest, ok := below(q, append([]string{root}, prefix...)); ok {
+				key := strings.Join(rest, ".")
+				if byPath[key] == nil {
+					byPath[key] = &target{rest: rest, owners: map[string]bool{}}
+				}
+				byPath[key].owners[subjects[sub.Name]] = true
 			}
 		}
-		if rest, ok := below(sub.ID, append([]string{root}, prefix...)); ok {
-			var err error
-			if v, err = s.sealAt(ctx, v, rest, []string{subjects[sub.Name]}, aad); err != nil {
-				return nil, err
-			}
+	}
+	targets := make([]*target, 0, len(byPath))
+	for _, t := range byPath {
+		targets = append(targets, t)
+	}
+	// Deepest paths first: when one subject's path lies inside another's,
+	// the inner value is sealed under its own subject's key before the
+	// outer one wraps it, so erasing either subject erases its data.
+	sort.Slice(targets, func(i, j int) bool {
+		if len(targets[i].rest) != len(targets[j].rest) {
+			return len(targets[i].rest) > len(targets[j].rest)
+		}
+		return slices.Compare(targets[i].rest, targets[j].rest) < 0
+	})
+	for _, t := range targets {
+		var err error
+		if v, err = s.sealAt(ctx, v, t.rest, sortedSet(t.owners), aad); err != nil {
+			return nil, err
 		}
 	}
 	return v, nil
@@ -367,8 +389,8 @@ func isSealed(v any) bool {
 	return ok
 }
 
-// below reports whether q lies under prefix (ignoring an empty root), and
-// returns the rest of q.
+// below reports whether q lies under prefix (ignoring an empty root; "*"
+// matches any segment), and returns the rest of q.
 func below(q program.Path, prefix []string) ([]string, bool) {
 	if len(prefix) > 0 && prefix[0] == "" {
 		prefix = prefix[1:]
@@ -377,7 +399,7 @@ func below(q program.Path, prefix []string) ([]string, bool) {
 		return nil, false
 	}
 	for i := range prefix {
-		if q[i] != prefix[i] {
+		if q[i] != prefix[i] && prefix[i] != "*" {
 			return nil, false
 		}
 	}

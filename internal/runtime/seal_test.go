@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/nano-vm/nano-vm-mcp/examples"
+	"github.com/nano-vm/nano-vm-mcp/internal/program"
 	"github.com/nano-vm/nano-vm-mcp/internal/trace"
 	"github.com/nano-vm/nano-vm-mcp/internal/tracestore"
 )
@@ -172,5 +173,100 @@ func TestSealedTracesAreReproducible(t *testing.T) {
 	r3, _ := s3.Load(ctx, id3)
 	if bytes.Equal(r1[0].Body, r3[0].Body) {
 		t.Fatal("another randomness source gave the same ciphertexts")
+	}
+}
+
+const twoSubjects = `
+name: two
+version: "1"
+input_schema:
+  type: object
+  properties:
+    customer:
+      type: object
+      properties:
+        id: {type: string}
+        name: {type: string}
+subjects:
+  aaa:
+    id: input.customer.id
+    pii: [input.customer]
+  zzz:
+    id: input.customer.name
+    pii: [input.customer.name]
+  other:
+    id: input.customer.id
+    pii: [data.a.full_name]
+initial: a
+states:
+  a:
+    kind: llm
+    output_schema:
+      type: object
+      properties:
+        full_name: {type: string}
+    transitions: [{to: done}]
+  done: {kind: terminal, outcome: DONE}
+`
+
+func twoSubjectRun(t *testing.T) (*Service, tracestore.Store, string, Answer) {
+	t.Helper()
+	ctx := context.Background()
+	store := tracestore.NewMemory()
+	svc := NewService(Options{Store: store, Clock: func() time.Time { return t0 }, Rand: rand.NewChaCha8([32]byte{4})})
+	p, err := program.Load("two.yaml", []byte(twoSubjects))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := svc.AddProgram(ctx, p, []byte(twoSubjects)); err != nil {
+		t.Fatal(err)
+	}
+	a, err := svc.Start(ctx, "two", js(t, `{"customer": {"id": "C-7", "name": "Grace Hopper"}}`), "t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return svc, store, a.RunID, a
+}
+
+// TestNestedSubjectsEraseIndependently: one subject's path inside another's
+// is sealed under both keys, so erasing either subject erases the field.
+func TestNestedSubjectsEraseIndependently(t *testing.T) {
+	ctx := context.Background()
+	for _, erase := range []string{"aaa", "zzz"} {
+		t.Run(erase, func(t *testing.T) {
+			svc, store, id, _ := twoSubjectRun(t)
+			events, _ := svc.Events(ctx, id)
+			subject := events[0].Started.Subjects[erase]
+			if err := store.DeleteKey(ctx, subject); err != nil {
+				t.Fatal(err)
+			}
+			events, err := NewService(Options{Store: store}).Events(ctx, id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if strings.Contains(fmt.Sprint(events[0].Started.Input), "Grace Hopper") {
+				t.Fatalf("erasing %s left the name readable: %v", erase, events[0].Started.Input)
+			}
+		})
+	}
+}
+
+// TestRefusedAnswersAreSealedWhateverStateTheyMeet: an answer refused after
+// the run moved on (here: finished) is sealed by every state's
+// personal-data paths, not only those of the state it met.
+func TestRefusedAnswersAreSealedWhateverStateTheyMeet(t *testing.T) {
+	ctx := context.Background()
+	svc, store, id, a := twoSubjectRun(t)
+	if _, err := svc.Submit(ctx, id, Submit{Seq: a.Seq, Output: js(t, `{"full_name": "Grace B. Hopper"}`)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc.Submit(ctx, id, Submit{Seq: a.Seq, Output: js(t, `{"full_name": "Grace Brewster Hopper"}`)}); code(err) != CodeRunFinished {
+		t.Fatalf("late answer: %v", err)
+	}
+	recs, _ := store.Load(ctx, id)
+	for _, r := range recs {
+		if bytes.Contains(r.Body, []byte("Hopper")) {
+			t.Fatalf("event %d holds the name in plaintext: %s", r.Index, r.Body)
+		}
 	}
 }
