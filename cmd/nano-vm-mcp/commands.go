@@ -19,6 +19,7 @@ import (
 
 	"github.com/nano-vm/nano-vm-mcp/examples"
 	"github.com/nano-vm/nano-vm-mcp/internal/jsonvalue"
+	"github.com/nano-vm/nano-vm-mcp/internal/keyring"
 	"github.com/nano-vm/nano-vm-mcp/internal/program"
 	"github.com/nano-vm/nano-vm-mcp/internal/runtime"
 	"github.com/nano-vm/nano-vm-mcp/internal/tracestore"
@@ -41,7 +42,8 @@ upper-cased with '-' as '_' (for example NANO_VM_LOG_LEVEL=debug).`,
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.PersistentFlags().StringVar(&logLevel, "log-level", "warn", "log level for stderr: debug, info, warn or error")
-	root.AddCommand(newValidateCmd(), newRunCmd(&logLevel), newGraphCmd(), newVersionCmd())
+	root.AddCommand(newValidateCmd(), newRunCmd(&logLevel), newGraphCmd(), newVersionCmd(),
+		newExportCmd(), newVerifyCmd(), newKeysCmd())
 	for _, c := range append(root.Commands(), root) {
 		c.Flags().SetInterspersed(true)
 		c.PreRunE = envFallback
@@ -242,26 +244,6 @@ func readErr(err error) error {
 	return &exitErr{exitError, err}
 }
 
-// storeFlags are the same on every subcommand that touches runs. This build
-// has the in-memory store only; the durable stores add their flags
-// (--data-dir, --dsn) here when they arrive.
-type storeFlags struct {
-	kind string
-}
-
-func (f *storeFlags) register(fs *pflag.FlagSet) {
-	fs.StringVar(&f.kind, "store", "memory", "trace store backend; this build has memory only")
-}
-
-func (f *storeFlags) open() (tracestore.Store, error) {
-	switch f.kind {
-	case "memory":
-		return tracestore.NewMemory(), nil
-	default:
-		return nil, &exitErr{exitUsage, fmt.Errorf("--store %q is not available in this build; use memory", f.kind)}
-	}
-}
-
 func newRunCmd(logLevel *string) *cobra.Command {
 	var (
 		inputPath, answersPath string
@@ -288,12 +270,12 @@ the answers ran out first; 2 for invalid programs, files or flags; 1 otherwise.`
 				return err
 			}
 			defer log.Sync() //nolint:errcheck // stderr
-			st, err := store.open()
+			st, keys, err := store.open(cmd.Context())
 			if err != nil {
 				return err
 			}
 			defer st.Close()
-			return scriptedRun(cmd.Context(), cmd.OutOrStdout(), log, st, args[0], inputPath, answersPath, asJSON)
+			return scriptedRun(cmd.Context(), cmd.OutOrStdout(), log, st, keys, args[0], inputPath, answersPath, asJSON)
 		},
 	}
 	c.Flags().StringVar(&inputPath, "input", "", "file with the run input (JSON); required")
@@ -321,7 +303,7 @@ type summary struct {
 	AnswersUsed    int      `json:"answers_used"`
 }
 
-func scriptedRun(ctx context.Context, out io.Writer, log *zap.Logger, st tracestore.Store, ref, inputPath, answersPath string, asJSON bool) error {
+func scriptedRun(ctx context.Context, out io.Writer, log *zap.Logger, st tracestore.Store, keys *keyring.Keyring, ref, inputPath, answersPath string, asJSON bool) error {
 	if ctx == nil {
 		ctx = context.Background()
 	}
@@ -341,7 +323,7 @@ func scriptedRun(ctx context.Context, out io.Writer, log *zap.Logger, st tracest
 	if err != nil {
 		return err
 	}
-	svc := runtime.NewService(runtime.Options{Store: st, Log: log})
+	svc := runtime.NewService(runtime.Options{Store: st, Log: log, Secret: keys.Secret})
 	if err := svc.AddProgram(ctx, p, src); err != nil {
 		return &exitErr{exitError, err}
 	}

@@ -51,6 +51,16 @@ func Open(dir string, rand io.Reader) (*Keyring, error) {
 	return &Keyring{Signing: ed25519.NewKeyFromSeed(seed), Secret: secret}, nil
 }
 
+// Ephemeral returns a keyring that lives in memory only, for stores that do
+// not outlive the process.
+func Ephemeral(rand io.Reader) (*Keyring, error) {
+	b := make([]byte, ed25519.SeedSize+32)
+	if _, err := io.ReadFull(rand, b); err != nil {
+		return nil, fmt.Errorf("keyring: %w", err)
+	}
+	return &Keyring{Signing: ed25519.NewKeyFromSeed(b[:ed25519.SeedSize]), Secret: b[ed25519.SeedSize:]}, nil
+}
+
 // Load reads an existing keyring without creating anything.
 func Load(dir string) (*Keyring, error) {
 	seed, err := readExact(filepath.Join(dir, SigningKeyFile), ed25519.SeedSize)

@@ -13,7 +13,9 @@ import (
 // pass the whole contract. A backend that needs a service the machine does
 // not have skips with the reason.
 var backends = map[string]func(t *testing.T) Store{
-	"memory": func(t *testing.T) Store { return NewMemory() },
+	"memory":   func(t *testing.T) Store { return NewMemory() },
+	"sqlite":   func(t *testing.T) Store { return openTestSQLite(t, SQLiteOptions{}) },
+	"postgres": func(t *testing.T) Store { return openTestPostgres(t) },
 }
 
 var t0 = time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)

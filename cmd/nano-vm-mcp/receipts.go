@@ -1,0 +1,196 @@
+package main
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/spf13/cobra"
+
+	"github.com/nano-vm/nano-vm-mcp/internal/jsonvalue"
+	"github.com/nano-vm/nano-vm-mcp/internal/keyring"
+	"github.com/nano-vm/nano-vm-mcp/internal/receipt"
+	"github.com/nano-vm/nano-vm-mcp/internal/tracestore"
+)
+
+// exitVerifyFailed: verify found the receipt, the trace or the signature
+// wrong.
+const exitVerifyFailed = 3
+
+func newExportCmd() *cobra.Command {
+	var (
+		out   string
+		store storeFlags
+	)
+	c := &cobra.Command{
+		Use:   "export RUN_ID --out DIR",
+		Short: "Write a run's trace (trace.jsonl) and its signed receipt (receipt.json) to DIR",
+		Long: `Export writes DIR/trace.jsonl, one canonical event per line, and
+DIR/receipt.json, the run's receipt signed with the server's key (final if the
+run has ended, provisional otherwise). Personal data stays sealed: the export
+can be handed to an auditor, who checks it with verify and the public key
+that "keys" prints.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if out == "" {
+				return &exitErr{exitUsage, errors.New("--out is required")}
+			}
+			st, keys, err := store.open(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			recs, err := st.Load(cmd.Context(), args[0])
+			if errors.Is(err, tracestore.ErrNotFound) {
+				return &exitErr{exitUsage, fmt.Errorf("no run %s in the store", args[0])}
+			}
+			if err != nil {
+				return &exitErr{exitError, err}
+			}
+			body, err := receipt.Derive(recs, uint64(len(recs)), receipt.KeyID(keys.Public()))
+			if err != nil {
+				return &exitErr{exitError, fmt.Errorf("the stored trace does not hold together: %w", err)}
+			}
+			signed, err := receipt.Sign(body, keys.Signing)
+			if err != nil {
+				return &exitErr{exitError, err}
+			}
+			env, err := jsonvalue.Canonical(signed)
+			if err != nil {
+				return &exitErr{exitError, err}
+			}
+			var trace bytes.Buffer
+			for _, r := range recs {
+				trace.Write(r.Body)
+				trace.WriteByte('\n')
+			}
+			if err := os.MkdirAll(out, 0o700); err != nil {
+				return &exitErr{exitError, err}
+			}
+			for name, data := range map[string][]byte{"trace.jsonl": trace.Bytes(), "receipt.json": append(env, '\n')} {
+				if err := os.WriteFile(filepath.Join(out, name), data, 0o600); err != nil {
+					return &exitErr{exitError, err}
+				}
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "exported %s: %d events, %s receipt (%s %s), root %s\n",
+				args[0], len(recs), body.Kind, body.Status, body.Outcome, body.Tree.Root)
+			return nil
+		},
+	}
+	c.Flags().StringVar(&out, "out", "", "directory to write trace.jsonl and receipt.json to; required")
+	store.register(c.Flags())
+	return c
+}
+
+func newVerifyCmd() *cobra.Command {
+	var receiptPath, tracePath, keyPath string
+	var asJSON bool
+	c := &cobra.Command{
+		Use:   "verify --receipt FILE --trace FILE --public-key FILE",
+		Short: "Check a signed receipt against an exported trace, offline",
+		Long: `Verify recomputes the receipt from the trace and compares bytes, checks
+the signature with the public key, and checks the hash chain and the Merkle
+root. It needs no server, no store and no network. Events after the ones the
+receipt covers must continue the chain; they are reported.
+
+Exit status: 0 when every check holds; 3 when one fails (the first failure is
+named: the event, the field, expected and found); 2 for unreadable files.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			read := func(path string) ([]byte, error) {
+				data, err := os.ReadFile(path)
+				if err != nil {
+					return nil, &exitErr{exitUsage, err}
+				}
+				return data, nil
+			}
+			keyText, err := read(keyPath)
+			if err != nil {
+				return err
+			}
+			pub, err := keyring.ParsePublicKey(keyText)
+			if err != nil {
+				return &exitErr{exitUsage, fmt.Errorf("%s: %w", keyPath, err)}
+			}
+			envText, err := read(receiptPath)
+			if err != nil {
+				return err
+			}
+			traceText, err := read(tracePath)
+			if err != nil {
+				return err
+			}
+			var rep receipt.Report
+			env, err := receipt.ParseSigned(bytes.TrimSpace(envText))
+			if err == nil {
+				recs, perr := receipt.ParseTrace(bytes.NewReader(traceText))
+				if perr != nil {
+					rep.Problems = []string{perr.Error()}
+				} else {
+					rep = receipt.Verify(env, recs, pub)
+				}
+			} else {
+				rep.Problems = []string{err.Error()}
+			}
+			if rep.Problems == nil {
+				rep.Problems = []string{}
+			}
+			if asJSON {
+				line, _ := json.Marshal(rep)
+				fmt.Fprintln(cmd.OutOrStdout(), string(line))
+			} else if rep.Valid {
+				fmt.Fprintf(cmd.OutOrStdout(), "valid: the receipt covers %d events; %d later events continue the chain\n", rep.Covered, rep.Later)
+			} else {
+				for _, p := range rep.Problems {
+					fmt.Fprintln(cmd.OutOrStdout(), "FAIL:", p)
+				}
+			}
+			if !rep.Valid {
+				return &exitErr{exitVerifyFailed, errors.New("")}
+			}
+			return nil
+		},
+	}
+	c.Flags().StringVar(&receiptPath, "receipt", "", "signed receipt (receipt.json); required")
+	c.Flags().StringVar(&tracePath, "trace", "", "exported trace (trace.jsonl); required")
+	c.Flags().StringVar(&keyPath, "public-key", "", "the signer's public key, as `keys` prints it; required")
+	c.Flags().BoolVar(&asJSON, "json", false, "print the report as one JSON object")
+	for _, f := range []string{"receipt", "trace", "public-key"} {
+		_ = c.MarkFlagRequired(f)
+	}
+	return c
+}
+
+func newKeysCmd() *cobra.Command {
+	var store storeFlags
+	c := &cobra.Command{
+		Use:   "keys",
+		Short: "Print the public key that verifies this server's receipts",
+		Long: `Keys prints the public half of the receipt signing key kept in the data
+directory (created there on first use), in the one-line form that
+verify --public-key reads:
+
+  nano-vm-mcp keys --data-dir DIR > key.pub
+
+See docs/receipt-format.md for rotating the key.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			dir, err := store.dir()
+			if err != nil {
+				return err
+			}
+			keys, err := keyring.Open(dir, rand.Reader)
+			if err != nil {
+				return &exitErr{exitError, err}
+			}
+			fmt.Fprint(cmd.OutOrStdout(), keyring.FormatPublicKey(keys.Public()))
+			return nil
+		},
+	}
+	c.Flags().StringVar(&store.dataDir, "data-dir", "", "data directory holding the keys (default $XDG_DATA_HOME/nano-vm-mcp, else ~/.local/share/nano-vm-mcp)")
+	return c
+}

@@ -1,0 +1,88 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestMain keeps every test's default store out of the user's home.
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "nano-vm-cli-test-")
+	if err != nil {
+		panic(err)
+	}
+	os.Setenv("NANO_VM_DATA_DIR", dir)
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// TestRunExportKeysVerify is the auditor's path end to end: a run on the
+// embedded SQLite store, exported with its signed receipt, checked offline
+// with the public key; a tampered copy fails with exit 3.
+func TestRunExportKeysVerify(t *testing.T) {
+	data := t.TempDir()
+	code, out, errOut := runCLI(t, "run", "kyc-onboarding", "--data-dir", data, "--json",
+		"--input", "../../examples/kyc-onboarding.input.json", "--answers", "../../examples/kyc-onboarding.approved.answers.jsonl")
+	if code != exitOK {
+		t.Fatalf("run: exit %d\n%s\n%s", code, out, errOut)
+	}
+	var s summary
+	if err := json.Unmarshal([]byte(lastLine(out)), &s); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(filepath.Join(data, "traces.db")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("the store file: %v %v", fi, err)
+	}
+	exported := t.TempDir()
+	if code, out, errOut := runCLI(t, "export", s.RunID, "--data-dir", data, "--out", exported); code != exitOK || !strings.Contains(out, "final receipt (completed APPROVED)") {
+		t.Fatalf("export: exit %d\n%s\n%s", code, out, errOut)
+	}
+	code, pub, _ := runCLI(t, "keys", "--data-dir", data)
+	if code != exitOK {
+		t.Fatalf("keys: exit %d", code)
+	}
+	keyFile := filepath.Join(exported, "key.pub")
+	os.WriteFile(keyFile, []byte(pub), 0o600)
+	traceFile, receiptFile := filepath.Join(exported, "trace.jsonl"), filepath.Join(exported, "receipt.json")
+	code, out, _ = runCLI(t, "verify", "--receipt", receiptFile, "--trace", traceFile, "--public-key", keyFile)
+	if code != exitOK || !strings.HasPrefix(out, "valid:") {
+		t.Fatalf("verify: exit %d\n%s", code, out)
+	}
+	for _, pii := range []string{"Johanna M. Lindqvist", "CUS-88213"} {
+		if data, _ := os.ReadFile(traceFile); bytes.Contains(data, []byte(pii)) {
+			t.Fatalf("the export holds %q in plaintext", pii)
+		}
+	}
+	// Tamper with one character of the trace.
+	data2, _ := os.ReadFile(traceFile)
+	tampered := bytes.Replace(data2, []byte(`"agent_review"`), []byte(`"agent_reviev"`), 1)
+	os.WriteFile(traceFile, tampered, 0o600)
+	code, out, _ = runCLI(t, "verify", "--receipt", receiptFile, "--trace", traceFile, "--public-key", keyFile)
+	if code != exitVerifyFailed || !strings.Contains(out, "FAIL: trace: event") {
+		t.Fatalf("tampered trace: exit %d\n%s", code, out)
+	}
+}
+
+func TestRunStaysPutAcrossInvocations(t *testing.T) {
+	data := t.TempDir()
+	for i := 0; i < 2; i++ {
+		code, out, _ := runCLI(t, "run", "refund", "--data-dir", data, "--json",
+			"--input", "../../examples/refund.input.json", "--answers", "../../examples/refund.refunded.answers.jsonl")
+		if code != exitOK {
+			t.Fatalf("run %d: exit %d\n%s", i, code, out)
+		}
+	}
+	code1, pub1, _ := runCLI(t, "keys", "--data-dir", data)
+	code2, pub2, _ := runCLI(t, "keys", "--data-dir", data)
+	if code1 != exitOK || code2 != exitOK || pub1 != pub2 || !strings.HasPrefix(pub1, "nano-vm-mcp-ed25519 ") {
+		t.Fatalf("keys changed between invocations: %q %q", pub1, pub2)
+	}
+	if code, _, _ := runCLI(t, "export", "run_missing", "--data-dir", data, "--out", t.TempDir()); code != exitUsage {
+		t.Fatalf("export of an unknown run: exit %d", code)
+	}
+}

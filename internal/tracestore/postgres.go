@@ -1,0 +1,322 @@
+package tracestore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// Postgres is the shared Store: several server instances, in several
+// processes, append to the runs of one database. Its correctness rests on
+// the database's row locks and keys alone, never on a lock in this process.
+type Postgres struct {
+	pool *pgxpool.Pool
+}
+
+// postgresMigrations are the schema's forward steps, as sqliteMigrations.
+// run_id sorts in the "C" collation so that listing orders run ids by
+// bytes, as the other backends and the cursor do, whatever the database's
+// locale.
+var postgresMigrations = []string{
+	// 1: the tables.
+	`CREATE TABLE events (
+		run_id TEXT COLLATE "C" NOT NULL,
+		idx BIGINT NOT NULL,
+		type TEXT NOT NULL,
+		body BYTEA,
+		hash BYTEA,
+		PRIMARY KEY (run_id, idx)
+	);
+	CREATE TABLE runs (
+		run_id TEXT COLLATE "C" PRIMARY KEY,
+		program TEXT NOT NULL,
+		definition_hash TEXT NOT NULL,
+		status TEXT NOT NULL,
+		outcome TEXT NOT NULL,
+		started_at BIGINT NOT NULL,
+		updated_at BIGINT NOT NULL,
+		events BIGINT NOT NULL,
+		head BYTEA,
+		tree BYTEA
+	);
+	CREATE TABLE programs (hash TEXT PRIMARY KEY, source BYTEA);
+	CREATE TABLE subject_keys (subject TEXT PRIMARY KEY, key BYTEA)`,
+	// 2: listing; see sqliteMigrations.
+	`CREATE INDEX runs_by_start ON runs (started_at DESC, run_id DESC);
+	CREATE INDEX runs_by_program ON runs (program, started_at DESC, run_id DESC);
+	CREATE INDEX runs_by_definition ON runs (definition_hash, started_at DESC, run_id DESC);
+	CREATE INDEX runs_by_status ON runs (status, started_at DESC, run_id DESC);
+	CREATE INDEX runs_by_outcome ON runs (outcome, started_at DESC, run_id DESC)`,
+}
+
+// migrationLock is the advisory lock key that serialises migrations of
+// stores in one database ("nanovmts" in ASCII).
+const migrationLock int64 = 0x6e616e6f766d7473
+
+// OpenPostgres connects to the database at dsn (a libpq URL or key=value
+// string; search_path selects the schema) and migrates an older schema to
+// the current one.
+func OpenPostgres(ctx context.Context, dsn string) (*Postgres, error) {
+	pool, err := pgxpool.New(ctx, dsn)
+	if err != nil {
+		return nil, fmt.Errorf("tracestore: postgres: %w", err)
+	}
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("tracestore: postgres: %w", err)
+	}
+	if err := migratePostgres(ctx, pool, postgresMigrations); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	return &Postgres{pool: pool}, nil
+}
+
+// migratePostgres applies the steps the schema lacks, one transaction each,
+// holding the advisory lock so that processes starting together neither
+// race to create schema_version nor apply a step twice.
+func migratePostgres(ctx context.Context, pool *pgxpool.Pool, steps []string) error {
+	for {
+		done, err := migratePostgresStep(ctx, pool, steps)
+		if err != nil || done {
+			return err
+		}
+	}
+}
+
+func migratePostgresStep(ctx context.Context, pool *pgxpool.Pool, steps []string) (done bool, err error) {
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		return false, fmt.Errorf("tracestore: postgres migration: %w", err)
+	}
+	defer tx.Rollback(ctx) //nolint:errcheck // a no-op after Commit
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, migrationLock); err != nil {
+		return false, fmt.Errorf("tracestore: postgres migration: %w", err)
+	}
+	if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)`); err != nil {
+		return false, fmt.Errorf("tracestore: postgres migration: %w", err)
+	}
+	var v int
+	if err := tx.QueryRow(ctx, `SELECT coalesce(max(version), 0) FROM schema_version`).Scan(&v); err != nil {
+		return false, fmt.Errorf("tracestore: postgres migration: %w", err)
+	}
+	switch {
+	case v > len(steps):
+		return false, fmt.Errorf("%w (store version %d, this binary knows %d)", errSchemaTooNew, v, len(steps))
+	case v == len(steps):
+		return true, tx.Commit(ctx)
+	}
+	if _, err := tx.Exec(ctx, steps[v]); err != nil {
+		return false, fmt.Errorf("tracestore: postgres migration to version %d: %w", v+1, err)
+	}
+	if _, err := tx.Exec(ctx, `INSERT INTO schema_version (version, applied_at) VALUES ($1, $2)`, v+1, time.Now().UnixNano()); err != nil {
+		return false, fmt.Errorf("tracestore: postgres migration to version %d: %w", v+1, err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return false, fmt.Errorf("tracestore: postgres migration to version %d: %w", v+1, err)
+	}
+	return false, nil
+}
+
+// Append implements Store, in one statement and so one round trip and one
+// transaction. The run's row holds the trace's length: the UPDATE matches
+// only if the trace ends where records begin, and its row lock makes a
+// concurrent append to the run wait and then find the length changed. A
+// run's first append has no row to lock; there the runs primary key lets
+// one INSERT through and turns the others into no-ops. Events are written
+// only if one of the two took effect. Nothing here depends on a lock in
+// this process.
+func (p *Postgres) Append(ctx context.Context, runID string, records []Record, info RunInfo) (err error) {
+	if len(records) == 0 {
+		return nil
+	}
+	started, updated, err := rowNanos(runID, info)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		var pe *pgconn.PgError
+		if errors.As(err, &pe) && conflictCodes[pe.Code] {
+			err = fmt.Errorf("%w: run %s: %w", ErrConflict, runID, err)
+		}
+	}()
+	first := records[0].Index
+	if err := checkAppend(runID, first, records, info); err != nil {
+		// As in Memory, a stale index is a conflict before a wrong count
+		// is a mistake; only this error path needs the trace's length.
+		var next int64
+		switch qerr := p.pool.QueryRow(ctx, `SELECT events FROM runs WHERE run_id = $1`, runID).Scan(&next); {
+		case qerr == nil, errors.Is(qerr, pgx.ErrNoRows):
+			return checkAppend(runID, uint64(next), records, info)
+		}
+		return err
+	}
+	var (
+		idx            = make([]int64, len(records))
+		types          = make([]string, len(records))
+		bodies, hashes = make([][]byte, len(records)), make([][]byte, len(records))
+	)
+	for i, r := range records {
+		idx[i], types[i], bodies[i], hashes[i] = int64(r.Index), r.Type, r.Body, r.Hash
+	}
+	tag, err := p.pool.Exec(ctx, `WITH upd AS (
+			UPDATE runs SET program = $2, definition_hash = $3, status = $4, outcome = $5, started_at = $6,
+			updated_at = $7, events = $8, head = $9, tree = $10
+			WHERE run_id = $1 AND events = $11::bigint
+			RETURNING 1
+		), ins AS (
+			INSERT INTO runs (`+runColumns+`) SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10 WHERE $11::bigint = 0
+			ON CONFLICT (run_id) DO NOTHING
+			RETURNING 1
+		)
+		INSERT INTO events (run_id, idx, type, body, hash)
+		SELECT $1, * FROM unnest($12::bigint[], $13::text[], $14::bytea[], $15::bytea[])
+		WHERE EXISTS (SELECT 1 FROM upd UNION ALL SELECT 1 FROM ins)`,
+		runID, info.Program, info.DefinitionHash, info.Status, info.Outcome, started, updated, int64(info.Events), info.Head, info.Tree,
+		int64(first), idx, types, bodies, hashes)
+	if err != nil {
+		return fmt.Errorf("tracestore: postgres append: %w", err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("%w: run %s: the trace does not end at index %d", ErrConflict, runID, first)
+	}
+	return nil
+}
+
+// conflictCodes are the errors by which PostgreSQL says another
+// transaction won: unique_violation (an event already at an index the
+// index row said was free), serialization_failure (under a serializable
+// default isolation) and deadlock_detected. The statement wrote nothing, so
+// reloading and retrying is right for all three.
+var conflictCodes = map[string]bool{"23505": true, "40001": true, "40P01": true}
+
+// Load implements Store.
+func (p *Postgres) Load(ctx context.Context, runID string) ([]Record, error) {
+	rows, err := p.pool.Query(ctx, `SELECT idx, type, body, hash FROM events WHERE run_id = $1 ORDER BY idx`, runID)
+	if err != nil {
+		return nil, fmt.Errorf("tracestore: postgres load %s: %w", runID, err)
+	}
+	defer rows.Close()
+	var out []Record
+	for rows.Next() {
+		var (
+			r   Record
+			idx int64
+		)
+		if err := rows.Scan(&idx, &r.Type, &r.Body, &r.Hash); err != nil {
+			return nil, fmt.Errorf("tracestore: postgres load %s: %w", runID, err)
+		}
+		r.Index = uint64(idx)
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("tracestore: postgres load %s: %w", runID, err)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%w: run %s", ErrNotFound, runID)
+	}
+	return out, nil
+}
+
+// Run implements Store.
+func (p *Postgres) Run(ctx context.Context, runID string) (RunInfo, error) {
+	ri, err := scanRun(p.pool.QueryRow(ctx, `SELECT `+runColumns+` FROM runs WHERE run_id = $1`, runID).Scan)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return RunInfo{}, fmt.Errorf("%w: run %s", ErrNotFound, runID)
+	case err != nil:
+		return RunInfo{}, fmt.Errorf("tracestore: postgres run %s: %w", runID, err)
+	}
+	return ri, nil
+}
+
+// ListRuns implements Store.
+func (p *Postgres) ListRuns(ctx context.Context, f ListFilter) ([]RunInfo, string, error) {
+	limit, after, err := pageOf(f)
+	if err != nil {
+		return nil, "", err
+	}
+	q, args := listQuery(f, after, limit, func(n int) string { return fmt.Sprintf("$%d", n) })
+	rows, err := p.pool.Query(ctx, q, args...)
+	if err != nil {
+		return nil, "", fmt.Errorf("tracestore: postgres list: %w", err)
+	}
+	defer rows.Close()
+	var runs []RunInfo
+	for rows.Next() {
+		ri, err := scanRun(rows.Scan)
+		if err != nil {
+			return nil, "", fmt.Errorf("tracestore: postgres list: %w", err)
+		}
+		runs = append(runs, ri)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, "", fmt.Errorf("tracestore: postgres list: %w", err)
+	}
+	runs, next := page(runs, limit)
+	return runs, next, nil
+}
+
+// PutProgram implements Store.
+func (p *Postgres) PutProgram(ctx context.Context, hash string, source []byte) error {
+	if _, err := p.pool.Exec(ctx, `INSERT INTO programs (hash, source) VALUES ($1, $2) ON CONFLICT (hash) DO NOTHING`, hash, source); err != nil {
+		return fmt.Errorf("tracestore: postgres put program %s: %w", hash, err)
+	}
+	return nil
+}
+
+// Program implements Store.
+func (p *Postgres) Program(ctx context.Context, hash string) ([]byte, error) {
+	var src []byte
+	switch err := p.pool.QueryRow(ctx, `SELECT source FROM programs WHERE hash = $1`, hash).Scan(&src); {
+	case errors.Is(err, pgx.ErrNoRows):
+		return nil, fmt.Errorf("%w: program %s", ErrNotFound, hash)
+	case err != nil:
+		return nil, fmt.Errorf("tracestore: postgres program %s: %w", hash, err)
+	}
+	return src, nil
+}
+
+// PutKey implements Store. The no-op update waits for a concurrent insert
+// of the same subject and makes RETURNING give the key that won.
+func (p *Postgres) PutKey(ctx context.Context, subject string, key []byte) ([]byte, error) {
+	var stored []byte
+	if err := p.pool.QueryRow(ctx, `INSERT INTO subject_keys (subject, key) VALUES ($1, $2)
+		ON CONFLICT (subject) DO UPDATE SET key = subject_keys.key RETURNING key`, subject, key).Scan(&stored); err != nil {
+		return nil, fmt.Errorf("tracestore: postgres put key: %w", err)
+	}
+	return stored, nil
+}
+
+// Key implements Store.
+func (p *Postgres) Key(ctx context.Context, subject string) ([]byte, error) {
+	var key []byte
+	switch err := p.pool.QueryRow(ctx, `SELECT key FROM subject_keys WHERE subject = $1`, subject).Scan(&key); {
+	case errors.Is(err, pgx.ErrNoRows):
+		return nil, fmt.Errorf("%w: key of subject %s", ErrNotFound, subject)
+	case err != nil:
+		return nil, fmt.Errorf("tracestore: postgres key: %w", err)
+	}
+	return key, nil
+}
+
+// DeleteKey implements Store. The deleted row's bytes stay in the table's
+// pages until VACUUM reclaims them, and in the server's WAL and backups:
+// shredding on PostgreSQL is complete only once those have turned over.
+func (p *Postgres) DeleteKey(ctx context.Context, subject string) error {
+	if _, err := p.pool.Exec(ctx, `DELETE FROM subject_keys WHERE subject = $1`, subject); err != nil {
+		return fmt.Errorf("tracestore: postgres delete key: %w", err)
+	}
+	return nil
+}
+
+// Close implements Store.
+func (p *Postgres) Close() error {
+	p.pool.Close()
+	return nil
+}

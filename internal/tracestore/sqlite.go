@@ -1,0 +1,449 @@
+package tracestore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+)
+
+// SQLite is the embedded Store: one database file in WAL mode. Several
+// processes may open the same file; SQLite's locks serialise their appends.
+type SQLite struct {
+	path string
+	// w is the one writing connection, so that this process's writes queue
+	// in Go rather than spin on SQLite's busy handler; its transactions
+	// begin IMMEDIATE, taking the write lock before reading the trace's
+	// length.
+	w *sql.DB
+	// r serves reads, which WAL lets run beside the writer.
+	r *sql.DB
+
+	// The append's statements, compiled once on the writer.
+	rowStmt, eventStmt, upsertStmt, stepStmt *sql.Stmt
+}
+
+// SQLiteOptions tune an SQLite store. The zero value is the durable default.
+type SQLiteOptions struct {
+	// Synchronous is "FULL" (the default, when empty) or "NORMAL". FULL
+	// syncs the log on every commit: an acknowledged append survives power
+	// loss. NORMAL syncs only at checkpoints, which is faster, but a power
+	// loss or OS crash can lose the last acknowledged appends (the store
+	// stays consistent, ending at an earlier step). A process crash loses
+	// nothing either way.
+	Synchronous string
+}
+
+// busyTimeout bounds how long a writer waits for another process's write
+// lock before failing.
+const busyTimeout = 10 * time.Second
+
+// sqliteMigrations are the schema's forward steps; version n is the first n
+// applied. Never edit a released step: add one.
+var sqliteMigrations = []string{
+	// 1: the tables.
+	`CREATE TABLE events (
+		run_id TEXT NOT NULL,
+		idx INTEGER NOT NULL,
+		type TEXT NOT NULL,
+		body BLOB,
+		hash BLOB,
+		PRIMARY KEY (run_id, idx)
+	);
+	CREATE TABLE runs (
+		run_id TEXT PRIMARY KEY,
+		program TEXT NOT NULL,
+		definition_hash TEXT NOT NULL,
+		status TEXT NOT NULL,
+		outcome TEXT NOT NULL,
+		started_at INTEGER NOT NULL,
+		updated_at INTEGER NOT NULL,
+		events INTEGER NOT NULL,
+		head BLOB,
+		tree BLOB
+	);
+	CREATE TABLE programs (hash TEXT PRIMARY KEY, source BLOB);
+	CREATE TABLE subject_keys (subject TEXT PRIMARY KEY, key BLOB)`,
+	// 2: listing. Each filter leads an index that continues in listing
+	// order, so a filtered page is an index range scan too. updated_at is
+	// not indexed: every append changes it.
+	`CREATE INDEX runs_by_start ON runs (started_at DESC, run_id DESC);
+	CREATE INDEX runs_by_program ON runs (program, started_at DESC, run_id DESC);
+	CREATE INDEX runs_by_definition ON runs (definition_hash, started_at DESC, run_id DESC);
+	CREATE INDEX runs_by_status ON runs (status, started_at DESC, run_id DESC);
+	CREATE INDEX runs_by_outcome ON runs (outcome, started_at DESC, run_id DESC)`,
+}
+
+// DefaultDataDir is where the server keeps its data unless told otherwise:
+// $XDG_DATA_HOME/nano-vm-mcp, or ~/.local/share/nano-vm-mcp.
+func DefaultDataDir() (string, error) {
+	// The XDG spec says to ignore a relative XDG_DATA_HOME.
+	if d := os.Getenv("XDG_DATA_HOME"); filepath.IsAbs(d) {
+		return filepath.Join(d, "nano-vm-mcp"), nil
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return "", fmt.Errorf("tracestore: no data directory: %w", err)
+	}
+	return filepath.Join(home, ".local", "share", "nano-vm-mcp"), nil
+}
+
+// SQLitePath is the SQLite store's file in a data directory.
+func SQLitePath(dataDir string) string { return filepath.Join(dataDir, "traces.db") }
+
+// OpenSQLite opens the store at path, creating it (0600, in a 0700
+// directory) if missing, and migrates an older schema to the current one.
+func OpenSQLite(path string, opts SQLiteOptions) (*SQLite, error) {
+	syncMode := strings.ToUpper(opts.Synchronous)
+	switch syncMode {
+	case "":
+		syncMode = "FULL"
+	case "FULL", "NORMAL":
+	default:
+		return nil, fmt.Errorf("tracestore: sqlite synchronous %q: want FULL or NORMAL", opts.Synchronous)
+	}
+	path, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("tracestore: sqlite path: %w", err)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("tracestore: sqlite directory: %w", err)
+	}
+	// Create the file ourselves so that SQLite never creates it under the
+	// umask; SQLite gives the -wal and -shm files the database's mode. Only
+	// when it is missing: closing a descriptor of a file drops every POSIX
+	// lock this process holds on it, SQLite's included, should another
+	// store here have it open.
+	switch f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600); {
+	case err == nil:
+		if err := f.Close(); err != nil {
+			return nil, fmt.Errorf("tracestore: sqlite: %w", err)
+		}
+	case !errors.Is(err, os.ErrExist):
+		return nil, fmt.Errorf("tracestore: sqlite: %w", err)
+	}
+	// The file holds subject keys: keep it private even if it was made
+	// readable since.
+	if err := os.Chmod(path, 0o600); err != nil {
+		return nil, fmt.Errorf("tracestore: sqlite: %w", err)
+	}
+
+	s := &SQLite{path: path}
+	// secure_delete zeroes deleted rows in the file, so that a destroyed
+	// subject key does not linger in free space.
+	s.w, err = sql.Open("sqlite", sqliteDSN(path, "_txlock=immediate", "_pragma=journal_mode(WAL)", "_pragma=synchronous("+syncMode+")", "_pragma=secure_delete(ON)"))
+	if err != nil {
+		return nil, fmt.Errorf("tracestore: sqlite: %w", err)
+	}
+	s.w.SetMaxOpenConns(1)
+	s.w.SetConnMaxLifetime(0)
+	s.w.SetConnMaxIdleTime(0)
+	if err := migrateSQLite(s.w, sqliteMigrations); err != nil {
+		s.w.Close()
+		return nil, err
+	}
+	s.r, err = sql.Open("sqlite", sqliteDSN(path, "_query_only=1"))
+	if err != nil {
+		s.w.Close()
+		return nil, fmt.Errorf("tracestore: sqlite: %w", err)
+	}
+	s.r.SetMaxOpenConns(max(4, runtime.GOMAXPROCS(0)))
+	s.r.SetMaxIdleConns(max(4, runtime.GOMAXPROCS(0)))
+	if err := s.prepare(); err != nil {
+		s.Close()
+		return nil, err
+	}
+	// SQLite gives new -wal and -shm files the database's mode; these may
+	// be older.
+	for _, suffix := range []string{"-wal", "-shm"} {
+		if err := os.Chmod(path+suffix, 0o600); err != nil && !errors.Is(err, os.ErrNotExist) {
+			s.Close()
+			return nil, fmt.Errorf("tracestore: sqlite: %w", err)
+		}
+	}
+	return s, nil
+}
+
+// sqliteDSN is a file: URI, so that any character may appear in path, with
+// the settings every connection needs and params.
+func sqliteDSN(path string, params ...string) string {
+	u := url.URL{Scheme: "file", Path: path}
+	params = append([]string{"_pragma=busy_timeout(" + fmt.Sprint(busyTimeout.Milliseconds()) + ")"}, params...)
+	return "file:" + u.EscapedPath() + "?" + strings.Join(params, "&")
+}
+
+// migrateSQLite applies the steps db's schema lacks, one transaction each.
+// Each transaction rereads the version under the write lock, so two
+// processes opening one old store apply each step once.
+func migrateSQLite(db *sql.DB, steps []string) error {
+	ctx := context.Background()
+	for {
+		done, err := migrateSQLiteStep(ctx, db, steps)
+		if err != nil || done {
+			return err
+		}
+	}
+}
+
+func migrateSQLiteStep(ctx context.Context, db *sql.DB, steps []string) (done bool, err error) {
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return false, fmt.Errorf("tracestore: sqlite migration: %w", err)
+	}
+	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
+	if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)`); err != nil {
+		return false, fmt.Errorf("tracestore: sqlite migration: %w", err)
+	}
+	var v int
+	if err := tx.QueryRowContext(ctx, `SELECT coalesce(max(version), 0) FROM schema_version`).Scan(&v); err != nil {
+		return false, fmt.Errorf("tracestore: sqlite migration: %w", err)
+	}
+	switch {
+	case v > len(steps):
+		return false, fmt.Errorf("%w (store version %d, this binary knows %d)", errSchemaTooNew, v, len(steps))
+	case v == len(steps):
+		return true, tx.Commit()
+	}
+	if _, err := tx.ExecContext(ctx, steps[v]); err != nil {
+		return false, fmt.Errorf("tracestore: sqlite migration to version %d: %w", v+1, err)
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO schema_version (version, applied_at) VALUES (?, ?)`, v+1, time.Now().UnixNano()); err != nil {
+		return false, fmt.Errorf("tracestore: sqlite migration to version %d: %w", v+1, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return false, fmt.Errorf("tracestore: sqlite migration to version %d: %w", v+1, err)
+	}
+	return false, nil
+}
+
+// prepare compiles the append's statements once, on the one writer.
+func (s *SQLite) prepare() error {
+	for _, p := range []struct {
+		stmt **sql.Stmt
+		sql  string
+	}{
+		{&s.rowStmt, `SELECT events, program, definition_hash, status, outcome, started_at FROM runs WHERE run_id = ?`},
+		{&s.eventStmt, `INSERT INTO events (run_id, idx, type, body, hash) VALUES (?, ?, ?, ?, ?)`},
+		{&s.upsertStmt, `INSERT INTO runs (` + runColumns + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+			ON CONFLICT (run_id) DO UPDATE SET program = excluded.program, definition_hash = excluded.definition_hash,
+			status = excluded.status, outcome = excluded.outcome, started_at = excluded.started_at,
+			updated_at = excluded.updated_at, events = excluded.events, head = excluded.head, tree = excluded.tree`},
+		{&s.stepStmt, `UPDATE runs SET updated_at = ?, events = ?, head = ?, tree = ? WHERE run_id = ?`},
+	} {
+		stmt, err := s.w.Prepare(p.sql)
+		if err != nil {
+			return fmt.Errorf("tracestore: sqlite: %w", err)
+		}
+		*p.stmt = stmt
+	}
+	return nil
+}
+
+// Append implements Store. The trace's length comes from the run's index
+// row, so an append costs the same however long the trace is.
+func (s *SQLite) Append(ctx context.Context, runID string, records []Record, info RunInfo) (err error) {
+	if len(records) == 0 {
+		return nil
+	}
+	started, updated, err := rowNanos(runID, info)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		var se *sqlite.Error
+		if errors.As(err, &se) && se.Code() == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY {
+			err = fmt.Errorf("%w: run %s: %w", ErrConflict, runID, err)
+		}
+	}()
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("tracestore: sqlite append: %w", err)
+	}
+	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
+	// The run's row: the trace's length, and what the listing indexes hold.
+	var (
+		next, was int64
+		old       RunInfo
+	)
+	err = tx.StmtContext(ctx, s.rowStmt).QueryRowContext(ctx, runID).Scan(&next, &old.Program, &old.DefinitionHash, &old.Status, &old.Outcome, &was)
+	exists := err == nil
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("tracestore: sqlite append: %w", err)
+	}
+	if err := checkAppend(runID, uint64(next), records, info); err != nil {
+		return err
+	}
+	ins := tx.StmtContext(ctx, s.eventStmt)
+	for _, r := range records {
+		if _, err := ins.ExecContext(ctx, runID, int64(r.Index), r.Type, r.Body, r.Hash); err != nil {
+			return fmt.Errorf("tracestore: sqlite append: %w", err)
+		}
+	}
+	// SQLite rewrites an index whenever an UPDATE assigns one of its
+	// columns, changed or not: five pages more per step. Most steps change
+	// none of them.
+	if exists && old.Program == info.Program && old.DefinitionHash == info.DefinitionHash &&
+		old.Status == info.Status && old.Outcome == info.Outcome && was == started {
+		_, err = tx.StmtContext(ctx, s.stepStmt).ExecContext(ctx, updated, int64(info.Events), info.Head, info.Tree, runID)
+	} else {
+		_, err = tx.StmtContext(ctx, s.upsertStmt).ExecContext(ctx, runID, info.Program, info.DefinitionHash, info.Status, info.Outcome,
+			started, updated, int64(info.Events), info.Head, info.Tree)
+	}
+	if err != nil {
+		return fmt.Errorf("tracestore: sqlite append: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("tracestore: sqlite append: %w", err)
+	}
+	return nil
+}
+
+// Load implements Store.
+func (s *SQLite) Load(ctx context.Context, runID string) ([]Record, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT idx, type, body, hash FROM events WHERE run_id = ? ORDER BY idx`, runID)
+	if err != nil {
+		return nil, fmt.Errorf("tracestore: sqlite load %s: %w", runID, err)
+	}
+	defer rows.Close()
+	var out []Record
+	for rows.Next() {
+		var (
+			r   Record
+			idx int64
+		)
+		if err := rows.Scan(&idx, &r.Type, &r.Body, &r.Hash); err != nil {
+			return nil, fmt.Errorf("tracestore: sqlite load %s: %w", runID, err)
+		}
+		r.Index = uint64(idx)
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("tracestore: sqlite load %s: %w", runID, err)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%w: run %s", ErrNotFound, runID)
+	}
+	return out, nil
+}
+
+// Run implements Store.
+func (s *SQLite) Run(ctx context.Context, runID string) (RunInfo, error) {
+	ri, err := scanRun(s.r.QueryRowContext(ctx, `SELECT `+runColumns+` FROM runs WHERE run_id = ?`, runID).Scan)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return RunInfo{}, fmt.Errorf("%w: run %s", ErrNotFound, runID)
+	case err != nil:
+		return RunInfo{}, fmt.Errorf("tracestore: sqlite run %s: %w", runID, err)
+	}
+	return ri, nil
+}
+
+// ListRuns implements Store.
+func (s *SQLite) ListRuns(ctx context.Context, f ListFilter) ([]RunInfo, string, error) {
+	limit, after, err := pageOf(f)
+	if err != nil {
+		return nil, "", err
+	}
+	q, args := listQuery(f, after, limit, func(n int) string { return fmt.Sprintf("?%d", n) })
+	rows, err := s.r.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, "", fmt.Errorf("tracestore: sqlite list: %w", err)
+	}
+	defer rows.Close()
+	var runs []RunInfo
+	for rows.Next() {
+		ri, err := scanRun(rows.Scan)
+		if err != nil {
+			return nil, "", fmt.Errorf("tracestore: sqlite list: %w", err)
+		}
+		runs = append(runs, ri)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, "", fmt.Errorf("tracestore: sqlite list: %w", err)
+	}
+	runs, next := page(runs, limit)
+	return runs, next, nil
+}
+
+// PutProgram implements Store.
+func (s *SQLite) PutProgram(ctx context.Context, hash string, source []byte) error {
+	if _, err := s.w.ExecContext(ctx, `INSERT INTO programs (hash, source) VALUES (?, ?) ON CONFLICT (hash) DO NOTHING`, hash, source); err != nil {
+		return fmt.Errorf("tracestore: sqlite put program %s: %w", hash, err)
+	}
+	return nil
+}
+
+// Program implements Store.
+func (s *SQLite) Program(ctx context.Context, hash string) ([]byte, error) {
+	var src []byte
+	switch err := s.r.QueryRowContext(ctx, `SELECT source FROM programs WHERE hash = ?`, hash).Scan(&src); {
+	case errors.Is(err, sql.ErrNoRows):
+		return nil, fmt.Errorf("%w: program %s", ErrNotFound, hash)
+	case err != nil:
+		return nil, fmt.Errorf("tracestore: sqlite program %s: %w", hash, err)
+	}
+	return src, nil
+}
+
+// PutKey implements Store. The no-op update makes RETURNING give the key
+// that was there, in the same statement as the insert that lost.
+func (s *SQLite) PutKey(ctx context.Context, subject string, key []byte) ([]byte, error) {
+	var stored []byte
+	if err := s.w.QueryRowContext(ctx, `INSERT INTO subject_keys (subject, key) VALUES (?, ?)
+		ON CONFLICT (subject) DO UPDATE SET key = subject_keys.key RETURNING key`, subject, key).Scan(&stored); err != nil {
+		return nil, fmt.Errorf("tracestore: sqlite put key: %w", err)
+	}
+	return stored, nil
+}
+
+// Key implements Store.
+func (s *SQLite) Key(ctx context.Context, subject string) ([]byte, error) {
+	var key []byte
+	switch err := s.r.QueryRowContext(ctx, `SELECT key FROM subject_keys WHERE subject = ?`, subject).Scan(&key); {
+	case errors.Is(err, sql.ErrNoRows):
+		return nil, fmt.Errorf("%w: key of subject %s", ErrNotFound, subject)
+	case err != nil:
+		return nil, fmt.Errorf("tracestore: sqlite key: %w", err)
+	}
+	return key, nil
+}
+
+// DeleteKey implements Store. secure_delete has zeroed the key in the
+// database's pages, but older copies of those pages sit in the log until it
+// is checkpointed and truncated; the checkpoint is best effort, since a
+// long reader elsewhere can hold it off, and later checkpoints overwrite
+// the log anyway.
+func (s *SQLite) DeleteKey(ctx context.Context, subject string) error {
+	if _, err := s.w.ExecContext(ctx, `DELETE FROM subject_keys WHERE subject = ?`, subject); err != nil {
+		return fmt.Errorf("tracestore: sqlite delete key: %w", err)
+	}
+	s.w.ExecContext(ctx, `PRAGMA wal_checkpoint(TRUNCATE)`) //nolint:errcheck // best effort, see above
+	return nil
+}
+
+// Close implements Store.
+func (s *SQLite) Close() error {
+	var errs []error
+	for _, st := range []*sql.Stmt{s.rowStmt, s.eventStmt, s.upsertStmt, s.stepStmt} {
+		if st != nil {
+			errs = append(errs, st.Close())
+		}
+	}
+	if s.r != nil {
+		errs = append(errs, s.r.Close())
+	}
+	errs = append(errs, s.w.Close())
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("tracestore: sqlite close: %w", err)
+	}
+	return nil
+}

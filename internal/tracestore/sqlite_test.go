@@ -1,0 +1,314 @@
+package tracestore
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// openTestSQLite opens a fresh store in a temporary directory, closed when
+// tb ends.
+func openTestSQLite(tb testing.TB, opts SQLiteOptions) *SQLite {
+	tb.Helper()
+	s, err := OpenSQLite(filepath.Join(tb.TempDir(), "traces.db"), opts)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { s.Close() })
+	return s
+}
+
+// rawSQLite opens path without the store's migrations, for tests that
+// build or inspect a schema by hand.
+func rawSQLite(t *testing.T, path string) *sql.DB {
+	t.Helper()
+	db, err := sql.Open("sqlite", sqliteDSN(path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.SetMaxOpenConns(1)
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+func TestSQLiteFilesArePrivate(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data", "nested")
+	path := SQLitePath(dir)
+	check := func(when string) {
+		t.Helper()
+		for _, c := range []struct {
+			path string
+			want os.FileMode
+		}{
+			{dir, 0o700 | os.ModeDir},
+			{path, 0o600},
+			{path + "-wal", 0o600},
+			{path + "-shm", 0o600},
+		} {
+			fi, err := os.Stat(c.path)
+			if err != nil {
+				t.Fatalf("%s: %v", when, err)
+			}
+			if got := fi.Mode(); got != c.want {
+				t.Errorf("%s: %s has mode %v, want %v", when, filepath.Base(c.path), got, c.want)
+			}
+		}
+	}
+	s, err := OpenSQLite(path, SQLiteOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	appendN(t, s, "r", 0, 3)
+	check("created")
+
+	// Someone made the files readable while the store was open; the next
+	// open, here a second store on the same file, makes them private again.
+	for _, suffix := range []string{"", "-wal", "-shm"} {
+		if err := os.Chmod(path+suffix, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s2, err := OpenSQLite(path, SQLiteOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	appendN(t, s2, "r", 3, 1)
+	check("reopened")
+}
+
+func TestSQLiteOptions(t *testing.T) {
+	for _, c := range []struct {
+		sync string
+		want int // PRAGMA synchronous: 1 NORMAL, 2 FULL
+	}{
+		{"", 2}, {"FULL", 2}, {"full", 2}, {"NORMAL", 1}, {"normal", 1},
+	} {
+		s := openTestSQLite(t, SQLiteOptions{Synchronous: c.sync})
+		var sync, busy int
+		var mode string
+		if err := s.w.QueryRow(`PRAGMA synchronous`).Scan(&sync); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.w.QueryRow(`PRAGMA journal_mode`).Scan(&mode); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.w.QueryRow(`PRAGMA busy_timeout`).Scan(&busy); err != nil {
+			t.Fatal(err)
+		}
+		if sync != c.want || mode != "wal" || busy != int(busyTimeout.Milliseconds()) {
+			t.Errorf("Synchronous %q: synchronous=%d journal_mode=%s busy_timeout=%d, want %d, wal, %d", c.sync, sync, mode, busy, c.want, busyTimeout.Milliseconds())
+		}
+	}
+	for _, bad := range []string{"OFF", "EXTRA", "0", "yes"} {
+		if _, err := OpenSQLite(filepath.Join(t.TempDir(), "x.db"), SQLiteOptions{Synchronous: bad}); err == nil {
+			t.Errorf("Synchronous %q was accepted", bad)
+		}
+	}
+}
+
+func TestSQLiteReopenKeepsEverything(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "odd dir?#%", "traces.db")
+	s, err := OpenSQLite(path, SQLiteOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	appendN(t, s, "r", 0, 3)
+	appendN(t, s, "q", 0, 1)
+	if err := s.PutProgram(ctx, "sha256:d", []byte("source")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.PutKey(ctx, "subj", []byte("k1")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	s, err = OpenSQLite(path, SQLiteOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if got, err := s.Load(ctx, "r"); err != nil || len(got) != 3 || string(got[2].Body) != `{"i":2}` {
+		t.Fatalf("Load after reopen = %v, %v", got, err)
+	}
+	if ri, err := s.Run(ctx, "r"); err != nil || ri.Events != 3 || !ri.StartedAt.Equal(t0) {
+		t.Fatalf("Run after reopen = %+v, %v", ri, err)
+	}
+	if page, _, err := s.ListRuns(ctx, ListFilter{}); err != nil || len(page) != 2 {
+		t.Fatalf("ListRuns after reopen = %v, %v", page, err)
+	}
+	if src, err := s.Program(ctx, "sha256:d"); err != nil || string(src) != "source" {
+		t.Fatalf("Program after reopen = %q, %v", src, err)
+	}
+	if k, err := s.Key(ctx, "subj"); err != nil || string(k) != "k1" {
+		t.Fatalf("Key after reopen = %q, %v", k, err)
+	}
+	if err := s.Append(ctx, "r", recs(2, 1), info(3)); !errors.Is(err, ErrConflict) {
+		t.Fatalf("append behind the end after reopen: %v", err)
+	}
+	appendN(t, s, "r", 3, 1)
+}
+
+func TestSQLiteMigratesFromVersion1(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "traces.db")
+	db := rawSQLite(t, path)
+	if err := migrateSQLite(db, sqliteMigrations[:1]); err != nil {
+		t.Fatal(err)
+	}
+	// A run written by a version-1 binary.
+	for _, q := range []string{
+		`INSERT INTO events VALUES ('old', 0, 'e', '{"i":0}', x'000102')`,
+		fmt.Sprintf(`INSERT INTO runs VALUES ('old', 'p', 'sha256:d', 'running', '', %d, %d, 1, x'01', 'tree')`, t0.UnixNano(), t0.UnixNano()),
+	} {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	db.Close()
+
+	s, err := OpenSQLite(path, SQLiteOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var version, steps int
+	if err := s.r.QueryRow(`SELECT max(version), count(*) FROM schema_version`).Scan(&version, &steps); err != nil {
+		t.Fatal(err)
+	}
+	if version != len(sqliteMigrations) || steps != len(sqliteMigrations) {
+		t.Fatalf("schema at version %d after %d steps, want %d", version, steps, len(sqliteMigrations))
+	}
+	var indexes int
+	if err := s.r.QueryRow(`SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name LIKE 'runs_by_%'`).Scan(&indexes); err != nil {
+		t.Fatal(err)
+	}
+	if indexes != 5 {
+		t.Fatalf("%d listing indexes after migrating, want 5", indexes)
+	}
+	if got, err := s.Load(ctx, "old"); err != nil || len(got) != 1 || string(got[0].Body) != `{"i":0}` {
+		t.Fatalf("Load of the old run = %v, %v", got, err)
+	}
+	appendN(t, s, "old", 1, 2)
+	if page, _, err := s.ListRuns(ctx, ListFilter{Program: "p"}); err != nil || len(page) != 1 || page[0].Events != 3 {
+		t.Fatalf("ListRuns after migrating = %+v, %v", page, err)
+	}
+}
+
+func TestSQLiteRefusesAStoreFromTheFuture(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "traces.db")
+	s, err := OpenSQLite(path, SQLiteOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	future := len(sqliteMigrations) + 1
+	db := rawSQLite(t, path)
+	if _, err := db.Exec(`INSERT INTO schema_version VALUES (?, 0)`, future); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+
+	_, err = OpenSQLite(path, SQLiteOptions{})
+	if !errors.Is(err, errSchemaTooNew) || !strings.Contains(err.Error(), fmt.Sprint(future)) {
+		t.Fatalf("opening a version-%d store: %v, want errSchemaTooNew naming the version", future, err)
+	}
+}
+
+func TestSQLiteListingWalksAnIndex(t *testing.T) {
+	s := openTestSQLite(t, SQLiteOptions{})
+	after := &RunInfo{RunID: "r", StartedAt: t0}
+	for _, f := range []ListFilter{
+		{},
+		{Program: "p"},
+		{DefinitionHash: "sha256:d"},
+		{Status: "running", Outcome: "DONE"},
+		{Outcome: "DONE"},
+		{Since: t0, Until: t0.Add(time.Hour)},
+		{Program: "p", Since: t0},
+	} {
+		for _, cursor := range []*RunInfo{nil, after} {
+			q, args := listQuery(f, cursor, 100, func(n int) string { return fmt.Sprintf("?%d", n) })
+			rows, err := s.r.Query("EXPLAIN QUERY PLAN "+q, args...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var plan []string
+			for rows.Next() {
+				var id, parent, unused int
+				var detail string
+				if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+					t.Fatal(err)
+				}
+				plan = append(plan, detail)
+			}
+			rows.Close()
+			p := strings.Join(plan, "; ")
+			if !strings.Contains(p, "USING INDEX runs_by_") || strings.Contains(p, "TEMP B-TREE") {
+				t.Errorf("filter %+v, cursor %v: plan %q does not walk a listing index in order", f, cursor != nil, p)
+			}
+		}
+	}
+}
+
+func TestDefaultDataDir(t *testing.T) {
+	home := t.TempDir()
+	t.Setenv("HOME", home)
+	for _, c := range []struct{ xdg, want string }{
+		{"/srv/xdg", "/srv/xdg/nano-vm-mcp"},
+		{"", filepath.Join(home, ".local/share/nano-vm-mcp")},
+		{"relative/xdg", filepath.Join(home, ".local/share/nano-vm-mcp")},
+	} {
+		t.Setenv("XDG_DATA_HOME", c.xdg)
+		got, err := DefaultDataDir()
+		if err != nil || got != c.want {
+			t.Errorf("XDG_DATA_HOME=%q: DefaultDataDir() = %q, %v; want %q", c.xdg, got, err, c.want)
+		}
+	}
+	if got := SQLitePath("/d"); got != "/d/traces.db" {
+		t.Errorf("SQLitePath = %q", got)
+	}
+}
+
+func TestSQLiteDeleteKeyLeavesNoCopyOnDisk(t *testing.T) {
+	ctx := context.Background()
+	s := openTestSQLite(t, SQLiteOptions{})
+	key := []byte("subject-key-7f3a9c1e5b2d")
+	onDisk := func() bool {
+		t.Helper()
+		for _, suffix := range []string{"", "-wal"} {
+			b, err := os.ReadFile(s.path + suffix)
+			if err != nil && !errors.Is(err, os.ErrNotExist) {
+				t.Fatal(err)
+			}
+			if bytes.Contains(b, key) {
+				return true
+			}
+		}
+		return false
+	}
+	if _, err := s.PutKey(ctx, "subj", key); err != nil {
+		t.Fatal(err)
+	}
+	appendN(t, s, "r", 0, 2) // later writes, as in a running server
+	if !onDisk() {
+		t.Fatal("the key is not in the files at all: this test looks in the wrong place")
+	}
+	if err := s.DeleteKey(ctx, "subj"); err != nil {
+		t.Fatal(err)
+	}
+	if onDisk() {
+		t.Fatal("a deleted subject key is still in the database or its log")
+	}
+}
