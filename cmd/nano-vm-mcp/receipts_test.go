@@ -86,3 +86,28 @@ func TestRunStaysPutAcrossInvocations(t *testing.T) {
 		t.Fatalf("export of an unknown run: exit %d", code)
 	}
 }
+
+func TestReplay(t *testing.T) {
+	data := t.TempDir()
+	code, out, _ := runCLI(t, "run", "refund", "--data-dir", data, "--json",
+		"--input", "../../examples/refund.input.json", "--answers", "../../examples/refund.refunded.answers.jsonl")
+	if code != exitOK {
+		t.Fatalf("run: exit %d\n%s", code, out)
+	}
+	var s summary
+	json.Unmarshal([]byte(lastLine(out)), &s)
+	if code, out, _ := runCLI(t, "replay", s.RunID, "--data-dir", data); code != exitOK || !strings.HasPrefix(out, "identical:") {
+		t.Fatalf("replay under the pinned definition: exit %d\n%s", code, out)
+	}
+	// A version that refunds nothing automatically diverges at the decision.
+	src, _ := os.ReadFile("../../examples/refund.yaml")
+	strict := filepath.Join(t.TempDir(), "refund-strict.yaml")
+	os.WriteFile(strict, bytes.Replace(src, []byte("data.assess_refund.amount_cents <= 50000"), []byte("data.assess_refund.amount_cents <= 0"), 1), 0o600)
+	code, out, _ = runCLI(t, "replay", s.RunID, "--data-dir", data, "--program", strict, "--json")
+	if code != exitDiverged || !strings.Contains(out, `"identical":false`) {
+		t.Fatalf("replay under a stricter program: exit %d\n%s", code, out)
+	}
+	if code, _, _ := runCLI(t, "replay", "run_missing", "--data-dir", data); code != exitUsage {
+		t.Fatalf("replay of an unknown run: exit %d", code)
+	}
+}

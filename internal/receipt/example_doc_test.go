@@ -233,8 +233,9 @@ func TestDocumentedExample(t *testing.T) {
 	report("the untouched trace.jsonl and receipt.json", tf, finalFile, pub)
 	report("the provisional receipt (tree.size 2) and the whole trace", tf, provisionalFile, pub)
 	report(`line 3 (event 2): "at" 12:00:00Z changed to 12:00:01Z`, replaceIn(2, "12:00:00Z", "12:00:01Z"), finalFile, pub)
-	report(`line 5 (event 4, the last): outcome "SENT" changed to "SEND"`, replaceIn(4, `"SENT"`, `"SEND"`), finalFile, pub)
-	report("line 5 removed", bytes.Join(lines[:4], nil), finalFile, pub)
+	last := len(lines) - 1
+	report(fmt.Sprintf(`line %d (event %d, the last): outcome "SENT" changed to "SEND"`, last+1, last), replaceIn(last, `"SENT"`, `"SEND"`), finalFile, pub)
+	report(fmt.Sprintf("line %d removed", last+1), bytes.Join(lines[:last], nil), finalFile, pub)
 	report(`receipt.json: the body's outcome "SENT" changed to "SEND"`, tf, bytes.Replace(finalFile, []byte(`"SENT"`), []byte(`"SEND"`), 1), pub)
 	report("receipt.json checked against another public key (seed 04...04)", tf, finalFile, other)
 	got["verify"] = vb.String()

@@ -10,6 +10,7 @@ type EventType string
 // Event types. Every input to a run and every outcome of it is an event.
 const (
 	EventRunStarted         EventType = "run_started"
+	EventInputReceived      EventType = "input_received"
 	EventTaskIssued         EventType = "task_issued"
 	EventGuardEvaluated     EventType = "guard_evaluated"
 	EventSubmissionAccepted EventType = "submission_accepted"
@@ -34,6 +35,7 @@ type Event struct {
 	Prev string `json:"prev,omitempty"`
 
 	Started    *Started          `json:"started,omitempty"`
+	Input      *InputRecord      `json:"input,omitempty"`
 	Task       *projection.Task  `json:"task,omitempty"`
 	Guard      *GuardEvaluation  `json:"guard,omitempty"`
 	Submission *Submission       `json:"submission,omitempty"`
@@ -41,6 +43,11 @@ type Event struct {
 	Expiry     *Expiry           `json:"expiry,omitempty"`
 	Transition *TransitionRecord `json:"transition,omitempty"`
 	Finished   *Finished         `json:"finished,omitempty"`
+
+	// converted caches, inside one Apply, the accepted output already
+	// converted for the guards, so that folding does not convert it again.
+	// Events read back from a store do not have it.
+	converted any
 }
 
 // ProgramRef identifies the exact program a run is pinned to.
@@ -60,6 +67,24 @@ type Started struct {
 	// Subjects names the run's data subjects by keyed id (HMAC), never by
 	// their ids. The shell sets it when it seals the event.
 	Subjects map[string]string `json:"subjects,omitempty"`
+}
+
+// InputRecord records an input other than a start, as it arrived, before
+// the events it caused: with them (the submission's output is in the
+// submission event that follows), it is what replay feeds the core again.
+// An exact duplicate, which changes nothing, and a tick with nothing due
+// leave no record.
+type InputRecord struct {
+	Kind           string `json:"kind"` // submit, decide, cancel or tick
+	Seq            uint64 `json:"seq,omitempty"`
+	State          string `json:"state,omitempty"`
+	Tool           string `json:"tool,omitempty"`
+	Role           string `json:"role,omitempty"`
+	DefinitionHash string `json:"definition_hash,omitempty"`
+	Actor          Actor  `json:"actor,omitempty"`
+	Principal      string `json:"principal,omitempty"`
+	Size           int    `json:"size,omitempty"`
+	Reason         string `json:"reason,omitempty"`
 }
 
 // GuardEvaluation records one guard evaluated while choosing a transition.

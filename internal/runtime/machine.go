@@ -89,8 +89,10 @@ type Result struct {
 // run is not modified; pass nil for Start. A refused input gives a
 // *Rejection error together with the events that record it.
 func Apply(p *program.Program, run *Run, in Input) (Result, error) {
-	m := &machine{p: p, events: make([]Event, 0, 8)}
+	// Events are large; a start usually makes two, a step up to eight.
+	m := &machine{p: p}
 	if s, ok := in.(Start); ok {
+		m.events = make([]Event, 0, 4)
 		if run != nil {
 			return Result{}, reject(CodeRunExists, "run %s has already started", run.ID)
 		}
@@ -102,6 +104,7 @@ func Apply(p *program.Program, run *Run, in Input) (Result, error) {
 		return Result{}, reject(CodeNoSuchRun, "the run has not started")
 	}
 	m.r = run.clone()
+	m.events = make([]Event, 0, 8)
 	switch in := in.(type) {
 	case Submit:
 		m.at = stamp(in.At)
@@ -112,6 +115,7 @@ func Apply(p *program.Program, run *Run, in Input) (Result, error) {
 	case Cancel:
 		m.at = stamp(in.At)
 		m.seq, m.state = m.r.Seq, m.r.State
+		m.emit(Event{Type: EventInputReceived, Seq: m.seq, Input: &InputRecord{Kind: "cancel", Principal: in.Principal, Reason: in.Reason}})
 		if m.r.Finished() {
 			return m.rejected(reject(CodeRunFinished, "the run has already finished (%s)", m.r.Status), answer{actor: ActorHuman, principal: in.Principal})
 		}
@@ -123,7 +127,10 @@ func Apply(p *program.Program, run *Run, in Input) (Result, error) {
 		return m.result(), nil
 	case Tick:
 		m.at = stamp(in.At)
-		m.expireIfDue(in.At)
+		if m.due(in.At) {
+			m.emit(Event{Type: EventInputReceived, Seq: m.r.Seq, Input: &InputRecord{Kind: "tick"}})
+			m.expireIfDue(in.At)
+		}
 		return m.result(), nil
 	}
 	return Result{}, fmt.Errorf("runtime: unknown input %T", in)
@@ -211,14 +218,21 @@ type answer struct {
 func (m *machine) submit(now time.Time, a answer) (Result, error) {
 	r := m.r
 	m.seq, m.state = r.Seq, r.State
-	if a.hash != "" && a.hash != r.Program.DefinitionHash {
-		return m.rejected(reject(CodeDefinitionMismatch, "the run is pinned to %s; the submission names %s", r.Program.DefinitionHash, a.hash), a)
-	}
 	// A lost response retried: the original answer stands, even when that
-	// answer finished the run.
-	if l := r.Last; l != nil && a.seq == l.Seq && a.actor == l.Actor && a.role == l.Role && a.tool == l.Tool &&
+	// answer finished the run, and nothing is recorded.
+	if l := r.Last; l != nil && (a.hash == "" || a.hash == r.Program.DefinitionHash) &&
+		a.seq == l.Seq && a.actor == l.Actor && a.role == l.Role && a.tool == l.Tool &&
 		(a.state == "" || a.state == l.State) && sameJSON(a.output, l.Output) {
 		return Result{Run: r, Duplicate: true}, nil
+	}
+	kind := "submit"
+	if a.decide {
+		kind = "decide"
+	}
+	m.emit(Event{Type: EventInputReceived, Seq: r.Seq, Input: &InputRecord{Kind: kind, Seq: a.seq, State: a.state, Tool: a.tool,
+		Role: a.role, DefinitionHash: a.hash, Actor: a.actor, Principal: a.principal, Size: a.size}})
+	if a.hash != "" && a.hash != r.Program.DefinitionHash {
+		return m.rejected(reject(CodeDefinitionMismatch, "the run is pinned to %s; the submission names %s", r.Program.DefinitionHash, a.hash), a)
 	}
 	if r.Finished() {
 		return m.rejected(reject(CodeRunFinished, "the run has already finished (%s, %s)", r.Status, r.Outcome), a)
@@ -266,7 +280,8 @@ func (m *machine) submit(now time.Time, a answer) (Result, error) {
 		}
 		return m.rejected(reject(CodeGuardDenied, "the output satisfies no transition of %s", st.Name), a)
 	}
-	m.emit(Event{Type: EventSubmissionAccepted, Seq: r.Seq, Submission: &Submission{Actor: a.actor, Principal: a.principal, Role: a.role, Tool: a.tool, Output: a.output}})
+	m.emit(Event{Type: EventSubmissionAccepted, Seq: r.Seq, converted: converted,
+		Submission: &Submission{Actor: a.actor, Principal: a.principal, Role: a.role, Tool: a.tool, Output: a.output}})
 	for _, g := range guards {
 		m.emit(Event{Type: EventGuardEvaluated, Seq: m.r.Seq, Guard: g})
 	}
@@ -415,9 +430,15 @@ func (m *machine) issue(st *program.State) {
 }
 
 // expireIfDue times out the open task when now has reached its deadline.
+// due reports whether the open task's deadline has passed at now.
+func (m *machine) due(now time.Time) bool {
+	r := m.r
+	return !r.Finished() && !r.Deadline.IsZero() && !now.Before(r.Deadline)
+}
+
 func (m *machine) expireIfDue(now time.Time) {
 	r := m.r
-	if r.Finished() || r.Deadline.IsZero() || now.Before(r.Deadline) {
+	if !m.due(now) {
 		return
 	}
 	st := m.p.States[r.State]

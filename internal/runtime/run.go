@@ -132,14 +132,18 @@ func (r *Run) apply(p *program.Program, e *Event) error {
 			}
 			r.Deadline = at.Add(st.Timeout)
 		}
-	case EventGuardEvaluated, EventTaskExpired:
+	case EventGuardEvaluated, EventTaskExpired, EventInputReceived:
 		// Evidence only.
 	case EventSubmissionAccepted:
 		st := p.States[e.State]
 		if st == nil || st.Output == nil {
 			return fmt.Errorf("event %d: state %q takes no submission", e.Index, e.State)
 		}
-		r.Data[e.State] = st.Output.Root.Convert(e.Submission.Output)
+		if e.converted != nil {
+			r.Data[e.State] = e.converted
+		} else {
+			r.Data[e.State] = st.Output.Root.Convert(e.Submission.Output)
+		}
 		sub := e.Submission
 		r.Last = &Accepted{Seq: e.Seq, State: e.State, Actor: sub.Actor, Role: sub.Role, Tool: sub.Tool, Output: sub.Output, Index: e.Index}
 		r.Task = nil
