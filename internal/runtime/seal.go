@@ -58,8 +58,11 @@ func (s *sealer) read(b []byte) error {
 	return err
 }
 
-// key returns the subject's key, creating it on first use.
-func (s *sealer) key(ctx context.Context, subject string) ([]byte, error) {
+// key returns the subject's key. With create, a missing key is made (a
+// subject's first sealed value); without, nil means it was destroyed.
+// Keys found are cached; an erasure must go through the service, which
+// empties the cache.
+func (s *sealer) key(ctx context.Context, subject string, create bool) ([]byte, error) {
 	s.keyMu.Lock()
 	k, ok := s.keys[subject]
 	s.keyMu.Unlock()
@@ -67,7 +70,10 @@ func (s *sealer) key(ctx context.Context, subject string) ([]byte, error) {
 		return k, nil
 	}
 	k, err := s.store.Key(ctx, subject)
-	if errors.Is(err, tracestore.ErrNotFound) {
+	switch {
+	case errors.Is(err, tracestore.ErrNotFound) && !create:
+		return nil, nil
+	case errors.Is(err, tracestore.ErrNotFound):
 		fresh := make([]byte, trace.KeySize)
 		if err := s.read(fresh); err != nil {
 			return nil, fmt.Errorf("subject key: %w", err)
@@ -81,21 +87,6 @@ func (s *sealer) key(ctx context.Context, subject string) ([]byte, error) {
 	s.keys[subject] = k
 	s.keyMu.Unlock()
 	return k, nil
-}
-
-// existingKey returns the subject's key, or nil if it was destroyed.
-func (s *sealer) existingKey(ctx context.Context, subject string) ([]byte, error) {
-	s.keyMu.Lock()
-	k, ok := s.keys[subject]
-	s.keyMu.Unlock()
-	if ok {
-		return k, nil
-	}
-	k, err := s.store.Key(ctx, subject)
-	if errors.Is(err, tracestore.ErrNotFound) {
-		return nil, nil
-	}
-	return k, err
 }
 
 // subjectsOf names the run's data subjects by keyed id: the id value at the
@@ -365,7 +356,7 @@ func (s *sealer) sealValue(ctx context.Context, v any, owners []string, aad []by
 		if err != nil {
 			return nil, err
 		}
-		key, err := s.key(ctx, owner)
+		key, err := s.key(ctx, owner, true)
 		if err != nil {
 			return nil, err
 		}
@@ -506,7 +497,7 @@ func (s *sealer) openValue(ctx context.Context, v any, aad []byte) (any, error) 
 			sealed.Subject, _ = inner["subject"].(string)
 			sealed.Nonce, _ = inner["nonce"].(string)
 			sealed.Ciphertext, _ = inner["ciphertext"].(string)
-			key, err := s.existingKey(ctx, sealed.Subject)
+			key, err := s.key(ctx, sealed.Subject, false)
 			if err != nil {
 				return nil, err
 			}
