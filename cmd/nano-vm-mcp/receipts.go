@@ -13,7 +13,9 @@ import (
 
 	"github.com/nano-vm/nano-vm-mcp/internal/jsonvalue"
 	"github.com/nano-vm/nano-vm-mcp/internal/keyring"
+	"github.com/nano-vm/nano-vm-mcp/internal/program"
 	"github.com/nano-vm/nano-vm-mcp/internal/receipt"
+	"github.com/nano-vm/nano-vm-mcp/internal/runtime"
 	"github.com/nano-vm/nano-vm-mcp/internal/tracestore"
 )
 
@@ -87,7 +89,7 @@ that "keys" prints.`,
 }
 
 func newVerifyCmd() *cobra.Command {
-	var receiptPath, tracePath, keyPath string
+	var receiptPath, tracePath, keyPath, programRef string
 	var asJSON bool
 	c := &cobra.Command{
 		Use:   "verify --receipt FILE --trace FILE --public-key FILE",
@@ -96,6 +98,12 @@ func newVerifyCmd() *cobra.Command {
 the signature with the public key, and checks the hash chain and the Merkle
 root. It needs no server, no store and no network. Events after the ones the
 receipt covers must continue the chain; they are reported.
+
+With --program (the run's own program file, or an embedded example), it also
+refolds the trace and confirms that every guard result is what the guard
+gives on the recorded data and every transition the first that holds: the
+receipt proves integrity, this proves the policy was followed. It needs no
+keys: guards never read personal data.
 
 Exit status: 0 when every check holds; 3 when one fails (the first failure is
 named: the event, the field, expected and found); 2 for unreadable files.`,
@@ -124,6 +132,12 @@ named: the event, the field, expected and found); 2 for unreadable files.`,
 			if err != nil {
 				return err
 			}
+			var p *program.Program
+			if programRef != "" {
+				if p, err = loadProgram(programRef); err != nil {
+					return err
+				}
+			}
 			var rep receipt.Report
 			env, err := receipt.ParseSigned(bytes.TrimSpace(envText))
 			if err == nil {
@@ -132,6 +146,9 @@ named: the event, the field, expected and found); 2 for unreadable files.`,
 					rep.Problems = []string{perr.Error()}
 				} else {
 					rep = receipt.Verify(env, recs, pub)
+					if p != nil && rep.Valid {
+						checkPolicy(&rep, p, recs)
+					}
 				}
 			} else {
 				rep.Problems = []string{err.Error()}
@@ -159,10 +176,26 @@ named: the event, the field, expected and found); 2 for unreadable files.`,
 	c.Flags().StringVar(&tracePath, "trace", "", "exported trace (trace.jsonl); required")
 	c.Flags().StringVar(&keyPath, "public-key", "", "the signer's public key, as `keys` prints it; required")
 	c.Flags().BoolVar(&asJSON, "json", false, "print the report as one JSON object")
+	c.Flags().StringVar(&programRef, "program", "", "also refold the trace through this program (the run's own) and confirm every transition is the one its guards give")
 	for _, f := range []string{"receipt", "trace", "public-key"} {
 		_ = c.MarkFlagRequired(f)
 	}
 	return c
+}
+
+// checkPolicy adds to rep whether the trace followed p, guard by guard.
+func checkPolicy(rep *receipt.Report, p *program.Program, recs []tracestore.Record) {
+	events, err := runtime.DecodeEvents(recs)
+	if err == nil {
+		var d *runtime.Divergence
+		if d, err = runtime.CheckPolicy(p, events); d != nil {
+			rep.Problems = append(rep.Problems, fmt.Sprintf("policy: event %d: field %s: recorded %s, the program gives %s", d.Index, d.Field, d.Recorded, d.Replayed))
+		}
+	}
+	if err != nil {
+		rep.Problems = append(rep.Problems, "policy: "+err.Error())
+	}
+	rep.Valid = len(rep.Problems) == 0
 }
 
 func newKeysCmd() *cobra.Command {

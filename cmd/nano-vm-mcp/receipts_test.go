@@ -53,6 +53,14 @@ func TestRunExportKeysVerify(t *testing.T) {
 	if code != exitOK || !strings.HasPrefix(out, "valid:") {
 		t.Fatalf("verify: exit %d\n%s", code, out)
 	}
+	code, out, _ = runCLI(t, "verify", "--receipt", receiptFile, "--trace", traceFile, "--public-key", keyFile, "--program", "kyc-onboarding")
+	if code != exitOK {
+		t.Fatalf("verify --program: exit %d\n%s", code, out)
+	}
+	code, out, _ = runCLI(t, "verify", "--receipt", receiptFile, "--trace", traceFile, "--public-key", keyFile, "--program", "refund")
+	if code != exitVerifyFailed || !strings.Contains(out, "policy: policy check: the run is pinned to") {
+		t.Fatalf("verify --program with another program: exit %d\n%s", code, out)
+	}
 	for _, pii := range []string{"Johanna M. Lindqvist", "CUS-88213"} {
 		if data, _ := os.ReadFile(traceFile); bytes.Contains(data, []byte(pii)) {
 			t.Fatalf("the export holds %q in plaintext", pii)

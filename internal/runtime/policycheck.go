@@ -1,0 +1,97 @@
+package runtime
+
+import (
+	"fmt"
+
+	"github.com/nano-vm/nano-vm-mcp/internal/policy"
+	"github.com/nano-vm/nano-vm-mcp/internal/program"
+)
+
+// CheckPolicy confirms, from a trace alone, that the run followed its
+// program: every recorded guard result is what the guard gives on the
+// recorded data, and every transition is the first one whose guard holds
+// (or the default when none does). It needs no keys: guards never read
+// personal data, so sealed values can stay sealed. The receipt proves the
+// trace is intact; this proves the policy was followed. Nil means it was.
+func CheckPolicy(p *program.Program, events []Event) (*Divergence, error) {
+	if len(events) == 0 || events[0].Started == nil {
+		return nil, fmt.Errorf("policy check: the trace does not begin with run_started")
+	}
+	if h := events[0].Started.Program.DefinitionHash; h != p.Hash {
+		return nil, fmt.Errorf("policy check: the run is pinned to %s, the program given is %s", h, p.Hash)
+	}
+	r := &Run{}
+	// The guards evaluated since the last transition, in order.
+	var evaluated []*GuardEvaluation
+	for i := range events {
+		e := &events[i]
+		switch e.Type {
+		case EventGuardEvaluated:
+			st := p.States[e.State]
+			if st == nil || e.Guard.Transition < 0 || e.Guard.Transition >= len(st.Transitions) || st.Transitions[e.Guard.Transition].Guard == nil {
+				return diverge(e.Index, "guard", fmt.Sprintf("%+v", e.Guard), "no such guard in the program"), nil
+			}
+			var output any
+			if st.Kind != program.KindDecision {
+				output = outputJudged(p, r, events, i)
+			}
+			ok, _, err := st.Transitions[e.Guard.Transition].Guard.EvalBool(policy.Vars{Input: r.Input, Data: r.Data, Output: output})
+			if got := ok && err == nil; got != e.Guard.Result {
+				return diverge(e.Index, "guard.result", fmt.Sprint(e.Guard.Result), fmt.Sprint(got)), nil
+			}
+			evaluated = append(evaluated, e.Guard)
+		case EventTransitioned:
+			if d := checkChoice(p, e, evaluated); d != nil {
+				return d, nil
+			}
+			evaluated = nil
+		case EventInputReceived, EventSubmissionRejected:
+			evaluated = nil
+		}
+		if err := r.apply(p, e); err != nil {
+			return nil, fmt.Errorf("policy check: %w", err)
+		}
+	}
+	return nil, nil
+}
+
+// outputJudged is the submission the guards at events[i] judged: the one
+// accepted just before them, or the one refused just after them.
+func outputJudged(p *program.Program, r *Run, events []Event, i int) any {
+	for _, e := range events[i+1:] {
+		switch e.Type {
+		case EventSubmissionRejected:
+			return p.States[e.State].Output.Root.Convert(e.Rejection.Output)
+		case EventGuardEvaluated:
+			continue
+		}
+		break
+	}
+	return r.Data[events[i].State]
+}
+
+// checkChoice confirms a transition is the first whose guard held, after
+// every earlier guard was evaluated and failed.
+func checkChoice(p *program.Program, e *Event, evaluated []*GuardEvaluation) *Divergence {
+	t := e.Transition
+	if t.Cause == "timeout" {
+		if st := p.States[t.From]; st == nil || st.OnTimeout == nil || st.OnTimeout.Name != t.To {
+			return diverge(e.Index, "transition", t.From+" -> "+t.To, "no such timeout edge")
+		}
+		return nil
+	}
+	st := p.States[t.From]
+	if st == nil || t.Transition < 0 || t.Transition >= len(st.Transitions) || st.Transitions[t.Transition].To.Name != t.To {
+		return diverge(e.Index, "transition", fmt.Sprintf("%s -> %s (#%d)", t.From, t.To, t.Transition), "no such transition in the program")
+	}
+	for k := 0; k < t.Transition; k++ {
+		if k >= len(evaluated) || evaluated[k].Transition != k || evaluated[k].Result {
+			return diverge(e.Index, "transition", fmt.Sprintf("#%d", t.Transition), fmt.Sprintf("transition #%d was not evaluated and refused first", k))
+		}
+	}
+	chosen := st.Transitions[t.Transition]
+	if chosen.Guard != nil && (len(evaluated) <= t.Transition || !evaluated[t.Transition].Result) {
+		return diverge(e.Index, "transition", fmt.Sprintf("#%d", t.Transition), "its guard was not recorded as holding")
+	}
+	return nil
+}
