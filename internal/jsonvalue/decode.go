@@ -58,7 +58,18 @@ func (e *Error) Error() string {
 // back. From 1e21 up, canonical numbers carry an exponent and are accepted.
 // Errors are *Error.
 func Decode(data []byte) (any, error) {
-	d := &decoder{data: data}
+	return DecodeDepth(data, MaxDepth)
+}
+
+// EnvelopeDepth is the nesting an event adds around the documents it holds
+// (event, payload, task, view, sealed object, ...). Traces are read with
+// MaxDepth+EnvelopeDepth, so that every document the runtime accepted can
+// be read back inside its event.
+const EnvelopeDepth = 16
+
+// DecodeDepth is Decode with another bound on nesting.
+func DecodeDepth(data []byte, maxDepth int) (any, error) {
+	d := &decoder{data: data, maxDepth: maxDepth}
 	d.skipSpace()
 	v, err := d.value()
 	if err != nil {
@@ -73,10 +84,11 @@ func Decode(data []byte) (any, error) {
 
 // decoder is a recursive-descent parser; recursion is bounded by MaxDepth.
 type decoder struct {
-	data  []byte
-	pos   int
-	depth int
-	path  []step // location of the value being parsed, for error pointers
+	data     []byte
+	pos      int
+	depth    int
+	maxDepth int
+	path     []step // location of the value being parsed, for error pointers
 }
 
 // step is one JSON Pointer token: an object key or an array index.
@@ -162,8 +174,8 @@ func (d *decoder) literal(lit string) error {
 }
 
 func (d *decoder) enter() error {
-	if d.depth >= MaxDepth {
-		return d.errorf("nesting deeper than %d", MaxDepth)
+	if d.depth >= d.maxDepth {
+		return d.errorf("nesting deeper than %d", d.maxDepth)
 	}
 	d.depth++
 	return nil

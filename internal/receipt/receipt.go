@@ -175,6 +175,23 @@ func Derive(recs []tracestore.Record, size uint64, keyID string) (*Body, error) 
 
 // checkLink verifies record i's place in the chain.
 func checkLink(i int, r tracestore.Record, e event, prev []byte, runID string) error {
+	// encoding/json matches member names without regard to case: insist on
+	// the exact names where the chain is read, and on no prev at all first.
+	var top map[string]json.RawMessage
+	if err := json.Unmarshal(r.Body, &top); err != nil {
+		return fmt.Errorf("event %d: %w", i, err)
+	}
+	for _, name := range []string{"index", "run_id", "type"} {
+		if _, ok := top[name]; !ok {
+			return fmt.Errorf("event %d: field %s: expected, not found", i, name)
+		}
+	}
+	if _, ok := top["prev"]; i == 0 && ok {
+		return fmt.Errorf("event 0: field prev: expected none, found %s", top["prev"])
+	}
+	if _, ok := top["prev"]; i > 0 && !ok {
+		return fmt.Errorf("event %d: field prev: expected %s, found none", i, trace.Hex(prev))
+	}
 	switch {
 	case e.Index != uint64(i) || r.Index != uint64(i):
 		return fmt.Errorf("event %d: field index: expected %d, found %d", i, i, e.Index)

@@ -30,15 +30,28 @@ func (r *Report) fail(format string, args ...any) {
 // MaxTraceLine bounds one exported event.
 const MaxTraceLine = 16 << 20
 
-// ParseTrace reads an exported trace: one canonical event per line. Each
-// line must be strict JSON in RFC 8785 form; records get their leaf hash.
+// ParseTrace reads an exported trace: one canonical event per line, each
+// line ended by a single \n. Each line must be strict JSON in RFC 8785
+// form; records get their leaf hash.
 func ParseTrace(r io.Reader) ([]tracestore.Record, error) {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 0, 64<<10), MaxTraceLine)
+	br := bufio.NewReaderSize(r, 64<<10)
 	var recs []tracestore.Record
-	for n := 1; sc.Scan(); n++ {
-		line := sc.Bytes()
-		v, err := jsonvalue.Decode(line)
+	for n := 1; ; n++ {
+		line, err := br.ReadSlice('\n')
+		if err == bufio.ErrBufferFull {
+			line, err = readLong(br, line)
+		}
+		if err == io.EOF {
+			if len(line) > 0 {
+				return nil, fmt.Errorf("trace line %d: does not end with a newline", n)
+			}
+			return recs, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("trace line %d: %w", n, err)
+		}
+		line = line[:len(line)-1]
+		v, err := jsonvalue.DecodeDepth(line, jsonvalue.MaxDepth+jsonvalue.EnvelopeDepth)
 		if err != nil {
 			return nil, fmt.Errorf("trace line %d: %w", n, err)
 		}
@@ -56,10 +69,22 @@ func ParseTrace(r io.Reader) ([]tracestore.Record, error) {
 		body := bytes.Clone(line)
 		recs = append(recs, tracestore.Record{Index: head.Index, Type: head.Type, Body: body, Hash: trace.LeafHash(body)})
 	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("trace: %w", err)
+}
+
+// readLong finishes a line longer than the reader's buffer, up to
+// MaxTraceLine.
+func readLong(br *bufio.Reader, first []byte) ([]byte, error) {
+	line := bytes.Clone(first)
+	for {
+		more, err := br.ReadSlice('\n')
+		line = append(line, more...)
+		if len(line) > MaxTraceLine {
+			return nil, fmt.Errorf("longer than %d bytes", MaxTraceLine)
+		}
+		if err != bufio.ErrBufferFull {
+			return line, err
+		}
 	}
-	return recs, nil
 }
 
 // ParseSigned reads a signed receipt envelope strictly: canonical JSON (a
