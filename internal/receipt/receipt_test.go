@@ -244,3 +244,20 @@ func TestReceiptSpellingsOtherThanTheCanonicalOneFail(t *testing.T) {
 		}
 	}
 }
+
+func TestParseTraceLimits(t *testing.T) {
+	deep := strings.Repeat("[", 135) + strings.Repeat("]", 135)
+	line := `{"index":0,"input":` + deep + `,"run_id":"r","type":"run_started"}`
+	if _, err := ParseTrace(strings.NewReader(line + "\n")); err != nil {
+		t.Fatalf("an event around a deep document: %v", err)
+	}
+	for name, text := range map[string]string{
+		"no final newline": line,
+		"CRLF":             line + "\r\n",
+		"too deep":         `{"index":0,"input":` + strings.Repeat("[", 150) + strings.Repeat("]", 150) + `,"run_id":"r","type":"run_started"}` + "\n",
+	} {
+		if _, err := ParseTrace(strings.NewReader(text)); err == nil {
+			t.Errorf("%s: parsed", name)
+		}
+	}
+}
