@@ -197,6 +197,24 @@ func TestStoreContract(t *testing.T) {
 					t.Error("a malformed cursor was accepted")
 				}
 			})
+			t.Run("ListRunsPagesRunsWithoutAStartTime", func(t *testing.T) {
+				s := open(t)
+				for i := 0; i < 3; i++ {
+					ri := info(1)
+					ri.StartedAt, ri.UpdatedAt = time.Time{}, time.Time{}
+					if err := s.Append(ctx, fmt.Sprintf("z-%d", i), recs(0, 1), ri); err != nil {
+						t.Fatal(err)
+					}
+				}
+				first, next, err := s.ListRuns(ctx, ListFilter{Limit: 2})
+				if err != nil || len(first) != 2 || next == "" {
+					t.Fatalf("first page %v, next %q, %v", first, next, err)
+				}
+				rest, next2, err := s.ListRuns(ctx, ListFilter{Limit: 2, Cursor: next})
+				if err != nil || len(rest) != 1 || next2 != "" || rest[0].RunID != "z-0" {
+					t.Fatalf("second page %v, next %q, %v", rest, next2, err)
+				}
+			})
 			t.Run("ProgramsAreStoredByHash", func(t *testing.T) {
 				s := open(t)
 				if _, err := s.Program(ctx, "sha256:x"); !errors.Is(err, ErrNotFound) {

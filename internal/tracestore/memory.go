@@ -122,8 +122,11 @@ func before(a, b RunInfo) bool {
 
 // A cursor is the position of the last run of a page: its start time in
 // Unix nanoseconds and its id.
+// The zero time has no Unix nanoseconds of its own; nanosOf gives it the
+// smallest, which sorts it last in newest-first order, as the stores do.
 func cursorOf(info RunInfo) string {
-	return strconv.FormatInt(info.StartedAt.UnixNano(), 10) + ":" + info.RunID
+	ns, _ := nanosOf(info.StartedAt)
+	return strconv.FormatInt(ns, 10) + ":" + info.RunID
 }
 
 func pageOf(f ListFilter) (limit int, after *RunInfo, err error) {
@@ -141,7 +144,7 @@ func pageOf(f ListFilter) (limit int, after *RunInfo, err error) {
 	if !ok {
 		return 0, nil, fmt.Errorf("tracestore: malformed cursor %q", f.Cursor)
 	}
-	return limit, &RunInfo{RunID: id, StartedAt: unixNano(ns)}, nil
+	return limit, &RunInfo{RunID: id, StartedAt: timeOf(ns)}, nil
 }
 
 // PutProgram implements Store.

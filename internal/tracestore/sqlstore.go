@@ -112,9 +112,8 @@ func listQuery(f ListFilter, after *RunInfo, limit int, ph func(n int) string) (
 		where = append(where, "started_at < "+arg(boundOf(f.Until)))
 	}
 	if after != nil {
-		// The cursor's time went through unixNano, so UnixNano gives back
-		// exactly the stored value, zeroNanos included.
-		where = append(where, "(started_at, run_id) < ("+arg(after.StartedAt.UnixNano())+", "+arg(after.RunID)+")")
+		ns, _ := nanosOf(after.StartedAt) // zeroNanos for the zero time
+		where = append(where, "(started_at, run_id) < ("+arg(ns)+", "+arg(after.RunID)+")")
 	}
 	q := "SELECT " + runColumns + " FROM runs"
 	if len(where) > 0 {
@@ -129,9 +128,5 @@ func page(runs []RunInfo, limit int) ([]RunInfo, string) {
 	if len(runs) <= limit {
 		return runs, ""
 	}
-	last := runs[limit-1]
-	// cursorOf on the stored nanoseconds, not on StartedAt: the zero time
-	// has no UnixNano of its own.
-	ns, _ := nanosOf(last.StartedAt)
-	return runs[:limit], cursorOf(RunInfo{RunID: last.RunID, StartedAt: unixNano(ns)})
+	return runs[:limit], cursorOf(runs[limit-1])
 }
