@@ -115,22 +115,44 @@ func Derive(recs []tracestore.Record, size uint64, keyID string) (*Body, error) 
 	if size == 0 || size > uint64(len(recs)) {
 		return nil, fmt.Errorf("receipt: cannot cover %d of %d events", size, len(recs))
 	}
-	b := &Body{Format: Format, Kind: KindProvisional, Status: "running", KeyID: keyID, Path: []string{}}
-	tree := trace.NewTree()
+	events, leaves, err := scan(recs[:size])
+	if err != nil {
+		return nil, err
+	}
+	return derive(events, leaves, keyID)
+}
+
+// scan decodes records and checks their chain: consecutive indexes, one
+// run, each prev the hash of the last, stored hashes right. It returns the
+// decoded events and their leaf hashes, each computed once.
+func scan(recs []tracestore.Record) ([]event, [][]byte, error) {
+	events := make([]event, len(recs))
+	leaves := make([][]byte, len(recs))
 	var prev []byte
-	for i, r := range recs[:size] {
-		var e event
-		if err := json.Unmarshal(r.Body, &e); err != nil {
-			return nil, fmt.Errorf("event %d: %w", i, err)
-		}
-		if err := checkLink(i, r, e, prev, b.RunID); err != nil {
-			return nil, err
+	for i, r := range recs {
+		if err := json.Unmarshal(r.Body, &events[i]); err != nil {
+			return nil, nil, fmt.Errorf("event %d: %w", i, err)
 		}
 		leaf := trace.LeafHash(r.Body)
-		if err := tree.Append(leaf); err != nil {
+		if err := checkLink(i, r, events[i], prev, leaf, events[0].RunID); err != nil {
+			return nil, nil, err
+		}
+		leaves[i], prev = leaf, leaf
+	}
+	return events, leaves, nil
+}
+
+// derive folds scanned events into a receipt body.
+func derive(events []event, leaves [][]byte, keyID string) (*Body, error) {
+	b := &Body{Format: Format, Kind: KindProvisional, Status: "running", KeyID: keyID, Path: []string{}}
+	tree := trace.NewTree()
+	for i, e := range events {
+		if err := tree.Append(leaves[i]); err != nil {
 			return nil, err
 		}
-		prev = leaf
+		if i == 0 && e.Type != "run_started" {
+			return nil, fmt.Errorf("event 0: the trace must begin with run_started, not %q", e.Type)
+		}
 		switch e.Type {
 		case "run_started":
 			if i != 0 || e.Started == nil {
@@ -161,20 +183,17 @@ func Derive(recs []tracestore.Record, size uint64, keyID string) (*Body, error) 
 			}
 			b.Kind, b.Status, b.Outcome = KindFinal, e.Finished.Status, e.Finished.Outcome
 		}
-		if i == 0 && e.Type != "run_started" {
-			return nil, fmt.Errorf("event 0: the trace must begin with run_started, not %q", e.Type)
-		}
 	}
 	root, err := tree.Root()
 	if err != nil {
 		return nil, err
 	}
-	b.Tree = Tree{Size: size, Root: trace.Hex(root)}
+	b.Tree = Tree{Size: uint64(len(events)), Root: trace.Hex(root)}
 	return b, nil
 }
 
-// checkLink verifies record i's place in the chain.
-func checkLink(i int, r tracestore.Record, e event, prev []byte, runID string) error {
+// checkLink verifies record i's place in the chain; leaf is its hash.
+func checkLink(i int, r tracestore.Record, e event, prev, leaf []byte, runID string) error {
 	// encoding/json matches member names without regard to case: insist on
 	// the exact names where the chain is read, and on no prev at all first.
 	var top map[string]json.RawMessage
@@ -201,8 +220,8 @@ func checkLink(i int, r tracestore.Record, e event, prev []byte, runID string) e
 		return fmt.Errorf("event 0: field prev: expected none, found %q", e.Prev)
 	case i > 0 && e.Prev != trace.Hex(prev):
 		return fmt.Errorf("event %d: field prev: expected %s, found %q", i, trace.Hex(prev), e.Prev)
-	case r.Hash != nil && !bytes.Equal(r.Hash, trace.LeafHash(r.Body)):
-		return fmt.Errorf("event %d: stored hash: expected %s, found %s", i, trace.Hex(trace.LeafHash(r.Body)), trace.Hex(r.Hash))
+	case r.Hash != nil && !bytes.Equal(r.Hash, leaf):
+		return fmt.Errorf("event %d: stored hash: expected %s, found %s", i, trace.Hex(leaf), trace.Hex(r.Hash))
 	}
 	return nil
 }
