@@ -285,7 +285,7 @@ func (m *machine) submit(now time.Time, a answer) (Result, error) {
 	for _, g := range guards {
 		m.emit(Event{Type: EventGuardEvaluated, Seq: m.r.Seq, Guard: g})
 	}
-	m.take(st, t, causeOf(t))
+	m.take(st, t)
 	return m.result(), nil
 }
 
@@ -346,8 +346,8 @@ func causeOf(t *program.Transition) string {
 
 // take follows t out of from, unless a limit forbids it, then enters the
 // target.
-func (m *machine) take(from *program.State, t *program.Transition, cause string) {
-	m.hop(from, t.To, t.Index, t.Rollback, cause)
+func (m *machine) take(from *program.State, t *program.Transition) {
+	m.hop(from, t.To, t.Index, t.Rollback, causeOf(t))
 }
 
 func (m *machine) hop(from, to *program.State, index int, rollback bool, cause string) {
@@ -403,7 +403,7 @@ func (m *machine) enter(st *program.State) {
 		for _, g := range guards {
 			m.emit(Event{Type: EventGuardEvaluated, Seq: m.r.Seq, Guard: g})
 		}
-		m.take(st, t, causeOf(t)) // the validator guarantees a default
+		m.take(st, t) // the validator guarantees a default
 	default:
 		m.issue(st)
 	}
