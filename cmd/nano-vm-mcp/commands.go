@@ -43,7 +43,7 @@ upper-cased with '-' as '_' (for example NANO_VM_LOG_LEVEL=debug).`,
 	root.SetErr(stderr)
 	root.PersistentFlags().StringVar(&logLevel, "log-level", "warn", "log level for stderr: debug, info, warn or error")
 	root.AddCommand(newValidateCmd(), newRunCmd(&logLevel), newGraphCmd(), newVersionCmd(),
-		newExportCmd(), newVerifyCmd(), newKeysCmd(), newReplayCmd())
+		newExportCmd(), newVerifyCmd(), newKeysCmd(), newReplayCmd(), newServeCmd(&logLevel))
 	for _, c := range append(root.Commands(), root) {
 		c.Flags().SetInterspersed(true)
 		c.PreRunE = envFallback

@@ -184,6 +184,20 @@ func (l *loader) compile(doc Document, order []string) *Program {
 			}
 			st.RejectNoMatch = spec.OnNoMatch == "reject"
 		}
+		if st.Kind == KindApproval {
+			st.Approvals = 1
+			switch {
+			case spec.Approvals == 0 || spec.Approvals == 1:
+				// The default, written or not: normalised away, so that both
+				// spellings (and every program written before the field
+				// existed) keep one definition hash.
+				spec.Approvals = 0
+			case spec.Approvals < 1 || spec.Approvals > MaxApprovals:
+				l.problem(statePtr(name, "approvals"), "approvals %d is out of range: a decision needs 1 to %d distinct approvers", spec.Approvals, MaxApprovals)
+			default:
+				st.Approvals = spec.Approvals
+			}
+		}
 		if spec.Timeout != "" {
 			d, err := time.ParseDuration(spec.Timeout)
 			if err != nil || d <= 0 {
@@ -309,7 +323,7 @@ var kindFields = map[Kind][]string{
 	KindLLM:      {"instructions", "view", "output_schema", "transitions", "on_no_match", "max_attempts", "max_visits", "timeout", "on_timeout"},
 	KindTool:     {"instructions", "output_schema", "tool", "arguments", "transitions", "on_no_match", "max_attempts", "max_visits", "timeout", "on_timeout"},
 	KindDecision: {"transitions", "max_visits"},
-	KindApproval: {"instructions", "view", "output_schema", "role", "transitions", "on_no_match", "max_attempts", "max_visits", "timeout", "on_timeout"},
+	KindApproval: {"instructions", "view", "output_schema", "role", "approvals", "transitions", "on_no_match", "max_attempts", "max_visits", "timeout", "on_timeout"},
 	KindTerminal: {"outcome"},
 }
 
@@ -321,6 +335,7 @@ func (l *loader) checkKindFields(name string, s StateSpec) {
 		"tool":          s.Tool != "",
 		"arguments":     len(s.Arguments) > 0,
 		"role":          s.Role != "",
+		"approvals":     s.Approvals != 0,
 		"outcome":       s.Outcome != "",
 		"transitions":   len(s.Transitions) > 0,
 		"on_no_match":   s.OnNoMatch != "",

@@ -343,3 +343,76 @@ func FuzzLoad(f *testing.F) {
 		}
 	})
 }
+
+// approvalProgram has one approval state; APPROVALS is replaced by the
+// approvals line under test (or nothing).
+const approvalProgram = `
+name: sign
+version: "1"
+initial: sign_off
+states:
+  sign_off:
+    kind: approval
+    role: officer
+APPROVALS
+    output_schema:
+      type: object
+      properties:
+        approve: {type: boolean}
+      required: [approve]
+    transitions:
+      - to: done
+        when: output.approve
+      - to: refused
+  done: {kind: terminal, outcome: DONE}
+  refused: {kind: terminal, outcome: REFUSED}
+`
+
+func TestApprovalsNeedDistinctApprovers(t *testing.T) {
+	src := func(line string) string { return strings.Replace(approvalProgram, "APPROVALS\n", line, 1) }
+	for _, tt := range []struct {
+		line string
+		want int
+	}{{"", 1}, {"    approvals: 1\n", 1}, {"    approvals: 2\n", 2}, {"    approvals: 9\n", 9}} {
+		p, probs := load(t, src(tt.line))
+		if len(probs) > 0 {
+			t.Fatalf("%q: %s", tt.line, problemsText(probs))
+		}
+		if got := p.States["sign_off"].Approvals; got != tt.want {
+			t.Errorf("%q: approvals %d, want %d", tt.line, got, tt.want)
+		}
+	}
+	// The default, written or not, is one definition: programs written
+	// before the field existed keep their hash.
+	implicit, _ := load(t, src(""))
+	explicit, _ := load(t, src("    approvals: 1\n"))
+	two, _ := load(t, src("    approvals: 2\n"))
+	if implicit.Hash != explicit.Hash {
+		t.Error("approvals: 1 changed the definition hash")
+	}
+	if two.Hash == implicit.Hash {
+		t.Error("approvals: 2 kept the definition hash")
+	}
+	for _, line := range []string{"    approvals: 0\n", "    approvals: 10\n", "    approvals: -1\n", "    approvals: 1.5\n", "    approvals: two\n"} {
+		_, probs := load(t, src(line))
+		found := false
+		for _, p := range probs {
+			if p.Line == 9 && p.State == "sign_off" && p.Field == "approvals" {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("%q: no positioned problem at sign_off.approvals in:\n%s", line, problemsText(probs))
+		}
+	}
+}
+
+func TestApprovalsOnlyOnApprovalStates(t *testing.T) {
+	_, probs := load(t, repl("    instructions: do it", "    instructions: do it\n    approvals: 2")(base))
+	for _, p := range probs {
+		if p.State == "a" && p.Field == "approvals" && p.Line > 0 && strings.Contains(p.Message, "does not apply to a llm state") {
+			return
+		}
+	}
+	t.Fatalf("approvals on an llm state loaded or was not named:\n%s", problemsText(probs))
+}

@@ -41,6 +41,10 @@ const (
 	DefaultMaxDocumentBytes = 1 << 20
 )
 
+// MaxApprovals bounds an approval state's approvals: how many distinct
+// approvers a four-eyes decision may need.
+const MaxApprovals = 9
+
 // Reserved outcomes, set by the runtime and never declared by a terminal.
 const (
 	OutcomeFailed    = "FAILED"
@@ -100,6 +104,7 @@ type State struct {
 	Tool          string
 	Args          []Arg // sorted by name
 	Role          string
+	Approvals     int // approval states: distinct approvers the decision needs (1..9); 0 elsewhere
 	Outcome       string
 	Transitions   []*Transition
 	RejectNoMatch bool

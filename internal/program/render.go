@@ -25,7 +25,7 @@ func Mermaid(p *Program) string {
 		case KindDecision:
 			fmt.Fprintf(&b, "  %s{\"%s\"}\n", id, label)
 		case KindApproval:
-			fmt.Fprintf(&b, "  %s[/\"%s<br/>role: %s\"/]\n", id, label, st.Role)
+			fmt.Fprintf(&b, "  %s[/\"%s<br/>role: %s%s\"/]\n", id, label, st.Role, approvers(st))
 		default:
 			fmt.Fprintf(&b, "  %s[\"%s\"]\n", id, label)
 		}
@@ -73,7 +73,7 @@ func DOT(p *Program) string {
 		case KindDecision:
 			fmt.Fprintf(&b, "  %q [shape=diamond, label=%q];\n", name, name)
 		case KindApproval:
-			fmt.Fprintf(&b, "  %q [shape=box, style=\"rounded,bold\", label=%q];\n", name, name+"\n(approval: "+st.Role+")")
+			fmt.Fprintf(&b, "  %q [shape=box, style=\"rounded,bold\", label=%q];\n", name, name+"\n(approval: "+st.Role+approvers(st)+")")
 		default:
 			fmt.Fprintf(&b, "  %q [shape=box, label=%q];\n", name, name+"\n("+string(st.Kind)+")")
 		}
@@ -114,4 +114,12 @@ func edgeLabel(t *Transition) string {
 func mermaidText(s string) string {
 	r := strings.NewReplacer(`"`, "#quot;", "<", "#lt;", ">", "#gt;", "|", "#124;")
 	return r.Replace(s)
+}
+
+// approvers notes a four-eyes approval's number of approvers.
+func approvers(st *State) string {
+	if st.Approvals < 2 {
+		return ""
+	}
+	return fmt.Sprintf(", %d approvers", st.Approvals)
 }

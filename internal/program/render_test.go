@@ -162,3 +162,16 @@ func TestRenderExample(t *testing.T) {
 		})
 	}
 }
+
+func TestRenderingNamesFourEyesApprovers(t *testing.T) {
+	p, probs := load(t, strings.Replace(approvalProgram, "APPROVALS\n", "    approvals: 2\n", 1))
+	if len(probs) > 0 {
+		t.Fatal(problemsText(probs))
+	}
+	if m := Mermaid(p); !strings.Contains(m, "role: officer, 2 approvers") {
+		t.Errorf("mermaid:\n%s", m)
+	}
+	if d := DOT(p); !strings.Contains(d, `(approval: officer, 2 approvers)`) {
+		t.Errorf("dot:\n%s", d)
+	}
+}

@@ -261,3 +261,85 @@ func TestParseTraceLimits(t *testing.T) {
 		}
 	}
 }
+
+const fourEyesProgram = `
+name: four-eyes
+version: "1"
+input_schema:
+  type: object
+  properties: {amount: {type: integer}}
+  required: [amount]
+initial: release
+states:
+  release:
+    kind: approval
+    role: officer
+    approvals: 2
+    view: [input.amount]
+    output_schema:
+      type: object
+      properties: {release: {type: boolean}}
+      required: [release]
+    transitions:
+      - {to: released, when: output.release}
+      - {to: held}
+  released: {kind: terminal, outcome: RELEASED}
+  held: {kind: terminal, outcome: HELD}
+`
+
+// TestReceiptOfAFourEyesRun: approval_recorded events are chained and
+// hashed like any other and change no count; the rejection of an
+// anonymous decision is counted, not as an attempt.
+func TestReceiptOfAFourEyesRun(t *testing.T) {
+	ctx := context.Background()
+	store := tracestore.NewMemory()
+	svc := runtime.NewService(runtime.Options{Store: store, Clock: func() time.Time { return t0 },
+		NewID: func() string { return "run-1" }, Secret: bytes.Repeat([]byte{1}, 32), Rand: rand.NewChaCha8([32]byte{2})})
+	p, err := program.Load("four-eyes.yaml", []byte(fourEyesProgram))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := svc.AddProgram(ctx, p, []byte(fourEyesProgram)); err != nil {
+		t.Fatal(err)
+	}
+	a, err := svc.Start(ctx, "four-eyes", decode(t, `{"amount": 10}`), "ops")
+	if err != nil {
+		t.Fatal(err)
+	}
+	decide := func(who, decision string) (runtime.Answer, error) {
+		return svc.Decide(ctx, a.RunID, runtime.Decide{Seq: a.Seq, Role: "officer", Principal: who, Decision: decode(t, decision)})
+	}
+	if _, err := decide("", `{"release": true}`); err == nil {
+		t.Fatal("an anonymous decision was taken")
+	}
+	if b, err := decide("alice", `{"release": true}`); err != nil || b.ApprovalsGiven != 1 {
+		t.Fatalf("first approval: %+v %v", b, err)
+	}
+	_, pending := export(t, store, a.RunID)
+	if b, err := decide("bob", `{"release": true}`); err != nil || b.Outcome != "RELEASED" {
+		t.Fatalf("second approval: %+v %v", b, err)
+	}
+	traceBytes, recs := export(t, store, a.RunID)
+	if !bytes.Contains(traceBytes, []byte(`"type":"approval_recorded"`)) || !bytes.Contains(traceBytes, []byte(`"approvers":["alice","bob"]`)) {
+		t.Fatalf("trace:\n%s", traceBytes)
+	}
+	pub, _ := testKey()
+	body, err := Derive(recs, uint64(len(recs)), KeyID(pub))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Counts{Transitions: 1, Rejections: 1}
+	if body.Kind != KindFinal || body.Outcome != "RELEASED" || body.Counts != want || strings.Join(body.Path, " ") != "release released" {
+		t.Fatalf("body %+v", body)
+	}
+	if rep := verify(traceBytes, signed(t, recs, uint64(len(recs)))); !rep.Valid {
+		t.Fatalf("final receipt: %+v", rep)
+	}
+	// A provisional receipt ending on the pending approval.
+	if last := pending[len(pending)-1]; last.Type != "approval_recorded" {
+		t.Fatalf("the prefix ends with %s", last.Type)
+	}
+	if rep := verify(traceBytes, signed(t, recs, uint64(len(pending)))); !rep.Valid || rep.Later != uint64(len(recs)-len(pending)) {
+		t.Fatalf("provisional receipt: %+v", rep)
+	}
+}

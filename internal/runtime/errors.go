@@ -26,6 +26,9 @@ const (
 	CodeRunExists          Code = "run_exists"
 	CodeNoSuchRun          Code = "no_such_run"
 	CodeNoSuchProgram      Code = "no_such_program"
+	// CodeIdempotencyConflict: a start repeated an idempotency key that
+	// already started a run with another input (or another lab flag).
+	CodeIdempotencyConflict Code = "idempotency_conflict"
 )
 
 // CountsAsAttempt reports whether a rejection with code c uses up an attempt.

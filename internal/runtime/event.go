@@ -14,6 +14,7 @@ const (
 	EventTaskIssued         EventType = "task_issued"
 	EventGuardEvaluated     EventType = "guard_evaluated"
 	EventSubmissionAccepted EventType = "submission_accepted"
+	EventApprovalRecorded   EventType = "approval_recorded"
 	EventSubmissionRejected EventType = "submission_rejected"
 	EventTaskExpired        EventType = "task_expired"
 	EventTransitioned       EventType = "transitioned"
@@ -39,6 +40,7 @@ type Event struct {
 	Task       *projection.Task  `json:"task,omitempty"`
 	Guard      *GuardEvaluation  `json:"guard,omitempty"`
 	Submission *Submission       `json:"submission,omitempty"`
+	Approval   *ApprovalRecord   `json:"approval,omitempty"`
 	Rejection  *RejectionRecord  `json:"rejection,omitempty"`
 	Expiry     *Expiry           `json:"expiry,omitempty"`
 	Transition *TransitionRecord `json:"transition,omitempty"`
@@ -63,7 +65,11 @@ type Started struct {
 	Runtime   string     `json:"runtime_version"`
 	CEL       string     `json:"cel_version"`
 	Principal string     `json:"principal,omitempty"`
-	Input     any        `json:"input"`
+	// Lab marks a laboratory run: started for testing (the failure
+	// laboratory may attack it), not for production work. The core runs it
+	// like any other run.
+	Lab   bool `json:"lab,omitempty"`
+	Input any  `json:"input"`
 	// Subjects names the run's data subjects by keyed id (HMAC), never by
 	// their ids. The shell sets it when it seals the event.
 	Subjects map[string]string `json:"subjects,omitempty"`
@@ -114,6 +120,30 @@ type Submission struct {
 	Role      string `json:"role,omitempty"` // the approver's role, for decisions
 	Tool      string `json:"tool,omitempty"` // the tool the submitter claimed to run
 	Output    any    `json:"output"`
+	// Approvers are, for a decision that needed several distinct approvers
+	// (approvals > 1), every principal who submitted it, in order; the last
+	// is Principal. Absent for a decision one approver makes.
+	Approvers []string `json:"approvers,omitempty"`
+}
+
+// ApprovalRecord records one approver's decision on a state that needs
+// several distinct approvers, while fewer than needed have submitted it:
+// the decision is pending, the task stays open, nothing moves. The
+// submission_accepted event of the last approver records the decision
+// taking effect.
+type ApprovalRecord struct {
+	Actor     Actor  `json:"actor"`     // always human
+	Principal string `json:"principal"` // the approver
+	Role      string `json:"role"`
+	// Count is how many distinct approvers have now submitted this exact
+	// decision (canonical JSON); 1 starts a new count.
+	Count int `json:"count"`
+	// Needed is how many the decision needs: the state's approvals.
+	Needed int `json:"needed"`
+	// Discarded is how many approvals of a different pending decision
+	// this one discarded (absent when it discarded none).
+	Discarded int `json:"discarded,omitempty"`
+	Output    any `json:"output"` // the decision, as submitted
 }
 
 // RejectionRecord records a refused input.

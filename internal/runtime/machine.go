@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -24,8 +25,9 @@ type Input interface{ isInput() }
 type Start struct {
 	RunID     string
 	Principal string
-	Input     any // decoded JSON
-	Size      int // bytes of the input as received, checked against max_document_bytes
+	Input     any  // decoded JSON
+	Size      int  // bytes of the input as received, checked against max_document_bytes
+	Lab       bool // a laboratory run (recorded in run_started)
 	At        time.Time
 }
 
@@ -44,7 +46,10 @@ type Submit struct {
 }
 
 // Decide answers an open approval task with the decision form.
-// DefinitionHash is an optional claim, checked like Submit's.
+// DefinitionHash is an optional claim, checked like Submit's. On a state
+// that needs several approvers (approvals > 1), Principal is required and
+// names the approver: the decision takes effect when that many distinct
+// principals have submitted it identically.
 type Decide struct {
 	Seq            uint64
 	State          string
@@ -82,6 +87,10 @@ type Result struct {
 	// Duplicate is set when the input repeated the last accepted submission
 	// exactly: no events, and the original answer stands (see Accepted).
 	Duplicate bool
+	// PendingApproval is set, with Duplicate, when the input repeated an
+	// approval the pending decision already counts (same approver, same
+	// decision): no events, and the open task stands as it is.
+	PendingApproval bool
 }
 
 // Apply is the deterministic core: (program, run, input) → events. It does
@@ -195,6 +204,7 @@ func (m *machine) start(s Start) (Result, error) {
 		Runtime:   Version,
 		CEL:       policy.Version(),
 		Principal: s.Principal,
+		Lab:       s.Lab,
 		Input:     s.Input,
 	}})
 	m.enter(m.p.Initial)
@@ -222,8 +232,17 @@ func (m *machine) submit(now time.Time, a answer) (Result, error) {
 	// answer finished the run, and nothing is recorded.
 	if l := r.Last; l != nil && (a.hash == "" || a.hash == r.Program.DefinitionHash) &&
 		a.seq == l.Seq && a.actor == l.Actor && a.role == l.Role && a.tool == l.Tool &&
-		(a.state == "" || a.state == l.State) && sameJSON(a.output, l.Output) {
+		(a.state == "" || a.state == l.State) && (len(l.Approvers) == 0 || slices.Contains(l.Approvers, a.principal)) &&
+		sameJSON(a.output, l.Output) {
 		return Result{Run: r, Duplicate: true}, nil
+	}
+	// An approver repeating the decision the pending count already holds
+	// from them: counting them twice would defeat four eyes, so nothing
+	// changes. Once the task is due, the input meets the deadline instead.
+	if pd := r.Pending; pd != nil && a.decide && !m.due(now) && (a.hash == "" || a.hash == r.Program.DefinitionHash) &&
+		a.seq == pd.Seq && a.role == pd.Role && (a.state == "" || a.state == pd.State) &&
+		slices.Contains(pd.Approvers, a.principal) && sameJSON(a.output, pd.Decision) {
+		return Result{Run: r, Duplicate: true, PendingApproval: true}, nil
 	}
 	kind := "submit"
 	if a.decide {
@@ -264,6 +283,13 @@ func (m *machine) submit(now time.Time, a answer) (Result, error) {
 	case a.tool != "" && a.tool != st.Tool:
 		return m.rejected(reject(CodeCapabilityDenied, "the task grants tool %s, not %q", st.Tool, a.tool), a)
 	}
+	needed := 1
+	if a.decide {
+		needed = max(st.Approvals, 1)
+	}
+	if needed > 1 && a.principal == "" {
+		return m.rejected(reject(CodeInvalidInput, "state %s needs %d distinct approvers: the decision must name its approver (principal)", st.Name, needed), a)
+	}
 	if limit := m.p.Limits.MaxDocumentBytes; a.size > limit {
 		return m.rejected(reject(CodeSchemaViolation, "the output is %d bytes; the limit is %d", a.size, limit), a)
 	}
@@ -280,8 +306,32 @@ func (m *machine) submit(now time.Time, a answer) (Result, error) {
 		}
 		return m.rejected(reject(CodeGuardDenied, "the output satisfies no transition of %s", st.Name), a)
 	}
-	m.emit(Event{Type: EventSubmissionAccepted, Seq: r.Seq, converted: converted,
-		Submission: &Submission{Actor: a.actor, Principal: a.principal, Role: a.role, Tool: a.tool, Output: a.output}})
+	sub := &Submission{Actor: a.actor, Principal: a.principal, Role: a.role, Tool: a.tool, Output: a.output}
+	if needed > 1 {
+		// The same decision from one more distinct approver adds to the
+		// count; a different one starts a new count, discarding the old.
+		// (The same approver repeating the pending decision was a
+		// duplicate above.) Guards are pure, and the data they read cannot
+		// change while the task is open, so the choice made here is the one
+		// the last approver's submission records.
+		approvers, discarded := []string{a.principal}, 0
+		if pd := r.Pending; pd != nil {
+			if sameJSON(pd.Decision, a.output) {
+				approvers = append(slices.Clone(pd.Approvers), a.principal)
+			} else {
+				discarded = len(pd.Approvers)
+			}
+		}
+		if len(approvers) < needed {
+			m.emit(Event{Type: EventApprovalRecorded, Seq: r.Seq, Approval: &ApprovalRecord{
+				Actor: a.actor, Principal: a.principal, Role: a.role,
+				Count: len(approvers), Needed: needed, Discarded: discarded, Output: a.output,
+			}})
+			return m.result(), nil
+		}
+		sub.Approvers = approvers
+	}
+	m.emit(Event{Type: EventSubmissionAccepted, Seq: r.Seq, converted: converted, Submission: sub})
 	for _, g := range guards {
 		m.emit(Event{Type: EventGuardEvaluated, Seq: m.r.Seq, Guard: g})
 	}

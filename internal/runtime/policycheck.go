@@ -45,7 +45,7 @@ func CheckPolicy(p *program.Program, events []Event) (*Divergence, error) {
 				return d, nil
 			}
 			evaluated = nil
-		case EventInputReceived, EventSubmissionRejected:
+		case EventInputReceived, EventSubmissionRejected, EventApprovalRecorded:
 			evaluated = nil
 		}
 		if err := r.apply(p, e); err != nil {

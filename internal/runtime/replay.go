@@ -79,7 +79,7 @@ func inputAt(recorded []Event, i int, pinned bool) (Input, error) {
 		if i != 0 {
 			return nil, fmt.Errorf("replay: event %d: a second run_started", e.Index)
 		}
-		return Start{RunID: e.RunID, Principal: e.Started.Principal, Input: e.Started.Input, At: at}, nil
+		return Start{RunID: e.RunID, Principal: e.Started.Principal, Lab: e.Started.Lab, Input: e.Started.Input, At: at}, nil
 	case EventInputReceived:
 	default:
 		return nil, fmt.Errorf("replay: event %d (%s) begins no recorded input", e.Index, e.Type)
@@ -105,12 +105,15 @@ func inputAt(recorded []Event, i int, pinned bool) (Input, error) {
 }
 
 // submittedOutput finds the output of the submission recorded after the
-// input at i: the one submission_accepted or submission_rejected it caused.
+// input at i: the one submission_accepted, approval_recorded or
+// submission_rejected it caused.
 func submittedOutput(recorded []Event, i int) any {
 	for _, e := range recorded[i+1:] {
 		switch e.Type {
 		case EventSubmissionAccepted:
 			return e.Submission.Output
+		case EventApprovalRecorded:
+			return e.Approval.Output
 		case EventSubmissionRejected:
 			return e.Rejection.Output
 		case EventInputReceived, EventRunStarted:

@@ -36,7 +36,8 @@ type Run struct {
 	ID        string
 	Program   ProgramRef
 	Principal string
-	Input     any // converted per the input schema (CEL-ready)
+	Lab       bool // a laboratory run (Started.Lab)
+	Input     any  // converted per the input schema (CEL-ready)
 
 	Status  Status
 	Outcome string
@@ -59,6 +60,15 @@ type Run struct {
 	Deadline time.Time        // of the open task; zero when it has no timeout
 	Last     *Accepted        // the last accepted submission
 
+	// Pending is the decision awaiting more approvers on an approval state
+	// that needs several (approvals > 1); nil when none.
+	Pending *PendingApproval
+	// ApprovalsNeeded is, while such a task is open, how many distinct
+	// approvers its decision needs; ApprovalsGiven how many have submitted
+	// the pending decision so far. Both are 0 otherwise.
+	ApprovalsNeeded int
+	ApprovalsGiven  int
+
 	StartedAt, UpdatedAt string
 }
 
@@ -75,6 +85,19 @@ type Accepted struct {
 	Tool   string
 	Output any // as submitted (decoded JSON)
 	Index  uint64
+	// Approvers of a decision that needed several: only they may repeat it
+	// as a duplicate.
+	Approvers []string
+}
+
+// PendingApproval is a decision some, but not yet enough, distinct
+// approvers have submitted for the open task.
+type PendingApproval struct {
+	Seq       uint64
+	State     string
+	Role      string
+	Decision  any      // as submitted (decoded JSON)
+	Approvers []string // distinct principals, in order
 }
 
 // Finished reports whether the run has ended.
@@ -111,7 +134,7 @@ func (r *Run) apply(p *program.Program, e *Event) error {
 	switch e.Type {
 	case EventRunStarted:
 		s := e.Started
-		r.ID, r.Program, r.Principal = e.RunID, s.Program, s.Principal
+		r.ID, r.Program, r.Principal, r.Lab = e.RunID, s.Program, s.Principal, s.Lab
 		r.Input = p.Input.Root.Convert(s.Input)
 		r.Status = StatusRunning
 		r.State = p.Initial.Name
@@ -125,6 +148,10 @@ func (r *Run) apply(p *program.Program, e *Event) error {
 		r.Task = e.Task
 		r.Attempts = 0
 		r.Deadline = time.Time{}
+		r.closeApprovals()
+		if st := p.States[e.State]; st != nil && st.Kind == program.KindApproval && st.Approvals > 1 {
+			r.ApprovalsNeeded = st.Approvals
+		}
 		if st := p.States[e.State]; st != nil && st.Timeout > 0 {
 			at, err := time.Parse(time.RFC3339Nano, e.At)
 			if err != nil {
@@ -145,8 +172,11 @@ func (r *Run) apply(p *program.Program, e *Event) error {
 			r.Data[e.State] = st.Output.Root.Convert(e.Submission.Output)
 		}
 		sub := e.Submission
-		r.Last = &Accepted{Seq: e.Seq, State: e.State, Actor: sub.Actor, Role: sub.Role, Tool: sub.Tool, Output: sub.Output, Index: e.Index}
+		r.Last = &Accepted{Seq: e.Seq, State: e.State, Actor: sub.Actor, Role: sub.Role, Tool: sub.Tool, Output: sub.Output, Index: e.Index, Approvers: sub.Approvers}
 		r.Task = nil
+		r.closeApprovals()
+	case EventApprovalRecorded:
+		return r.applyApproval(p, e)
 	case EventSubmissionRejected:
 		r.Rejections++
 		if e.Rejection.Counted {
@@ -168,6 +198,7 @@ func (r *Run) apply(p *program.Program, e *Event) error {
 		r.Steps++
 		r.Task = nil
 		r.Deadline = time.Time{}
+		r.closeApprovals()
 		r.State = t.To
 		r.Path = append(r.Path, t.To)
 		r.Visits[t.To]++
@@ -175,8 +206,44 @@ func (r *Run) apply(p *program.Program, e *Event) error {
 		r.Status, r.Outcome, r.Reason = e.Finished.Status, e.Finished.Outcome, e.Finished.Reason
 		r.Task = nil
 		r.Deadline = time.Time{}
+		r.closeApprovals()
 	default:
 		return fmt.Errorf("event %d: unknown type %q", e.Index, e.Type)
 	}
+	return nil
+}
+
+// closeApprovals forgets the pending decision and the approval counters:
+// the task they belonged to is closed.
+func (r *Run) closeApprovals() {
+	r.Pending = nil
+	r.ApprovalsNeeded, r.ApprovalsGiven = 0, 0
+}
+
+// applyApproval folds an approval_recorded event: a count of 1 starts a
+// new pending decision, any other count adds one approver to it.
+func (r *Run) applyApproval(p *program.Program, e *Event) error {
+	st, a := p.States[e.State], e.Approval
+	switch {
+	case a == nil:
+		return fmt.Errorf("event %d: approval_recorded without an approval", e.Index)
+	case st == nil || st.Kind != program.KindApproval || st.Approvals < 2:
+		return fmt.Errorf("event %d: state %q does not need several approvers", e.Index, e.State)
+	case r.Task == nil || r.Task.Seq != e.Seq || r.State != e.State:
+		return fmt.Errorf("event %d: no open task %d at %s", e.Index, e.Seq, e.State)
+	case a.Count < 1 || a.Count >= st.Approvals:
+		return fmt.Errorf("event %d: approval count %d out of range for %d needed", e.Index, a.Count, st.Approvals)
+	}
+	var approvers []string
+	if a.Count > 1 {
+		pd := r.Pending
+		if pd == nil || len(pd.Approvers) != a.Count-1 {
+			return fmt.Errorf("event %d: approval count %d does not follow the pending decision", e.Index, a.Count)
+		}
+		approvers = slices.Clone(pd.Approvers)
+	}
+	// A new value, never changed in place: clones of the run share it.
+	r.Pending = &PendingApproval{Seq: e.Seq, State: e.State, Role: a.Role, Decision: a.Output, Approvers: append(approvers, a.Principal)}
+	r.ApprovalsGiven = a.Count
 	return nil
 }

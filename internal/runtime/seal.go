@@ -190,6 +190,12 @@ func (s *sealer) sealEvent(ctx context.Context, p *program.Program, subjects map
 		sub := *e.Submission
 		sub.Output, err = s.sealPaths(ctx, p, subjects, sub.Output, "data", []string{e.State}, aad)
 		e.Submission = &sub
+	case EventApprovalRecorded:
+		// A pending decision passed the state's checks, like an accepted
+		// one: the state's own paths apply.
+		rec := *e.Approval
+		rec.Output, err = s.sealPaths(ctx, p, subjects, rec.Output, "data", []string{e.State}, aad)
+		e.Approval = &rec
 	case EventSubmissionRejected:
 		rej := *e.Rejection
 		rej.Output, err = s.sealPaths(ctx, p, subjects, rej.Output, "data", []string{"*"}, aad)
@@ -454,6 +460,8 @@ func (s *sealer) open(ctx context.Context, events []Event) error {
 			}
 		case e.Submission != nil:
 			e.Submission.Output, err = s.openValue(ctx, e.Submission.Output, aad)
+		case e.Approval != nil:
+			e.Approval.Output, err = s.openValue(ctx, e.Approval.Output, aad)
 		case e.Rejection != nil:
 			if e.Rejection.Output, err = s.openValue(ctx, e.Rejection.Output, aad); err == nil {
 				err = s.openDetails(ctx, e.Rejection.Details, aad)

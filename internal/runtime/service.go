@@ -3,7 +3,9 @@ package runtime
 import (
 	"bytes"
 	"context"
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -54,9 +56,10 @@ type Options struct {
 	Clock func() time.Time // default: time.Now
 	NewID func() string    // default: 128 random bits, hex
 	Log   *zap.Logger      // default: no logging
-	// Secret keys the hashes that name data subjects (32 bytes). Default:
-	// random, so subject keys are not found again after a restart; the
-	// server passes the secret it keeps in its data directory.
+	// Secret keys the hashes that name data subjects and the run ids of
+	// idempotent starts (32 bytes). Default: random, so subject keys and
+	// idempotent runs are not found again after a restart; the server
+	// passes the secret it keeps in its data directory.
 	Secret []byte
 	// Rand supplies subject keys and nonces. Default: crypto/rand. Tests
 	// pass a seeded generator, so traces are byte-for-byte reproducible.
@@ -187,18 +190,91 @@ type Answer struct {
 	Outcome     string           `json:"outcome,omitempty"`
 	Reason      string           `json:"reason,omitempty"`
 	Duplicate   bool             `json:"duplicate,omitempty"`
+	// While an approval task whose decision needs several distinct
+	// approvers is open: how many it needs, and how many have submitted
+	// the pending decision so far.
+	ApprovalsNeeded int `json:"approvals_needed,omitempty"`
+	ApprovalsGiven  int `json:"approvals_given,omitempty"`
+}
+
+// StartOptions describe a run to start.
+type StartOptions struct {
+	Program   string // the program's name: runs use its latest definition
+	Input     any    // decoded JSON
+	Size      int    // bytes of the input as received; 0: computed from Input
+	Principal string // who starts the run, as the caller identified itself
+	Lab       bool   // a laboratory run (see Started.Lab)
+	// IdempotencyKey, when set, makes the start idempotent: the run id is
+	// derived from the service secret, the principal, the program name and
+	// the key, so that one (principal, program, key) starts one run, even
+	// across restarts and processes sharing the store and the secret.
+	// Repeating the start with the same input answers with that run
+	// (Duplicate); another input is refused with idempotency_conflict.
+	// 1 to 128 characters of [A-Za-z0-9._:-].
+	IdempotencyKey string
 }
 
 // Start begins a run of the named program.
 func (s *Service) Start(ctx context.Context, programName string, input any, principal string) (Answer, error) {
+	return s.StartRun(ctx, StartOptions{Program: programName, Input: input, Principal: principal})
+}
+
+// StartRun begins a run as o describes, or, for an idempotency key that
+// already started one, answers with that run as it stands now.
+func (s *Service) StartRun(ctx context.Context, o StartOptions) (Answer, error) {
 	s.mu.Lock()
-	p := s.latest[programName]
+	p := s.latest[o.Program]
 	s.mu.Unlock()
 	if p == nil {
-		return Answer{}, reject(CodeNoSuchProgram, "no program named %q", programName)
+		return Answer{}, reject(CodeNoSuchProgram, "no program named %q", o.Program)
 	}
-	id := s.newID()
-	res, err := Apply(p, nil, Start{RunID: id, Principal: principal, Input: input, Size: jsonSize(input), At: s.clock()})
+	if o.Size == 0 {
+		o.Size = jsonSize(o.Input)
+	}
+	if o.IdempotencyKey == "" {
+		return s.startNew(ctx, p, s.newID(), o)
+	}
+	if !validIdempotencyKey(o.IdempotencyKey) {
+		return Answer{}, reject(CodeInvalidInput, "the idempotency key must be 1 to %d characters of A-Z, a-z, 0-9, '.', '_', ':' and '-'", maxIdempotencyKey)
+	}
+	return s.startOnce(ctx, p, s.idempotentID(o), o)
+}
+
+// maxIdempotencyKey bounds an idempotency key's length.
+const maxIdempotencyKey = 128
+
+func validIdempotencyKey(k string) bool {
+	if len(k) == 0 || len(k) > maxIdempotencyKey {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		switch c := k[i]; {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '.', c == '_', c == ':', c == '-':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// idempotentID derives the run id of an idempotent start:
+// "run_" + hex(first 16 bytes of HMAC-SHA256(secret, "idempotency" 0x00
+// principal 0x00 program 0x00 key)). Without the secret it can be neither
+// guessed nor confirmed. Program names and keys hold no 0x00, so the
+// message splits one way only.
+func (s *Service) idempotentID(o StartOptions) string {
+	mac := hmac.New(sha256.New, s.sealer.secret)
+	mac.Write([]byte("idempotency\x00" + o.Principal + "\x00" + o.Program + "\x00" + o.IdempotencyKey))
+	return "run_" + hex.EncodeToString(mac.Sum(nil)[:16])
+}
+
+func (s *Service) startInput(id string, o StartOptions) Start {
+	return Start{RunID: id, Principal: o.Principal, Input: o.Input, Size: o.Size, Lab: o.Lab, At: s.clock()}
+}
+
+// startNew starts a run under a fresh id.
+func (s *Service) startNew(ctx context.Context, p *program.Program, id string, o StartOptions) (Answer, error) {
+	res, err := Apply(p, nil, s.startInput(id, o))
 	if err != nil {
 		return Answer{}, err
 	}
@@ -219,8 +295,83 @@ func (s *Service) Start(ctx context.Context, programName string, input any, prin
 		return Answer{}, err
 	}
 	lr.run = res.Run
-	s.log.Info("run started", zap.String("run_id", id), zap.String("program", p.Name), zap.String("definition_hash", p.Hash))
+	s.log.Info("run started", zap.String("run_id", id), zap.String("program", p.Name), zap.String("definition_hash", p.Hash), zap.Bool("lab", o.Lab))
 	return answerFrom(res.Run, res.Events), nil
+}
+
+// startOnce starts the run of an idempotent start under its derived id,
+// unless it exists (in this process or in the store): then it answers with
+// it, when the start repeats it. Within the process, the run's lock
+// serialises concurrent starts; across processes, the store refuses the
+// second trace, and its writer answers with the first.
+func (s *Service) startOnce(ctx context.Context, p *program.Program, id string, o StartOptions) (Answer, error) {
+	lr := s.claim(id)
+	defer lr.mu.Unlock()
+	if lr.run == nil {
+		err := s.load(ctx, lr, id)
+		if rej := (*Rejection)(nil); errors.As(err, &rej) && rej.Code == CodeNoSuchRun {
+			var res Result
+			if res, err = Apply(p, nil, s.startInput(id, o)); err != nil {
+				s.forget(id, lr)
+				return Answer{}, err
+			}
+			lr.p, lr.chain = p, &chain{tree: trace.NewTree()}
+			if err = s.append(ctx, lr, res.Run, res.Events); err == nil {
+				lr.run = res.Run
+				s.log.Info("run started", zap.String("run_id", id), zap.String("program", p.Name), zap.String("definition_hash", p.Hash), zap.Bool("lab", o.Lab), zap.Bool("idempotent", true))
+				return answerFrom(res.Run, res.Events), nil
+			}
+			if errors.Is(err, tracestore.ErrConflict) {
+				// Another process stored the run first: answer with it.
+				err = s.load(ctx, lr, id)
+			}
+		}
+		if err != nil {
+			lr.p, lr.chain = nil, nil
+			s.forget(id, lr)
+			return Answer{}, err
+		}
+	}
+	return s.repeatedStart(ctx, lr, o)
+}
+
+// repeatedStart answers an idempotent start whose run exists: with the run
+// as it stands, if the start repeats the one that began it.
+func (s *Service) repeatedStart(ctx context.Context, lr *liveRun, o StartOptions) (Answer, error) {
+	r := lr.run
+	started, err := s.startedEvent(ctx, r.ID)
+	if err != nil {
+		return Answer{}, err
+	}
+	if r.Program.Name != o.Program || r.Principal != o.Principal || r.Lab != o.Lab || !sameJSON(started.Input, o.Input) {
+		return Answer{}, reject(CodeIdempotencyConflict, "the idempotency key %q was already used to start a run with a different input; repeat the original input to get that run, or use a new key for a new run", o.IdempotencyKey)
+	}
+	a := answerFrom(r, nil)
+	a.Duplicate = true
+	return a, nil
+}
+
+// startedEvent reads a run's run_started payload from the store, opened.
+// (A run input whose subject was erased no longer compares equal to any.)
+func (s *Service) startedEvent(ctx context.Context, runID string) (*Started, error) {
+	recs, err := s.store.Load(ctx, runID)
+	if err != nil {
+		return nil, err
+	}
+	if len(recs) == 0 {
+		return nil, fmt.Errorf("run %s: empty trace", runID)
+	}
+	events, err := DecodeEvents(recs[:1])
+	if err != nil {
+		return nil, err
+	}
+	if err := s.sealer.open(ctx, events); err != nil {
+		return nil, err
+	}
+	if events[0].Started == nil {
+		return nil, fmt.Errorf("run %s: trace does not begin with run_started", runID)
+	}
+	return events[0].Started, nil
 }
 
 // Submit answers a run's open llm or tool task.
@@ -292,8 +443,14 @@ func (s *Service) apply(ctx context.Context, runID string, in Input) (Answer, er
 	defer lr.mu.Unlock()
 	for attempt := 0; ; attempt++ {
 		res, applyErr := Apply(lr.p, lr.run, in)
+		if res.PendingApproval {
+			// The open task stands; the answer is the run as it is.
+			a := answerFrom(lr.run, nil)
+			a.Duplicate = true
+			return a, nil
+		}
 		if res.Duplicate {
-			return s.originalAnswer(ctx, lr.run)
+			return s.originalAnswer(ctx, lr.p, lr.run)
 		}
 		if len(res.Events) > 0 {
 			err := s.append(ctx, lr, res.Run, res.Events)
@@ -321,28 +478,51 @@ func (s *Service) apply(ctx context.Context, runID string, in Input) (Answer, er
 // live returns the run's in-process state, locked, loading it from the
 // store by folding its trace if needed.
 func (s *Service) live(ctx context.Context, runID string) (*liveRun, error) {
-	s.mu.Lock()
-	lr := s.runs[runID]
-	if lr == nil {
-		lr = &liveRun{}
-		s.runs[runID] = lr
-	}
-	s.mu.Unlock()
-	lr.mu.Lock()
+	lr := s.claim(runID)
 	if lr.run != nil {
 		return lr, nil
 	}
 	if err := s.load(ctx, lr, runID); err != nil {
-		lr.mu.Unlock()
 		// Forget the placeholder, so that unknown ids cost nothing.
-		s.mu.Lock()
-		if s.runs[runID] == lr && lr.run == nil {
-			delete(s.runs, runID)
-		}
-		s.mu.Unlock()
+		s.forget(runID, lr)
+		lr.mu.Unlock()
 		return nil, err
 	}
 	return lr, nil
+}
+
+// claim returns the run's in-process entry, locked, creating an empty
+// placeholder if there is none. The entry returned is the one registered
+// under id: a placeholder forgotten while this waited for its lock is
+// passed over.
+func (s *Service) claim(id string) *liveRun {
+	for {
+		s.mu.Lock()
+		lr := s.runs[id]
+		if lr == nil {
+			lr = &liveRun{}
+			s.runs[id] = lr
+		}
+		s.mu.Unlock()
+		lr.mu.Lock()
+		s.mu.Lock()
+		current := s.runs[id] == lr
+		s.mu.Unlock()
+		if current {
+			return lr
+		}
+		lr.mu.Unlock()
+	}
+}
+
+// forget drops a placeholder that holds no run; the caller holds its lock,
+// so that nobody takes it up in between.
+func (s *Service) forget(id string, lr *liveRun) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.runs[id] == lr && lr.run == nil {
+		delete(s.runs, id)
+	}
 }
 
 // load folds the run's stored trace into lr, whose lock the caller holds.
@@ -380,7 +560,7 @@ func (s *Service) load(ctx context.Context, lr *liveRun, runID string) error {
 
 // originalAnswer rebuilds the answer to the last accepted submission from
 // the trace: from its submission_accepted event to the next task or finish.
-func (s *Service) originalAnswer(ctx context.Context, r *Run) (Answer, error) {
+func (s *Service) originalAnswer(ctx context.Context, p *program.Program, r *Run) (Answer, error) {
 	events, err := s.Events(ctx, r.ID)
 	if err != nil {
 		return Answer{}, err
@@ -396,11 +576,18 @@ func (s *Service) originalAnswer(ctx context.Context, r *Run) (Answer, error) {
 	// answer, not wherever the run is now.
 	a := Answer{RunID: r.ID, Duplicate: true, Status: StatusRunning}
 	fillFromEvents(&a, span)
+	if a.Task != nil {
+		// The task was new then: no approvals yet.
+		if st := p.States[a.Task.State]; st != nil && st.Kind == program.KindApproval && st.Approvals > 1 {
+			a.ApprovalsNeeded = st.Approvals
+		}
+	}
 	return a, nil
 }
 
 func answerFrom(r *Run, events []Event) Answer {
-	a := Answer{RunID: r.ID, Status: r.Status, State: r.State, Seq: r.Seq, Task: r.Task, Outcome: r.Outcome, Reason: r.Reason}
+	a := Answer{RunID: r.ID, Status: r.Status, State: r.State, Seq: r.Seq, Task: r.Task, Outcome: r.Outcome, Reason: r.Reason,
+		ApprovalsNeeded: r.ApprovalsNeeded, ApprovalsGiven: r.ApprovalsGiven}
 	if r.Status == StatusRunning {
 		a.Outcome = ""
 	}
@@ -458,7 +645,7 @@ func indexRow(r *Run) tracestore.RunInfo {
 	return tracestore.RunInfo{
 		RunID: r.ID, Program: r.Program.Name, DefinitionHash: r.Program.DefinitionHash,
 		Status: string(r.Status), Outcome: r.Outcome, StartedAt: started, UpdatedAt: updated,
-		Events: r.NextIndex,
+		Events: r.NextIndex, Principal: r.Principal, Lab: r.Lab,
 	}
 }
 

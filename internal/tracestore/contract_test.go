@@ -193,7 +193,7 @@ func TestStoreContract(t *testing.T) {
 						t.Errorf("filter %+v: %d runs, want %d", c.f, got, c.want)
 					}
 				}
-				if _, _, err := s.ListRuns(ctx, ListFilter{Cursor: "garbage"}); err == nil {
+				if _, _, err := s.ListRuns(ctx, ListFilter{Cursor: "garbage"}); !errors.Is(err, ErrBadCursor) {
 					t.Error("a malformed cursor was accepted")
 				}
 			})
@@ -213,6 +213,165 @@ func TestStoreContract(t *testing.T) {
 				rest, next2, err := s.ListRuns(ctx, ListFilter{Limit: 2, Cursor: next})
 				if err != nil || len(rest) != 1 || next2 != "" || rest[0].RunID != "z-0" {
 					t.Fatalf("second page %v, next %q, %v", rest, next2, err)
+				}
+			})
+			t.Run("PrincipalAndLabAreStoredAndReturned", func(t *testing.T) {
+				s := open(t)
+				for _, c := range []struct {
+					run, principal string
+					lab            bool
+				}{
+					{"none", "", false},
+					{"alice", "alice", false},
+					{"lab", "alice", true},
+					{"unicode", "Zoë <ops@example.org>", true},
+				} {
+					ri := info(1)
+					ri.Principal, ri.Lab = c.principal, c.lab
+					if err := s.Append(ctx, c.run, recs(0, 1), ri); err != nil {
+						t.Fatal(err)
+					}
+					got, err := s.Run(ctx, c.run)
+					if err != nil || got.Principal != c.principal || got.Lab != c.lab {
+						t.Fatalf("Run(%s) = %+v, %v; want principal %q, lab %v", c.run, got, err, c.principal, c.lab)
+					}
+					page, _, err := s.ListRuns(ctx, ListFilter{Principal: c.principal, Limit: 1000})
+					if err != nil {
+						t.Fatal(err)
+					}
+					found := false
+					for _, ri := range page {
+						if ri.RunID == c.run {
+							found = ri.Principal == c.principal && ri.Lab == c.lab
+						}
+					}
+					if !found {
+						t.Fatalf("ListRuns{Principal: %q} = %+v: want %s with principal %q, lab %v", c.principal, page, c.run, c.principal, c.lab)
+					}
+				}
+			})
+			t.Run("PrincipalAndLabKeepTheFirstAppendsValues", func(t *testing.T) {
+				s := open(t)
+				for _, c := range []struct {
+					name   string
+					change func(*RunInfo)
+				}{
+					// SQLite writes a step without listed changes by a
+					// narrower statement than one that changes the status.
+					{"listedColumnsUnchanged", func(*RunInfo) {}},
+					{"statusChanges", func(ri *RunInfo) { ri.Status, ri.Outcome = "completed", "DONE" }},
+				} {
+					first := info(1)
+					first.Principal, first.Lab = "alice", true
+					if err := s.Append(ctx, c.name, recs(0, 1), first); err != nil {
+						t.Fatal(err)
+					}
+					for i, later := range []struct {
+						principal string
+						lab       bool
+					}{{"mallory", false}, {"", false}} {
+						ri := info(uint64(i) + 2)
+						ri.Principal, ri.Lab = later.principal, later.lab
+						c.change(&ri)
+						if err := s.Append(ctx, c.name, recs(uint64(i)+1, 1), ri); err != nil {
+							t.Fatal(err)
+						}
+					}
+					got, err := s.Run(ctx, c.name)
+					if err != nil || got.Principal != "alice" || !got.Lab || got.Events != 3 {
+						t.Fatalf("%s: Run = %+v, %v; want alice's lab run of 3 events", c.name, got, err)
+					}
+					if page, _, err := s.ListRuns(ctx, ListFilter{Principal: "mallory"}); err != nil || len(page) != 0 {
+						t.Fatalf("%s: a later append's principal lists the run: %+v, %v", c.name, page, err)
+					}
+				}
+				if page, _, err := s.ListRuns(ctx, ListFilter{Principal: "alice"}); err != nil || len(page) != 2 {
+					t.Fatalf("alice's runs = %+v, %v; want both", page, err)
+				}
+			})
+			t.Run("ListRunsFiltersByPrincipalAcrossPages", func(t *testing.T) {
+				s := open(t)
+				type spec struct {
+					id, principal, program, status string
+					lab                            bool
+					started                        time.Time
+				}
+				var specs []spec
+				for i := range 30 {
+					sp := spec{
+						id:        fmt.Sprintf("run-%02d", i),
+						principal: []string{"alice", "bob", ""}[i%3],
+						program:   []string{"p", "q"}[i%2],
+						status:    "running",
+						lab:       i%4 == 1,
+						// Runs share a start in sixes, each principal's twice
+						// or more, so that filtered pages break inside ties.
+						started: t0.Add(time.Duration(i/6) * time.Minute),
+					}
+					if i%5 < 2 {
+						sp.status = "completed"
+					}
+					specs = append(specs, sp)
+					ri := info(1)
+					ri.Principal, ri.Program, ri.Status, ri.Lab, ri.StartedAt = sp.principal, sp.program, sp.status, sp.lab, sp.started
+					if err := s.Append(ctx, sp.id, recs(0, 1), ri); err != nil {
+						t.Fatal(err)
+					}
+				}
+				for _, f := range []ListFilter{
+					{Principal: "alice"},
+					{Principal: "bob"},
+					{Principal: "alice", Program: "q"},
+					{Principal: "bob", Status: "completed"},
+					{Principal: "alice", Program: "p", Status: "running"},
+					{Principal: "bob", Since: t0.Add(time.Minute), Until: t0.Add(4 * time.Minute)},
+					{Principal: "carol"},
+					{Program: "q", Status: "completed"}, // every principal's
+				} {
+					var want []spec
+					for _, sp := range specs {
+						if (f.Principal == "" || sp.principal == f.Principal) && (f.Program == "" || sp.program == f.Program) &&
+							(f.Status == "" || sp.status == f.Status) && (f.Since.IsZero() || !sp.started.Before(f.Since)) &&
+							(f.Until.IsZero() || sp.started.Before(f.Until)) {
+							want = append([]spec{sp}, want...) // newest first: later ids start no earlier
+						}
+					}
+					if f.Principal != "carol" && len(want) < 2 {
+						t.Fatalf("filter %+v selects %d runs: too few to page", f, len(want))
+					}
+					for _, limit := range []int{1, 2, 3, 1000} {
+						lf := f
+						lf.Limit = limit
+						var got []RunInfo
+						pages := 0
+						for {
+							page, next, err := s.ListRuns(ctx, lf)
+							if err != nil {
+								t.Fatal(err)
+							}
+							got = append(got, page...)
+							pages++
+							if next == "" {
+								break
+							}
+							if pages > len(specs) {
+								t.Fatalf("filter %+v: paging does not end", lf)
+							}
+							lf.Cursor = next
+						}
+						if len(got) != len(want) {
+							t.Fatalf("filter %+v: %d runs, want %d", lf, len(got), len(want))
+						}
+						for i, ri := range got {
+							w := want[i]
+							if ri.RunID != w.id || ri.Principal != w.principal || ri.Lab != w.lab || ri.Program != w.program || ri.Status != w.status {
+								t.Fatalf("filter %+v: run %d is %+v, want %+v", lf, i, ri, w)
+							}
+						}
+						if wantPages := max(1, (len(want)+limit-1)/limit); pages != wantPages {
+							t.Errorf("filter %+v: %d pages, want %d", lf, pages, wantPages)
+						}
+					}
 				}
 			})
 			t.Run("ProgramsAreStoredByHash", func(t *testing.T) {

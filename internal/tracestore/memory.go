@@ -41,6 +41,9 @@ func (m *Memory) Append(_ context.Context, runID string, records []Record, info 
 		m.runs[runID] = append(m.runs[runID], r)
 	}
 	info.RunID = runID
+	if old, ok := m.info[runID]; ok {
+		info.Principal, info.Lab = old.Principal, old.Lab
+	}
 	info.Head, info.Tree = bytes.Clone(info.Head), bytes.Clone(info.Tree)
 	m.info[runID] = info
 	return nil
@@ -107,6 +110,7 @@ func matches(info RunInfo, f ListFilter) bool {
 		(f.DefinitionHash == "" || info.DefinitionHash == f.DefinitionHash) &&
 		(f.Status == "" || info.Status == f.Status) &&
 		(f.Outcome == "" || info.Outcome == f.Outcome) &&
+		(f.Principal == "" || info.Principal == f.Principal) &&
 		(f.Since.IsZero() || !info.StartedAt.Before(f.Since)) &&
 		(f.Until.IsZero() || info.StartedAt.Before(f.Until))
 }
@@ -142,7 +146,7 @@ func pageOf(f ListFilter) (limit int, after *RunInfo, err error) {
 	}
 	ns, id, ok := cutCursor(f.Cursor)
 	if !ok {
-		return 0, nil, fmt.Errorf("tracestore: malformed cursor %q", f.Cursor)
+		return 0, nil, fmt.Errorf("%w %q", ErrBadCursor, f.Cursor)
 	}
 	return limit, &RunInfo{RunID: id, StartedAt: timeOf(ns)}, nil
 }

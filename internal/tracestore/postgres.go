@@ -52,6 +52,10 @@ var postgresMigrations = []string{
 	CREATE INDEX runs_by_definition ON runs (definition_hash, started_at DESC, run_id DESC);
 	CREATE INDEX runs_by_status ON runs (status, started_at DESC, run_id DESC);
 	CREATE INDEX runs_by_outcome ON runs (outcome, started_at DESC, run_id DESC)`,
+	// 3: principal and lab; see sqliteMigrations. A constant default adds
+	// the columns without rewriting the table.
+	`ALTER TABLE runs ADD COLUMN principal TEXT NOT NULL DEFAULT '', ADD COLUMN lab BOOLEAN NOT NULL DEFAULT false;
+	CREATE INDEX runs_by_principal ON runs (principal, started_at DESC, run_id DESC)`,
 }
 
 // migrationLock is the advisory lock key that serialises migrations of
@@ -130,7 +134,8 @@ func migratePostgresStep(ctx context.Context, pool *pgxpool.Pool, steps []string
 // run's first append has no row to lock; there the runs primary key lets
 // one INSERT through and turns the others into no-ops. Events are written
 // only if one of the two took effect. Nothing here depends on a lock in
-// this process.
+// this process. Only the INSERT writes principal and lab: the first append
+// sets them for good.
 func (p *Postgres) Append(ctx context.Context, runID string, records []Record, info RunInfo) (err error) {
 	if len(records) == 0 {
 		return nil
@@ -170,7 +175,7 @@ func (p *Postgres) Append(ctx context.Context, runID string, records []Record, i
 			WHERE run_id = $1 AND events = $11::bigint
 			RETURNING 1
 		), ins AS (
-			INSERT INTO runs (`+runColumns+`) SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10 WHERE $11::bigint = 0
+			INSERT INTO runs (`+runColumns+`) SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $16, $17 WHERE $11::bigint = 0
 			ON CONFLICT (run_id) DO NOTHING
 			RETURNING 1
 		)
@@ -178,7 +183,7 @@ func (p *Postgres) Append(ctx context.Context, runID string, records []Record, i
 		SELECT $1, * FROM unnest($12::bigint[], $13::text[], $14::bytea[], $15::bytea[])
 		WHERE EXISTS (SELECT 1 FROM upd UNION ALL SELECT 1 FROM ins)`,
 		runID, info.Program, info.DefinitionHash, info.Status, info.Outcome, started, updated, int64(info.Events), info.Head, info.Tree,
-		int64(first), idx, types, bodies, hashes)
+		int64(first), idx, types, bodies, hashes, info.Principal, info.Lab)
 	if err != nil {
 		return fmt.Errorf("tracestore: postgres append: %w", err)
 	}

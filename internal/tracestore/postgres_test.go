@@ -89,71 +89,117 @@ func openTestPostgres(tb testing.TB) *Postgres {
 	return s
 }
 
-func TestPostgresMigrations(t *testing.T) {
+// A store left by an older binary, at any earlier schema version, upgrades
+// on open, once however many processes open it together, and keeps its
+// runs; runs from before principals have none.
+func TestPostgresMigratesFromEveryEarlierVersion(t *testing.T) {
+	ctx := context.Background()
+	for from := 1; from < len(postgresMigrations); from++ {
+		t.Run(fmt.Sprintf("fromVersion%d", from), func(t *testing.T) {
+			dsn := pgTestDSN(t)
+			conn, err := pgx.Connect(ctx, dsn)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close(ctx)
+
+			// The store as that version's binary left it, with a run in it.
+			tx, err := conn.Begin(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			qs := []string{`CREATE TABLE schema_version (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)`}
+			for v := 1; v <= from; v++ {
+				qs = append(qs, postgresMigrations[v-1], fmt.Sprintf(`INSERT INTO schema_version VALUES (%d, 0)`, v))
+			}
+			qs = append(qs,
+				`INSERT INTO events VALUES ('old', 0, 'e', '{"i":0}', '\x000102')`,
+				fmt.Sprintf(`INSERT INTO runs (run_id, program, definition_hash, status, outcome, started_at, updated_at, events, head, tree)
+					VALUES ('old', 'p', 'sha256:d', 'running', '', %d, %d, 1, '\x01', 'tree')`, t0.UnixNano(), t0.UnixNano()))
+			for _, q := range qs {
+				if _, err := tx.Exec(ctx, q); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := tx.Commit(ctx); err != nil {
+				t.Fatal(err)
+			}
+
+			// Several processes' worth of opens at once: the advisory lock
+			// lets each step apply once.
+			const opens = 4
+			errs := make(chan error, opens)
+			for range opens {
+				go func() {
+					s, err := OpenPostgres(ctx, dsn)
+					if err == nil {
+						s.Close()
+					}
+					errs <- err
+				}()
+			}
+			for range opens {
+				if err := <-errs; err != nil {
+					t.Fatal(err)
+				}
+			}
+			var version, steps int
+			if err := conn.QueryRow(ctx, `SELECT max(version), count(*) FROM schema_version`).Scan(&version, &steps); err != nil {
+				t.Fatal(err)
+			}
+			if version != len(postgresMigrations) || steps != len(postgresMigrations) {
+				t.Fatalf("schema at version %d after %d steps, want %d", version, steps, len(postgresMigrations))
+			}
+			var indexes int
+			if err := conn.QueryRow(ctx, `SELECT count(*) FROM pg_indexes WHERE schemaname = current_schema() AND indexname LIKE 'runs\_by\_%'`).Scan(&indexes); err != nil {
+				t.Fatal(err)
+			}
+			if indexes != 6 {
+				t.Fatalf("%d listing indexes after migrating, want 6", indexes)
+			}
+			s, err := OpenPostgres(ctx, dsn)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got, err := s.Load(ctx, "old"); err != nil || len(got) != 1 || string(got[0].Hash) != "\x00\x01\x02" {
+				t.Fatalf("Load of the old run = %v, %v", got, err)
+			}
+			// The old run keeps no principal, even when a later append
+			// names one.
+			later := info(2)
+			later.Principal, later.Lab = "alice", true
+			if err := s.Append(ctx, "old", recs(1, 1), later); err != nil {
+				t.Fatal(err)
+			}
+			if ri, err := s.Run(ctx, "old"); err != nil || ri.Principal != "" || ri.Lab || ri.Events != 2 {
+				t.Fatalf("Run of the old run = %+v, %v; want no principal, not a lab run, 2 events", ri, err)
+			}
+			fresh := info(1)
+			fresh.Principal, fresh.Lab = "alice", true
+			if err := s.Append(ctx, "new", recs(0, 1), fresh); err != nil {
+				t.Fatal(err)
+			}
+			if page, _, err := s.ListRuns(ctx, ListFilter{Principal: "alice", Program: "p"}); err != nil || len(page) != 1 || page[0].RunID != "new" || !page[0].Lab {
+				t.Fatalf("alice's runs after migrating = %+v, %v", page, err)
+			}
+			s.Close()
+		})
+	}
+}
+
+func TestPostgresRefusesAStoreFromTheFuture(t *testing.T) {
 	ctx := context.Background()
 	dsn := pgTestDSN(t)
+	s, err := OpenPostgres(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
 	conn, err := pgx.Connect(ctx, dsn)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer conn.Close(ctx)
-
-	// A version-1 store with a run in it, as an older binary left it.
-	tx, err := conn.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, q := range []string{
-		`CREATE TABLE schema_version (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)`,
-		postgresMigrations[0],
-		`INSERT INTO schema_version VALUES (1, 0)`,
-		`INSERT INTO events VALUES ('old', 0, 'e', '{"i":0}', '\x000102')`,
-		fmt.Sprintf(`INSERT INTO runs VALUES ('old', 'p', 'sha256:d', 'running', '', %d, %d, 1, '\x01', 'tree')`, t0.UnixNano(), t0.UnixNano()),
-	} {
-		if _, err := tx.Exec(ctx, q); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := tx.Commit(ctx); err != nil {
-		t.Fatal(err)
-	}
-
-	// Several processes' worth of opens at once: the advisory lock lets
-	// each step apply once.
-	const opens = 4
-	errs := make(chan error, opens)
-	for range opens {
-		go func() {
-			s, err := OpenPostgres(ctx, dsn)
-			if err == nil {
-				s.Close()
-			}
-			errs <- err
-		}()
-	}
-	for range opens {
-		if err := <-errs; err != nil {
-			t.Fatal(err)
-		}
-	}
-	var version, steps int
-	if err := conn.QueryRow(ctx, `SELECT max(version), count(*) FROM schema_version`).Scan(&version, &steps); err != nil {
-		t.Fatal(err)
-	}
-	if version != len(postgresMigrations) || steps != len(postgresMigrations) {
-		t.Fatalf("schema at version %d after %d steps, want %d", version, steps, len(postgresMigrations))
-	}
-	s, err := OpenPostgres(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got, err := s.Load(ctx, "old"); err != nil || len(got) != 1 || string(got[0].Hash) != "\x00\x01\x02" {
-		t.Fatalf("Load of the old run = %v, %v", got, err)
-	}
-	appendN(t, s, "old", 1, 1)
-	s.Close()
-
-	// A store from the future is refused.
 	future := len(postgresMigrations) + 1
 	if _, err := conn.Exec(ctx, `INSERT INTO schema_version VALUES ($1, 0)`, future); err != nil {
 		t.Fatal(err)

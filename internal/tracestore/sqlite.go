@@ -81,6 +81,11 @@ var sqliteMigrations = []string{
 	CREATE INDEX runs_by_definition ON runs (definition_hash, started_at DESC, run_id DESC);
 	CREATE INDEX runs_by_status ON runs (status, started_at DESC, run_id DESC);
 	CREATE INDEX runs_by_outcome ON runs (outcome, started_at DESC, run_id DESC)`,
+	// 3: who started a run, and whether as a laboratory run. Runs from
+	// before have neither: '' and false. Indexed like every filter.
+	`ALTER TABLE runs ADD COLUMN principal TEXT NOT NULL DEFAULT '';
+	ALTER TABLE runs ADD COLUMN lab INTEGER NOT NULL DEFAULT 0;
+	CREATE INDEX runs_by_principal ON runs (principal, started_at DESC, run_id DESC)`,
 }
 
 // DefaultDataDir is where the server keeps its data unless told otherwise:
@@ -140,13 +145,17 @@ func OpenSQLite(path string, opts SQLiteOptions) (*SQLite, error) {
 	s := &SQLite{path: path}
 	// secure_delete zeroes deleted rows in the file, so that a destroyed
 	// subject key does not linger in free space.
-	s.w, err = sql.Open("sqlite", sqliteDSN(path, "_txlock=immediate", "_pragma=journal_mode(WAL)", "_pragma=synchronous("+syncMode+")", "_pragma=secure_delete(ON)"))
+	s.w, err = sql.Open("sqlite", sqliteDSN(path, "_txlock=immediate", "_pragma=synchronous("+syncMode+")", "_pragma=secure_delete(ON)"))
 	if err != nil {
 		return nil, fmt.Errorf("tracestore: sqlite: %w", err)
 	}
 	s.w.SetMaxOpenConns(1)
 	s.w.SetConnMaxLifetime(0)
 	s.w.SetConnMaxIdleTime(0)
+	if err := enableWAL(s.w); err != nil {
+		s.w.Close()
+		return nil, err
+	}
 	if err := migrateSQLite(s.w, sqliteMigrations); err != nil {
 		s.w.Close()
 		return nil, err
@@ -179,6 +188,34 @@ func sqliteDSN(path string, params ...string) string {
 	u := url.URL{Scheme: "file", Path: path}
 	params = append([]string{"_pragma=busy_timeout(" + fmt.Sprint(busyTimeout.Milliseconds()) + ")"}, params...)
 	return "file:" + u.EscapedPath() + "?" + strings.Join(params, "&")
+}
+
+// enableWAL puts the file in WAL mode, which the file keeps. When two
+// processes create a store at once, SQLite fails the switch of the one that
+// loses the lock with SQLITE_BUSY at once rather than wait (it upgrades from
+// a read lock, where waiting could deadlock). BEGIN IMMEDIATE, from no lock,
+// does wait, through the busy timeout, until the winner's switch is done;
+// then the switch is a no-op.
+func enableWAL(db *sql.DB) error {
+	ctx := context.Background()
+	for attempt := 0; ; attempt++ {
+		var mode string
+		err := db.QueryRowContext(ctx, `PRAGMA journal_mode = WAL`).Scan(&mode)
+		var se *sqlite.Error
+		switch {
+		case err == nil && mode == "wal":
+			return nil
+		case err == nil:
+			return fmt.Errorf("tracestore: sqlite: the file system keeps the store in %s mode, not WAL", mode)
+		case !errors.As(err, &se) || se.Code()&0xff != sqlite3.SQLITE_BUSY || attempt == 3:
+			return fmt.Errorf("tracestore: sqlite: WAL mode: %w", err)
+		}
+		tx, err := db.BeginTx(ctx, nil)
+		if err != nil {
+			return fmt.Errorf("tracestore: sqlite: WAL mode: %w", err)
+		}
+		tx.Rollback() //nolint:errcheck // only waited for the lock
+	}
 }
 
 // migrateSQLite applies the steps db's schema lacks, one transaction each.
@@ -233,7 +270,8 @@ func (s *SQLite) prepare() error {
 	}{
 		{&s.rowStmt, `SELECT events, program, definition_hash, status, outcome, started_at FROM runs WHERE run_id = ?`},
 		{&s.eventStmt, `INSERT INTO events (run_id, idx, type, body, hash) VALUES (?, ?, ?, ?, ?)`},
-		{&s.upsertStmt, `INSERT INTO runs (` + runColumns + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		// The update leaves principal and lab as the first append set them.
+		{&s.upsertStmt, `INSERT INTO runs (` + runColumns + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 			ON CONFLICT (run_id) DO UPDATE SET program = excluded.program, definition_hash = excluded.definition_hash,
 			status = excluded.status, outcome = excluded.outcome, started_at = excluded.started_at,
 			updated_at = excluded.updated_at, events = excluded.events, head = excluded.head, tree = excluded.tree`},
@@ -289,14 +327,14 @@ func (s *SQLite) Append(ctx context.Context, runID string, records []Record, inf
 		}
 	}
 	// SQLite rewrites an index whenever an UPDATE assigns one of its
-	// columns, changed or not: five pages more per step. Most steps change
+	// columns, changed or not: six pages more per step. Most steps change
 	// none of them.
 	if exists && old.Program == info.Program && old.DefinitionHash == info.DefinitionHash &&
 		old.Status == info.Status && old.Outcome == info.Outcome && was == started {
 		_, err = tx.StmtContext(ctx, s.stepStmt).ExecContext(ctx, updated, int64(info.Events), info.Head, info.Tree, runID)
 	} else {
 		_, err = tx.StmtContext(ctx, s.upsertStmt).ExecContext(ctx, runID, info.Program, info.DefinitionHash, info.Status, info.Outcome,
-			started, updated, int64(info.Events), info.Head, info.Tree)
+			started, updated, int64(info.Events), info.Head, info.Tree, info.Principal, info.Lab)
 	}
 	if err != nil {
 		return fmt.Errorf("tracestore: sqlite append: %w", err)

@@ -160,49 +160,83 @@ func TestSQLiteReopenKeepsEverything(t *testing.T) {
 	appendN(t, s, "r", 3, 1)
 }
 
-func TestSQLiteMigratesFromVersion1(t *testing.T) {
+// A store left by an older binary, at any earlier schema version, upgrades
+// on open and keeps its runs; runs from before principals have none.
+func TestSQLiteMigratesFromEveryEarlierVersion(t *testing.T) {
 	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "traces.db")
-	db := rawSQLite(t, path)
-	if err := migrateSQLite(db, sqliteMigrations[:1]); err != nil {
-		t.Fatal(err)
-	}
-	// A run written by a version-1 binary.
-	for _, q := range []string{
-		`INSERT INTO events VALUES ('old', 0, 'e', '{"i":0}', x'000102')`,
-		fmt.Sprintf(`INSERT INTO runs VALUES ('old', 'p', 'sha256:d', 'running', '', %d, %d, 1, x'01', 'tree')`, t0.UnixNano(), t0.UnixNano()),
-	} {
-		if _, err := db.Exec(q); err != nil {
-			t.Fatal(err)
-		}
-	}
-	db.Close()
+	for from := 1; from < len(sqliteMigrations); from++ {
+		t.Run(fmt.Sprintf("fromVersion%d", from), func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "traces.db")
+			db := rawSQLite(t, path)
+			if err := migrateSQLite(db, sqliteMigrations[:from]); err != nil {
+				t.Fatal(err)
+			}
+			// A run written by that version's binary, naming the columns
+			// every version has.
+			for _, q := range []string{
+				`INSERT INTO events VALUES ('old', 0, 'e', '{"i":0}', x'000102')`,
+				fmt.Sprintf(`INSERT INTO runs (run_id, program, definition_hash, status, outcome, started_at, updated_at, events, head, tree)
+					VALUES ('old', 'p', 'sha256:d', 'running', '', %d, %d, 1, x'01', 'tree')`, t0.UnixNano(), t0.UnixNano()),
+			} {
+				if _, err := db.Exec(q); err != nil {
+					t.Fatal(err)
+				}
+			}
+			db.Close()
 
-	s, err := OpenSQLite(path, SQLiteOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	var version, steps int
-	if err := s.r.QueryRow(`SELECT max(version), count(*) FROM schema_version`).Scan(&version, &steps); err != nil {
-		t.Fatal(err)
-	}
-	if version != len(sqliteMigrations) || steps != len(sqliteMigrations) {
-		t.Fatalf("schema at version %d after %d steps, want %d", version, steps, len(sqliteMigrations))
-	}
-	var indexes int
-	if err := s.r.QueryRow(`SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name LIKE 'runs_by_%'`).Scan(&indexes); err != nil {
-		t.Fatal(err)
-	}
-	if indexes != 5 {
-		t.Fatalf("%d listing indexes after migrating, want 5", indexes)
-	}
-	if got, err := s.Load(ctx, "old"); err != nil || len(got) != 1 || string(got[0].Body) != `{"i":0}` {
-		t.Fatalf("Load of the old run = %v, %v", got, err)
-	}
-	appendN(t, s, "old", 1, 2)
-	if page, _, err := s.ListRuns(ctx, ListFilter{Program: "p"}); err != nil || len(page) != 1 || page[0].Events != 3 {
-		t.Fatalf("ListRuns after migrating = %+v, %v", page, err)
+			s, err := OpenSQLite(path, SQLiteOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			var version, steps int
+			if err := s.r.QueryRow(`SELECT max(version), count(*) FROM schema_version`).Scan(&version, &steps); err != nil {
+				t.Fatal(err)
+			}
+			if version != len(sqliteMigrations) || steps != len(sqliteMigrations) {
+				t.Fatalf("schema at version %d after %d steps, want %d", version, steps, len(sqliteMigrations))
+			}
+			var indexes []string
+			rows, err := s.r.Query(`SELECT name FROM sqlite_master WHERE type = 'index' AND name LIKE 'runs_by_%' ORDER BY name`)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for rows.Next() {
+				var name string
+				if err := rows.Scan(&name); err != nil {
+					t.Fatal(err)
+				}
+				indexes = append(indexes, name)
+			}
+			rows.Close()
+			if want := "runs_by_definition runs_by_outcome runs_by_principal runs_by_program runs_by_start runs_by_status"; strings.Join(indexes, " ") != want {
+				t.Fatalf("listing indexes after migrating: %v, want %s", indexes, want)
+			}
+			if got, err := s.Load(ctx, "old"); err != nil || len(got) != 1 || string(got[0].Body) != `{"i":0}` {
+				t.Fatalf("Load of the old run = %v, %v", got, err)
+			}
+			// The old run keeps no principal, even when a later append
+			// names one.
+			later := info(3)
+			later.Principal, later.Lab = "alice", true
+			if err := s.Append(ctx, "old", recs(1, 2), later); err != nil {
+				t.Fatal(err)
+			}
+			if ri, err := s.Run(ctx, "old"); err != nil || ri.Principal != "" || ri.Lab || ri.Events != 3 {
+				t.Fatalf("Run of the old run = %+v, %v; want no principal, not a lab run, 3 events", ri, err)
+			}
+			fresh := info(1)
+			fresh.Principal, fresh.Lab = "alice", true
+			if err := s.Append(ctx, "new", recs(0, 1), fresh); err != nil {
+				t.Fatal(err)
+			}
+			if page, _, err := s.ListRuns(ctx, ListFilter{Principal: "alice", Program: "p"}); err != nil || len(page) != 1 || page[0].RunID != "new" || !page[0].Lab {
+				t.Fatalf("alice's runs after migrating = %+v, %v", page, err)
+			}
+			if page, _, err := s.ListRuns(ctx, ListFilter{Program: "p"}); err != nil || len(page) != 2 {
+				t.Fatalf("ListRuns after migrating = %+v, %v", page, err)
+			}
+		})
 	}
 }
 
@@ -237,6 +271,9 @@ func TestSQLiteListingWalksAnIndex(t *testing.T) {
 		{Outcome: "DONE"},
 		{Since: t0, Until: t0.Add(time.Hour)},
 		{Program: "p", Since: t0},
+		{Principal: "alice"},
+		{Principal: "alice", Since: t0, Until: t0.Add(time.Hour)},
+		{Principal: "alice", Program: "p", Status: "running"},
 	} {
 		for _, cursor := range []*RunInfo{nil, after} {
 			q, args := listQuery(f, cursor, 100, func(n int) string { return fmt.Sprintf("?%d", n) })
@@ -257,6 +294,10 @@ func TestSQLiteListingWalksAnIndex(t *testing.T) {
 			p := strings.Join(plan, "; ")
 			if !strings.Contains(p, "USING INDEX runs_by_") || strings.Contains(p, "TEMP B-TREE") {
 				t.Errorf("filter %+v, cursor %v: plan %q does not walk a listing index in order", f, cursor != nil, p)
+			}
+			// A principal's own listing, the common one, walks its index.
+			if f.Principal != "" && f.Program == "" && f.Status == "" && !strings.Contains(p, "runs_by_principal") {
+				t.Errorf("filter %+v, cursor %v: plan %q does not walk runs_by_principal", f, cursor != nil, p)
 			}
 		}
 	}

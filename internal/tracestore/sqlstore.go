@@ -67,7 +67,7 @@ func rowNanos(runID string, info RunInfo) (started, updated int64, err error) {
 }
 
 // runColumns are the runs table's columns in the order scanRun reads them.
-const runColumns = `run_id, program, definition_hash, status, outcome, started_at, updated_at, events, head, tree`
+const runColumns = `run_id, program, definition_hash, status, outcome, started_at, updated_at, events, head, tree, principal, lab`
 
 // scanRun reads one runs row through a driver's Scan.
 func scanRun(scan func(dest ...any) error) (RunInfo, error) {
@@ -76,7 +76,7 @@ func scanRun(scan func(dest ...any) error) (RunInfo, error) {
 		started, updated int64
 		events           int64
 	)
-	if err := scan(&ri.RunID, &ri.Program, &ri.DefinitionHash, &ri.Status, &ri.Outcome, &started, &updated, &events, &ri.Head, &ri.Tree); err != nil {
+	if err := scan(&ri.RunID, &ri.Program, &ri.DefinitionHash, &ri.Status, &ri.Outcome, &started, &updated, &events, &ri.Head, &ri.Tree, &ri.Principal, &ri.Lab); err != nil {
 		return RunInfo{}, err
 	}
 	ri.StartedAt, ri.UpdatedAt, ri.Events = timeOf(started), timeOf(updated), uint64(events)
@@ -100,6 +100,7 @@ func listQuery(f ListFilter, after *RunInfo, limit int, ph func(n int) string) (
 	}
 	for _, eq := range []struct{ col, val string }{
 		{"program", f.Program}, {"definition_hash", f.DefinitionHash}, {"status", f.Status}, {"outcome", f.Outcome},
+		{"principal", f.Principal},
 	} {
 		if eq.val != "" {
 			where = append(where, eq.col+" = "+arg(eq.val))

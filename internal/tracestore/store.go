@@ -22,6 +22,8 @@ var (
 	ErrConflict = errors.New("tracestore: append conflict")
 	// ErrNotFound: no such run, program or key.
 	ErrNotFound = errors.New("tracestore: not found")
+	// ErrBadCursor: a ListRuns cursor this store did not hand out.
+	ErrBadCursor = errors.New("tracestore: malformed cursor")
 )
 
 // Record is one encoded event of a run's trace.
@@ -35,12 +37,19 @@ type Record struct {
 // RunInfo is a run's row in the index: what listing and filtering read, and
 // what the next append needs (the head of the chain and the Merkle tree
 // state), so that appending never rereads the trace.
+//
+// Each append replaces the row, except Principal and Lab: they describe how
+// the run started, so the run's first append sets them and later appends'
+// values are ignored. A later writer (another principal submitting a step)
+// thus can neither take a run over nor hide it from its owner's listing.
 type RunInfo struct {
 	RunID          string
 	Program        string
 	DefinitionHash string
 	Status         string
 	Outcome        string
+	Principal      string // who started the run; "" for none
+	Lab            bool   // started as a fault-laboratory run
 	StartedAt      time.Time
 	UpdatedAt      time.Time
 	Events         uint64 // the trace's length after the append
@@ -48,12 +57,14 @@ type RunInfo struct {
 	Tree           []byte // the Merkle tree's compact state, opaque to the store
 }
 
-// ListFilter selects runs. Zero fields do not filter.
+// ListFilter selects runs. Zero fields do not filter: Principal "" lists
+// every principal's runs, not only those started without one.
 type ListFilter struct {
 	Program        string
 	DefinitionHash string
 	Status         string
 	Outcome        string
+	Principal      string
 	Since, Until   time.Time // on StartedAt: Since <= t < Until
 	Cursor         string    // from the previous page
 	Limit          int       // default 100, at most 1000
@@ -62,7 +73,8 @@ type ListFilter struct {
 // Store is an append-only trace store.
 type Store interface {
 	// Append adds records to the end of run's trace and upserts the run's
-	// index row, atomically: all or none. records[0].Index must equal the
+	// index row (keeping a present row's Principal and Lab), atomically:
+	// all or none. records[0].Index must equal the
 	// trace's current length and the indexes must be consecutive; otherwise
 	// nothing is written and the error wraps ErrConflict. info.Events must
 	// equal the new length.

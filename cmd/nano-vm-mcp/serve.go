@@ -1,0 +1,320 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/mark3labs/mcp-go/server"
+	"github.com/spf13/cobra"
+	"go.uber.org/zap"
+
+	"github.com/nano-vm/nano-vm-mcp/examples"
+	"github.com/nano-vm/nano-vm-mcp/internal/access"
+	"github.com/nano-vm/nano-vm-mcp/internal/program"
+	"github.com/nano-vm/nano-vm-mcp/internal/runtime"
+	"github.com/nano-vm/nano-vm-mcp/internal/tools"
+)
+
+// Environment variables that hold the HTTP secrets. Secrets are never flag
+// values: a flag shows in the process list and the shell history.
+const (
+	envAccessToken   = "NANO_VM_ACCESS_TOKEN"
+	envOperatorToken = "NANO_VM_OPERATOR_TOKEN"
+)
+
+// shutdownGrace bounds how long in-flight requests may finish after SIGINT
+// or SIGTERM.
+const shutdownGrace = 10 * time.Second
+
+type serveFlags struct {
+	transport, addr, programsDir, profile string
+	allowedHosts, allowedOrigins          []string
+	accessTokenFile, operatorTokenFile    string
+	approversFile, approvalChannel        string
+	tokenIssuer, resourceURL              string
+	maxBodyBytes                          int64
+	store                                 storeFlags
+}
+
+func newServeCmd(logLevel *string) *cobra.Command {
+	var f serveFlags
+	c := &cobra.Command{
+		Use:   "serve [--transport stdio|http|sse]",
+		Short: "Serve the runtime to MCP clients over stdio, Streamable HTTP or legacy SSE",
+		Long: `Serve exposes the runtime as MCP tools, resources and a prompt. It speaks
+every protocol revision from 2024-11-05 to 2026-07-28, with or without the
+initialize handshake. Run state lives in the store, never in the transport
+session: a run survives a restart and can be continued from any connection.
+
+Transports:
+  stdio  (default) JSON-RPC on stdin/stdout; logs go to stderr only.
+  http   Streamable HTTP at http://ADDR/mcp.
+  sse    the deprecated HTTP+SSE transport (GET /sse, POST /message), for
+         old clients.
+
+Profiles: the agent profile (the default) is what a model may reach: the
+run tools, the drive_run prompt, program resources that show only the name,
+description and input schema, and receipts. The operator profile adds the
+program sources with their guards, traces and the approve tool. Over stdio
+--profile chooses; over HTTP the operator token unlocks the operator profile
+and every other caller is an agent.
+
+HTTP security: the server binds to loopback by default and refuses foreign
+Host and Origin headers on every path (DNS rebinding). Beyond loopback it
+requires an access token (` + envAccessToken + ` or --access-token-file) and
+--allowed-hosts. The operator token comes from ` + envOperatorToken + ` or
+--operator-token-file. Approvers (--approvers FILE) have their own tokens.
+
+SIGINT and SIGTERM stop the server after in-flight calls finish; every step
+is appended atomically, so none is half-written.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			log, err := newLogger(*logLevel, cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			defer log.Sync() //nolint:errcheck // stderr
+			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return serve(ctx, f, log)
+		},
+	}
+	fs := c.Flags()
+	fs.StringVar(&f.transport, "transport", "stdio", "stdio, http (Streamable HTTP at /mcp) or sse (legacy HTTP+SSE)")
+	fs.StringVar(&f.addr, "addr", "127.0.0.1:8080", "HTTP listen address (http, sse)")
+	fs.StringVar(&f.programsDir, "programs", "", "directory whose program files (*.yaml, *.yml, *.json) are served beside the embedded examples; an invalid one stops the start")
+	fs.StringVar(&f.profile, "profile", "agent", "stdio: agent (run tools only) or operator (also sources, traces, approve)")
+	fs.StringSliceVar(&f.allowedHosts, "allowed-hosts", nil, "Host header values accepted beyond loopback names (comma-separated, host or host:port); required beyond loopback")
+	fs.StringSliceVar(&f.allowedOrigins, "allowed-origins", nil, "browser origins (scheme://host[:port]) trusted for cross-origin requests")
+	fs.StringVar(&f.accessTokenFile, "access-token-file", "", "file holding the bearer token every HTTP client must present (else "+envAccessToken+"); required beyond loopback")
+	fs.StringVar(&f.operatorTokenFile, "operator-token-file", "", "file holding the bearer token that unlocks the operator profile over HTTP (else "+envOperatorToken+")")
+	fs.StringVar(&f.approversFile, "approvers", "", "YAML file of approvers: id, role and the SHA-256 of their token")
+	fs.StringVar(&f.approvalChannel, "approval-channel", "approvers", "approvers: only configured approvers decide (approve); elicitation: also the human at the client, through await_approval")
+	fs.StringVar(&f.tokenIssuer, "token-issuer", "", "OAuth authorization server URL; when set, serve protected-resource metadata (RFC 9728)")
+	fs.StringVar(&f.resourceURL, "resource-url", "", "this server's public /mcp URL for the metadata (default: from each request)")
+	fs.Int64Var(&f.maxBodyBytes, "max-body-bytes", access.DefaultMaxBodyBytes, "largest HTTP request body accepted")
+	f.store.register(fs)
+	return c
+}
+
+func serve(ctx context.Context, f serveFlags, log *zap.Logger) error {
+	if f.transport != "stdio" && f.transport != "http" && f.transport != "sse" {
+		return &exitErr{exitUsage, fmt.Errorf("--transport must be stdio, http or sse, not %q", f.transport)}
+	}
+	profile, err := access.ParseProfile(f.profile)
+	if err != nil {
+		return &exitErr{exitUsage, fmt.Errorf("--profile: %w", err)}
+	}
+	if f.transport != "stdio" && profile == access.ProfileOperator {
+		return &exitErr{exitUsage, errors.New("--profile operator applies to stdio; over HTTP the operator token (" + envOperatorToken + " or --operator-token-file) unlocks the operator profile")}
+	}
+	if f.approvalChannel != "approvers" && f.approvalChannel != "elicitation" {
+		return &exitErr{exitUsage, fmt.Errorf("--approval-channel must be approvers or elicitation, not %q", f.approvalChannel)}
+	}
+	progs, err := loadServedPrograms(f.programsDir)
+	if err != nil {
+		return err
+	}
+	var approvers *access.Approvers
+	if f.approversFile != "" {
+		if approvers, err = access.LoadApprovers(f.approversFile); err != nil {
+			return &exitErr{exitUsage, err}
+		}
+	}
+
+	st, keys, err := f.store.open(ctx)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	svc := runtime.NewService(runtime.Options{Store: st, Log: log, Secret: keys.Secret})
+	for _, p := range progs {
+		if err := svc.AddProgram(ctx, p.prog, p.src); err != nil {
+			return &exitErr{exitError, err}
+		}
+	}
+	cfg := tools.Config{
+		Service: svc, Store: st, Keys: keys, Profile: profile, Approvers: approvers,
+		ElicitApprovals: f.approvalChannel == "elicitation", Version: runtime.Version, Log: log,
+	}
+	log.Info("serving", zap.String("transport", f.transport), zap.String("store", f.store.kind),
+		zap.Int("programs", len(progs)), zap.String("profile", string(profile)))
+
+	if f.transport == "stdio" {
+		s := server.NewStdioServer(tools.NewServer(cfg))
+		s.SetErrorLogger(zap.NewStdLog(log))
+		err := s.Listen(ctx, os.Stdin, os.Stdout)
+		if err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, io.EOF) {
+			return &exitErr{exitError, err}
+		}
+		return nil
+	}
+	return serveHTTP(ctx, f, cfg, approvers, log)
+}
+
+// serveHTTP serves the agent and the operator profile on one listener,
+// behind the access guard; the caller's credentials choose the profile.
+func serveHTTP(ctx context.Context, f serveFlags, cfg tools.Config, approvers *access.Approvers, log *zap.Logger) error {
+	accessToken, err := access.ReadSecret(f.accessTokenFile, envAccessToken)
+	if err != nil {
+		return &exitErr{exitUsage, err}
+	}
+	operatorToken, err := access.ReadSecret(f.operatorTokenFile, envOperatorToken)
+	if err != nil {
+		return &exitErr{exitUsage, err}
+	}
+	hc := access.HTTPConfig{
+		AllowedHosts: f.allowedHosts, AllowedOrigins: f.allowedOrigins,
+		AccessToken: accessToken, OperatorToken: operatorToken, Approvers: approvers,
+		MaxBodyBytes: f.maxBodyBytes, TokenIssuer: f.tokenIssuer, ResourceURL: f.resourceURL, Log: log,
+	}
+	if err := hc.Validate(f.addr); err != nil {
+		return &exitErr{exitUsage, err}
+	}
+	agentCfg, operatorCfg := cfg, cfg
+	agentCfg.Profile, operatorCfg.Profile = access.ProfileAgent, access.ProfileOperator
+	agent, operator := tools.NewServer(agentCfg), tools.NewServer(operatorCfg)
+
+	mux := http.NewServeMux()
+	switch f.transport {
+	case "http":
+		mux.Handle(access.MCPPath, byProfile(streamable(agent), streamable(operator)))
+	case "sse":
+		a, o := legacySSE(agent), legacySSE(operator)
+		h := byProfile(a, o)
+		mux.Handle("/sse", h)
+		mux.Handle("/message", h)
+	}
+	srv := access.NewHTTPServer(f.addr, access.Guard(hc, mux))
+	ln, err := net.Listen("tcp", f.addr)
+	if err != nil {
+		return &exitErr{exitError, err}
+	}
+	log.Info("listening", zap.String("addr", ln.Addr().String()), zap.String("transport", f.transport))
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ln) }()
+	select {
+	case err := <-done:
+		return &exitErr{exitError, err}
+	case <-ctx.Done():
+	}
+	log.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		// Streams still open after the grace period are cut; steps are
+		// appended atomically, so none is half-written.
+		_ = srv.Close()
+	}
+	return nil
+}
+
+// streamable serves one profile's MCP server over Streamable HTTP. The
+// guard has already checked Host and Origin for the whole listener, so
+// mcp-go's own loopback-only Host check is off: it would refuse the hosts
+// --allowed-hosts admits.
+func streamable(s *server.MCPServer) http.Handler {
+	return server.NewStreamableHTTPServer(s,
+		server.WithEndpointPath(access.MCPPath),
+		server.WithDisableLocalhostProtection(true),
+		server.WithHTTPContextFunc(principalFromRequest),
+	)
+}
+
+func legacySSE(s *server.MCPServer) http.Handler {
+	return server.NewSSEServer(s,
+		server.WithSSEEndpoint("/sse"), server.WithMessageEndpoint("/message"),
+		server.WithSSEContextFunc(principalFromRequest),
+	)
+}
+
+// principalFromRequest carries the guard's principal into the MCP
+// handler's context.
+func principalFromRequest(ctx context.Context, r *http.Request) context.Context {
+	if p, ok := access.FromContext(r.Context()); ok {
+		return access.WithPrincipal(ctx, p)
+	}
+	return ctx
+}
+
+// byProfile routes a request to the operator server when the guard
+// authenticated an operator, else to the agent server.
+func byProfile(agent, operator http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if p, ok := access.FromContext(r.Context()); ok && p.Profile == access.ProfileOperator {
+			operator.ServeHTTP(w, r)
+			return
+		}
+		agent.ServeHTTP(w, r)
+	})
+}
+
+type servedProgram struct {
+	prog *program.Program
+	src  []byte
+}
+
+// loadServedPrograms loads the embedded examples and every program file in
+// dir. Any invalid program stops the start with its problems; two
+// programs of one name are refused, so what runs is never ambiguous.
+func loadServedPrograms(dir string) ([]servedProgram, error) {
+	var out []servedProgram
+	names := map[string]string{}
+	add := func(ref string, src []byte) error {
+		p, err := program.Load(ref, src)
+		if err != nil {
+			return err
+		}
+		if prev, dup := names[p.Name]; dup {
+			return &exitErr{exitUsage, fmt.Errorf("%s: program %q is also defined by %s", ref, p.Name, prev)}
+		}
+		names[p.Name] = ref
+		out = append(out, servedProgram{p, src})
+		return nil
+	}
+	for _, name := range examples.Programs() {
+		src, err := examples.Program(name)
+		if err != nil {
+			return nil, &exitErr{exitError, err}
+		}
+		if err := add("examples/"+name+".yaml", src); err != nil {
+			return nil, err
+		}
+	}
+	if dir == "" {
+		return out, nil
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, &exitErr{exitUsage, fmt.Errorf("--programs: %w", err)}
+	}
+	var files []string
+	for _, e := range entries {
+		ext := strings.ToLower(filepath.Ext(e.Name()))
+		if !e.IsDir() && (ext == ".yaml" || ext == ".yml" || ext == ".json") {
+			files = append(files, filepath.Join(dir, e.Name()))
+		}
+	}
+	sort.Strings(files)
+	for _, path := range files {
+		src, err := os.ReadFile(path)
+		if err != nil {
+			return nil, &exitErr{exitUsage, err}
+		}
+		if err := add(path, src); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}

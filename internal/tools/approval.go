@@ -1,0 +1,232 @@
+package tools
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/mark3labs/mcp-go/mcp"
+	"github.com/mark3labs/mcp-go/server"
+
+	"github.com/nano-vm/nano-vm-mcp/internal/access"
+	"github.com/nano-vm/nano-vm-mcp/internal/jsonvalue"
+	"github.com/nano-vm/nano-vm-mcp/internal/program"
+	"github.com/nano-vm/nano-vm-mcp/internal/runtime"
+)
+
+// Approvals: a human decides, never the model. Two channels reach the
+// core's Decide input:
+//   - approve: a configured approver, identified by a token whose hash the
+//     operator configured; the trace records the approver's id and role.
+//   - await_approval: the elicitation form of the client, when the operator
+//     opened that channel. Whoever sits at the client answers, so the trace
+//     records the decider as "elicitation:<caller>".
+
+type inputResponsesKey struct{}
+
+func withInputResponses(ctx context.Context, p mcp.MultiRoundTripParams) context.Context {
+	return context.WithValue(ctx, inputResponsesKey{}, p)
+}
+
+func inputResponses(ctx context.Context) mcp.MultiRoundTripParams {
+	p, _ := ctx.Value(inputResponsesKey{}).(mcp.MultiRoundTripParams)
+	return p
+}
+
+// decisionInput is the id of the elicitation request await_approval makes.
+const decisionInput = "decision"
+
+// approvalTask returns the run's open approval task with seq, or the error
+// the client should see.
+func approvalTask(r *runtime.Run, p *program.Program, seq uint64) (*program.State, error) {
+	if r.Finished() {
+		return nil, errorf(string(runtime.CodeRunFinished), "run %s has ended (%s)", r.ID, r.Status)
+	}
+	if r.Task == nil || r.Task.Kind != string(program.KindApproval) {
+		e := errorf(string(runtime.CodeWrongState), "run %s is not waiting for an approval", r.ID)
+		e.body.Task = r.Task
+		return nil, e
+	}
+	if r.Task.Seq != seq {
+		e := errorf(string(runtime.CodeStaleSeq), "seq %d is not the open approval task's (%d)", seq, r.Task.Seq)
+		e.body.Task = r.Task
+		return nil, e
+	}
+	return p.States[r.State], nil
+}
+
+func (h *handlers) awaitApproval(ctx context.Context, c access.Principal, f map[string]json.RawMessage) (any, error) {
+	var args AwaitApprovalArgs
+	if err := bind(f, &args); err != nil {
+		return nil, err
+	}
+	r, p, err := h.ownRun(ctx, c, args.RunID)
+	if err != nil {
+		return nil, err
+	}
+	st, err := approvalTask(r, p, args.Seq)
+	if err != nil {
+		return nil, err
+	}
+	if !h.ElicitApprovals {
+		return nil, errorf(CodeApprovalChannelClosed, "approvals for run %s are not taken through the client: the operator has not opened the elicitation channel", r.ID)
+	}
+	form, ok := elicitationSchema(st)
+	if !ok {
+		return nil, errorf(CodeApprovalChannelClosed, "the decision form of state %s is not flat, so a client form cannot show it", st.Name)
+	}
+	if !clientCanElicit(ctx) {
+		return nil, errorf(CodeApprovalChannelClosed, "this client did not declare the elicitation capability, so it cannot show the decision form")
+	}
+	state := h.requestState(r.ID, args.Seq, c.ID)
+	mrtr := inputResponses(ctx)
+	answer := server.ElicitationResponse(mrtr.InputResponses, decisionInput)
+	if answer == nil {
+		msg := fmt.Sprintf("Run %s (%s) waits for a decision by a %s.\n\n%s\n\n%s", r.ID, p.Name, st.Role, st.Instructions, viewText(r.Task))
+		return server.NewInputRequestBuilder(state).
+			Elicit(decisionInput, mcp.ElicitationParams{Message: msg, RequestedSchema: form}).
+			ToolResult(), nil
+	}
+	if !hmac.Equal([]byte(mrtr.RequestState), []byte(state)) {
+		return nil, errorf(CodeInvalidRequestState, "the answer does not belong to run %s, seq %d and this caller", r.ID, args.Seq)
+	}
+	if answer.Action != mcp.ElicitationResponseActionAccept {
+		res := RunResult{RunID: r.ID, Status: status(r.Status, r.Task), Transitions: []Hop{}, Task: r.Task}
+		return res, nil
+	}
+	decision, size, err := reencode(answer.Content)
+	if err != nil {
+		return nil, errorf(CodeInvalidArguments, "the decision: %v", err)
+	}
+	a, err := h.Service.Decide(ctx, r.ID, runtime.Decide{
+		Seq: args.Seq, State: st.Name, Role: st.Role, Principal: "elicitation:" + c.ID,
+		Decision: decision, Size: size,
+	})
+	if err != nil {
+		return nil, fromRuntime(err, a.Task)
+	}
+	return runResult(a), nil
+}
+
+func (h *handlers) approve(ctx context.Context, c access.Principal, f map[string]json.RawMessage) (any, error) {
+	var args ApproveArgs
+	if err := bind(f, &args); err != nil {
+		return nil, err
+	}
+	approver, ok := h.approver(c, args.ApproverToken)
+	if !ok {
+		return nil, errorf(CodeForbidden, "no configured approver holds that token")
+	}
+	// The approver acts on any run: approvers are not the agent that
+	// started it.
+	r, p, err := h.Service.Get(ctx, args.RunID)
+	if err != nil {
+		return nil, fromRuntime(err, nil)
+	}
+	st, err := approvalTask(r, p, args.Seq)
+	if err != nil {
+		return nil, err
+	}
+	decision, size, err := value("decision", Value(f["decision"]))
+	if err != nil {
+		return nil, err
+	}
+	a, err := h.Service.Decide(ctx, r.ID, runtime.Decide{
+		Seq: args.Seq, State: st.Name, Role: approver.Role, Principal: approver.ID,
+		Decision: decision, Size: size,
+	})
+	if err != nil {
+		return nil, fromRuntime(err, a.Task)
+	}
+	return runResult(a), nil
+}
+
+// approver identifies the human: by the bearer token the HTTP guard
+// matched, or by the token passed as an argument (operator profile).
+func (h *handlers) approver(c access.Principal, token string) (access.Approver, bool) {
+	if token == "" && c.ApproverRole != "" {
+		return access.Approver{ID: c.ID, Role: c.ApproverRole}, true
+	}
+	if token == "" || h.Approvers == nil {
+		return access.Approver{}, false
+	}
+	return h.Approvers.Lookup(token)
+}
+
+// requestState binds an elicitation round trip to the run, the task's seq
+// and the caller, so an answer cannot be replayed onto another task.
+func (h *handlers) requestState(runID string, seq uint64, principal string) string {
+	mac := hmac.New(sha256.New, h.stateKey)
+	for _, part := range []string{runID, strconv.FormatUint(seq, 10), principal} {
+		mac.Write([]byte(part))
+		mac.Write([]byte{0})
+	}
+	return "v1." + base64.RawURLEncoding.EncodeToString(mac.Sum(nil))
+}
+
+// elicitationSchema is the decision form as an elicitation schema: a flat
+// object of primitive properties, which is all a client form can show.
+func elicitationSchema(st *program.State) (map[string]any, bool) {
+	if st.Output == nil {
+		return nil, false
+	}
+	doc, ok := st.Output.Doc().(map[string]any)
+	if !ok || doc["type"] != "object" {
+		return nil, false
+	}
+	props, _ := doc["properties"].(map[string]any)
+	if len(props) == 0 {
+		return nil, false
+	}
+	for _, p := range props {
+		ps, ok := p.(map[string]any)
+		if !ok {
+			return nil, false
+		}
+		switch ps["type"] {
+		case "string", "number", "integer", "boolean":
+		default:
+			return nil, false
+		}
+	}
+	form := map[string]any{"type": "object", "properties": props}
+	if req, ok := doc["required"]; ok {
+		form["required"] = req
+	}
+	return form, true
+}
+
+func clientCanElicit(ctx context.Context) bool {
+	if info := server.RequestProtocolInfoFromContext(ctx); info != nil && info.ClientCapabilities != nil {
+		return info.ClientCapabilities.Elicitation != nil
+	}
+	if s, ok := server.ClientSessionFromContext(ctx).(server.SessionWithClientInfo); ok {
+		return s.GetClientCapabilities().Elicitation != nil
+	}
+	return false
+}
+
+// viewText shows the approver the task's view as indented JSON.
+func viewText(t *Task) string {
+	b, err := json.MarshalIndent(t.View, "", "  ")
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// reencode turns a client's decoded answer back into strictly decoded JSON
+// (numbers as json.Number) and its size.
+func reencode(v any) (any, int, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, 0, err
+	}
+	out, err := jsonvalue.Decode(b)
+	return out, len(b), err
+}

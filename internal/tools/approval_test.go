@@ -1,0 +1,176 @@
+package tools
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/mark3labs/mcp-go/client"
+	"github.com/mark3labs/mcp-go/mcp"
+	"github.com/mark3labs/mcp-go/server"
+
+	"github.com/nano-vm/nano-vm-mcp/internal/access"
+)
+
+// kycAtApproval drives the KYC example to its compliance decision and
+// returns the run id, the approval task's seq and the decisions left in
+// the approved answers file.
+func kycAtApproval(t *testing.T, h *harness, ctx context.Context) (string, uint64, []json.RawMessage) {
+	t.Helper()
+	res := h.mustCall(ctx, "start_run", map[string]any{"program": "kyc-onboarding", "input": exampleInput(t, "kyc-onboarding.input.json")})
+	runID := res["run_id"].(string)
+	ans := answers(t, "kyc-onboarding.approved.answers.jsonl")
+	res, used := h.drive(ctx, runID, res, ans)
+	if res["status"] != "waiting_approval" {
+		t.Fatalf("status %v, want waiting_approval", res["status"])
+	}
+	return runID, seqOf(t, task(t, res)), ans[used:]
+}
+
+type elicitFunc func(ctx context.Context, req mcp.ElicitationRequest) (*mcp.ElicitationResult, error)
+
+func (f elicitFunc) Elicit(ctx context.Context, req mcp.ElicitationRequest) (*mcp.ElicitationResult, error) {
+	return f(ctx, req)
+}
+
+func TestAwaitApprovalThroughElicitation(t *testing.T) {
+	var asked []mcp.ElicitationRequest
+	decision := map[string]any{"decision": "approve", "reason": "Documents verified; low risk."}
+	action := mcp.ElicitationResponseActionDecline
+	h := newHarness(t, func(c *Config) { c.ElicitApprovals = true },
+		client.WithElicitationHandler(elicitFunc(func(_ context.Context, req mcp.ElicitationRequest) (*mcp.ElicitationResult, error) {
+			asked = append(asked, req)
+			return &mcp.ElicitationResult{ElicitationResponse: mcp.ElicitationResponse{Action: action, Content: decision}}, nil
+		})))
+	ctx := context.Background()
+	runID, seq, _ := kycAtApproval(t, h, ctx)
+
+	// A declined form leaves the run waiting.
+	res := h.mustCall(ctx, "await_approval", map[string]any{"run_id": runID, "seq": seq})
+	if res["status"] != "waiting_approval" || len(asked) != 1 {
+		t.Fatalf("after a decline: %v (%d forms)", res, len(asked))
+	}
+	form := asked[0].Params
+	if !strings.Contains(form.Message, "compliance_officer") {
+		t.Fatalf("the form does not say who decides: %q", form.Message)
+	}
+	if b, _ := json.Marshal(form.RequestedSchema); !strings.Contains(string(b), `"decision"`) {
+		t.Fatalf("the form's schema is not the decision form: %s", b)
+	}
+	h.mustFail(ctx, "await_approval", map[string]any{"run_id": runID, "seq": seq + 1}, "stale_seq")
+
+	action = mcp.ElicitationResponseActionAccept
+	res = h.mustCall(ctx, "await_approval", map[string]any{"run_id": runID, "seq": seq})
+	if res["status"] == "waiting_approval" || res["transition"] == nil {
+		t.Fatalf("the decision did not move the run: %v", res)
+	}
+	events, err := h.cfg.Service.Events(ctx, runID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, e := range events {
+		b, _ := json.Marshal(e)
+		if strings.Contains(string(b), `"elicitation:local"`) {
+			found = true
+		}
+	}
+	if !found {
+		t.Fatal("the trace does not record who decided (elicitation:local)")
+	}
+}
+
+// An answer carrying another task's request state is refused: the state
+// is MAC'd and bound to the run, the seq and the caller.
+func TestAwaitApprovalRequestStateIsBound(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.ElicitApprovals = true })
+	ctx := context.Background()
+	runID, seq, _ := kycAtApproval(t, h, ctx)
+	hd := &handlers{Config: h.cfg, inputs: compileInputs(), stateKey: []byte("k")}
+	good := hd.requestState(runID, seq, "local")
+	for name, state := range map[string]string{
+		"other seq":    hd.requestState(runID, seq+1, "local"),
+		"other caller": hd.requestState(runID, seq, "mallory"),
+		"forged":       "v1.AAAA",
+	} {
+		if state == good {
+			t.Fatalf("%s: same state", name)
+		}
+	}
+	// Through the handler: a forged state with an accepted answer.
+	ctx = withInputResponses(ctx, mcp.MultiRoundTripParams{
+		RequestState: "v1.forged",
+		InputResponses: mcp.InputResponses{decisionInput: mcp.NewElicitationInputResponse(mcp.ElicitationResult{
+			ElicitationResponse: mcp.ElicitationResponse{Action: mcp.ElicitationResponseActionAccept, Content: map[string]any{"decision": "approve", "reason": "x"}},
+		})},
+	})
+	ctx = access.WithPrincipal(ctx, access.Principal{ID: "local", Profile: access.ProfileAgent})
+	hd.ElicitApprovals = true
+	_, err := hd.awaitApproval(withElicitingClient(ctx), access.Principal{ID: "local", Profile: access.ProfileAgent}, map[string]json.RawMessage{
+		"run_id": json.RawMessage(`"` + runID + `"`), "seq": json.RawMessage(jsonNum(seq)),
+	})
+	te, ok := err.(*toolError)
+	if !ok || te.body.Code != CodeInvalidRequestState {
+		t.Fatalf("forged request state: %v", err)
+	}
+}
+
+// withElicitingClient marks ctx as a modern request from a client that
+// declared the elicitation capability.
+func withElicitingClient(ctx context.Context) context.Context {
+	return server.WithRequestProtocolInfo(ctx, &server.RequestProtocolInfo{
+		Modern: true, ProtocolVersion: mcp.LATEST_PROTOCOL_VERSION,
+		ClientCapabilities: &mcp.ClientCapabilities{Elicitation: &mcp.ElicitationCapability{}},
+	})
+}
+
+func jsonNum(n uint64) string { b, _ := json.Marshal(n); return string(b) }
+
+func TestApproveByConfiguredApprovers(t *testing.T) {
+	approvers, err := access.ParseApprovers("approvers.yaml", []byte(approversYAML))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := newHarness(t, func(c *Config) { c.Profile = access.ProfileOperator; c.Approvers = approvers })
+	ctx := context.Background()
+	runID, seq, rest := kycAtApproval(t, h, ctx)
+	var decision map[string]any
+	if err := json.Unmarshal(rest[0], &decision); err != nil {
+		t.Fatal(err)
+	}
+	h.mustFail(ctx, "approve", map[string]any{"run_id": runID, "seq": seq, "decision": decision, "approver_token": "not-a-token-of-anyone"}, CodeForbidden)
+	h.mustFail(ctx, "approve", map[string]any{"run_id": runID, "seq": seq, "decision": decision}, CodeForbidden)
+	// carol is an approver, but not a compliance officer.
+	if m, e := h.call(ctx, "approve", map[string]any{"run_id": runID, "seq": seq, "decision": decision, "approver_token": carolToken}); e == nil {
+		t.Fatalf("carol's decision was accepted: %v", m)
+	}
+	res := h.mustCall(ctx, "approve", map[string]any{"run_id": runID, "seq": seq, "decision": decision, "approver_token": aliceToken})
+	if res["status"] == "waiting_approval" {
+		t.Fatalf("alice's approval did not move the run: %v", res)
+	}
+	events, err := h.cfg.Service.Events(ctx, runID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := json.Marshal(events)
+	if !strings.Contains(string(b), `"alice"`) || strings.Contains(string(b), aliceToken) {
+		t.Fatal("the trace must name alice and never hold her token")
+	}
+}
+
+// An HTTP caller holding an approver token approves without passing it.
+func TestApproveWithApproverBearer(t *testing.T) {
+	approvers, err := access.ParseApprovers("approvers.yaml", []byte(approversYAML))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := newHarness(t, func(c *Config) { c.Approvers = approvers })
+	ctx := context.Background()
+	runID, seq, rest := kycAtApproval(t, h, ctx)
+	alice := access.WithPrincipal(context.Background(), access.Principal{ID: "alice", Profile: access.ProfileAgent, ApproverRole: "compliance_officer"})
+	res := h.mustCall(alice, "approve", map[string]any{"run_id": runID, "seq": seq, "decision": json.RawMessage(rest[0])})
+	if res["status"] == "waiting_approval" {
+		t.Fatalf("not moved: %v", res)
+	}
+}

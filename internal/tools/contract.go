@@ -1,0 +1,235 @@
+package tools
+
+import (
+	"encoding/json"
+
+	"github.com/invopop/jsonschema"
+
+	"github.com/nano-vm/nano-vm-mcp/internal/projection"
+	"github.com/nano-vm/nano-vm-mcp/internal/runtime"
+)
+
+// This file is the public contract: every tool's arguments and structured
+// result as Go types. The JSON Schemas under schemas/tools/ are generated
+// from them (TestToolSchemasUpToDate), and the server advertises exactly
+// those files. Keep names and fields; add fields freely.
+
+// Value is a free-form JSON value (a run input, a step output), kept as the
+// bytes that arrived. Its schema is {} rather than invopop's `true`, which
+// several clients reject.
+type Value json.RawMessage
+
+// JSONSchema makes the schema of a Value the empty schema.
+func (Value) JSONSchema() *jsonschema.Schema { return &jsonschema.Schema{} }
+
+// MarshalJSON writes the value as it is.
+func (v Value) MarshalJSON() ([]byte, error) {
+	if len(v) == 0 {
+		return []byte("null"), nil
+	}
+	return v, nil
+}
+
+// UnmarshalJSON keeps a copy of the bytes.
+func (v *Value) UnmarshalJSON(b []byte) error {
+	*v = append((*v)[:0], b...)
+	return nil
+}
+
+// Object is a free-form JSON object.
+type Object map[string]any
+
+// JSONSchema makes the schema of an Object a plain object schema.
+func (Object) JSONSchema() *jsonschema.Schema { return &jsonschema.Schema{Type: "object"} }
+
+// ListProgramsArgs takes nothing.
+type ListProgramsArgs struct{}
+
+// ProgramInfo is what an agent may know of a program: never its guards.
+type ProgramInfo struct {
+	Name           string `json:"name" jsonschema:"description=The name start_run takes."`
+	Version        string `json:"version"`
+	DefinitionHash string `json:"definition_hash" jsonschema:"description=SHA-256 of the program definition; step may claim it."`
+	Description    string `json:"description"`
+	InputSchema    Object `json:"input_schema" jsonschema:"description=JSON Schema of start_run's input for this program."`
+}
+
+// ListProgramsResult lists the programs a run can be started with.
+type ListProgramsResult struct {
+	Programs []ProgramInfo `json:"programs"`
+}
+
+// StartRunArgs start a run.
+type StartRunArgs struct {
+	Program        string `json:"program" jsonschema:"minLength=1,maxLength=128,description=Name of the program (see list_programs)."`
+	Input          Value  `json:"input" jsonschema:"description=The run input; must match the program's input_schema."`
+	IdempotencyKey string `json:"idempotency_key,omitempty" jsonschema:"minLength=1,maxLength=128,pattern=^[A-Za-z0-9._:-]+$,description=Repeating a start with the same key returns the original run instead of a second one."`
+	Lab            bool   `json:"lab,omitempty" jsonschema:"description=Start a failure-laboratory run that inject_fault may attack."`
+}
+
+// Hop is one transition.
+type Hop = runtime.Hop
+
+// Task is the one bounded step the runtime hands out.
+type Task = projection.Task
+
+// RunResult is what start_run, step, await_approval and approve answer.
+type RunResult struct {
+	RunID       string `json:"run_id"`
+	Status      string `json:"status" jsonschema:"enum=running,enum=waiting_approval,enum=completed,enum=failed,enum=cancelled"`
+	Transition  *Hop   `json:"transition,omitempty" jsonschema:"description=The first hop taken from the answered state."`
+	Transitions []Hop  `json:"transitions" jsonschema:"description=Every hop taken, decision states included."`
+	Task        *Task  `json:"task,omitempty" jsonschema:"description=The next task; absent when the run has ended or waits for a human."`
+	Outcome     string `json:"outcome,omitempty" jsonschema:"description=The terminal state's outcome once the run has ended."`
+	Reason      string `json:"reason,omitempty" jsonschema:"description=Why the runtime ended the run, when it failed."`
+	Duplicate   bool   `json:"duplicate,omitempty" jsonschema:"description=This repeated an earlier call; the original answer is returned and nothing changed."`
+	// Four-eyes approval states: how many distinct approvers have decided
+	// and how many the decision needs.
+	ApprovalsGiven  int `json:"approvals_given,omitempty"`
+	ApprovalsNeeded int `json:"approvals_needed,omitempty"`
+}
+
+// StepToolClaim names the tool a tool task's result comes from.
+type StepToolClaim struct {
+	Name string `json:"name" jsonschema:"minLength=1,maxLength=128"`
+}
+
+// StepArgs answer the current task.
+type StepArgs struct {
+	RunID          string         `json:"run_id" jsonschema:"minLength=1,maxLength=128"`
+	Seq            uint64         `json:"seq" jsonschema:"minimum=1,description=The seq of the task being answered."`
+	Output         Value          `json:"output" jsonschema:"description=The answer; must match the task's output_schema."`
+	State          string         `json:"state,omitempty" jsonschema:"maxLength=128,description=The state you believe you are answering; checked."`
+	Tool           *StepToolClaim `json:"tool,omitempty" jsonschema:"description=For a tool task: the tool whose result this is; checked."`
+	DefinitionHash string         `json:"definition_hash,omitempty" jsonschema:"maxLength=128,description=The program definition you believe you run; checked."`
+}
+
+// RunRef names a run.
+type RunRef struct {
+	RunID string `json:"run_id" jsonschema:"minLength=1,maxLength=128"`
+}
+
+// GetRunResult is a run as an agent may see it.
+type GetRunResult struct {
+	RunID          string   `json:"run_id"`
+	Program        string   `json:"program"`
+	Version        string   `json:"version"`
+	DefinitionHash string   `json:"definition_hash"`
+	Status         string   `json:"status" jsonschema:"enum=running,enum=waiting_approval,enum=completed,enum=failed,enum=cancelled"`
+	State          string   `json:"state"`
+	Seq            uint64   `json:"seq" jsonschema:"description=The current (or last) task's seq."`
+	Path           []string `json:"path" jsonschema:"description=Every state entered, in order."`
+	Task           *Task    `json:"task,omitempty"`
+	Outcome        string   `json:"outcome,omitempty"`
+	Reason         string   `json:"reason,omitempty"`
+	Lab            bool     `json:"lab,omitempty"`
+}
+
+// ReceiptResult is a signed receipt with what a verifier needs.
+type ReceiptResult struct {
+	Receipt   Object `json:"receipt" jsonschema:"description=The receipt body (docs/receipt-format.md); signed as RFC 8785 canonical JSON."`
+	Signature string `json:"signature" jsonschema:"description=Base64 Ed25519 signature over the receipt's canonical bytes."`
+	KeyID     string `json:"key_id"`
+	PublicKey string `json:"public_key" jsonschema:"description=The signer's public key as 'nano-vm-mcp-ed25519 <base64>'."`
+}
+
+// VerifyReceiptArgs check a receipt.
+type VerifyReceiptArgs struct {
+	Receipt   Object `json:"receipt"`
+	Signature string `json:"signature" jsonschema:"minLength=1,maxLength=256"`
+	KeyID     string `json:"key_id,omitempty" jsonschema:"maxLength=128,description=Default: this server's key."`
+	PublicKey string `json:"public_key,omitempty" jsonschema:"maxLength=256,description=Verify with this key instead of this server's."`
+	Trace     string `json:"trace,omitempty" jsonschema:"description=An exported trace (JSON Lines). Default: the run's stored trace."`
+}
+
+// VerifyReceiptResult is the verification report.
+type VerifyReceiptResult struct {
+	Valid    bool     `json:"valid"`
+	Problems []string `json:"problems" jsonschema:"description=Empty when valid; the first names the first failure."`
+	Covered  uint64   `json:"covered" jsonschema:"description=Events the receipt covers."`
+	Later    uint64   `json:"later" jsonschema:"description=Events after them that continue the chain."`
+}
+
+// Divergence is where a replay first differs from the trace.
+type Divergence = runtime.Divergence
+
+// ReplayResult says whether refolding the recorded inputs gave the same
+// events.
+type ReplayResult struct {
+	Identical  bool        `json:"identical"`
+	Divergence *Divergence `json:"divergence,omitempty"`
+}
+
+// InjectFaultArgs name an attack on a lab run.
+type InjectFaultArgs struct {
+	RunID  string `json:"run_id" jsonschema:"minLength=1,maxLength=128"`
+	Fault  string `json:"fault" jsonschema:"enum=tool_injection,enum=policy_bypass,enum=skip_step,enum=reorder_steps,enum=corrupt_receipt,enum=gdpr_erase,enum=invalid_program"`
+	Params Object `json:"params,omitempty"`
+}
+
+// InjectFaultResult is the attack's outcome.
+type InjectFaultResult struct {
+	Fault        string `json:"fault"`
+	Outcome      string `json:"outcome"`
+	Detail       string `json:"detail"`
+	RunUnchanged bool   `json:"run_unchanged"`
+}
+
+// CancelRunArgs end a run.
+type CancelRunArgs struct {
+	RunID  string `json:"run_id" jsonschema:"minLength=1,maxLength=128"`
+	Reason string `json:"reason" jsonschema:"minLength=1,maxLength=1000"`
+}
+
+// CancelRunResult is the run after the cancellation.
+type CancelRunResult struct {
+	RunID  string `json:"run_id"`
+	Status string `json:"status" jsonschema:"enum=running,enum=waiting_approval,enum=completed,enum=failed,enum=cancelled"`
+}
+
+// AwaitApprovalArgs wait for the human decision on an approval task.
+type AwaitApprovalArgs struct {
+	RunID string `json:"run_id" jsonschema:"minLength=1,maxLength=128"`
+	Seq   uint64 `json:"seq" jsonschema:"minimum=1"`
+}
+
+// ApproveArgs record an approver's decision.
+type ApproveArgs struct {
+	RunID         string `json:"run_id" jsonschema:"minLength=1,maxLength=128"`
+	Seq           uint64 `json:"seq" jsonschema:"minimum=1"`
+	Decision      Object `json:"decision" jsonschema:"description=The approval task's decision form (its output_schema)."`
+	ApproverToken string `json:"approver_token,omitempty" jsonschema:"maxLength=512,description=The approver's own token; not needed over HTTP when the bearer token is the approver's."`
+}
+
+// ListRunsArgs filter and page the caller's runs.
+type ListRunsArgs struct {
+	Program string `json:"program,omitempty" jsonschema:"maxLength=128"`
+	Status  string `json:"status,omitempty" jsonschema:"enum=running,enum=completed,enum=failed,enum=cancelled,description=Stored status; running includes runs waiting for approval."`
+	Cursor  string `json:"cursor,omitempty" jsonschema:"maxLength=512,description=next_cursor from the previous page."`
+}
+
+// RunSummary is one row of list_runs.
+type RunSummary struct {
+	RunID          string `json:"run_id"`
+	Program        string `json:"program"`
+	DefinitionHash string `json:"definition_hash"`
+	Status         string `json:"status"`
+	Outcome        string `json:"outcome,omitempty"`
+	StartedAt      string `json:"started_at"`
+	UpdatedAt      string `json:"updated_at"`
+	Events         uint64 `json:"events"`
+}
+
+// ListRunsResult is one page of runs.
+type ListRunsResult struct {
+	Runs       []RunSummary `json:"runs"`
+	NextCursor string       `json:"next_cursor,omitempty"`
+}
+
+// ErrorBody is the first text content of every isError result.
+type ErrorBody struct {
+	Code    string   `json:"code"`
+	Message string   `json:"message"`
+	Details []string `json:"details,omitempty"`
+	Task    *Task    `json:"task,omitempty"`
+}

@@ -1,0 +1,97 @@
+package tools
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/mark3labs/mcp-go/mcp"
+
+	"github.com/nano-vm/nano-vm-mcp/internal/runtime"
+)
+
+// Error codes the tools add to the runtime's rejection codes. Every code is
+// stable; docs/mcp.md lists them all.
+const (
+	CodeInvalidArguments      = "invalid_arguments"       // the arguments do not match the tool's input schema
+	CodeUnknownRun            = "unknown_run"             // no such run, or not the caller's
+	CodeUnknownProgram        = "unknown_program"         // no such program
+	CodeForbidden             = "forbidden"               // the caller's profile or credentials do not allow this
+	CodeNotImplemented        = "not_implemented"         // reserved for a later release
+	CodeApprovalChannelClosed = "approval_channel_closed" // await_approval on a run whose approvals do not go through the client
+	CodeInvalidRequestState   = "invalid_request_state"   // an elicitation answer that does not belong to this run and seq
+	CodeInternal              = "internal"                // the server failed; nothing was changed
+)
+
+// toolError is a domain error a handler reports as an isError result.
+type toolError struct {
+	body ErrorBody
+}
+
+func (e *toolError) Error() string { return e.body.Code + ": " + e.body.Message }
+
+func errorf(code, format string, args ...any) *toolError {
+	return &toolError{ErrorBody{Code: code, Message: fmt.Sprintf(format, args...)}}
+}
+
+// advice says what to do next, by code: the message is read by a model.
+var advice = map[string]string{
+	string(runtime.CodeStaleSeq):           "Answer the task in `task` with its seq, or call get_run to see where the run is.",
+	string(runtime.CodeWrongState):         "Answer the task in `task`: it names the state the run is in.",
+	string(runtime.CodeSchemaViolation):    "Fix the output so it matches the task's output_schema and call step again with the same seq.",
+	string(runtime.CodeGuardDenied):        "No transition accepts this output. Re-read the task's instructions and submit an output the policy allows.",
+	string(runtime.CodeCapabilityDenied):   "Submit only what the task grants: the task's own tool and output fields.",
+	string(runtime.CodeDefinitionMismatch): "The program changed or you named the wrong one. Call get_run and continue under its definition_hash, or leave the claim out.",
+	string(runtime.CodeApprovalRequired):   "This task needs a human decision. Call await_approval, or stop and tell the user an approver must decide.",
+	string(runtime.CodeRunFinished):        "The run has ended. Call get_run for its outcome, or start_run for a new run.",
+	string(runtime.CodeDeadlineExceeded):   "The task timed out. Call get_run to see where the run went.",
+	string(runtime.CodeInvalidInput):       "Fix the input and try again.",
+	"idempotency_conflict":                 "Use a new idempotency_key for a different input, or repeat the original input.",
+	CodeInvalidArguments:                   "Fix the arguments so they match the tool's input schema.",
+	CodeUnknownRun:                         "Check the run_id, or call start_run to begin a new run.",
+	CodeUnknownProgram:                     "Call list_programs for the programs this server runs.",
+	CodeForbidden:                          "This is not allowed for your credentials; do not retry.",
+	CodeNotImplemented:                     "This server does not do this yet; do not retry.",
+	CodeApprovalChannelClosed:              "Approvals for this run are given by configured approvers outside this client. Stop and tell the user the run waits for approval.",
+	CodeInvalidRequestState:                "Call await_approval again without input responses.",
+	CodeInternal:                           "Nothing was changed. Retry later.",
+}
+
+// fromRuntime maps a service error to a tool error. Rejections keep their
+// code and details; unknown runs and programs get the tool codes; anything
+// else is an internal failure, whose text stays in the log.
+func fromRuntime(err error, task *Task) *toolError {
+	var te *toolError
+	if errors.As(err, &te) {
+		return te
+	}
+	var rej *runtime.Rejection
+	if !errors.As(err, &rej) {
+		return errorf(CodeInternal, "the server could not complete the call")
+	}
+	code := string(rej.Code)
+	switch rej.Code {
+	case runtime.CodeNoSuchRun:
+		code = CodeUnknownRun
+		task = nil
+	case runtime.CodeNoSuchProgram:
+		code = CodeUnknownProgram
+		task = nil
+	}
+	return &toolError{ErrorBody{Code: code, Message: rej.Message, Details: rej.Details, Task: task}}
+}
+
+// result renders a tool error as an isError result: the error JSON as the
+// only text content and no structuredContent, which strict clients would
+// validate against the success schema.
+func (e *toolError) result() *mcp.CallToolResult {
+	b := e.body
+	if a := advice[b.Code]; a != "" {
+		b.Message += ". " + a
+	}
+	text, err := json.Marshal(b)
+	if err != nil {
+		text = []byte(`{"code":"internal","message":"the server could not encode its error"}`)
+	}
+	return &mcp.CallToolResult{Content: []mcp.Content{mcp.NewTextContent(string(text))}, IsError: true}
+}

@@ -1,0 +1,390 @@
+package tools
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"time"
+
+	"github.com/nano-vm/nano-vm-mcp/internal/access"
+	"github.com/nano-vm/nano-vm-mcp/internal/jsonvalue"
+	"github.com/nano-vm/nano-vm-mcp/internal/keyring"
+	"github.com/nano-vm/nano-vm-mcp/internal/program"
+	"github.com/nano-vm/nano-vm-mcp/internal/receipt"
+	"github.com/nano-vm/nano-vm-mcp/internal/runtime"
+	"github.com/nano-vm/nano-vm-mcp/internal/tracestore"
+)
+
+// catalog is every tool, in the order tools/list shows them.
+var catalog = []toolSpec{
+	{
+		name: "list_programs", title: "List programs",
+		description: "Lists the programs this server can run: name, version, definition hash, description and the JSON Schema of the input start_run expects. Call it first to choose a program.",
+		args:        ListProgramsArgs{}, result: ListProgramsResult{},
+		readOnly: true, idempotent: true,
+		handle: (*handlers).listPrograms,
+	},
+	{
+		name: "start_run", title: "Start a run",
+		description: "Starts a run of a program with an input matching the program's input_schema. Returns the run_id (keep it: every other tool takes it), the status and the first task to compute. With an idempotency_key, repeating the call returns the original run instead of starting a second one. Runs are kept in the server's durable store until an operator deletes them.",
+		args:        StartRunArgs{}, result: RunResult{},
+		handle: (*handlers).startRun,
+	},
+	{
+		name: "step", title: "Submit a task's output",
+		description: "Submits the output of the current task of a run: run_id, the task's seq and an output matching the task's output_schema, computed from the task's view and instructions only. The runtime checks it, chooses the transition and returns the next task, or the outcome when the run ends. On an error the JSON says why (code) and what to do; stale_seq and wrong_state carry the current task. Repeating the last accepted step exactly returns the original answer.",
+		args:        StepArgs{}, result: RunResult{},
+		handle: (*handlers).step,
+	},
+	{
+		name: "get_run", title: "Get a run",
+		description: "Returns where a run stands: status, current state and seq, the path of states so far, the open task if any, and the outcome once it has ended. Use it to recover after an error or a lost answer.",
+		args:        RunRef{}, result: GetRunResult{},
+		readOnly: true, idempotent: true,
+		handle: (*handlers).getRun,
+	},
+	{
+		name: "get_receipt", title: "Get a signed receipt",
+		description: "Returns the run's receipt, signed with the server's Ed25519 key: a deterministic summary of the run's trace (program, status, outcome, path, counts, Merkle root) that anyone can verify offline. Provisional while the run is going, final once it has ended.",
+		args:        RunRef{}, result: ReceiptResult{},
+		readOnly: true, idempotent: true,
+		handle: (*handlers).getReceipt,
+	},
+	{
+		name: "verify_receipt", title: "Verify a receipt",
+		description: "Verifies a signed receipt: recomputes it from the trace (the given exported trace, or the run's stored trace), compares it byte for byte and checks the signature. Returns valid and the problems found, the first failure first.",
+		args:        VerifyReceiptArgs{}, result: VerifyReceiptResult{},
+		readOnly: true, idempotent: true,
+		handle: (*handlers).verifyReceipt,
+	},
+	{
+		name: "replay_run", title: "Replay a run",
+		description: "Feeds the run's recorded inputs through the runtime again under its pinned program and compares every event with the trace. Returns identical, or the first divergence.",
+		args:        RunRef{}, result: ReplayResult{},
+		readOnly: true, idempotent: true,
+		handle: (*handlers).replayRun,
+	},
+	{
+		name: "inject_fault", title: "Inject a fault (failure laboratory)",
+		description: "Attacks a failure-laboratory run (started with lab: true) with a named fault to show how the runtime answers it. Only for lab runs, or for an operator.",
+		args:        InjectFaultArgs{}, result: InjectFaultResult{},
+		destructive: true,
+		handle:      (*handlers).injectFault,
+	},
+	{
+		name: "cancel_run", title: "Cancel a run",
+		description: "Cancels a running run with a reason. The run ends with status cancelled; its trace and receipt stay.",
+		args:        CancelRunArgs{}, result: CancelRunResult{},
+		destructive: true, idempotent: true,
+		handle: (*handlers).cancelRun,
+	},
+	{
+		name: "await_approval", title: "Ask for a human approval",
+		description: "For a run waiting for approval (status waiting_approval): asks the human at the client for the decision, through the client's elicitation form, and submits it. Works only where the operator opened this channel; otherwise it fails with approval_channel_closed and the run waits for a configured approver.",
+		args:        AwaitApprovalArgs{}, result: RunResult{},
+		handle: (*handlers).awaitApproval,
+	},
+	{
+		name: "list_runs", title: "List runs",
+		description: "Lists your runs, newest first, optionally by program or stored status, one page at a time (pass next_cursor back as cursor).",
+		args:        ListRunsArgs{}, result: ListRunsResult{},
+		readOnly: true, idempotent: true,
+		handle: (*handlers).listRuns,
+	},
+	{
+		name: "approve", title: "Record an approver's decision",
+		description: "Records a configured approver's decision on an approval task (operator profile, or a caller holding an approver token). The approver's role must be the state's role; the trace records the approver's id, never the token.",
+		args:        ApproveArgs{}, result: RunResult{},
+		operator: true, approver: true,
+		handle: (*handlers).approve,
+	},
+}
+
+// status is the status a client sees: a running run whose open task is an
+// approval waits for a human.
+func status(s runtime.Status, t *Task) string {
+	if s == runtime.StatusRunning && t != nil && t.Kind == string(program.KindApproval) {
+		return "waiting_approval"
+	}
+	return string(s)
+}
+
+func runResult(a runtime.Answer) RunResult {
+	r := RunResult{
+		RunID: a.RunID, Status: status(a.Status, a.Task), Transition: a.Transition,
+		Transitions: a.Transitions, Task: a.Task, Outcome: a.Outcome, Reason: a.Reason,
+		Duplicate: a.Duplicate, ApprovalsGiven: a.ApprovalsGiven, ApprovalsNeeded: a.ApprovalsNeeded,
+	}
+	if r.Transitions == nil {
+		r.Transitions = []Hop{}
+	}
+	return r
+}
+
+func (h *handlers) listPrograms(_ context.Context, _ access.Principal, _ map[string]json.RawMessage) (any, error) {
+	res := ListProgramsResult{Programs: []ProgramInfo{}}
+	for _, p := range h.Service.Programs() {
+		res.Programs = append(res.Programs, programInfo(p))
+	}
+	return res, nil
+}
+
+func programInfo(p *program.Program) ProgramInfo {
+	in, _ := p.Input.Doc().(map[string]any)
+	return ProgramInfo{Name: p.Name, Version: p.Version, DefinitionHash: p.Hash, Description: p.Description, InputSchema: in}
+}
+
+func (h *handlers) startRun(ctx context.Context, c access.Principal, f map[string]json.RawMessage) (any, error) {
+	var args StartRunArgs
+	if err := bind(f, &args); err != nil {
+		return nil, err
+	}
+	input, size, err := value("input", args.Input)
+	if err != nil {
+		return nil, err
+	}
+	a, err := h.Service.StartRun(ctx, runtime.StartOptions{
+		Program: args.Program, Input: input, Size: size, Principal: c.ID,
+		Lab: args.Lab, IdempotencyKey: args.IdempotencyKey,
+	})
+	if err != nil {
+		return nil, fromRuntime(err, nil)
+	}
+	return runResult(a), nil
+}
+
+// ownRun loads a run the caller may act on. An agent reaches only its own
+// principal's runs; anyone else's look like no run at all, so run ids
+// cannot be probed.
+func (h *handlers) ownRun(ctx context.Context, c access.Principal, runID string) (*runtime.Run, *program.Program, error) {
+	r, p, err := h.Service.Get(ctx, runID)
+	if err != nil {
+		return nil, nil, fromRuntime(err, nil)
+	}
+	if c.Profile != access.ProfileOperator && r.Principal != c.ID {
+		return nil, nil, errorf(CodeUnknownRun, "no run %s", runID)
+	}
+	return r, p, nil
+}
+
+func (h *handlers) step(ctx context.Context, c access.Principal, f map[string]json.RawMessage) (any, error) {
+	var args StepArgs
+	if err := bind(f, &args); err != nil {
+		return nil, err
+	}
+	r, _, err := h.ownRun(ctx, c, args.RunID)
+	if err != nil {
+		return nil, err
+	}
+	output, size, err := value("output", args.Output)
+	if err != nil {
+		return nil, err
+	}
+	in := runtime.Submit{
+		Seq: args.Seq, State: args.State, DefinitionHash: args.DefinitionHash,
+		Actor: runtime.ActorModel, Principal: c.ID, Output: output, Size: size,
+	}
+	if args.Tool != nil {
+		in.Tool = args.Tool.Name
+	}
+	// A tool task's result comes from the tool runner; the core checks
+	// that the state is a tool state and the tool the one it granted.
+	if r.Task != nil && r.Task.Kind == string(program.KindTool) && r.Task.Seq == args.Seq {
+		in.Actor = runtime.ActorTool
+	}
+	a, err := h.Service.Submit(ctx, args.RunID, in)
+	if err != nil {
+		return nil, fromRuntime(err, a.Task)
+	}
+	return runResult(a), nil
+}
+
+func (h *handlers) getRun(ctx context.Context, c access.Principal, f map[string]json.RawMessage) (any, error) {
+	var args RunRef
+	if err := bind(f, &args); err != nil {
+		return nil, err
+	}
+	r, p, err := h.ownRun(ctx, c, args.RunID)
+	if err != nil {
+		return nil, err
+	}
+	res := GetRunResult{
+		RunID: r.ID, Program: p.Name, Version: p.Version, DefinitionHash: p.Hash,
+		Status: status(r.Status, r.Task), State: r.State, Seq: r.Seq, Path: r.Path,
+		Task: r.Task, Reason: r.Reason, Lab: r.Lab,
+	}
+	if r.Finished() {
+		res.Outcome = r.Outcome
+	}
+	if res.Path == nil {
+		res.Path = []string{}
+	}
+	return res, nil
+}
+
+// signedReceipt derives and signs the receipt over the run's stored trace.
+func (h *handlers) signedReceipt(ctx context.Context, runID string) (*ReceiptResult, error) {
+	recs, err := h.Store.Load(ctx, runID)
+	if errors.Is(err, tracestore.ErrNotFound) {
+		return nil, errorf(CodeUnknownRun, "no run %s", runID)
+	}
+	if err != nil {
+		return nil, err
+	}
+	body, err := receipt.Derive(recs, uint64(len(recs)), receipt.KeyID(h.Keys.Public()))
+	if err != nil {
+		return nil, err
+	}
+	signed, err := receipt.Sign(body, h.Keys.Signing)
+	if err != nil {
+		return nil, err
+	}
+	var obj Object
+	if err := json.Unmarshal(signed.Receipt, &obj); err != nil {
+		return nil, err
+	}
+	return &ReceiptResult{Receipt: obj, Signature: signed.Signature, KeyID: signed.KeyID, PublicKey: keyring.FormatPublicKey(h.Keys.Public())}, nil
+}
+
+func (h *handlers) getReceipt(ctx context.Context, c access.Principal, f map[string]json.RawMessage) (any, error) {
+	var args RunRef
+	if err := bind(f, &args); err != nil {
+		return nil, err
+	}
+	if _, _, err := h.ownRun(ctx, c, args.RunID); err != nil {
+		return nil, err
+	}
+	return h.signedReceipt(ctx, args.RunID)
+}
+
+func (h *handlers) verifyReceipt(ctx context.Context, c access.Principal, f map[string]json.RawMessage) (any, error) {
+	// The receipt's canonical bytes are what was signed: it is re-read
+	// strictly from the raw argument, numbers and all.
+	raw := f["receipt"]
+	body, err := jsonvalue.Decode(raw)
+	if err != nil {
+		return nil, errorf(CodeInvalidArguments, "receipt: %v", err)
+	}
+	canon, err := jsonvalue.Canonical(body)
+	if err != nil {
+		return nil, errorf(CodeInvalidArguments, "receipt: %v", err)
+	}
+	var args VerifyReceiptArgs
+	if err := bind(f, &args); err != nil {
+		return nil, err
+	}
+	pub := h.Keys.Public()
+	if args.PublicKey != "" {
+		if pub, err = keyring.ParsePublicKey([]byte(args.PublicKey)); err != nil {
+			return nil, errorf(CodeInvalidArguments, "public_key: %v", err)
+		}
+	}
+	keyID := args.KeyID
+	if keyID == "" {
+		keyID = receipt.KeyID(pub)
+	}
+	report := VerifyReceiptResult{Problems: []string{}}
+	var recs []tracestore.Record
+	if args.Trace != "" {
+		recs, err = receipt.ParseTrace(bytes.NewReader([]byte(args.Trace)))
+		if err != nil {
+			report.Problems = append(report.Problems, err.Error())
+			return report, nil
+		}
+	} else {
+		runID, _ := args.Receipt["run_id"].(string)
+		if runID == "" {
+			return nil, errorf(CodeInvalidArguments, "the receipt names no run_id; pass the trace")
+		}
+		if _, _, err := h.ownRun(ctx, c, runID); err != nil {
+			return nil, err
+		}
+		if recs, err = h.Store.Load(ctx, runID); err != nil {
+			return nil, err
+		}
+	}
+	rep := receipt.Verify(&receipt.Signed{Receipt: canon, Signature: args.Signature, KeyID: keyID}, recs, pub)
+	report.Valid, report.Covered, report.Later = rep.Valid, rep.Covered, rep.Later
+	if rep.Problems != nil {
+		report.Problems = rep.Problems
+	}
+	return report, nil
+}
+
+func (h *handlers) replayRun(ctx context.Context, c access.Principal, f map[string]json.RawMessage) (any, error) {
+	var args RunRef
+	if err := bind(f, &args); err != nil {
+		return nil, err
+	}
+	_, p, err := h.ownRun(ctx, c, args.RunID)
+	if err != nil {
+		return nil, err
+	}
+	events, err := h.Service.Events(ctx, args.RunID)
+	if err != nil {
+		return nil, fromRuntime(err, nil)
+	}
+	d, err := runtime.Replay(p, events)
+	if err != nil {
+		return nil, err
+	}
+	return ReplayResult{Identical: d == nil, Divergence: d}, nil
+}
+
+func (h *handlers) injectFault(ctx context.Context, c access.Principal, f map[string]json.RawMessage) (any, error) {
+	var args InjectFaultArgs
+	if err := bind(f, &args); err != nil {
+		return nil, err
+	}
+	r, _, err := h.ownRun(ctx, c, args.RunID)
+	if err != nil {
+		return nil, err
+	}
+	if !r.Lab && c.Profile != access.ProfileOperator {
+		return nil, errorf(CodeForbidden, "run %s is not a lab run: faults are injected only into runs started with lab: true, or by an operator", args.RunID)
+	}
+	return nil, errorf(CodeNotImplemented, "the %s fault is not implemented yet", args.Fault)
+}
+
+func (h *handlers) cancelRun(ctx context.Context, c access.Principal, f map[string]json.RawMessage) (any, error) {
+	var args CancelRunArgs
+	if err := bind(f, &args); err != nil {
+		return nil, err
+	}
+	if _, _, err := h.ownRun(ctx, c, args.RunID); err != nil {
+		return nil, err
+	}
+	a, err := h.Service.Cancel(ctx, args.RunID, c.ID, args.Reason)
+	if err != nil {
+		return nil, fromRuntime(err, nil)
+	}
+	return CancelRunResult{RunID: a.RunID, Status: status(a.Status, a.Task)}, nil
+}
+
+func (h *handlers) listRuns(ctx context.Context, c access.Principal, f map[string]json.RawMessage) (any, error) {
+	var args ListRunsArgs
+	if err := bind(f, &args); err != nil {
+		return nil, err
+	}
+	filter := tracestore.ListFilter{Program: args.Program, Status: args.Status, Cursor: args.Cursor, Limit: 50}
+	if c.Profile != access.ProfileOperator {
+		filter.Principal = c.ID
+	}
+	infos, next, err := h.Store.ListRuns(ctx, filter)
+	if errors.Is(err, tracestore.ErrBadCursor) {
+		return nil, errorf(CodeInvalidArguments, "cursor is not one this server handed out")
+	}
+	if err != nil {
+		return nil, err
+	}
+	res := ListRunsResult{Runs: make([]RunSummary, 0, len(infos)), NextCursor: next}
+	for _, i := range infos {
+		res.Runs = append(res.Runs, RunSummary{
+			RunID: i.RunID, Program: i.Program, DefinitionHash: i.DefinitionHash,
+			Status: i.Status, Outcome: i.Outcome, Events: i.Events,
+			StartedAt: i.StartedAt.UTC().Format(time.RFC3339Nano), UpdatedAt: i.UpdatedAt.UTC().Format(time.RFC3339Nano),
+		})
+	}
+	return res, nil
+}

@@ -1,0 +1,293 @@
+// Package tools serves the governed runtime over MCP: the tools, resources
+// and prompt a client reaches, for the agent and the operator profile.
+//
+// Handlers decode and check the arguments, call the runtime service and
+// encode its answer; they hold no business rules. Domain errors come back
+// as isError results whose only content is the error JSON (ErrorBody),
+// never as JSON-RPC errors and never with structuredContent.
+package tools
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"strings"
+	"time"
+
+	"github.com/mark3labs/mcp-go/mcp"
+	"github.com/mark3labs/mcp-go/server"
+	"go.uber.org/zap"
+
+	"github.com/nano-vm/nano-vm-mcp/internal/access"
+	"github.com/nano-vm/nano-vm-mcp/internal/jsonvalue"
+	"github.com/nano-vm/nano-vm-mcp/internal/keyring"
+	"github.com/nano-vm/nano-vm-mcp/internal/runtime"
+	"github.com/nano-vm/nano-vm-mcp/internal/tracestore"
+)
+
+// ServerName is the name the server gives in its implementation info. It
+// is short: clients prefix tool names with it (mcp__nano-vm__step).
+const ServerName = "nano-vm"
+
+// Config wires the handlers to the runtime.
+type Config struct {
+	Service *runtime.Service
+	Store   tracestore.Store
+	Keys    *keyring.Keyring
+	// Profile is what this server exposes: ProfileAgent (the default) or
+	// ProfileOperator. A caller whose principal carries a profile (HTTP)
+	// gets that profile's server; see NewServer.
+	Profile access.Profile
+	// Approvers are the humans who may decide approval tasks (approve).
+	Approvers *access.Approvers
+	// ElicitApprovals opens the elicitation channel: await_approval asks
+	// whoever sits at the client for the decision. Off by default.
+	ElicitApprovals bool
+	Version         string
+	Log             *zap.Logger
+	// Now is the clock for request-state expiry; default time.Now.
+	Now func() time.Time
+}
+
+// handlers holds the wired dependencies.
+type handlers struct {
+	Config
+	inputs compiledSchemas
+	// stateKey MACs the requestState handed out by await_approval.
+	stateKey []byte
+}
+
+// toolSpec is one tool of the catalog: its contract types, its text for
+// the model and its annotations, all four set explicitly (mcp-go's
+// defaults call every tool destructive and open-world).
+type toolSpec struct {
+	name, title, description string
+	args, result             any
+	readOnly, destructive    bool
+	idempotent               bool
+	operator                 bool // operator profile only
+	approver                 bool // also for a caller holding an approver token
+	handle                   func(h *handlers, ctx context.Context, c access.Principal, raw map[string]json.RawMessage) (any, error)
+}
+
+// NewServer returns the MCP server for cfg.Profile.
+func NewServer(cfg Config) *server.MCPServer {
+	if cfg.Profile == "" {
+		cfg.Profile = access.ProfileAgent
+	}
+	if cfg.Log == nil {
+		cfg.Log = zap.NewNop()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	mac := hmac.New(sha256.New, cfg.Keys.Secret)
+	mac.Write([]byte("nano-vm-mcp request state"))
+	h := &handlers{Config: cfg, inputs: compileInputs(), stateKey: mac.Sum(nil)}
+
+	s := server.NewMCPServer(ServerName, cfg.Version,
+		server.WithTitle("nano-vm-mcp: governed execution runtime"),
+		server.WithInstructions(instructions),
+		server.WithToolCapabilities(false),
+		server.WithResourceCapabilities(false, false),
+		server.WithPromptCapabilities(false),
+		server.WithLogging(),
+		server.WithRecovery(),
+		server.WithResourceRecovery(),
+		server.WithToolFilter(h.visibleTools),
+	)
+	for i := range catalog {
+		t := &catalog[i]
+		if t.operator && cfg.Profile != access.ProfileOperator && !t.approver {
+			continue
+		}
+		s.AddTool(t.tool(), h.dispatch(t))
+	}
+	h.addResources(s)
+	h.addPrompts(s)
+	return s
+}
+
+const instructions = `nano-vm-mcp runs declared programs (finite-state machines) step by step.
+The runtime decides the control flow; you compute one bounded task at a time.
+Call list_programs, then start_run. Each answer carries a task: compute an output
+that matches its output_schema from its view and instructions only, and submit
+it with step (run_id, seq). Repeat until the run completes, fails, or waits for
+a human approval (status waiting_approval). Errors are JSON with a stable code
+and a message that says what to do next.`
+
+// tool renders the spec as an mcp.Tool with the committed schemas.
+func (t *toolSpec) tool() mcp.Tool {
+	opts := []mcp.ToolOption{
+		mcp.WithDescription(t.description),
+		mcp.WithRawInputSchema(compact(schemaOf(t.args))),
+		mcp.WithToolAnnotation(mcp.ToolAnnotation{
+			Title:           t.title,
+			ReadOnlyHint:    mcp.ToBoolPtr(t.readOnly),
+			DestructiveHint: mcp.ToBoolPtr(t.destructive),
+			IdempotentHint:  mcp.ToBoolPtr(t.idempotent),
+			OpenWorldHint:   mcp.ToBoolPtr(false),
+		}),
+	}
+	if t.result != nil {
+		opts = append(opts, mcp.WithRawOutputSchema(compact(schemaOf(t.result))))
+	}
+	tool := mcp.NewTool(t.name, opts...)
+	tool.InputSchema = mcp.ToolInputSchema{} // the raw schema replaces NewTool's empty one
+	return tool
+}
+
+// visibleTools hides the approve tool from agents that hold no approver
+// token. The filter runs on tools/list and on tools/call.
+func (h *handlers) visibleTools(ctx context.Context, tools []mcp.Tool) []mcp.Tool {
+	c := h.caller(ctx)
+	out := tools[:0:0]
+	for _, t := range tools {
+		spec := specByName(t.Name)
+		if spec != nil && spec.operator && c.Profile != access.ProfileOperator && !(spec.approver && c.ApproverRole != "") {
+			continue
+		}
+		out = append(out, t)
+	}
+	return out
+}
+
+func specByName(name string) *toolSpec {
+	for i := range catalog {
+		if catalog[i].name == name {
+			return &catalog[i]
+		}
+	}
+	return nil
+}
+
+// caller is the principal of the request: set by the HTTP guard, or the
+// local user of a stdio server with this server's profile.
+func (h *handlers) caller(ctx context.Context) access.Principal {
+	if p, ok := access.FromContext(ctx); ok {
+		return p
+	}
+	return access.Principal{ID: "local", Profile: h.Profile}
+}
+
+// dispatch decodes the arguments strictly, checks them against the tool's
+// input schema, runs the handler and renders its result.
+func (h *handlers) dispatch(t *toolSpec) server.ToolHandlerFunc {
+	return func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+		start := time.Now()
+		c := h.caller(ctx)
+		out, err := h.call(ctx, t, c, req)
+		res := h.render(t, out, err)
+		h.Log.Info("tool call", zap.String("tool", t.name), zap.String("principal", c.ID),
+			zap.Bool("is_error", res.IsError), zap.Duration("took", time.Since(start)),
+			zap.String("protocol", server.RequestProtocolVersion(ctx)))
+		return res, nil
+	}
+}
+
+func (h *handlers) call(ctx context.Context, t *toolSpec, c access.Principal, req mcp.CallToolRequest) (any, error) {
+	raw, err := rawArguments(req)
+	if err != nil {
+		return nil, err
+	}
+	args, err := jsonvalue.DecodeDepth(raw, jsonvalue.MaxDepth)
+	if err != nil {
+		return nil, errorf(CodeInvalidArguments, "the arguments are not valid JSON: %v", err)
+	}
+	if vs := h.inputs[t.name].Validate(args); len(vs) > 0 {
+		e := errorf(CodeInvalidArguments, "the arguments do not match %s's input schema", t.name)
+		for _, v := range vs {
+			e.body.Details = append(e.body.Details, v.String())
+		}
+		return nil, e
+	}
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &fields); err != nil {
+		return nil, errorf(CodeInvalidArguments, "the arguments must be an object")
+	}
+	if t.name == "await_approval" {
+		ctx = withInputResponses(ctx, req.Params.MultiRoundTripParams)
+	} else {
+		// A call that has begun finishes even when the client goes away or
+		// the server shuts down: its append is durable or never happened,
+		// and the answer stays retrievable (a duplicate step returns it).
+		ctx = context.WithoutCancel(ctx)
+	}
+	return t.handle(h, ctx, c, fields)
+}
+
+// rawArguments returns the arguments as they arrived: numbers keep their
+// digits (mcp-go would turn them into float64).
+func rawArguments(req mcp.CallToolRequest) ([]byte, error) {
+	if raw := req.Params.RawArguments; len(raw) > 0 && string(raw) != "null" {
+		return raw, nil
+	}
+	if req.Params.Arguments == nil {
+		return []byte("{}"), nil
+	}
+	b, err := json.Marshal(req.Params.Arguments)
+	if err != nil {
+		return nil, errorf(CodeInvalidArguments, "the arguments cannot be read")
+	}
+	return b, nil
+}
+
+// render turns a handler's answer into the tool result.
+func (h *handlers) render(t *toolSpec, out any, err error) *mcp.CallToolResult {
+	if err != nil {
+		var te *toolError
+		if !errors.As(err, &te) {
+			h.Log.Error("tool failed", zap.String("tool", t.name), zap.Error(err))
+			te = errorf(CodeInternal, "the server could not complete the call")
+		}
+		return te.result()
+	}
+	if r, ok := out.(*mcp.CallToolResult); ok { // an input request
+		return r
+	}
+	text, merr := json.Marshal(out)
+	if merr != nil {
+		h.Log.Error("encode result", zap.String("tool", t.name), zap.Error(merr))
+		return errorf(CodeInternal, "the server could not encode the result").result()
+	}
+	return mcp.NewToolResultStructured(json.RawMessage(text), string(text))
+}
+
+// decodeField unmarshals one argument into v when it is present.
+func decodeField(fields map[string]json.RawMessage, name string, v any) error {
+	raw, ok := fields[name]
+	if !ok {
+		return nil
+	}
+	if err := json.Unmarshal(raw, v); err != nil {
+		return errorf(CodeInvalidArguments, "%s: %v", name, err)
+	}
+	return nil
+}
+
+// bind unmarshals the arguments into a contract struct.
+func bind(fields map[string]json.RawMessage, v any) error {
+	b, err := json.Marshal(fields)
+	if err != nil {
+		return errorf(CodeInvalidArguments, "the arguments cannot be read")
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return errorf(CodeInvalidArguments, "%v", strings.TrimPrefix(err.Error(), "json: "))
+	}
+	return nil
+}
+
+// value decodes a free-form argument strictly (numbers keep their digits)
+// and returns its size as it arrived.
+func value(name string, raw Value) (any, int, error) {
+	if len(raw) == 0 {
+		return nil, 0, errorf(CodeInvalidArguments, "%s is required", name)
+	}
+	v, err := jsonvalue.Decode(raw)
+	if err != nil {
+		return nil, 0, errorf(CodeInvalidArguments, "%s: %v", name, err)
+	}
+	return v, len(raw), nil
+}
