@@ -393,6 +393,32 @@ func TestServeHTTPDrivesKYCToEachOutcome(t *testing.T) {
 	}
 }
 
+// The deprecated HTTP+SSE transport serves old clients the same tools.
+func TestServeLegacySSE(t *testing.T) {
+	addr := freeAddr(t)
+	cmd := exec.Command(serverBinary(t), "serve", "--transport", "sse", "--addr", addr, "--store", "memory")
+	cmd.Env = append(os.Environ(), "NANO_VM_ACCESS_TOKEN="+testAccessToken)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() })
+	waitListening(t, addr)
+	c, err := client.NewSSEMCPClient("http://"+addr+"/sse", transport.WithHeaders(map[string]string{"Authorization": "Bearer " + testAccessToken}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	initialize(t, c, "2024-11-05")
+	input, _ := os.ReadFile("../../examples/refund.input.json")
+	res, e := callTool(t, c, "start_run", map[string]any{"program": "refund", "input": json.RawMessage(input)})
+	if e != nil || res["task"] == nil {
+		t.Fatalf("start_run over SSE: %v %v", res, e)
+	}
+}
+
 // The HTTP listener refuses what it must, end to end; the access package
 // tests every rule in detail.
 func TestServeHTTPRefusals(t *testing.T) {

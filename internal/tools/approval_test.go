@@ -34,11 +34,20 @@ func (f elicitFunc) Elicit(ctx context.Context, req mcp.ElicitationRequest) (*mc
 	return f(ctx, req)
 }
 
+// await_approval asks through elicitation/create in the handshake era and
+// through an input_required result (MRTR) for 2026-07-28 clients; one
+// handler serves both.
 func TestAwaitApprovalThroughElicitation(t *testing.T) {
+	for _, version := range []string{mcp.LATEST_LEGACY_PROTOCOL_VERSION, mcp.LATEST_PROTOCOL_VERSION} {
+		t.Run(version, func(t *testing.T) { testAwaitApproval(t, version) })
+	}
+}
+
+func testAwaitApproval(t *testing.T, version string) {
 	var asked []mcp.ElicitationRequest
 	decision := map[string]any{"decision": "approve", "reason": "Documents verified; low risk."}
 	action := mcp.ElicitationResponseActionDecline
-	h := newHarness(t, func(c *Config) { c.ElicitApprovals = true },
+	h := newHarnessAt(t, version, func(c *Config) { c.ElicitApprovals = true },
 		client.WithElicitationHandler(elicitFunc(func(_ context.Context, req mcp.ElicitationRequest) (*mcp.ElicitationResult, error) {
 			asked = append(asked, req)
 			return &mcp.ElicitationResult{ElicitationResponse: mcp.ElicitationResponse{Action: action, Content: decision}}, nil

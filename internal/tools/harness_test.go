@@ -49,6 +49,13 @@ func (l *lockedRand) Read(p []byte) (int, error) {
 
 func newHarness(t *testing.T, tune func(*Config), clientOpts ...client.ClientOption) *harness {
 	t.Helper()
+	return newHarnessAt(t, mcp.LATEST_LEGACY_PROTOCOL_VERSION, tune, clientOpts...)
+}
+
+// newHarnessAt connects with the given protocol revision: a legacy one
+// (initialize handshake) or 2026-07-28 (stateless, per-request _meta).
+func newHarnessAt(t *testing.T, version string, tune func(*Config), clientOpts ...client.ClientOption) *harness {
+	t.Helper()
 	ctx := context.Background()
 	rnd := &lockedRand{r: rand.New(rand.NewSource(1))}
 	keys, err := keyring.Ephemeral(rnd)
@@ -88,7 +95,7 @@ func newHarness(t *testing.T, tune func(*Config), clientOpts ...client.ClientOpt
 		t.Fatal(err)
 	}
 	init := mcp.InitializeRequest{}
-	init.Params.ProtocolVersion = mcp.LATEST_LEGACY_PROTOCOL_VERSION
+	init.Params.ProtocolVersion = version
 	init.Params.ClientInfo = mcp.Implementation{Name: "harness", Version: "1"}
 	if len(clientOpts) > 0 {
 		init.Params.Capabilities.Elicitation = &mcp.ElicitationCapability{}
