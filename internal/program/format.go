@@ -61,6 +61,7 @@ type StateSpec struct {
 	Tool         string            `json:"tool,omitempty" jsonschema:"pattern=^[A-Za-z][A-Za-z0-9_.-]*$" jsonschema_description:"The tool the caller must run (tool)."`
 	Arguments    map[string]string `json:"arguments,omitempty" jsonschema_description:"Tool arguments: argument name to CEL expression (tool)."`
 	Role         string            `json:"role,omitempty" jsonschema:"pattern=^[a-z][a-z0-9_]*$" jsonschema_description:"Who may decide (approval)."`
+	Elicitation  bool              `json:"elicitation,omitempty" jsonschema_description:"Also let the human at the MCP client decide, through the client's elicitation form (await_approval), besides configured approvers (approval). Off by default: whoever sits at the client answers it."`
 	Approvals    int               `json:"approvals,omitempty" jsonschema:"minimum=1,maximum=9" jsonschema_description:"How many distinct approvers must submit the identical decision before it takes effect (approval; four-eyes). Default 1."`
 	Outcome      string            `json:"outcome,omitempty" jsonschema:"pattern=^[A-Z][A-Z0-9_]*$" jsonschema_description:"The run's outcome (terminal). FAILED and CANCELLED are reserved for the runtime."`
 	Transitions  []TransitionSpec  `json:"transitions,omitempty" jsonschema_description:"Outgoing transitions, tried in order; the first whose guard holds wins."`

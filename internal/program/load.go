@@ -185,6 +185,7 @@ func (l *loader) compile(doc Document, order []string) *Program {
 			st.RejectNoMatch = spec.OnNoMatch == "reject"
 		}
 		if st.Kind == KindApproval {
+			st.Elicitation = spec.Elicitation
 			st.Approvals = 1
 			switch {
 			case spec.Approvals == 0 || spec.Approvals == 1:
@@ -323,7 +324,7 @@ var kindFields = map[Kind][]string{
 	KindLLM:      {"instructions", "view", "output_schema", "transitions", "on_no_match", "max_attempts", "max_visits", "timeout", "on_timeout"},
 	KindTool:     {"instructions", "output_schema", "tool", "arguments", "transitions", "on_no_match", "max_attempts", "max_visits", "timeout", "on_timeout"},
 	KindDecision: {"transitions", "max_visits"},
-	KindApproval: {"instructions", "view", "output_schema", "role", "approvals", "transitions", "on_no_match", "max_attempts", "max_visits", "timeout", "on_timeout"},
+	KindApproval: {"instructions", "view", "output_schema", "role", "approvals", "elicitation", "transitions", "on_no_match", "max_attempts", "max_visits", "timeout", "on_timeout"},
 	KindTerminal: {"outcome"},
 }
 
@@ -336,6 +337,7 @@ func (l *loader) checkKindFields(name string, s StateSpec) {
 		"arguments":     len(s.Arguments) > 0,
 		"role":          s.Role != "",
 		"approvals":     s.Approvals != 0,
+		"elicitation":   s.Elicitation,
 		"outcome":       s.Outcome != "",
 		"transitions":   len(s.Transitions) > 0,
 		"on_no_match":   s.OnNoMatch != "",

@@ -416,3 +416,13 @@ func TestApprovalsOnlyOnApprovalStates(t *testing.T) {
 	}
 	t.Fatalf("approvals on an llm state loaded or was not named:\n%s", problemsText(probs))
 }
+
+func TestElicitationOnlyOnApprovalStates(t *testing.T) {
+	_, probs := load(t, repl("    instructions: do it", "    instructions: do it\n    elicitation: true")(base))
+	for _, p := range probs {
+		if p.State == "a" && p.Field == "elicitation" && p.Line > 0 && strings.Contains(p.Message, "does not apply to a llm state") {
+			return
+		}
+	}
+	t.Fatalf("elicitation on an llm state loaded or was not named:\n%s", problemsText(probs))
+}

@@ -104,7 +104,8 @@ type State struct {
 	Tool          string
 	Args          []Arg // sorted by name
 	Role          string
-	Approvals     int // approval states: distinct approvers the decision needs (1..9); 0 elsewhere
+	Approvals     int  // approval states: distinct approvers the decision needs (1..9); 0 elsewhere
+	Elicitation   bool // approval states: the human at the MCP client may decide (await_approval)
 	Outcome       string
 	Transitions   []*Transition
 	RejectNoMatch bool

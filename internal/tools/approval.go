@@ -73,8 +73,8 @@ func (h *handlers) awaitApproval(ctx context.Context, c access.Principal, f map[
 	if err != nil {
 		return nil, err
 	}
-	if !h.ElicitApprovals {
-		return nil, errorf(CodeApprovalChannelClosed, "approvals for run %s are not taken through the client: the operator has not opened the elicitation channel", r.ID)
+	if !h.ElicitApprovals && !st.Elicitation {
+		return nil, errorf(CodeApprovalChannelClosed, "approvals for state %s are not taken through the client: neither the program nor the operator opened the elicitation channel", st.Name)
 	}
 	form, ok := elicitationSchema(st)
 	if !ok {
