@@ -2,6 +2,9 @@
 # test suite, and a short run of every fuzz target.
 GO ?= go
 FUZZTIME ?= 10s
+# A new crasher is minimised within this bound, so that minimising cannot
+# eat a target's whole run.
+FUZZMINTIME ?= 5s
 
 # package:FuzzTarget pairs; every parser and every untrusted input has one.
 FUZZ_TARGETS = \
@@ -11,11 +14,14 @@ FUZZ_TARGETS = \
 	./internal/policy:FuzzCompile \
 	./internal/program:FuzzLoad \
 	./internal/runtime:FuzzSubmit \
-	./internal/receipt:FuzzVerify
+	./internal/runtime:FuzzDecide \
+	./internal/receipt:FuzzVerify \
+	./internal/access:FuzzParseApprovers \
+	./internal/tools:FuzzToolCall
 
-.PHONY: test check unit fuzz bench build
+.PHONY: test check unit fuzz bench build e2e
 
-test: check unit fuzz
+test: check unit fuzz e2e
 
 check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -29,8 +35,14 @@ fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
 		pkg=$${t%%:*}; fn=$${t##*:}; \
 		echo "fuzz $$pkg $$fn ($(FUZZTIME))"; \
-		$(GO) test -run='^$$' -fuzz="^$$fn$$" -fuzztime=$(FUZZTIME) $$pkg; \
+		$(GO) test -run='^$$' -fuzz="^$$fn$$" -fuzztime=$(FUZZTIME) -fuzzminimizetime=$(FUZZMINTIME) $$pkg; \
 	done
+
+# Real MCP clients against the built server: the TypeScript SDK, the
+# conformance suite and the Inspector CLI (tests/node/README.md). Installs
+# Node 22 and the pinned npm packages into .cache/node/ on first use.
+e2e:
+	GO="$(GO)" tests/node/run.sh
 
 bench:
 	$(GO) test -run='^$$' -bench=. -benchmem ./internal/...

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"log/slog"
 	"net/http"
 	"os"
 	"os/signal"
@@ -18,6 +19,7 @@ import (
 	"github.com/mark3labs/mcp-go/server"
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
+	"go.uber.org/zap/exp/zapslog"
 
 	"github.com/nano-vm/nano-vm-mcp/examples"
 	"github.com/nano-vm/nano-vm-mcp/internal/access"
@@ -85,6 +87,9 @@ is appended atomically, so none is half-written.`,
 				return err
 			}
 			defer log.Sync() //nolint:errcheck // stderr
+			// mcp-go logs through slog and the log package: both go to zap,
+			// hence to stderr at the chosen level, never to stdout.
+			slog.SetDefault(slog.New(zapslog.NewHandler(log.Core())))
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			return serve(ctx, f, log)
@@ -186,17 +191,26 @@ func serveHTTP(ctx context.Context, f serveFlags, cfg tools.Config, approvers *a
 	agentCfg.Profile, operatorCfg.Profile = access.ProfileAgent, access.ProfileOperator
 	agent, operator := tools.NewServer(agentCfg), tools.NewServer(operatorCfg)
 
+	// Open SSE streams would hold a graceful shutdown for its whole grace
+	// period: closing the sessions when it begins ends them.
+	var closeSessions []func()
 	mux := http.NewServeMux()
 	switch f.transport {
 	case "http":
-		mux.Handle(access.MCPPath, byProfile(streamable(agent), streamable(operator)))
+		a, o := streamable(agent), streamable(operator)
+		closeSessions = append(closeSessions, func() { a.CloseSessions(context.Background()) }, func() { o.CloseSessions(context.Background()) })
+		mux.Handle(access.MCPPath, byProfile(a, o))
 	case "sse":
 		a, o := legacySSE(agent), legacySSE(operator)
+		closeSessions = append(closeSessions, a.CloseSessions, o.CloseSessions)
 		h := byProfile(a, o)
 		mux.Handle("/sse", h)
 		mux.Handle("/message", h)
 	}
 	srv := access.NewHTTPServer(f.addr, access.Guard(hc, mux))
+	for _, c := range closeSessions {
+		srv.RegisterOnShutdown(c)
+	}
 	ln, err := net.Listen("tcp", f.addr)
 	if err != nil {
 		return &exitErr{exitError, err}
@@ -224,15 +238,16 @@ func serveHTTP(ctx context.Context, f serveFlags, cfg tools.Config, approvers *a
 // guard has already checked Host and Origin for the whole listener, so
 // mcp-go's own loopback-only Host check is off: it would refuse the hosts
 // --allowed-hosts admits.
-func streamable(s *server.MCPServer) http.Handler {
+func streamable(s *server.MCPServer) *server.StreamableHTTPServer {
 	return server.NewStreamableHTTPServer(s,
 		server.WithEndpointPath(access.MCPPath),
 		server.WithDisableLocalhostProtection(true),
 		server.WithHTTPContextFunc(principalFromRequest),
+		server.WithStreamableHTTPLogger(slog.Default()),
 	)
 }
 
-func legacySSE(s *server.MCPServer) http.Handler {
+func legacySSE(s *server.MCPServer) *server.SSEServer {
 	return server.NewSSEServer(s,
 		server.WithSSEEndpoint("/sse"), server.WithMessageEndpoint("/message"),
 		server.WithSSEContextFunc(principalFromRequest),

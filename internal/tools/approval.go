@@ -60,9 +60,9 @@ func approvalTask(r *runtime.Run, p *program.Program, seq uint64) (*program.Stat
 	return p.States[r.State], nil
 }
 
-func (h *handlers) awaitApproval(ctx context.Context, c access.Principal, f map[string]json.RawMessage) (any, error) {
+func (h *handlers) awaitApproval(ctx context.Context, c access.Principal, raw []byte) (any, error) {
 	var args AwaitApprovalArgs
-	if err := bind(f, &args); err != nil {
+	if err := bind(raw, &args); err != nil {
 		return nil, err
 	}
 	r, p, err := h.ownRun(ctx, c, args.RunID)
@@ -113,9 +113,9 @@ func (h *handlers) awaitApproval(ctx context.Context, c access.Principal, f map[
 	return runResult(a), nil
 }
 
-func (h *handlers) approve(ctx context.Context, c access.Principal, f map[string]json.RawMessage) (any, error) {
+func (h *handlers) approve(ctx context.Context, c access.Principal, raw []byte) (any, error) {
 	var args ApproveArgs
-	if err := bind(f, &args); err != nil {
+	if err := bind(raw, &args); err != nil {
 		return nil, err
 	}
 	approver, ok := h.approver(c, args.ApproverToken)
@@ -132,7 +132,7 @@ func (h *handlers) approve(ctx context.Context, c access.Principal, f map[string
 	if err != nil {
 		return nil, err
 	}
-	decision, size, err := value("decision", Value(f["decision"]))
+	decision, size, err := value("decision", Value(args.Decision))
 	if err != nil {
 		return nil, err
 	}

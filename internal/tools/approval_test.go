@@ -118,9 +118,8 @@ func TestAwaitApprovalRequestStateIsBound(t *testing.T) {
 	})
 	ctx = access.WithPrincipal(ctx, access.Principal{ID: "local", Profile: access.ProfileAgent})
 	hd.ElicitApprovals = true
-	_, err := hd.awaitApproval(withElicitingClient(ctx), access.Principal{ID: "local", Profile: access.ProfileAgent}, map[string]json.RawMessage{
-		"run_id": json.RawMessage(`"` + runID + `"`), "seq": json.RawMessage(jsonNum(seq)),
-	})
+	_, err := hd.awaitApproval(withElicitingClient(ctx), access.Principal{ID: "local", Profile: access.ProfileAgent},
+		[]byte(`{"run_id":"`+runID+`","seq":`+jsonNum(seq)+`}`))
 	te, ok := err.(*toolError)
 	if !ok || te.body.Code != CodeInvalidRequestState {
 		t.Fatalf("forged request state: %v", err)

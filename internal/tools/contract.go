@@ -36,6 +36,23 @@ func (v *Value) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
+// RawObject is a JSON object kept as the bytes that arrived, where they
+// matter: a receipt to verify is checked byte for byte, a decision keeps
+// its numbers' digits.
+type RawObject json.RawMessage
+
+// JSONSchema makes the schema of a RawObject a plain object schema.
+func (RawObject) JSONSchema() *jsonschema.Schema { return &jsonschema.Schema{Type: "object"} }
+
+// MarshalJSON writes the object as it is.
+func (v RawObject) MarshalJSON() ([]byte, error) { return Value(v).MarshalJSON() }
+
+// UnmarshalJSON keeps a copy of the bytes.
+func (v *RawObject) UnmarshalJSON(b []byte) error {
+	*v = append((*v)[:0], b...)
+	return nil
+}
+
 // Object is a free-form JSON object.
 type Object map[string]any
 
@@ -135,7 +152,7 @@ type ReceiptResult struct {
 
 // VerifyReceiptArgs check a receipt.
 type VerifyReceiptArgs struct {
-	Receipt   Object `json:"receipt"`
+	Receipt   RawObject `json:"receipt"`
 	Signature string `json:"signature" jsonschema:"minLength=1,maxLength=256"`
 	KeyID     string `json:"key_id,omitempty" jsonschema:"maxLength=128,description=Default: this server's key."`
 	PublicKey string `json:"public_key,omitempty" jsonschema:"maxLength=256,description=Verify with this key instead of this server's."`
@@ -197,7 +214,7 @@ type AwaitApprovalArgs struct {
 type ApproveArgs struct {
 	RunID         string `json:"run_id" jsonschema:"minLength=1,maxLength=128"`
 	Seq           uint64 `json:"seq" jsonschema:"minimum=1"`
-	Decision      Object `json:"decision" jsonschema:"description=The approval task's decision form (its output_schema)."`
+	Decision      RawObject `json:"decision" jsonschema:"description=The approval task's decision form (its output_schema)."`
 	ApproverToken string `json:"approver_token,omitempty" jsonschema:"maxLength=512,description=The approver's own token; not needed over HTTP when the bearer token is the approver's."`
 }
 

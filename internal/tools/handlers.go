@@ -122,7 +122,7 @@ func runResult(a runtime.Answer) RunResult {
 	return r
 }
 
-func (h *handlers) listPrograms(_ context.Context, _ access.Principal, _ map[string]json.RawMessage) (any, error) {
+func (h *handlers) listPrograms(_ context.Context, _ access.Principal, _ []byte) (any, error) {
 	res := ListProgramsResult{Programs: []ProgramInfo{}}
 	for _, p := range h.Service.Programs() {
 		res.Programs = append(res.Programs, programInfo(p))
@@ -135,9 +135,9 @@ func programInfo(p *program.Program) ProgramInfo {
 	return ProgramInfo{Name: p.Name, Version: p.Version, DefinitionHash: p.Hash, Description: p.Description, InputSchema: in}
 }
 
-func (h *handlers) startRun(ctx context.Context, c access.Principal, f map[string]json.RawMessage) (any, error) {
+func (h *handlers) startRun(ctx context.Context, c access.Principal, raw []byte) (any, error) {
 	var args StartRunArgs
-	if err := bind(f, &args); err != nil {
+	if err := bind(raw, &args); err != nil {
 		return nil, err
 	}
 	input, size, err := value("input", args.Input)
@@ -168,9 +168,9 @@ func (h *handlers) ownRun(ctx context.Context, c access.Principal, runID string)
 	return r, p, nil
 }
 
-func (h *handlers) step(ctx context.Context, c access.Principal, f map[string]json.RawMessage) (any, error) {
+func (h *handlers) step(ctx context.Context, c access.Principal, raw []byte) (any, error) {
 	var args StepArgs
-	if err := bind(f, &args); err != nil {
+	if err := bind(raw, &args); err != nil {
 		return nil, err
 	}
 	r, _, err := h.ownRun(ctx, c, args.RunID)
@@ -200,9 +200,9 @@ func (h *handlers) step(ctx context.Context, c access.Principal, f map[string]js
 	return runResult(a), nil
 }
 
-func (h *handlers) getRun(ctx context.Context, c access.Principal, f map[string]json.RawMessage) (any, error) {
+func (h *handlers) getRun(ctx context.Context, c access.Principal, raw []byte) (any, error) {
 	var args RunRef
-	if err := bind(f, &args); err != nil {
+	if err := bind(raw, &args); err != nil {
 		return nil, err
 	}
 	r, p, err := h.ownRun(ctx, c, args.RunID)
@@ -247,9 +247,9 @@ func (h *handlers) signedReceipt(ctx context.Context, runID string) (*ReceiptRes
 	return &ReceiptResult{Receipt: obj, Signature: signed.Signature, KeyID: signed.KeyID, PublicKey: keyring.FormatPublicKey(h.Keys.Public())}, nil
 }
 
-func (h *handlers) getReceipt(ctx context.Context, c access.Principal, f map[string]json.RawMessage) (any, error) {
+func (h *handlers) getReceipt(ctx context.Context, c access.Principal, raw []byte) (any, error) {
 	var args RunRef
-	if err := bind(f, &args); err != nil {
+	if err := bind(raw, &args); err != nil {
 		return nil, err
 	}
 	if _, _, err := h.ownRun(ctx, c, args.RunID); err != nil {
@@ -258,21 +258,20 @@ func (h *handlers) getReceipt(ctx context.Context, c access.Principal, f map[str
 	return h.signedReceipt(ctx, args.RunID)
 }
 
-func (h *handlers) verifyReceipt(ctx context.Context, c access.Principal, f map[string]json.RawMessage) (any, error) {
+func (h *handlers) verifyReceipt(ctx context.Context, c access.Principal, raw []byte) (any, error) {
+	var args VerifyReceiptArgs
+	if err := bind(raw, &args); err != nil {
+		return nil, err
+	}
 	// The receipt's canonical bytes are what was signed: it is re-read
 	// strictly from the raw argument, numbers and all.
-	raw := f["receipt"]
-	body, err := jsonvalue.Decode(raw)
+	body, err := jsonvalue.Decode(args.Receipt)
 	if err != nil {
 		return nil, errorf(CodeInvalidArguments, "receipt: %v", err)
 	}
 	canon, err := jsonvalue.Canonical(body)
 	if err != nil {
 		return nil, errorf(CodeInvalidArguments, "receipt: %v", err)
-	}
-	var args VerifyReceiptArgs
-	if err := bind(f, &args); err != nil {
-		return nil, err
 	}
 	pub := h.Keys.Public()
 	if args.PublicKey != "" {
@@ -293,7 +292,7 @@ func (h *handlers) verifyReceipt(ctx context.Context, c access.Principal, f map[
 			return report, nil
 		}
 	} else {
-		runID, _ := args.Receipt["run_id"].(string)
+		runID, _ := body.(map[string]any)["run_id"].(string)
 		if runID == "" {
 			return nil, errorf(CodeInvalidArguments, "the receipt names no run_id; pass the trace")
 		}
@@ -312,9 +311,9 @@ func (h *handlers) verifyReceipt(ctx context.Context, c access.Principal, f map[
 	return report, nil
 }
 
-func (h *handlers) replayRun(ctx context.Context, c access.Principal, f map[string]json.RawMessage) (any, error) {
+func (h *handlers) replayRun(ctx context.Context, c access.Principal, raw []byte) (any, error) {
 	var args RunRef
-	if err := bind(f, &args); err != nil {
+	if err := bind(raw, &args); err != nil {
 		return nil, err
 	}
 	_, p, err := h.ownRun(ctx, c, args.RunID)
@@ -332,9 +331,9 @@ func (h *handlers) replayRun(ctx context.Context, c access.Principal, f map[stri
 	return ReplayResult{Identical: d == nil, Divergence: d}, nil
 }
 
-func (h *handlers) injectFault(ctx context.Context, c access.Principal, f map[string]json.RawMessage) (any, error) {
+func (h *handlers) injectFault(ctx context.Context, c access.Principal, raw []byte) (any, error) {
 	var args InjectFaultArgs
-	if err := bind(f, &args); err != nil {
+	if err := bind(raw, &args); err != nil {
 		return nil, err
 	}
 	r, _, err := h.ownRun(ctx, c, args.RunID)
@@ -347,9 +346,9 @@ func (h *handlers) injectFault(ctx context.Context, c access.Principal, f map[st
 	return nil, errorf(CodeNotImplemented, "the %s fault is not implemented yet", args.Fault)
 }
 
-func (h *handlers) cancelRun(ctx context.Context, c access.Principal, f map[string]json.RawMessage) (any, error) {
+func (h *handlers) cancelRun(ctx context.Context, c access.Principal, raw []byte) (any, error) {
 	var args CancelRunArgs
-	if err := bind(f, &args); err != nil {
+	if err := bind(raw, &args); err != nil {
 		return nil, err
 	}
 	if _, _, err := h.ownRun(ctx, c, args.RunID); err != nil {
@@ -362,9 +361,9 @@ func (h *handlers) cancelRun(ctx context.Context, c access.Principal, f map[stri
 	return CancelRunResult{RunID: a.RunID, Status: status(a.Status, a.Task)}, nil
 }
 
-func (h *handlers) listRuns(ctx context.Context, c access.Principal, f map[string]json.RawMessage) (any, error) {
+func (h *handlers) listRuns(ctx context.Context, c access.Principal, raw []byte) (any, error) {
 	var args ListRunsArgs
-	if err := bind(f, &args); err != nil {
+	if err := bind(raw, &args); err != nil {
 		return nil, err
 	}
 	filter := tracestore.ListFilter{Program: args.Program, Status: args.Status, Cursor: args.Cursor, Limit: 50}

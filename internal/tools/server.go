@@ -69,7 +69,7 @@ type toolSpec struct {
 	idempotent               bool
 	operator                 bool // operator profile only
 	approver                 bool // also for a caller holding an approver token
-	handle                   func(h *handlers, ctx context.Context, c access.Principal, raw map[string]json.RawMessage) (any, error)
+	handle                   func(h *handlers, ctx context.Context, c access.Principal, raw []byte) (any, error)
 }
 
 // NewServer returns the MCP server for cfg.Profile.
@@ -203,10 +203,6 @@ func (h *handlers) call(ctx context.Context, t *toolSpec, c access.Principal, re
 		}
 		return nil, e
 	}
-	var fields map[string]json.RawMessage
-	if err := json.Unmarshal(raw, &fields); err != nil {
-		return nil, errorf(CodeInvalidArguments, "the arguments must be an object")
-	}
 	if t.name == "await_approval" {
 		ctx = withInputResponses(ctx, req.Params.MultiRoundTripParams)
 	} else {
@@ -215,7 +211,7 @@ func (h *handlers) call(ctx context.Context, t *toolSpec, c access.Principal, re
 		// and the answer stays retrievable (a duplicate step returns it).
 		ctx = context.WithoutCancel(ctx)
 	}
-	return t.handle(h, ctx, c, fields)
+	return t.handle(h, ctx, c, raw)
 }
 
 // rawArguments returns the arguments as they arrived: numbers keep their
@@ -255,25 +251,10 @@ func (h *handlers) render(t *toolSpec, out any, err error) *mcp.CallToolResult {
 	return mcp.NewToolResultStructured(json.RawMessage(text), string(text))
 }
 
-// decodeField unmarshals one argument into v when it is present.
-func decodeField(fields map[string]json.RawMessage, name string, v any) error {
-	raw, ok := fields[name]
-	if !ok {
-		return nil
-	}
+// bind unmarshals the arguments, already checked against the tool's input
+// schema, into its contract struct.
+func bind(raw []byte, v any) error {
 	if err := json.Unmarshal(raw, v); err != nil {
-		return errorf(CodeInvalidArguments, "%s: %v", name, err)
-	}
-	return nil
-}
-
-// bind unmarshals the arguments into a contract struct.
-func bind(fields map[string]json.RawMessage, v any) error {
-	b, err := json.Marshal(fields)
-	if err != nil {
-		return errorf(CodeInvalidArguments, "the arguments cannot be read")
-	}
-	if err := json.Unmarshal(b, v); err != nil {
 		return errorf(CodeInvalidArguments, "%v", strings.TrimPrefix(err.Error(), "json: "))
 	}
 	return nil

@@ -1,0 +1,447 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/mark3labs/mcp-go/client"
+	"github.com/mark3labs/mcp-go/client/transport"
+	"github.com/mark3labs/mcp-go/mcp"
+)
+
+// These benchmarks measure one governed call from a real client process:
+// the mcp-go client in this test process, the server in its own process,
+// over stdio or over Streamable HTTP on loopback. Every call is timed on
+// its own; the percentiles are of those latencies, and calls/s (steps/s)
+// is the number of calls over the time the timed loop took. Nothing else
+// runs while a call is in flight: one client, one call at a time, as an
+// agent drives a run.
+//
+// The reference is the official @modelcontextprotocol/server-everything's
+// no-op echo tool, spawned and called by the same client with the same
+// code (BenchmarkEverythingEcho; install it with tests/bench/setup.sh).
+//
+//	tests/bench/setup.sh
+//	go test -run '^$' -bench . -benchtime 2000x -count 5 ./cmd/nano-vm-mcp
+//
+// docs/performance.md has the results.
+
+// benchWarmup calls are made, untimed, before each timed loop: the first
+// calls pay for lazy initialisation (Node compiles the handler's code, Go
+// grows its buffers, HTTP opens its connection).
+const benchWarmup = 200
+
+var (
+	benchBuildOnce sync.Once
+	benchBinPath   string
+	benchBuildErr  error
+)
+
+// benchServerBinary builds nano-vm-mcp once per test process, as it ships
+// (no race detector, no coverage).
+func benchServerBinary(b *testing.B) string {
+	b.Helper()
+	benchBuildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "nano-vm-bench-bin-")
+		if err != nil {
+			benchBuildErr = err
+			return
+		}
+		benchBinPath = filepath.Join(dir, "nano-vm-mcp")
+		out, err := exec.Command("go", "build", "-o", benchBinPath, ".").CombinedOutput()
+		if err != nil {
+			benchBuildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if benchBuildErr != nil {
+		b.Fatal(benchBuildErr)
+	}
+	return benchBinPath
+}
+
+// benchProc is a server process the benchmark talks to.
+type benchProc struct {
+	c   *client.Client
+	pid int
+}
+
+// lockedBuffer is a bytes.Buffer safe for the stderr-draining goroutine.
+type lockedBuffer struct {
+	mu sync.Mutex
+	bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.Buffer.Write(p)
+}
+
+// benchStdio starts command with args as an MCP server over stdio and
+// completes the 2025-11-25 handshake.
+func benchStdio(b *testing.B, command string, args ...string) *benchProc {
+	b.Helper()
+	var cmd *exec.Cmd
+	stderr := &lockedBuffer{}
+	c, err := client.NewStdioMCPClientWithOptions(command, nil, args,
+		transport.WithCommandFunc(func(ctx context.Context, command string, env, args []string) (*exec.Cmd, error) {
+			cmd = exec.CommandContext(ctx, command, args...)
+			cmd.Env = append(os.Environ(), env...)
+			return cmd, nil
+		}),
+		transport.WithCommandStderrWriter(stderr))
+	if err != nil {
+		b.Fatal(err)
+	}
+	p := &benchProc{c: c, pid: cmd.Process.Pid}
+	b.Cleanup(func() {
+		c.Close()
+		if b.Failed() {
+			stderr.mu.Lock()
+			b.Logf("server stderr:\n%s", stderr.String())
+			stderr.mu.Unlock()
+		}
+	})
+	benchInitialize(b, c)
+	return p
+}
+
+// benchHTTP starts nano-vm-mcp serve --transport http on a free loopback
+// port with args and connects the Streamable HTTP client to /mcp.
+func benchHTTP(b *testing.B, args ...string) *benchProc {
+	b.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	cmd := exec.Command(benchServerBinary(b), append([]string{"serve", "--transport", "http", "--addr", addr}, args...)...)
+	stderr := &lockedBuffer{}
+	cmd.Stderr = stderr
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		cmd.Wait()
+		if b.Failed() {
+			b.Logf("server stderr:\n%s", stderr.String())
+		}
+	})
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		conn, err := net.Dial("tcp", addr)
+		if err == nil {
+			conn.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("nothing listens on %s", addr)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	c, err := client.NewStreamableHttpClient("http://" + addr + "/mcp")
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := c.Start(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { c.Close() })
+	benchInitialize(b, c)
+	return &benchProc{c: c, pid: cmd.Process.Pid}
+}
+
+func benchInitialize(b *testing.B, c *client.Client) {
+	b.Helper()
+	req := mcp.InitializeRequest{}
+	req.Params.ProtocolVersion = mcp.LATEST_LEGACY_PROTOCOL_VERSION
+	req.Params.ClientInfo = mcp.Implementation{Name: "nano-vm-bench", Version: "1"}
+	if _, err := c.Initialize(context.Background(), req); err != nil {
+		b.Fatalf("initialize: %v", err)
+	}
+}
+
+// benchRefund is the refund example: its input and the answer that
+// finishes a run in one step.
+func benchRefund(b *testing.B) (input, answer json.RawMessage) {
+	b.Helper()
+	in, err := os.ReadFile("../../examples/refund.input.json")
+	if err != nil {
+		b.Fatal(err)
+	}
+	ans, err := os.ReadFile("../../examples/refund.refunded.answers.jsonl")
+	if err != nil {
+		b.Fatal(err)
+	}
+	return json.RawMessage(in), json.RawMessage(bytes.TrimSpace(ans))
+}
+
+func benchCall(name string, args any) mcp.CallToolRequest {
+	req := mcp.CallToolRequest{}
+	req.Params.Name = name
+	req.Params.Arguments = args
+	return req
+}
+
+// benchStartRuns starts n refund runs, untimed, and returns the step
+// request that finishes each.
+func benchStartRuns(b *testing.B, c *client.Client, n int) []mcp.CallToolRequest {
+	b.Helper()
+	input, answer := benchRefund(b)
+	start := benchCall("start_run", map[string]any{"program": "refund", "input": input})
+	steps := make([]mcp.CallToolRequest, n)
+	for i := range steps {
+		res, err := c.CallTool(context.Background(), start)
+		if err != nil {
+			b.Fatalf("start_run: %v", err)
+		}
+		var got struct {
+			RunID string `json:"run_id"`
+			Task  struct {
+				Seq json.Number `json:"seq"`
+			} `json:"task"`
+		}
+		if err := json.Unmarshal([]byte(benchText(res)), &got); err != nil || res.IsError || got.RunID == "" {
+			b.Fatalf("start_run answered %s", benchText(res))
+		}
+		steps[i] = benchCall("step", map[string]any{"run_id": got.RunID, "seq": got.Task.Seq, "output": answer})
+	}
+	return steps
+}
+
+func benchText(res *mcp.CallToolResult) string {
+	if len(res.Content) == 0 {
+		return ""
+	}
+	if t, ok := res.Content[0].(mcp.TextContent); ok {
+		return t.Text
+	}
+	return fmt.Sprintf("%#v", res.Content[0])
+}
+
+// benchStepResult checks that a step finished its run.
+func benchStepResult(res *mcp.CallToolResult) error {
+	var got struct {
+		Status  string `json:"status"`
+		Outcome string `json:"outcome"`
+	}
+	if err := json.Unmarshal([]byte(benchText(res)), &got); err != nil || res.IsError || got.Status != "completed" || got.Outcome != "REFUNDED" {
+		return fmt.Errorf("step answered %s", benchText(res))
+	}
+	return nil
+}
+
+// benchMeasure makes the timed loop: call i = reqs[i], each timed alone.
+// It reports the 50th and 99th percentile latencies, the calls per second
+// under unit (steps/s, calls/s), and the server's CPU time per call.
+func benchMeasure(b *testing.B, p *benchProc, reqs []mcp.CallToolRequest, unit string, check func(*mcp.CallToolResult) error) {
+	b.Helper()
+	ctx := context.Background()
+	lat := make([]time.Duration, len(reqs))
+	res := make([]*mcp.CallToolResult, len(reqs))
+	cpu0 := benchProcCPU(p.pid)
+	b.ReportAllocs()
+	b.ResetTimer()
+	begin := time.Now()
+	for i := range reqs {
+		t0 := time.Now()
+		r, err := p.c.CallTool(ctx, reqs[i])
+		lat[i] = time.Since(t0)
+		if err != nil {
+			b.Fatalf("call %d: %v", i, err)
+		}
+		res[i] = r
+	}
+	elapsed := time.Since(begin)
+	b.StopTimer()
+	cpu1 := benchProcCPU(p.pid)
+	for i, r := range res {
+		if err := check(r); err != nil {
+			b.Fatalf("call %d: %v", i, err)
+		}
+	}
+	slices.Sort(lat)
+	b.ReportMetric(benchMicros(benchPercentile(lat, 50)), "p50-µs")
+	b.ReportMetric(benchMicros(benchPercentile(lat, 99)), "p99-µs")
+	b.ReportMetric(float64(len(reqs))/elapsed.Seconds(), unit)
+	if cpu0 >= 0 && cpu1 >= 0 {
+		b.ReportMetric(benchMicros(cpu1-cpu0)/float64(len(reqs)), "server-cpu-µs/op")
+	}
+}
+
+// benchPercentile is the nearest-rank percentile of sorted latencies.
+func benchPercentile(sorted []time.Duration, p int) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	rank := (p*len(sorted) + 99) / 100 // ceil(p/100 * n)
+	return sorted[max(rank, 1)-1]
+}
+
+func benchMicros(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
+
+// benchProcCPU is the user plus system CPU time the process has used, all
+// threads, from /proc (Linux); -1 where there is none. Its resolution is
+// the clock tick (10 ms), so it is meaningful over thousands of calls.
+func benchProcCPU(pid int) time.Duration {
+	if runtime.GOOS != "linux" {
+		return -1
+	}
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return -1
+	}
+	// The command name (field 2) may hold spaces; fields count from after it.
+	i := bytes.LastIndexByte(data, ')')
+	if i < 0 {
+		return -1
+	}
+	f := strings.Fields(string(data[i+1:]))
+	if len(f) < 13 {
+		return -1
+	}
+	utime, err1 := strconv.ParseInt(f[11], 10, 64) // field 14
+	stime, err2 := strconv.ParseInt(f[12], 10, 64) // field 15
+	if err1 != nil || err2 != nil {
+		return -1
+	}
+	const ticksPerSecond = 100 // USER_HZ on Linux
+	return time.Duration(utime+stime) * time.Second / ticksPerSecond
+}
+
+// benchSteps warms the server up, starts b.N runs untimed, then times one
+// step per run: the step that finishes it (submission checked against the
+// output schema, the guards evaluated, the events sealed and appended in
+// one transaction, the answer returned).
+func benchSteps(b *testing.B, p *benchProc) {
+	b.Helper()
+	benchWarm(b, p, benchStartRuns(b, p.c, benchWarmup), benchStepResult)
+	steps := benchStartRuns(b, p.c, b.N)
+	benchMeasure(b, p, steps, "steps/s", benchStepResult)
+}
+
+// BenchmarkStdioStep: one governed step over stdio, on the durable SQLite
+// store (synchronous=FULL: the step is on disk before the answer leaves).
+func BenchmarkStdioStep(b *testing.B) {
+	p := benchStdio(b, benchServerBinary(b), "serve", "--data-dir", b.TempDir())
+	benchSteps(b, p)
+}
+
+// BenchmarkStdioStepMemory: the same on the memory store, which separates
+// the cost of the durable append.
+func BenchmarkStdioStepMemory(b *testing.B) {
+	p := benchStdio(b, benchServerBinary(b), "serve", "--store", "memory")
+	benchSteps(b, p)
+}
+
+// BenchmarkHTTPStep: one governed step over Streamable HTTP on loopback, on
+// the durable SQLite store.
+func BenchmarkHTTPStep(b *testing.B) {
+	p := benchHTTP(b, "--data-dir", b.TempDir())
+	benchSteps(b, p)
+}
+
+// BenchmarkHTTPStepMemory: the same on the memory store.
+func BenchmarkHTTPStepMemory(b *testing.B) {
+	p := benchHTTP(b, "--store", "memory")
+	benchSteps(b, p)
+}
+
+// BenchmarkStdioGetRun: a read-only call to nano-vm over stdio (get_run of
+// a finished run): the server's MCP and JSON cost with no step and no
+// append, to set beside the echo of the reference server.
+func BenchmarkStdioGetRun(b *testing.B) {
+	p := benchStdio(b, benchServerBinary(b), "serve", "--store", "memory")
+	steps := benchStartRuns(b, p.c, 1)
+	res, err := p.c.CallTool(context.Background(), steps[0])
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := benchStepResult(res); err != nil {
+		b.Fatal(err)
+	}
+	get := benchCall("get_run", map[string]any{"run_id": steps[0].GetArguments()["run_id"]})
+	reqs := make([]mcp.CallToolRequest, benchWarmup+b.N)
+	for i := range reqs {
+		reqs[i] = get
+	}
+	check := func(res *mcp.CallToolResult) error {
+		if res.IsError || !strings.Contains(benchText(res), `"completed"`) {
+			return fmt.Errorf("get_run answered %s", benchText(res))
+		}
+		return nil
+	}
+	benchWarm(b, p, reqs[:benchWarmup], check)
+	benchMeasure(b, p, reqs[benchWarmup:], "calls/s", check)
+}
+
+func benchWarm(b *testing.B, p *benchProc, reqs []mcp.CallToolRequest, check func(*mcp.CallToolResult) error) {
+	b.Helper()
+	for i := range reqs {
+		res, err := p.c.CallTool(context.Background(), reqs[i])
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := check(res); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// everythingEntry is where tests/bench/setup.sh installs the reference
+// server.
+const everythingEntry = "../../.cache/bench/node_modules/@modelcontextprotocol/server-everything/dist/index.js"
+
+// BenchmarkEverythingEcho: the reference. The same client spawns the
+// official server-everything (node dist/index.js stdio) and calls its
+// no-op echo tool, with the refund answer as the message, so that the
+// request carries the same bytes as a step. NANO_VM_BENCH_NODE chooses
+// the node binary (default: node on PATH).
+func BenchmarkEverythingEcho(b *testing.B) {
+	entry, err := filepath.Abs(everythingEntry)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := os.Stat(entry); errors.Is(err, os.ErrNotExist) {
+		b.Skip("server-everything is not installed: run tests/bench/setup.sh (it installs into .cache/bench)")
+	}
+	node := os.Getenv("NANO_VM_BENCH_NODE")
+	if node == "" {
+		if node, err = exec.LookPath("node"); err != nil {
+			b.Skip("no node on PATH (set NANO_VM_BENCH_NODE=/path/to/node)")
+		}
+	}
+	p := benchStdio(b, node, entry, "stdio")
+	_, answer := benchRefund(b)
+	echo := benchCall("echo", map[string]any{"message": string(answer)})
+	want := "Echo: " + string(answer)
+	reqs := make([]mcp.CallToolRequest, benchWarmup+b.N)
+	for i := range reqs {
+		reqs[i] = echo
+	}
+	check := func(res *mcp.CallToolResult) error {
+		if res.IsError || benchText(res) != want {
+			return fmt.Errorf("echo answered %s", benchText(res))
+		}
+		return nil
+	}
+	benchWarm(b, p, reqs[:benchWarmup], check)
+	benchMeasure(b, p, reqs[benchWarmup:], "calls/s", check)
+}
