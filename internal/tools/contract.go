@@ -153,10 +153,10 @@ type ReceiptResult struct {
 // VerifyReceiptArgs check a receipt.
 type VerifyReceiptArgs struct {
 	Receipt   RawObject `json:"receipt"`
-	Signature string `json:"signature" jsonschema:"minLength=1,maxLength=256"`
-	KeyID     string `json:"key_id,omitempty" jsonschema:"maxLength=128,description=Default: this server's key."`
-	PublicKey string `json:"public_key,omitempty" jsonschema:"maxLength=256,description=Verify with this key instead of this server's."`
-	Trace     string `json:"trace,omitempty" jsonschema:"description=An exported trace (JSON Lines). Default: the run's stored trace."`
+	Signature string    `json:"signature" jsonschema:"minLength=1,maxLength=256"`
+	KeyID     string    `json:"key_id,omitempty" jsonschema:"maxLength=128,description=Default: this server's key."`
+	PublicKey string    `json:"public_key,omitempty" jsonschema:"maxLength=256,description=Verify with this key instead of this server's."`
+	Trace     string    `json:"trace,omitempty" jsonschema:"description=An exported trace (JSON Lines). Default: the run's stored trace."`
 }
 
 // VerifyReceiptResult is the verification report.
@@ -212,10 +212,10 @@ type AwaitApprovalArgs struct {
 
 // ApproveArgs record an approver's decision.
 type ApproveArgs struct {
-	RunID         string `json:"run_id" jsonschema:"minLength=1,maxLength=128"`
-	Seq           uint64 `json:"seq" jsonschema:"minimum=1"`
+	RunID         string    `json:"run_id" jsonschema:"minLength=1,maxLength=128"`
+	Seq           uint64    `json:"seq" jsonschema:"minimum=1"`
 	Decision      RawObject `json:"decision" jsonschema:"description=The approval task's decision form (its output_schema)."`
-	ApproverToken string `json:"approver_token,omitempty" jsonschema:"maxLength=512,description=The approver's own token; not needed over HTTP when the bearer token is the approver's."`
+	ApproverToken string    `json:"approver_token,omitempty" jsonschema:"maxLength=512,description=The approver's own token; not needed over HTTP when the bearer token is the approver's."`
 }
 
 // ListRunsArgs filter and page the caller's runs.
