@@ -121,19 +121,32 @@ func benchStdio(b *testing.B, command string, args ...string) *benchProc {
 	return p
 }
 
-// benchHTTP starts nano-vm-mcp serve --transport http on a free loopback
-// port with args and connects the Streamable HTTP client to /mcp.
-func benchHTTP(b *testing.B, args ...string) *benchProc {
+// benchFreePort returns a loopback port that is free right now.
+func benchFreePort(b *testing.B) int {
 	b.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
 	}
-	addr := l.Addr().String()
-	l.Close()
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// benchHTTP starts nano-vm-mcp serve --transport http on a free loopback
+// port with args and connects the Streamable HTTP client to /mcp.
+func benchHTTP(b *testing.B, args ...string) *benchProc {
+	b.Helper()
+	addr := fmt.Sprintf("127.0.0.1:%d", benchFreePort(b))
 	cmd := exec.Command(benchServerBinary(b), append([]string{"serve", "--transport", "http", "--addr", addr}, args...)...)
+	return benchHTTPServer(b, cmd, addr)
+}
+
+// benchHTTPServer starts cmd, an MCP server that will listen on addr, and
+// connects the Streamable HTTP client to http://addr/mcp.
+func benchHTTPServer(b *testing.B, cmd *exec.Cmd, addr string) *benchProc {
+	b.Helper()
 	stderr := &lockedBuffer{}
-	cmd.Stderr = stderr
+	cmd.Stdout, cmd.Stderr = stderr, stderr
 	if err := cmd.Start(); err != nil {
 		b.Fatal(err)
 	}
@@ -141,7 +154,7 @@ func benchHTTP(b *testing.B, args ...string) *benchProc {
 		cmd.Process.Signal(syscall.SIGTERM)
 		cmd.Wait()
 		if b.Failed() {
-			b.Logf("server stderr:\n%s", stderr.String())
+			b.Logf("server output:\n%s", stderr.String())
 		}
 	})
 	deadline := time.Now().Add(30 * time.Second)
@@ -200,12 +213,13 @@ func benchCall(name string, args any) mcp.CallToolRequest {
 	return req
 }
 
-// benchStartRuns starts n refund runs, untimed, and returns the step
-// request that finishes each.
-func benchStartRuns(b *testing.B, c *client.Client, n int) []mcp.CallToolRequest {
+// benchStartRuns starts n runs of program on the refund input, untimed,
+// and returns the step request that answers the first task of each with
+// the refund answer.
+func benchStartRuns(b *testing.B, c *client.Client, program string, n int) []mcp.CallToolRequest {
 	b.Helper()
 	input, answer := benchRefund(b)
-	start := benchCall("start_run", map[string]any{"program": "refund", "input": input})
+	start := benchCall("start_run", map[string]any{"program": program, "input": input})
 	steps := make([]mcp.CallToolRequest, n)
 	for i := range steps {
 		res, err := c.CallTool(context.Background(), start)
@@ -236,17 +250,23 @@ func benchText(res *mcp.CallToolResult) string {
 	return fmt.Sprintf("%#v", res.Content[0])
 }
 
-// benchStepResult checks that a step finished its run.
-func benchStepResult(res *mcp.CallToolResult) error {
-	var got struct {
-		Status  string `json:"status"`
-		Outcome string `json:"outcome"`
+// benchStepAnswers checks that a step's answer has the status and outcome
+// wanted.
+func benchStepAnswers(status, outcome string) func(*mcp.CallToolResult) error {
+	return func(res *mcp.CallToolResult) error {
+		var got struct {
+			Status  string `json:"status"`
+			Outcome string `json:"outcome"`
+		}
+		if err := json.Unmarshal([]byte(benchText(res)), &got); err != nil || res.IsError || got.Status != status || got.Outcome != outcome {
+			return fmt.Errorf("step answered %s", benchText(res))
+		}
+		return nil
 	}
-	if err := json.Unmarshal([]byte(benchText(res)), &got); err != nil || res.IsError || got.Status != "completed" || got.Outcome != "REFUNDED" {
-		return fmt.Errorf("step answered %s", benchText(res))
-	}
-	return nil
 }
+
+// benchFinished is the answer to the step that finishes a refund run.
+var benchFinished = benchStepAnswers("completed", "REFUNDED")
 
 // benchMeasure makes the timed loop: call i = reqs[i], each timed alone.
 // It reports the 50th and 99th percentile latencies, the calls per second
@@ -326,42 +346,108 @@ func benchProcCPU(pid int) time.Duration {
 	return time.Duration(utime+stime) * time.Second / ticksPerSecond
 }
 
-// benchSteps warms the server up, starts b.N runs untimed, then times one
-// step per run: the step that finishes it (submission checked against the
-// output schema, the guards evaluated, the events sealed and appended in
-// one transaction, the answer returned).
-func benchSteps(b *testing.B, p *benchProc) {
+// benchSteps warms the server up, starts b.N runs of program untimed,
+// then times one step per run: the answer to its first task (checked
+// against the output schema, the guards evaluated, the events sealed and
+// appended in one transaction, the answer returned).
+func benchSteps(b *testing.B, p *benchProc, program string, check func(*mcp.CallToolResult) error) {
 	b.Helper()
-	benchWarm(b, p, benchStartRuns(b, p.c, benchWarmup), benchStepResult)
-	steps := benchStartRuns(b, p.c, b.N)
-	benchMeasure(b, p, steps, "steps/s", benchStepResult)
+	benchWarm(b, p, benchStartRuns(b, p.c, program, benchWarmup), check)
+	steps := benchStartRuns(b, p.c, program, b.N)
+	benchMeasure(b, p, steps, "steps/s", check)
 }
 
 // BenchmarkStdioStep: one governed step over stdio, on the durable SQLite
 // store (synchronous=FULL: the step is on disk before the answer leaves).
+// The step finishes a refund run.
 func BenchmarkStdioStep(b *testing.B) {
 	p := benchStdio(b, benchServerBinary(b), "serve", "--data-dir", b.TempDir())
-	benchSteps(b, p)
+	benchSteps(b, p, "refund", benchFinished)
 }
 
 // BenchmarkStdioStepMemory: the same on the memory store, which separates
 // the cost of the durable append.
 func BenchmarkStdioStepMemory(b *testing.B) {
 	p := benchStdio(b, benchServerBinary(b), "serve", "--store", "memory")
-	benchSteps(b, p)
+	benchSteps(b, p, "refund", benchFinished)
+}
+
+// BenchmarkStdioStepSyncNormal: the same on SQLite with
+// --sqlite-synchronous normal (no fsync at commit; power loss can lose the
+// last steps), which separates the fsync from the rest of the append.
+func BenchmarkStdioStepSyncNormal(b *testing.B) {
+	p := benchStdio(b, benchServerBinary(b), "serve", "--data-dir", b.TempDir(), "--sqlite-synchronous", "normal")
+	benchSteps(b, p, "refund", benchFinished)
+}
+
+// benchRelay is the refund's first task twice in a row: answering the
+// first moves a running run on without finishing it, so the run's status
+// and outcome, and the listing indexes that hold them, stay as they are.
+const benchRelay = `name: bench-relay
+version: "1.0"
+description: The refund's first task twice in a row (cmd/nano-vm-mcp/bench_test.go).
+input_schema:
+  type: object
+  required: [order, request]
+  properties:
+    order: {type: object}
+    request: {type: object}
+initial: assess
+states:
+  assess:
+    kind: llm
+    instructions: Decide whether the request is eligible and how much to refund.
+    view: [input.order, input.request]
+    output_schema:
+      type: object
+      required: [eligible, amount_cents, reason]
+      properties:
+        eligible: {type: boolean}
+        amount_cents: {type: integer, minimum: 0}
+        reason: {type: string, maxLength: 500}
+    transitions:
+      - to: confirm
+  confirm:
+    kind: llm
+    instructions: Confirm the decision.
+    view: [input.order, input.request, data.assess.amount_cents]
+    output_schema:
+      type: object
+      required: [eligible, amount_cents, reason]
+      properties:
+        eligible: {type: boolean}
+        amount_cents: {type: integer, minimum: 0}
+        reason: {type: string, maxLength: 500}
+    transitions:
+      - to: done
+  done:
+    kind: terminal
+    outcome: DONE
+`
+
+// BenchmarkStdioStepMidRun: a durable step over stdio that moves a run on
+// to its next task instead of finishing it (the usual step of a longer
+// program).
+func BenchmarkStdioStepMidRun(b *testing.B) {
+	dir := b.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "bench-relay.yaml"), []byte(benchRelay), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	p := benchStdio(b, benchServerBinary(b), "serve", "--data-dir", b.TempDir(), "--programs", dir)
+	benchSteps(b, p, "bench-relay", benchStepAnswers("running", ""))
 }
 
 // BenchmarkHTTPStep: one governed step over Streamable HTTP on loopback, on
 // the durable SQLite store.
 func BenchmarkHTTPStep(b *testing.B) {
 	p := benchHTTP(b, "--data-dir", b.TempDir())
-	benchSteps(b, p)
+	benchSteps(b, p, "refund", benchFinished)
 }
 
 // BenchmarkHTTPStepMemory: the same on the memory store.
 func BenchmarkHTTPStepMemory(b *testing.B) {
 	p := benchHTTP(b, "--store", "memory")
-	benchSteps(b, p)
+	benchSteps(b, p, "refund", benchFinished)
 }
 
 // BenchmarkStdioGetRun: a read-only call to nano-vm over stdio (get_run of
@@ -369,14 +455,8 @@ func BenchmarkHTTPStepMemory(b *testing.B) {
 // append, to set beside the echo of the reference server.
 func BenchmarkStdioGetRun(b *testing.B) {
 	p := benchStdio(b, benchServerBinary(b), "serve", "--store", "memory")
-	steps := benchStartRuns(b, p.c, 1)
-	res, err := p.c.CallTool(context.Background(), steps[0])
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := benchStepResult(res); err != nil {
-		b.Fatal(err)
-	}
+	steps := benchStartRuns(b, p.c, "refund", 1)
+	benchWarm(b, p, steps, benchFinished)
 	get := benchCall("get_run", map[string]any{"run_id": steps[0].GetArguments()["run_id"]})
 	reqs := make([]mcp.CallToolRequest, benchWarmup+b.N)
 	for i := range reqs {
@@ -409,12 +489,11 @@ func benchWarm(b *testing.B, p *benchProc, reqs []mcp.CallToolRequest, check fun
 // server.
 const everythingEntry = "../../.cache/bench/node_modules/@modelcontextprotocol/server-everything/dist/index.js"
 
-// BenchmarkEverythingEcho: the reference. The same client spawns the
-// official server-everything (node dist/index.js stdio) and calls its
-// no-op echo tool, with the refund answer as the message, so that the
-// request carries the same bytes as a step. NANO_VM_BENCH_NODE chooses
-// the node binary (default: node on PATH).
-func BenchmarkEverythingEcho(b *testing.B) {
+// benchEverything returns the node binary and the reference server's entry
+// point, or skips the benchmark when either is missing.
+// NANO_VM_BENCH_NODE chooses the node binary (default: node on PATH).
+func benchEverything(b *testing.B) (node, entry string) {
+	b.Helper()
 	entry, err := filepath.Abs(everythingEntry)
 	if err != nil {
 		b.Fatal(err)
@@ -422,13 +501,20 @@ func BenchmarkEverythingEcho(b *testing.B) {
 	if _, err := os.Stat(entry); errors.Is(err, os.ErrNotExist) {
 		b.Skip("server-everything is not installed: run tests/bench/setup.sh (it installs into .cache/bench)")
 	}
-	node := os.Getenv("NANO_VM_BENCH_NODE")
+	node = os.Getenv("NANO_VM_BENCH_NODE")
 	if node == "" {
 		if node, err = exec.LookPath("node"); err != nil {
 			b.Skip("no node on PATH (set NANO_VM_BENCH_NODE=/path/to/node)")
 		}
 	}
-	p := benchStdio(b, node, entry, "stdio")
+	return node, entry
+}
+
+// benchEcho warms up and times calls of server-everything's no-op echo
+// tool, with the refund answer as the message, so that the request
+// carries the same bytes as a step.
+func benchEcho(b *testing.B, p *benchProc) {
+	b.Helper()
 	_, answer := benchRefund(b)
 	echo := benchCall("echo", map[string]any{"message": string(answer)})
 	want := "Echo: " + string(answer)
@@ -444,4 +530,23 @@ func BenchmarkEverythingEcho(b *testing.B) {
 	}
 	benchWarm(b, p, reqs[:benchWarmup], check)
 	benchMeasure(b, p, reqs[benchWarmup:], "calls/s", check)
+}
+
+// BenchmarkEverythingEcho: the reference. The same client spawns the
+// official server-everything over stdio (node dist/index.js stdio) and
+// calls its no-op echo tool.
+func BenchmarkEverythingEcho(b *testing.B) {
+	node, entry := benchEverything(b)
+	benchEcho(b, benchStdio(b, node, entry, "stdio"))
+}
+
+// BenchmarkEverythingEchoHTTP: the reference over Streamable HTTP
+// (node dist/index.js streamableHttp). It takes its port from PORT and
+// listens on every interface, not only loopback, while it runs.
+func BenchmarkEverythingEchoHTTP(b *testing.B) {
+	node, entry := benchEverything(b)
+	port := benchFreePort(b)
+	cmd := exec.Command(node, entry, "streamableHttp")
+	cmd.Env = append(os.Environ(), fmt.Sprintf("PORT=%d", port))
+	benchEcho(b, benchHTTPServer(b, cmd, fmt.Sprintf("127.0.0.1:%d", port)))
 }

@@ -26,6 +26,7 @@ import (
 	"github.com/nano-vm/nano-vm-mcp/internal/program"
 	"github.com/nano-vm/nano-vm-mcp/internal/runtime"
 	"github.com/nano-vm/nano-vm-mcp/internal/tools"
+	"github.com/nano-vm/nano-vm-mcp/internal/tracestore"
 )
 
 // Environment variables that hold the HTTP secrets. Secrets are never flag
@@ -137,6 +138,14 @@ func serve(ctx context.Context, f serveFlags, log *zap.Logger) error {
 			return &exitErr{exitUsage, err}
 		}
 	}
+	// An unsafe HTTP configuration is refused before anything is created
+	// or connected to.
+	var hc access.HTTPConfig
+	if f.transport != "stdio" {
+		if hc, err = httpConfig(f, approvers); err != nil {
+			return err
+		}
+	}
 
 	st, keys, err := f.store.open(ctx)
 	if err != nil {
@@ -155,6 +164,7 @@ func serve(ctx context.Context, f serveFlags, log *zap.Logger) error {
 	}
 	log.Info("serving", zap.String("transport", f.transport), zap.String("store", f.store.kind),
 		zap.Int("programs", len(progs)), zap.String("profile", string(profile)))
+	go sweepDeadlines(ctx, svc, st, log)
 
 	if f.transport == "stdio" {
 		s := server.NewStdioServer(tools.NewServer(cfg))
@@ -165,28 +175,75 @@ func serve(ctx context.Context, f serveFlags, log *zap.Logger) error {
 		}
 		return nil
 	}
-	return serveHTTP(ctx, f, cfg, approvers, log)
+	hc.Log = log
+	return serveHTTP(ctx, f, cfg, hc, log)
 }
 
-// serveHTTP serves the agent and the operator profile on one listener,
-// behind the access guard; the caller's credentials choose the profile.
-func serveHTTP(ctx context.Context, f serveFlags, cfg tools.Config, approvers *access.Approvers, log *zap.Logger) error {
+// httpConfig reads the HTTP secrets and checks the listener's safety.
+func httpConfig(f serveFlags, approvers *access.Approvers) (access.HTTPConfig, error) {
 	accessToken, err := access.ReadSecret(f.accessTokenFile, envAccessToken)
 	if err != nil {
-		return &exitErr{exitUsage, err}
+		return access.HTTPConfig{}, &exitErr{exitUsage, err}
 	}
 	operatorToken, err := access.ReadSecret(f.operatorTokenFile, envOperatorToken)
 	if err != nil {
-		return &exitErr{exitUsage, err}
+		return access.HTTPConfig{}, &exitErr{exitUsage, err}
 	}
 	hc := access.HTTPConfig{
 		AllowedHosts: f.allowedHosts, AllowedOrigins: f.allowedOrigins,
 		AccessToken: accessToken, OperatorToken: operatorToken, Approvers: approvers,
-		MaxBodyBytes: f.maxBodyBytes, TokenIssuer: f.tokenIssuer, ResourceURL: f.resourceURL, Log: log,
+		MaxBodyBytes: f.maxBodyBytes, TokenIssuer: f.tokenIssuer, ResourceURL: f.resourceURL,
 	}
 	if err := hc.Validate(f.addr); err != nil {
-		return &exitErr{exitUsage, err}
+		return access.HTTPConfig{}, &exitErr{exitUsage, err}
 	}
+	return hc, nil
+}
+
+// deadlineSweep is how often running runs are checked for expired tasks.
+const deadlineSweep = 30 * time.Second
+
+// sweepDeadlines times out expired tasks even when no client calls: a KYC
+// approval left for 72 hours escalates on its own. Runs are found through
+// the store's index, so runs started before a restart are swept too.
+func sweepDeadlines(ctx context.Context, svc *runtime.Service, st tracestore.Store, log *zap.Logger) {
+	t := time.NewTicker(deadlineSweep)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		cursor := ""
+		for {
+			page, next, err := st.ListRuns(ctx, tracestore.ListFilter{Status: string(runtime.StatusRunning), Cursor: cursor, Limit: 500})
+			if err != nil {
+				if ctx.Err() == nil {
+					log.Warn("deadline sweep", zap.Error(err))
+				}
+				break
+			}
+			for _, info := range page {
+				r, _, err := svc.Get(ctx, info.RunID)
+				if err != nil || r.Deadline.IsZero() || time.Now().Before(r.Deadline) {
+					continue
+				}
+				if _, err := svc.Tick(ctx, info.RunID); err != nil {
+					log.Warn("deadline tick", zap.String("run_id", info.RunID), zap.Error(err))
+				}
+			}
+			if next == "" {
+				break
+			}
+			cursor = next
+		}
+	}
+}
+
+// serveHTTP serves the agent and the operator profile on one listener,
+// behind the access guard; the caller's credentials choose the profile.
+func serveHTTP(ctx context.Context, f serveFlags, cfg tools.Config, hc access.HTTPConfig, log *zap.Logger) error {
 	agentCfg, operatorCfg := cfg, cfg
 	agentCfg.Profile, operatorCfg.Profile = access.ProfileAgent, access.ProfileOperator
 	agent, operator := tools.NewServer(agentCfg), tools.NewServer(operatorCfg)

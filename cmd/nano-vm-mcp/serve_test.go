@@ -151,6 +151,15 @@ func driveKYC(t *testing.T, agent, approver *client.Client, approveArgs func(map
 		}
 		res = next
 		tk, _ = res["task"].(map[string]any)
+		if tk == nil && res["status"] == "running" {
+			// An approver is not shown the agent's next task: the agent
+			// picks the run up where it now stands.
+			now, e := callTool(t, agent, "get_run", map[string]any{"run_id": runID})
+			if e != nil {
+				t.Fatalf("get_run: %v", e)
+			}
+			tk, _ = now["task"].(map[string]any)
+		}
 	}
 	got, e := callTool(t, agent, "get_run", map[string]any{"run_id": runID})
 	if e != nil {
@@ -460,21 +469,34 @@ func TestServeHTTPRefusals(t *testing.T) {
 }
 
 func TestServeRefusesUnsafeConfigurations(t *testing.T) {
+	readable := filepath.Join(t.TempDir(), "world-readable-token")
+	if err := os.WriteFile(readable, []byte("a-token-everyone-can-read-0123\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(readable, 0o644); err != nil { // whatever the umask
+		t.Fatal(err)
+	}
 	cases := []struct {
 		name string
 		args []string
 		want string
 	}{
-		{"beyond loopback without a token", []string{"--transport", "http", "--addr", "0.0.0.0:0", "--allowed-hosts", "mcp.example"}, "access token"},
+		{"beyond loopback without a token", []string{"--transport", "http", "--addr", "0.0.0.0:0", "--allowed-hosts", "mcp.example", "--store", "sqlite"}, "access token"},
+		{"a token file others can read", []string{"--transport", "http", "--access-token-file", readable, "--store", "sqlite"}, "world-readable-token"},
 		{"operator profile over HTTP", []string{"--transport", "http", "--profile", "operator"}, "operator token"},
 		{"unknown transport", []string{"--transport", "carrier-pigeon"}, "--transport"},
 		{"invalid program", []string{"--programs", "testdata/bad-programs"}, "bad.yaml"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			code, _, errOut := runCLI(t, append([]string{"serve", "--store", "memory"}, tc.args...)...)
+			data := t.TempDir()
+			code, _, errOut := runCLI(t, append([]string{"serve", "--store", "memory", "--data-dir", data}, tc.args...)...)
 			if code != exitUsage || !strings.Contains(errOut, tc.want) {
 				t.Fatalf("exit %d, stderr %q; want %d mentioning %q", code, errOut, exitUsage, tc.want)
+			}
+			// Refused before anything was created: no keys, no database.
+			if entries, _ := os.ReadDir(data); len(entries) != 0 {
+				t.Fatalf("the refused start left %d files in the data directory", len(entries))
 			}
 		})
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/mark3labs/mcp-go/mcp"
 	"github.com/mark3labs/mcp-go/server"
+	"go.uber.org/zap"
 
 	"github.com/nano-vm/nano-vm-mcp/internal/access"
 	"github.com/nano-vm/nano-vm-mcp/internal/jsonvalue"
@@ -122,26 +123,35 @@ func (h *handlers) approve(ctx context.Context, c access.Principal, raw []byte) 
 	if !ok {
 		return nil, errorf(CodeForbidden, "no configured approver holds that token")
 	}
-	// The approver acts on any run: approvers are not the agent that
-	// started it.
-	r, p, err := h.Service.Get(ctx, args.RunID)
+	// The approver acts on runs that are not theirs: approvers are not the
+	// agent that started them.
+	r, _, err := h.Service.Get(ctx, args.RunID)
 	if err != nil {
 		return nil, fromRuntime(err, nil)
 	}
-	st, err := approvalTask(r, p, args.Seq)
-	if err != nil {
-		return nil, err
+	// An approver of another role is refused here, as an authorisation
+	// failure: in the core a wrong role costs the task an attempt, and a
+	// stranger must not be able to use up the approvers' attempts.
+	if r.Task != nil && r.Task.Seq == args.Seq && r.Task.Kind == string(program.KindApproval) && r.Task.Role != approver.Role {
+		h.Log.Info("approve refused: wrong role", zap.String("run_id", r.ID), zap.String("approver", approver.ID), zap.String("role", approver.Role))
+		return nil, errorf(CodeForbidden, "approver %s has role %s; this decision needs role %s", approver.ID, approver.Role, r.Task.Role)
 	}
 	decision, size, err := value("decision", Value(args.Decision))
 	if err != nil {
 		return nil, err
 	}
+	// Everything else (a stale seq, a finished run, a repeated decision,
+	// a four-eyes pending approval) is the core's to judge and record.
 	a, err := h.Service.Decide(ctx, r.ID, runtime.Decide{
-		Seq: args.Seq, State: st.Name, Role: approver.Role, Principal: approver.ID,
-		Decision: decision, Size: size,
+		Seq: args.Seq, Role: approver.Role, Principal: approver.ID, Decision: decision, Size: size,
 	})
+	if c.Profile != access.ProfileOperator && a.Task != nil && !(a.Task.Kind == string(program.KindApproval) && a.Task.Role == approver.Role) {
+		// An approver sees approval tasks of their role, never the
+		// agent's next task and its view.
+		a.Task = nil
+	}
 	if err != nil {
-		return nil, fromRuntime(err, a.Task)
+		return nil, rejection(err, a)
 	}
 	return runResult(a), nil
 }

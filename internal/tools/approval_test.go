@@ -212,3 +212,42 @@ func TestProgramOpensElicitationChannel(t *testing.T) {
 		t.Fatalf("after the sign-off: %v", res)
 	}
 }
+
+func TestApproverRules(t *testing.T) {
+	approvers, err := access.ParseApprovers("approvers.yaml", []byte(approversYAML))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := newHarness(t, func(c *Config) { c.Approvers = approvers })
+	ctx := context.Background()
+	runID, seq, rest := kycAtApproval(t, h, ctx)
+	alice := access.WithPrincipal(ctx, access.Principal{ID: "alice", Profile: access.ProfileAgent, ApproverRole: "compliance_officer"})
+	carol := access.WithPrincipal(ctx, access.Principal{ID: "carol", Profile: access.ProfileAgent, ApproverRole: "finance"})
+
+	// An approver sees a run that waits for their role, and only that.
+	got := h.mustCall(alice, "get_run", map[string]any{"run_id": runID})
+	before := task(t, got)["attempts_left"]
+	h.mustFail(carol, "get_run", map[string]any{"run_id": runID}, CodeUnknownRun)
+
+	// A wrong role is an authorisation failure that costs the task nothing.
+	for range 4 {
+		h.mustFail(carol, "approve", map[string]any{"run_id": runID, "seq": seq, "decision": json.RawMessage(rest[1])}, CodeForbidden)
+	}
+	if after := task(t, h.mustCall(alice, "get_run", map[string]any{"run_id": runID}))["attempts_left"]; after != before {
+		t.Fatalf("attempts_left %v -> %v after wrong-role approvals", before, after)
+	}
+
+	// alice's decision (request more information: a rollback) moves the
+	// run on; she is not shown the agent's next task, and repeating her
+	// call returns the original answer.
+	first := h.mustCall(alice, "approve", map[string]any{"run_id": runID, "seq": seq, "decision": json.RawMessage(rest[0])})
+	if first["task"] != nil || first["transition"] == nil {
+		t.Fatalf("approve answered %v", first)
+	}
+	again := h.mustCall(alice, "approve", map[string]any{"run_id": runID, "seq": seq, "decision": json.RawMessage(rest[0])})
+	if again["duplicate"] != true || !jsonEqual(again["transitions"], first["transitions"]) {
+		t.Fatalf("repeated approve: %v", again)
+	}
+	// The run no longer waits for her.
+	h.mustFail(alice, "get_run", map[string]any{"run_id": runID}, CodeUnknownRun)
+}

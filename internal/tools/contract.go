@@ -64,11 +64,11 @@ type ListProgramsArgs struct{}
 
 // ProgramInfo is what an agent may know of a program: never its guards.
 type ProgramInfo struct {
-	Name           string `json:"name" jsonschema:"description=The name start_run takes."`
+	Name           string `json:"name" jsonschema_description:"The name start_run takes."`
 	Version        string `json:"version"`
-	DefinitionHash string `json:"definition_hash" jsonschema:"description=SHA-256 of the program definition; step may claim it."`
+	DefinitionHash string `json:"definition_hash" jsonschema_description:"SHA-256 of the program definition; step may claim it."`
 	Description    string `json:"description"`
-	InputSchema    Object `json:"input_schema" jsonschema:"description=JSON Schema of start_run's input for this program."`
+	InputSchema    Object `json:"input_schema" jsonschema_description:"JSON Schema of start_run's input for this program."`
 }
 
 // ListProgramsResult lists the programs a run can be started with.
@@ -78,10 +78,10 @@ type ListProgramsResult struct {
 
 // StartRunArgs start a run.
 type StartRunArgs struct {
-	Program        string `json:"program" jsonschema:"minLength=1,maxLength=128,description=Name of the program (see list_programs)."`
-	Input          Value  `json:"input" jsonschema:"description=The run input; must match the program's input_schema."`
-	IdempotencyKey string `json:"idempotency_key,omitempty" jsonschema:"minLength=1,maxLength=128,pattern=^[A-Za-z0-9._:-]+$,description=Repeating a start with the same key returns the original run instead of a second one."`
-	Lab            bool   `json:"lab,omitempty" jsonschema:"description=Start a failure-laboratory run that inject_fault may attack."`
+	Program        string `json:"program" jsonschema:"minLength=1,maxLength=128" jsonschema_description:"Name of the program (see list_programs)."`
+	Input          Value  `json:"input" jsonschema_description:"The run input; must match the program's input_schema."`
+	IdempotencyKey string `json:"idempotency_key,omitempty" jsonschema:"minLength=1,maxLength=128,pattern=^[A-Za-z0-9._:-]+$" jsonschema_description:"Repeating a start with the same key returns the original run instead of a second one."`
+	Lab            bool   `json:"lab,omitempty" jsonschema_description:"Start a failure-laboratory run that inject_fault may attack."`
 }
 
 // Hop is one transition.
@@ -94,12 +94,12 @@ type Task = projection.Task
 type RunResult struct {
 	RunID       string `json:"run_id"`
 	Status      string `json:"status" jsonschema:"enum=running,enum=waiting_approval,enum=completed,enum=failed,enum=cancelled"`
-	Transition  *Hop   `json:"transition,omitempty" jsonschema:"description=The first hop taken from the answered state."`
-	Transitions []Hop  `json:"transitions" jsonschema:"description=Every hop taken, decision states included."`
-	Task        *Task  `json:"task,omitempty" jsonschema:"description=The next task; absent when the run has ended or waits for a human."`
-	Outcome     string `json:"outcome,omitempty" jsonschema:"description=The terminal state's outcome once the run has ended."`
-	Reason      string `json:"reason,omitempty" jsonschema:"description=Why the runtime ended the run, when it failed."`
-	Duplicate   bool   `json:"duplicate,omitempty" jsonschema:"description=This repeated an earlier call; the original answer is returned and nothing changed."`
+	Transition  *Hop   `json:"transition,omitempty" jsonschema_description:"The first hop taken from the answered state."`
+	Transitions []Hop  `json:"transitions" jsonschema_description:"Every hop taken, decision states included."`
+	Task        *Task  `json:"task,omitempty" jsonschema_description:"The open task: the next one to compute, or the approval a human must give (status waiting_approval). Absent once the run has ended."`
+	Outcome     string `json:"outcome,omitempty" jsonschema_description:"The terminal state's outcome once the run has ended."`
+	Reason      string `json:"reason,omitempty" jsonschema_description:"Why the runtime ended the run, when it failed."`
+	Duplicate   bool   `json:"duplicate,omitempty" jsonschema_description:"This repeated an earlier call; the original answer is returned and nothing changed."`
 	// Four-eyes approval states: how many distinct approvers have decided
 	// and how many the decision needs.
 	ApprovalsGiven  int `json:"approvals_given,omitempty"`
@@ -114,11 +114,11 @@ type StepToolClaim struct {
 // StepArgs answer the current task.
 type StepArgs struct {
 	RunID          string         `json:"run_id" jsonschema:"minLength=1,maxLength=128"`
-	Seq            uint64         `json:"seq" jsonschema:"minimum=1,description=The seq of the task being answered."`
-	Output         Value          `json:"output" jsonschema:"description=The answer; must match the task's output_schema."`
-	State          string         `json:"state,omitempty" jsonschema:"maxLength=128,description=The state you believe you are answering; checked."`
-	Tool           *StepToolClaim `json:"tool,omitempty" jsonschema:"description=For a tool task: the tool whose result this is; checked."`
-	DefinitionHash string         `json:"definition_hash,omitempty" jsonschema:"maxLength=128,description=The program definition you believe you run; checked."`
+	Seq            uint64         `json:"seq" jsonschema:"minimum=1" jsonschema_description:"The seq of the task being answered."`
+	Output         Value          `json:"output" jsonschema_description:"The answer; must match the task's output_schema."`
+	State          string         `json:"state,omitempty" jsonschema:"maxLength=128" jsonschema_description:"The state you believe you are answering; checked."`
+	Tool           *StepToolClaim `json:"tool,omitempty" jsonschema_description:"For a tool task: the tool whose result this is; checked."`
+	DefinitionHash string         `json:"definition_hash,omitempty" jsonschema:"maxLength=128" jsonschema_description:"The program definition you believe you run; checked."`
 }
 
 // RunRef names a run.
@@ -134,8 +134,8 @@ type GetRunResult struct {
 	DefinitionHash string   `json:"definition_hash"`
 	Status         string   `json:"status" jsonschema:"enum=running,enum=waiting_approval,enum=completed,enum=failed,enum=cancelled"`
 	State          string   `json:"state"`
-	Seq            uint64   `json:"seq" jsonschema:"description=The current (or last) task's seq."`
-	Path           []string `json:"path" jsonschema:"description=Every state entered, in order."`
+	Seq            uint64   `json:"seq" jsonschema_description:"The current (or last) task's seq."`
+	Path           []string `json:"path" jsonschema_description:"Every state entered, in order."`
 	Task           *Task    `json:"task,omitempty"`
 	Outcome        string   `json:"outcome,omitempty"`
 	Reason         string   `json:"reason,omitempty"`
@@ -144,27 +144,27 @@ type GetRunResult struct {
 
 // ReceiptResult is a signed receipt with what a verifier needs.
 type ReceiptResult struct {
-	Receipt   Object `json:"receipt" jsonschema:"description=The receipt body (docs/receipt-format.md); signed as RFC 8785 canonical JSON."`
-	Signature string `json:"signature" jsonschema:"description=Base64 Ed25519 signature over the receipt's canonical bytes."`
+	Receipt   Object `json:"receipt" jsonschema_description:"The receipt body (docs/receipt-format.md); signed as RFC 8785 canonical JSON."`
+	Signature string `json:"signature" jsonschema_description:"Base64 Ed25519 signature over the receipt's canonical bytes."`
 	KeyID     string `json:"key_id"`
-	PublicKey string `json:"public_key" jsonschema:"description=The signer's public key as 'nano-vm-mcp-ed25519 <base64>'."`
+	PublicKey string `json:"public_key" jsonschema_description:"The signer's public key as 'nano-vm-mcp-ed25519 <base64>'."`
 }
 
 // VerifyReceiptArgs check a receipt.
 type VerifyReceiptArgs struct {
 	Receipt   RawObject `json:"receipt"`
 	Signature string    `json:"signature" jsonschema:"minLength=1,maxLength=256"`
-	KeyID     string    `json:"key_id,omitempty" jsonschema:"maxLength=128,description=Default: this server's key."`
-	PublicKey string    `json:"public_key,omitempty" jsonschema:"maxLength=256,description=Verify with this key instead of this server's."`
-	Trace     string    `json:"trace,omitempty" jsonschema:"description=An exported trace (JSON Lines). Default: the run's stored trace."`
+	KeyID     string    `json:"key_id,omitempty" jsonschema:"maxLength=128" jsonschema_description:"Default: this server's key."`
+	PublicKey string    `json:"public_key,omitempty" jsonschema:"maxLength=256" jsonschema_description:"Verify with this key instead of this server's."`
+	Trace     string    `json:"trace,omitempty" jsonschema_description:"An exported trace (JSON Lines). Default: the run's stored trace."`
 }
 
 // VerifyReceiptResult is the verification report.
 type VerifyReceiptResult struct {
 	Valid    bool     `json:"valid"`
-	Problems []string `json:"problems" jsonschema:"description=Empty when valid; the first names the first failure."`
-	Covered  uint64   `json:"covered" jsonschema:"description=Events the receipt covers."`
-	Later    uint64   `json:"later" jsonschema:"description=Events after them that continue the chain."`
+	Problems []string `json:"problems" jsonschema_description:"Empty when valid; the first names the first failure."`
+	Covered  uint64   `json:"covered" jsonschema_description:"Events the receipt covers."`
+	Later    uint64   `json:"later" jsonschema_description:"Events after them that continue the chain."`
 }
 
 // Divergence is where a replay first differs from the trace.
@@ -214,15 +214,15 @@ type AwaitApprovalArgs struct {
 type ApproveArgs struct {
 	RunID         string    `json:"run_id" jsonschema:"minLength=1,maxLength=128"`
 	Seq           uint64    `json:"seq" jsonschema:"minimum=1"`
-	Decision      RawObject `json:"decision" jsonschema:"description=The approval task's decision form (its output_schema)."`
-	ApproverToken string    `json:"approver_token,omitempty" jsonschema:"maxLength=512,description=The approver's own token; not needed over HTTP when the bearer token is the approver's."`
+	Decision      RawObject `json:"decision" jsonschema_description:"The approval task's decision form (its output_schema)."`
+	ApproverToken string    `json:"approver_token,omitempty" jsonschema:"maxLength=512" jsonschema_description:"The approver's own token; not needed over HTTP when the bearer token is the approver's."`
 }
 
 // ListRunsArgs filter and page the caller's runs.
 type ListRunsArgs struct {
 	Program string `json:"program,omitempty" jsonschema:"maxLength=128"`
-	Status  string `json:"status,omitempty" jsonschema:"enum=running,enum=completed,enum=failed,enum=cancelled,description=Stored status; running includes runs waiting for approval."`
-	Cursor  string `json:"cursor,omitempty" jsonschema:"maxLength=512,description=next_cursor from the previous page."`
+	Status  string `json:"status,omitempty" jsonschema:"enum=running,enum=completed,enum=failed,enum=cancelled" jsonschema_description:"Stored status; running includes runs waiting for approval."`
+	Cursor  string `json:"cursor,omitempty" jsonschema:"maxLength=512" jsonschema_description:"next_cursor from the previous page."`
 }
 
 // RunSummary is one row of list_runs.

@@ -25,13 +25,14 @@ const (
 
 // toolError is a domain error a handler reports as an isError result.
 type toolError struct {
-	body ErrorBody
+	body  ErrorBody
+	ended bool // the rejection ended the run: no advice to retry
 }
 
 func (e *toolError) Error() string { return e.body.Code + ": " + e.body.Message }
 
 func errorf(code, format string, args ...any) *toolError {
-	return &toolError{ErrorBody{Code: code, Message: fmt.Sprintf(format, args...)}}
+	return &toolError{body: ErrorBody{Code: code, Message: fmt.Sprintf(format, args...)}}
 }
 
 // advice says what to do next, by code: the message is read by a model.
@@ -78,7 +79,23 @@ func fromRuntime(err error, task *Task) *toolError {
 		code = CodeUnknownProgram
 		task = nil
 	}
-	return &toolError{ErrorBody{Code: code, Message: rej.Message, Details: rej.Details, Task: task}}
+	return &toolError{body: ErrorBody{Code: code, Message: rej.Message, Details: rej.Details, Task: task}}
+}
+
+// rejection maps a service error with the answer that came with it. A
+// rejection that used up the last attempt ends the run: the client is told
+// so, instead of being asked to try again.
+func rejection(err error, a runtime.Answer) *toolError {
+	te := fromRuntime(err, a.Task)
+	if a.RunID != "" && a.Status != "" && a.Status != runtime.StatusRunning && te.body.Code != string(runtime.CodeRunFinished) {
+		te.body.Message += fmt.Sprintf(". The run has ended: %s", a.Status)
+		if a.Reason != "" {
+			te.body.Message += " (" + a.Reason + ")"
+		}
+		te.body.Task = nil
+		te.ended = true
+	}
+	return te
 }
 
 // result renders a tool error as an isError result: the error JSON as the
@@ -86,7 +103,9 @@ func fromRuntime(err error, task *Task) *toolError {
 // validate against the success schema.
 func (e *toolError) result() *mcp.CallToolResult {
 	b := e.body
-	if a := advice[b.Code]; a != "" {
+	if e.ended {
+		b.Message += ". Call get_run for its outcome, or start_run for a new run."
+	} else if a := advice[b.Code]; a != "" {
 		b.Message += ". " + a
 	}
 	text, err := json.Marshal(b)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"strings"
 	"time"
 
 	"github.com/nano-vm/nano-vm-mcp/internal/access"
@@ -27,7 +28,7 @@ var catalog = []toolSpec{
 	},
 	{
 		name: "start_run", title: "Start a run",
-		description: "Starts a run of a program with an input matching the program's input_schema. Returns the run_id (keep it: every other tool takes it), the status and the first task to compute. With an idempotency_key, repeating the call returns the original run instead of starting a second one. Runs are kept in the server's durable store until an operator deletes them.",
+		description: "Starts a run of a program with an input matching the program's input_schema. Returns the run_id (keep it: every other tool takes it), the status and the first task to compute. With an idempotency_key, repeating the call returns the original run instead of starting a second one. Runs are kept in the server's durable store.",
 		args:        StartRunArgs{}, result: RunResult{},
 		handle: (*handlers).startRun,
 	},
@@ -162,10 +163,29 @@ func (h *handlers) ownRun(ctx context.Context, c access.Principal, runID string)
 	if err != nil {
 		return nil, nil, fromRuntime(err, nil)
 	}
-	if c.Profile != access.ProfileOperator && r.Principal != c.ID {
+	if c.Profile != access.ProfileOperator && r.Principal != c.ID && !awaitsRole(r, c.ApproverRole) {
 		return nil, nil, errorf(CodeUnknownRun, "no run %s", runID)
 	}
+	if !r.Deadline.IsZero() && r.Status == runtime.StatusRunning {
+		// The open task has a deadline: if it has passed (by the service's
+		// clock), the run times out before anyone sees the task as open.
+		a, err := h.Service.Tick(ctx, runID)
+		if err != nil {
+			return nil, nil, fromRuntime(err, nil)
+		}
+		if len(a.Transitions) > 0 || a.Status != runtime.StatusRunning {
+			if r, p, err = h.Service.Get(ctx, runID); err != nil {
+				return nil, nil, fromRuntime(err, nil)
+			}
+		}
+	}
 	return r, p, nil
+}
+
+// awaitsRole reports whether the run waits for a decision by role: an
+// approver may see such a run, and only while it waits for them.
+func awaitsRole(r *runtime.Run, role string) bool {
+	return role != "" && r.Task != nil && r.Task.Kind == string(program.KindApproval) && r.Task.Role == role
 }
 
 func (h *handlers) step(ctx context.Context, c access.Principal, raw []byte) (any, error) {
@@ -189,13 +209,17 @@ func (h *handlers) step(ctx context.Context, c access.Principal, raw []byte) (an
 		in.Tool = args.Tool.Name
 	}
 	// A tool task's result comes from the tool runner; the core checks
-	// that the state is a tool state and the tool the one it granted.
-	if r.Task != nil && r.Task.Kind == string(program.KindTool) && r.Task.Seq == args.Seq {
+	// that the state is a tool state and the tool the one it granted. A
+	// repeat of the last accepted tool result keeps its actor, so that it
+	// is recognised as the duplicate it is even after the run moved on.
+	openTool := r.Task != nil && r.Task.Kind == string(program.KindTool) && r.Task.Seq == args.Seq
+	lastTool := r.Last != nil && r.Last.Seq == args.Seq && r.Last.Actor == runtime.ActorTool
+	if args.Tool != nil || openTool || lastTool {
 		in.Actor = runtime.ActorTool
 	}
 	a, err := h.Service.Submit(ctx, args.RunID, in)
 	if err != nil {
-		return nil, fromRuntime(err, a.Task)
+		return nil, rejection(err, a)
 	}
 	return runResult(a), nil
 }
@@ -244,7 +268,7 @@ func (h *handlers) signedReceipt(ctx context.Context, runID string) (*ReceiptRes
 	if err := json.Unmarshal(signed.Receipt, &obj); err != nil {
 		return nil, err
 	}
-	return &ReceiptResult{Receipt: obj, Signature: signed.Signature, KeyID: signed.KeyID, PublicKey: keyring.FormatPublicKey(h.Keys.Public())}, nil
+	return &ReceiptResult{Receipt: obj, Signature: signed.Signature, KeyID: signed.KeyID, PublicKey: strings.TrimSpace(keyring.FormatPublicKey(h.Keys.Public()))}, nil
 }
 
 func (h *handlers) getReceipt(ctx context.Context, c access.Principal, raw []byte) (any, error) {
@@ -356,7 +380,7 @@ func (h *handlers) cancelRun(ctx context.Context, c access.Principal, raw []byte
 	}
 	a, err := h.Service.Cancel(ctx, args.RunID, c.ID, args.Reason)
 	if err != nil {
-		return nil, fromRuntime(err, nil)
+		return nil, rejection(err, a)
 	}
 	return CancelRunResult{RunID: a.RunID, Status: status(a.Status, a.Task)}, nil
 }

@@ -28,6 +28,7 @@ import (
 // harness is an in-process MCP server on a memory store, with a client
 // connected through mcp-go's in-process transport.
 type harness struct {
+	clock *testClock
 	t     *testing.T
 	cfg   Config
 	srv   *server.MCPServer
@@ -63,12 +64,8 @@ func newHarnessAt(t *testing.T, version string, tune func(*Config), clientOpts .
 		t.Fatal(err)
 	}
 	st := tracestore.NewMemory()
-	clock := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
-	var mu sync.Mutex
-	svc := runtime.NewService(runtime.Options{
-		Store: st, Secret: keys.Secret, Rand: rnd,
-		Clock: func() time.Time { mu.Lock(); defer mu.Unlock(); clock = clock.Add(time.Second); return clock },
-	})
+	clock := &testClock{now: time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)}
+	svc := runtime.NewService(runtime.Options{Store: st, Secret: keys.Secret, Rand: rnd, Clock: clock.tick})
 	for _, name := range examples.Programs() {
 		src, err := examples.Program(name)
 		if err != nil {
@@ -104,7 +101,26 @@ func newHarnessAt(t *testing.T, version string, tune func(*Config), clientOpts .
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
-	return &harness{t: t, cfg: cfg, srv: srv, c: c, store: st}
+	return &harness{t: t, cfg: cfg, srv: srv, c: c, store: st, clock: clock}
+}
+
+// testClock moves a second on every reading, and jumps when told.
+type testClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *testClock) tick() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(time.Second)
+	return c.now
+}
+
+func (c *testClock) advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
 }
 
 var outputSchemas = func() map[string]*schema.Schema {

@@ -37,12 +37,12 @@ func (h *handlers) addResources(s *server.MCPServer) {
 	if operator {
 		desc = "A program's source with its guards, and its state graph as Mermaid."
 	}
+	// Programs are fixed when the server starts, so each is a resource of
+	// its own, and an unknown name is a plain resource-not-found.
 	for _, p := range h.Service.Programs() {
 		s.AddResource(mcp.NewResource(strings.Replace(programURI, "{name}", p.Name, 1), p.Name,
-			mcp.WithResourceDescription(p.Description), mcp.WithMIMEType(h.programMIME())), h.readProgram)
+			mcp.WithResourceDescription(desc+" "+p.Description), mcp.WithMIMEType(h.programMIME())), h.readProgram)
 	}
-	s.AddResourceTemplate(mcp.NewResourceTemplate(programURI, "program",
-		mcp.WithTemplateDescription(desc), mcp.WithTemplateMIMEType(h.programMIME())), h.readProgram)
 	s.AddResourceTemplate(mcp.NewResourceTemplate(receiptURI, "receipt",
 		mcp.WithTemplateDescription("A run's signed receipt, as get_receipt returns it."),
 		mcp.WithTemplateMIMEType("application/json")), h.readReceipt)

@@ -47,8 +47,6 @@ type Config struct {
 	ElicitApprovals bool
 	Version         string
 	Log             *zap.Logger
-	// Now is the clock for request-state expiry; default time.Now.
-	Now func() time.Time
 }
 
 // handlers holds the wired dependencies.
@@ -79,9 +77,6 @@ func NewServer(cfg Config) *server.MCPServer {
 	}
 	if cfg.Log == nil {
 		cfg.Log = zap.NewNop()
-	}
-	if cfg.Now == nil {
-		cfg.Now = time.Now
 	}
 	mac := hmac.New(sha256.New, cfg.Keys.Secret)
 	mac.Write([]byte("nano-vm-mcp request state"))
@@ -169,7 +164,7 @@ func (h *handlers) caller(ctx context.Context) access.Principal {
 	if p, ok := access.FromContext(ctx); ok {
 		return p
 	}
-	return access.Principal{ID: "local", Profile: h.Profile}
+	return access.Principal{ID: access.IDLocal, Profile: h.Profile}
 }
 
 // dispatch decodes the arguments strictly, checks them against the tool's

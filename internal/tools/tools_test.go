@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/mark3labs/mcp-go/client"
 	"github.com/mark3labs/mcp-go/mcp"
@@ -451,4 +452,53 @@ func TestListRunsPaging(t *testing.T) {
 	}
 	h.mustFail(ctx, "list_runs", map[string]any{"cursor": "garbage"}, CodeInvalidArguments)
 	h.mustFail(ctx, "list_runs", map[string]any{"status": "waiting"}, CodeInvalidArguments)
+}
+
+// The rejection that uses up the last attempt says the run has ended
+// instead of inviting another try.
+func TestLastAttemptEndsTheRun(t *testing.T) {
+	h := newHarness(t, nil)
+	ctx := context.Background()
+	res := h.mustCall(ctx, "start_run", map[string]any{"program": "refund", "input": exampleInput(t, "refund.input.json")})
+	runID, seq := res["run_id"], seqOf(t, task(t, res))
+	var e *ErrorBody
+	for range 3 {
+		e = h.mustFail(ctx, "step", map[string]any{"run_id": runID, "seq": seq, "output": map[string]any{"eligible": "yes"}}, "schema_violation")
+	}
+	if e.Task != nil || !strings.Contains(e.Message, "The run has ended: failed (attempts_exhausted") || strings.Contains(e.Message, "call step again") {
+		t.Fatalf("last rejection: %+v", e)
+	}
+	if got := h.mustCall(ctx, "get_run", map[string]any{"run_id": runID}); got["status"] != "failed" {
+		t.Fatalf("status %v", got["status"])
+	}
+}
+
+// A repeated tool result is a duplicate even after the run moved on.
+func TestDuplicateToolStepAfterTheRunMovedOn(t *testing.T) {
+	h := newHarness(t, nil)
+	ctx := context.Background()
+	res := h.mustCall(ctx, "start_run", map[string]any{"program": "kyc-onboarding", "input": exampleInput(t, "kyc-onboarding.input.json")})
+	runID := res["run_id"]
+	ans := answers(t, "kyc-onboarding.rejected.answers.jsonl")
+	res = h.mustCall(ctx, "step", map[string]any{"run_id": runID, "seq": seqOf(t, task(t, res)), "output": ans[0]})
+	tk := task(t, res)
+	args := map[string]any{"run_id": runID, "seq": seqOf(t, tk), "output": ans[1], "tool": map[string]any{"name": tk["tool"].(map[string]any)["name"]}}
+	first := h.mustCall(ctx, "step", args)
+	again := h.mustCall(ctx, "step", args)
+	if again["duplicate"] != true || !jsonEqual(again["transitions"], first["transitions"]) {
+		t.Fatalf("repeated tool step: %v", again)
+	}
+}
+
+// An expired task times out when the run is next looked at, not only
+// when someone submits.
+func TestExpiredTaskTimesOutOnRead(t *testing.T) {
+	h := newHarness(t, nil)
+	ctx := context.Background()
+	runID, _, _ := kycAtApproval(t, h, ctx)
+	h.clock.advance(73 * time.Hour)
+	got := h.mustCall(ctx, "get_run", map[string]any{"run_id": runID})
+	if got["state"] == "human_approval" || got["status"] == "waiting_approval" {
+		t.Fatalf("the 72-hour approval did not time out: %v", got)
+	}
 }
