@@ -66,7 +66,7 @@ func (h *handlers) awaitApproval(ctx context.Context, c access.Principal, raw []
 	if err := bind(raw, &args); err != nil {
 		return nil, err
 	}
-	r, p, err := h.ownRun(ctx, c, args.RunID)
+	r, p, err := h.readRun(ctx, c, args.RunID)
 	if err != nil {
 		return nil, err
 	}

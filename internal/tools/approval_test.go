@@ -251,3 +251,22 @@ func TestApproverRules(t *testing.T) {
 	// The run no longer waits for her.
 	h.mustFail(alice, "get_run", map[string]any{"run_id": runID}, CodeUnknownRun)
 }
+
+// An approver may look at the run that waits for them, never act on it
+// as its owner.
+func TestApproverCannotActAsOwner(t *testing.T) {
+	approvers, err := access.ParseApprovers("approvers.yaml", []byte(approversYAML))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := newHarness(t, func(c *Config) { c.Approvers = approvers })
+	ctx := context.Background()
+	runID, seq, _ := kycAtApproval(t, h, ctx)
+	alice := access.WithPrincipal(ctx, access.Principal{ID: "alice", Profile: access.ProfileAgent, ApproverRole: "compliance_officer"})
+	h.mustCall(alice, "get_run", map[string]any{"run_id": runID})
+	h.mustCall(alice, "get_receipt", map[string]any{"run_id": runID})
+	h.mustFail(alice, "cancel_run", map[string]any{"run_id": runID, "reason": "x"}, CodeUnknownRun)
+	h.mustFail(alice, "step", map[string]any{"run_id": runID, "seq": seq, "output": map[string]any{}}, CodeUnknownRun)
+	h.mustFail(alice, "replay_run", map[string]any{"run_id": runID}, CodeUnknownRun)
+	h.mustFail(alice, "inject_fault", map[string]any{"run_id": runID, "fault": "skip_step"}, CodeUnknownRun)
+}

@@ -157,8 +157,21 @@ func (h *handlers) startRun(ctx context.Context, c access.Principal, raw []byte)
 
 // ownRun loads a run the caller may act on. An agent reaches only its own
 // principal's runs; anyone else's look like no run at all, so run ids
-// cannot be probed.
+// cannot be probed. The core judges deadlines of what the caller submits.
 func (h *handlers) ownRun(ctx context.Context, c access.Principal, runID string) (*runtime.Run, *program.Program, error) {
+	r, p, err := h.Service.Get(ctx, runID)
+	if err != nil {
+		return nil, nil, fromRuntime(err, nil)
+	}
+	if c.Profile != access.ProfileOperator && r.Principal != c.ID {
+		return nil, nil, errorf(CodeUnknownRun, "no run %s", runID)
+	}
+	return r, p, nil
+}
+
+// readRun loads a run the caller may look at: its own, or, for an
+// approver, one that waits for a decision of their role.
+func (h *handlers) readRun(ctx context.Context, c access.Principal, runID string) (*runtime.Run, *program.Program, error) {
 	r, p, err := h.Service.Get(ctx, runID)
 	if err != nil {
 		return nil, nil, fromRuntime(err, nil)
@@ -229,7 +242,7 @@ func (h *handlers) getRun(ctx context.Context, c access.Principal, raw []byte) (
 	if err := bind(raw, &args); err != nil {
 		return nil, err
 	}
-	r, p, err := h.ownRun(ctx, c, args.RunID)
+	r, p, err := h.readRun(ctx, c, args.RunID)
 	if err != nil {
 		return nil, err
 	}
@@ -276,7 +289,7 @@ func (h *handlers) getReceipt(ctx context.Context, c access.Principal, raw []byt
 	if err := bind(raw, &args); err != nil {
 		return nil, err
 	}
-	if _, _, err := h.ownRun(ctx, c, args.RunID); err != nil {
+	if _, _, err := h.readRun(ctx, c, args.RunID); err != nil {
 		return nil, err
 	}
 	return h.signedReceipt(ctx, args.RunID)

@@ -113,7 +113,7 @@ func (h *handlers) readProgram(ctx context.Context, req mcp.ReadResourceRequest)
 
 func (h *handlers) readReceipt(ctx context.Context, req mcp.ReadResourceRequest) ([]mcp.ResourceContents, error) {
 	runID := uriArg(req, "run_id")
-	if _, _, err := h.ownRun(ctx, h.caller(ctx), runID); err != nil {
+	if _, _, err := h.readRun(ctx, h.caller(ctx), runID); err != nil {
 		return nil, notFound(req.Params.URI)
 	}
 	rec, err := h.signedReceipt(ctx, runID)
