@@ -25,19 +25,22 @@ import (
 )
 
 // These benchmarks measure one governed call from a real client process:
-// the mcp-go client in this test process, the server in its own process,
-// over stdio or over Streamable HTTP on loopback. Every call is timed on
-// its own; the percentiles are of those latencies, and calls/s (steps/s)
-// is the number of calls over the time the timed loop took. Nothing else
-// runs while a call is in flight: one client, one call at a time, as an
-// agent drives a run.
+// the mcp-go client in this test process, the server in its own process
+// (the binary as it ships), over stdio or over Streamable HTTP on
+// loopback. Every call is timed on its own; p50-µs and p99-µs are
+// percentiles of those latencies, and steps/s (calls/s) is the number of
+// calls over the time the timed loop took, which ns/op also gives. One
+// client makes one call at a time, as an agent drives a run.
+// server-cpu-µs/op is the server process's CPU time (user and system, all
+// threads) per call; B/op and allocs/op are the client's.
 //
 // The reference is the official @modelcontextprotocol/server-everything's
 // no-op echo tool, spawned and called by the same client with the same
-// code (BenchmarkEverythingEcho; install it with tests/bench/setup.sh).
+// measuring code (BenchmarkEverythingEcho; tests/bench/setup.sh installs
+// it, and the benchmark skips without it).
 //
 //	tests/bench/setup.sh
-//	go test -run '^$' -bench . -benchtime 2000x -count 5 ./cmd/nano-vm-mcp
+//	go test -run '^$' -bench . -benchtime 2000x -count 6 ./cmd/nano-vm-mcp
 //
 // docs/performance.md has the results.
 
@@ -472,6 +475,7 @@ func BenchmarkStdioGetRun(b *testing.B) {
 	benchMeasure(b, p, reqs[benchWarmup:], "calls/s", check)
 }
 
+// benchWarm makes the calls reqs, untimed, and checks their answers.
 func benchWarm(b *testing.B, p *benchProc, reqs []mcp.CallToolRequest, check func(*mcp.CallToolResult) error) {
 	b.Helper()
 	for i := range reqs {
@@ -500,6 +504,8 @@ func benchEverything(b *testing.B) (node, entry string) {
 	}
 	if _, err := os.Stat(entry); errors.Is(err, os.ErrNotExist) {
 		b.Skip("server-everything is not installed: run tests/bench/setup.sh (it installs into .cache/bench)")
+	} else if err != nil {
+		b.Fatal(err)
 	}
 	node = os.Getenv("NANO_VM_BENCH_NODE")
 	if node == "" {

@@ -14,6 +14,7 @@ import (
 	"path"
 	"strconv"
 	"strings"
+	"time"
 
 	"go.uber.org/zap"
 )
@@ -35,14 +36,15 @@ const MCPPath = "/mcp"
 
 // Refusal codes, the "error" member of a refusal's JSON body.
 const (
-	CodeForbiddenHost    = "forbidden_host"
-	CodeForbiddenOrigin  = "forbidden_origin"
-	CodeCrossOrigin      = "cross_origin"
-	CodeMissingToken     = "missing_token"
-	CodeInvalidToken     = "invalid_token"
-	CodeBodyTooLarge     = "body_too_large"
-	CodeBadRequest       = "bad_request"
-	CodeMethodNotAllowed = "method_not_allowed"
+	CodeForbiddenHost     = "forbidden_host"
+	CodeForbiddenOrigin   = "forbidden_origin"
+	CodeCrossOrigin       = "cross_origin"
+	CodeMissingToken      = "missing_token"
+	CodeInvalidToken      = "invalid_token"
+	CodeInsufficientScope = "insufficient_scope" // 403: an issuer's token without a nano-vm scope (step-up)
+	CodeBodyTooLarge      = "body_too_large"
+	CodeBadRequest        = "bad_request"
+	CodeMethodNotAllowed  = "method_not_allowed"
 )
 
 // HTTPConfig configures Guard.
@@ -67,16 +69,28 @@ type HTTPConfig struct {
 	Approvers *Approvers
 	// MaxBodyBytes limits request bodies; 0 means DefaultMaxBodyBytes.
 	MaxBodyBytes int64
-	// TokenIssuer is the OAuth authorization server's issuer URL. When set,
-	// Guard serves RFC 9728 protected-resource metadata naming it, and 401
-	// answers point at that metadata.
+	// TokenIssuer is the OAuth authorization server's issuer URL, exactly as
+	// its metadata spells it. When set, Guard serves RFC 9728
+	// protected-resource metadata naming it, 401 answers point at that
+	// metadata, and JWT access tokens (RFC 9068) the issuer signs for this
+	// resource are accepted besides the static tokens: see [ScopeAgent],
+	// [ScopeOperator] and [OAuthIDPrefix]. The issuer's metadata and keys
+	// are fetched when the first JWT arrives, not at start.
 	TokenIssuer string
 	// ResourceURL is this server's public MCP endpoint URL, the resource
 	// identifier in the metadata. Empty means <scheme>://<Host>/mcp derived
 	// from each request (scheme https when the connection is TLS). Set it
 	// behind a TLS-terminating proxy.
 	ResourceURL string
-	// Log receives refusals at info level. Nil means no logging.
+	// OAuthClient fetches the issuer's metadata and keys; nil means a
+	// default client. Guard uses a copy whose timeout is at most
+	// OAuthFetchTimeout and which follows redirects on the same host only.
+	OAuthClient *http.Client
+	// Clock is the time access tokens are checked against (exp, nbf, iat)
+	// and that paces key refetches; nil means time.Now.
+	Clock func() time.Time
+	// Log receives refusals at info level, and failures to reach the token
+	// issuer at warn level. Nil means no logging.
 	Log *zap.Logger
 }
 
@@ -315,6 +329,7 @@ func Guard(c HTTPConfig, next http.Handler) http.Handler {
 		g.operatorSet = 1
 	}
 	if g.issuer != "" {
+		g.oauth = newOAuthVerifier(c, g.log)
 		g.metaPaths = map[string]bool{MetadataPath: true, MetadataPath + MCPPath: true}
 		if g.resource != "" {
 			g.metaPaths[metadataPathFor(g.resource)] = true
@@ -336,6 +351,7 @@ type guard struct {
 	issuer      string
 	resource    string
 	metaPaths   map[string]bool
+	oauth       *oauthVerifier // nil without an issuer
 	log         *zap.Logger
 	next        http.Handler
 }
@@ -364,14 +380,25 @@ func (g *guard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		g.serveMetadata(w, r)
 		return
 	}
-	p, code := g.authenticate(r)
-	if code != "" {
+	p, code, why := g.authenticate(r)
+	switch code {
+	case "":
+	case CodeInsufficientScope:
+		w.Header().Set("WWW-Authenticate", g.challenge(r, code))
+		g.refuse(w, r, http.StatusForbidden, code,
+			"the access token grants neither the "+ScopeAgent+" nor the "+ScopeOperator+" scope; ask the authorization server for "+ScopeAgent)
+		return
+	default:
 		msg := "present the access token as Authorization: Bearer <token>"
 		if code == CodeInvalidToken {
 			msg = "the bearer token is not valid for this server"
 		}
+		var fields []zap.Field
+		if why != nil {
+			fields = append(fields, zap.String("detail", clip(why.Error())))
+		}
 		w.Header().Set("WWW-Authenticate", g.challenge(r, code))
-		g.refuse(w, r, http.StatusUnauthorized, code, msg)
+		g.refuse(w, r, http.StatusUnauthorized, code, msg, fields...)
 		return
 	}
 	r = r.WithContext(WithPrincipal(r.Context(), p))
@@ -463,37 +490,59 @@ func (g *guard) originAllowed(origin string) bool {
 	return g.hostMatches(h, p, u.Scheme)
 }
 
-// authenticate returns the caller's principal, or the refusal code. Every
-// configured credential is compared, in constant time, whatever matches.
-func (g *guard) authenticate(r *http.Request) (Principal, string) {
+// authenticate returns the caller's principal, or the refusal code and,
+// for a JWT the issuer's rules refuse, why. Every configured static
+// credential is compared, in constant time, whatever matches; only a token
+// that matches none and has the shape of a JWT is then checked as an
+// access token from the issuer.
+func (g *guard) authenticate(r *http.Request) (Principal, string, error) {
 	vals := r.Header.Values("Authorization")
 	if len(vals) == 0 {
 		if g.accessSet == 0 && isLocalPeer(r.RemoteAddr) {
-			return Principal{ID: IDLocal, Profile: ProfileAgent}, ""
+			return Principal{ID: IDLocal, Profile: ProfileAgent}, "", nil
 		}
-		return Principal{}, CodeMissingToken
+		return Principal{}, CodeMissingToken, nil
 	}
 	if len(vals) > 1 {
-		return Principal{}, CodeInvalidToken
+		return Principal{}, CodeInvalidToken, nil
 	}
 	scheme, token, _ := strings.Cut(vals[0], " ")
 	token = strings.Trim(token, " ")
 	if !strings.EqualFold(scheme, "Bearer") || token == "" {
-		return Principal{}, CodeInvalidToken
+		return Principal{}, CodeInvalidToken, nil
 	}
+	if p, ok := g.staticToken(token); ok {
+		return p, "", nil
+	}
+	if g.oauth == nil || !looksLikeJWT(token) {
+		return Principal{}, CodeInvalidToken, nil
+	}
+	p, err := g.oauth.verify(r.Context(), token, g.resourceID(r))
+	switch {
+	case errors.Is(err, errInsufficientScope):
+		return p, CodeInsufficientScope, err
+	case err != nil:
+		return Principal{}, CodeInvalidToken, fmt.Errorf("access token: %w", err)
+	}
+	return p, "", nil
+}
+
+// staticToken matches token against the operator, approver and access
+// tokens in constant time.
+func (g *guard) staticToken(token string) (Principal, bool) {
 	sum := sha256.Sum256([]byte(token))
 	op := g.operatorSet & subtle.ConstantTimeCompare(sum[:], g.operator[:])
 	ag := g.accessSet & subtle.ConstantTimeCompare(sum[:], g.access[:])
 	ap, isApprover := g.approvers.lookupHash(&sum)
 	switch {
 	case op == 1:
-		return Principal{ID: IDOperator, Profile: ProfileOperator}, ""
+		return Principal{ID: IDOperator, Profile: ProfileOperator}, true
 	case isApprover:
-		return Principal{ID: ap.ID, Profile: ProfileAgent, ApproverRole: ap.Role}, ""
+		return Principal{ID: ap.ID, Profile: ProfileAgent, ApproverRole: ap.Role}, true
 	case ag == 1:
-		return Principal{ID: IDAgent, Profile: ProfileAgent}, ""
+		return Principal{ID: IDAgent, Profile: ProfileAgent}, true
 	}
-	return Principal{}, CodeInvalidToken
+	return Principal{}, false
 }
 
 // isLocalPeer reports whether a request came from this machine: a loopback
@@ -509,12 +558,19 @@ func isLocalPeer(remoteAddr string) bool {
 	return ip == nil || ip.IsLoopback()
 }
 
-// challenge is the WWW-Authenticate value of a 401 (RFC 6750 §3, and
-// RFC 9728 §5.1 when an issuer is configured).
+// challenge is the WWW-Authenticate value of a 401 or of the 403
+// insufficient_scope (RFC 6750 §3, and RFC 9728 §5.1 when an issuer is
+// configured). A 401 names no scope: a client then asks for every scope
+// the metadata lists, and the authorization server decides whether the
+// user gets the operator scope. The 403 names the scope a token needs at
+// least.
 func (g *guard) challenge(r *http.Request, code string) string {
 	var params []string
-	if code == CodeInvalidToken {
+	switch code {
+	case CodeInvalidToken:
 		params = append(params, `error="invalid_token"`)
+	case CodeInsufficientScope:
+		params = append(params, `error="insufficient_scope"`, `scope="`+ScopeAgent+`"`)
 	}
 	if g.issuer != "" {
 		params = append(params, `resource_metadata="`+g.metadataURL(r)+`"`)
@@ -567,6 +623,7 @@ func metadataPathFor(resource string) string {
 type resourceMetadata struct {
 	Resource               string   `json:"resource"`
 	AuthorizationServers   []string `json:"authorization_servers"`
+	ScopesSupported        []string `json:"scopes_supported"`
 	BearerMethodsSupported []string `json:"bearer_methods_supported"`
 }
 
@@ -582,6 +639,7 @@ func (g *guard) serveMetadata(w http.ResponseWriter, r *http.Request) {
 	body, err := json.Marshal(resourceMetadata{
 		Resource:               g.resourceID(r),
 		AuthorizationServers:   []string{g.issuer},
+		ScopesSupported:        []string{ScopeAgent, ScopeOperator},
 		BearerMethodsSupported: []string{"header"},
 	})
 	if err != nil { // cannot happen: strings only

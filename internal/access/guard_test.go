@@ -64,7 +64,8 @@ type guardCase struct {
 	wantStatus int
 	wantCode   string     // refusal code; "" when next is reached
 	want       *Principal // principal next sees; nil when next must not be reached
-	wantAuth   string     // exact WWW-Authenticate on 401
+	wantAuth   string     // exact WWW-Authenticate on 401 (and on 403 when set)
+	wantDetail string     // in the refusal log's detail, when set
 }
 
 func baseConfig(t testing.TB) HTTPConfig {
@@ -90,6 +91,8 @@ func runGuardCase(t *testing.T, tc guardCase) {
 		tc.cfg(&cfg)
 	}
 	next := &reached{}
+	core, logs := observer.New(zapcore.InfoLevel)
+	cfg.Log = zap.New(core)
 	h := Guard(cfg, next)
 	method, target, host := tc.method, tc.target, tc.host
 	if method == "" {
@@ -150,7 +153,16 @@ func runGuardCase(t *testing.T, tc guardCase) {
 			t.Fatalf("Content-Type = %q", ct)
 		}
 	}
-	if tc.wantStatus == http.StatusUnauthorized {
+	if tc.wantDetail != "" {
+		var details []string
+		for _, e := range logs.All() {
+			details = append(details, fmt.Sprint(e.ContextMap()["detail"]))
+		}
+		if len(details) != 1 || !strings.Contains(details[0], tc.wantDetail) {
+			t.Fatalf("refusal details %q, want one containing %q", details, tc.wantDetail)
+		}
+	}
+	if tc.wantStatus == http.StatusUnauthorized || tc.wantAuth != "" {
 		if got := w.Header().Get("WWW-Authenticate"); got != tc.wantAuth {
 			t.Fatalf("WWW-Authenticate = %q, want %q", got, tc.wantAuth)
 		}
@@ -349,6 +361,7 @@ func TestGuardServesProtectedResourceMetadata(t *testing.T) {
 			want := map[string]any{
 				"resource":                 tc.wantResource,
 				"authorization_servers":    []any{issuer},
+				"scopes_supported":         []any{ScopeAgent, ScopeOperator},
 				"bearer_methods_supported": []any{"header"},
 			}
 			if fmt.Sprint(got) != fmt.Sprint(want) {

@@ -14,15 +14,21 @@
 //     [http.CrossOriginProtection] unless its origin is trusted;
 //  3. the OAuth protected-resource metadata (RFC 9728), served without
 //     authentication when an issuer is configured;
-//  4. the bearer token, compared in constant time, which yields the
-//     [Principal] placed in the request context; when no access token is
-//     configured, a caller presenting none is the "local" principal, and
-//     only if it connects from loopback (or a Unix socket);
+//  4. the bearer token, compared in constant time with the static tokens,
+//     which yields the [Principal] placed in the request context; when no
+//     access token is configured, a caller presenting none is the "local"
+//     principal, and only if it connects from loopback (or a Unix socket).
+//     With an issuer, a token that matches no static token and has the
+//     shape of a JWT is validated as the issuer's access token (RFC 9068:
+//     signature by a key of the issuer's JWKS, iss, aud naming this
+//     resource, exp, nbf, iat) and yields "oauth:<sub>", with the operator
+//     profile when it carries the nano-vm:operator scope; a valid token
+//     without a nano-vm scope is refused 403 insufficient_scope;
 //  5. the request body size (413 beyond the limit).
 //
 // Refusals are answered with a small JSON body {"error": code, "message": …}
-// and logged at info level with the remote address and the reason. Tokens
-// are never logged.
+// and logged at info level with the remote address and the reason (for a
+// refused JWT, why). Tokens are never logged.
 package access
 
 import (
@@ -52,7 +58,9 @@ func ParseProfile(s string) (Profile, error) {
 }
 
 // Principal IDs assigned by Guard. They are reserved: no approver may use
-// them as its id.
+// them as its id. Principals from the issuer's access tokens are
+// OAuthIDPrefix followed by the token's sub, which no approver id can
+// equal.
 const (
 	IDLocal    = "local"    // no token required and none presented (loopback only)
 	IDAgent    = "agent"    // presented the access token

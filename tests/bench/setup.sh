@@ -7,9 +7,9 @@
 # server in stdio mode and checks that it answers `echo`.
 #
 # The machine's own Node runs it (Node 20 or newer; server-everything
-# 2026.8.31 and all its dependencies run on Node 20). BENCH_NODE=/path/to/node
-# chooses another one for the install and the check; the benchmark itself
-# takes NANO_VM_BENCH_NODE (default: node on PATH).
+# 2026.8.31 and all its dependencies run on Node 20).
+# NANO_VM_BENCH_NODE=/path/to/node chooses another one, here and in the
+# benchmark alike (default: node on PATH).
 #
 #   tests/bench/setup.sh                 install (no-op when up to date)
 #   tests/bench/setup.sh --update-lock   npm install, then copy the new
@@ -31,8 +31,8 @@ case "${1:-}" in
 *) die "usage: $0 [--update-lock]" ;;
 esac
 
-NODE=${BENCH_NODE:-$(command -v node || true)}
-[ -n "$NODE" ] && [ -x "$NODE" ] || die "Node 20 or newer is needed (node on PATH, or BENCH_NODE=/path/to/node)"
+NODE=${NANO_VM_BENCH_NODE:-$(command -v node || true)}
+[ -n "$NODE" ] && [ -x "$NODE" ] || die "Node 20 or newer is needed (node on PATH, or NANO_VM_BENCH_NODE=/path/to/node)"
 major=$("$NODE" -p 'process.versions.node.split(".")[0]')
 [ "$major" -ge 20 ] || die "$NODE is Node $("$NODE" --version); server-everything needs Node 20 or newer"
 command -v npm >/dev/null || die "npm is needed"
@@ -80,4 +80,4 @@ fi
 # Start it the way the benchmark does (node ENTRY stdio) and call echo.
 "$NODE" "$BENCH_DIR/check-echo.mjs" "$ENTRY" || die "server-everything did not answer echo over stdio"
 log "setup ok: server-everything $("$NODE" -p 'require(process.argv[1]).version' "$CACHE/node_modules/@modelcontextprotocol/server-everything/package.json") on Node $("$NODE" --version) at ${ENTRY#"$ROOT"/}"
-log "run: go test -run '^\$' -bench . -benchtime 2000x -count 5 ./cmd/nano-vm-mcp"
+log "run: go test -run '^\$' -bench . -benchtime 2000x -count 6 ./cmd/nano-vm-mcp"
