@@ -29,7 +29,7 @@ import (
 // connected through mcp-go's in-process transport.
 type harness struct {
 	clock *testClock
-	t     *testing.T
+	t     testing.TB
 	cfg   Config
 	srv   *server.MCPServer
 	c     *client.Client
@@ -48,14 +48,14 @@ func (l *lockedRand) Read(p []byte) (int, error) {
 	return l.r.Read(p)
 }
 
-func newHarness(t *testing.T, tune func(*Config), clientOpts ...client.ClientOption) *harness {
+func newHarness(t testing.TB, tune func(*Config), clientOpts ...client.ClientOption) *harness {
 	t.Helper()
 	return newHarnessAt(t, mcp.LATEST_LEGACY_PROTOCOL_VERSION, tune, clientOpts...)
 }
 
 // newHarnessAt connects with the given protocol revision: a legacy one
 // (initialize handshake) or 2026-07-28 (stateless, per-request _meta).
-func newHarnessAt(t *testing.T, version string, tune func(*Config), clientOpts ...client.ClientOption) *harness {
+func newHarnessAt(t testing.TB, version string, tune func(*Config), clientOpts ...client.ClientOption) *harness {
 	t.Helper()
 	ctx := context.Background()
 	rnd := &lockedRand{r: rand.New(rand.NewSource(1))}
@@ -221,7 +221,7 @@ func (h *harness) mustFail(ctx context.Context, name string, args any, code stri
 }
 
 // answers reads an example answers file.
-func answers(t *testing.T, name string) []json.RawMessage {
+func answers(t testing.TB, name string) []json.RawMessage {
 	t.Helper()
 	data, err := examples.FS.ReadFile(name)
 	if err != nil {
@@ -237,7 +237,7 @@ func answers(t *testing.T, name string) []json.RawMessage {
 	return out
 }
 
-func exampleInput(t *testing.T, name string) json.RawMessage {
+func exampleInput(t testing.TB, name string) json.RawMessage {
 	t.Helper()
 	data, err := examples.FS.ReadFile(name)
 	if err != nil {
@@ -247,7 +247,7 @@ func exampleInput(t *testing.T, name string) json.RawMessage {
 }
 
 // task returns the task member of a result.
-func task(t *testing.T, m map[string]any) map[string]any {
+func task(t testing.TB, m map[string]any) map[string]any {
 	t.Helper()
 	tk, ok := m["task"].(map[string]any)
 	if !ok {
@@ -256,7 +256,7 @@ func task(t *testing.T, m map[string]any) map[string]any {
 	return tk
 }
 
-func seqOf(t *testing.T, tk map[string]any) uint64 {
+func seqOf(t testing.TB, tk map[string]any) uint64 {
 	t.Helper()
 	return uint64(tk["seq"].(float64))
 }
