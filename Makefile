@@ -45,7 +45,7 @@ e2e:
 	GO="$(GO)" tests/node/run.sh
 
 bench:
-	$(GO) test -run='^$$' -bench=. -benchmem ./internal/...
+	$(GO) test -run='^$$' -bench=. -benchmem ./internal/... ./cmd/...
 
 build:
 	$(GO) build -o nano-vm-mcp ./cmd/nano-vm-mcp
