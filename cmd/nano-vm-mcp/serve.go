@@ -75,9 +75,12 @@ and every other caller is an agent.
 
 HTTP security: the server binds to loopback by default and refuses foreign
 Host and Origin headers on every path (DNS rebinding). Beyond loopback it
-requires an access token (` + envAccessToken + ` or --access-token-file) and
---allowed-hosts. The operator token comes from ` + envOperatorToken + ` or
+requires an access token (` + envAccessToken + ` or --access-token-file) or a
+--token-issuer, and --allowed-hosts. The operator token comes from ` + envOperatorToken + ` or
 --operator-token-file. Approvers (--approvers FILE) have their own tokens.
+With --token-issuer, JWT access tokens from that OAuth authorization server
+are accepted too (audience: this server; scope nano-vm:agent or
+nano-vm:operator), and callers are told where to get one (RFC 9728).
 
 SIGINT and SIGTERM stop the server after in-flight calls finish; every step
 is appended atomically, so none is half-written.`,
@@ -107,7 +110,7 @@ is appended atomically, so none is half-written.`,
 	fs.StringVar(&f.operatorTokenFile, "operator-token-file", "", "file holding the bearer token that unlocks the operator profile over HTTP (else "+envOperatorToken+")")
 	fs.StringVar(&f.approversFile, "approvers", "", "YAML file of approvers: id, role and the SHA-256 of their token")
 	fs.StringVar(&f.approvalChannel, "approval-channel", "approvers", "approvers: only configured approvers decide (approve); elicitation: also the human at the client, through await_approval")
-	fs.StringVar(&f.tokenIssuer, "token-issuer", "", "OAuth authorization server URL; when set, serve protected-resource metadata (RFC 9728)")
+	fs.StringVar(&f.tokenIssuer, "token-issuer", "", "OAuth authorization server URL: serve protected-resource metadata (RFC 9728) and accept its JWT access tokens for this server (scopes nano-vm:agent, nano-vm:operator)")
 	fs.StringVar(&f.resourceURL, "resource-url", "", "this server's public /mcp URL for the metadata (default: from each request)")
 	fs.Int64Var(&f.maxBodyBytes, "max-body-bytes", access.DefaultMaxBodyBytes, "largest HTTP request body accepted")
 	f.store.register(fs)

@@ -111,13 +111,13 @@ func (c HTTPConfig) Validate(listenAddr string) error {
 	case err != nil:
 		errs = append(errs, fmt.Errorf("listen address %q: %w", listenAddr, err))
 	case !isLoopbackListen(host):
-		if c.AccessToken == "" {
-			errs = append(errs, fmt.Errorf("listen address %q is beyond loopback: an access token is required", listenAddr))
+		if c.AccessToken == "" && c.TokenIssuer == "" {
+			errs = append(errs, fmt.Errorf("listen address %q is beyond loopback: an access token is required (or a token issuer)", listenAddr))
 		}
 		if len(c.AllowedHosts) == 0 {
 			errs = append(errs, fmt.Errorf("listen address %q is beyond loopback: name the host clients use in the allowed hosts, or every request will be refused as forbidden_host", listenAddr))
 		}
-	case c.AccessToken == "" && len(c.AllowedHosts) > 0:
+	case c.AccessToken == "" && c.TokenIssuer == "" && len(c.AllowedHosts) > 0:
 		errs = append(errs, errors.New("allowed hosts make the server reachable under other names (through a proxy or port forward): an access token is required"))
 	}
 	return errors.Join(errs...)
@@ -498,7 +498,9 @@ func (g *guard) originAllowed(origin string) bool {
 func (g *guard) authenticate(r *http.Request) (Principal, string, error) {
 	vals := r.Header.Values("Authorization")
 	if len(vals) == 0 {
-		if g.accessSet == 0 && isLocalPeer(r.RemoteAddr) {
+		// Anonymous local use only where no credential is configured at
+		// all: with an issuer, every caller authenticates.
+		if g.accessSet == 0 && g.oauth == nil && isLocalPeer(r.RemoteAddr) {
 			return Principal{ID: IDLocal, Profile: ProfileAgent}, "", nil
 		}
 		return Principal{}, CodeMissingToken, nil

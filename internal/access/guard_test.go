@@ -256,6 +256,7 @@ func TestGuardAuthenticates(t *testing.T) {
 		{name: "no token, none required", cfg: noAccessToken, wantStatus: 418, want: local},
 		{name: "no token, none required, IPv6 loopback peer", cfg: noAccessToken, remote: "[::1]:5555", wantStatus: 418, want: local},
 		{name: "no token, none required, Unix socket peer", cfg: noAccessToken, remote: "@", wantStatus: 418, want: local},
+		{name: "no token, an issuer configured: every caller authenticates", cfg: func(c *HTTPConfig) { noAccessToken(c); c.TokenIssuer = "http://127.0.0.1:1" }, wantStatus: 401, wantCode: CodeMissingToken, wantAuth: `Bearer resource_metadata="http://localhost:8080/.well-known/oauth-protected-resource/mcp"`},
 		{name: "no token, none required, but a remote peer", cfg: noAccessToken, remote: "192.0.2.7:5555", wantStatus: 401, wantCode: CodeMissingToken, wantAuth: "Bearer"},
 		{name: "operator token, none required, remote peer", cfg: noAccessToken, remote: "192.0.2.7:5555", header: bearer(operatorTok), wantStatus: 418, want: operator},
 		{name: "GET is authenticated too", method: "GET", target: "/sse", wantStatus: 401, wantCode: CodeMissingToken, wantAuth: "Bearer"},
@@ -485,6 +486,10 @@ func TestValidate(t *testing.T) {
 		{"origin without scheme", "127.0.0.1:1", func(c *HTTPConfig) { c.AllowedOrigins = []string{"app.example.com"} }, "scheme://host"},
 		{"upper-case origin is normalised", "127.0.0.1:1", func(c *HTTPConfig) { c.AllowedOrigins = []string{"HTTPS://App.Example.com:8443"} }, ""},
 		{"negative body limit", "127.0.0.1:1", func(c *HTTPConfig) { c.MaxBodyBytes = -1 }, "negative"},
+		{"issuer alone beyond loopback", "0.0.0.0:8080", func(c *HTTPConfig) {
+			c.TokenIssuer = "https://auth.example.com"
+			c.AllowedHosts = []string{"mcp.example.com"}
+		}, ""},
 		{"http issuer beyond loopback", "127.0.0.1:1", func(c *HTTPConfig) { c.TokenIssuer = "http://auth.example.com" }, "use https"},
 		{"http issuer on loopback", "127.0.0.1:1", func(c *HTTPConfig) { c.TokenIssuer = "http://localhost:9000" }, ""},
 		{"issuer without scheme", "127.0.0.1:1", func(c *HTTPConfig) { c.TokenIssuer = "auth.example.com" }, "https URL"},

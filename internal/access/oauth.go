@@ -27,6 +27,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -55,6 +56,8 @@ const (
 	// OAuthClockSkew is the leeway allowed on exp, nbf and iat.
 	OAuthClockSkew = 60 * time.Second
 
+	// oauthFetchBudget bounds a whole refresh: discovery and the JWKS.
+	oauthFetchBudget = 2 * OAuthFetchTimeout
 	// oauthRefetchInterval is the least time between two fetches from the
 	// issuer, successful or not: a flood of tokens with unknown key ids
 	// costs the issuer one JWKS request per interval, and a failed
@@ -244,22 +247,13 @@ func (v *oauthVerifier) verify(ctx context.Context, raw, resource string) (Princ
 	}
 	p := Principal{ID: OAuthIDPrefix + sanitizeSub(std.Subject), Profile: ProfileAgent}
 	switch scopes := append(extra.Scope, extra.Scp...); {
-	case has(scopes, ScopeOperator):
+	case slices.Contains(scopes, ScopeOperator):
 		p.Profile = ProfileOperator
-	case has(scopes, ScopeAgent):
+	case slices.Contains(scopes, ScopeAgent):
 	default:
 		return Principal{}, errInsufficientScope
 	}
 	return p, nil
-}
-
-func has(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 func clipList(l []string) string { return clip(strings.Join(l, " ")) }
@@ -358,7 +352,11 @@ func (v *oauthVerifier) keysFor(ctx context.Context, kid string) ([]jose.JSONWeb
 		return nil, fmt.Errorf("no key with kid %q in the issuer's key set (refetched at most every %s)", kid, oauthRefetchInterval)
 	}
 	v.tried = now
-	fresh, err := v.fetchKeys(context.WithoutCancel(ctx))
+	// The fetch serves every waiting request: the caller's going away must
+	// not cancel it. Discovery may take up to four requests; bound them all.
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), oauthFetchBudget)
+	defer cancel()
+	fresh, err := v.fetchKeys(fctx)
 	if err != nil {
 		v.lastErr = err
 		v.jwksURI = "" // rediscover next time, in case jwks_uri moved
