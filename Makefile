@@ -17,6 +17,7 @@ FUZZ_TARGETS = \
 	./internal/runtime:FuzzDecide \
 	./internal/receipt:FuzzVerify \
 	./internal/access:FuzzParseApprovers \
+	./internal/access:FuzzBearer \
 	./internal/tools:FuzzToolCall
 
 .PHONY: test check unit fuzz bench build e2e
