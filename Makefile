@@ -9,6 +9,7 @@ FUZZMINTIME ?= 5s
 # package:FuzzTarget pairs; every parser and every untrusted input has one.
 FUZZ_TARGETS = \
 	./internal/jsonvalue:FuzzDecode \
+	./internal/jsonvalue:FuzzCanonical \
 	./internal/schema:FuzzCompile \
 	./internal/schema:FuzzFastPath \
 	./internal/policy:FuzzCompile \

@@ -1,35 +1,9 @@
 package jsonvalue
 
 import (
-	"bytes"
 	"encoding/json"
-	"fmt"
 	"reflect"
-
-	"github.com/gowebpki/jcs"
 )
-
-// Canonical returns the RFC 8785 (JCS) form of v: object members sorted by
-// UTF-16 code units, no insignificant whitespace, numbers in ECMAScript
-// notation, strings minimally escaped. v is typically a Decode result, but
-// anything encoding/json can marshal is accepted; like every JCS
-// implementation it represents numbers as float64, so integers beyond 2^53
-// that did not come from Decode lose precision.
-func Canonical(v any) ([]byte, error) {
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	// JCS escapes only what JSON requires; HTML escaping would be
-	// normalised away by jcs anyway, but don't make it parse \u003c.
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
-		return nil, fmt.Errorf("jsonvalue: canonical: %w", err)
-	}
-	out, err := jcs.Transform(buf.Bytes())
-	if err != nil {
-		return nil, fmt.Errorf("jsonvalue: canonical: %w", err)
-	}
-	return out, nil
-}
 
 // Clone returns a deep copy of a decoded value: maps and slices are copied,
 // scalars (including json.Number) are immutable and shared. Values of other
