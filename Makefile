@@ -19,7 +19,8 @@ FUZZ_TARGETS = \
 	./internal/receipt:FuzzVerify \
 	./internal/access:FuzzParseApprovers \
 	./internal/access:FuzzBearer \
-	./internal/tools:FuzzToolCall
+	./internal/tools:FuzzToolCall \
+	./internal/analyzer:FuzzAnalyze
 
 .PHONY: test check unit fuzz bench build e2e
 
