@@ -28,8 +28,11 @@ type SQLite struct {
 	// r serves reads, which WAL lets run beside the writer.
 	r *sql.DB
 
-	// The append's statements, compiled once on the writer.
-	rowStmt, eventStmt, upsertStmt, stepStmt *sql.Stmt
+	// The append's statements, compiled once on the writer: the run row's
+	// read, the event insert, the run row's insert, and its updates by the
+	// listed columns they assign (see runUpdate).
+	rowStmt, eventStmt, insertStmt *sql.Stmt
+	updateStmts                    map[listedMask]*sql.Stmt
 }
 
 // SQLiteOptions tune an SQLite store. The zero value is the durable default.
@@ -262,32 +265,80 @@ func migrateSQLiteStep(ctx context.Context, db *sql.DB, steps []string) (done bo
 	return false, nil
 }
 
+// listedColumns are the runs columns that key a listing index, in the
+// order of their bits in a listedMask. The other columns an append writes
+// (updated_at, events, head, tree) are in no index.
+var listedColumns = [...]string{"program", "definition_hash", "status", "outcome", "started_at"}
+
+// listedMask says which listed columns an update assigns.
+type listedMask uint8
+
+const (
+	setProgram listedMask = 1 << iota
+	setDefinitionHash
+	setStatus
+	setOutcome
+	setStartedAt
+)
+
+// runUpdate is the UPDATE of a run's row that assigns the unindexed columns
+// and, of the listed ones, those in m. SQLite decides which indexes an
+// UPDATE maintains from the columns it assigns, when it compiles the
+// statement, not from whether their values change: assigning started_at
+// deletes and reinserts the run's entry in all six listing indexes although
+// every key stays where it was. Assigning only what changed spares those
+// writes: a finishing step writes about 9 pages instead of 15 (see
+// docs/performance.md). Principal and lab are never assigned: the run's
+// first append set them.
+func runUpdate(m listedMask) string {
+	q := `UPDATE runs SET updated_at = ?, events = ?, head = ?, tree = ?`
+	for i, c := range listedColumns {
+		if m&(1<<i) != 0 {
+			q += ", " + c + " = ?"
+		}
+	}
+	return q + ` WHERE run_id = ?`
+}
+
+// preparedUpdates are the updates an append compiles once: the runtime's
+// steps change a run's status and outcome, never its program, definition or
+// start. Any other change compiles its statement when it happens.
+var preparedUpdates = []listedMask{0, setStatus, setOutcome, setStatus | setOutcome}
+
 // prepare compiles the append's statements once, on the one writer.
 func (s *SQLite) prepare() error {
-	for _, p := range []struct {
-		stmt **sql.Stmt
-		sql  string
-	}{
-		{&s.rowStmt, `SELECT events, program, definition_hash, status, outcome, started_at FROM runs WHERE run_id = ?`},
-		{&s.eventStmt, `INSERT INTO events (run_id, idx, type, body, hash) VALUES (?, ?, ?, ?, ?)`},
-		// The update leaves principal and lab as the first append set them.
-		{&s.upsertStmt, `INSERT INTO runs (` + runColumns + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-			ON CONFLICT (run_id) DO UPDATE SET program = excluded.program, definition_hash = excluded.definition_hash,
-			status = excluded.status, outcome = excluded.outcome, started_at = excluded.started_at,
-			updated_at = excluded.updated_at, events = excluded.events, head = excluded.head, tree = excluded.tree`},
-		{&s.stepStmt, `UPDATE runs SET updated_at = ?, events = ?, head = ?, tree = ? WHERE run_id = ?`},
-	} {
-		stmt, err := s.w.Prepare(p.sql)
+	prep := func(q string) (*sql.Stmt, error) {
+		stmt, err := s.w.Prepare(q)
 		if err != nil {
-			return fmt.Errorf("tracestore: sqlite: %w", err)
+			return nil, fmt.Errorf("tracestore: sqlite: %w", err)
 		}
-		*p.stmt = stmt
+		return stmt, nil
+	}
+	var err error
+	if s.rowStmt, err = prep(`SELECT events, program, definition_hash, status, outcome, started_at FROM runs WHERE run_id = ?`); err != nil {
+		return err
+	}
+	if s.eventStmt, err = prep(`INSERT INTO events (run_id, idx, type, body, hash) VALUES (?, ?, ?, ?, ?)`); err != nil {
+		return err
+	}
+	// Only a run's first append inserts its row, and so sets principal and
+	// lab for good.
+	if s.insertStmt, err = prep(`INSERT INTO runs (` + runColumns + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`); err != nil {
+		return err
+	}
+	s.updateStmts = make(map[listedMask]*sql.Stmt, len(preparedUpdates))
+	for _, m := range preparedUpdates {
+		if s.updateStmts[m], err = prep(runUpdate(m)); err != nil {
+			return err
+		}
 	}
 	return nil
 }
 
 // Append implements Store. The trace's length comes from the run's index
-// row, so an append costs the same however long the trace is.
+// row, so an append costs the same however long the trace is. One
+// transaction: the row's read (under the write lock, which BEGIN IMMEDIATE
+// took), the events' inserts, and the row's insert or narrowest update.
 func (s *SQLite) Append(ctx context.Context, runID string, records []Record, info RunInfo) (err error) {
 	if len(records) == 0 {
 		return nil
@@ -326,15 +377,35 @@ func (s *SQLite) Append(ctx context.Context, runID string, records []Record, inf
 			return fmt.Errorf("tracestore: sqlite append: %w", err)
 		}
 	}
-	// SQLite rewrites an index whenever an UPDATE assigns one of its
-	// columns, changed or not: six pages more per step. Most steps change
-	// none of them.
-	if exists && old.Program == info.Program && old.DefinitionHash == info.DefinitionHash &&
-		old.Status == info.Status && old.Outcome == info.Outcome && was == started {
-		_, err = tx.StmtContext(ctx, s.stepStmt).ExecContext(ctx, updated, int64(info.Events), info.Head, info.Tree, runID)
-	} else {
-		_, err = tx.StmtContext(ctx, s.upsertStmt).ExecContext(ctx, runID, info.Program, info.DefinitionHash, info.Status, info.Outcome,
+	if !exists {
+		_, err = tx.StmtContext(ctx, s.insertStmt).ExecContext(ctx, runID, info.Program, info.DefinitionHash, info.Status, info.Outcome,
 			started, updated, int64(info.Events), info.Head, info.Tree, info.Principal, info.Lab)
+	} else {
+		// Of the listed columns, only those whose values change.
+		var m listedMask
+		args := make([]any, 4, 4+len(listedColumns)+1)
+		args[0], args[1], args[2], args[3] = updated, int64(info.Events), info.Head, info.Tree
+		if old.Program != info.Program {
+			m, args = m|setProgram, append(args, info.Program)
+		}
+		if old.DefinitionHash != info.DefinitionHash {
+			m, args = m|setDefinitionHash, append(args, info.DefinitionHash)
+		}
+		if old.Status != info.Status {
+			m, args = m|setStatus, append(args, info.Status)
+		}
+		if old.Outcome != info.Outcome {
+			m, args = m|setOutcome, append(args, info.Outcome)
+		}
+		if was != started {
+			m, args = m|setStartedAt, append(args, started)
+		}
+		args = append(args, runID)
+		if stmt, ok := s.updateStmts[m]; ok {
+			_, err = tx.StmtContext(ctx, stmt).ExecContext(ctx, args...)
+		} else {
+			_, err = tx.ExecContext(ctx, runUpdate(m), args...)
+		}
 	}
 	if err != nil {
 		return fmt.Errorf("tracestore: sqlite append: %w", err)
@@ -471,7 +542,12 @@ func (s *SQLite) DeleteKey(ctx context.Context, subject string) error {
 // Close implements Store.
 func (s *SQLite) Close() error {
 	var errs []error
-	for _, st := range []*sql.Stmt{s.rowStmt, s.eventStmt, s.upsertStmt, s.stepStmt} {
+	for _, st := range []*sql.Stmt{s.rowStmt, s.eventStmt, s.insertStmt} {
+		if st != nil {
+			errs = append(errs, st.Close())
+		}
+	}
+	for _, st := range s.updateStmts {
 		if st != nil {
 			errs = append(errs, st.Close())
 		}

@@ -2,12 +2,15 @@ package tracestore
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"database/sql"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -351,5 +354,126 @@ func TestSQLiteDeleteKeyLeavesNoCopyOnDisk(t *testing.T) {
 	}
 	if onDisk() {
 		t.Fatal("a deleted subject key is still in the database or its log")
+	}
+}
+
+// walPageSize is the page size of the store's log frames.
+func walPageSize(t *testing.T, s *SQLite) int64 {
+	t.Helper()
+	var ps int64
+	if err := s.w.QueryRow(`PRAGMA page_size`).Scan(&ps); err != nil {
+		t.Fatal(err)
+	}
+	return ps
+}
+
+// walFrames counts the frames in the store's log. With automatic
+// checkpoints off the log only grows, so the frames a commit adds are the
+// pages it wrote.
+func walFrames(t *testing.T, s *SQLite) int64 {
+	t.Helper()
+	fi, err := os.Stat(s.path + "-wal")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return (fi.Size() - 32) / (walPageSize(t, s) + 24)
+}
+
+// walWrites names the b-tree of each page in the log's frames from frame
+// on ("page 1" for the header page), and counts its frames.
+func walWrites(t *testing.T, s *SQLite, from int64) map[string]int {
+	t.Helper()
+	b, err := os.ReadFile(s.path + "-wal")
+	if err != nil {
+		t.Fatal(err)
+	}
+	owner := map[uint32]string{1: "page 1"}
+	rows, err := s.w.Query(`SELECT pageno, name FROM dbstat WHERE pageno > 1`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var (
+			page uint32
+			name string
+		)
+		if err := rows.Scan(&page, &name); err != nil {
+			t.Fatal(err)
+		}
+		owner[page] = name
+	}
+	rows.Close()
+	ps := walPageSize(t, s)
+	out := map[string]int{}
+	// A frame is a 24-byte header, which starts with the page number, and
+	// the page.
+	for off := 32 + from*(ps+24); off+24+ps <= int64(len(b)); off += ps + 24 {
+		page := binary.BigEndian.Uint32(b[off : off+4])
+		out[cmp.Or(owner[page], fmt.Sprintf("page %d (free)", page))]++
+	}
+	return out
+}
+
+// An append rewrites only the listing indexes whose keys it changes: a step
+// that leaves the run's status alone writes none, one that changes status
+// and outcome writes those two. SQLite maintains every index on a column an
+// UPDATE assigns, changed or not, so this pins that the update assigns no
+// more than it must.
+func TestSQLiteAppendWritesOnlyTheIndexesItChanges(t *testing.T) {
+	ctx := context.Background()
+	s := openTestSQLite(t, SQLiteOptions{})
+	if _, err := s.w.Exec(`PRAGMA wal_autocheckpoint = 0`); err != nil {
+		t.Fatal(err)
+	}
+	const runs = 100
+	head := bytes.Repeat([]byte{1}, 32)
+	n := uint64(len(stepMix))
+	for i := range runs {
+		if err := s.Append(ctx, benchRun(i), mixStep(0, head), benchInfo(i, n, head)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, c := range []struct {
+		name            string
+		status, outcome string
+		want            []string // the listing indexes it may write
+	}{
+		{"mid-run step", "running", "", nil},
+		{"another mid-run step", "running", "", nil},
+		{"step that changes the status", "waiting", "", []string{"runs_by_status"}},
+		{"finishing step", "completed", "DONE", []string{"runs_by_outcome", "runs_by_status"}},
+		{"step after the finish", "completed", "DONE", nil},
+	} {
+		from := walFrames(t, s)
+		for i := range runs {
+			ri, err := s.Run(ctx, benchRun(i))
+			if err != nil {
+				t.Fatal(err)
+			}
+			next := benchInfo(i, ri.Events+n, head)
+			next.Status, next.Outcome = c.status, c.outcome
+			// A later append's principal changes nothing either.
+			next.Principal = "mallory"
+			if err := s.Append(ctx, benchRun(i), mixStep(ri.Events, head), next); err != nil {
+				t.Fatal(err)
+			}
+		}
+		writes := walWrites(t, s, from)
+		var listed []string
+		total := 0
+		for name, k := range writes {
+			total += k
+			if strings.HasPrefix(name, "runs_by_") {
+				listed = append(listed, name)
+			}
+		}
+		slices.Sort(listed)
+		if !slices.Equal(listed, c.want) {
+			t.Errorf("a %s wrote the listing indexes %v, want %v (pages written: %v)", c.name, listed, c.want, writes)
+		}
+		t.Logf("%s: %.2f pages per append: %v", c.name, float64(total)/runs, writes)
+	}
+	if page, _, err := s.ListRuns(ctx, ListFilter{Principal: "alice", Status: "completed", Outcome: "DONE", Limit: 1000}); err != nil || len(page) != runs {
+		t.Fatalf("finished runs of alice: %d, %v; want %d", len(page), err, runs)
 	}
 }
