@@ -49,34 +49,6 @@ import (
 // grows its buffers, HTTP opens its connection).
 const benchWarmup = 200
 
-var (
-	benchBuildOnce sync.Once
-	benchBinPath   string
-	benchBuildErr  error
-)
-
-// benchServerBinary builds nano-vm-mcp once per test process, as it ships
-// (no race detector, no coverage).
-func benchServerBinary(b *testing.B) string {
-	b.Helper()
-	benchBuildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "nano-vm-bench-bin-")
-		if err != nil {
-			benchBuildErr = err
-			return
-		}
-		benchBinPath = filepath.Join(dir, "nano-vm-mcp")
-		out, err := exec.Command("go", "build", "-o", benchBinPath, ".").CombinedOutput()
-		if err != nil {
-			benchBuildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if benchBuildErr != nil {
-		b.Fatal(benchBuildErr)
-	}
-	return benchBinPath
-}
-
 // benchProc is a server process the benchmark talks to.
 type benchProc struct {
 	c   *client.Client
@@ -140,7 +112,7 @@ func benchFreePort(b *testing.B) int {
 func benchHTTP(b *testing.B, args ...string) *benchProc {
 	b.Helper()
 	addr := fmt.Sprintf("127.0.0.1:%d", benchFreePort(b))
-	cmd := exec.Command(benchServerBinary(b), append([]string{"serve", "--transport", "http", "--addr", addr}, args...)...)
+	cmd := exec.Command(serverBinary(b), append([]string{"serve", "--transport", "http", "--addr", addr}, args...)...)
 	return benchHTTPServer(b, cmd, addr)
 }
 
@@ -364,14 +336,14 @@ func benchSteps(b *testing.B, p *benchProc, program string, check func(*mcp.Call
 // store (synchronous=FULL: the step is on disk before the answer leaves).
 // The step finishes a refund run.
 func BenchmarkStdioStep(b *testing.B) {
-	p := benchStdio(b, benchServerBinary(b), "serve", "--data-dir", b.TempDir())
+	p := benchStdio(b, serverBinary(b), "serve", "--data-dir", b.TempDir())
 	benchSteps(b, p, "refund", benchFinished)
 }
 
 // BenchmarkStdioStepMemory: the same on the memory store, which separates
 // the cost of the durable append.
 func BenchmarkStdioStepMemory(b *testing.B) {
-	p := benchStdio(b, benchServerBinary(b), "serve", "--store", "memory")
+	p := benchStdio(b, serverBinary(b), "serve", "--store", "memory")
 	benchSteps(b, p, "refund", benchFinished)
 }
 
@@ -379,7 +351,7 @@ func BenchmarkStdioStepMemory(b *testing.B) {
 // --sqlite-synchronous normal (no fsync at commit; power loss can lose the
 // last steps), which separates the fsync from the rest of the append.
 func BenchmarkStdioStepSyncNormal(b *testing.B) {
-	p := benchStdio(b, benchServerBinary(b), "serve", "--data-dir", b.TempDir(), "--sqlite-synchronous", "normal")
+	p := benchStdio(b, serverBinary(b), "serve", "--data-dir", b.TempDir(), "--sqlite-synchronous", "normal")
 	benchSteps(b, p, "refund", benchFinished)
 }
 
@@ -436,7 +408,7 @@ func BenchmarkStdioStepMidRun(b *testing.B) {
 	if err := os.WriteFile(filepath.Join(dir, "bench-relay.yaml"), []byte(benchRelay), 0o600); err != nil {
 		b.Fatal(err)
 	}
-	p := benchStdio(b, benchServerBinary(b), "serve", "--data-dir", b.TempDir(), "--programs", dir)
+	p := benchStdio(b, serverBinary(b), "serve", "--data-dir", b.TempDir(), "--programs", dir)
 	benchSteps(b, p, "bench-relay", benchStepAnswers("running", ""))
 }
 
@@ -457,7 +429,7 @@ func BenchmarkHTTPStepMemory(b *testing.B) {
 // a finished run): the server's MCP and JSON cost with no step and no
 // append, to set beside the echo of the reference server.
 func BenchmarkStdioGetRun(b *testing.B) {
-	p := benchStdio(b, benchServerBinary(b), "serve", "--store", "memory")
+	p := benchStdio(b, serverBinary(b), "serve", "--store", "memory")
 	steps := benchStartRuns(b, p.c, "refund", 1)
 	benchWarm(b, p, steps, benchFinished)
 	get := benchCall("get_run", map[string]any{"run_id": steps[0].GetArguments()["run_id"]})

@@ -44,6 +44,8 @@ upper-cased with '-' as '_' (for example NANO_VM_LOG_LEVEL=debug).`,
 	root.PersistentFlags().StringVar(&logLevel, "log-level", "warn", "log level for stderr: debug, info, warn or error")
 	root.AddCommand(newValidateCmd(), newRunCmd(&logLevel), newGraphCmd(), newVersionCmd(),
 		newExportCmd(), newVerifyCmd(), newKeysCmd(), newReplayCmd(), newServeCmd(&logLevel))
+	root.AddCommand(newLabCmd(&logLevel))
+	root.AddCommand(newAnalyzeCmd())
 	for _, c := range append(root.Commands(), root) {
 		c.Flags().SetInterspersed(true)
 		c.PreRunE = envFallback

@@ -32,8 +32,9 @@ var (
 	buildErr  error
 )
 
-// serverBinary builds nano-vm-mcp once per test process.
-func serverBinary(t *testing.T) string {
+// serverBinary builds nano-vm-mcp once per test process, as it ships (no
+// race detector, no coverage): tests and benchmarks run the real binary.
+func serverBinary(t testing.TB) string {
 	t.Helper()
 	buildOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "nano-vm-bin-")

@@ -19,6 +19,7 @@ const (
 	EventTaskExpired        EventType = "task_expired"
 	EventTransitioned       EventType = "transitioned"
 	EventRunFinished        EventType = "run_finished"
+	EventFaultInjected      EventType = "fault_injected"
 )
 
 // Event is one entry of a run's trace. Exactly one of the payload pointers
@@ -45,6 +46,7 @@ type Event struct {
 	Expiry     *Expiry           `json:"expiry,omitempty"`
 	Transition *TransitionRecord `json:"transition,omitempty"`
 	Finished   *Finished         `json:"finished,omitempty"`
+	Fault      *FaultRecord      `json:"fault,omitempty"`
 
 	// converted caches, inside one Apply, the accepted output already
 	// converted for the guards, so that folding does not convert it again.
@@ -181,4 +183,18 @@ type Finished struct {
 	Status  Status `json:"status"`
 	Outcome string `json:"outcome"`
 	Reason  string `json:"reason,omitempty"`
+}
+
+// FaultRecord records one attack of the failure laboratory (internal/lab)
+// on the run and how the runtime answered it. The attack itself went
+// through the public entry points and left its own events (a rejection,
+// say) before this one; the record is evidence only and changes nothing
+// in the run. It never holds submitted values: only names, codes and the
+// runtime's messages.
+type FaultRecord struct {
+	Fault     string `json:"fault"`      // e.g. tool_injection
+	SubAttack string `json:"sub_attack"` // e.g. undeclared_tool
+	Expected  string `json:"expected"`   // the typed outcome the attack must meet, e.g. capability_denied
+	Observed  string `json:"observed"`   // the outcome the runtime gave
+	Detail    string `json:"detail,omitempty"`
 }

@@ -72,11 +72,21 @@ type Cancel struct {
 // even when nobody submits.
 type Tick struct{ At time.Time }
 
+// Fault records an attack of the failure laboratory and the runtime's
+// answer to it: one fault_injected event, and nothing else changes (not
+// the state, the seq, the data, the attempts nor the status). It is
+// accepted on a finished run too.
+type Fault struct {
+	Record FaultRecord
+	At     time.Time
+}
+
 func (Start) isInput()  {}
 func (Submit) isInput() {}
 func (Decide) isInput() {}
 func (Cancel) isInput() {}
 func (Tick) isInput()   {}
+func (Fault) isInput()  {}
 
 // Result is what Apply produced.
 type Result struct {
@@ -140,6 +150,14 @@ func Apply(p *program.Program, run *Run, in Input) (Result, error) {
 			m.emit(Event{Type: EventInputReceived, Seq: m.r.Seq, Input: &InputRecord{Kind: "tick"}})
 			m.expireIfDue(in.At)
 		}
+		return m.result(), nil
+	case Fault:
+		if in.Record.Fault == "" || in.Record.SubAttack == "" {
+			return Result{}, reject(CodeInvalidInput, "a fault record names its fault and sub-attack")
+		}
+		m.at = stamp(in.At)
+		rec := in.Record
+		m.emit(Event{Type: EventFaultInjected, Seq: m.r.Seq, Fault: &rec})
 		return m.result(), nil
 	}
 	return Result{}, fmt.Errorf("runtime: unknown input %T", in)

@@ -44,7 +44,7 @@ func Replay(p *program.Program, recorded []Event) (*Divergence, error) {
 		res, _ := Apply(p, run, in)
 		// The recorded input's events end where the next input begins.
 		j := i + 1
-		for j < len(recorded) && recorded[j].Type != EventInputReceived {
+		for j < len(recorded) && !beginsInput(recorded[j].Type) {
 			j++
 		}
 		batch := recorded[i:j]
@@ -67,6 +67,11 @@ func Replay(p *program.Program, recorded []Event) (*Divergence, error) {
 	return nil, nil
 }
 
+// beginsInput reports whether an event of type t is the first of a
+// recorded input: a submission, decision, cancel or tick (input_received),
+// or a recorded fault, which is its own single event.
+func beginsInput(t EventType) bool { return t == EventInputReceived || t == EventFaultInjected }
+
 // inputAt rebuilds the input whose events begin at recorded[i].
 func inputAt(recorded []Event, i int, pinned bool) (Input, error) {
 	e := recorded[i]
@@ -80,6 +85,11 @@ func inputAt(recorded []Event, i int, pinned bool) (Input, error) {
 			return nil, fmt.Errorf("replay: event %d: a second run_started", e.Index)
 		}
 		return Start{RunID: e.RunID, Principal: e.Started.Principal, Lab: e.Started.Lab, Input: e.Started.Input, At: at}, nil
+	case EventFaultInjected:
+		if e.Fault == nil {
+			return nil, fmt.Errorf("replay: event %d: fault_injected without a fault", e.Index)
+		}
+		return Fault{Record: *e.Fault, At: at}, nil
 	case EventInputReceived:
 	default:
 		return nil, fmt.Errorf("replay: event %d (%s) begins no recorded input", e.Index, e.Type)
@@ -116,7 +126,7 @@ func submittedOutput(recorded []Event, i int) any {
 			return e.Approval.Output
 		case EventSubmissionRejected:
 			return e.Rejection.Output
-		case EventInputReceived, EventRunStarted:
+		case EventInputReceived, EventRunStarted, EventFaultInjected:
 			return nil
 		}
 	}

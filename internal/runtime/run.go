@@ -161,6 +161,11 @@ func (r *Run) apply(p *program.Program, e *Event) error {
 		}
 	case EventGuardEvaluated, EventTaskExpired, EventInputReceived:
 		// Evidence only.
+	case EventFaultInjected:
+		// Evidence only: an attack and the runtime's answer, recorded.
+		if e.Fault == nil {
+			return fmt.Errorf("event %d: fault_injected without a fault", e.Index)
+		}
 	case EventSubmissionAccepted:
 		st := p.States[e.State]
 		if st == nil || st.Output == nil {

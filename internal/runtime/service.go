@@ -402,6 +402,14 @@ func (s *Service) Tick(ctx context.Context, runID string) (Answer, error) {
 	return s.apply(ctx, runID, Tick{At: s.clock()})
 }
 
+// RecordFault appends a fault_injected event to the run: the failure
+// laboratory's record of an attack it made through the other entry points
+// and of the runtime's answer. It changes nothing else in the run, and is
+// recorded on a finished run too.
+func (s *Service) RecordFault(ctx context.Context, runID string, rec FaultRecord) (Answer, error) {
+	return s.apply(ctx, runID, Fault{Record: rec, At: s.clock()})
+}
+
 // Get returns a snapshot of the run.
 func (s *Service) Get(ctx context.Context, runID string) (*Run, *program.Program, error) {
 	lr, err := s.live(ctx, runID)

@@ -5,6 +5,7 @@ import (
 
 	"github.com/invopop/jsonschema"
 
+	"github.com/nano-vm/nano-vm-mcp/internal/analyzer"
 	"github.com/nano-vm/nano-vm-mcp/internal/projection"
 	"github.com/nano-vm/nano-vm-mcp/internal/runtime"
 )
@@ -241,6 +242,29 @@ type RunSummary struct {
 type ListRunsResult struct {
 	Runs       []RunSummary `json:"runs"`
 	NextCursor string       `json:"next_cursor,omitempty"`
+}
+
+// AnalyzeArgs choose the window of runs the analyze tool measures.
+type AnalyzeArgs struct {
+	Program        string  `json:"program" jsonschema:"minLength=1,maxLength=128" jsonschema_description:"The program's name, as its runs record it."`
+	Window         int     `json:"window,omitempty" jsonschema:"minimum=1,maximum=10000" jsonschema_description:"How many of the program's newest runs to measure. Default 100."`
+	DefinitionHash string  `json:"definition_hash,omitempty" jsonschema:"maxLength=128" jsonschema_description:"Measure the runs of this definition. Default: the definition of the program's newest run."`
+	ThresholdBits  float64 `json:"threshold_bits,omitempty" jsonschema:"exclusiveMinimum=0,maximum=64" jsonschema_description:"Transition-entropy alert threshold in bits. Default 2.5."`
+}
+
+// AnalyzeResult is the analyzer's report (docs/metrics.md §6).
+type AnalyzeResult struct {
+	analyzer.Report
+}
+
+// JSONSchemaExtend lets drift be null, without a "null" type that some
+// clients refuse: the object schema loses its type, so its properties
+// constrain an object and anything else (null) passes.
+func (AnalyzeResult) JSONSchemaExtend(s *jsonschema.Schema) {
+	if d, ok := s.Properties.Get("drift"); ok {
+		d.Type = ""
+		d.Description = "Divergence from the saved baseline; null until one is saved (nano-vm-mcp analyze --save-baseline) or when the window has no transitions."
+	}
 }
 
 // ErrorBody is the first text content of every isError result.

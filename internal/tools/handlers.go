@@ -11,6 +11,7 @@ import (
 	"github.com/nano-vm/nano-vm-mcp/internal/access"
 	"github.com/nano-vm/nano-vm-mcp/internal/jsonvalue"
 	"github.com/nano-vm/nano-vm-mcp/internal/keyring"
+	"github.com/nano-vm/nano-vm-mcp/internal/lab"
 	"github.com/nano-vm/nano-vm-mcp/internal/program"
 	"github.com/nano-vm/nano-vm-mcp/internal/receipt"
 	"github.com/nano-vm/nano-vm-mcp/internal/runtime"
@@ -99,6 +100,13 @@ var catalog = []toolSpec{
 		args:        ApproveArgs{}, result: RunResult{},
 		operator: true, approver: true,
 		handle: (*handlers).approve,
+	},
+	{
+		name: "analyze", title: "Analyze a program's runs",
+		description: "Measures the execution topology of a program's recent runs (operator profile): transition entropy H(next | state) overall and per state, path entropy and variance, transition sequence variance, rollback density, rejection rate, retry density, drift from the saved baseline, and alerts above the entropy threshold. The window is the program's newest runs (window, default 100) under its newest definition unless definition_hash names another. Formulas: docs/metrics.md.",
+		args:        AnalyzeArgs{}, result: AnalyzeResult{},
+		readOnly: true, idempotent: true, operator: true,
+		handle: (*handlers).analyze,
 	},
 }
 
@@ -380,7 +388,29 @@ func (h *handlers) injectFault(ctx context.Context, c access.Principal, raw []by
 	if !r.Lab && c.Profile != access.ProfileOperator {
 		return nil, errorf(CodeForbidden, "run %s is not a lab run: faults are injected only into runs started with lab: true, or by an operator", args.RunID)
 	}
-	return nil, errorf(CodeNotImplemented, "the %s fault is not implemented yet", args.Fault)
+	// The laboratory attacks through the service's public entry points
+	// and records each attack in the run's trace; the handler only maps
+	// its answer.
+	var params lab.Params
+	if out, ok := args.Params["output"]; ok {
+		// Strictly, as a step's output is read: numbers keep their digits.
+		b, _ := json.Marshal(out)
+		if params.Output, err = jsonvalue.Decode(b); err != nil {
+			return nil, errorf(CodeInvalidArguments, "params.output: %v", err)
+		}
+	}
+	env := lab.Env{Service: h.Service, Store: h.Store, Signer: h.Keys.Signing, Principal: c.ID}
+	results, err := lab.Inject(ctx, env, args.RunID, args.Fault, params)
+	switch {
+	case errors.Is(err, lab.ErrNotImplemented):
+		return nil, errorf(CodeNotImplemented, "the %s fault is not implemented yet: it needs subject erasure, which this server does not have", args.Fault)
+	case errors.Is(err, lab.ErrUnknownFault):
+		return nil, errorf(CodeInvalidArguments, "%v", err)
+	case err != nil:
+		return nil, fromRuntime(err, nil)
+	}
+	outcome, detail, unchanged := lab.Summary(results)
+	return InjectFaultResult{Fault: args.Fault, Outcome: outcome, Detail: detail, RunUnchanged: unchanged}, nil
 }
 
 func (h *handlers) cancelRun(ctx context.Context, c access.Principal, raw []byte) (any, error) {

@@ -53,6 +53,9 @@ func (h *handlers) addResources(s *server.MCPServer) {
 		s.AddResourceTemplate(mcp.NewResourceTemplate(tracePageURI, "trace page",
 			mcp.WithTemplateDescription("A page of a run's trace from event index {from}."),
 			mcp.WithTemplateMIMEType("application/json")), h.readTrace)
+		s.AddResourceTemplate(mcp.NewResourceTemplate(metricsURI, "program metrics",
+			mcp.WithTemplateDescription("The analyze report of a program's last 100 runs under its newest definition: entropies, densities, drift and alerts (docs/metrics.md)."),
+			mcp.WithTemplateMIMEType("application/json")), h.readMetrics)
 	}
 }
 

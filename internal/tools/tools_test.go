@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -109,7 +110,7 @@ func TestToolListByProfile(t *testing.T) {
 		want    []string
 	}{
 		{"agent", access.ProfileAgent, context.Background(), agentTools},
-		{"operator", access.ProfileOperator, context.Background(), append(slices.Clone(agentTools), "approve")},
+		{"operator", access.ProfileOperator, context.Background(), append(slices.Clone(agentTools), "analyze", "approve")},
 		{"agent holding an approver token", access.ProfileAgent,
 			access.WithPrincipal(context.Background(), access.Principal{ID: "alice", Profile: access.ProfileAgent, ApproverRole: "compliance_officer"}),
 			append(slices.Clone(agentTools), "approve")},
@@ -406,8 +407,41 @@ func TestInjectFaultAndCancel(t *testing.T) {
 	plain := h.mustCall(ctx, "start_run", map[string]any{"program": "refund", "input": exampleInput(t, "refund.input.json")})["run_id"]
 	lab := h.mustCall(ctx, "start_run", map[string]any{"program": "refund", "input": exampleInput(t, "refund.input.json"), "lab": true})["run_id"]
 	h.mustFail(ctx, "inject_fault", map[string]any{"run_id": plain, "fault": "skip_step"}, CodeForbidden)
-	h.mustFail(ctx, "inject_fault", map[string]any{"run_id": lab, "fault": "skip_step"}, CodeNotImplemented)
+	h.mustFail(ctx, "inject_fault", map[string]any{"run_id": lab, "fault": "gdpr_erase"}, CodeNotImplemented)
 	h.mustFail(ctx, "inject_fault", map[string]any{"run_id": lab, "fault": "format_disk"}, CodeInvalidArguments)
+	before := h.mustCall(ctx, "get_run", map[string]any{"run_id": lab})
+	for _, tc := range []struct{ fault, outcome string }{
+		{"skip_step", "wrong_state"},
+		{"reorder_steps", "stale_seq"},
+		{"tool_injection", "capability_denied"},
+		{"policy_bypass", "definition_mismatch"},
+		{"corrupt_receipt", "verification_failed"},
+		{"invalid_program", "invalid_program"},
+	} {
+		f := h.mustCall(ctx, "inject_fault", map[string]any{"run_id": lab, "fault": tc.fault})
+		if f["fault"] != tc.fault || f["outcome"] != tc.outcome || f["run_unchanged"] != true || f["detail"] == "" {
+			t.Errorf("%s: %v", tc.fault, f)
+		}
+	}
+	after := h.mustCall(ctx, "get_run", map[string]any{"run_id": lab})
+	for _, k := range []string{"state", "seq", "status", "path"} {
+		if fmt.Sprint(after[k]) != fmt.Sprint(before[k]) {
+			t.Errorf("%s: %v → %v", k, before[k], after[k])
+		}
+	}
+	// Each attack is in the trace, and the receipt counts it.
+	rec := h.mustCall(ctx, "get_receipt", map[string]any{"run_id": lab})
+	if faults := rec["receipt"].(map[string]any)["counts"].(map[string]any)["faults"]; faults.(float64) < 6 {
+		t.Errorf("receipt counts %v faults", faults)
+	}
+	// A base output for the attacks that alter one, on a run with its
+	// attempts intact (the attacks above used two of three).
+	lab2 := h.mustCall(ctx, "start_run", map[string]any{"program": "refund", "input": exampleInput(t, "refund.input.json"), "lab": true})["run_id"]
+	f := h.mustCall(ctx, "inject_fault", map[string]any{"run_id": lab2, "fault": "tool_injection",
+		"params": map[string]any{"output": map[string]any{"eligible": true, "amount_cents": 100, "reason": "ok"}}})
+	if f["outcome"] != "capability_denied" || !strings.Contains(f["detail"].(string), "extra_fields: expected schema_violation, observed schema_violation (pass)") {
+		t.Errorf("with params: %v", f)
+	}
 	if r := h.mustCall(ctx, "get_run", map[string]any{"run_id": lab}); r["lab"] != true {
 		t.Fatalf("lab run not marked: %v", r)
 	}

@@ -18,11 +18,20 @@ type Memory struct {
 	info     map[string]RunInfo
 	programs map[string][]byte
 	keys     map[string][]byte
+	// baselines by program and definition hash; saved orders them, the
+	// latest highest.
+	baselines map[[2]string]baseline
+	saved     uint64
+}
+
+type baseline struct {
+	data  []byte
+	saved uint64
 }
 
 // NewMemory returns an empty in-memory store.
 func NewMemory() *Memory {
-	return &Memory{runs: map[string][]Record{}, info: map[string]RunInfo{}, programs: map[string][]byte{}, keys: map[string][]byte{}}
+	return &Memory{runs: map[string][]Record{}, info: map[string]RunInfo{}, programs: map[string][]byte{}, keys: map[string][]byte{}, baselines: map[[2]string]baseline{}}
 }
 
 // Append implements Store.
@@ -200,6 +209,38 @@ func (m *Memory) DeleteKey(_ context.Context, subject string) error {
 	defer m.mu.Unlock()
 	delete(m.keys, subject)
 	return nil
+}
+
+// PutBaseline implements Store.
+func (m *Memory) PutBaseline(_ context.Context, program, definitionHash string, data []byte) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.saved++
+	m.baselines[[2]string{program, definitionHash}] = baseline{data: bytes.Clone(data), saved: m.saved}
+	return nil
+}
+
+// Baseline implements Store.
+func (m *Memory) Baseline(_ context.Context, program, definitionHash string) ([]byte, error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	var (
+		found bool
+		b     baseline
+	)
+	if definitionHash != "" {
+		b, found = m.baselines[[2]string{program, definitionHash}]
+	} else {
+		for k, v := range m.baselines {
+			if k[0] == program && v.saved > b.saved {
+				b, found = v, true
+			}
+		}
+	}
+	if !found {
+		return nil, fmt.Errorf("%w: baseline of program %s %s", ErrNotFound, program, definitionHash)
+	}
+	return bytes.Clone(b.data), nil
 }
 
 // Close implements Store.

@@ -56,6 +56,17 @@ var postgresMigrations = []string{
 	// the columns without rewriting the table.
 	`ALTER TABLE runs ADD COLUMN principal TEXT NOT NULL DEFAULT '', ADD COLUMN lab BOOLEAN NOT NULL DEFAULT false;
 	CREATE INDEX runs_by_principal ON runs (principal, started_at DESC, run_id DESC)`,
+	// 4: the analyzer's drift baselines; see sqliteMigrations. A sequence
+	// numbers the saves, so that concurrent saves never tie.
+	`CREATE SEQUENCE baselines_saved;
+	CREATE TABLE baselines (
+		program TEXT NOT NULL,
+		definition_hash TEXT NOT NULL,
+		data BYTEA NOT NULL,
+		saved BIGINT NOT NULL,
+		PRIMARY KEY (program, definition_hash)
+	);
+	CREATE INDEX baselines_by_saved ON baselines (program, saved DESC)`,
 }
 
 // migrationLock is the advisory lock key that serialises migrations of
@@ -318,6 +329,36 @@ func (p *Postgres) DeleteKey(ctx context.Context, subject string) error {
 		return fmt.Errorf("tracestore: postgres delete key: %w", err)
 	}
 	return nil
+}
+
+// PutBaseline implements Store.
+func (p *Postgres) PutBaseline(ctx context.Context, program, definitionHash string, data []byte) error {
+	if data == nil {
+		data = []byte{}
+	}
+	if _, err := p.pool.Exec(ctx, `INSERT INTO baselines (program, definition_hash, data, saved)
+		VALUES ($1, $2, $3, nextval('baselines_saved'))
+		ON CONFLICT (program, definition_hash) DO UPDATE SET data = excluded.data, saved = excluded.saved`,
+		program, definitionHash, data); err != nil {
+		return fmt.Errorf("tracestore: postgres put baseline %s: %w", program, err)
+	}
+	return nil
+}
+
+// Baseline implements Store.
+func (p *Postgres) Baseline(ctx context.Context, program, definitionHash string) ([]byte, error) {
+	q, args := `SELECT data FROM baselines WHERE program = $1 AND definition_hash = $2`, []any{program, definitionHash}
+	if definitionHash == "" {
+		q, args = `SELECT data FROM baselines WHERE program = $1 ORDER BY saved DESC LIMIT 1`, []any{program}
+	}
+	var data []byte
+	switch err := p.pool.QueryRow(ctx, q, args...).Scan(&data); {
+	case errors.Is(err, pgx.ErrNoRows):
+		return nil, fmt.Errorf("%w: baseline of program %s %s", ErrNotFound, program, definitionHash)
+	case err != nil:
+		return nil, fmt.Errorf("tracestore: postgres baseline %s: %w", program, err)
+	}
+	return data, nil
 }
 
 // Close implements Store.

@@ -89,6 +89,16 @@ var sqliteMigrations = []string{
 	`ALTER TABLE runs ADD COLUMN principal TEXT NOT NULL DEFAULT '';
 	ALTER TABLE runs ADD COLUMN lab INTEGER NOT NULL DEFAULT 0;
 	CREATE INDEX runs_by_principal ON runs (principal, started_at DESC, run_id DESC)`,
+	// 4: the analyzer's drift baselines, one per program and definition;
+	// saved orders a program's baselines, the latest highest.
+	`CREATE TABLE baselines (
+		program TEXT NOT NULL,
+		definition_hash TEXT NOT NULL,
+		data BLOB NOT NULL,
+		saved INTEGER NOT NULL,
+		PRIMARY KEY (program, definition_hash)
+	);
+	CREATE INDEX baselines_by_saved ON baselines (program, saved DESC)`,
 }
 
 // DefaultDataDir is where the server keeps its data unless told otherwise:
@@ -537,6 +547,37 @@ func (s *SQLite) DeleteKey(ctx context.Context, subject string) error {
 	}
 	s.w.ExecContext(ctx, `PRAGMA wal_checkpoint(TRUNCATE)`) //nolint:errcheck // best effort, see above
 	return nil
+}
+
+// PutBaseline implements Store. The one writer, and SQLite's write lock
+// across processes, make max(saved) + 1 the latest.
+func (s *SQLite) PutBaseline(ctx context.Context, program, definitionHash string, data []byte) error {
+	if data == nil {
+		data = []byte{}
+	}
+	if _, err := s.w.ExecContext(ctx, `INSERT INTO baselines (program, definition_hash, data, saved)
+		VALUES (?1, ?2, ?3, (SELECT coalesce(max(saved), 0) + 1 FROM baselines))
+		ON CONFLICT (program, definition_hash) DO UPDATE SET data = excluded.data, saved = excluded.saved`,
+		program, definitionHash, data); err != nil {
+		return fmt.Errorf("tracestore: sqlite put baseline %s: %w", program, err)
+	}
+	return nil
+}
+
+// Baseline implements Store.
+func (s *SQLite) Baseline(ctx context.Context, program, definitionHash string) ([]byte, error) {
+	q, args := `SELECT data FROM baselines WHERE program = ?1 AND definition_hash = ?2`, []any{program, definitionHash}
+	if definitionHash == "" {
+		q, args = `SELECT data FROM baselines WHERE program = ?1 ORDER BY saved DESC LIMIT 1`, []any{program}
+	}
+	var data []byte
+	switch err := s.r.QueryRowContext(ctx, q, args...).Scan(&data); {
+	case errors.Is(err, sql.ErrNoRows):
+		return nil, fmt.Errorf("%w: baseline of program %s %s", ErrNotFound, program, definitionHash)
+	case err != nil:
+		return nil, fmt.Errorf("tracestore: sqlite baseline %s: %w", program, err)
+	}
+	return data, nil
 }
 
 // Close implements Store.

@@ -20,7 +20,7 @@ var (
 	// ErrConflict: the append did not start at the end of the trace; another
 	// writer got there first.
 	ErrConflict = errors.New("tracestore: append conflict")
-	// ErrNotFound: no such run, program or key.
+	// ErrNotFound: no such run, program, key or baseline.
 	ErrNotFound = errors.New("tracestore: not found")
 	// ErrBadCursor: a ListRuns cursor this store did not hand out.
 	ErrBadCursor = errors.New("tracestore: malformed cursor")
@@ -103,6 +103,17 @@ type Store interface {
 	// DeleteKey destroys a subject's key (crypto-shredding). Deleting an
 	// absent key is not an error.
 	DeleteKey(ctx context.Context, subject string) error
+
+	// PutBaseline stores a program's drift baseline (an analyzer baseline,
+	// opaque to the store) under the program's name and a definition hash,
+	// replacing the one saved before under the same pair. It also makes it
+	// the program's latest baseline.
+	PutBaseline(ctx context.Context, program, definitionHash string, data []byte) error
+	// Baseline returns the baseline saved under program and
+	// definitionHash; with definitionHash "", the program's latest one,
+	// whatever its definition. It returns an error wrapping ErrNotFound
+	// when there is none.
+	Baseline(ctx context.Context, program, definitionHash string) ([]byte, error)
 
 	// Close releases the store's resources.
 	Close() error

@@ -127,16 +127,19 @@ if inspect 0 start --method tools/call --tool-name start_run --tool-args-json "$
 	inspect 5 unknown-run --method tools/call --tool-name get_run --tool-arg "run_id=$run_id" -- "${MEM[@]}" &&
 		check unknown-run 'r.result.isError === true && body.code === "unknown_run"'
 
-	# Faults go only into lab runs, and none is implemented yet.
+	# Faults go only into lab runs; gdpr_erase is not implemented yet.
 	inspect 5 fault-not-lab --method tools/call --tool-name inject_fault \
 		--tool-args-json "{\"run_id\":\"$run_id\",\"fault\":\"skip_step\"}" -- "${SQL[@]}" &&
 		check fault-not-lab 'r.result.isError === true && body.code === "forbidden"'
 	LAB_START=$(json '({program: "refund", input: input("refund.input.json"), lab: true})')
 	if inspect 0 lab-start --method tools/call --tool-name start_run --tool-args-json "$LAB_START" -- "${SQL[@]}"; then
 		lab_id=$(jget lab-start 'r.result.structuredContent.run_id')
-		inspect 5 fault --method tools/call --tool-name inject_fault \
+		inspect 0 fault --method tools/call --tool-name inject_fault \
 			--tool-args-json "{\"run_id\":\"$lab_id\",\"fault\":\"skip_step\"}" -- "${SQL[@]}" &&
-			check fault 'r.result.isError === true && body.code === "not_implemented"'
+			check fault 'r.result.isError !== true && r.result.structuredContent.outcome === "wrong_state" && r.result.structuredContent.run_unchanged === true'
+		inspect 5 fault-erase --method tools/call --tool-name inject_fault \
+			--tool-args-json "{\"run_id\":\"$lab_id\",\"fault\":\"gdpr_erase\"}" -- "${SQL[@]}" &&
+			check fault-erase 'r.result.isError === true && body.code === "not_implemented"'
 	fi
 fi
 

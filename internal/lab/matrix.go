@@ -1,0 +1,215 @@
+package lab
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"sort"
+	"strings"
+
+	"github.com/nano-vm/nano-vm-mcp/examples"
+	"github.com/nano-vm/nano-vm-mcp/internal/jsonvalue"
+	"github.com/nano-vm/nano-vm-mcp/internal/program"
+	"github.com/nano-vm/nano-vm-mcp/internal/runtime"
+)
+
+// Script is a run input and the answers that drive a run started with it,
+// one per task, in order (rejected ones included).
+type Script struct {
+	Name    string
+	Input   any
+	Answers []any
+}
+
+// ExampleScripts returns the embedded example's scripts for a program
+// name: every <name>[.<variant>].<outcome>.answers.jsonl with its input,
+// sorted by file name. None for a program that is not an example.
+func ExampleScripts(name string) ([]Script, error) {
+	entries, err := fs.ReadDir(examples.FS, ".")
+	if err != nil {
+		return nil, err
+	}
+	var files []string
+	for _, e := range entries {
+		if n := e.Name(); strings.HasPrefix(n, name+".") && strings.HasSuffix(n, ".answers.jsonl") {
+			files = append(files, n)
+		}
+	}
+	sort.Strings(files)
+	var out []Script
+	for _, f := range files {
+		mid := strings.TrimSuffix(strings.TrimPrefix(f, name+"."), ".answers.jsonl")
+		input := name + ".input.json"
+		if i := strings.LastIndex(mid, "."); i >= 0 {
+			input = name + "." + mid[:i] + ".input.json"
+		}
+		in, err := readJSON(input)
+		if err != nil {
+			return nil, err
+		}
+		answers, err := ReadAnswers(f)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, Script{Name: f, Input: in, Answers: answers})
+	}
+	return out, nil
+}
+
+func readJSON(name string) (any, error) {
+	b, err := examples.FS.ReadFile(name)
+	if err != nil {
+		return nil, err
+	}
+	return jsonvalue.Decode(b)
+}
+
+// ReadAnswers reads an embedded answers file (JSON Lines).
+func ReadAnswers(name string) ([]any, error) {
+	b, err := examples.FS.ReadFile(name)
+	if err != nil {
+		return nil, err
+	}
+	return ParseAnswers(b)
+}
+
+// ParseAnswers reads JSON Lines, skipping blank lines.
+func ParseAnswers(b []byte) ([]any, error) {
+	var out []any
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	sc.Buffer(make([]byte, 0, 64<<10), program.MaxFileBytes)
+	for n := 1; sc.Scan(); n++ {
+		line := bytes.TrimSpace(sc.Bytes())
+		if len(line) == 0 {
+			continue
+		}
+		v, err := jsonvalue.Decode(line)
+		if err != nil {
+			return nil, fmt.Errorf("line %d: %w", n, err)
+		}
+		out = append(out, v)
+	}
+	return out, sc.Err()
+}
+
+// knownOutput is a schema-valid output for the open task taken from the
+// program's example answers, one that some guard accepts; nil if none.
+func knownOutput(v *view) any {
+	if !v.open() || v.st.Output == nil {
+		return nil
+	}
+	scripts, err := ExampleScripts(v.p.Name)
+	if err != nil {
+		return nil
+	}
+	for _, s := range scripts {
+		for _, a := range s.Answers {
+			if len(v.st.Output.Validate(a)) > 0 {
+				continue
+			}
+			if _, ok := guardVerdict(v, a); ok {
+				return a
+			}
+		}
+	}
+	return nil
+}
+
+// MatrixOptions choose what the laboratory runs.
+type MatrixOptions struct {
+	Program string   // a program registered with the service, by name
+	Faults  []string // default: every fault
+	// Scripts drive the fresh runs to a state where an attack applies.
+	// Default: the embedded example's scripts for Program.
+	Scripts []Script
+}
+
+// Matrix runs every sub-attack of the chosen faults, each on a fresh lab
+// run of the program driven by a script to the first task where it
+// applies, and returns one result per sub-attack. gdpr_erase is reported
+// n/a: erasure does not exist yet.
+func Matrix(ctx context.Context, env Env, o MatrixOptions) ([]Result, error) {
+	var p *program.Program
+	for _, q := range env.Service.Programs() {
+		if q.Name == o.Program {
+			p = q
+		}
+	}
+	if p == nil {
+		return nil, fmt.Errorf("lab: no program %q registered", o.Program)
+	}
+	faults := o.Faults
+	if len(faults) == 0 {
+		faults = Faults
+	}
+	scripts := o.Scripts
+	if scripts == nil {
+		var err error
+		if scripts, err = ExampleScripts(p.Name); err != nil {
+			return nil, err
+		}
+	}
+	var out []Result
+	for _, f := range faults {
+		attacks, err := attacksOf(f)
+		if errors.Is(err, ErrNotImplemented) {
+			out = append(out, Result{Fault: f, SubAttack: "erase_subject", Expected: "erased", Observed: NA, Detail: "not implemented: subject erasure does not exist yet"})
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		for _, a := range attacks {
+			res, err := onFreshRun(ctx, env, p, a, scripts)
+			if err != nil {
+				return nil, fmt.Errorf("%s/%s: %w", a.fault, a.name, err)
+			}
+			out = append(out, res)
+		}
+	}
+	return out, nil
+}
+
+// onFreshRun makes one sub-attack on a run of its own, so that no attack's
+// attempts exhaust another's budget.
+func onFreshRun(ctx context.Context, env Env, p *program.Program, a subAttack, scripts []Script) (Result, error) {
+	na := Result{Fault: a.fault, SubAttack: a.name, Expected: expectedOf(a), Observed: NA}
+	if na.Detail = a.applies(p); na.Detail != "" {
+		return na, nil
+	}
+	if len(scripts) == 0 {
+		na.Detail = "no run input and answers for this program (pass --input and --answers)"
+		return na, nil
+	}
+	reason := ""
+	for _, s := range scripts {
+		ans, err := env.Service.StartRun(ctx, runtime.StartOptions{Program: p.Name, Input: s.Input, Principal: env.Principal, Lab: true})
+		if err != nil {
+			return Result{}, fmt.Errorf("start with %s: %w", s.Name, err)
+		}
+		for i := 0; ; i++ {
+			r, _, err := env.Service.Get(ctx, ans.RunID)
+			if err != nil {
+				return Result{}, err
+			}
+			v := &view{run: r, p: p, st: p.States[r.State]}
+			if i < len(s.Answers) && v.open() && v.st.Output != nil && len(v.st.Output.Validate(s.Answers[i])) == 0 {
+				v.base = s.Answers[i]
+			}
+			if reason = a.ready(v); reason == "" {
+				return attack(ctx, env, a, v)
+			}
+			if !v.open() || i >= len(s.Answers) {
+				break
+			}
+			if _, err := answerOpen(ctx, env, r, s.Answers[i], ""); err != nil && code(err) == "error" {
+				return Result{}, err
+			}
+		}
+	}
+	na.Detail = "no scripted run reaches it (" + reason + ")"
+	return na, nil
+}
