@@ -26,14 +26,16 @@ func newLabCmd(logLevel *string) *cobra.Command {
 	var (
 		faults                 []string
 		inputPath, answersPath string
+		programRef             string
 		asJSON                 bool
 		store                  storeFlags
 	)
 	c := &cobra.Command{
-		Use:   "lab PROGRAM [--fault F]... [--json]",
+		Use:   "lab [--program PROGRAM | PROGRAM] [--fault F]... [--json]",
 		Short: "Run the failure laboratory: every fault against fresh lab runs of PROGRAM",
-		Long: `Lab attacks PROGRAM (a file, or the name of an embedded example:
-` + strings.Join(examples.Programs(), ", ") + `) with every fault (or those
+		Long: `Lab attacks PROGRAM (--program or the one argument: a file, or the name
+of an embedded example: ` + strings.Join(examples.Programs(), ", ") + `; default
+kyc-onboarding) with every fault (or those
 --fault names: ` + strings.Join(lab.Faults, ", ") + `), each sub-attack on a
 fresh lab run driven by scripted answers to the first task where it applies,
 through the same entry points a client uses. It prints a matrix of fault,
@@ -46,8 +48,14 @@ An example program is driven by its example answers; another program needs
 
 Exit status: 0 when every applicable sub-attack met its expected outcome; 5
 when one did not; 2 for invalid programs, files or flags; 1 otherwise.`,
-		Args: cobra.ExactArgs(1),
+		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 1 {
+				if cmd.Flags().Changed("program") {
+					return &exitErr{exitUsage, errors.New("name the program once: with --program or as the argument")}
+				}
+				programRef = args[0]
+			}
 			for _, f := range faults {
 				if !slices.Contains(lab.Faults, f) {
 					return &exitErr{exitUsage, fmt.Errorf("--fault %q: not a fault (faults: %s)", f, strings.Join(lab.Faults, ", "))}
@@ -62,11 +70,11 @@ when one did not; 2 for invalid programs, files or flags; 1 otherwise.`,
 			if ctx == nil {
 				ctx = context.Background()
 			}
-			src, err := programSource(args[0])
+			src, err := programSource(programRef)
 			if err != nil {
 				return err
 			}
-			p, err := loadProgram(args[0])
+			p, err := loadProgram(programRef)
 			if err != nil {
 				return err
 			}
@@ -102,6 +110,7 @@ when one did not; 2 for invalid programs, files or flags; 1 otherwise.`,
 			if err != nil {
 				return &exitErr{exitError, err}
 			}
+			fmt.Fprintf(cmd.OutOrStdout(), "lab: %s %s (%s)\n", p.Name, p.Version, p.Hash)
 			failed := printMatrix(cmd.OutOrStdout(), results)
 			if asJSON {
 				line, err := json.Marshal(labSummary{Program: p.Name, DefinitionHash: p.Hash, Results: results, Failed: failed})
@@ -117,6 +126,7 @@ when one did not; 2 for invalid programs, files or flags; 1 otherwise.`,
 		},
 	}
 	c.Flags().StringArrayVar(&faults, "fault", nil, "a fault to run (repeatable; default: every fault)")
+	c.Flags().StringVar(&programRef, "program", "kyc-onboarding", "program to attack: a file or an embedded example")
 	c.Flags().StringVar(&inputPath, "input", "", "file with the run input (JSON), for a program that is not an example")
 	c.Flags().StringVar(&answersPath, "answers", "", "file with one answer per task (JSON Lines), with --input")
 	c.Flags().BoolVar(&asJSON, "json", false, "end with one JSON line holding every result")

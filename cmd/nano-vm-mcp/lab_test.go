@@ -68,3 +68,17 @@ func TestLabMatrixCountsFailures(t *testing.T) {
 		t.Fatalf("%d\n%s", failed, b.String())
 	}
 }
+
+// The program comes from --program (default kyc-onboarding) or the one
+// argument, never both.
+func TestLabProgramFlag(t *testing.T) {
+	if code, out, errOut := runCLI(t, "lab", "--program", "refund", "--fault", "skip_step", "--json"); code != exitOK {
+		t.Fatalf("--program refund: exit %d\n%s\n%s", code, out, errOut)
+	}
+	if code, out, errOut := runCLI(t, "lab", "--fault", "reorder_steps"); code != exitOK || !strings.Contains(out, "kyc-onboarding") {
+		t.Fatalf("default program: exit %d\n%s\n%s", code, out, errOut)
+	}
+	if code, _, _ := runCLI(t, "lab", "refund", "--program", "refund"); code != exitUsage {
+		t.Fatalf("both: exit %d, want %d", code, exitUsage)
+	}
+}
