@@ -38,7 +38,7 @@ fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
 		pkg=$${t%%:*}; fn=$${t##*:}; \
 		echo "fuzz $$pkg $$fn ($(FUZZTIME))"; \
-		$(GO) test -run='^$$' -fuzz="^$$fn$$" -fuzztime=$(FUZZTIME) -fuzzminimizetime=$(FUZZMINTIME) $$pkg; \
+		GO="$(GO)" tests/fuzz.sh $$pkg $$fn $(FUZZTIME) $(FUZZMINTIME); \
 	done
 
 # Real MCP clients against the built server: the TypeScript SDK, the
