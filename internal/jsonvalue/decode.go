@@ -376,7 +376,7 @@ func (d *decoder) validRune(i int) (int, error) {
 // Unpaired surrogates are rejected rather than replaced with U+FFFD: the
 // input would otherwise be changed silently.
 func (d *decoder) unicodeEscape() (rune, error) {
-	r1, ok := d.hex4(d.pos + 2)
+	r1, ok := hex4(d.data, d.pos+2)
 	if !ok {
 		return 0, d.errorf("invalid \\u escape in string")
 	}
@@ -385,7 +385,7 @@ func (d *decoder) unicodeEscape() (rune, error) {
 		return r1, nil
 	}
 	if r1 < 0xDC00 && d.pos+7 < len(d.data) && d.data[d.pos+6] == '\\' && d.data[d.pos+7] == 'u' {
-		if r2, ok := d.hex4(d.pos + 8); ok {
+		if r2, ok := hex4(d.data, d.pos+8); ok {
 			if r := utf16.DecodeRune(r1, r2); r != utf8.RuneError {
 				d.pos += 12
 				return r, nil
@@ -395,12 +395,13 @@ func (d *decoder) unicodeEscape() (rune, error) {
 	return 0, d.errorf("unpaired surrogate \\u%04X in string", r1)
 }
 
-func (d *decoder) hex4(at int) (rune, bool) {
-	if at+4 > len(d.data) {
+// hex4 reads the four hex digits of a \\u escape at s[at:].
+func hex4(s []byte, at int) (rune, bool) {
+	if at+4 > len(s) {
 		return 0, false
 	}
 	var r rune
-	for _, c := range d.data[at : at+4] {
+	for _, c := range s[at : at+4] {
 		switch {
 		case '0' <= c && c <= '9':
 			r = r<<4 | rune(c-'0')
