@@ -395,7 +395,7 @@ func (d *decoder) unicodeEscape() (rune, error) {
 	return 0, d.errorf("unpaired surrogate \\u%04X in string", r1)
 }
 
-// hex4 reads the four hex digits of a \\u escape at s[at:].
+// hex4 reads the four hex digits of a \u escape at s[at:].
 func hex4(s []byte, at int) (rune, bool) {
 	if at+4 > len(s) {
 		return 0, false
