@@ -138,10 +138,7 @@ func withElicitingClient(ctx context.Context) context.Context {
 func jsonNum(n uint64) string { b, _ := json.Marshal(n); return string(b) }
 
 func TestApproveByConfiguredApprovers(t *testing.T) {
-	approvers, err := access.ParseApprovers("approvers.yaml", []byte(approversYAML))
-	if err != nil {
-		t.Fatal(err)
-	}
+	approvers := testApprovers(t)
 	h := newHarness(t, func(c *Config) { c.Profile = access.ProfileOperator; c.Approvers = approvers })
 	ctx := context.Background()
 	runID, seq, rest := kycAtApproval(t, h, ctx)
@@ -171,10 +168,7 @@ func TestApproveByConfiguredApprovers(t *testing.T) {
 
 // An HTTP caller holding an approver token approves without passing it.
 func TestApproveWithApproverBearer(t *testing.T) {
-	approvers, err := access.ParseApprovers("approvers.yaml", []byte(approversYAML))
-	if err != nil {
-		t.Fatal(err)
-	}
+	approvers := testApprovers(t)
 	h := newHarness(t, func(c *Config) { c.Approvers = approvers })
 	ctx := context.Background()
 	runID, seq, rest := kycAtApproval(t, h, ctx)
@@ -214,10 +208,7 @@ func TestProgramOpensElicitationChannel(t *testing.T) {
 }
 
 func TestApproverRules(t *testing.T) {
-	approvers, err := access.ParseApprovers("approvers.yaml", []byte(approversYAML))
-	if err != nil {
-		t.Fatal(err)
-	}
+	approvers := testApprovers(t)
 	h := newHarness(t, func(c *Config) { c.Approvers = approvers })
 	ctx := context.Background()
 	runID, seq, rest := kycAtApproval(t, h, ctx)
@@ -255,10 +246,7 @@ func TestApproverRules(t *testing.T) {
 // An approver may look at the run that waits for them, never act on it
 // as its owner.
 func TestApproverCannotActAsOwner(t *testing.T) {
-	approvers, err := access.ParseApprovers("approvers.yaml", []byte(approversYAML))
-	if err != nil {
-		t.Fatal(err)
-	}
+	approvers := testApprovers(t)
 	h := newHarness(t, func(c *Config) { c.Approvers = approvers })
 	ctx := context.Background()
 	runID, seq, _ := kycAtApproval(t, h, ctx)
@@ -269,4 +257,15 @@ func TestApproverCannotActAsOwner(t *testing.T) {
 	h.mustFail(alice, "step", map[string]any{"run_id": runID, "seq": seq, "output": map[string]any{}}, CodeUnknownRun)
 	h.mustFail(alice, "replay_run", map[string]any{"run_id": runID}, CodeUnknownRun)
 	h.mustFail(alice, "inject_fault", map[string]any{"run_id": runID, "fault": "skip_step"}, CodeUnknownRun)
+}
+
+// testApprovers are alice and bob (compliance officers) and carol
+// (finance), from approversYAML.
+func testApprovers(t testing.TB) *access.Approvers {
+	t.Helper()
+	a, err := access.ParseApprovers("approvers.yaml", []byte(approversYAML))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
 }

@@ -1,6 +1,7 @@
 package tools
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"math/rand"
@@ -85,7 +86,7 @@ func FuzzToolCall(f *testing.F) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		raw = []byte(replaceRun(string(raw), a.RunID))
+		raw = bytes.ReplaceAll(raw, []byte("RUN"), []byte(a.RunID)) // seeds name the fuzz run RUN
 		before, _, _ := svc.Get(ctx, a.RunID)
 
 		t0 := &catalog[int(which)%len(catalog)]
@@ -116,17 +117,3 @@ func FuzzToolCall(f *testing.F) {
 }
 
 const fuzzInput = `{"order":{"id":"o","total_cents":5,"currency":"EUR","days_since_delivery":1},"request":{"amount_cents":5,"reason":"r"}}`
-
-// replaceRun lets seeds name the fuzz run as RUN.
-func replaceRun(s, id string) string {
-	out := []byte{}
-	for i := 0; i < len(s); i++ {
-		if i+3 <= len(s) && s[i:i+3] == "RUN" {
-			out = append(out, id...)
-			i += 2
-			continue
-		}
-		out = append(out, s[i])
-	}
-	return string(out)
-}

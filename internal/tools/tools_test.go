@@ -99,10 +99,7 @@ func keys[M ~map[string]V, V any](m M) []string {
 }
 
 func TestToolListByProfile(t *testing.T) {
-	approvers, err := access.ParseApprovers("approvers.yaml", []byte(approversYAML))
-	if err != nil {
-		t.Fatal(err)
-	}
+	approvers := testApprovers(t)
 	cases := []struct {
 		name    string
 		profile access.Profile
