@@ -16,12 +16,12 @@ import (
 // default window.
 const metricsURI = "nano-vm://programs/{name}/metrics"
 
-func (h *handlers) analyze(ctx context.Context, c access.Principal, raw []byte) (any, error) {
+func (h *handlers) analyze(ctx context.Context, c access.Principal, req request) (any, error) {
 	if c.Profile != access.ProfileOperator {
 		return nil, errorf(CodeForbidden, "analyze is for the operator profile")
 	}
 	var args AnalyzeArgs
-	if err := bind(raw, &args); err != nil {
+	if err := req.bind(&args); err != nil {
 		return nil, err
 	}
 	rep, err := analysis.Analyze(ctx, h.Store, analysis.Query{

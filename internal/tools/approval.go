@@ -61,9 +61,9 @@ func approvalTask(r *runtime.Run, p *program.Program, seq uint64) (*program.Stat
 	return p.States[r.State], nil
 }
 
-func (h *handlers) awaitApproval(ctx context.Context, c access.Principal, raw []byte) (any, error) {
+func (h *handlers) awaitApproval(ctx context.Context, c access.Principal, req request) (any, error) {
 	var args AwaitApprovalArgs
-	if err := bind(raw, &args); err != nil {
+	if err := req.bind(&args); err != nil {
 		return nil, err
 	}
 	r, p, err := h.readRun(ctx, c, args.RunID)
@@ -114,9 +114,9 @@ func (h *handlers) awaitApproval(ctx context.Context, c access.Principal, raw []
 	return runResult(a), nil
 }
 
-func (h *handlers) approve(ctx context.Context, c access.Principal, raw []byte) (any, error) {
+func (h *handlers) approve(ctx context.Context, c access.Principal, req request) (any, error) {
 	var args ApproveArgs
-	if err := bind(raw, &args); err != nil {
+	if err := req.bind(&args); err != nil {
 		return nil, err
 	}
 	approver, ok := h.approver(c, args.ApproverToken)
@@ -136,7 +136,7 @@ func (h *handlers) approve(ctx context.Context, c access.Principal, raw []byte) 
 		h.Log.Info("approve refused: wrong role", zap.String("run_id", r.ID), zap.String("approver", approver.ID), zap.String("role", approver.Role))
 		return nil, errorf(CodeForbidden, "approver %s has role %s; this decision needs role %s", approver.ID, approver.Role, r.Task.Role)
 	}
-	decision, size, err := value("decision", Value(args.Decision))
+	decision, size, err := req.value("decision", args.Decision)
 	if err != nil {
 		return nil, err
 	}

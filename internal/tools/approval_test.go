@@ -110,16 +110,16 @@ func TestAwaitApprovalRequestStateIsBound(t *testing.T) {
 		}
 	}
 	// Through the handler: a forged state with an accepted answer.
-	ctx = withInputResponses(ctx, mcp.MultiRoundTripParams{
+	hd.ElicitApprovals = true
+	req := mcp.CallToolRequest{}
+	req.Params.RawArguments = []byte(`{"run_id":"` + runID + `","seq":` + jsonNum(seq) + `}`)
+	req.Params.MultiRoundTripParams = mcp.MultiRoundTripParams{
 		RequestState: "v1.forged",
 		InputResponses: mcp.InputResponses{decisionInput: mcp.NewElicitationInputResponse(mcp.ElicitationResult{
 			ElicitationResponse: mcp.ElicitationResponse{Action: mcp.ElicitationResponseActionAccept, Content: map[string]any{"decision": "approve", "reason": "x"}},
 		})},
-	})
-	ctx = access.WithPrincipal(ctx, access.Principal{ID: "local", Profile: access.ProfileAgent})
-	hd.ElicitApprovals = true
-	_, err := hd.awaitApproval(withElicitingClient(ctx), access.Principal{ID: "local", Profile: access.ProfileAgent},
-		[]byte(`{"run_id":"`+runID+`","seq":`+jsonNum(seq)+`}`))
+	}
+	_, err := hd.call(withElicitingClient(ctx), specByName("await_approval"), access.Principal{ID: "local", Profile: access.ProfileAgent}, req)
 	te, ok := err.(*toolError)
 	if !ok || te.body.Code != CodeInvalidRequestState {
 		t.Fatalf("forged request state: %v", err)

@@ -131,7 +131,7 @@ func runResult(a runtime.Answer) RunResult {
 	return r
 }
 
-func (h *handlers) listPrograms(_ context.Context, _ access.Principal, _ []byte) (any, error) {
+func (h *handlers) listPrograms(_ context.Context, _ access.Principal, _ request) (any, error) {
 	res := ListProgramsResult{Programs: []ProgramInfo{}}
 	for _, p := range h.Service.Programs() {
 		res.Programs = append(res.Programs, programInfo(p))
@@ -144,12 +144,12 @@ func programInfo(p *program.Program) ProgramInfo {
 	return ProgramInfo{Name: p.Name, Version: p.Version, DefinitionHash: p.Hash, Description: p.Description, InputSchema: in}
 }
 
-func (h *handlers) startRun(ctx context.Context, c access.Principal, raw []byte) (any, error) {
+func (h *handlers) startRun(ctx context.Context, c access.Principal, req request) (any, error) {
 	var args StartRunArgs
-	if err := bind(raw, &args); err != nil {
+	if err := req.bind(&args); err != nil {
 		return nil, err
 	}
-	input, size, err := value("input", args.Input)
+	input, size, err := req.value("input", args.Input)
 	if err != nil {
 		return nil, err
 	}
@@ -209,16 +209,16 @@ func awaitsRole(r *runtime.Run, role string) bool {
 	return role != "" && r.Task != nil && r.Task.Kind == string(program.KindApproval) && r.Task.Role == role
 }
 
-func (h *handlers) step(ctx context.Context, c access.Principal, raw []byte) (any, error) {
+func (h *handlers) step(ctx context.Context, c access.Principal, req request) (any, error) {
 	var args StepArgs
-	if err := bind(raw, &args); err != nil {
+	if err := req.bind(&args); err != nil {
 		return nil, err
 	}
 	r, _, err := h.ownRun(ctx, c, args.RunID)
 	if err != nil {
 		return nil, err
 	}
-	output, size, err := value("output", args.Output)
+	output, size, err := req.value("output", args.Output)
 	if err != nil {
 		return nil, err
 	}
@@ -245,9 +245,9 @@ func (h *handlers) step(ctx context.Context, c access.Principal, raw []byte) (an
 	return runResult(a), nil
 }
 
-func (h *handlers) getRun(ctx context.Context, c access.Principal, raw []byte) (any, error) {
+func (h *handlers) getRun(ctx context.Context, c access.Principal, req request) (any, error) {
 	var args RunRef
-	if err := bind(raw, &args); err != nil {
+	if err := req.bind(&args); err != nil {
 		return nil, err
 	}
 	r, p, err := h.readRun(ctx, c, args.RunID)
@@ -292,9 +292,9 @@ func (h *handlers) signedReceipt(ctx context.Context, runID string) (*ReceiptRes
 	return &ReceiptResult{Receipt: obj, Signature: signed.Signature, KeyID: signed.KeyID, PublicKey: strings.TrimSpace(keyring.FormatPublicKey(h.Keys.Public()))}, nil
 }
 
-func (h *handlers) getReceipt(ctx context.Context, c access.Principal, raw []byte) (any, error) {
+func (h *handlers) getReceipt(ctx context.Context, c access.Principal, req request) (any, error) {
 	var args RunRef
-	if err := bind(raw, &args); err != nil {
+	if err := req.bind(&args); err != nil {
 		return nil, err
 	}
 	if _, _, err := h.readRun(ctx, c, args.RunID); err != nil {
@@ -303,16 +303,16 @@ func (h *handlers) getReceipt(ctx context.Context, c access.Principal, raw []byt
 	return h.signedReceipt(ctx, args.RunID)
 }
 
-func (h *handlers) verifyReceipt(ctx context.Context, c access.Principal, raw []byte) (any, error) {
+func (h *handlers) verifyReceipt(ctx context.Context, c access.Principal, req request) (any, error) {
 	var args VerifyReceiptArgs
-	if err := bind(raw, &args); err != nil {
+	if err := req.bind(&args); err != nil {
 		return nil, err
 	}
-	// The receipt's canonical bytes are what was signed: it is re-read
-	// strictly from the raw argument, numbers and all.
-	body, err := jsonvalue.Decode(args.Receipt)
+	// The receipt's canonical bytes are what was signed: they are rebuilt
+	// from the strictly decoded argument, numbers and all.
+	body, _, err := req.value("receipt", args.Receipt)
 	if err != nil {
-		return nil, errorf(CodeInvalidArguments, "receipt: %v", err)
+		return nil, err
 	}
 	canon, err := jsonvalue.Canonical(body)
 	if err != nil {
@@ -356,9 +356,9 @@ func (h *handlers) verifyReceipt(ctx context.Context, c access.Principal, raw []
 	return report, nil
 }
 
-func (h *handlers) replayRun(ctx context.Context, c access.Principal, raw []byte) (any, error) {
+func (h *handlers) replayRun(ctx context.Context, c access.Principal, req request) (any, error) {
 	var args RunRef
-	if err := bind(raw, &args); err != nil {
+	if err := req.bind(&args); err != nil {
 		return nil, err
 	}
 	_, p, err := h.ownRun(ctx, c, args.RunID)
@@ -376,9 +376,9 @@ func (h *handlers) replayRun(ctx context.Context, c access.Principal, raw []byte
 	return ReplayResult{Identical: d == nil, Divergence: d}, nil
 }
 
-func (h *handlers) injectFault(ctx context.Context, c access.Principal, raw []byte) (any, error) {
+func (h *handlers) injectFault(ctx context.Context, c access.Principal, req request) (any, error) {
 	var args InjectFaultArgs
-	if err := bind(raw, &args); err != nil {
+	if err := req.bind(&args); err != nil {
 		return nil, err
 	}
 	r, _, err := h.ownRun(ctx, c, args.RunID)
@@ -413,9 +413,9 @@ func (h *handlers) injectFault(ctx context.Context, c access.Principal, raw []by
 	return InjectFaultResult{Fault: args.Fault, Outcome: outcome, Detail: detail, RunUnchanged: unchanged}, nil
 }
 
-func (h *handlers) cancelRun(ctx context.Context, c access.Principal, raw []byte) (any, error) {
+func (h *handlers) cancelRun(ctx context.Context, c access.Principal, req request) (any, error) {
 	var args CancelRunArgs
-	if err := bind(raw, &args); err != nil {
+	if err := req.bind(&args); err != nil {
 		return nil, err
 	}
 	if _, _, err := h.ownRun(ctx, c, args.RunID); err != nil {
@@ -428,9 +428,9 @@ func (h *handlers) cancelRun(ctx context.Context, c access.Principal, raw []byte
 	return CancelRunResult{RunID: a.RunID, Status: status(a.Status, a.Task)}, nil
 }
 
-func (h *handlers) listRuns(ctx context.Context, c access.Principal, raw []byte) (any, error) {
+func (h *handlers) listRuns(ctx context.Context, c access.Principal, req request) (any, error) {
 	var args ListRunsArgs
-	if err := bind(raw, &args); err != nil {
+	if err := req.bind(&args); err != nil {
 		return nil, err
 	}
 	filter := tracestore.ListFilter{Program: args.Program, Status: args.Status, Cursor: args.Cursor, Limit: 50}

@@ -67,7 +67,7 @@ type toolSpec struct {
 	idempotent               bool
 	operator                 bool // operator profile only
 	approver                 bool // also for a caller holding an approver token
-	handle                   func(h *handlers, ctx context.Context, c access.Principal, raw []byte) (any, error)
+	handle                   func(h *handlers, ctx context.Context, c access.Principal, req request) (any, error)
 }
 
 // NewServer returns the MCP server for cfg.Profile.
@@ -206,7 +206,16 @@ func (h *handlers) call(ctx context.Context, t *toolSpec, c access.Principal, re
 		// and the answer stays retrievable (a duplicate step returns it).
 		ctx = context.WithoutCancel(ctx)
 	}
-	return t.handle(h, ctx, c, raw)
+	decoded, _ := args.(map[string]any) // the schema's root is an object
+	return t.handle(h, ctx, c, request{raw: raw, args: decoded})
+}
+
+// request is a tool call's arguments, checked against the tool's input
+// schema: as they arrived, and strictly decoded (numbers keep their
+// digits), so that free-form values are not decoded a second time.
+type request struct {
+	raw  []byte
+	args map[string]any
 }
 
 // rawArguments returns the arguments as they arrived: numbers keep their
@@ -246,24 +255,20 @@ func (h *handlers) render(t *toolSpec, out any, err error) *mcp.CallToolResult {
 	return mcp.NewToolResultStructured(json.RawMessage(text), string(text))
 }
 
-// bind unmarshals the arguments, already checked against the tool's input
-// schema, into its contract struct.
-func bind(raw []byte, v any) error {
-	if err := json.Unmarshal(raw, v); err != nil {
+// bind unmarshals the arguments into the tool's contract struct.
+func (r request) bind(v any) error {
+	if err := json.Unmarshal(r.raw, v); err != nil {
 		return errorf(CodeInvalidArguments, "%v", strings.TrimPrefix(err.Error(), "json: "))
 	}
 	return nil
 }
 
-// value decodes a free-form argument strictly (numbers keep their digits)
-// and returns its size as it arrived.
-func value(name string, raw Value) (any, int, error) {
-	if len(raw) == 0 {
+// value returns a free-form argument as decoded, and its size as it
+// arrived (raw: the argument's bytes, from the bound struct).
+func (r request) value(name string, raw []byte) (any, int, error) {
+	v, ok := r.args[name]
+	if !ok || len(raw) == 0 {
 		return nil, 0, errorf(CodeInvalidArguments, "%s is required", name)
-	}
-	v, err := jsonvalue.Decode(raw)
-	if err != nil {
-		return nil, 0, errorf(CodeInvalidArguments, "%s: %v", name, err)
 	}
 	return v, len(raw), nil
 }
