@@ -325,7 +325,7 @@ func scriptedRun(ctx context.Context, out io.Writer, log *zap.Logger, st tracest
 	if err != nil {
 		return err
 	}
-	svc := runtime.NewService(runtime.Options{Store: st, Log: log, Secret: keys.Secret})
+	svc := runtime.NewService(runtime.Options{Store: st, Log: log, Secret: keys.Secret, KEKs: keys.KEKs})
 	if err := svc.AddProgram(ctx, p, src); err != nil {
 		return &exitErr{exitError, err}
 	}

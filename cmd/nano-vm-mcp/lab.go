@@ -101,7 +101,7 @@ when one did not; 2 for invalid programs, files or flags; 1 otherwise.`,
 				return err
 			}
 			defer st.Close()
-			svc := runtime.NewService(runtime.Options{Store: st, Log: log, Secret: keys.Secret})
+			svc := runtime.NewService(runtime.Options{Store: st, Log: log, Secret: keys.Secret, KEKs: keys.KEKs})
 			if err := svc.AddProgram(ctx, p, src); err != nil {
 				return &exitErr{exitError, err}
 			}

@@ -41,7 +41,7 @@ recorded and the replayed value); 2 for unknown runs or invalid programs.`,
 				return err
 			}
 			defer st.Close()
-			svc := runtime.NewService(runtime.Options{Store: st, Secret: keys.Secret})
+			svc := runtime.NewService(runtime.Options{Store: st, Secret: keys.Secret, KEKs: keys.KEKs})
 			events, err := svc.Events(ctx, args[0])
 			var rej *runtime.Rejection
 			if errors.As(err, &rej) {

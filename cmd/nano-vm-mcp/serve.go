@@ -155,7 +155,7 @@ func serve(ctx context.Context, f serveFlags, log *zap.Logger) error {
 		return err
 	}
 	defer st.Close()
-	svc := runtime.NewService(runtime.Options{Store: st, Log: log, Secret: keys.Secret})
+	svc := runtime.NewService(runtime.Options{Store: st, Log: log, Secret: keys.Secret, KEKs: keys.KEKs})
 	for _, p := range progs {
 		if err := svc.AddProgram(ctx, p.prog, p.src); err != nil {
 			return &exitErr{exitError, err}

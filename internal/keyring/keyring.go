@@ -1,7 +1,8 @@
 // Package keyring keeps the server's own secrets in its data directory:
-// the Ed25519 key that signs receipts, and the secret that keys the hashes
-// naming data subjects. Both are created on first start, readable by the
-// owner only.
+// the Ed25519 key that signs receipts, the secret that keys the hashes
+// naming data subjects, and the key-encryption keys that wrap subject
+// keys (kek.go). They are created on first use, readable by the owner
+// only.
 package keyring
 
 import (
@@ -25,10 +26,12 @@ const (
 // PublicKeyPrefix starts the one-line text form of a public key.
 const PublicKeyPrefix = "nano-vm-mcp-ed25519 "
 
-// Keyring is the server's signing key and subject secret.
+// Keyring is the server's signing key, subject secret and
+// key-encryption keys.
 type Keyring struct {
 	Signing ed25519.PrivateKey
 	Secret  []byte
+	KEKs    *KEKs
 }
 
 // Public is the signing key's public half.
@@ -48,7 +51,11 @@ func Open(dir string, rand io.Reader) (*Keyring, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Keyring{Signing: ed25519.NewKeyFromSeed(seed), Secret: secret}, nil
+	keks, err := OpenKEKs(dir)
+	if err != nil {
+		return nil, err
+	}
+	return &Keyring{Signing: ed25519.NewKeyFromSeed(seed), Secret: secret, KEKs: keks}, nil
 }
 
 // Ephemeral returns a keyring that lives in memory only, for stores that do
@@ -58,7 +65,7 @@ func Ephemeral(rand io.Reader) (*Keyring, error) {
 	if _, err := io.ReadFull(rand, b); err != nil {
 		return nil, fmt.Errorf("keyring: %w", err)
 	}
-	return &Keyring{Signing: ed25519.NewKeyFromSeed(b[:ed25519.SeedSize]), Secret: b[ed25519.SeedSize:]}, nil
+	return &Keyring{Signing: ed25519.NewKeyFromSeed(b[:ed25519.SeedSize]), Secret: b[ed25519.SeedSize:], KEKs: MemoryKEKs()}, nil
 }
 
 // Load reads an existing keyring without creating anything.
@@ -71,7 +78,11 @@ func Load(dir string) (*Keyring, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Keyring{Signing: ed25519.NewKeyFromSeed(seed), Secret: secret}, nil
+	keks, err := OpenKEKs(dir)
+	if err != nil {
+		return nil, err
+	}
+	return &Keyring{Signing: ed25519.NewKeyFromSeed(seed), Secret: secret, KEKs: keks}, nil
 }
 
 func loadOrCreate(path string, size int, rand io.Reader) ([]byte, error) {

@@ -21,6 +21,7 @@ import (
 	"github.com/nano-vm/nano-vm-mcp/internal/keyring"
 	"github.com/nano-vm/nano-vm-mcp/internal/program"
 	"github.com/nano-vm/nano-vm-mcp/internal/runtime"
+	"github.com/nano-vm/nano-vm-mcp/internal/subjectkeys"
 	"github.com/nano-vm/nano-vm-mcp/internal/trace"
 	"github.com/nano-vm/nano-vm-mcp/internal/tracestore"
 )
@@ -76,9 +77,10 @@ func TestDocumentedExample(t *testing.T) {
 	defer func() { runtime.Version = saved }()
 	ctx := context.Background()
 	store := tracestore.NewMemory()
+	keks := keyring.MemoryKEKs()
 	svc := runtime.NewService(runtime.Options{
 		Store: store, Clock: func() time.Time { return docClock },
-		NewID: func() string { return "run-1" }, Secret: docSecret, Rand: rand.NewChaCha8([32]byte{2}),
+		NewID: func() string { return "run-1" }, Secret: docSecret, Rand: rand.NewChaCha8([32]byte{2}), KEKs: keks,
 	})
 	src := []byte(in("program"))
 	p, err := program.Load("greeting.yaml", src)
@@ -147,9 +149,11 @@ func TestDocumentedExample(t *testing.T) {
 
 	// Sealing: the subject id, its key, and every sealed value opened.
 	subject := trace.SubjectID(docSecret, "customer", "id:C-1")
-	key, err := store.Key(ctx, subject)
-	if err != nil {
-		t.Fatal(err)
+	// The store holds the key wrapped; the service's key-encryption key
+	// opens it.
+	key, err := subjectkeys.New(store, keks, nil).Get(ctx, subject, false)
+	if err != nil || key == nil {
+		t.Fatal("no subject key:", err)
 	}
 	mac := append(append([]byte("customer"), 0), "id:C-1"...)
 	got["subject"] = fmt.Sprintf("secret      %x\nmessage     %x\n            (\"customer\" 0x00 \"id:C-1\")\nsubject id  %s\nsubject key %x\n", docSecret, mac, subject, key)

@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/nano-vm/nano-vm-mcp/internal/keyring"
 	"github.com/nano-vm/nano-vm-mcp/internal/program"
 	"github.com/nano-vm/nano-vm-mcp/internal/receipt"
 	"github.com/nano-vm/nano-vm-mcp/internal/trace"
@@ -67,7 +68,12 @@ func TestCrashChild(t *testing.T) {
 		fmt.Println("ERROR", err)
 		os.Exit(1)
 	}
-	svc := NewService(Options{Store: store, Secret: bytes.Repeat([]byte{5}, 32)})
+	keks, err := keyring.OpenKEKs(dir)
+	if err != nil {
+		fmt.Println("ERROR", err)
+		os.Exit(1)
+	}
+	svc := NewService(Options{Store: store, Secret: bytes.Repeat([]byte{5}, 32), KEKs: keks})
 	p, err := program.Load("crash.yaml", []byte(crashProgram))
 	if err != nil {
 		fmt.Println("ERROR", err)
@@ -173,7 +179,11 @@ func checkAfterCrash(t *testing.T, dir string, acked map[string]uint64, round in
 		t.Fatalf("round %d: reopen: %v", round, err)
 	}
 	defer store.Close()
-	svc := NewService(Options{Store: store})
+	keks, err := keyring.OpenKEKs(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc := NewService(Options{Store: store, KEKs: keks})
 	for id, seq := range acked {
 		recs, err := store.Load(ctx, id)
 		if err != nil {

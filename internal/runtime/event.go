@@ -20,6 +20,7 @@ const (
 	EventTransitioned       EventType = "transitioned"
 	EventRunFinished        EventType = "run_finished"
 	EventFaultInjected      EventType = "fault_injected"
+	EventSubjectErased      EventType = "subject_erased"
 )
 
 // Event is one entry of a run's trace. Exactly one of the payload pointers
@@ -47,6 +48,7 @@ type Event struct {
 	Transition *TransitionRecord `json:"transition,omitempty"`
 	Finished   *Finished         `json:"finished,omitempty"`
 	Fault      *FaultRecord      `json:"fault,omitempty"`
+	Erasure    *ErasureRecord    `json:"erasure,omitempty"`
 
 	// converted caches, inside one Apply, the accepted output already
 	// converted for the guards, so that folding does not convert it again.
@@ -197,4 +199,13 @@ type FaultRecord struct {
 	Expected  string `json:"expected"`   // the typed outcome the attack must meet, e.g. capability_denied
 	Observed  string `json:"observed"`   // the outcome the runtime gave
 	Detail    string `json:"detail,omitempty"`
+}
+
+// ErasureRecord records that a data subject of the run was erased: its key
+// was destroyed, so every value sealed under it reads as erased from then
+// on. It holds the subject's keyed id only, never the id itself.
+type ErasureRecord struct {
+	Subject   string `json:"subject"`             // the keyed subject id
+	Reason    string `json:"reason,omitempty"`    // as the operator gave it
+	Principal string `json:"principal,omitempty"` // who erased
 }

@@ -81,12 +81,21 @@ type Fault struct {
 	At     time.Time
 }
 
+// Erase records that one of the run's data subjects was erased: one
+// subject_erased event. A running run is cancelled as well, since it can
+// no longer process the data it was given; a finished one stays as it was.
+type Erase struct {
+	Record ErasureRecord
+	At     time.Time
+}
+
 func (Start) isInput()  {}
 func (Submit) isInput() {}
 func (Decide) isInput() {}
 func (Cancel) isInput() {}
 func (Tick) isInput()   {}
 func (Fault) isInput()  {}
+func (Erase) isInput()  {}
 
 // Result is what Apply produced.
 type Result struct {
@@ -158,6 +167,17 @@ func Apply(p *program.Program, run *Run, in Input) (Result, error) {
 		m.at = stamp(in.At)
 		rec := in.Record
 		m.emit(Event{Type: EventFaultInjected, Seq: m.r.Seq, Fault: &rec})
+		return m.result(), nil
+	case Erase:
+		if in.Record.Subject == "" {
+			return Result{}, reject(CodeInvalidInput, "an erasure names its subject")
+		}
+		m.at = stamp(in.At)
+		rec := in.Record
+		m.emit(Event{Type: EventSubjectErased, Seq: m.r.Seq, Erasure: &rec})
+		if !m.r.Finished() {
+			m.finish(StatusCancelled, program.OutcomeCancelled, "cancelled: a data subject of the run was erased")
+		}
 		return m.result(), nil
 	}
 	return Result{}, fmt.Errorf("runtime: unknown input %T", in)

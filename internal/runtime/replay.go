@@ -69,8 +69,10 @@ func Replay(p *program.Program, recorded []Event) (*Divergence, error) {
 
 // beginsInput reports whether an event of type t is the first of a
 // recorded input: a submission, decision, cancel or tick (input_received),
-// or a recorded fault, which is its own single event.
-func beginsInput(t EventType) bool { return t == EventInputReceived || t == EventFaultInjected }
+// or a recorded fault or erasure, which begins its own events.
+func beginsInput(t EventType) bool {
+	return t == EventInputReceived || t == EventFaultInjected || t == EventSubjectErased
+}
 
 // inputAt rebuilds the input whose events begin at recorded[i].
 func inputAt(recorded []Event, i int, pinned bool) (Input, error) {
@@ -90,6 +92,11 @@ func inputAt(recorded []Event, i int, pinned bool) (Input, error) {
 			return nil, fmt.Errorf("replay: event %d: fault_injected without a fault", e.Index)
 		}
 		return Fault{Record: *e.Fault, At: at}, nil
+	case EventSubjectErased:
+		if e.Erasure == nil {
+			return nil, fmt.Errorf("replay: event %d: subject_erased without an erasure", e.Index)
+		}
+		return Erase{Record: *e.Erasure, At: at}, nil
 	case EventInputReceived:
 	default:
 		return nil, fmt.Errorf("replay: event %d (%s) begins no recorded input", e.Index, e.Type)
@@ -126,7 +133,7 @@ func submittedOutput(recorded []Event, i int) any {
 			return e.Approval.Output
 		case EventSubmissionRejected:
 			return e.Rejection.Output
-		case EventInputReceived, EventRunStarted, EventFaultInjected:
+		case EventInputReceived, EventRunStarted, EventFaultInjected, EventSubjectErased:
 			return nil
 		}
 	}

@@ -166,6 +166,11 @@ func (r *Run) apply(p *program.Program, e *Event) error {
 		if e.Fault == nil {
 			return fmt.Errorf("event %d: fault_injected without a fault", e.Index)
 		}
+	case EventSubjectErased:
+		// Evidence: the run_finished that may follow changes the run.
+		if e.Erasure == nil {
+			return fmt.Errorf("event %d: subject_erased without an erasure", e.Index)
+		}
 	case EventSubmissionAccepted:
 		st := p.States[e.State]
 		if st == nil || st.Output == nil {

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -15,6 +14,7 @@ import (
 	"github.com/nano-vm/nano-vm-mcp/internal/jsonvalue"
 	"github.com/nano-vm/nano-vm-mcp/internal/program"
 	"github.com/nano-vm/nano-vm-mcp/internal/projection"
+	"github.com/nano-vm/nano-vm-mcp/internal/subjectkeys"
 	"github.com/nano-vm/nano-vm-mcp/internal/trace"
 	"github.com/nano-vm/nano-vm-mcp/internal/tracestore"
 )
@@ -41,14 +41,11 @@ type chain struct {
 
 // sealer holds what sealing needs from the service.
 type sealer struct {
-	store  tracestore.Store
+	keys   *subjectkeys.Keys
 	secret []byte
 
 	randMu sync.Mutex
 	rand   io.Reader
-
-	keyMu sync.Mutex
-	keys  map[string][]byte // by keyed subject id; a cache of the store's
 }
 
 func (s *sealer) read(b []byte) error {
@@ -60,33 +57,8 @@ func (s *sealer) read(b []byte) error {
 
 // key returns the subject's key. With create, a missing key is made (a
 // subject's first sealed value); without, nil means it was destroyed.
-// Keys found are cached; an erasure must go through the service, which
-// empties the cache.
 func (s *sealer) key(ctx context.Context, subject string, create bool) ([]byte, error) {
-	s.keyMu.Lock()
-	k, ok := s.keys[subject]
-	s.keyMu.Unlock()
-	if ok {
-		return k, nil
-	}
-	k, err := s.store.Key(ctx, subject)
-	switch {
-	case errors.Is(err, tracestore.ErrNotFound) && !create:
-		return nil, nil
-	case errors.Is(err, tracestore.ErrNotFound):
-		fresh := make([]byte, trace.KeySize)
-		if err := s.read(fresh); err != nil {
-			return nil, fmt.Errorf("subject key: %w", err)
-		}
-		k, err = s.store.PutKey(ctx, subject, fresh)
-	}
-	if err != nil {
-		return nil, err
-	}
-	s.keyMu.Lock()
-	s.keys[subject] = k
-	s.keyMu.Unlock()
-	return k, nil
+	return s.keys.Get(ctx, subject, create)
 }
 
 // subjectsOf names the run's data subjects by keyed id: the id value at the

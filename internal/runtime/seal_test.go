@@ -131,7 +131,7 @@ func TestSealedTraceReopensAndDestroyedKeysShowAsErased(t *testing.T) {
 		t.Fatalf("subject recorded as %q, want a keyed hash", subject)
 	}
 	before, _ := store.Load(ctx, id)
-	if err := store.DeleteKey(ctx, subject); err != nil {
+	if _, err := svc.sealer.keys.Shred(ctx, []string{subject}); err != nil {
 		t.Fatal(err)
 	}
 	// A fresh process, without the key cache.
@@ -237,7 +237,7 @@ func TestNestedSubjectsEraseIndependently(t *testing.T) {
 			svc, store, id, _ := twoSubjectRun(t)
 			events, _ := svc.Events(ctx, id)
 			subject := events[0].Started.Subjects[erase]
-			if err := store.DeleteKey(ctx, subject); err != nil {
+			if _, err := svc.sealer.keys.Shred(ctx, []string{subject}); err != nil {
 				t.Fatal(err)
 			}
 			events, err := NewService(Options{Store: store}).Events(ctx, id)

@@ -18,8 +18,10 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/nano-vm/nano-vm-mcp/internal/jsonvalue"
+	"github.com/nano-vm/nano-vm-mcp/internal/keyring"
 	"github.com/nano-vm/nano-vm-mcp/internal/program"
 	"github.com/nano-vm/nano-vm-mcp/internal/projection"
+	"github.com/nano-vm/nano-vm-mcp/internal/subjectkeys"
 	"github.com/nano-vm/nano-vm-mcp/internal/trace"
 	"github.com/nano-vm/nano-vm-mcp/internal/tracestore"
 )
@@ -64,7 +66,15 @@ type Options struct {
 	// Rand supplies subject keys and nonces. Default: crypto/rand. Tests
 	// pass a seeded generator, so traces are byte-for-byte reproducible.
 	Rand io.Reader
+	// KEKs wrap the subject keys the store keeps (internal/subjectkeys).
+	// Default: a set in memory that every Service of this process over the
+	// same Store shares, which suits only a store that does not outlive
+	// the process; the server passes its data directory's.
+	KEKs *keyring.KEKs
 }
+
+// memoryKEKs are the default KEK sets, by store.
+var memoryKEKs sync.Map // tracestore.Store → *keyring.KEKs
 
 // NewService returns a Service.
 func NewService(o Options) *Service {
@@ -89,9 +99,15 @@ func NewService(o Options) *Service {
 			panic("runtime: no randomness: " + err.Error())
 		}
 	}
+	if o.KEKs == nil {
+		k, _ := memoryKEKs.LoadOrStore(o.Store, keyring.MemoryKEKs())
+		o.KEKs = k.(*keyring.KEKs)
+	}
+	sl := &sealer{secret: o.Secret, rand: o.Rand}
+	sl.keys = subjectkeys.New(o.Store, o.KEKs, sl.read)
 	return &Service{
 		store: o.Store, clock: o.Clock, newID: o.NewID, log: o.Log,
-		sealer:   &sealer{store: o.Store, secret: o.Secret, rand: o.Rand, keys: map[string][]byte{}},
+		sealer:   sl,
 		programs: map[string]*program.Program{},
 		latest:   map[string]*program.Program{},
 		sources:  map[string][]byte{},
@@ -636,6 +652,10 @@ func (s *Service) append(ctx context.Context, lr *liveRun, after *Run, events []
 	}
 	info := indexRow(after)
 	info.Head = next.head
+	for _, id := range next.subjects {
+		info.Subjects = append(info.Subjects, id)
+	}
+	sort.Strings(info.Subjects)
 	if info.Tree, err = next.tree.MarshalBinary(); err != nil {
 		return err
 	}

@@ -71,11 +71,11 @@ func TestBackendsBeyondTheContract(t *testing.T) {
 				var wg sync.WaitGroup
 				for i := range n {
 					wg.Go(func() {
-						k, err := s.PutKey(ctx, "subj", fmt.Appendf(nil, "key-%d", i))
+						k, err := s.PutKey(ctx, WrappedKey{Subject: "subj", Wrapped: fmt.Appendf(nil, "key-%d", i)})
 						if err != nil {
 							t.Error(err)
 						}
-						got[i] = k
+						got[i] = k.Wrapped
 					})
 				}
 				wg.Wait()
@@ -84,8 +84,8 @@ func TestBackendsBeyondTheContract(t *testing.T) {
 					t.Fatal(err)
 				}
 				for i, k := range got {
-					if string(k) != string(stored) {
-						t.Fatalf("writer %d was told the key is %q; the store holds %q", i, k, stored)
+					if string(k) != string(stored.Wrapped) {
+						t.Fatalf("writer %d was told the key is %q; the store holds %q", i, k, stored.Wrapped)
 					}
 				}
 			})

@@ -392,24 +392,93 @@ func TestStoreContract(t *testing.T) {
 			})
 			t.Run("SubjectKeysAreWrittenOnceAndCanBeDestroyed", func(t *testing.T) {
 				s := open(t)
+				state, err := s.KeyEpoch(ctx)
+				if err != nil || state.Epoch != 0 || len(state.Store) != 32 {
+					t.Fatalf("a new store's key state = %+v, %v; want epoch 0 and a 128-bit id", state, err)
+				}
 				if _, err := s.Key(ctx, "subj"); !errors.Is(err, ErrNotFound) {
 					t.Fatalf("unknown key: %v", err)
 				}
-				k, err := s.PutKey(ctx, "subj", []byte("k1"))
-				if err != nil || string(k) != "k1" {
-					t.Fatalf("PutKey = %q, %v", k, err)
+				k, err := s.PutKey(ctx, WrappedKey{Subject: "subj", Wrapped: []byte("k1")})
+				if err != nil || string(k.Wrapped) != "k1" || k.Subject != "subj" {
+					t.Fatalf("PutKey = %+v, %v", k, err)
 				}
-				if k, err := s.PutKey(ctx, "subj", []byte("k2")); err != nil || string(k) != "k1" {
-					t.Fatalf("second PutKey = %q, %v: want the first key back", k, err)
+				if k, err := s.PutKey(ctx, WrappedKey{Subject: "subj", Wrapped: []byte("k2")}); err != nil || string(k.Wrapped) != "k1" {
+					t.Fatalf("second PutKey = %+v, %v: want the first key back", k, err)
 				}
-				if err := s.DeleteKey(ctx, "subj"); err != nil {
+				if _, err := s.PutKey(ctx, WrappedKey{Subject: "other", Wrapped: []byte("o1")}); err != nil {
 					t.Fatal(err)
 				}
-				if _, err := s.Key(ctx, "subj"); !errors.Is(err, ErrNotFound) {
-					t.Fatalf("deleted key: %v", err)
+				// A rotation from the wrong epoch changes nothing.
+				if _, err := s.RotateKeys(ctx, 3, 4, []string{"subj"}, func(w WrappedKey) ([]byte, error) { return w.Wrapped, nil }); !errors.Is(err, ErrKeyEpoch) {
+					t.Fatalf("rotation from a stale epoch: %v", err)
 				}
-				if err := s.DeleteKey(ctx, "subj"); err != nil {
-					t.Fatalf("deleting twice: %v", err)
+				// A failing rewrap changes nothing either.
+				if _, err := s.RotateKeys(ctx, 0, 1, []string{"subj"}, func(WrappedKey) ([]byte, error) { return nil, errors.New("no") }); err == nil {
+					t.Fatal("a failing rewrap did not fail the rotation")
+				}
+				if k, err := s.Key(ctx, "subj"); err != nil || string(k.Wrapped) != "k1" || k.Epoch != 0 {
+					t.Fatalf("after failed rotations: %+v, %v", k, err)
+				}
+				deleted, err := s.RotateKeys(ctx, 0, 1, []string{"subj", "never"}, func(w WrappedKey) ([]byte, error) {
+					if w.Epoch != 0 {
+						t.Errorf("rewrap got epoch %d", w.Epoch)
+					}
+					return append([]byte("re:"), w.Wrapped...), nil
+				})
+				if err != nil || len(deleted) != 1 || deleted[0] != "subj" {
+					t.Fatalf("RotateKeys = %v, %v; want [subj]", deleted, err)
+				}
+				if _, err := s.Key(ctx, "subj"); !errors.Is(err, ErrNotFound) {
+					t.Fatalf("erased key: %v", err)
+				}
+				if k, err := s.Key(ctx, "other"); err != nil || string(k.Wrapped) != "re:o1" || k.Epoch != 1 {
+					t.Fatalf("re-wrapped key = %+v, %v", k, err)
+				}
+				if st, err := s.KeyEpoch(ctx); err != nil || st.Epoch != 1 || st.Store != state.Store {
+					t.Fatalf("key state after rotation = %+v, %v", st, err)
+				}
+				if _, err := s.PutKey(ctx, WrappedKey{Subject: "new", Wrapped: []byte("n"), Epoch: 0}); !errors.Is(err, ErrKeyEpoch) {
+					t.Fatalf("a key wrapped under the old epoch was stored: %v", err)
+				}
+				if k, err := s.PutKey(ctx, WrappedKey{Subject: "new", Wrapped: []byte("n"), Epoch: 1}); err != nil || k.Epoch != 1 {
+					t.Fatalf("PutKey at the new epoch = %+v, %v", k, err)
+				}
+			})
+			t.Run("RunsAreFoundByTheirSubjects", func(t *testing.T) {
+				s := open(t)
+				first := info(1)
+				first.Subjects = []string{"s1", "s2"}
+				if err := s.Append(ctx, "r1", recs(0, 1), first); err != nil {
+					t.Fatal(err)
+				}
+				second := info(1)
+				second.Subjects = []string{"s2"}
+				if err := s.Append(ctx, "r0", recs(0, 1), second); err != nil {
+					t.Fatal(err)
+				}
+				// Later appends cannot add subjects.
+				later := info(2)
+				later.Subjects = []string{"s3"}
+				if err := s.Append(ctx, "r1", recs(1, 1), later); err != nil {
+					t.Fatal(err)
+				}
+				for sub, want := range map[string]string{"s1": "[r1]", "s2": "[r0 r1]", "s3": "[]", "none": "[]"} {
+					got, err := s.RunsOfSubject(ctx, sub)
+					if err != nil || fmt.Sprint(got) != want {
+						t.Errorf("RunsOfSubject(%s) = %v, %v; want %s", sub, got, err, want)
+					}
+				}
+			})
+			t.Run("ProgramHashesListEveryProgram", func(t *testing.T) {
+				s := open(t)
+				for _, h := range []string{"sha256:b", "sha256:a", "sha256:b"} {
+					if err := s.PutProgram(ctx, h, []byte(h)); err != nil {
+						t.Fatal(err)
+					}
+				}
+				if got, err := s.ProgramHashes(ctx); err != nil || fmt.Sprint(got) != "[sha256:a sha256:b]" {
+					t.Fatalf("ProgramHashes = %v, %v", got, err)
 				}
 			})
 		})

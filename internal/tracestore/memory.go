@@ -3,6 +3,8 @@ package tracestore
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"slices"
 	"sort"
@@ -17,7 +19,9 @@ type Memory struct {
 	runs     map[string][]Record
 	info     map[string]RunInfo
 	programs map[string][]byte
-	keys     map[string][]byte
+	keys     map[string]WrappedKey
+	keyState KeyState
+	subjects map[string][]string // runs by subject
 	// baselines by program and definition hash; saved orders them, the
 	// latest highest.
 	baselines map[[2]string]baseline
@@ -31,7 +35,11 @@ type baseline struct {
 
 // NewMemory returns an empty in-memory store.
 func NewMemory() *Memory {
-	return &Memory{runs: map[string][]Record{}, info: map[string]RunInfo{}, programs: map[string][]byte{}, keys: map[string][]byte{}, baselines: map[[2]string]baseline{}}
+	var id [16]byte
+	if _, err := rand.Read(id[:]); err != nil {
+		panic("tracestore: no randomness: " + err.Error())
+	}
+	return &Memory{keyState: KeyState{Store: hex.EncodeToString(id[:])}, runs: map[string][]Record{}, info: map[string]RunInfo{}, programs: map[string][]byte{}, keys: map[string]WrappedKey{}, subjects: map[string][]string{}, baselines: map[[2]string]baseline{}}
 }
 
 // Append implements Store.
@@ -51,7 +59,12 @@ func (m *Memory) Append(_ context.Context, runID string, records []Record, info 
 	}
 	info.RunID = runID
 	if old, ok := m.info[runID]; ok {
-		info.Principal, info.Lab = old.Principal, old.Lab
+		info.Principal, info.Lab, info.Subjects = old.Principal, old.Lab, old.Subjects
+	} else {
+		info.Subjects = slices.Clone(info.Subjects)
+		for _, sub := range info.Subjects {
+			m.subjects[sub] = append(m.subjects[sub], runID)
+		}
 	}
 	info.Head, info.Tree = bytes.Clone(info.Head), bytes.Clone(info.Tree)
 	m.info[runID] = info
@@ -181,34 +194,92 @@ func (m *Memory) Program(_ context.Context, hash string) ([]byte, error) {
 	return bytes.Clone(src), nil
 }
 
+// ProgramHashes implements Store.
+func (m *Memory) ProgramHashes(context.Context) ([]string, error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	out := make([]string, 0, len(m.programs))
+	for h := range m.programs {
+		out = append(out, h)
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
 // PutKey implements Store.
-func (m *Memory) PutKey(_ context.Context, subject string, key []byte) ([]byte, error) {
+func (m *Memory) PutKey(_ context.Context, k WrappedKey) (WrappedKey, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if k, ok := m.keys[subject]; ok {
-		return bytes.Clone(k), nil
+	if k.Epoch != m.keyState.Epoch {
+		return WrappedKey{}, fmt.Errorf("%w: key of subject %s: epoch %d, the store's is %d", ErrKeyEpoch, k.Subject, k.Epoch, m.keyState.Epoch)
 	}
-	m.keys[subject] = bytes.Clone(key)
-	return bytes.Clone(key), nil
+	if old, ok := m.keys[k.Subject]; ok {
+		return cloneKey(old), nil
+	}
+	m.keys[k.Subject] = cloneKey(k)
+	return cloneKey(k), nil
+}
+
+func cloneKey(k WrappedKey) WrappedKey {
+	k.Wrapped = bytes.Clone(k.Wrapped)
+	return k
 }
 
 // Key implements Store.
-func (m *Memory) Key(_ context.Context, subject string) ([]byte, error) {
+func (m *Memory) Key(_ context.Context, subject string) (WrappedKey, error) {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
 	k, ok := m.keys[subject]
 	if !ok {
-		return nil, fmt.Errorf("%w: key of subject %s", ErrNotFound, subject)
+		return WrappedKey{}, fmt.Errorf("%w: key of subject %s", ErrNotFound, subject)
 	}
-	return bytes.Clone(k), nil
+	return cloneKey(k), nil
 }
 
-// DeleteKey implements Store.
-func (m *Memory) DeleteKey(_ context.Context, subject string) error {
+// KeyEpoch implements Store.
+func (m *Memory) KeyEpoch(context.Context) (KeyState, error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return m.keyState, nil
+}
+
+// RotateKeys implements Store. It builds the new key set aside and swaps it
+// in, so that a failing rewrap changes nothing.
+func (m *Memory) RotateKeys(_ context.Context, from, to uint64, erase []string, rewrap func(WrappedKey) ([]byte, error)) ([]string, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	delete(m.keys, subject)
-	return nil
+	if m.keyState.Epoch != from {
+		return nil, fmt.Errorf("%w: rotation from epoch %d, the store's is %d", ErrKeyEpoch, from, m.keyState.Epoch)
+	}
+	gone := map[string]bool{}
+	for _, sub := range erase {
+		gone[sub] = true
+	}
+	var deleted []string
+	next := make(map[string]WrappedKey, len(m.keys))
+	for sub, k := range m.keys {
+		if gone[sub] {
+			deleted = append(deleted, sub)
+			continue
+		}
+		w, err := rewrap(cloneKey(k))
+		if err != nil {
+			return nil, err
+		}
+		next[sub] = WrappedKey{Subject: sub, Wrapped: bytes.Clone(w), Epoch: to}
+	}
+	m.keys, m.keyState.Epoch = next, to
+	sort.Strings(deleted)
+	return deleted, nil
+}
+
+// RunsOfSubject implements Store.
+func (m *Memory) RunsOfSubject(_ context.Context, subject string) ([]string, error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	out := slices.Clone(m.subjects[subject])
+	sort.Strings(out)
+	return out, nil
 }
 
 // PutBaseline implements Store.

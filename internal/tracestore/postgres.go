@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sort"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -67,6 +68,20 @@ var postgresMigrations = []string{
 		PRIMARY KEY (program, definition_hash)
 	);
 	CREATE INDEX baselines_by_saved ON baselines (program, saved DESC)`,
+	// 5: crypto-shredding; see sqliteMigrations.
+	`ALTER TABLE subject_keys ADD COLUMN epoch BIGINT NOT NULL DEFAULT 0;
+	CREATE TABLE key_epoch (id INTEGER PRIMARY KEY CHECK (id = 1), store_id TEXT NOT NULL, epoch BIGINT NOT NULL);
+	INSERT INTO key_epoch (id, store_id, epoch) VALUES (1, replace(gen_random_uuid()::text, '-', ''), 0);
+	CREATE TABLE run_subjects (
+		subject TEXT NOT NULL,
+		run_id TEXT COLLATE "C" NOT NULL,
+		PRIMARY KEY (subject, run_id)
+	);
+	INSERT INTO run_subjects (subject, run_id)
+		SELECT j.value, e.run_id FROM events e,
+			jsonb_each_text(convert_from(e.body, 'UTF8')::jsonb -> 'started' -> 'subjects') j
+		WHERE e.idx = 0 AND e.type = 'run_started'
+		ON CONFLICT DO NOTHING`,
 }
 
 // migrationLock is the advisory lock key that serialises migrations of
@@ -189,12 +204,15 @@ func (p *Postgres) Append(ctx context.Context, runID string, records []Record, i
 			INSERT INTO runs (`+runColumns+`) SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $16, $17 WHERE $11::bigint = 0
 			ON CONFLICT (run_id) DO NOTHING
 			RETURNING 1
+		), subjects AS (
+			INSERT INTO run_subjects (subject, run_id) SELECT unnest($18::text[]), $1 WHERE EXISTS (SELECT 1 FROM ins)
+			ON CONFLICT DO NOTHING
 		)
 		INSERT INTO events (run_id, idx, type, body, hash)
 		SELECT $1, * FROM unnest($12::bigint[], $13::text[], $14::bytea[], $15::bytea[])
 		WHERE EXISTS (SELECT 1 FROM upd UNION ALL SELECT 1 FROM ins)`,
 		runID, info.Program, info.DefinitionHash, info.Status, info.Outcome, started, updated, int64(info.Events), info.Head, info.Tree,
-		int64(first), idx, types, bodies, hashes, info.Principal, info.Lab)
+		int64(first), idx, types, bodies, hashes, info.Principal, info.Lab, subjectsArg(info.Subjects))
 	if err != nil {
 		return fmt.Errorf("tracestore: postgres append: %w", err)
 	}
@@ -298,37 +316,154 @@ func (p *Postgres) Program(ctx context.Context, hash string) ([]byte, error) {
 	return src, nil
 }
 
-// PutKey implements Store. The no-op update waits for a concurrent insert
-// of the same subject and makes RETURNING give the key that won.
-func (p *Postgres) PutKey(ctx context.Context, subject string, key []byte) ([]byte, error) {
-	var stored []byte
-	if err := p.pool.QueryRow(ctx, `INSERT INTO subject_keys (subject, key) VALUES ($1, $2)
-		ON CONFLICT (subject) DO UPDATE SET key = subject_keys.key RETURNING key`, subject, key).Scan(&stored); err != nil {
-		return nil, fmt.Errorf("tracestore: postgres put key: %w", err)
+// ProgramHashes implements Store.
+func (p *Postgres) ProgramHashes(ctx context.Context) ([]string, error) {
+	rows, err := p.pool.Query(ctx, `SELECT hash FROM programs ORDER BY hash COLLATE "C"`)
+	if err != nil {
+		return nil, fmt.Errorf("tracestore: postgres program hashes: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("tracestore: postgres program hashes: %w", err)
+	}
+	return out, nil
+}
+
+// subjectsArg is never nil: pgx sends a nil slice as NULL, which unnest
+// would refuse.
+func subjectsArg(subjects []string) []string {
+	if subjects == nil {
+		return []string{}
+	}
+	return subjects
+}
+
+// PutKey implements Store. FOR SHARE on the epoch's row makes the write
+// wait for a rotation in progress, and then see its new epoch; the no-op
+// update waits for a concurrent insert of the same subject and makes
+// RETURNING give the key that won.
+func (p *Postgres) PutKey(ctx context.Context, k WrappedKey) (WrappedKey, error) {
+	tx, err := p.pool.Begin(ctx)
+	if err != nil {
+		return WrappedKey{}, fmt.Errorf("tracestore: postgres put key: %w", err)
+	}
+	defer tx.Rollback(ctx) //nolint:errcheck // a no-op after Commit
+	var epoch int64
+	if err := tx.QueryRow(ctx, `SELECT epoch FROM key_epoch WHERE id = 1 FOR SHARE`).Scan(&epoch); err != nil {
+		return WrappedKey{}, fmt.Errorf("tracestore: postgres put key: %w", err)
+	}
+	if uint64(epoch) != k.Epoch {
+		return WrappedKey{}, fmt.Errorf("%w: key of subject %s: epoch %d, the store's is %d", ErrKeyEpoch, k.Subject, k.Epoch, epoch)
+	}
+	stored := WrappedKey{Subject: k.Subject}
+	if err := tx.QueryRow(ctx, `INSERT INTO subject_keys (subject, key, epoch) VALUES ($1, $2, $3)
+		ON CONFLICT (subject) DO UPDATE SET key = subject_keys.key RETURNING key, epoch`, k.Subject, k.Wrapped, int64(k.Epoch)).Scan(&stored.Wrapped, &epoch); err != nil {
+		return WrappedKey{}, fmt.Errorf("tracestore: postgres put key: %w", err)
+	}
+	stored.Epoch = uint64(epoch)
+	if err := tx.Commit(ctx); err != nil {
+		return WrappedKey{}, fmt.Errorf("tracestore: postgres put key: %w", err)
 	}
 	return stored, nil
 }
 
 // Key implements Store.
-func (p *Postgres) Key(ctx context.Context, subject string) ([]byte, error) {
-	var key []byte
-	switch err := p.pool.QueryRow(ctx, `SELECT key FROM subject_keys WHERE subject = $1`, subject).Scan(&key); {
+func (p *Postgres) Key(ctx context.Context, subject string) (WrappedKey, error) {
+	k := WrappedKey{Subject: subject}
+	var epoch int64
+	switch err := p.pool.QueryRow(ctx, `SELECT key, epoch FROM subject_keys WHERE subject = $1`, subject).Scan(&k.Wrapped, &epoch); {
 	case errors.Is(err, pgx.ErrNoRows):
-		return nil, fmt.Errorf("%w: key of subject %s", ErrNotFound, subject)
+		return WrappedKey{}, fmt.Errorf("%w: key of subject %s", ErrNotFound, subject)
 	case err != nil:
-		return nil, fmt.Errorf("tracestore: postgres key: %w", err)
+		return WrappedKey{}, fmt.Errorf("tracestore: postgres key: %w", err)
 	}
-	return key, nil
+	k.Epoch = uint64(epoch)
+	return k, nil
 }
 
-// DeleteKey implements Store. The deleted row's bytes stay in the table's
-// pages until VACUUM reclaims them, and in the server's WAL and backups:
-// shredding on PostgreSQL is complete only once those have turned over.
-func (p *Postgres) DeleteKey(ctx context.Context, subject string) error {
-	if _, err := p.pool.Exec(ctx, `DELETE FROM subject_keys WHERE subject = $1`, subject); err != nil {
-		return fmt.Errorf("tracestore: postgres delete key: %w", err)
+// KeyEpoch implements Store.
+func (p *Postgres) KeyEpoch(ctx context.Context) (KeyState, error) {
+	var ks KeyState
+	var epoch int64
+	if err := p.pool.QueryRow(ctx, `SELECT store_id, epoch FROM key_epoch WHERE id = 1`).Scan(&ks.Store, &epoch); err != nil {
+		return KeyState{}, fmt.Errorf("tracestore: postgres key epoch: %w", err)
 	}
-	return nil
+	ks.Epoch = uint64(epoch)
+	return ks, nil
+}
+
+// RotateKeys implements Store, in one transaction that holds the epoch's
+// row FOR UPDATE: key writes wait for it. The deleted and replaced rows
+// stay as dead tuples until VACUUM, and in the WAL and any backups, for as
+// long as those live: what makes them useless is that they are wrapped
+// under an epoch whose key-encryption key the caller destroys next.
+func (p *Postgres) RotateKeys(ctx context.Context, from, to uint64, erase []string, rewrap func(WrappedKey) ([]byte, error)) ([]string, error) {
+	tx, err := p.pool.Begin(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("tracestore: postgres rotate keys: %w", err)
+	}
+	defer tx.Rollback(ctx) //nolint:errcheck // a no-op after Commit
+	var epoch int64
+	if err := tx.QueryRow(ctx, `SELECT epoch FROM key_epoch WHERE id = 1 FOR UPDATE`).Scan(&epoch); err != nil {
+		return nil, fmt.Errorf("tracestore: postgres rotate keys: %w", err)
+	}
+	if uint64(epoch) != from {
+		return nil, fmt.Errorf("%w: rotation from epoch %d, the store's is %d", ErrKeyEpoch, from, epoch)
+	}
+	rows, err := tx.Query(ctx, `DELETE FROM subject_keys WHERE subject = ANY($1) RETURNING subject`, subjectsArg(erase))
+	if err != nil {
+		return nil, fmt.Errorf("tracestore: postgres rotate keys: %w", err)
+	}
+	deleted, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("tracestore: postgres rotate keys: %w", err)
+	}
+	rows, err = tx.Query(ctx, `SELECT subject, key, epoch FROM subject_keys`)
+	if err != nil {
+		return nil, fmt.Errorf("tracestore: postgres rotate keys: %w", err)
+	}
+	keys, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (WrappedKey, error) {
+		var k WrappedKey
+		var e int64
+		err := r.Scan(&k.Subject, &k.Wrapped, &e)
+		k.Epoch = uint64(e)
+		return k, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("tracestore: postgres rotate keys: %w", err)
+	}
+	subjects, wrapped := make([]string, len(keys)), make([][]byte, len(keys))
+	for i, k := range keys {
+		if wrapped[i], err = rewrap(k); err != nil {
+			return nil, err
+		}
+		subjects[i] = k.Subject
+	}
+	if _, err := tx.Exec(ctx, `UPDATE subject_keys s SET key = u.key, epoch = $1
+		FROM unnest($2::text[], $3::bytea[]) AS u(subject, key) WHERE s.subject = u.subject`, int64(to), subjects, wrapped); err != nil {
+		return nil, fmt.Errorf("tracestore: postgres rotate keys: %w", err)
+	}
+	if _, err := tx.Exec(ctx, `UPDATE key_epoch SET epoch = $1 WHERE id = 1`, int64(to)); err != nil {
+		return nil, fmt.Errorf("tracestore: postgres rotate keys: %w", err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return nil, fmt.Errorf("tracestore: postgres rotate keys: %w", err)
+	}
+	sort.Strings(deleted)
+	return deleted, nil
+}
+
+// RunsOfSubject implements Store.
+func (p *Postgres) RunsOfSubject(ctx context.Context, subject string) ([]string, error) {
+	rows, err := p.pool.Query(ctx, `SELECT run_id FROM run_subjects WHERE subject = $1 ORDER BY run_id`, subject)
+	if err != nil {
+		return nil, fmt.Errorf("tracestore: postgres runs of subject: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("tracestore: postgres runs of subject: %w", err)
+	}
+	return out, nil
 }
 
 // PutBaseline implements Store.

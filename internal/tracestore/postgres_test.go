@@ -114,6 +114,8 @@ func TestPostgresMigratesFromEveryEarlierVersion(t *testing.T) {
 			}
 			qs = append(qs,
 				`INSERT INTO events VALUES ('old', 0, 'e', '{"i":0}', '\x000102')`,
+				`INSERT INTO events VALUES ('old2', 0, 'run_started', convert_to('{"started":{"subjects":{"customer":"abc","agent":"def"}}}', 'UTF8'), '\x000102')`,
+				`INSERT INTO subject_keys VALUES ('abc', 'plainkey')`,
 				fmt.Sprintf(`INSERT INTO runs (run_id, program, definition_hash, status, outcome, started_at, updated_at, events, head, tree)
 					VALUES ('old', 'p', 'sha256:d', 'running', '', %d, %d, 1, '\x01', 'tree')`, t0.UnixNano(), t0.UnixNano()))
 			for _, q := range qs {
@@ -163,6 +165,14 @@ func TestPostgresMigratesFromEveryEarlierVersion(t *testing.T) {
 			}
 			if got, err := s.Load(ctx, "old"); err != nil || len(got) != 1 || string(got[0].Hash) != "\x00\x01\x02" {
 				t.Fatalf("Load of the old run = %v, %v", got, err)
+			}
+			// Runs from before are found by their subjects, and keys
+			// written unwrapped read as epoch 0.
+			if got, err := s.RunsOfSubject(ctx, "def"); err != nil || fmt.Sprint(got) != "[old2]" {
+				t.Fatalf("RunsOfSubject after migrating = %v, %v", got, err)
+			}
+			if k, err := s.Key(ctx, "abc"); err != nil || k.Epoch != 0 || string(k.Wrapped) != "plainkey" {
+				t.Fatalf("an old key after migrating = %+v, %v", k, err)
 			}
 			// The old run keeps no principal, even when a later append
 			// names one.

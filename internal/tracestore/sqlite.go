@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"sort"
 	"strings"
 	"time"
 
@@ -99,6 +100,21 @@ var sqliteMigrations = []string{
 		PRIMARY KEY (program, definition_hash)
 	);
 	CREATE INDEX baselines_by_saved ON baselines (program, saved DESC)`,
+	// 5: crypto-shredding. Keys carry the epoch of the key-encryption key
+	// that wraps them (0: written unwrapped, before wrapping existed), the
+	// store one epoch; runs are indexed by their data subjects, filled in
+	// from the traces' run_started events for runs from before.
+	`ALTER TABLE subject_keys ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0;
+	CREATE TABLE key_epoch (id INTEGER PRIMARY KEY CHECK (id = 1), store_id TEXT NOT NULL, epoch INTEGER NOT NULL);
+	INSERT INTO key_epoch (id, store_id, epoch) VALUES (1, lower(hex(randomblob(16))), 0);
+	CREATE TABLE run_subjects (
+		subject TEXT NOT NULL,
+		run_id TEXT NOT NULL,
+		PRIMARY KEY (subject, run_id)
+	) WITHOUT ROWID;
+	INSERT OR IGNORE INTO run_subjects (subject, run_id)
+		SELECT j.value, e.run_id FROM events e, json_each(CAST(e.body AS TEXT), '$.started.subjects') j
+		WHERE e.idx = 0 AND e.type = 'run_started' AND json_valid(CAST(e.body AS TEXT))`,
 }
 
 // DefaultDataDir is where the server keeps its data unless told otherwise:
@@ -390,6 +406,12 @@ func (s *SQLite) Append(ctx context.Context, runID string, records []Record, inf
 	if !exists {
 		_, err = tx.StmtContext(ctx, s.insertStmt).ExecContext(ctx, runID, info.Program, info.DefinitionHash, info.Status, info.Outcome,
 			started, updated, int64(info.Events), info.Head, info.Tree, info.Principal, info.Lab)
+		for _, sub := range info.Subjects {
+			if err != nil {
+				break
+			}
+			_, err = tx.ExecContext(ctx, `INSERT OR IGNORE INTO run_subjects (subject, run_id) VALUES (?, ?)`, sub, runID)
+		}
 	} else {
 		// Of the listed columns, only those whose values change.
 		var m listedMask
@@ -513,40 +535,162 @@ func (s *SQLite) Program(ctx context.Context, hash string) ([]byte, error) {
 	return src, nil
 }
 
-// PutKey implements Store. The no-op update makes RETURNING give the key
-// that was there, in the same statement as the insert that lost.
-func (s *SQLite) PutKey(ctx context.Context, subject string, key []byte) ([]byte, error) {
-	var stored []byte
-	if err := s.w.QueryRowContext(ctx, `INSERT INTO subject_keys (subject, key) VALUES (?, ?)
-		ON CONFLICT (subject) DO UPDATE SET key = subject_keys.key RETURNING key`, subject, key).Scan(&stored); err != nil {
-		return nil, fmt.Errorf("tracestore: sqlite put key: %w", err)
+// ProgramHashes implements Store.
+func (s *SQLite) ProgramHashes(ctx context.Context) ([]string, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT hash FROM programs ORDER BY hash`)
+	if err != nil {
+		return nil, fmt.Errorf("tracestore: sqlite program hashes: %w", err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var h string
+		if err := rows.Scan(&h); err != nil {
+			return nil, fmt.Errorf("tracestore: sqlite program hashes: %w", err)
+		}
+		out = append(out, h)
+	}
+	return out, rows.Err()
+}
+
+// PutKey implements Store. One transaction under the write lock: the
+// epoch's check, and the insert whose no-op update makes RETURNING give the
+// key that was there.
+func (s *SQLite) PutKey(ctx context.Context, k WrappedKey) (WrappedKey, error) {
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return WrappedKey{}, fmt.Errorf("tracestore: sqlite put key: %w", err)
+	}
+	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
+	var epoch int64
+	if err := tx.QueryRowContext(ctx, `SELECT epoch FROM key_epoch`).Scan(&epoch); err != nil {
+		return WrappedKey{}, fmt.Errorf("tracestore: sqlite put key: %w", err)
+	}
+	if uint64(epoch) != k.Epoch {
+		return WrappedKey{}, fmt.Errorf("%w: key of subject %s: epoch %d, the store's is %d", ErrKeyEpoch, k.Subject, k.Epoch, epoch)
+	}
+	stored := WrappedKey{Subject: k.Subject}
+	if err := tx.QueryRowContext(ctx, `INSERT INTO subject_keys (subject, key, epoch) VALUES (?, ?, ?)
+		ON CONFLICT (subject) DO UPDATE SET key = subject_keys.key RETURNING key, epoch`, k.Subject, k.Wrapped, int64(k.Epoch)).Scan(&stored.Wrapped, &epoch); err != nil {
+		return WrappedKey{}, fmt.Errorf("tracestore: sqlite put key: %w", err)
+	}
+	stored.Epoch = uint64(epoch)
+	if err := tx.Commit(); err != nil {
+		return WrappedKey{}, fmt.Errorf("tracestore: sqlite put key: %w", err)
 	}
 	return stored, nil
 }
 
 // Key implements Store.
-func (s *SQLite) Key(ctx context.Context, subject string) ([]byte, error) {
-	var key []byte
-	switch err := s.r.QueryRowContext(ctx, `SELECT key FROM subject_keys WHERE subject = ?`, subject).Scan(&key); {
+func (s *SQLite) Key(ctx context.Context, subject string) (WrappedKey, error) {
+	k := WrappedKey{Subject: subject}
+	var epoch int64
+	switch err := s.r.QueryRowContext(ctx, `SELECT key, epoch FROM subject_keys WHERE subject = ?`, subject).Scan(&k.Wrapped, &epoch); {
 	case errors.Is(err, sql.ErrNoRows):
-		return nil, fmt.Errorf("%w: key of subject %s", ErrNotFound, subject)
+		return WrappedKey{}, fmt.Errorf("%w: key of subject %s", ErrNotFound, subject)
 	case err != nil:
-		return nil, fmt.Errorf("tracestore: sqlite key: %w", err)
+		return WrappedKey{}, fmt.Errorf("tracestore: sqlite key: %w", err)
 	}
-	return key, nil
+	k.Epoch = uint64(epoch)
+	return k, nil
 }
 
-// DeleteKey implements Store. secure_delete has zeroed the key in the
-// database's pages, but older copies of those pages sit in the log until it
-// is checkpointed and truncated; the checkpoint is best effort, since a
-// long reader elsewhere can hold it off, and later checkpoints overwrite
-// the log anyway.
-func (s *SQLite) DeleteKey(ctx context.Context, subject string) error {
-	if _, err := s.w.ExecContext(ctx, `DELETE FROM subject_keys WHERE subject = ?`, subject); err != nil {
-		return fmt.Errorf("tracestore: sqlite delete key: %w", err)
+// KeyEpoch implements Store.
+func (s *SQLite) KeyEpoch(ctx context.Context) (KeyState, error) {
+	var ks KeyState
+	var epoch int64
+	if err := s.r.QueryRowContext(ctx, `SELECT store_id, epoch FROM key_epoch`).Scan(&ks.Store, &epoch); err != nil {
+		return KeyState{}, fmt.Errorf("tracestore: sqlite key epoch: %w", err)
 	}
-	s.w.ExecContext(ctx, `PRAGMA wal_checkpoint(TRUNCATE)`) //nolint:errcheck // best effort, see above
-	return nil
+	ks.Epoch = uint64(epoch)
+	return ks, nil
+}
+
+// RotateKeys implements Store, in one transaction under the write lock.
+// secure_delete zeroes the old rows in the database's pages, but older
+// copies of those pages stay in the log until later checkpoints overwrite
+// it: what makes them useless is that they are wrapped under an epoch
+// whose key-encryption key the caller destroys next.
+func (s *SQLite) RotateKeys(ctx context.Context, from, to uint64, erase []string, rewrap func(WrappedKey) ([]byte, error)) ([]string, error) {
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, fmt.Errorf("tracestore: sqlite rotate keys: %w", err)
+	}
+	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
+	var epoch int64
+	if err := tx.QueryRowContext(ctx, `SELECT epoch FROM key_epoch`).Scan(&epoch); err != nil {
+		return nil, fmt.Errorf("tracestore: sqlite rotate keys: %w", err)
+	}
+	if uint64(epoch) != from {
+		return nil, fmt.Errorf("%w: rotation from epoch %d, the store's is %d", ErrKeyEpoch, from, epoch)
+	}
+	var deleted []string
+	for _, sub := range erase {
+		res, err := tx.ExecContext(ctx, `DELETE FROM subject_keys WHERE subject = ?`, sub)
+		if err != nil {
+			return nil, fmt.Errorf("tracestore: sqlite rotate keys: %w", err)
+		}
+		if n, _ := res.RowsAffected(); n > 0 {
+			deleted = append(deleted, sub)
+		}
+	}
+	rows, err := tx.QueryContext(ctx, `SELECT subject, key, epoch FROM subject_keys`)
+	if err != nil {
+		return nil, fmt.Errorf("tracestore: sqlite rotate keys: %w", err)
+	}
+	var keys []WrappedKey
+	for rows.Next() {
+		var k WrappedKey
+		if err := rows.Scan(&k.Subject, &k.Wrapped, &epoch); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("tracestore: sqlite rotate keys: %w", err)
+		}
+		k.Epoch = uint64(epoch)
+		keys = append(keys, k)
+	}
+	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+		return nil, fmt.Errorf("tracestore: sqlite rotate keys: %w", err)
+	}
+	upd, err := tx.PrepareContext(ctx, `UPDATE subject_keys SET key = ?, epoch = ? WHERE subject = ?`)
+	if err != nil {
+		return nil, fmt.Errorf("tracestore: sqlite rotate keys: %w", err)
+	}
+	defer upd.Close()
+	for _, k := range keys {
+		w, err := rewrap(k)
+		if err != nil {
+			return nil, err
+		}
+		if _, err := upd.ExecContext(ctx, w, int64(to), k.Subject); err != nil {
+			return nil, fmt.Errorf("tracestore: sqlite rotate keys: %w", err)
+		}
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE key_epoch SET epoch = ?`, int64(to)); err != nil {
+		return nil, fmt.Errorf("tracestore: sqlite rotate keys: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, fmt.Errorf("tracestore: sqlite rotate keys: %w", err)
+	}
+	sort.Strings(deleted)
+	return deleted, nil
+}
+
+// RunsOfSubject implements Store.
+func (s *SQLite) RunsOfSubject(ctx context.Context, subject string) ([]string, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT run_id FROM run_subjects WHERE subject = ? ORDER BY run_id`, subject)
+	if err != nil {
+		return nil, fmt.Errorf("tracestore: sqlite runs of subject: %w", err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, fmt.Errorf("tracestore: sqlite runs of subject: %w", err)
+		}
+		out = append(out, id)
+	}
+	return out, rows.Err()
 }
 
 // PutBaseline implements Store. The one writer, and SQLite's write lock

@@ -24,6 +24,9 @@ var (
 	ErrNotFound = errors.New("tracestore: not found")
 	// ErrBadCursor: a ListRuns cursor this store did not hand out.
 	ErrBadCursor = errors.New("tracestore: malformed cursor")
+	// ErrKeyEpoch: a key write assumed a key epoch that is no longer the
+	// store's.
+	ErrKeyEpoch = errors.New("tracestore: the key epoch has changed")
 )
 
 // Record is one encoded event of a run's trace.
@@ -38,9 +41,9 @@ type Record struct {
 // what the next append needs (the head of the chain and the Merkle tree
 // state), so that appending never rereads the trace.
 //
-// Each append replaces the row, except Principal and Lab: they describe how
-// the run started, so the run's first append sets them and later appends'
-// values are ignored. A later writer (another principal submitting a step)
+// Each append replaces the row, except Principal, Lab and Subjects: they
+// describe how the run started, so the run's first append sets them and
+// later appends' values are ignored. A later writer (another principal submitting a step)
 // thus can neither take a run over nor hide it from its owner's listing.
 type RunInfo struct {
 	RunID          string
@@ -50,11 +53,33 @@ type RunInfo struct {
 	Outcome        string
 	Principal      string // who started the run; "" for none
 	Lab            bool   // started as a fault-laboratory run
-	StartedAt      time.Time
-	UpdatedAt      time.Time
-	Events         uint64 // the trace's length after the append
-	Head           []byte // hash of the last event
-	Tree           []byte // the Merkle tree's compact state, opaque to the store
+	// Subjects are the keyed ids of the run's data subjects (whose keys
+	// seal its personal data), for erasure to find the run by.
+	Subjects  []string
+	StartedAt time.Time
+	UpdatedAt time.Time
+	Events    uint64 // the trace's length after the append
+	Head      []byte // hash of the last event
+	Tree      []byte // the Merkle tree's compact state, opaque to the store
+}
+
+// WrappedKey is a subject key as stores hold it: encrypted under the
+// key-encryption key of Epoch, which lives outside the store (see
+// internal/subjectkeys), never in clear.
+type WrappedKey struct {
+	Subject string // the keyed subject id
+	Wrapped []byte
+	Epoch   uint64
+}
+
+// KeyState names the key-encryption key a store's keys are wrapped under.
+type KeyState struct {
+	// Store is random, made with the store: KEKs are kept per store,
+	// since one data directory may serve several.
+	Store string
+	// Epoch is 0 until the first rotation (keys written by earlier
+	// versions, unwrapped, are at epoch 0).
+	Epoch uint64
 }
 
 // ListFilter selects runs. Zero fields do not filter: Principal "" lists
@@ -92,17 +117,32 @@ type Store interface {
 	PutProgram(ctx context.Context, hash string, source []byte) error
 	// Program returns the source stored under hash.
 	Program(ctx context.Context, hash string) ([]byte, error)
+	// ProgramHashes lists the hashes of every stored program, sorted.
+	ProgramHashes(ctx context.Context) ([]string, error)
 
-	// PutKey stores a subject key under its keyed subject id, unless one is
-	// there: it returns the key that is stored, so that concurrent writers
-	// agree on one.
-	PutKey(ctx context.Context, subject string, key []byte) ([]byte, error)
-	// Key returns the key stored for subject, or an error wrapping
-	// ErrNotFound (never stored, or deleted).
-	Key(ctx context.Context, subject string) ([]byte, error)
-	// DeleteKey destroys a subject's key (crypto-shredding). Deleting an
-	// absent key is not an error.
-	DeleteKey(ctx context.Context, subject string) error
+	// PutKey stores a wrapped subject key, unless the subject has one: it
+	// returns the key that is stored, so that concurrent writers agree on
+	// one. k.Epoch must be the store's key epoch (KeyEpoch); otherwise
+	// nothing is written and the error wraps ErrKeyEpoch: the keys were
+	// re-wrapped meanwhile, and the caller wraps again under the new
+	// key-encryption key.
+	PutKey(ctx context.Context, k WrappedKey) (WrappedKey, error)
+	// Key returns the subject's wrapped key, or an error wrapping
+	// ErrNotFound (never stored, or destroyed).
+	Key(ctx context.Context, subject string) (WrappedKey, error)
+	// KeyEpoch is the store's identity and the epoch of the
+	// key-encryption key every stored key is wrapped under.
+	KeyEpoch(ctx context.Context) (KeyState, error)
+	// RotateKeys is crypto-shredding's one transaction: if the key epoch is
+	// from, it deletes the keys of the subjects in erase, replaces every
+	// other key by rewrap's result under epoch to, and sets the epoch to
+	// to. It returns the subjects whose keys it deleted, sorted. If the
+	// epoch is not from, nothing changes and the error wraps ErrKeyEpoch.
+	// An error from rewrap aborts the rotation.
+	RotateKeys(ctx context.Context, from, to uint64, erase []string, rewrap func(WrappedKey) ([]byte, error)) ([]string, error)
+	// RunsOfSubject lists, sorted, the runs whose RunInfo.Subjects named
+	// subject.
+	RunsOfSubject(ctx context.Context, subject string) ([]string, error)
 
 	// PutBaseline stores a program's drift baseline (an analyzer baseline,
 	// opaque to the store) under the program's name and a definition hash,

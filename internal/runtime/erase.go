@@ -1,0 +1,210 @@
+package runtime
+
+import (
+	"context"
+	"fmt"
+	"sort"
+
+	"go.uber.org/zap"
+
+	"github.com/nano-vm/nano-vm-mcp/internal/trace"
+)
+
+// Erasure outcomes (EraseResult.Status).
+const (
+	// ErasureErased: the subject's key existed and is destroyed now.
+	ErasureErased = "erased"
+	// ErasureAlreadyErased: the key was destroyed before; runs that lacked
+	// their subject_erased event (an erasure cut short) have it now.
+	ErasureAlreadyErased = "already_erased"
+	// ErasureUnknownSubject: no run and no key belong to the subject.
+	ErasureUnknownSubject = "unknown_subject"
+)
+
+// EraseOptions name a data subject to erase.
+type EraseOptions struct {
+	// SubjectID is the subject's id as the run inputs hold it at the
+	// subject's id path (a customer id, say). Only its keyed hash is ever
+	// stored or logged.
+	SubjectID string
+	// Subject limits the erasure to one subject name of the programs
+	// ("customer"); empty means every name any known program declares.
+	Subject   string
+	Reason    string
+	Principal string
+}
+
+// EraseResult is what an erasure did.
+type EraseResult struct {
+	Status string `json:"status"` // erased, already_erased or unknown_subject
+	// Subjects are the keyed ids of the subject's keys destroyed now.
+	Subjects []string `json:"subjects"`
+	// Runs are every run that holds the subject's data, sorted.
+	Runs []string `json:"runs"`
+	// Recorded are the runs that got a subject_erased event now (all of
+	// Runs on a first erasure; those an interrupted one missed after).
+	Recorded []string `json:"recorded"`
+}
+
+// EraseSubject crypto-shreds a data subject: it destroys the subject's key
+// (internal/subjectkeys: the key and every stale copy of it in the
+// database become undecryptable), appends a subject_erased event to each
+// of the subject's runs, cancelling those still running, and drops the
+// runs' opened state from this process. Every view of those runs then
+// shows the erased marker in place of the subject's data; traces and
+// receipts still verify, since they only ever held ciphertext.
+//
+// Erasing again, or a subject nobody knows, is a result, not an error.
+func (s *Service) EraseSubject(ctx context.Context, o EraseOptions) (EraseResult, error) {
+	if o.SubjectID == "" {
+		return EraseResult{}, reject(CodeInvalidInput, "name the subject to erase by its id")
+	}
+	names, err := s.subjectNames(ctx)
+	if err != nil {
+		return EraseResult{}, err
+	}
+	if o.Subject != "" {
+		if !names[o.Subject] {
+			return EraseResult{}, reject(CodeInvalidInput, "no program declares a data subject named %q", o.Subject)
+		}
+		names = map[string]bool{o.Subject: true}
+	}
+	// The keyed ids the subject may go by, and their runs and keys.
+	var keyed, withKey []string
+	runSet := map[string][]string{} // run → the subject's keyed ids in it
+	for name := range names {
+		id := trace.SubjectID(s.sealer.secret, name, "id:"+o.SubjectID)
+		keyed = append(keyed, id)
+		runs, err := s.store.RunsOfSubject(ctx, id)
+		if err != nil {
+			return EraseResult{}, err
+		}
+		for _, r := range runs {
+			runSet[r] = append(runSet[r], id)
+		}
+		if key, err := s.sealer.keys.Get(ctx, id, false); err != nil {
+			return EraseResult{}, err
+		} else if key != nil {
+			withKey = append(withKey, id)
+		}
+	}
+	res := EraseResult{Status: ErasureUnknownSubject, Subjects: []string{}, Runs: []string{}, Recorded: []string{}}
+	if len(withKey) > 0 {
+		sort.Strings(withKey)
+		deleted, err := s.sealer.keys.Shred(ctx, withKey)
+		if err != nil {
+			return EraseResult{}, fmt.Errorf("erase: %w", err)
+		}
+		res.Subjects = append(res.Subjects, deleted...)
+	}
+	for r := range runSet {
+		res.Runs = append(res.Runs, r)
+	}
+	sort.Strings(res.Runs)
+	switch {
+	case len(res.Subjects) > 0:
+		res.Status = ErasureErased
+	case len(res.Runs) > 0:
+		res.Status = ErasureAlreadyErased
+	}
+	for _, runID := range res.Runs {
+		recorded, err := s.recordErasure(ctx, runID, runSet[runID], o)
+		if err != nil {
+			return res, fmt.Errorf("erase: the keys are destroyed, but recording it in run %s failed (erase again to finish): %w", runID, err)
+		}
+		if recorded {
+			res.Recorded = append(res.Recorded, runID)
+		}
+	}
+	s.log.Info("data subject erased", zap.String("status", res.Status), zap.Strings("subjects", res.Subjects), zap.Int("runs", len(res.Runs)), zap.String("principal", o.Principal))
+	return res, nil
+}
+
+// subjectNames are the data subject names declared by every program the
+// store holds, which includes every program a run was pinned to.
+func (s *Service) subjectNames(ctx context.Context) (map[string]bool, error) {
+	hashes, err := s.store.ProgramHashes(ctx)
+	if err != nil {
+		return nil, err
+	}
+	names := map[string]bool{}
+	for _, h := range hashes {
+		p, err := s.programByHash(ctx, h)
+		if err != nil {
+			return nil, err
+		}
+		for _, sub := range p.Subjects {
+			names[sub.Name] = true
+		}
+	}
+	return names, nil
+}
+
+// recordErasure appends a subject_erased event for each of the subject's
+// keyed ids the run does not record as erased yet, and drops the run's
+// opened state so that the next read folds the trace again, without the
+// destroyed plaintext.
+func (s *Service) recordErasure(ctx context.Context, runID string, subjects []string, o EraseOptions) (bool, error) {
+	defer s.evict(runID)
+	events, err := s.Events(ctx, runID)
+	if err != nil {
+		return false, err
+	}
+	done := map[string]bool{}
+	for _, e := range events {
+		if e.Type == EventSubjectErased && e.Erasure != nil {
+			done[e.Erasure.Subject] = true
+		}
+	}
+	recorded := false
+	for _, sub := range subjects {
+		if done[sub] {
+			continue
+		}
+		rec := ErasureRecord{Subject: sub, Reason: o.Reason, Principal: o.Principal}
+		if _, err := s.apply(ctx, runID, Erase{Record: rec, At: s.clock()}); err != nil {
+			return recorded, err
+		}
+		recorded = true
+	}
+	return recorded, nil
+}
+
+// evict drops a run's in-process state, waiting for whoever holds it.
+func (s *Service) evict(runID string) {
+	s.mu.Lock()
+	lr := s.runs[runID]
+	s.mu.Unlock()
+	if lr == nil {
+		return
+	}
+	lr.mu.Lock()
+	defer lr.mu.Unlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.runs[runID] == lr {
+		delete(s.runs, runID)
+	}
+}
+
+// RefreshKeys notices an erasure made by another process sharing the
+// store: when the store's key epoch has moved, it empties the key cache
+// and drops every run's opened state, so that nothing erased elsewhere
+// stays readable here. The server calls it periodically.
+func (s *Service) RefreshKeys(ctx context.Context) error {
+	changed, err := s.sealer.keys.Refresh(ctx)
+	if err != nil || !changed {
+		return err
+	}
+	s.mu.Lock()
+	ids := make([]string, 0, len(s.runs))
+	for id := range s.runs {
+		ids = append(ids, id)
+	}
+	s.mu.Unlock()
+	for _, id := range ids {
+		s.evict(id)
+	}
+	s.log.Info("key epoch moved: cached keys and runs dropped", zap.Int("runs", len(ids)))
+	return nil
+}
