@@ -31,6 +31,11 @@ identical. Under another program (--program, a file or an embedded example),
 it reports the first divergence: how a new version would have handled an old
 run, before it is deployed.
 
+A run whose data subject was erased still replays: an input whose values
+were erased is checked by re-evaluating every guard and transition from the
+recorded data (guards never read personal data) instead of being re-applied,
+and its events are reported as erased (docs/erasure.md).
+
 Exit status: 0 when identical; 3 at a divergence (the event, the field, the
 recorded and the replayed value); 2 for unknown runs or invalid programs.`,
 		Args: cobra.ExactArgs(1),
@@ -68,18 +73,22 @@ recorded and the replayed value); 2 for unknown runs or invalid programs.`,
 					return err
 				}
 			}
-			d, err := runtime.Replay(p, events)
+			rep, err := runtime.ReplayReport(p, events)
 			if err != nil {
 				return &exitErr{exitError, err}
 			}
+			d := rep.Divergence
 			if asJSON {
 				line, _ := json.Marshal(struct {
-					Identical  bool                `json:"identical"`
-					Divergence *runtime.Divergence `json:"divergence,omitempty"`
-				}{d == nil, d})
+					Identical bool `json:"identical"`
+					runtime.ReplayResult
+				}{d == nil, rep})
 				fmt.Fprintln(cmd.OutOrStdout(), string(line))
 			} else if d == nil {
-				fmt.Fprintf(cmd.OutOrStdout(), "identical: %d events replayed under %s %s (%s)\n", len(events), p.Name, p.Version, p.Hash)
+				fmt.Fprintf(cmd.OutOrStdout(), "identical: %d events replayed under %s %s (%s), %d transitions re-derived\n", len(events), p.Name, p.Version, p.Hash, rep.Transitions)
+				if len(rep.Erased) > 0 {
+					fmt.Fprintf(cmd.OutOrStdout(), "erased: %d events hold erased values; their guards and transitions were re-checked from the recorded data instead of re-applied: %v\n", len(rep.Erased), rep.Erased)
+				}
 			} else {
 				fmt.Fprintf(cmd.OutOrStdout(), "diverged at event %d, field %s:\n  recorded: %s\n  replayed: %s\n", d.Index, d.Field, d.Recorded, d.Replayed)
 			}
@@ -90,7 +99,7 @@ recorded and the replayed value); 2 for unknown runs or invalid programs.`,
 		},
 	}
 	c.Flags().StringVar(&programRef, "program", "", "replay under this program (a file or an embedded example) instead of the pinned one")
-	c.Flags().BoolVar(&asJSON, "json", false, "print {identical, divergence} as one JSON object")
+	c.Flags().BoolVar(&asJSON, "json", false, "print {identical, divergence, transitions, erased} as one JSON object")
 	store.register(c.Flags())
 	return c
 }

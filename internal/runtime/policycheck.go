@@ -20,37 +20,54 @@ func CheckPolicy(p *program.Program, events []Event) (*Divergence, error) {
 	if h := events[0].Started.Program.DefinitionHash; h != p.Hash {
 		return nil, fmt.Errorf("policy check: the run is pinned to %s, the program given is %s", h, p.Hash)
 	}
-	r := &Run{}
-	// The guards evaluated since the last transition, in order.
-	var evaluated []*GuardEvaluation
+	c := &policyChecker{p: p, r: &Run{}}
 	for i := range events {
-		e := &events[i]
-		switch e.Type {
-		case EventGuardEvaluated:
-			st := p.States[e.State]
-			if st == nil || e.Guard.Transition < 0 || e.Guard.Transition >= len(st.Transitions) || st.Transitions[e.Guard.Transition].Guard == nil {
-				return diverge(e.Index, "guard", fmt.Sprintf("%+v", e.Guard), "no such guard in the program"), nil
-			}
-			var output any
-			if st.Kind != program.KindDecision {
-				output = outputJudged(p, r, events, i)
-			}
-			ok, _, err := st.Transitions[e.Guard.Transition].Guard.EvalBool(policy.Vars{Input: r.Input, Data: r.Data, Output: output})
-			if got := ok && err == nil; got != e.Guard.Result {
-				return diverge(e.Index, "guard.result", fmt.Sprint(e.Guard.Result), fmt.Sprint(got)), nil
-			}
-			evaluated = append(evaluated, e.Guard)
-		case EventTransitioned:
-			if d := checkChoice(p, e, evaluated); d != nil {
-				return d, nil
-			}
-			evaluated = nil
-		case EventInputReceived, EventSubmissionRejected, EventApprovalRecorded:
-			evaluated = nil
+		if d, err := c.check(events, i); d != nil || err != nil {
+			return d, err
 		}
-		if err := r.apply(p, e); err != nil {
-			return nil, fmt.Errorf("policy check: %w", err)
+	}
+	return nil, nil
+}
+
+// policyChecker checks events one by one against the guards, folding each
+// into r.
+type policyChecker struct {
+	p *program.Program
+	r *Run
+	// The guards evaluated since the last transition, in order.
+	evaluated []*GuardEvaluation
+}
+
+// check checks events[i] (the events after it are where a refused
+// submission's output is found) and folds it.
+func (c *policyChecker) check(events []Event, i int) (*Divergence, error) {
+	p, r := c.p, c.r
+	e := &events[i]
+	switch e.Type {
+	case EventGuardEvaluated:
+		st := p.States[e.State]
+		if st == nil || e.Guard.Transition < 0 || e.Guard.Transition >= len(st.Transitions) || st.Transitions[e.Guard.Transition].Guard == nil {
+			return diverge(e.Index, "guard", fmt.Sprintf("%+v", e.Guard), "no such guard in the program"), nil
 		}
+		var output any
+		if st.Kind != program.KindDecision {
+			output = outputJudged(p, r, events, i)
+		}
+		ok, _, err := st.Transitions[e.Guard.Transition].Guard.EvalBool(policy.Vars{Input: r.Input, Data: r.Data, Output: output})
+		if got := ok && err == nil; got != e.Guard.Result {
+			return diverge(e.Index, "guard.result", fmt.Sprint(e.Guard.Result), fmt.Sprint(got)), nil
+		}
+		c.evaluated = append(c.evaluated, e.Guard)
+	case EventTransitioned:
+		if d := checkChoice(p, e, c.evaluated); d != nil {
+			return d, nil
+		}
+		c.evaluated = nil
+	case EventInputReceived, EventSubmissionRejected, EventApprovalRecorded:
+		c.evaluated = nil
+	}
+	if err := r.apply(p, e); err != nil {
+		return nil, fmt.Errorf("policy check: %w", err)
 	}
 	return nil, nil
 }

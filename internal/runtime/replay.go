@@ -31,40 +31,204 @@ type Divergence struct {
 // the comparison, and under another definition so is the program's
 // identity in run_started, with any definition hash an input claimed.
 func Replay(p *program.Program, recorded []Event) (*Divergence, error) {
+	rep, err := ReplayReport(p, recorded)
+	return rep.Divergence, err
+}
+
+// ReplayResult is what a replay found.
+type ReplayResult struct {
+	// Divergence is the first difference; nil when the trace and the
+	// runtime agree.
+	Divergence *Divergence `json:"divergence,omitempty"`
+	// Transitions counts the transitions re-derived: by re-applying their
+	// input, or, for an input whose values were erased, by re-evaluating
+	// the guards on the recorded data.
+	Transitions int `json:"transitions"`
+	// Erased lists the events (by index) that could not be recomputed
+	// because values they hold were erased: their input's events were
+	// checked by the guards instead of re-applied.
+	Erased []uint64 `json:"erased,omitempty"`
+}
+
+// ReplayReport is Replay, with what it re-derived. An input whose events
+// hold erased values (the erased marker, after crypto-shredding) cannot be
+// re-applied as it was: its validation read data that no longer exists.
+// Such an input is re-applied anyway, and where the events differ only
+// where erased values stand, it counts as identical; otherwise its events
+// are checked as verify --program checks a trace (every guard result and
+// transition, from the recorded data: guards never read personal data),
+// reported under Erased, and folded as recorded.
+func ReplayReport(p *program.Program, recorded []Event) (ReplayResult, error) {
+	var out ReplayResult
 	if len(recorded) == 0 || recorded[0].Started == nil {
-		return nil, fmt.Errorf("replay: the trace does not begin with run_started")
+		return out, fmt.Errorf("replay: the trace does not begin with run_started")
 	}
 	pinned := recorded[0].Started.Program.DefinitionHash == p.Hash
 	var run *Run
 	for i := 0; i < len(recorded); {
 		in, err := inputAt(recorded, i, pinned)
 		if err != nil {
-			return nil, err
+			return out, err
 		}
-		res, _ := Apply(p, run, in)
+		res := safeApply(p, run, in)
 		// The recorded input's events end where the next input begins.
 		j := i + 1
 		for j < len(recorded) && !beginsInput(recorded[j].Type) {
 			j++
 		}
 		batch := recorded[i:j]
-		for k := 0; k < max(len(batch), len(res.Events)); k++ {
-			switch {
-			case k >= len(res.Events):
-				return diverge(batch[k].Index, "(event)", string(mustCanonical(batch[k])), "none"), nil
-			case k >= len(batch):
-				return diverge(res.Events[k].Index, "(event)", "none", string(mustCanonical(res.Events[k]))), nil
+		d := compareBatch(batch, res.Events, pinned)
+		switch {
+		case d == nil:
+			run = res.Run
+		case !holdsErased(batch) || !pinned:
+			out.Divergence = d
+			return out, nil
+		default:
+			if run, d, err = checkErasedBatch(p, run, batch); err != nil || d != nil {
+				out.Divergence = d
+				return out, err
 			}
-			if d := compareEvents(batch[k], res.Events[k], pinned); d != nil {
-				return d, nil
+			for _, e := range batch {
+				out.Erased = append(out.Erased, e.Index)
 			}
 		}
-		if res.Run == nil {
-			return nil, fmt.Errorf("replay: the run does not start under this program")
+		for _, e := range batch {
+			if e.Type == EventTransitioned {
+				out.Transitions++
+			}
 		}
-		run, i = res.Run, j
+		if run == nil {
+			return out, fmt.Errorf("replay: the run does not start under this program")
+		}
+		i = j
 	}
-	return nil, nil
+	return out, nil
+}
+
+// safeApply is Apply for values the core never met live: erased markers
+// where the schema wants a string, say. Apply rejects what it cannot
+// take; a panic would be a core bug, and becomes an empty result (which
+// then diverges) rather than taking the caller down.
+func safeApply(p *program.Program, run *Run, in Input) (res Result) {
+	defer func() {
+		if recover() != nil {
+			res = Result{}
+		}
+	}()
+	res, _ = Apply(p, run, in)
+	return res
+}
+
+// compareBatch compares the events an input recorded with those the core
+// produced now; an erased value in the record matches anything.
+func compareBatch(batch, replayed []Event, pinned bool) *Divergence {
+	for k := 0; k < max(len(batch), len(replayed)); k++ {
+		switch {
+		case k >= len(replayed):
+			return diverge(batch[k].Index, "(event)", string(mustCanonical(batch[k])), "none")
+		case k >= len(batch):
+			return diverge(replayed[k].Index, "(event)", "none", string(mustCanonical(replayed[k])))
+		}
+		if d := compareEvents(batch[k], replayed[k], pinned); d != nil {
+			rec, rerr := jsonvalue.Decode(normalize(batch[k], pinned))
+			rep, perr := jsonvalue.Decode(normalize(replayed[k], pinned))
+			if rerr != nil || perr != nil || !matchErased(rec, rep) {
+				return d
+			}
+		}
+	}
+	return nil
+}
+
+// matchErased reports whether rep equals rec, where an erased marker in
+// rec matches any value.
+func matchErased(rec, rep any) bool {
+	if isErased(rec) {
+		return true
+	}
+	switch r := rec.(type) {
+	case map[string]any:
+		p, ok := rep.(map[string]any)
+		if !ok || len(p) != len(r) {
+			return false
+		}
+		for k, v := range r {
+			pv, ok := p[k]
+			if !ok || !matchErased(v, pv) {
+				return false
+			}
+		}
+		return true
+	case []any:
+		p, ok := rep.([]any)
+		if !ok || len(p) != len(r) {
+			return false
+		}
+		for i := range r {
+			if !matchErased(r[i], p[i]) {
+				return false
+			}
+		}
+		return true
+	}
+	return string(mustCanonical(rec)) == string(mustCanonical(rep))
+}
+
+func isErased(v any) bool {
+	m, ok := v.(map[string]any)
+	if !ok || len(m) != 1 {
+		return false
+	}
+	_, ok = m[erasedKey].(string)
+	return ok
+}
+
+// holdsErased reports whether any of the events holds an erased value.
+func holdsErased(events []Event) bool {
+	for i := range events {
+		v, err := jsonvalue.Decode(mustCanonical(&events[i]))
+		if err == nil && containsErased(v) {
+			return true
+		}
+	}
+	return false
+}
+
+func containsErased(v any) bool {
+	if isErased(v) {
+		return true
+	}
+	switch x := v.(type) {
+	case map[string]any:
+		for _, c := range x {
+			if containsErased(c) {
+				return true
+			}
+		}
+	case []any:
+		for _, c := range x {
+			if containsErased(c) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// checkErasedBatch checks an input's recorded events by the guards, as
+// CheckPolicy does, and folds them into a copy of run.
+func checkErasedBatch(p *program.Program, run *Run, batch []Event) (*Run, *Divergence, error) {
+	c := &policyChecker{p: p, r: &Run{}}
+	if run != nil {
+		c.r = run.clone()
+	}
+	for k := range batch {
+		if d, err := c.check(batch, k); d != nil || err != nil {
+			return nil, d, err
+		}
+	}
+	return c.r, nil, nil
 }
 
 // beginsInput reports whether an event of type t is the first of a
