@@ -89,6 +89,34 @@ func (s *Service) EraseSubject(ctx context.Context, o EraseOptions) (EraseResult
 		}
 	}
 	res := EraseResult{Status: ErasureUnknownSubject, Subjects: []string{}, Runs: []string{}, Recorded: []string{}}
+	for r := range runSet {
+		res.Runs = append(res.Runs, r)
+	}
+	sort.Strings(res.Runs)
+	// Hold every affected run, in id order (as every multi-run holder
+	// does, so two erasures cannot deadlock), from before the keys go to
+	// after the runs record it: no step of these runs can be sealing with
+	// a key being destroyed, or make the subject a fresh key meanwhile.
+	held := make(map[string]*liveRun, len(res.Runs))
+	defer func() {
+		for id, lr := range held {
+			s.mu.Lock()
+			if s.runs[id] == lr {
+				delete(s.runs, id) // the next reader folds the erased trace
+			}
+			s.mu.Unlock()
+			lr.mu.Unlock()
+		}
+	}()
+	for _, id := range res.Runs {
+		lr := s.claim(id)
+		held[id] = lr
+		if lr.run == nil {
+			if err := s.load(ctx, lr, id); err != nil {
+				return EraseResult{}, err
+			}
+		}
+	}
 	if len(withKey) > 0 {
 		sort.Strings(withKey)
 		deleted, err := s.sealer.keys.Shred(ctx, withKey)
@@ -97,10 +125,6 @@ func (s *Service) EraseSubject(ctx context.Context, o EraseOptions) (EraseResult
 		}
 		res.Subjects = append(res.Subjects, deleted...)
 	}
-	for r := range runSet {
-		res.Runs = append(res.Runs, r)
-	}
-	sort.Strings(res.Runs)
 	switch {
 	case len(res.Subjects) > 0:
 		res.Status = ErasureErased
@@ -108,7 +132,7 @@ func (s *Service) EraseSubject(ctx context.Context, o EraseOptions) (EraseResult
 		res.Status = ErasureAlreadyErased
 	}
 	for _, runID := range res.Runs {
-		recorded, err := s.recordErasure(ctx, runID, runSet[runID], o)
+		recorded, err := s.recordErasure(ctx, held[runID], runID, runSet[runID], o)
 		if err != nil {
 			return res, fmt.Errorf("erase: the keys are destroyed, but recording it in run %s failed (erase again to finish): %w", runID, err)
 		}
@@ -140,12 +164,9 @@ func (s *Service) subjectNames(ctx context.Context) (map[string]bool, error) {
 	return names, nil
 }
 
-// recordErasure appends a subject_erased event for each of the subject's
-// keyed ids the run does not record as erased yet, and drops the run's
-// opened state so that the next read folds the trace again, without the
-// destroyed plaintext.
-func (s *Service) recordErasure(ctx context.Context, runID string, subjects []string, o EraseOptions) (bool, error) {
-	defer s.evict(runID)
+// recordErasure appends to a held run a subject_erased event for each of
+// the subject's keyed ids the run does not record as erased yet.
+func (s *Service) recordErasure(ctx context.Context, lr *liveRun, runID string, subjects []string, o EraseOptions) (bool, error) {
 	events, err := s.Events(ctx, runID)
 	if err != nil {
 		return false, err
@@ -162,7 +183,7 @@ func (s *Service) recordErasure(ctx context.Context, runID string, subjects []st
 			continue
 		}
 		rec := ErasureRecord{Subject: sub, Reason: o.Reason, Principal: o.Principal}
-		if _, err := s.apply(ctx, runID, Erase{Record: rec, At: s.clock()}); err != nil {
+		if _, err := s.applyLocked(ctx, lr, runID, Erase{Record: rec, At: s.clock()}); err != nil {
 			return recorded, err
 		}
 		recorded = true

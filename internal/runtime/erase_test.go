@@ -3,6 +3,7 @@ package runtime
 import (
 	"context"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/nano-vm/nano-vm-mcp/internal/jsonvalue"
@@ -175,4 +176,57 @@ func mustJSON(t *testing.T, v any) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// TestEraseRacingSteps: steps submitted to the subject's runs while the
+// erasure runs either land before it (and are erased with the rest) or
+// meet a cancelled run; none leaves the subject's data readable, and no
+// fresh key for the subject appears.
+func TestEraseRacingSteps(t *testing.T) {
+	ctx := context.Background()
+	const name = "Johanna M. Lindqvist"
+	svc, _, _ := kycService(t, 3)
+	var ids []string
+	for range 4 {
+		a, err := svc.Start(ctx, "kyc-onboarding", exampleJSON(t, "kyc-onboarding.input.json"), "t")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, a.RunID)
+	}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	for _, id := range ids {
+		wg.Go(func() {
+			for {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				r, _, err := svc.Get(ctx, id)
+				if err != nil || r.Task == nil {
+					return
+				}
+				// An answer that repeats the customer's name: accepted or
+				// refused, it is sealed under the subject's key.
+				svc.Submit(ctx, id, Submit{Seq: r.Task.Seq, Output: map[string]any{"full_name": name}}) //nolint:errcheck // refusals are expected
+			}
+		})
+	}
+	res, err := svc.EraseSubject(ctx, EraseOptions{SubjectID: "CUS-88213", Reason: "race"})
+	close(done)
+	wg.Wait()
+	if err != nil || res.Status != ErasureErased {
+		t.Fatalf("EraseSubject = %+v, %v", res, err)
+	}
+	for _, id := range ids {
+		erasedEverywhere(t, svc, id, name)
+		if r, _, _ := svc.Get(ctx, id); r.Status == StatusRunning {
+			t.Fatalf("run %s still runs after its subject was erased", id)
+		}
+	}
+	if key, err := svc.sealer.keys.Get(ctx, res.Subjects[0], false); err != nil || key != nil {
+		t.Fatalf("the erased subject has a key again: %v", err)
+	}
 }

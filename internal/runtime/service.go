@@ -465,6 +465,11 @@ func (s *Service) apply(ctx context.Context, runID string, in Input) (Answer, er
 		return Answer{}, err
 	}
 	defer lr.mu.Unlock()
+	return s.applyLocked(ctx, lr, runID, in)
+}
+
+// applyLocked applies in to a loaded run whose lock the caller holds.
+func (s *Service) applyLocked(ctx context.Context, lr *liveRun, runID string, in Input) (Answer, error) {
 	for attempt := 0; ; attempt++ {
 		res, applyErr := Apply(lr.p, lr.run, in)
 		if res.PendingApproval {
