@@ -146,10 +146,12 @@ type labSummary struct {
 	Failed         int          `json:"failed"`
 }
 
-// printMatrix prints the results and returns how many failed.
+// printMatrix prints the results and returns how many failed. A row
+// fails when its outcome is not the expected one, or when the run's trace
+// or receipt did not verify after the attack.
 func printMatrix(out io.Writer, results []lab.Result) int {
 	w := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(w, "FAULT\tSUB-ATTACK\tEXPECTED\tOBSERVED\tRESULT\tNOTE")
+	fmt.Fprintln(w, "FAULT\tSUB-ATTACK\tRUN\tEXPECTED\tOBSERVED\tTRACE VERIFIED\tRECEIPT VERIFIED\tRESULT\tNOTE")
 	failed, passed, na := 0, 0, 0
 	for _, r := range results {
 		verdict, note := "pass", ""
@@ -158,14 +160,30 @@ func printMatrix(out io.Writer, results []lab.Result) int {
 			verdict, note = "n/a", r.Detail
 			na++
 		case r.Failed():
-			verdict, note = "FAIL", r.Detail
+			verdict, note = "FAIL", strings.Join(append([]string{r.Detail}, r.Verification...), "; ")
 			failed++
 		default:
 			passed++
 		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", r.Fault, r.SubAttack, r.Expected, r.Observed, verdict, strings.ReplaceAll(note, "\n", " "))
+		run := r.RunID
+		if run == "" {
+			run = "-"
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Fault, r.SubAttack, run, r.Expected, r.Observed,
+			verified(r.TraceVerified), verified(r.ReceiptVerified), verdict, strings.ReplaceAll(note, "\n", " "))
 	}
 	_ = w.Flush()
 	fmt.Fprintf(out, "%d passed, %d failed, %d n/a\n", passed, failed, na)
 	return failed
+}
+
+// verified renders a verification column: n/a when no run was attacked.
+func verified(ok *bool) string {
+	switch {
+	case ok == nil:
+		return "n/a"
+	case *ok:
+		return "yes"
+	}
+	return "NO"
 }

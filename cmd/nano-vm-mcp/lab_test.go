@@ -2,11 +2,15 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/nano-vm/nano-vm-mcp/internal/lab"
+	"github.com/nano-vm/nano-vm-mcp/internal/tracestore"
 )
 
 // TestLabMatrixPassesOnTheExamples runs the whole laboratory on each
@@ -30,8 +34,26 @@ func TestLabMatrixPassesOnTheExamples(t *testing.T) {
 				if r.Fault == lab.GDPRErase && (r.Applicable || r.Observed != lab.NA) {
 					t.Fatalf("gdpr_erase: %+v", r)
 				}
+				// Every attacked run verified; rows without a run say n/a (null).
+				if hasRun := r.RunID != ""; (r.TraceVerified != nil) != hasRun || (r.ReceiptVerified != nil) != hasRun || !r.Verified() {
+					t.Errorf("%s/%s: run %q, trace %v, receipt %v", r.Fault, r.SubAttack, r.RunID, r.TraceVerified, r.ReceiptVerified)
+				}
 			}
-			for _, want := range []string{"FAULT", "skip_step", "wrong_state", "corrupt_receipt", "verification_failed", "0 failed"} {
+			var raw struct {
+				Results []map[string]json.RawMessage `json:"results"`
+			}
+			if err := json.Unmarshal([]byte(lastLine(out)), &raw); err != nil {
+				t.Fatal(err)
+			}
+			for _, r := range raw.Results {
+				if _, ok := r["trace_verified"]; !ok {
+					t.Fatalf("a JSON result without trace_verified: %v", r)
+				}
+				if _, ok := r["receipt_verified"]; !ok {
+					t.Fatalf("a JSON result without receipt_verified: %v", r)
+				}
+			}
+			for _, want := range []string{"FAULT", "TRACE VERIFIED", "RECEIPT VERIFIED", "skip_step", "wrong_state", "corrupt_receipt", "verification_failed", "0 failed"} {
 				if !strings.Contains(out, want) {
 					t.Errorf("the matrix lacks %q:\n%s", want, out)
 				}
@@ -57,15 +79,80 @@ func TestLabFaultFilterAndInput(t *testing.T) {
 	}
 }
 
+// A row fails on its outcome, and on its verification alone: an attack
+// that met its outcome on a run whose trace no longer verifies is a
+// failure too.
 func TestLabMatrixCountsFailures(t *testing.T) {
+	yes, no := true, false
 	var b bytes.Buffer
 	failed := printMatrix(&b, []lab.Result{
-		{Fault: "f", SubAttack: "ok", Expected: "x", Observed: "x", Applicable: true, Pass: true},
-		{Fault: "f", SubAttack: "bad", Expected: "x", Observed: "y", Applicable: true, Detail: "why"},
+		{Fault: "f", SubAttack: "ok", RunID: "run_1", Expected: "x", Observed: "x", Applicable: true, Pass: true, TraceVerified: &yes, ReceiptVerified: &yes},
+		{Fault: "f", SubAttack: "bad", RunID: "run_2", Expected: "x", Observed: "y", Applicable: true, Detail: "why", TraceVerified: &yes, ReceiptVerified: &yes},
+		{Fault: "f", SubAttack: "forged", RunID: "run_3", Expected: "x", Observed: "x", Applicable: true, Detail: "met", TraceVerified: &no, ReceiptVerified: &yes,
+			Verification: []string{"trace: Merkle root: the store committed to 00, the events give 11"}},
 		{Fault: "f", SubAttack: "na", Expected: "x", Observed: lab.NA, Detail: "reason"},
 	})
-	if failed != 1 || !strings.Contains(b.String(), "FAIL") || !strings.Contains(b.String(), "1 passed, 1 failed, 1 n/a") {
-		t.Fatalf("%d\n%s", failed, b.String())
+	out := b.String()
+	if failed != 2 || !strings.Contains(out, "1 passed, 2 failed, 1 n/a") || !strings.Contains(out, "Merkle root") {
+		t.Fatalf("%d\n%s", failed, out)
+	}
+	for _, line := range strings.Split(out, "\n") {
+		f := strings.Fields(line)
+		if len(f) > 0 && f[0] == "f" && f[1] == "forged" && (f[5] != "NO" || f[6] != "yes" || f[7] != "FAIL") {
+			t.Fatalf("the forged row: %q", line)
+		}
+		if len(f) > 0 && f[0] == "f" && f[1] == "na" && (f[2] != "-" || f[5] != "n/a" || f[6] != "n/a") {
+			t.Fatalf("the n/a row: %q", line)
+		}
+	}
+}
+
+// The laboratory runs on the store the flags name; its runs are marked as
+// lab runs there and verify after the fact, as export and verify see them.
+func TestLabOnSQLiteKeepsLabRuns(t *testing.T) {
+	dir := t.TempDir()
+	code, out, errOut := runCLI(t, "lab", "refund", "--fault", "skip_step", "--store", "sqlite", "--data-dir", dir, "--json")
+	if code != exitOK {
+		t.Fatalf("exit %d\n%s\n%s", code, out, errOut)
+	}
+	var sum labSummary
+	if err := json.Unmarshal([]byte(lastLine(out)), &sum); err != nil {
+		t.Fatal(err)
+	}
+	st, err := tracestore.OpenSQLite(tracestore.SQLitePath(dir), tracestore.SQLiteOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	code, key, errOut := runCLI(t, "keys", "--data-dir", dir)
+	if code != exitOK {
+		t.Fatalf("keys: exit %d %s", code, errOut)
+	}
+	keyFile := filepath.Join(dir, "key.pub")
+	if err := os.WriteFile(keyFile, []byte(key), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	runs := 0
+	for _, r := range sum.Results {
+		if r.RunID == "" {
+			continue
+		}
+		runs++
+		info, err := st.Run(context.Background(), r.RunID)
+		if err != nil || !info.Lab {
+			t.Fatalf("%s: %+v %v", r.RunID, info, err)
+		}
+		exported := t.TempDir()
+		if code, out, errOut := runCLI(t, "export", r.RunID, "--out", exported, "--data-dir", dir); code != exitOK {
+			t.Fatalf("export: exit %d\n%s\n%s", code, out, errOut)
+		}
+		if code, out, errOut := runCLI(t, "verify", "--receipt", filepath.Join(exported, "receipt.json"), "--trace", filepath.Join(exported, "trace.jsonl"),
+			"--public-key", keyFile, "--program", "refund"); code != exitOK {
+			t.Fatalf("verify %s: exit %d\n%s\n%s", r.RunID, code, out, errOut)
+		}
+	}
+	if runs != 2 {
+		t.Fatalf("%d lab runs, want 2 (later_state, early_approval)", runs)
 	}
 }
 

@@ -64,9 +64,9 @@ func catalog() []subAttack {
 		subAttack{fault: CorruptReceipt, name: "trace_field", applies: always, ready: needEvents, do: corruptReceipt(tamperTraceField)},
 		subAttack{fault: CorruptReceipt, name: "trace_reorder", applies: always, ready: needEvents, do: corruptReceipt(tamperReorder)},
 		subAttack{fault: CorruptReceipt, name: "trace_drop", applies: always, ready: needEvents, do: corruptReceipt(tamperDrop)},
-		subAttack{fault: InvalidProgram, name: "missing_target", applies: always, ready: anyRun, do: invalidProgram(missingTarget)},
-		subAttack{fault: InvalidProgram, name: "guard_not_bool", applies: needGuard, ready: anyRun, do: invalidProgram(guardNotBool)},
-		subAttack{fault: InvalidProgram, name: "unreachable_state", applies: always, ready: anyRun, do: invalidProgram(unreachableState)},
+		subAttack{fault: InvalidProgram, name: "missing_target", runless: true, applies: always, ready: anyRun, do: invalidProgram(missingTarget)},
+		subAttack{fault: InvalidProgram, name: "guard_not_bool", runless: true, applies: needGuard, ready: anyRun, do: invalidProgram(guardNotBool)},
+		subAttack{fault: InvalidProgram, name: "unreachable_state", runless: true, applies: always, ready: anyRun, do: invalidProgram(unreachableState)},
 	)
 }
 

@@ -81,18 +81,36 @@ type Result struct {
 	Observed  string `json:"observed"`
 	// Applicable is false for n/a: Detail says why, and nothing was done.
 	Applicable bool `json:"applicable"`
-	// Pass: applicable, the observed outcome is the expected one, and the
-	// run is unchanged where the attack must leave it so.
+	// Pass: applicable, the observed outcome is the expected one, the
+	// run is unchanged where the attack must leave it so, and its trace and
+	// receipt verify after the attack.
 	Pass bool `json:"pass"`
 	// RunUnchanged: the run's status, state, seq, data, path and counters
 	// of steps and rollbacks are as before the attack (attempts may be
 	// used), compared by snapshot.
-	RunUnchanged bool   `json:"run_unchanged"`
-	Detail       string `json:"detail"`
+	RunUnchanged bool `json:"run_unchanged"`
+	// TraceVerified: after the attack and its record, the stored trace
+	// holds together, matches the store's commitment, and begins with the
+	// events it had before the attack (verify.go). Nil when no run was
+	// attacked (n/a, or a sub-attack that meets no run).
+	TraceVerified *bool `json:"trace_verified"`
+	// ReceiptVerified: the receipt signed before the attack still
+	// verifies against the stored trace, and one derived and signed after
+	// it verifies and agrees with the run. Nil as TraceVerified.
+	ReceiptVerified *bool `json:"receipt_verified"`
+	// Verification lists what those checks found wrong.
+	Verification []string `json:"verification,omitempty"`
+	Detail       string   `json:"detail"`
 }
 
 // Failed reports whether r is an applicable sub-attack that did not pass.
 func (r Result) Failed() bool { return r.Applicable && !r.Pass }
+
+// Verified reports whether the run's trace and receipt verified after the
+// attack; true when there was no run to verify.
+func (r Result) Verified() bool {
+	return (r.TraceVerified == nil || *r.TraceVerified) && (r.ReceiptVerified == nil || *r.ReceiptVerified)
+}
 
 // view is where a sub-attack meets the run.
 type view struct {
@@ -119,7 +137,11 @@ type subAttack struct {
 	// moves: the attack may legitimately move the run on (injected text
 	// accepted as data); inject_fault skips it on a caller's run.
 	moves bool
-	do    func(ctx context.Context, env Env, v *view) (outcome, error)
+	// runless: the attack meets no run (a mutated program is loaded, and
+	// no run can start under it). The matrix makes it without one;
+	// inject_fault records it on the caller's run.
+	runless bool
+	do      func(ctx context.Context, env Env, v *view) (outcome, error)
 }
 
 func always(*program.Program) string { return "" }
@@ -227,6 +249,10 @@ func expectedOf(a subAttack) string {
 func attack(ctx context.Context, env Env, a subAttack, v *view) (Result, error) {
 	res := Result{Fault: a.fault, SubAttack: a.name, RunID: v.run.ID, Applicable: true}
 	before := snapshot(v.run)
+	cp, err := takeCheckpoint(ctx, env, v.run.ID)
+	if err != nil {
+		return res, err
+	}
 	o, err := a.do(ctx, env, v)
 	if err != nil {
 		return res, err
@@ -245,6 +271,17 @@ func attack(ctx context.Context, env Env, a subAttack, v *view) (Result, error) 
 	if _, err := env.Service.RecordFault(ctx, v.run.ID, rec); err != nil {
 		return res, fmt.Errorf("record the fault: %w", err)
 	}
+	// Verified once the record is stored: the trace as an auditor gets it.
+	final, _, err := env.Service.Get(ctx, v.run.ID)
+	if err != nil {
+		return res, err
+	}
+	vd, err := verifyAfter(ctx, env, cp, final)
+	if err != nil {
+		return res, fmt.Errorf("verify the run: %w", err)
+	}
+	res.TraceVerified, res.ReceiptVerified, res.Verification = &vd.trace, &vd.receipt, vd.problems
+	res.Pass = res.Pass && res.Verified()
 	return res, nil
 }
 
@@ -305,7 +342,11 @@ func Summary(results []Result) (outcome, detail string, runUnchanged bool) {
 		case !r.Pass:
 			verdict = "FAIL"
 		}
-		lines = append(lines, fmt.Sprintf("%s: expected %s, observed %s (%s): %s", r.SubAttack, r.Expected, r.Observed, verdict, r.Detail))
+		line := fmt.Sprintf("%s: expected %s, observed %s (%s): %s", r.SubAttack, r.Expected, r.Observed, verdict, r.Detail)
+		if len(r.Verification) > 0 {
+			line += "; " + strings.Join(r.Verification, "; ")
+		}
+		lines = append(lines, line)
 		if !r.Applicable {
 			continue
 		}

@@ -72,7 +72,7 @@ func TestMatrixOnTheExamples(t *testing.T) {
 			for _, r := range results {
 				key := r.Fault + "/" + r.SubAttack
 				if na[key] {
-					if r.Applicable || r.Observed != NA || r.Detail == "" || r.Failed() {
+					if r.Applicable || r.Observed != NA || r.Detail == "" || r.Failed() || r.TraceVerified != nil || r.ReceiptVerified != nil {
 						t.Errorf("%s: want n/a with a reason, got %+v", key, r)
 					}
 					continue
@@ -82,6 +82,16 @@ func TestMatrixOnTheExamples(t *testing.T) {
 				}
 				if moves := strings.HasPrefix(r.SubAttack, "prompt_injection:"); r.RunUnchanged == moves {
 					t.Errorf("%s: run_unchanged %v", key, r.RunUnchanged)
+				}
+				if r.Fault == InvalidProgram {
+					// A program that does not load meets no run.
+					if r.RunID != "" || r.TraceVerified != nil || r.ReceiptVerified != nil {
+						t.Errorf("%s: want no run and n/a verification, got %+v", key, r)
+					}
+					continue
+				}
+				if r.TraceVerified == nil || !*r.TraceVerified || r.ReceiptVerified == nil || !*r.ReceiptVerified || len(r.Verification) > 0 {
+					t.Errorf("%s: trace %v, receipt %v: %v", key, r.TraceVerified, r.ReceiptVerified, r.Verification)
 				}
 				checkRecorded(t, env, r)
 			}
@@ -167,6 +177,9 @@ func TestInjectOnARun(t *testing.T) {
 			}
 			if r.Applicable && !r.RunUnchanged {
 				t.Errorf("%s/%s changed the run: %s", tc.fault, r.SubAttack, r.Detail)
+			}
+			if r.Applicable && (r.TraceVerified == nil || r.ReceiptVerified == nil || !r.Verified()) {
+				t.Errorf("%s/%s: trace %v, receipt %v: %v", tc.fault, r.SubAttack, r.TraceVerified, r.ReceiptVerified, r.Verification)
 			}
 		}
 		for sub := range tc.want {

@@ -180,6 +180,16 @@ func onFreshRun(ctx context.Context, env Env, p *program.Program, a subAttack, s
 	if na.Detail = a.applies(p); na.Detail != "" {
 		return na, nil
 	}
+	if a.runless {
+		o, err := a.do(ctx, env, &view{p: p})
+		if err != nil {
+			return Result{}, err
+		}
+		// No run, so nothing to record the attack in and nothing to
+		// verify: the verification columns are n/a.
+		return Result{Fault: a.fault, SubAttack: a.name, Expected: o.expected, Observed: o.observed, Applicable: true,
+			Pass: o.observed == o.expected, RunUnchanged: true, Detail: o.detail}, nil
+	}
 	if len(scripts) == 0 {
 		na.Detail = "no run input and answers for this program (pass --input and --answers)"
 		return na, nil
