@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/nano-vm/nano-vm-mcp/examples"
 	"github.com/nano-vm/nano-vm-mcp/internal/lab"
+	"github.com/nano-vm/nano-vm-mcp/internal/program"
 	"github.com/nano-vm/nano-vm-mcp/internal/runtime"
 )
 
@@ -31,23 +33,46 @@ func newLabCmd(logLevel *string) *cobra.Command {
 		store                  storeFlags
 	)
 	c := &cobra.Command{
-		Use:   "lab [--program PROGRAM | PROGRAM] [--fault F]... [--json]",
+		Use:   "lab [--program PROGRAM | PROGRAM] [--fault F]... [--store sqlite|postgres|memory --data-dir DIR --dsn DSN] [--json]",
 		Short: "Run the failure laboratory: every fault against fresh lab runs of PROGRAM",
 		Long: `Lab attacks PROGRAM (--program or the one argument: a file, or the name
 of an embedded example: ` + strings.Join(examples.Programs(), ", ") + `; default
-kyc-onboarding) with every fault (or those
---fault names: ` + strings.Join(lab.Faults, ", ") + `), each sub-attack on a
-fresh lab run driven by scripted answers to the first task where it applies,
-through the same entry points a client uses. It prints a matrix of fault,
-sub-attack, expected and observed outcome, and pass, FAIL or n/a (the attack
-does not apply to the program; the note says why). Each attack made is
-recorded in its run's trace (fault_injected). docs/faults.md describes them.
+kyc-onboarding) with every fault (or those --fault names:
+` + strings.Join(lab.Faults, ", ") + `), each sub-attack on a fresh lab run
+driven to the first task where it applies, through the same entry points a
+client uses. Each attack made is recorded in its run's trace
+(fault_injected). docs/faults.md describes them.
 
-An example program is driven by its example answers; another program needs
---input, and --answers to reach tasks past the first.
+It prints a matrix: fault, sub-attack, the run attacked, the expected and
+the observed outcome, and two checks made after the attack on the run as
+stored:
+  trace verified    the stored trace holds together (indexes, hash chain,
+                    leaf hashes), matches the Merkle root and head the
+                    store committed to, and still begins with exactly the
+                    events it had before the attack
+  receipt verified  a receipt signed before the attack still verifies
+                    against the stored trace, and one derived and signed
+                    after it verifies, exported and read back, and agrees
+                    with the run
+(n/a where no run was attacked), then pass, FAIL or n/a (the attack does
+not apply to the program; the note says why). A row fails when the outcome
+is not the expected one or either check fails.
 
-Exit status: 0 when every applicable sub-attack met its expected outcome; 5
-when one did not; 2 for invalid programs, files or flags; 1 otherwise.`,
+The runs go to the store --store names: memory by default (gone at exit);
+sqlite (in --data-dir) or postgres (--dsn) keep them, marked as lab runs,
+for export and verify.
+
+Runs are driven by scripted answers: an embedded example's example answers;
+for a file, the <name>[.<variant>].input.json and
+<name>[.<variant>].<outcome>.answers.jsonl files beside it, named as the
+examples are; or --input with --answers. A program without any is driven by
+inputs and answers synthesised from its schemas and guards: schema-valid
+values, varied one field at a time (enum values, booleans, the guards'
+literals) to reach as many states as it can.
+
+Exit status: 0 when every applicable sub-attack met its expected outcome and
+its run verified; 5 when one did not; 2 for invalid programs, files or flags
+(or a program input that cannot be synthesised); 1 otherwise.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) == 1 {
@@ -78,23 +103,9 @@ when one did not; 2 for invalid programs, files or flags; 1 otherwise.`,
 			if err != nil {
 				return err
 			}
-			var scripts []lab.Script
-			if inputPath != "" {
-				input, err := readJSONFile(inputPath)
-				if err != nil {
-					return err
-				}
-				s := lab.Script{Name: inputPath, Input: input}
-				if answersPath != "" {
-					data, err := os.ReadFile(answersPath)
-					if err != nil {
-						return readErr(err)
-					}
-					if s.Answers, err = lab.ParseAnswers(data); err != nil {
-						return &exitErr{exitUsage, fmt.Errorf("%s: %w", answersPath, err)}
-					}
-				}
-				scripts = []lab.Script{s}
+			scripts, source, err := labScripts(cmd.ErrOrStderr(), programRef, p, inputPath, answersPath)
+			if err != nil {
+				return err
 			}
 			st, keys, err := store.open(ctx)
 			if err != nil {
@@ -110,7 +121,7 @@ when one did not; 2 for invalid programs, files or flags; 1 otherwise.`,
 			if err != nil {
 				return &exitErr{exitError, err}
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "lab: %s %s (%s)\n", p.Name, p.Version, p.Hash)
+			fmt.Fprintf(cmd.OutOrStdout(), "lab: %s %s (%s), driven by %s, on the %s store\n", p.Name, p.Version, p.Hash, source, store.kind)
 			failed := printMatrix(cmd.OutOrStdout(), results)
 			if asJSON {
 				line, err := json.Marshal(labSummary{Program: p.Name, DefinitionHash: p.Hash, Results: results, Failed: failed})
@@ -136,6 +147,58 @@ when one did not; 2 for invalid programs, files or flags; 1 otherwise.`,
 	c.Flags().Lookup("store").DefValue = "memory"
 	c.Flags().Lookup("store").Changed = false
 	return c
+}
+
+// labScripts finds what drives the lab's runs, and says what it found:
+// --input (and --answers), the answers files beside a program file, an
+// embedded example's, or else scripts synthesised from the program.
+func labScripts(stderr io.Writer, ref string, p *program.Program, inputPath, answersPath string) ([]lab.Script, string, error) {
+	if inputPath != "" {
+		input, err := readJSONFile(inputPath)
+		if err != nil {
+			return nil, "", err
+		}
+		s := lab.Script{Name: inputPath, Input: input}
+		if answersPath != "" {
+			data, err := os.ReadFile(answersPath)
+			if err != nil {
+				return nil, "", readErr(err)
+			}
+			if s.Answers, err = lab.ParseAnswers(data); err != nil {
+				return nil, "", &exitErr{exitUsage, fmt.Errorf("%s: %w", answersPath, err)}
+			}
+		}
+		return []lab.Script{s}, "--input " + inputPath, nil
+	}
+	if answersPath != "" {
+		return nil, "", &exitErr{exitUsage, errors.New("--answers needs --input")}
+	}
+	var scripts []lab.Script
+	var err error
+	where := "example answers"
+	if fi, statErr := os.Stat(ref); statErr == nil && !fi.IsDir() {
+		// A file: its answers are the ones beside it, never an embedded
+		// example's that happens to share the program's name.
+		stem := strings.TrimSuffix(filepath.Base(ref), filepath.Ext(ref))
+		where = "answers files beside " + ref
+		scripts, err = lab.ScriptsIn(os.DirFS(filepath.Dir(ref)), stem)
+	} else {
+		scripts, err = lab.ExampleScripts(p.Name)
+	}
+	if err != nil {
+		return nil, "", &exitErr{exitUsage, err}
+	}
+	if len(scripts) > 0 {
+		return scripts, fmt.Sprintf("%d %s", len(scripts), where), nil
+	}
+	scripts, notes, err := lab.Synthesize(p)
+	if err != nil {
+		return nil, "", &exitErr{exitUsage, fmt.Errorf("%w; pass --input and --answers", err)}
+	}
+	for _, n := range notes {
+		fmt.Fprintln(stderr, "nano-vm-mcp: lab:", n)
+	}
+	return scripts, fmt.Sprintf("%d synthesised scripts", len(scripts)), nil
 }
 
 // labSummary is the final --json line.

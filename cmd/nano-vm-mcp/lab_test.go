@@ -156,6 +156,52 @@ func TestLabOnSQLiteKeepsLabRuns(t *testing.T) {
 	}
 }
 
+// A program file with no input and answers beside it is driven by
+// synthesised ones; one whose input cannot be synthesised is refused with
+// the place named.
+func TestLabSynthesisesForAProgramWithoutAnswers(t *testing.T) {
+	code, out, errOut := runCLI(t, "lab", "../../internal/lab/testdata/expense-claim.yaml", "--json")
+	if code != exitOK || !strings.Contains(out, "synthesised scripts") {
+		t.Fatalf("exit %d\n%s\n%s", code, out, errOut)
+	}
+	var sum labSummary
+	if err := json.Unmarshal([]byte(lastLine(out)), &sum); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range sum.Results {
+		if r.Fault != lab.GDPRErase && !r.Applicable {
+			t.Errorf("%s/%s is n/a on synthesised runs: %s", r.Fault, r.SubAttack, r.Detail)
+		}
+	}
+
+	dir := t.TempDir()
+	src := `name: impossible
+version: "1"
+input_schema:
+  type: object
+  required: [code]
+  properties:
+    code: {type: string, pattern: "^[a-z]{5}$", maxLength: 3}
+initial: ask
+states:
+  ask:
+    kind: llm
+    output_schema: {type: object, properties: {ok: {type: boolean}}, required: [ok]}
+    transitions: [{to: done}]
+  done: {kind: terminal, outcome: DONE}
+`
+	path := filepath.Join(dir, "impossible.yaml")
+	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, out, errOut := runCLI(t, "lab", path); code != exitUsage || !strings.Contains(errOut, "/code: no string of length 0..3 matching pattern") {
+		t.Fatalf("exit %d\n%s\n%s", code, out, errOut)
+	}
+	if code, _, errOut := runCLI(t, "lab", "refund", "--answers", "../../examples/refund.refunded.answers.jsonl"); code != exitUsage || !strings.Contains(errOut, "--answers needs --input") {
+		t.Fatalf("--answers alone: exit %d %s", code, errOut)
+	}
+}
+
 // The program comes from --program (default kyc-onboarding) or the one
 // argument, never both.
 func TestLabProgramFlag(t *testing.T) {

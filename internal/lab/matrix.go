@@ -25,46 +25,54 @@ type Script struct {
 }
 
 // ExampleScripts returns the embedded example's scripts for a program
-// name: every <name>[.<variant>].<outcome>.answers.jsonl with its input,
-// sorted by file name. None for a program that is not an example.
+// name (ScriptsIn the embedded examples). None for a program that is not
+// an example.
 func ExampleScripts(name string) ([]Script, error) {
-	entries, err := fs.ReadDir(examples.FS, ".")
+	return ScriptsIn(examples.FS, name)
+}
+
+// ScriptsIn returns the scripts for the program file <stem>.yaml found in
+// fsys beside it, named as the examples are: every
+// <stem>[.<variant>].<outcome>.answers.jsonl with its input
+// <stem>[.<variant>].input.json, sorted by file name. None when there are
+// no answers files.
+func ScriptsIn(fsys fs.FS, stem string) ([]Script, error) {
+	entries, err := fs.ReadDir(fsys, ".")
 	if err != nil {
 		return nil, err
 	}
 	var files []string
 	for _, e := range entries {
-		if n := e.Name(); strings.HasPrefix(n, name+".") && strings.HasSuffix(n, ".answers.jsonl") {
+		if n := e.Name(); strings.HasPrefix(n, stem+".") && strings.HasSuffix(n, ".answers.jsonl") {
 			files = append(files, n)
 		}
 	}
 	sort.Strings(files)
 	var out []Script
 	for _, f := range files {
-		mid := strings.TrimSuffix(strings.TrimPrefix(f, name+"."), ".answers.jsonl")
-		input := name + ".input.json"
+		mid := strings.TrimSuffix(strings.TrimPrefix(f, stem+"."), ".answers.jsonl")
+		input := stem + ".input.json"
 		if i := strings.LastIndex(mid, "."); i >= 0 {
-			input = name + "." + mid[:i] + ".input.json"
+			input = stem + "." + mid[:i] + ".input.json"
 		}
-		in, err := readJSON(input)
+		b, err := fs.ReadFile(fsys, input)
 		if err != nil {
+			return nil, fmt.Errorf("%s: %w", f, err)
+		}
+		in, err := jsonvalue.Decode(b)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", input, err)
+		}
+		if b, err = fs.ReadFile(fsys, f); err != nil {
 			return nil, err
 		}
-		answers, err := ReadAnswers(f)
+		answers, err := ParseAnswers(b)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("%s: %w", f, err)
 		}
 		out = append(out, Script{Name: f, Input: in, Answers: answers})
 	}
 	return out, nil
-}
-
-func readJSON(name string) (any, error) {
-	b, err := examples.FS.ReadFile(name)
-	if err != nil {
-		return nil, err
-	}
-	return jsonvalue.Decode(b)
 }
 
 // ReadAnswers reads an embedded answers file (JSON Lines).
@@ -123,7 +131,9 @@ type MatrixOptions struct {
 	Program string   // a program registered with the service, by name
 	Faults  []string // default: every fault
 	// Scripts drive the fresh runs to a state where an attack applies.
-	// Default: the embedded example's scripts for Program.
+	// Default (nil): the embedded example's scripts for Program; for a
+	// program without any (nil or empty), scripts synthesised from its
+	// schemas and guards (Synthesize).
 	Scripts []Script
 }
 
@@ -149,6 +159,12 @@ func Matrix(ctx context.Context, env Env, o MatrixOptions) ([]Result, error) {
 	if scripts == nil {
 		var err error
 		if scripts, err = ExampleScripts(p.Name); err != nil {
+			return nil, err
+		}
+	}
+	if len(scripts) == 0 {
+		var err error
+		if scripts, _, err = Synthesize(p); err != nil {
 			return nil, err
 		}
 	}
