@@ -22,9 +22,9 @@ FUZZ_TARGETS = \
 	./internal/tools:FuzzToolCall \
 	./internal/analyzer:FuzzAnalyze
 
-.PHONY: test check unit fuzz bench build e2e
+.PHONY: test check unit fuzz lab bench build e2e
 
-test: check unit fuzz e2e
+test: check unit fuzz lab e2e
 
 check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -39,6 +39,31 @@ fuzz:
 		pkg=$${t%%:*}; fn=$${t##*:}; \
 		echo "fuzz $$pkg $$fn ($(FUZZTIME))"; \
 		GO="$(GO)" tests/fuzz.sh $$pkg $$fn $(FUZZTIME) $(FUZZMINTIME); \
+	done
+
+# The failure laboratory (docs/faults.md) on every embedded example
+# (examples/*.yaml, the files examples/embed.go embeds) and on a program
+# shipped without answers, which it drives with synthesised ones; on each
+# store in LAB_STORES: SQLite in a fresh data directory, and PostgreSQL at
+# NANO_VM_TEST_PG_DSN (runs have random ids: invocations never collide).
+# Without PostgreSQL: make lab LAB_STORES=sqlite. A matrix with a
+# mismatch (exit 5) or any other failure fails the make, and prints it.
+LAB_BIN = .cache/lab/nano-vm-mcp
+LAB_STORES ?= sqlite postgres
+LAB_PROGRAMS = $(basename $(notdir $(wildcard examples/*.yaml))) internal/lab/testdata/expense-claim.yaml
+LAB_PG_DSN = $${NANO_VM_TEST_PG_DSN:-postgres://postgres@127.0.0.1:5432/test?sslmode=disable}
+
+lab:
+	$(GO) build -o $(LAB_BIN) ./cmd/nano-vm-mcp
+	@set -e; dir=$$(mktemp -d); trap 'rm -rf "$$dir"' EXIT; \
+	for store in $(LAB_STORES); do \
+		for p in $(LAB_PROGRAMS); do \
+			printf 'lab %-45s %-8s ' "$$p" "$$store"; \
+			rc=0; $(LAB_BIN) lab --program "$$p" --store "$$store" --data-dir "$$dir" --dsn "$(LAB_PG_DSN)" \
+				>"$$dir/out" 2>"$$dir/err" || rc=$$?; \
+			if [ $$rc -ne 0 ]; then echo "exit $$rc"; cat "$$dir/out" "$$dir/err"; exit 1; fi; \
+			tail -n 1 "$$dir/out"; \
+		done; \
 	done
 
 # Real MCP clients against the built server: the TypeScript SDK, the
