@@ -45,9 +45,12 @@ fuzz:
 # (examples/*.yaml, the files examples/embed.go embeds) and on a program
 # shipped without answers, which it drives with synthesised ones; on each
 # store in LAB_STORES: SQLite in a fresh data directory, and PostgreSQL at
-# NANO_VM_TEST_PG_DSN (runs have random ids: invocations never collide).
-# Without PostgreSQL: make lab LAB_STORES=sqlite. A matrix with a
-# mismatch (exit 5) or any other failure fails the make, and prints it.
+# NANO_VM_TEST_PG_DSN in a fresh schema (psql creates it and drops it at
+# the end). A schema of its own per invocation keeps laboratories sharing
+# a database apart: a store's subject keys are wrapped under key-encryption
+# keys kept in the data directory that first used it, here a throwaway one.
+# Without PostgreSQL: make lab LAB_STORES=sqlite. A matrix with a mismatch
+# (exit 5) or any other failure fails the make, and prints it.
 LAB_BIN = .cache/lab/nano-vm-mcp
 LAB_STORES ?= sqlite postgres
 LAB_PROGRAMS = $(basename $(notdir $(wildcard examples/*.yaml))) internal/lab/testdata/expense-claim.yaml
@@ -55,11 +58,26 @@ LAB_PG_DSN = $${NANO_VM_TEST_PG_DSN:-postgres://postgres@127.0.0.1:5432/test?ssl
 
 lab:
 	$(GO) build -o $(LAB_BIN) ./cmd/nano-vm-mcp
-	@set -e; dir=$$(mktemp -d); trap 'rm -rf "$$dir"' EXIT; \
+	@set -e; dir=$$(mktemp -d); pg="$(LAB_PG_DSN)"; schema=""; \
+	cleanup() { \
+		if [ -n "$$schema" ]; then PGOPTIONS=--client-min-messages=warning psql -q "$$pg" -c "DROP SCHEMA $$schema CASCADE" >/dev/null || true; fi; \
+		rm -rf "$$dir"; \
+	}; trap cleanup EXIT; \
 	for store in $(LAB_STORES); do \
+		dsn=""; \
+		if [ "$$store" = postgres ]; then \
+			command -v psql >/dev/null || { echo "make lab: psql is needed for a throwaway schema (or LAB_STORES=sqlite)"; exit 1; }; \
+			schema=nano_vm_lab_$$(od -An -N6 -tx1 /dev/urandom | tr -d ' \n'); \
+			psql -q "$$pg" -c "CREATE SCHEMA $$schema" >/dev/null; \
+			case "$$pg" in \
+				postgres://*\?*|postgresql://*\?*) dsn="$$pg&search_path=$$schema";; \
+				postgres://*|postgresql://*) dsn="$$pg?search_path=$$schema";; \
+				*) dsn="$$pg search_path=$$schema";; \
+			esac; \
+		fi; \
 		for p in $(LAB_PROGRAMS); do \
 			printf 'lab %-45s %-8s ' "$$p" "$$store"; \
-			rc=0; $(LAB_BIN) lab --program "$$p" --store "$$store" --data-dir "$$dir" --dsn "$(LAB_PG_DSN)" \
+			rc=0; $(LAB_BIN) lab --program "$$p" --store "$$store" --data-dir "$$dir" --dsn "$$dsn" \
 				>"$$dir/out" 2>"$$dir/err" || rc=$$?; \
 			if [ $$rc -ne 0 ]; then echo "exit $$rc"; cat "$$dir/out" "$$dir/err"; exit 1; fi; \
 			tail -n 1 "$$dir/out"; \
