@@ -6,9 +6,12 @@
 //
 // Every attack made on a run is recorded in that run's trace as a
 // fault_injected event (runtime.Service.RecordFault), which the receipt
-// counts under faults. The laboratory never decides an outcome itself: it
-// reads the code the runtime answered with, the loader's problems or the
-// verifier's report. docs/faults.md describes every fault.
+// counts under faults, and then the run's stored trace and receipts are
+// verified as an auditor would (verify.go). The laboratory never decides
+// an outcome itself: it reads the code the runtime answered with, the
+// loader's problems or the verifier's report. Programs without example
+// answers are driven by answers synthesised from their schemas and guards
+// (synth.go, explore.go). docs/faults.md describes every fault.
 package lab
 
 import (
