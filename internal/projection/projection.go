@@ -37,6 +37,23 @@ type ToolCall struct {
 // Redacted is the marker an auditor sees in place of personal data.
 var Redacted = map[string]any{"$redacted": "personal_data"}
 
+// ErasedKey is the member of the erased marker, {"$erased": "<subject
+// id>"}, which stands in for personal data whose subject was erased: the
+// runtime opens a sealed value whose key is destroyed as this marker
+// (docs/trace-format.md §4.5).
+const ErasedKey = "$erased"
+
+// IsErased reports whether v is the erased marker: an object whose only
+// member is ErasedKey, with a string value.
+func IsErased(v any) bool {
+	m, ok := v.(map[string]any)
+	if !ok || len(m) != 1 {
+		return false
+	}
+	_, ok = m[ErasedKey].(string)
+	return ok
+}
+
 // State is the part of a run the projections read.
 type State struct {
 	Input any            // the run input (decoded JSON)
@@ -104,7 +121,9 @@ func View(p *program.Program, paths []program.Path, s State) map[string]any {
 }
 
 // ForAuditor is the auditor's view of a run: everything the run holds, with
-// every personal-data value replaced by the Redacted marker.
+// every personal-data value replaced by the Redacted marker, except where
+// the value is the erased marker: the data is gone rather than hidden, and
+// the auditor is shown so.
 func ForAuditor(p *program.Program, s State) map[string]any {
 	root := map[string]any{"input": s.Input, "data": anyMap(s.Data)}
 	return redactCopy(p, nil, root).(map[string]any)
@@ -228,6 +247,9 @@ func contains(list []program.Path, p program.Path) bool {
 
 func redactCopy(p *program.Program, path program.Path, v any) any {
 	if len(path) > 0 && p.IsPII(path) {
+		if IsErased(v) {
+			return map[string]any{ErasedKey: v.(map[string]any)[ErasedKey]}
+		}
 		return Redacted
 	}
 	switch x := v.(type) {

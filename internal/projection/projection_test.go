@@ -141,3 +141,42 @@ func TestForAuditorRedactsEveryPersonalDataPath(t *testing.T) {
 		t.Fatalf("ForAuditor = %v\nwant %v", got, want)
 	}
 }
+
+// Erased personal data is not hidden but gone: the auditor sees the erased
+// marker where the run holds it, and Redacted everywhere else.
+func TestForAuditorShowsErasedMarkers(t *testing.T) {
+	p, err := program.Load("p.yaml", []byte(prog))
+	if err != nil {
+		t.Fatal(err)
+	}
+	erased := map[string]any{ErasedKey: "0f1e"}
+	got := ForAuditor(p, State{
+		Input: map[string]any{"doc": "D", "customer": map[string]any{"id": erased, "name": erased, "country": "SE"}},
+		Data: map[string]any{"a": map[string]any{
+			// Not the marker: an object with more members is redacted.
+			"full_name": map[string]any{ErasedKey: "0f1e", "name": "Ann Lee"},
+			"risk":      "low",
+		}},
+	})
+	want := map[string]any{
+		"input": map[string]any{"doc": "D", "customer": map[string]any{"id": erased, "name": erased, "country": "SE"}},
+		"data":  map[string]any{"a": map[string]any{"full_name": Redacted, "risk": "low"}},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("ForAuditor = %v\nwant %v", got, want)
+	}
+	for _, tc := range []struct {
+		v    any
+		want bool
+	}{
+		{erased, true},
+		{map[string]any{ErasedKey: 1.0}, false},
+		{map[string]any{"$redacted": "personal_data"}, false},
+		{"$erased", false},
+		{nil, false},
+	} {
+		if got := IsErased(tc.v); got != tc.want {
+			t.Errorf("IsErased(%v) = %v, want %v", tc.v, got, tc.want)
+		}
+	}
+}
