@@ -267,6 +267,21 @@ func (AnalyzeResult) JSONSchemaExtend(s *jsonschema.Schema) {
 	}
 }
 
+// EraseSubjectArgs name the data subject to erase.
+type EraseSubjectArgs struct {
+	SubjectID string `json:"subject_id" jsonschema:"minLength=1,maxLength=1000" jsonschema_description:"The subject's id as run inputs hold it at the subject's id path (a customer id, say); an id that is not a string is given as its canonical JSON. Only its keyed hash is stored."`
+	Reason    string `json:"reason" jsonschema:"minLength=1,maxLength=1000" jsonschema_description:"Why, recorded in clear in each affected run's trace: no personal data here."`
+	Subject   string `json:"subject,omitempty" jsonschema:"maxLength=128" jsonschema_description:"Erase only under this subject name of the programs (customer, say). Default: every subject name a stored program declares."`
+}
+
+// EraseSubjectResult is what the erasure did.
+type EraseSubjectResult struct {
+	Status   string   `json:"status" jsonschema:"enum=erased,enum=already_erased,enum=unknown_subject" jsonschema_description:"erased: the subject's key existed and is destroyed now; already_erased: it was destroyed before; unknown_subject: no run and no key belong to the subject."`
+	Subjects []string `json:"subjects" jsonschema_description:"The keyed subject ids whose keys this call destroyed."`
+	Runs     []string `json:"runs" jsonschema_description:"Every run that holds the subject's data, sorted."`
+	Recorded []string `json:"recorded" jsonschema_description:"The runs that got a subject_erased event from this call: all of runs on a first erasure, those an interrupted one missed after."`
+}
+
 // ErrorBody is the first text content of every isError result.
 type ErrorBody struct {
 	Code    string   `json:"code"`

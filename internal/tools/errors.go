@@ -20,6 +20,7 @@ const (
 	CodeNotImplemented        = "not_implemented"         // reserved for a later release
 	CodeApprovalChannelClosed = "approval_channel_closed" // await_approval on a run whose approvals do not go through the client
 	CodeInvalidRequestState   = "invalid_request_state"   // an elicitation answer that does not belong to this run and seq
+	CodeErasureIncomplete     = "erasure_incomplete"      // erase_subject destroyed the key but did not record it in every run
 	CodeInternal              = "internal"                // the server failed; nothing was changed
 )
 
@@ -55,6 +56,7 @@ var advice = map[string]string{
 	CodeNotImplemented:                      "This server does not do this yet; do not retry.",
 	CodeApprovalChannelClosed:               "Approvals for this run are given by configured approvers outside this client. Stop and tell the user the run waits for approval.",
 	CodeInvalidRequestState:                 "Call await_approval again without input responses.",
+	CodeErasureIncomplete:                   "The personal data is already unreadable. Call erase_subject again with the same arguments to record the erasure in the remaining runs.",
 	CodeInternal:                            "Nothing was changed. Retry later.",
 }
 

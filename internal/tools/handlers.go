@@ -108,6 +108,13 @@ var catalog = []toolSpec{
 		readOnly: true, idempotent: true, operator: true,
 		handle: (*handlers).analyze,
 	},
+	{
+		name: "erase_subject", title: "Erase a data subject",
+		description: "Erases a data subject's personal data from every run (operator profile): destroys the subject's key, so that everything sealed under it reads as {\"$erased\": <subject id>} from then on, records a subject_erased event in each affected run and cancels those still running. Traces and receipts still verify. Returns the status (erased, already_erased or unknown_subject: repeating an erasure, or naming a subject nobody knows, is a result, not an error) and the affected run ids. The reason is recorded in clear: put no personal data in it.",
+		args:        EraseSubjectArgs{}, result: EraseSubjectResult{},
+		destructive: true, idempotent: true, operator: true,
+		handle: (*handlers).eraseSubject,
+	},
 }
 
 // status is the status a client sees: a running run whose open task is an

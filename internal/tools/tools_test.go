@@ -107,7 +107,7 @@ func TestToolListByProfile(t *testing.T) {
 		want    []string
 	}{
 		{"agent", access.ProfileAgent, context.Background(), agentTools},
-		{"operator", access.ProfileOperator, context.Background(), append(slices.Clone(agentTools), "analyze", "approve")},
+		{"operator", access.ProfileOperator, context.Background(), append(slices.Clone(agentTools), "analyze", "approve", "erase_subject")},
 		{"agent holding an approver token", access.ProfileAgent,
 			access.WithPrincipal(context.Background(), access.Principal{ID: "alice", Profile: access.ProfileAgent, ApproverRole: "compliance_officer"}),
 			append(slices.Clone(agentTools), "approve")},
