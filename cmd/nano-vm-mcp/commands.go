@@ -46,6 +46,7 @@ upper-cased with '-' as '_' (for example NANO_VM_LOG_LEVEL=debug).`,
 		newExportCmd(), newVerifyCmd(), newKeysCmd(), newReplayCmd(), newServeCmd(&logLevel))
 	root.AddCommand(newLabCmd(&logLevel))
 	root.AddCommand(newAnalyzeCmd())
+	root.AddCommand(newEraseCmd(&logLevel), newInspectCmd())
 	for _, c := range append(root.Commands(), root) {
 		c.Flags().SetInterspersed(true)
 		c.PreRunE = envFallback

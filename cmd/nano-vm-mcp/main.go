@@ -2,7 +2,8 @@
 // programs are declared state machines, the runtime decides control flow,
 // and the calling agent's model only computes bounded, typed steps.
 //
-// Subcommands: validate, run, graph, version. See --help.
+// Subcommands: serve, run, validate, graph, export, verify, keys, replay,
+// analyze, lab, erase, inspect, version. See --help.
 package main
 
 import (

@@ -69,7 +69,8 @@ Transports:
 Profiles: the agent profile (the default) is what a model may reach: the
 run tools, the drive_run prompt, program resources that show only the name,
 description and input schema, and receipts. The operator profile adds the
-program sources with their guards, traces and the approve tool. Over stdio
+program sources with their guards, traces, and the approve, analyze and
+erase_subject tools. Over stdio
 --profile chooses; over HTTP the operator token unlocks the operator profile
 and every other caller is an agent.
 
@@ -81,6 +82,10 @@ requires an access token (` + envAccessToken + ` or --access-token-file) or a
 With --token-issuer, JWT access tokens from that OAuth authorization server
 are accepted too (audience: this server; scope nano-vm:agent or
 nano-vm:operator), and callers are told where to get one (RFC 9728).
+
+Every 10 seconds the server checks whether another process sharing the store
+(nano-vm-mcp erase, another instance) erased a data subject, and if so stops
+showing that subject's data.
 
 SIGINT and SIGTERM stop the server after in-flight calls finish; every step
 is appended atomically, so none is half-written.`,
@@ -103,7 +108,7 @@ is appended atomically, so none is half-written.`,
 	fs.StringVar(&f.transport, "transport", "stdio", "stdio, http (Streamable HTTP at /mcp) or sse (legacy HTTP+SSE)")
 	fs.StringVar(&f.addr, "addr", "127.0.0.1:8080", "HTTP listen address (http, sse)")
 	fs.StringVar(&f.programsDir, "programs", "", "directory whose program files (*.yaml, *.yml, *.json) are served beside the embedded examples; an invalid one stops the start")
-	fs.StringVar(&f.profile, "profile", "agent", "stdio: agent (run tools only) or operator (also sources, traces, approve)")
+	fs.StringVar(&f.profile, "profile", "agent", "stdio: agent (run tools only) or operator (also sources, traces, approve, analyze, erase_subject)")
 	fs.StringSliceVar(&f.allowedHosts, "allowed-hosts", nil, "Host header values accepted beyond loopback names (comma-separated, host or host:port); required beyond loopback")
 	fs.StringSliceVar(&f.allowedOrigins, "allowed-origins", nil, "browser origins (scheme://host[:port]) trusted for cross-origin requests")
 	fs.StringVar(&f.accessTokenFile, "access-token-file", "", "file holding the bearer token every HTTP client must present (else "+envAccessToken+"); required beyond loopback")
@@ -168,6 +173,7 @@ func serve(ctx context.Context, f serveFlags, log *zap.Logger) error {
 	log.Info("serving", zap.String("transport", f.transport), zap.String("store", f.store.kind),
 		zap.Int("programs", len(progs)), zap.String("profile", string(profile)))
 	go sweepDeadlines(ctx, svc, st, log)
+	go refreshKeys(ctx, svc, log, time.Tick(keyRefresh))
 
 	if f.transport == "stdio" {
 		s := server.NewStdioServer(tools.NewServer(cfg))
@@ -240,6 +246,27 @@ func sweepDeadlines(ctx context.Context, svc *runtime.Service, st tracestore.Sto
 				break
 			}
 			cursor = next
+		}
+	}
+}
+
+// keyRefresh is how often the server checks whether another process
+// sharing the store (nano-vm-mcp erase, another instance) erased a subject.
+const keyRefresh = 10 * time.Second
+
+// refreshKeys drops the cached subject keys and opened runs on every tick
+// at which the store's key epoch has moved: data erased elsewhere stops
+// being readable here within one tick. Errors are logged; the next tick
+// tries again.
+func refreshKeys(ctx context.Context, svc *runtime.Service, log *zap.Logger, tick <-chan time.Time) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick:
+		}
+		if err := svc.RefreshKeys(ctx); err != nil && ctx.Err() == nil {
+			log.Error("key refresh: an erasure by another process may not be seen yet", zap.Error(err))
 		}
 	}
 }
