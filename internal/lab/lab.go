@@ -56,12 +56,7 @@ const (
 	// InvalidProgramOutcome: the loader refused the mutated program with
 	// positioned problems.
 	InvalidProgramOutcome = "invalid_program"
-	// NotImplemented: the fault exists in the catalog but not yet here.
-	NotImplemented = "not_implemented"
 )
-
-// ErrNotImplemented is returned for gdpr_erase: erasure does not exist yet.
-var ErrNotImplemented = errors.New("gdpr_erase is not implemented yet: it needs subject erasure, which the runtime does not have")
 
 // ErrUnknownFault is returned for a fault name outside Faults.
 var ErrUnknownFault = errors.New("unknown fault")
@@ -73,6 +68,10 @@ type Env struct {
 	Signer  ed25519.PrivateKey // corrupt_receipt signs the receipt it tampers with
 	// Principal is who attacks: the caller, as the step tool would name it.
 	Principal string
+	// Operator may erase data subjects: gdpr_erase on a caller's run
+	// destroys the key of every run of that subject, so it is an
+	// operator's attack only.
+	Operator bool
 }
 
 // Result is one sub-attack's outcome.
@@ -140,6 +139,11 @@ type subAttack struct {
 	// moves: the attack may legitimately move the run on (injected text
 	// accepted as data); inject_fault skips it on a caller's run.
 	moves bool
+	// erases: the attack erases the run's data subject (and so changes
+	// it: moves is set too); inject_fault makes it on a caller's run for
+	// an operator only, and the matrix on a run whose subject id is its
+	// own.
+	erases bool
 	// runless: the attack meets no run (a mutated program is loaded, and
 	// no run can start under it). The matrix makes it without one;
 	// inject_fault records it on the caller's run.
@@ -161,9 +165,6 @@ func SubAttacks(fault string) []string {
 }
 
 func attacksOf(fault string) ([]subAttack, error) {
-	if fault == GDPRErase {
-		return nil, ErrNotImplemented
-	}
 	var out []subAttack
 	for _, a := range catalog() {
 		if a.fault == fault {
@@ -188,7 +189,7 @@ type Params struct {
 // after the other, except those that would move it on (n/a), and records
 // each attack made in the run's trace. Attempt-counting attacks are made
 // only while the open task has an attempt to spare, so they never end the
-// run. gdpr_erase gives ErrNotImplemented.
+// run. gdpr_erase is made only for an operator (Env.Operator).
 func Inject(ctx context.Context, env Env, runID, fault string, params Params) ([]Result, error) {
 	attacks, err := attacksOf(fault)
 	if err != nil {
@@ -206,7 +207,11 @@ func Inject(ctx context.Context, env Env, runID, fault string, params Params) ([
 		}
 		res := Result{Fault: a.fault, SubAttack: a.name, RunID: runID}
 		reason := a.applies(p)
-		if reason == "" && a.moves {
+		switch {
+		case reason != "":
+		case a.erases && !env.Operator:
+			reason = "erasing the run's data subject erases it in every run of that subject: an operator's attack"
+		case a.moves && !a.erases:
 			reason = "accepted injected text moves the run on; `nano-vm-mcp lab` makes this attack on runs of its own"
 		}
 		if reason == "" {

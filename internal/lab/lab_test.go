@@ -51,7 +51,7 @@ func TestMatrixOnTheExamples(t *testing.T) {
 		na      []string // fault/sub-attack expected n/a
 	}{
 		{"refund", []string{"tool_injection/wrong_tool_result", "policy_bypass/no_matching_guard", "gdpr_erase/erase_subject"}},
-		{"kyc-onboarding", []string{"gdpr_erase/erase_subject"}},
+		{"kyc-onboarding", nil},
 		{"code-change", []string{"gdpr_erase/erase_subject"}},
 	} {
 		t.Run(tc.program, func(t *testing.T) {
@@ -61,7 +61,7 @@ func TestMatrixOnTheExamples(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			want := len(catalog()) + 1 // every sub-attack, and gdpr_erase
+			want := len(catalog()) // every sub-attack
 			if len(results) != want {
 				t.Fatalf("%d results, want %d", len(results), want)
 			}
@@ -80,7 +80,9 @@ func TestMatrixOnTheExamples(t *testing.T) {
 				if !r.Pass || !r.Applicable || r.Observed != r.Expected {
 					t.Errorf("%s: expected %s, observed %s (pass %v): %s", key, r.Expected, r.Observed, r.Pass, r.Detail)
 				}
-				if moves := strings.HasPrefix(r.SubAttack, "prompt_injection:"); r.RunUnchanged == moves {
+				// Accepted injected text moves the run on; an erasure cancels
+				// it and erases its data.
+				if moves := strings.HasPrefix(r.SubAttack, "prompt_injection:") || r.Fault == GDPRErase; r.RunUnchanged == moves {
 					t.Errorf("%s: run_unchanged %v", key, r.RunUnchanged)
 				}
 				if r.Fault == InvalidProgram {
@@ -192,8 +194,10 @@ func TestInjectOnARun(t *testing.T) {
 			t.Errorf("%s: summary %q %v", tc.fault, outcome, unchanged)
 		}
 	}
-	if _, err := Inject(ctx, env, a.RunID, GDPRErase, Params{}); err != ErrNotImplemented {
-		t.Fatalf("gdpr_erase: %v", err)
+	// Erasure is an operator's attack: for anyone else it is n/a, and
+	// nothing is done.
+	if res, err := Inject(ctx, env, a.RunID, GDPRErase, Params{}); err != nil || len(res) != 1 || res[0].Applicable {
+		t.Fatalf("gdpr_erase for a non-operator: %+v, %v", res, err)
 	}
 	if _, err := Inject(ctx, env, a.RunID, "format_disk", Params{}); !errors.Is(err, ErrUnknownFault) {
 		t.Fatalf("unknown fault: %v", err)

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io/fs"
 	"sort"
@@ -171,10 +170,6 @@ func Matrix(ctx context.Context, env Env, o MatrixOptions) ([]Result, error) {
 	var out []Result
 	for _, f := range faults {
 		attacks, err := attacksOf(f)
-		if errors.Is(err, ErrNotImplemented) {
-			out = append(out, Result{Fault: f, SubAttack: "erase_subject", Expected: "erased", Observed: NA, Detail: "not implemented: subject erasure does not exist yet"})
-			continue
-		}
 		if err != nil {
 			return nil, err
 		}
@@ -212,7 +207,15 @@ func onFreshRun(ctx context.Context, env Env, p *program.Program, a subAttack, s
 	}
 	reason := ""
 	for _, s := range scripts {
-		ans, err := env.Service.StartRun(ctx, runtime.StartOptions{Program: p.Name, Input: s.Input, Principal: env.Principal, Lab: true})
+		input := s.Input
+		if a.erases {
+			var err error
+			if input, err = labSubject(p, input); err != nil {
+				na.Detail = err.Error()
+				return na, nil
+			}
+		}
+		ans, err := env.Service.StartRun(ctx, runtime.StartOptions{Program: p.Name, Input: input, Principal: env.Principal, Lab: true})
 		if err != nil {
 			return Result{}, fmt.Errorf("start with %s: %w", s.Name, err)
 		}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/nano-vm/nano-vm-mcp/internal/jsonvalue"
 	"github.com/nano-vm/nano-vm-mcp/internal/program"
+	"github.com/nano-vm/nano-vm-mcp/internal/projection"
 )
 
 // Divergence is the first place where a replay's events differ from the
@@ -175,14 +176,7 @@ func matchErased(rec, rep any) bool {
 	return string(mustCanonical(rec)) == string(mustCanonical(rep))
 }
 
-func isErased(v any) bool {
-	m, ok := v.(map[string]any)
-	if !ok || len(m) != 1 {
-		return false
-	}
-	_, ok = m[erasedKey].(string)
-	return ok
-}
+func isErased(v any) bool { return projection.IsErased(v) }
 
 // holdsErased reports whether any of the events holds an erased value.
 func holdsErased(events []Event) bool {

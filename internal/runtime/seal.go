@@ -29,7 +29,7 @@ import (
 // sealedKey and erasedKey mark the objects that stand in for personal data.
 const (
 	sealedKey = "$sealed"
-	erasedKey = "$erased"
+	erasedKey = projection.ErasedKey
 )
 
 // chain is a run's hash chain and tree, as of its last stored event.

@@ -176,6 +176,12 @@ type Divergence = runtime.Divergence
 type ReplayResult struct {
 	Identical  bool        `json:"identical"`
 	Divergence *Divergence `json:"divergence,omitempty"`
+	// Transitions re-derived: by re-applying their input, or, where the
+	// input's values were erased, by re-evaluating the guards.
+	Transitions int `json:"transitions" jsonschema:"minimum=0"`
+	// Erased lists the events, by index, holding erased values: checked by
+	// the guards instead of re-applied (docs/erasure.md).
+	Erased []uint64 `json:"erased,omitempty"`
 }
 
 // InjectFaultArgs name an attack on a lab run.

@@ -376,11 +376,11 @@ func (h *handlers) replayRun(ctx context.Context, c access.Principal, req reques
 	if err != nil {
 		return nil, fromRuntime(err, nil)
 	}
-	d, err := runtime.Replay(p, events)
+	rep, err := runtime.ReplayReport(p, events)
 	if err != nil {
 		return nil, err
 	}
-	return ReplayResult{Identical: d == nil, Divergence: d}, nil
+	return ReplayResult{Identical: rep.Divergence == nil, Divergence: rep.Divergence, Transitions: rep.Transitions, Erased: rep.Erased}, nil
 }
 
 func (h *handlers) injectFault(ctx context.Context, c access.Principal, req request) (any, error) {
@@ -406,11 +406,9 @@ func (h *handlers) injectFault(ctx context.Context, c access.Principal, req requ
 			return nil, errorf(CodeInvalidArguments, "params.output: %v", err)
 		}
 	}
-	env := lab.Env{Service: h.Service, Store: h.Store, Signer: h.Keys.Signing, Principal: c.ID}
+	env := lab.Env{Service: h.Service, Store: h.Store, Signer: h.Keys.Signing, Principal: c.ID, Operator: c.Profile == access.ProfileOperator}
 	results, err := lab.Inject(ctx, env, args.RunID, args.Fault, params)
 	switch {
-	case errors.Is(err, lab.ErrNotImplemented):
-		return nil, errorf(CodeNotImplemented, "the %s fault is not implemented yet: it needs subject erasure, which this server does not have", args.Fault)
 	case errors.Is(err, lab.ErrUnknownFault):
 		return nil, errorf(CodeInvalidArguments, "%v", err)
 	case err != nil:

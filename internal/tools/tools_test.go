@@ -404,7 +404,10 @@ func TestInjectFaultAndCancel(t *testing.T) {
 	plain := h.mustCall(ctx, "start_run", map[string]any{"program": "refund", "input": exampleInput(t, "refund.input.json")})["run_id"]
 	lab := h.mustCall(ctx, "start_run", map[string]any{"program": "refund", "input": exampleInput(t, "refund.input.json"), "lab": true})["run_id"]
 	h.mustFail(ctx, "inject_fault", map[string]any{"run_id": plain, "fault": "skip_step"}, CodeForbidden)
-	h.mustFail(ctx, "inject_fault", map[string]any{"run_id": lab, "fault": "gdpr_erase"}, CodeNotImplemented)
+	// Erasure is an operator's attack: n/a for an agent, and nothing done.
+	if got := h.mustCall(ctx, "inject_fault", map[string]any{"run_id": lab, "fault": "gdpr_erase"}); got["outcome"] != "n/a" || got["run_unchanged"] != true {
+		t.Fatalf("gdpr_erase by an agent = %v", got)
+	}
 	h.mustFail(ctx, "inject_fault", map[string]any{"run_id": lab, "fault": "format_disk"}, CodeInvalidArguments)
 	before := h.mustCall(ctx, "get_run", map[string]any{"run_id": lab})
 	for _, tc := range []struct{ fault, outcome string }{
