@@ -49,7 +49,7 @@ COPY --from=build /out/nano-vm-mcp /usr/local/bin/nano-vm-mcp
 # The data directory belongs to the non-root user, and a new named volume
 # starts as a copy of it; a bind-mounted directory must be writable by uid
 # 65532. It holds the SQLite store (traces.db) and the server's keys
-# (signing.key, subject.secret).
+# (signing.key, subject.secret, subject.kek).
 COPY --from=build --chown=65532:65532 /out/data /data
 ENV NANO_VM_DATA_DIR=/data
 VOLUME ["/data"]
