@@ -20,6 +20,7 @@ FUZZ_TARGETS = \
 	./internal/access:FuzzParseApprovers \
 	./internal/access:FuzzBearer \
 	./internal/tools:FuzzToolCall \
+	./internal/tools:FuzzStepInjection \
 	./internal/analyzer:FuzzAnalyze
 
 .PHONY: test check unit fuzz lab bench build e2e
