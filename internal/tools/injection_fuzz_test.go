@@ -604,7 +604,7 @@ type injSeed struct {
 // run: each as it is, and each with one attack, in turn every payload
 // appended to the free text, every structural mutation and every claim.
 // The outputs the guards judge in earnest (keyAnswers) get every payload,
-// the mutations that aim at the decision and the paddings.
+// the mutations that aim at the decision and paddings.
 func injectionSeeds(tb testing.TB) []injSeed {
 	type attack struct {
 		claims uint8
@@ -660,11 +660,12 @@ func injectionSeeds(tb testing.TB) []injSeed {
 			for _, m := range decisive {
 				add(i, k, attack{0, m})
 			}
+			// The megabyte paddings of a code-change patch are
+			// TestStepInjectionDocumentLimit's: as seeds they would hold
+			// up the fuzzer's baseline.
 			pads := []int{padASCII, padASCIIOver, padFourByte}
 			if sc.program == "code-change" {
-				// The patch (maxLength 200000) can carry an output past
-				// max_document_bytes: every padding, the megabytes too.
-				pads = []int{padASCII, padASCIIOver, padTwoByte, padSurrogates, padFourByte, padAtLimit, padOverLimit}
+				pads = pads[:2]
 			}
 			for _, mode := range pads {
 				add(i, k, attack{claimsOf(toolNone, stateNone, mode), nil})
@@ -887,4 +888,31 @@ func mapNumbers(v any, f func(json.Number) json.Number) any {
 		return f(x)
 	}
 	return v
+}
+
+// The document limit holds to the byte on the step path, whatever the
+// text is made of: a code-change proposal exactly max_document_bytes long
+// is judged by its schema and guards (the empty proposal is guard_denied,
+// the real one goes to type_check), one byte more is a schema_violation,
+// and so are megabytes of multi-byte text within the patch's maxLength.
+func TestStepInjectionDocumentLimit(t *testing.T) {
+	loadInjectionFixtures()
+	sc := scenarioNamed(t, "code-change.committed.answers.jsonl")
+	p := injPrograms[sc.program]
+	st := p.States["propose_patch"]
+	limit := p.Limits.MaxDocumentBytes
+	for _, k := range []int{0, 1} {
+		for _, mode := range []int{padTwoByte, padSurrogates, padFourByte, padAtLimit, padOverLimit} {
+			t.Run(fmt.Sprintf("answer%d/pad%d", k+1, mode), func(t *testing.T) {
+				out := padFreeText(st, limit, mode, sc.answers[k])
+				switch {
+				case mode == padAtLimit && len(out) != limit, mode == padOverLimit && len(out) != limit+1:
+					t.Fatalf("padding %d made %d bytes; the limit is %d", mode, len(out), limit)
+				case len(out) <= 64<<10:
+					t.Fatalf("padding %d made only %d bytes", mode, len(out))
+				}
+				attackStep(t, sc, k, stepClaims(claimsOf(toolNone, stateNone, mode)), sc.answers[k])
+			})
+		}
+	}
 }
