@@ -67,25 +67,40 @@ func OpenKEKs(dir string) (*KEKs, error) {
 }
 
 // reload reads the file again: another process sharing the directory may
-// have rotated.
+// have rotated. The KEKs it no longer holds are zeroed in memory.
 func (k *KEKs) reload() error {
 	if k.path == "" {
 		return nil
 	}
-	b, err := os.ReadFile(k.path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("keyring: %w", err)
-	}
-	epochs, err := parseKEKs(b)
-	if err != nil {
+	var epochs map[KEKID][]byte
+	for attempt := 0; ; attempt++ {
+		b, err := os.ReadFile(k.path)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("keyring: %w", err)
+		}
+		if epochs, err = parseKEKs(b); err == nil {
+			break
+		}
+		// A reader that opened the file just before another process
+		// renamed a new one over it can read the old one while it is
+		// being shredded (writeKEKs): zeros, which a file never holds.
+		// The name leads to the new file by now.
+		if bytes.IndexByte(b, 0) >= 0 && attempt < 3 {
+			continue
+		}
 		return fmt.Errorf("keyring: %s: %w", k.path, err)
 	}
 	k.mu.Lock()
+	defer k.mu.Unlock()
+	for id, v := range k.epochs {
+		if _, kept := epochs[id]; !kept {
+			clear(v)
+		}
+	}
 	k.epochs = epochs
-	k.mu.Unlock()
 	return nil
 }
 
@@ -113,8 +128,8 @@ func parseKEKs(b []byte) (map[KEKID][]byte, error) {
 	return out, sc.Err()
 }
 
-// Get returns the KEK id names, rereading the file once if this process
-// has not seen it.
+// Get returns (a copy of) the KEK id names, rereading the file once if
+// this process has not seen it.
 func (k *KEKs) Get(id KEKID) ([]byte, error) {
 	if key := k.cached(id); key != nil {
 		return key, nil
@@ -132,10 +147,12 @@ func (k *KEKs) Get(id KEKID) ([]byte, error) {
 	return nil, fmt.Errorf("keyring: the key-encryption key of store %s epoch %d is not in %s; every server sharing a store must share the data directory's %s", id.Store, id.Epoch, where, KEKFile)
 }
 
+// cached returns a copy: the set zeroes the KEKs it destroys, which must
+// not change one under a caller still using it.
 func (k *KEKs) cached(id KEKID) []byte {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	return k.epochs[id]
+	return bytes.Clone(k.epochs[id])
 }
 
 // Newest is the highest epoch held for store, 0 if none.
@@ -152,14 +169,23 @@ func (k *KEKs) Newest(store string) uint64 {
 }
 
 // Add keeps key as the KEK id names, durably, beside those already held.
+// The caller holds Lock: the file is read again first, since another
+// process may have changed it since this one last read it.
 func (k *KEKs) Add(id KEKID, key []byte) error {
+	if err := k.reload(); err != nil {
+		return err
+	}
 	next := k.copyExcept(func(KEKID) bool { return false })
 	next[id] = bytes.Clone(key)
 	return k.replace(next)
 }
 
-// Retain destroys every KEK of id's store but id's.
+// Retain destroys every KEK of id's store but id's. The caller holds Lock,
+// as for Add.
 func (k *KEKs) Retain(id KEKID) error {
+	if err := k.reload(); err != nil {
+		return err
+	}
 	if k.cached(id) == nil {
 		return fmt.Errorf("keyring: no key-encryption key of store %s epoch %d to keep", id.Store, id.Epoch)
 	}
