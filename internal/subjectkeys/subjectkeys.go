@@ -40,9 +40,18 @@ type Keys struct {
 
 	mu    sync.Mutex
 	cache map[string][]byte   // opened keys by subject
+	gen   uint64              // moves on whenever keys leave the cache
 	ready bool                // the store's epoch has a KEK (reconcile ran)
 	state tracestore.KeyState // the store's epoch as last seen
+	// missed: a Shred here found that another process had rotated, and
+	// dropped the cache; the next Refresh reports it, so that the caller
+	// drops what it derived from the keys too.
+	missed bool
 }
+
+// retries bounds how often one Get or put starts again because a rotation
+// ran under it.
+const retries = 5
 
 // New returns the keys of store, wrapped under keks, drawing new keys and
 // nonces from read.
@@ -53,33 +62,60 @@ func New(store tracestore.Store, keks *keyring.KEKs, read func([]byte) error) *K
 // Get returns the subject's key. With create, a missing key is made (a
 // subject's first sealed value); without, nil means it was destroyed or
 // never made.
+//
+// A rotation (an erasure, here or in another process) may run between
+// reading the stored key and opening it: the key read may be one just
+// deleted, or wrapped under a KEK just destroyed. Get then reads it again,
+// so that it neither caches an erased key after Shred has forgotten it nor
+// fails because the epoch moved.
 func (k *Keys) Get(ctx context.Context, subject string, create bool) ([]byte, error) {
-	k.mu.Lock()
-	key, ok := k.cache[subject]
-	k.mu.Unlock()
-	if ok {
-		return key, nil
-	}
-	if err := k.reconcile(ctx); err != nil {
+	for attempt := 0; ; attempt++ {
+		k.mu.Lock()
+		key, ok := k.cache[subject]
+		gen := k.gen
+		k.mu.Unlock()
+		if ok {
+			return key, nil
+		}
+		if err := k.reconcile(ctx); err != nil {
+			return nil, err
+		}
+		w, err := k.store.Key(ctx, subject)
+		switch {
+		case errors.Is(err, tracestore.ErrNotFound) && !create:
+			return nil, nil
+		case errors.Is(err, tracestore.ErrNotFound):
+			w, err = k.put(ctx, subject)
+		}
+		if err != nil {
+			return nil, err
+		}
+		key, err = k.unwrap(w)
+		if err == nil {
+			k.mu.Lock()
+			current := k.gen == gen
+			if current {
+				k.cache[subject] = key
+			}
+			k.mu.Unlock()
+			if current {
+				return key, nil
+			}
+		}
+		if attempt < retries && (err == nil || k.moved(ctx, w.Epoch)) {
+			continue
+		}
+		if err == nil {
+			err = fmt.Errorf("subject key %s: the keys were rotated %d times while it was read; try again", subject, attempt+1)
+		}
 		return nil, err
 	}
-	w, err := k.store.Key(ctx, subject)
-	switch {
-	case errors.Is(err, tracestore.ErrNotFound) && !create:
-		return nil, nil
-	case errors.Is(err, tracestore.ErrNotFound):
-		w, err = k.put(ctx, subject)
-	}
-	if err != nil {
-		return nil, err
-	}
-	if key, err = k.unwrap(w); err != nil {
-		return nil, err
-	}
-	k.mu.Lock()
-	k.cache[subject] = key
-	k.mu.Unlock()
-	return key, nil
+}
+
+// moved reports whether the store's epoch is no longer epoch.
+func (k *Keys) moved(ctx context.Context, epoch uint64) bool {
+	state, err := k.store.KeyEpoch(ctx)
+	return err == nil && state.Epoch != epoch
 }
 
 // put makes and stores a new key, wrapped under the store's epoch; if a
@@ -97,6 +133,10 @@ func (k *Keys) put(ctx context.Context, subject string) (tracestore.WrappedKey, 
 		}
 		kek, err := k.keks.Get(keyring.KEKID{Store: state.Store, Epoch: state.Epoch})
 		if err != nil {
+			// Destroyed by a rotation since KeyEpoch?
+			if attempt < retries && k.moved(ctx, state.Epoch) {
+				continue
+			}
 			return tracestore.WrappedKey{}, err
 		}
 		wrapped, err := k.wrap(kek, subject, state.Epoch, fresh)
@@ -104,7 +144,7 @@ func (k *Keys) put(ctx context.Context, subject string) (tracestore.WrappedKey, 
 			return tracestore.WrappedKey{}, err
 		}
 		w, err := k.store.PutKey(ctx, tracestore.WrappedKey{Subject: subject, Wrapped: wrapped, Epoch: state.Epoch})
-		if errors.Is(err, tracestore.ErrKeyEpoch) && attempt < 3 {
+		if errors.Is(err, tracestore.ErrKeyEpoch) && attempt < retries {
 			continue
 		}
 		return w, err
@@ -263,6 +303,15 @@ func (k *Keys) Shred(ctx context.Context, subjects []string) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Another process erased since this one last looked: drop the cache,
+	// as Refresh would, before this rotation hides that the epoch moved.
+	k.mu.Lock()
+	if from != k.state {
+		clear(k.cache)
+		k.gen++
+		k.missed = true
+	}
+	k.mu.Unlock()
 	next := keyring.KEKID{Store: from.Store, Epoch: max(from.Epoch, k.keks.Newest(from.Store)) + 1}
 	if err := k.addKEK(next); err != nil {
 		return nil, err
@@ -293,12 +342,13 @@ func (k *Keys) forget(subjects []string) {
 	for _, s := range subjects {
 		delete(k.cache, s)
 	}
+	k.gen++ // a Get reading meanwhile must not cache what it read
 }
 
 // Refresh notices a rotation made by another process sharing the store:
-// when the store's epoch has moved since this process last saw it, the
-// cache is emptied (a key erased elsewhere must not stay usable here) and
-// Refresh reports true.
+// when the store's epoch has moved since this process last saw it (or a
+// Shred here found it had), the cache is emptied (a key erased elsewhere
+// must not stay usable here) and Refresh reports true.
 func (k *Keys) Refresh(ctx context.Context) (bool, error) {
 	state, err := k.store.KeyEpoch(ctx)
 	if err != nil {
@@ -306,10 +356,11 @@ func (k *Keys) Refresh(ctx context.Context) (bool, error) {
 	}
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	if !k.ready || state == k.state {
+	if !k.ready || (state == k.state && !k.missed) {
 		return false, nil
 	}
 	clear(k.cache)
-	k.state = state
+	k.gen++
+	k.state, k.missed = state, false
 	return true, nil
 }
