@@ -230,3 +230,33 @@ func TestEraseRacingSteps(t *testing.T) {
 		t.Fatalf("the erased subject has a key again: %v", err)
 	}
 }
+
+// TestAnswersAfterErasureAreNotKept: an answer that reaches a run after its
+// subject was erased (it is refused: the run was cancelled) is stored with
+// the subject's values as the erased marker, and makes no fresh key.
+func TestAnswersAfterErasureAreNotKept(t *testing.T) {
+	ctx := context.Background()
+	svc, store, _ := kycService(t, 4)
+	a, err := svc.Start(ctx, "kyc-onboarding", exampleJSON(t, "kyc-onboarding.input.json"), "t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := svc.EraseSubject(ctx, EraseOptions{SubjectID: "CUS-88213", Reason: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	late := map[string]any{"full_name": "Johanna Late-Answer Lindqvist"}
+	if _, err := svc.Submit(ctx, a.RunID, Submit{Seq: a.Seq, Output: late}); code(err) != CodeRunFinished {
+		t.Fatalf("a late answer: %v, want run_finished", err)
+	}
+	if key, err := svc.sealer.keys.Get(ctx, res.Subjects[0], false); err != nil || key != nil {
+		t.Fatalf("the late answer made the erased subject a key: %v", err)
+	}
+	recs, _ := store.Load(ctx, a.RunID)
+	for _, r := range recs {
+		if strings.Contains(string(r.Body), "Late-Answer") {
+			t.Fatalf("the late answer is stored: %s", r.Body)
+		}
+	}
+	erasedEverywhere(t, svc, a.RunID, "Late-Answer")
+}

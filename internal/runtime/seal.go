@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -37,6 +38,30 @@ type chain struct {
 	head     []byte // hash of the last event; nil before the first
 	tree     *trace.Tree
 	subjects map[string]string // subject name → keyed subject id
+	// erased are the keyed ids the run recorded as erased: a value of
+	// theirs that still arrives (an answer refused after the erasure) is
+	// stored as the erased marker, never under a fresh key.
+	erased map[string]bool
+}
+
+// erasedIn is prior with the subjects events record as erased (prior
+// itself is never modified).
+func erasedIn(prior map[string]bool, events []Event) map[string]bool {
+	var out map[string]bool
+	for _, e := range events {
+		if e.Type != EventSubjectErased || e.Erasure == nil {
+			continue
+		}
+		if out == nil {
+			out = make(map[string]bool, len(prior)+1)
+			maps.Copy(out, prior)
+		}
+		out[e.Erasure.Subject] = true
+	}
+	if out == nil {
+		return prior
+	}
+	return out
 }
 
 // sealer holds what sealing needs from the service.
@@ -96,7 +121,7 @@ func valueAt(v any, path []string) (any, bool) {
 // chained to the last, and each leaf added to c's tree. c moves on only
 // when every event has been sealed.
 func (s *sealer) seal(ctx context.Context, p *program.Program, c *chain, events []Event) ([]tracestore.Record, *chain, error) {
-	next := &chain{head: c.head, subjects: c.subjects}
+	next := &chain{head: c.head, subjects: c.subjects, erased: erasedIn(c.erased, events)}
 	state, err := c.tree.MarshalBinary()
 	if err != nil {
 		return nil, nil, err
@@ -115,7 +140,8 @@ func (s *sealer) seal(ctx context.Context, p *program.Program, c *chain, events 
 			}
 			e.Started = &st
 		}
-		if err := s.sealEvent(ctx, p, next.subjects, &e); err != nil {
+		sg := &sealing{sealer: s, erased: next.erased}
+		if err := sg.sealEvent(ctx, p, next.subjects, &e); err != nil {
 			return nil, nil, fmt.Errorf("seal event %d: %w", e.Index, err)
 		}
 		if next.head != nil {
@@ -138,7 +164,7 @@ func (s *sealer) seal(ctx context.Context, p *program.Program, c *chain, events 
 // sealEvent replaces, in a copy of e's payload, every personal-data value
 // with its sealed form. e itself shares values with the run and is never
 // modified in place.
-func (s *sealer) sealEvent(ctx context.Context, p *program.Program, subjects map[string]string, e *Event) error {
+func (s *sealing) sealEvent(ctx context.Context, p *program.Program, subjects map[string]string, e *Event) error {
 	if len(p.Subjects) == 0 {
 		return nil
 	}
@@ -186,7 +212,7 @@ func (s *sealer) sealEvent(ctx context.Context, p *program.Program, subjects map
 // path below it. A prefix element "*" matches any state: a refused answer
 // is sealed as if it were meant for any state, since it may not fit the
 // state it met.
-func (s *sealer) sealPaths(ctx context.Context, p *program.Program, subjects map[string]string, v any, root string, prefix []string, aad []byte) (any, error) {
+func (s *sealing) sealPaths(ctx context.Context, p *program.Program, subjects map[string]string, v any, root string, prefix []string, aad []byte) (any, error) {
 	if v == nil {
 		return nil, nil
 	}
@@ -231,7 +257,7 @@ func (s *sealer) sealPaths(ctx context.Context, p *program.Program, subjects map
 
 // sealView seals the personal data a task view holds ({"input": ...,
 // "data": {...}}): personal-data paths apply to it as they are.
-func (s *sealer) sealView(ctx context.Context, p *program.Program, subjects map[string]string, view map[string]any, aad []byte) (map[string]any, error) {
+func (s *sealing) sealView(ctx context.Context, p *program.Program, subjects map[string]string, view map[string]any, aad []byte) (map[string]any, error) {
 	var v any = view
 	var err error
 	if v, err = s.sealPaths(ctx, p, subjects, v, "", nil, aad); err != nil {
@@ -243,7 +269,7 @@ func (s *sealer) sealView(ctx context.Context, p *program.Program, subjects map[
 
 // sealArguments seals every tool argument that reads personal data, under
 // the keys of every subject it reads.
-func (s *sealer) sealArguments(ctx context.Context, p *program.Program, subjects map[string]string, state string, call *projection.ToolCall, aad []byte) (*projection.ToolCall, error) {
+func (s *sealing) sealArguments(ctx context.Context, p *program.Program, subjects map[string]string, state string, call *projection.ToolCall, aad []byte) (*projection.ToolCall, error) {
 	st := p.States[state]
 	out := &projection.ToolCall{Name: call.Name, Arguments: make(map[string]any, len(call.Arguments))}
 	for k, v := range call.Arguments {
@@ -271,7 +297,7 @@ func (s *sealer) sealArguments(ctx context.Context, p *program.Program, subjects
 	return out, nil
 }
 
-func (s *sealer) sealDetails(ctx context.Context, owners []string, details []string, aad []byte) ([]string, error) {
+func (s *sealing) sealDetails(ctx context.Context, owners []string, details []string, aad []byte) ([]string, error) {
 	out := make([]string, len(details))
 	for i, d := range details {
 		sealed, err := s.sealValue(ctx, d, owners, aad)
@@ -290,7 +316,7 @@ func (s *sealer) sealDetails(ctx context.Context, owners []string, details []str
 // sealAt returns v with the value at path sealed, rebuilding the objects on
 // the way (v is shared and never modified). Arrays on the way apply the
 // rest of the path to each element.
-func (s *sealer) sealAt(ctx context.Context, v any, path []string, owners []string, aad []byte) (any, error) {
+func (s *sealing) sealAt(ctx context.Context, v any, path []string, owners []string, aad []byte) (any, error) {
 	if len(path) == 0 {
 		if isSealed(v) {
 			return v, nil // already sealed under an enclosing path
@@ -326,9 +352,23 @@ func (s *sealer) sealAt(ctx context.Context, v any, path []string, owners []stri
 	return v, nil
 }
 
+// sealing is one event's sealing: the sealer, and the subjects the run
+// has recorded as erased.
+type sealing struct {
+	*sealer
+	erased map[string]bool
+}
+
 // sealValue encrypts v under each owner's key in turn: a value that holds
-// several subjects' data opens only while all their keys exist.
-func (s *sealer) sealValue(ctx context.Context, v any, owners []string, aad []byte) (any, error) {
+// several subjects' data opens only while all their keys exist. A value of
+// a subject the run recorded as erased is not kept: it is stored as the
+// erased marker, as it would read anyway.
+func (s *sealing) sealValue(ctx context.Context, v any, owners []string, aad []byte) (any, error) {
+	for _, owner := range owners {
+		if s.erased[owner] {
+			return map[string]any{erasedKey: owner}, nil
+		}
+	}
 	for _, owner := range owners {
 		plain, err := jsonvalue.Canonical(v)
 		if err != nil {

@@ -583,7 +583,7 @@ func (s *Service) load(ctx context.Context, lr *liveRun, runID string) error {
 		return fmt.Errorf("run %s: the index row's tree has %d leaves, the trace %d events", runID, tree.Size(), len(events))
 	}
 	lr.p, lr.run = p, run
-	lr.chain = &chain{head: info.Head, tree: tree, subjects: events[0].Started.Subjects}
+	lr.chain = &chain{head: info.Head, tree: tree, subjects: events[0].Started.Subjects, erased: erasedIn(nil, events)}
 	return nil
 }
 
