@@ -23,6 +23,7 @@ import (
 
 	"github.com/nano-vm/nano-vm-mcp/examples"
 	"github.com/nano-vm/nano-vm-mcp/internal/access"
+	"github.com/nano-vm/nano-vm-mcp/internal/console"
 	"github.com/nano-vm/nano-vm-mcp/internal/program"
 	"github.com/nano-vm/nano-vm-mcp/internal/runtime"
 	"github.com/nano-vm/nano-vm-mcp/internal/tools"
@@ -287,6 +288,13 @@ func serveHTTP(ctx context.Context, f serveFlags, cfg tools.Config, hc access.HT
 		a, o := streamable(agent), streamable(operator)
 		closeSessions = append(closeSessions, func() { a.CloseSessions(context.Background()) }, func() { o.CloseSessions(context.Background()) })
 		mux.Handle(access.MCPPath, byProfile(a, o))
+		// The web console, on the same listener behind the same guard.
+		ui, err := console.New(console.Config{Service: cfg.Service, Store: cfg.Store, Keys: cfg.Keys, Version: cfg.Version, Log: log})
+		if err != nil {
+			return &exitErr{exitError, err}
+		}
+		mux.Handle(access.ConsolePath, ui)
+		mux.Handle(access.ConsolePath+"/", ui)
 	case "sse":
 		a, o := legacySSE(agent), legacySSE(operator)
 		closeSessions = append(closeSessions, a.CloseSessions, o.CloseSessions)

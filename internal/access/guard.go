@@ -294,14 +294,16 @@ func Guard(c HTTPConfig, next http.Handler) http.Handler {
 		panic("access.Guard: invalid configuration: " + err.Error())
 	}
 	g := &guard{
-		cop:       http.NewCrossOriginProtection(),
-		origins:   make(map[string]bool, len(c.AllowedOrigins)),
-		approvers: c.Approvers,
-		maxBody:   c.MaxBodyBytes,
-		issuer:    c.TokenIssuer,
-		resource:  c.ResourceURL,
-		log:       c.Log,
-		next:      next,
+		cop:        http.NewCrossOriginProtection(),
+		origins:    make(map[string]bool, len(c.AllowedOrigins)),
+		approvers:  c.Approvers,
+		maxBody:    c.MaxBodyBytes,
+		issuer:     c.TokenIssuer,
+		resource:   c.ResourceURL,
+		log:        c.Log,
+		next:       next,
+		clock:      c.Clock,
+		sessionKey: newSessionKey(),
 	}
 	if g.maxBody == 0 {
 		g.maxBody = DefaultMaxBodyBytes
@@ -354,6 +356,8 @@ type guard struct {
 	oauth       *oauthVerifier // nil without an issuer
 	log         *zap.Logger
 	next        http.Handler
+	clock       func() time.Time // nil: time.Now
+	sessionKey  [32]byte         // signs console sessions (console.go)
 }
 
 func (g *guard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -378,6 +382,10 @@ func (g *guard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if g.metaPaths[r.URL.Path] {
 		g.serveMetadata(w, r)
+		return
+	}
+	if isConsolePath(r.URL.Path) {
+		g.serveConsole(w, r)
 		return
 	}
 	p, code, why := g.authenticate(r)

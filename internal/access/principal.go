@@ -26,6 +26,10 @@
 //     without a nano-vm scope is refused 403 insufficient_scope;
 //  5. the request body size (413 beyond the limit).
 //
+// Under ConsolePath (the web console) step 4 differs: a visitor without a
+// token is the read-only auditor, and the operator may sign in once with
+// the operator token for a session cookie (console.go).
+//
 // Refusals are answered with a small JSON body {"error": code, "message": …}
 // and logged at info level with the remote address and the reason (for a
 // refused JWT, why). Tokens are never logged.

@@ -1,0 +1,173 @@
+package console
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"html/template"
+	"regexp"
+	"strings"
+	"sync"
+
+	"github.com/goccy/go-graphviz"
+
+	"github.com/nano-vm/nano-vm-mcp/internal/program"
+)
+
+// graphs renders programs' state graphs to SVG with Graphviz (compiled to
+// WebAssembly and run by wazero: pure Go, no cgo, nothing fetched), once per
+// definition. Every state and edge carries an id and classes, so that a page
+// highlights a run's path with CSS alone (pathStyle) and the SVG stays
+// cached.
+type graphs struct {
+	mu    sync.Mutex
+	gv    *graphviz.Graphviz
+	cache map[string]template.HTML // by definition hash
+}
+
+// stateID and edgeID name a state's and a transition's SVG groups.
+// Graphviz writes "-" as "&#45;" in attributes, so ids and classes use
+// "_" only.
+func stateID(name string) string { return "st_" + idSafe(name) }
+
+func edgeID(from, to string) string { return "ed_" + idSafe(from) + "_to_" + idSafe(to) }
+
+// idSafe keeps state names (which the loader limits to identifiers) safe
+// as HTML ids and CSS selectors.
+func idSafe(s string) string {
+	return strings.Map(func(r rune) rune {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '_':
+			return r
+		}
+		return '_'
+	}, s)
+}
+
+// svg returns p's graph as inline SVG.
+func (g *graphs) svg(ctx context.Context, p *program.Program) (template.HTML, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if s, ok := g.cache[p.Hash]; ok {
+		return s, nil
+	}
+	if g.gv == nil {
+		gv, err := graphviz.New(ctx)
+		if err != nil {
+			return "", fmt.Errorf("graphviz: %w", err)
+		}
+		g.gv, g.cache = gv, map[string]template.HTML{}
+	}
+	gr, err := graphviz.ParseBytes([]byte(dot(p)))
+	if err != nil {
+		return "", fmt.Errorf("graphviz: %w", err)
+	}
+	defer gr.Close()
+	var buf bytes.Buffer
+	if err := g.gv.Render(ctx, gr, graphviz.SVG, &buf); err != nil {
+		return "", fmt.Errorf("graphviz: %w", err)
+	}
+	s := template.HTML(inlineSVG(buf.String(), p.Name)) //nolint:gosec // Graphviz's own markup; labels are escaped by it
+	g.cache[p.Hash] = s
+	return s, nil
+}
+
+// dot is the program as Graphviz reads it, with ids and classes for CSS:
+// kinds of state, terminal outcomes, and rollback and timeout edges.
+func dot(p *program.Program) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "digraph %q {\n  rankdir=TB; bgcolor=\"transparent\"; nodesep=0.35; ranksep=0.45;\n", p.Name)
+	b.WriteString("  node [fontname=\"Helvetica\", fontsize=11, shape=box, style=\"rounded,filled\", fillcolor=\"#ffffff\"];\n")
+	b.WriteString("  edge [fontname=\"Helvetica\", fontsize=9];\n")
+	b.WriteString("  \"__start\" [shape=point, id=\"st___start\", class=\"start\"];\n")
+	for _, name := range p.Order {
+		st := p.States[name]
+		label := name + "\n" + string(st.Kind)
+		attrs := []string{fmt.Sprintf("id=%q", stateID(name)), fmt.Sprintf("class=%q", "state kind_"+string(st.Kind))}
+		switch st.Kind {
+		case program.KindTerminal:
+			label = name + "\n" + st.Outcome
+			attrs = append(attrs, "shape=doublecircle", fmt.Sprintf("class=%q", "state kind_terminal outcome_"+idSafe(st.Outcome)))
+		case program.KindDecision:
+			attrs = append(attrs, "shape=diamond", "style=filled")
+		case program.KindApproval:
+			label = name + "\napproval: " + st.Role
+		}
+		attrs = append(attrs, fmt.Sprintf("label=%q", label))
+		fmt.Fprintf(&b, "  %q [%s];\n", name, strings.Join(attrs, ", "))
+	}
+	fmt.Fprintf(&b, "  \"__start\" -> %q [id=%q, class=\"edge\"];\n", p.Initial.Name, edgeID("__start", p.Initial.Name))
+	seen := map[string]bool{}
+	for _, name := range p.Order {
+		st := p.States[name]
+		for _, t := range st.Transitions {
+			cls := "edge"
+			attrs := []string{}
+			if t.Rollback {
+				cls += " rollback"
+				attrs = append(attrs, "style=dashed")
+			}
+			attrs = append(attrs, edgeAttrs(name, t.To.Name, cls, t.When, seen)...)
+			fmt.Fprintf(&b, "  %q -> %q [%s];\n", name, t.To.Name, strings.Join(attrs, ", "))
+		}
+		if st.OnTimeout != nil {
+			attrs := append([]string{"style=bold"}, edgeAttrs(name, st.OnTimeout.Name, "edge timeout", "timeout "+st.Timeout.String(), seen)...)
+			fmt.Fprintf(&b, "  %q -> %q [%s];\n", name, st.OnTimeout.Name, strings.Join(attrs, ", "))
+		}
+	}
+	b.WriteString("}\n")
+	return b.String()
+}
+
+// edgeAttrs names an edge; a second edge between the same states (another
+// guard) shares the first one's id as a class, so that highlighting the
+// hop marks both.
+func edgeAttrs(from, to, cls, label string, seen map[string]bool) []string {
+	id := edgeID(from, to)
+	attrs := []string{fmt.Sprintf("class=%q", cls+" "+id), fmt.Sprintf("tooltip=%q", label)}
+	if !seen[id] {
+		seen[id] = true
+		attrs = append(attrs, fmt.Sprintf("id=%q", id))
+	}
+	if len(label) > 40 {
+		label = label[:37] + "…"
+	}
+	return append(attrs, fmt.Sprintf("label=%q", label))
+}
+
+var svgPrologue = regexp.MustCompile(`(?s)^.*?(<svg\b)`)
+
+// inlineSVG strips the XML prologue and doctype, which HTML does not take
+// inline, and labels the graph for assistive technology (the page gives
+// the path as a table too).
+func inlineSVG(s, name string) string {
+	s = svgPrologue.ReplaceAllString(s, "$1")
+	return strings.Replace(s, "<svg ", fmt.Sprintf(`<svg role="img" aria-label="State graph of %s" class="graph" `, template.HTMLEscapeString(name)), 1)
+}
+
+// highlight marks a run's path on a cached graph: the states it visited
+// and the hops it took get the class on-path, the state it is in (or ended
+// in) current as well. The page's CSS draws them; tests read the classes.
+func highlight(svg template.HTML, path []string, current string) template.HTML {
+	out := string(svg)
+	mark := func(id, cls string) {
+		out = strings.Replace(out, `<g id="`+id+`" class="`, `<g id="`+id+`" class="`+cls+` `, 1)
+	}
+	seen := map[string]bool{}
+	for i, st := range path {
+		from := "__start"
+		if i > 0 {
+			from = path[i-1]
+		}
+		for _, id := range []string{stateID(st), edgeID(from, st)} {
+			if !seen[id] {
+				seen[id] = true
+				mark(id, "on-path")
+			}
+		}
+	}
+	if current != "" {
+		mark(stateID(current), "current")
+	}
+	return template.HTML(out) //nolint:gosec // the cached SVG with class names added
+}
