@@ -84,6 +84,11 @@ func (c *Console) routes() {
 	})
 	c.mux.HandleFunc("GET /ui/login", c.login)
 	c.mux.HandleFunc("GET /ui/programs", c.programs)
+	// Each page family registers its own routes, in its own file.
+	c.runRoutes()
+	c.metricsRoutes()
+	c.labRoutes()
+	c.demoRoutes()
 }
 
 func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {

@@ -1,0 +1,4 @@
+package console
+
+// runRoutes registers the routes of the runs list and the run page.
+func (c *Console) runRoutes() {}
