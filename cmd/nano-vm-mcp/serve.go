@@ -63,7 +63,9 @@ session: a run survives a restart and can be continued from any connection.
 
 Transports:
   stdio  (default) JSON-RPC on stdin/stdout; logs go to stderr only.
-  http   Streamable HTTP at http://ADDR/mcp.
+  http   Streamable HTTP at http://ADDR/mcp, and the web console at
+         http://ADDR/ui (read-only without a token; the operator signs in
+         with the operator token: docs/console.md).
   sse    the deprecated HTTP+SSE transport (GET /sse, POST /message), for
          old clients.
 
@@ -106,7 +108,7 @@ is appended atomically, so none is half-written.`,
 		},
 	}
 	fs := c.Flags()
-	fs.StringVar(&f.transport, "transport", "stdio", "stdio, http (Streamable HTTP at /mcp) or sse (legacy HTTP+SSE)")
+	fs.StringVar(&f.transport, "transport", "stdio", "stdio, http (Streamable HTTP at /mcp, the console at /ui) or sse (legacy HTTP+SSE)")
 	fs.StringVar(&f.addr, "addr", "127.0.0.1:8080", "HTTP listen address (http, sse)")
 	fs.StringVar(&f.programsDir, "programs", "", "directory whose program files (*.yaml, *.yml, *.json) are served beside the embedded examples; an invalid one stops the start")
 	fs.StringVar(&f.profile, "profile", "agent", "stdio: agent (run tools only) or operator (also sources, traces, approve, analyze, erase_subject)")
