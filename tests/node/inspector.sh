@@ -127,7 +127,8 @@ if inspect 0 start --method tools/call --tool-name start_run --tool-args-json "$
 	inspect 5 unknown-run --method tools/call --tool-name get_run --tool-arg "run_id=$run_id" -- "${MEM[@]}" &&
 		check unknown-run 'r.result.isError === true && body.code === "unknown_run"'
 
-	# Faults go only into lab runs; gdpr_erase is not implemented yet.
+	# Faults go only into lab runs; gdpr_erase is an operator's attack, and
+	# refund has no data subject: n/a, nothing done.
 	inspect 5 fault-not-lab --method tools/call --tool-name inject_fault \
 		--tool-args-json "{\"run_id\":\"$run_id\",\"fault\":\"skip_step\"}" -- "${SQL[@]}" &&
 		check fault-not-lab 'r.result.isError === true && body.code === "forbidden"'
@@ -137,9 +138,9 @@ if inspect 0 start --method tools/call --tool-name start_run --tool-args-json "$
 		inspect 0 fault --method tools/call --tool-name inject_fault \
 			--tool-args-json "{\"run_id\":\"$lab_id\",\"fault\":\"skip_step\"}" -- "${SQL[@]}" &&
 			check fault 'r.result.isError !== true && r.result.structuredContent.outcome === "wrong_state" && r.result.structuredContent.run_unchanged === true'
-		inspect 5 fault-erase --method tools/call --tool-name inject_fault \
+		inspect 0 fault-erase --method tools/call --tool-name inject_fault \
 			--tool-args-json "{\"run_id\":\"$lab_id\",\"fault\":\"gdpr_erase\"}" -- "${SQL[@]}" &&
-			check fault-erase 'r.result.isError === true && body.code === "not_implemented"'
+			check fault-erase 'r.result.isError !== true && r.result.structuredContent.outcome === "n/a" && r.result.structuredContent.run_unchanged === true'
 	fi
 fi
 

@@ -452,7 +452,7 @@ for (const transport of ['stdio', 'http']) {
       assert.ok(done.runs.some((r) => r.run_id === refund.runId && r.outcome === 'REFUNDED'));
     });
 
-    test('inject_fault: only lab runs; skip_step meets wrong_state, gdpr_erase is not implemented', async () => {
+    test('inject_fault: only lab runs; skip_step meets wrong_state, gdpr_erase is n/a for an agent', async () => {
       await fail(client, 'inject_fault', { run_id: refund.runId, fault: 'skip_step' }, 'forbidden');
       const lab = await ok(client, 'start_run', { program: 'refund', input: readJSON('refund.input.json'), lab: true });
       const f = await ok(client, 'inject_fault', { run_id: lab.run_id, fault: 'skip_step' });
@@ -462,7 +462,9 @@ for (const transport of ['stdio', 'http']) {
       const g = await ok(client, 'get_run', { run_id: lab.run_id });
       assert.equal(g.state, 'assess_refund');
       assert.equal(g.seq, 1);
-      await fail(client, 'inject_fault', { run_id: lab.run_id, fault: 'gdpr_erase' }, 'not_implemented');
+      const e = await ok(client, 'inject_fault', { run_id: lab.run_id, fault: 'gdpr_erase' });
+      assert.equal(e.outcome, 'n/a');
+      assert.equal(e.run_unchanged, true);
       await ok(client, 'cancel_run', { run_id: lab.run_id, reason: 'e2e: lab run no longer needed' });
     });
 
