@@ -25,9 +25,9 @@ FUZZ_TARGETS = \
 	./internal/tools:FuzzStepInjection:45s \
 	./internal/analyzer:FuzzAnalyze
 
-.PHONY: test check unit fuzz lab bench build e2e
+.PHONY: test check unit fuzz lab bench build e2e browser
 
-test: check unit fuzz lab e2e
+test: check unit fuzz lab e2e browser
 
 check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -93,6 +93,14 @@ lab:
 # Node 22 and the pinned npm packages into .cache/node/ on first use.
 e2e:
 	GO="$(GO)" tests/node/run.sh
+
+# The web console in a real browser (tests/browser/README.md): Debian's
+# chromium (/usr/bin/chromium; .ci/run installs it) driven by playwright-core
+# from npm, installed into .cache/browser/ on first use. Screenshots of every
+# page land in tests/browser/artifacts/; UPDATE_SCREENSHOTS=1 also refreshes
+# the README's two in docs/images/.
+browser:
+	GO="$(GO)" tests/browser/run.sh
 
 bench:
 	$(GO) test -run='^$$' -bench=. -benchmem ./internal/... ./cmd/...
