@@ -1,0 +1,309 @@
+package console
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"sort"
+	"strings"
+
+	"github.com/nano-vm/nano-vm-mcp/internal/jsonvalue"
+	"github.com/nano-vm/nano-vm-mcp/internal/receipt"
+	"github.com/nano-vm/nano-vm-mcp/internal/trace"
+	"github.com/nano-vm/nano-vm-mcp/internal/tracestore"
+)
+
+// receiptView is the run page's receipt: derived from the stored records
+// when the page was rendered, and signed with the server's key.
+type receiptView struct {
+	JSON     string // the signed envelope, indented to read
+	Envelope string // the same, canonical: what the verify form posts
+	KeyID    string
+	Error    string // why there is none
+}
+
+// receiptOf derives and signs the receipt of the whole stored trace.
+func (c *Console) receiptOf(recs []tracestore.Record) receiptView {
+	if c.cfg.Keys == nil {
+		return receiptView{Error: "this server has no signing key configured"}
+	}
+	env, err := c.sign(recs)
+	if err != nil {
+		return receiptView{Error: err.Error()}
+	}
+	var out bytes.Buffer
+	_ = json.Indent(&out, env, "", "  ")
+	return receiptView{JSON: out.String(), Envelope: string(env), KeyID: receipt.KeyID(c.cfg.Keys.Public())}
+}
+
+// sign returns the canonical signed envelope over recs.
+func (c *Console) sign(recs []tracestore.Record) ([]byte, error) {
+	body, err := receipt.Derive(recs, uint64(len(recs)), receipt.KeyID(c.cfg.Keys.Public()))
+	if err != nil {
+		return nil, fmt.Errorf("no receipt: the stored trace does not hold together: %w", err)
+	}
+	signed, err := receipt.Sign(body, c.cfg.Keys.Signing)
+	if err != nil {
+		return nil, err
+	}
+	return jsonvalue.Canonical(signed)
+}
+
+// check is one named check of a receipt verification.
+type check struct {
+	Name   string `json:"name"`
+	OK     bool   `json:"ok"`
+	Detail string `json:"detail"`
+}
+
+// verification is what the verify endpoint answers. Valid holds when every
+// check passed; one of them is internal/receipt's Verify itself, so the
+// console never calls valid what the offline verifier would not.
+type verification struct {
+	Valid    bool     `json:"valid"`
+	Covered  uint64   `json:"covered"`
+	Later    uint64   `json:"later"`
+	Problems []string `json:"problems"`
+	Checks   []check  `json:"checks"`
+	// Source says which receipt was checked: the one the page showed
+	// (posted) or one derived from the store now (derived).
+	Source string `json:"source"`
+}
+
+func (v *verification) add(name string, ok bool, format string, args ...any) bool {
+	v.Checks = append(v.Checks, check{Name: name, OK: ok, Detail: fmt.Sprintf(format, args...)})
+	return ok
+}
+
+// verifyReceipt checks a receipt against the run's stored records now: the
+// one posted (the page's), or else one derived from the store. JSON for
+// the page's script, an HTML page for a browser without it.
+func (c *Console) verifyReceipt(w http.ResponseWriter, r *http.Request) {
+	ctx, id := r.Context(), r.PathValue("id")
+	recs, err := c.cfg.Store.Load(ctx, id)
+	if errors.Is(err, tracestore.ErrNotFound) {
+		c.notFound(w, r, fmt.Sprintf("There is no run %s.", id))
+		return
+	}
+	if err != nil {
+		c.fail(w, r, err)
+		return
+	}
+	if c.cfg.Keys == nil {
+		http.Error(w, "this server has no signing key configured", http.StatusServiceUnavailable)
+		return
+	}
+	info, infoErr := c.cfg.Store.Run(ctx, id)
+	v := verification{Source: "posted"}
+	env := []byte(strings.TrimSpace(r.PostFormValue("receipt")))
+	if len(env) == 0 {
+		v.Source = "derived"
+		if env, err = c.sign(recs); err != nil {
+			v.add("receipt", false, "%v", err)
+			v.chain(recs)
+		}
+	}
+	if env != nil {
+		v.verify(env, recs, c.cfg.Keys.Public())
+	}
+	v.checkIndex(recs, info, infoErr)
+	v.Valid = true
+	for _, ch := range v.Checks {
+		if !ch.OK {
+			v.Valid = false
+			if !v.reported(ch) {
+				v.Problems = append(v.Problems, ch.Name+": "+ch.Detail)
+			}
+		}
+	}
+	if v.Problems == nil {
+		v.Problems = []string{}
+	}
+	if strings.Contains(r.Header.Get("Accept"), "application/json") {
+		c.writeJSON(w, v)
+		return
+	}
+	c.render(w, r, "runverify", "Receipt of run "+id, "runs", struct {
+		RunID string
+		V     verification
+	}{id, v})
+}
+
+// reported reports whether the offline verifier's problems already cover
+// a failed check: it runs the same checks in its own words.
+func (v *verification) reported(ch check) bool {
+	if ch.Name == "index" || ch.Name == "receipt" {
+		return false // the store's index row is no part of a receipt
+	}
+	for _, c := range v.Checks {
+		if c.Name == "verifier" {
+			return !c.OK
+		}
+	}
+	return false
+}
+
+// verify runs the checks of a signed envelope against recs, one by one,
+// then internal/receipt's Verify as the final word.
+func (v *verification) verify(env []byte, recs []tracestore.Record, pub ed25519.PublicKey) {
+	s, err := receipt.ParseSigned(env)
+	if !v.add("envelope", err == nil, "%s", okOr(err, "canonical JSON with exactly receipt, signature and key_id")) {
+		v.chain(recs)
+		return
+	}
+	body, err := strictBody(s.Receipt)
+	if !v.add("format", err == nil, "%s", okOr(err, "the receipt is canonical JSON in the "+receipt.Format+" format")) {
+		v.chain(recs)
+		return
+	}
+	id := receipt.KeyID(pub)
+	v.add("key_id", s.KeyID == id && body.KeyID == id, "the server's key is %s; the envelope names %s, the receipt %s", id, s.KeyID, body.KeyID)
+	sig, err := base64.StdEncoding.Strict().DecodeString(s.Signature)
+	sigOK := err == nil && base64.StdEncoding.EncodeToString(sig) == s.Signature && ed25519.Verify(pub, s.Receipt, sig)
+	v.add("signature", sigOK, "%s", map[bool]string{true: "Ed25519 signature over the receipt holds under " + id, false: "the signature does not verify under " + id}[sigOK])
+	chainOK := v.chain(recs)
+	n := uint64(len(recs))
+	if v.add("coverage", body.Tree.Size > 0 && body.Tree.Size <= n, "the receipt covers %d of the trace's %d events", body.Tree.Size, n) && chainOK {
+		v.fields(body, recs)
+	}
+	rep := receipt.Verify(s, recs, pub)
+	v.Covered, v.Later, v.Problems = rep.Covered, rep.Later, rep.Problems
+	detail := fmt.Sprintf("valid: covers %d events, %d later events continue the chain", rep.Covered, rep.Later)
+	if !rep.Valid {
+		detail = strings.Join(rep.Problems, "; ")
+	}
+	v.add("verifier", rep.Valid, "internal/receipt Verify, as `nano-vm-mcp verify` runs it: %s", detail)
+}
+
+// chain checks that the whole stored trace holds together: consecutive
+// indexes, one run, each event naming the previous one's hash, each stored
+// hash its event's leaf hash.
+func (v *verification) chain(recs []tracestore.Record) bool {
+	if len(recs) == 0 {
+		return v.add("chain", false, "the trace is empty")
+	}
+	_, err := receipt.Derive(recs, uint64(len(recs)), "")
+	return v.add("chain", err == nil, "%s", okOr(err, fmt.Sprintf("all %d events link up and match their stored hashes", len(recs))))
+}
+
+// fields compares each member of the receipt with the one the trace's
+// covered prefix gives now; format and key_id have their own checks.
+func (v *verification) fields(body *receipt.Body, recs []tracestore.Record) {
+	again, err := receipt.Derive(recs, body.Tree.Size, body.KeyID)
+	if err != nil {
+		v.add("fields", false, "the covered events give no receipt: %v", err)
+		return
+	}
+	want, got := members(again), members(body)
+	names := make([]string, 0, len(want))
+	for k := range want {
+		names = append(names, k)
+	}
+	for k := range got {
+		if _, ok := want[k]; !ok {
+			names = append(names, k)
+		}
+	}
+	sort.Strings(names)
+	for _, k := range names {
+		if k == "format" || k == "key_id" {
+			continue
+		}
+		if bytes.Equal(want[k], got[k]) {
+			v.add(k, true, "the trace gives %s", want[k])
+		} else {
+			v.add(k, false, "the trace gives %s, the receipt says %s", orNone(want[k]), orNone(got[k]))
+		}
+	}
+}
+
+// members are b's fields as canonical JSON, the tree split into its size
+// and root.
+func members(b *receipt.Body) map[string][]byte {
+	c, _ := jsonvalue.Canonical(b)
+	var m map[string]json.RawMessage
+	_ = json.Unmarshal(c, &m)
+	out := make(map[string][]byte, len(m)+1)
+	for k, raw := range m {
+		out[k] = raw
+	}
+	delete(out, "tree")
+	size, _ := json.Marshal(b.Tree.Size)
+	root, _ := json.Marshal(b.Tree.Root)
+	out["tree.size"], out["tree.root"] = size, root
+	return out
+}
+
+// checkIndex compares the trace with the store's index row, which the
+// runtime wrote with every append: its length, its head and the root of
+// its Merkle tree. A record changed in place, even with its hashes
+// recomputed, no longer matches what the run's appends recorded.
+func (v *verification) checkIndex(recs []tracestore.Record, info tracestore.RunInfo, err error) {
+	if err != nil {
+		v.add("index", false, "the store has no index row for the run: %v", err)
+		return
+	}
+	tree := trace.NewTree()
+	var head []byte
+	for _, r := range recs {
+		head = trace.LeafHash(r.Body)
+		_ = tree.Append(head)
+	}
+	root, _ := tree.Root()
+	stored, err := trace.UnmarshalTree(info.Tree)
+	if err != nil {
+		v.add("index", false, "the index row's tree: %v", err)
+		return
+	}
+	storedRoot, _ := stored.Root()
+	switch {
+	case info.Events != uint64(len(recs)):
+		v.add("index", false, "the index row records %d events, the trace has %d", info.Events, len(recs))
+	case !bytes.Equal(info.Head, head):
+		v.add("index", false, "the index row's head is %s, the last event hashes to %s", trace.Hex(info.Head), trace.Hex(head))
+	case !bytes.Equal(storedRoot, root):
+		v.add("index", false, "the index row's tree root is %s, the events give %s", trace.Hex(storedRoot), trace.Hex(root))
+	default:
+		v.add("index", true, "the index row's %d events, head and tree root match the trace", info.Events)
+	}
+}
+
+// strictBody parses a receipt body as the offline verifier does: canonical
+// JSON, known members only, this format.
+func strictBody(raw []byte) (*receipt.Body, error) {
+	val, err := jsonvalue.Decode(raw)
+	if err != nil {
+		return nil, err
+	}
+	if c, err := jsonvalue.Canonical(val); err != nil || !bytes.Equal(c, raw) {
+		return nil, errors.New("the receipt is not in canonical (RFC 8785) form")
+	}
+	var b receipt.Body
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&b); err != nil {
+		return nil, err
+	}
+	if b.Format != receipt.Format {
+		return nil, fmt.Errorf("format: expected %q, found %q", receipt.Format, b.Format)
+	}
+	return &b, nil
+}
+
+func okOr(err error, ok string) string {
+	if err != nil {
+		return err.Error()
+	}
+	return ok
+}
+
+func orNone(b []byte) string {
+	if b == nil {
+		return "nothing"
+	}
+	return string(b)
+}
