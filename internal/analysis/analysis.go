@@ -56,6 +56,60 @@ func Newest(ctx context.Context, st tracestore.Store, program string) (string, e
 	return runs[0].DefinitionHash, nil
 }
 
+// Window is a window of a program's runs as read from the store, with the
+// baseline to measure it against: what Analyze reports on. A caller that
+// needs more of the runs than the report holds (the console's path
+// distribution) reads the window with Read and reports with Report, and
+// so shows the same figures as the analyze tool.
+type Window struct {
+	Program        string
+	DefinitionHash string
+	// Runs are the runs' stats, newest first by the store's listing order.
+	Runs []analyzer.RunStats
+	// Baseline is the program's baseline (see Analyze); nil for none.
+	Baseline *analyzer.Baseline
+}
+
+// Read reads the window q chooses: the last q.Window runs of q.Program
+// under one definition, newest first by the store's listing order, and
+// the program's baseline (see Analyze). It fails with ErrUnknownProgram
+// when there is no run to read, and on a trace the analyzer cannot read.
+func Read(ctx context.Context, st tracestore.Store, q Query) (Window, error) {
+	def := q.DefinitionHash
+	if def == "" {
+		var err error
+		if def, err = Newest(ctx, st, q.Program); err != nil {
+			return Window{}, err
+		}
+	}
+	n := q.Window
+	if n <= 0 {
+		n = DefaultWindow
+	}
+	ids, err := windowIDs(ctx, st, q.Program, def, n)
+	if err != nil {
+		return Window{}, err
+	}
+	if len(ids) == 0 {
+		return Window{}, fmt.Errorf("%w of program %q under definition %s in the store", ErrUnknownProgram, q.Program, def)
+	}
+	runs, err := load(ctx, st, ids)
+	if err != nil {
+		return Window{}, err
+	}
+	base, err := LoadBaseline(ctx, st, q.Program, def)
+	if err != nil {
+		return Window{}, err
+	}
+	return Window{Program: q.Program, DefinitionHash: def, Runs: runs, Baseline: base}, nil
+}
+
+// Report analyses the window with the alert threshold given in bits (see
+// analyzer.Options).
+func (w Window) Report(threshold float64) analyzer.Report {
+	return analyzer.Analyze(w.Runs, analyzer.Options{Threshold: threshold, Baseline: w.Baseline, Program: w.Program, DefinitionHash: w.DefinitionHash})
+}
+
 // Analyze measures the last q.Window runs of q.Program under one
 // definition, newest first by the store's listing order, against the
 // program's baseline: the one saved for that definition, else the
@@ -64,37 +118,15 @@ func Newest(ctx context.Context, st tracestore.Store, program string) (string, e
 // runs included. It fails with ErrUnknownProgram when there is no run to
 // analyse, and on a trace the analyzer cannot read.
 func Analyze(ctx context.Context, st tracestore.Store, q Query) (analyzer.Report, error) {
-	def := q.DefinitionHash
-	if def == "" {
-		var err error
-		if def, err = Newest(ctx, st, q.Program); err != nil {
-			return analyzer.Report{}, err
-		}
-	}
-	n := q.Window
-	if n <= 0 {
-		n = DefaultWindow
-	}
-	ids, err := window(ctx, st, q.Program, def, n)
+	w, err := Read(ctx, st, q)
 	if err != nil {
 		return analyzer.Report{}, err
 	}
-	if len(ids) == 0 {
-		return analyzer.Report{}, fmt.Errorf("%w of program %q under definition %s in the store", ErrUnknownProgram, q.Program, def)
-	}
-	runs, err := load(ctx, st, ids)
-	if err != nil {
-		return analyzer.Report{}, err
-	}
-	base, err := LoadBaseline(ctx, st, q.Program, def)
-	if err != nil {
-		return analyzer.Report{}, err
-	}
-	return analyzer.Analyze(runs, analyzer.Options{Threshold: q.Threshold, Baseline: base, Program: q.Program, DefinitionHash: def}), nil
+	return w.Report(q.Threshold), nil
 }
 
-// window lists the ids of the newest n runs of program under def.
-func window(ctx context.Context, st tracestore.Store, program, def string, n int) ([]string, error) {
+// windowIDs lists the ids of the newest n runs of program under def.
+func windowIDs(ctx context.Context, st tracestore.Store, program, def string, n int) ([]string, error) {
 	f := tracestore.ListFilter{Program: program, DefinitionHash: def}
 	ids := make([]string, 0, min(n, 1000))
 	for len(ids) < n {
