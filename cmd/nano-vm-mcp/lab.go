@@ -233,20 +233,9 @@ func printMatrix(out io.Writer, results []lab.Result) int {
 			run = "-"
 		}
 		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Fault, r.SubAttack, run, r.Expected, r.Observed,
-			verified(r.TraceVerified), verified(r.ReceiptVerified), verdict, strings.ReplaceAll(note, "\n", " "))
+			lab.VerifiedText(r.TraceVerified), lab.VerifiedText(r.ReceiptVerified), verdict, strings.ReplaceAll(note, "\n", " "))
 	}
 	_ = w.Flush()
 	fmt.Fprintf(out, "%d passed, %d failed, %d n/a\n", passed, failed, na)
 	return failed
-}
-
-// verified renders a verification column: n/a when no run was attacked.
-func verified(ok *bool) string {
-	switch {
-	case ok == nil:
-		return "n/a"
-	case *ok:
-		return "yes"
-	}
-	return "NO"
 }

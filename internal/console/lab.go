@@ -84,8 +84,8 @@ func newLabRow(r lab.Result) labRow {
 }
 
 // Trace and Receipt write the verification columns.
-func (r labRow) Trace() string   { return verifiedCell(r.TraceVerified) }
-func (r labRow) Receipt() string { return verifiedCell(r.ReceiptVerified) }
+func (r labRow) Trace() string   { return lab.VerifiedText(r.TraceVerified) }
+func (r labRow) Receipt() string { return lab.VerifiedText(r.ReceiptVerified) }
 
 // ResultClass is the result cell's class.
 func (r labRow) ResultClass() string {
@@ -96,16 +96,6 @@ func (r labRow) ResultClass() string {
 		return "fail"
 	}
 	return "na"
-}
-
-func verifiedCell(ok *bool) string {
-	switch {
-	case ok == nil:
-		return "n/a"
-	case *ok:
-		return "yes"
-	}
-	return "NO"
 }
 
 // labSummary counts the rows as the command does: "27 passed, 0 failed, 0 n/a".

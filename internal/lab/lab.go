@@ -105,6 +105,18 @@ type Result struct {
 	Detail       string   `json:"detail"`
 }
 
+// VerifiedText is a verification column as the matrix shows it: yes, NO,
+// or n/a where no run was attacked.
+func VerifiedText(ok *bool) string {
+	switch {
+	case ok == nil:
+		return NA
+	case *ok:
+		return "yes"
+	}
+	return "NO"
+}
+
 // Failed reports whether r is an applicable sub-attack that did not pass.
 func (r Result) Failed() bool { return r.Applicable && !r.Pass }
 
