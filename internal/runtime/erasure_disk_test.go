@@ -22,7 +22,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"net/url"
 	"os"
 	"path/filepath"
 	goruntime "runtime"
@@ -37,6 +36,7 @@ import (
 
 	"github.com/nano-vm/nano-vm-mcp/examples"
 	"github.com/nano-vm/nano-vm-mcp/internal/keyring"
+	"github.com/nano-vm/nano-vm-mcp/internal/pgtest"
 	"github.com/nano-vm/nano-vm-mcp/internal/receipt"
 	"github.com/nano-vm/nano-vm-mcp/internal/trace"
 	"github.com/nano-vm/nano-vm-mcp/internal/tracestore"
@@ -712,51 +712,9 @@ func BenchmarkEraseSubject(b *testing.B) {
 	}
 }
 
-// The PostgreSQL proof runs against NANO_VM_TEST_PG_DSN in a schema of its
-// own, as internal/tracestore's tests do: without a server it skips,
-// unless CI=true or NANO_VM_REQUIRE_PG=1 says the server is part of the
-// run.
+// proofPGDSN is a DSN for a fresh schema of its own (internal/pgtest),
+// and the schema's name, whose relation files the proof reads.
 func proofPGDSN(tb testing.TB) (dsn, schema string) {
 	tb.Helper()
-	base := cmp.Or(os.Getenv("NANO_VM_TEST_PG_DSN"), "postgres://postgres@127.0.0.1:5432/test?sslmode=disable")
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, base)
-	if err != nil {
-		if os.Getenv("CI") == "true" || os.Getenv("NANO_VM_REQUIRE_PG") == "1" {
-			tb.Fatalf("PostgreSQL is required here (CI=true or NANO_VM_REQUIRE_PG=1) but unreachable: %v", err)
-		}
-		tb.Skipf("PostgreSQL unreachable, skipping (set NANO_VM_TEST_PG_DSN; CI=true or NANO_VM_REQUIRE_PG=1 make this a failure): %v", err)
-	}
-	defer conn.Close(ctx)
-	var b [6]byte
-	rand.Read(b[:])
-	schema = "erasure_test_" + hex.EncodeToString(b[:])
-	if _, err := conn.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
-		tb.Fatalf("create test schema: %v", err)
-	}
-	tb.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		conn, err := pgx.Connect(ctx, base)
-		if err != nil {
-			tb.Errorf("drop test schema %s: %v", schema, err)
-			return
-		}
-		defer conn.Close(ctx)
-		if _, err := conn.Exec(ctx, "DROP SCHEMA "+schema+" CASCADE"); err != nil {
-			tb.Errorf("drop test schema %s: %v", schema, err)
-		}
-	})
-	if !strings.HasPrefix(base, "postgres://") && !strings.HasPrefix(base, "postgresql://") {
-		return base + " search_path=" + schema, schema
-	}
-	u, err := url.Parse(base)
-	if err != nil {
-		tb.Fatalf("NANO_VM_TEST_PG_DSN: %v", err)
-	}
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
-	return u.String(), schema
+	return pgtest.Schema(tb, "erasure_test_")
 }

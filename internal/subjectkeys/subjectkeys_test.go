@@ -2,23 +2,18 @@ package subjectkeys
 
 import (
 	"bytes"
-	"cmp"
 	"context"
 	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"io"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
-	"time"
-
-	"github.com/jackc/pgx/v5"
 
 	"github.com/nano-vm/nano-vm-mcp/internal/keyring"
+	"github.com/nano-vm/nano-vm-mcp/internal/pgtest"
 	"github.com/nano-vm/nano-vm-mcp/internal/tracestore"
 )
 
@@ -625,52 +620,9 @@ func TestGetRacingShred(t *testing.T) {
 	})
 }
 
-// The PostgreSQL tests run against NANO_VM_TEST_PG_DSN, each in a schema of
-// its own, as internal/tracestore's do: without a server they skip, unless
-// CI=true or NANO_VM_REQUIRE_PG=1 says the server is part of the run.
-const defaultTestPGDSN = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
-
+// pgTestDSN is a DSN for a fresh schema of its own (internal/pgtest).
 func pgTestDSN(tb testing.TB) string {
 	tb.Helper()
-	base := cmp.Or(os.Getenv("NANO_VM_TEST_PG_DSN"), defaultTestPGDSN)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, base)
-	if err != nil {
-		if os.Getenv("CI") == "true" || os.Getenv("NANO_VM_REQUIRE_PG") == "1" {
-			tb.Fatalf("PostgreSQL is required here (CI=true or NANO_VM_REQUIRE_PG=1) but unreachable: %v", err)
-		}
-		tb.Skipf("PostgreSQL unreachable, skipping (set NANO_VM_TEST_PG_DSN; CI=true or NANO_VM_REQUIRE_PG=1 make this a failure): %v", err)
-	}
-	defer conn.Close(ctx)
-	var b [6]byte
-	rand.Read(b[:])
-	schema := "subjectkeys_test_" + hex.EncodeToString(b[:])
-	if _, err := conn.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
-		tb.Fatalf("create test schema: %v", err)
-	}
-	tb.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		conn, err := pgx.Connect(ctx, base)
-		if err != nil {
-			tb.Errorf("drop test schema %s: %v", schema, err)
-			return
-		}
-		defer conn.Close(ctx)
-		if _, err := conn.Exec(ctx, "DROP SCHEMA "+schema+" CASCADE"); err != nil {
-			tb.Errorf("drop test schema %s: %v", schema, err)
-		}
-	})
-	if !strings.HasPrefix(base, "postgres://") && !strings.HasPrefix(base, "postgresql://") {
-		return base + " search_path=" + schema
-	}
-	u, err := url.Parse(base)
-	if err != nil {
-		tb.Fatalf("NANO_VM_TEST_PG_DSN: %v", err)
-	}
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
-	return u.String()
+	dsn, _ := pgtest.Schema(tb, "subjectkeys_test_")
+	return dsn
 }

@@ -1,80 +1,22 @@
 package tracestore
 
 import (
-	"cmp"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"net/url"
-	"os"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/nano-vm/nano-vm-mcp/internal/pgtest"
 )
 
-// The PostgreSQL tests run against NANO_VM_TEST_PG_DSN, each in a schema of
-// its own. Without a server they skip, unless CI=true or NANO_VM_REQUIRE_PG=1
-// says the server is part of the test run.
-const defaultTestPGDSN = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
-
-func pgRequired() bool {
-	return os.Getenv("CI") == "true" || os.Getenv("NANO_VM_REQUIRE_PG") == "1"
-}
-
-// pgTestDSN creates a fresh schema, dropped when tb ends, and returns a DSN
-// whose search_path selects it.
+// pgTestDSN is a DSN for a fresh schema of its own (internal/pgtest).
 func pgTestDSN(tb testing.TB) string {
 	tb.Helper()
-	base := cmp.Or(os.Getenv("NANO_VM_TEST_PG_DSN"), defaultTestPGDSN)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, base)
-	if err != nil {
-		if pgRequired() {
-			tb.Fatalf("PostgreSQL is required here (CI=true or NANO_VM_REQUIRE_PG=1) but unreachable: %v", err)
-		}
-		tb.Skipf("PostgreSQL unreachable, skipping (set NANO_VM_TEST_PG_DSN; CI=true or NANO_VM_REQUIRE_PG=1 make this a failure): %v", err)
-	}
-	defer conn.Close(ctx)
-	var b [6]byte
-	rand.Read(b[:])
-	schema := "tracestore_test_" + hex.EncodeToString(b[:])
-	if _, err := conn.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
-		tb.Fatalf("create test schema: %v", err)
-	}
-	tb.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		conn, err := pgx.Connect(ctx, base)
-		if err != nil {
-			tb.Errorf("drop test schema %s: %v", schema, err)
-			return
-		}
-		defer conn.Close(ctx)
-		if _, err := conn.Exec(ctx, "DROP SCHEMA "+schema+" CASCADE"); err != nil {
-			tb.Errorf("drop test schema %s: %v", schema, err)
-		}
-	})
-	return withSearchPath(tb, base, schema)
-}
-
-// withSearchPath adds search_path to a URL or a key=value DSN.
-func withSearchPath(tb testing.TB, dsn, schema string) string {
-	if !strings.HasPrefix(dsn, "postgres://") && !strings.HasPrefix(dsn, "postgresql://") {
-		return dsn + " search_path=" + schema
-	}
-	u, err := url.Parse(dsn)
-	if err != nil {
-		tb.Fatalf("NANO_VM_TEST_PG_DSN: %v", err)
-	}
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
-	return u.String()
+	dsn, _ := pgtest.Schema(tb, "tracestore_test_")
+	return dsn
 }
 
 // openTestPostgres opens a store in a fresh schema, closed when tb ends.
