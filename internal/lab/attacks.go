@@ -184,7 +184,7 @@ func needFreeText(v *view) string {
 	if r := needBase(v); r != "" {
 		return r
 	}
-	if _, ok := chooseFreeText(v.st.Output.Doc(), v.base); !ok {
+	if _, _, ok := FreeTextField(v.st.Output.Doc(), v.base); !ok {
 		return fmt.Sprintf("the output of %s has no free-text string field", v.st.Name)
 	}
 	if _, ok := guardVerdict(v, v.base); !ok && v.st.RejectNoMatch {

@@ -61,7 +61,7 @@ func guardVerdict(v *view, output any) (to string, ok bool) {
 // with exactly the transition the guards give.
 func injection(inj Injection) func(ctx context.Context, env Env, v *view) (outcome, error) {
 	return func(ctx context.Context, env Env, v *view) (outcome, error) {
-		path, _ := chooseFreeText(v.st.Output.Doc(), v.base)
+		path, _, _ := FreeTextField(v.st.Output.Doc(), v.base)
 		out := jsonvalue.Clone(v.base)
 		setString(out, path, func(s string) string { return s + "\n\n" + inj.Text })
 		var o outcome
@@ -95,11 +95,12 @@ func injection(inj Injection) func(ctx context.Context, env Env, v *view) (outco
 	}
 }
 
-// chooseFreeText finds, in a value of the schema doc, the string field
-// that takes free text (no enum, const, pattern or format) with the most
-// room (the largest maxLength, none being the largest), ties to the first
-// path in byte order.
-func chooseFreeText(doc, value any) ([]string, bool) {
+// FreeTextField finds, in a value of the schema doc, the string field that
+// takes free text (no enum, const, pattern or format) with the most room
+// (the largest maxLength, none being the largest), ties to the first path
+// in byte order. maxLength is math.MaxInt for a field without one. The
+// injection fuzzer (internal/tools) pads the same field.
+func FreeTextField(doc, value any) (path []string, maxLength int, ok bool) {
 	var best []string
 	bestRoom := -1
 	var walk func(schema, v any, path []string)
@@ -135,7 +136,7 @@ func chooseFreeText(doc, value any) ([]string, bool) {
 		}
 	}
 	walk(doc, value, nil)
-	return best, best != nil
+	return best, bestRoom, best != nil
 }
 
 func number(v any) (int, bool) {

@@ -478,9 +478,12 @@ func padFreeText(st *program.State, limit, mode int, output []byte) []byte {
 	if err != nil {
 		return output
 	}
-	path, room := freeText(st.Output.Doc(), v)
-	if path == nil {
+	path, room, ok := lab.FreeTextField(st.Output.Doc(), v)
+	if !ok {
 		return output
+	}
+	if room == math.MaxInt {
+		room = padUnbounded
 	}
 	setAt(v, path, marker)
 	canon, err := jsonvalue.Canonical(v)
@@ -520,64 +523,6 @@ func padFreeText(st *program.State, limit, mode int, output []byte) []byte {
 		text = strings.Repeat(`\u0061`, escapes) + strings.Repeat("a", max(n-6*escapes, 0))
 	}
 	return bytes.Replace(canon, []byte(`"`+marker+`"`), []byte(`"`+text+`"`), 1)
-}
-
-// freeText finds the free-text field of v under the schema doc, and its
-// maxLength (padUnbounded when it has none).
-func freeText(doc, v any) ([]string, int) {
-	var best []string
-	room := -1
-	var walk func(schema, v any, path []string)
-	walk = func(schema, v any, path []string) {
-		s, _ := schema.(map[string]any)
-		switch x := v.(type) {
-		case map[string]any:
-			props, _ := s["properties"].(map[string]any)
-			keys := make([]string, 0, len(x))
-			for k := range x {
-				keys = append(keys, k)
-			}
-			sort.Strings(keys)
-			for _, k := range keys {
-				walk(props[k], x[k], append(slices.Clip(path), k))
-			}
-		case string:
-			if s == nil {
-				return
-			}
-			for _, k := range []string{"enum", "const", "pattern", "format"} {
-				if _, has := s[k]; has {
-					return
-				}
-			}
-			r := padUnbounded
-			if n, ok := intOf(s["maxLength"]); ok {
-				r = n
-			}
-			if r > room {
-				best, room = path, r
-			}
-		}
-	}
-	walk(doc, v, nil)
-	return best, room
-}
-
-func intOf(v any) (int, bool) {
-	switch n := v.(type) {
-	case json.Number:
-		i, err := n.Int64()
-		return int(i), err == nil
-	case float64:
-		if n >= 0 && n <= math.MaxInt32 {
-			return int(n), true
-		}
-	case int64:
-		return int(n), true
-	case int:
-		return n, true
-	}
-	return 0, false
 }
 
 func setAt(v any, path []string, s string) {
