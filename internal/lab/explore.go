@@ -2,6 +2,8 @@ package lab
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -75,7 +77,7 @@ func Synthesize(p *program.Program) (scripts []Script, notes []string, err error
 		queue = queue[1:]
 		queue = append(queue, x.expand(n)...)
 	}
-	for _, name := range sortedKeys(x.failed) {
+	for _, name := range slices.Sorted(maps.Keys(x.failed)) {
 		notes = append(notes, fmt.Sprintf("state %s: no output synthesised: %s", name, x.failed[name]))
 	}
 	return x.cover(), notes, nil

@@ -3,8 +3,10 @@ package lab
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -628,7 +630,7 @@ func (g *generator) object(m map[string]any, ptr string, depth int) (any, error)
 		}
 	}
 	if v, ok := m["minProperties"]; ok {
-		for _, n := range sortedKeys(props) {
+		for _, n := range slices.Sorted(maps.Keys(props)) {
 			if len(out) >= int(num(v)) {
 				break
 			}
@@ -638,15 +640,6 @@ func (g *generator) object(m map[string]any, ptr string, depth int) (any, error)
 		}
 	}
 	return out, nil
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
 
 // num reads a schema number keyword.

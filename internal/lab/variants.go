@@ -2,6 +2,8 @@ package lab
 
 import (
 	"encoding/json"
+	"maps"
+	"slices"
 
 	"github.com/nano-vm/nano-vm-mcp/internal/jsonvalue"
 )
@@ -88,7 +90,7 @@ func (g *generator) arrayVariants(m map[string]any, base []any, depth int) []any
 func (g *generator) objectVariants(m map[string]any, base map[string]any, depth int) []any {
 	props, _ := m["properties"].(map[string]any)
 	var lists [][]any
-	for _, k := range sortedKeys(base) {
+	for _, k := range slices.Sorted(maps.Keys(base)) {
 		s, ok := props[k]
 		if !ok {
 			continue
@@ -101,7 +103,7 @@ func (g *generator) objectVariants(m map[string]any, base map[string]any, depth 
 		}
 		lists = append(lists, l)
 	}
-	for _, k := range sortedKeys(props) {
+	for _, k := range slices.Sorted(maps.Keys(props)) {
 		if _, present := base[k]; present {
 			continue
 		}
