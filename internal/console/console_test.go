@@ -20,13 +20,23 @@ import (
 // loaded, and the service behind it.
 func newTestConsole(t testing.TB) (*Console, *runtime.Service, tracestore.Store) {
 	t.Helper()
-	ctx := context.Background()
 	store := tracestore.NewMemory()
 	keys, err := keyring.Ephemeral(strings.NewReader(strings.Repeat("k", 64)))
 	if err != nil {
 		t.Fatal(err)
 	}
 	svc := runtime.NewService(runtime.Options{Store: store, Secret: keys.Secret, KEKs: keys.KEKs})
+	addExamples(t, svc)
+	c, err := New(Config{Service: svc, Store: store, Keys: keys, Version: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, svc, store
+}
+
+// addExamples registers every embedded example program with svc.
+func addExamples(t testing.TB, svc *runtime.Service) {
+	t.Helper()
 	for _, name := range examples.Programs() {
 		src, err := examples.Program(name)
 		if err != nil {
@@ -36,15 +46,10 @@ func newTestConsole(t testing.TB) (*Console, *runtime.Service, tracestore.Store)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := svc.AddProgram(ctx, p, src); err != nil {
+		if err := svc.AddProgram(context.Background(), p, src); err != nil {
 			t.Fatal(err)
 		}
 	}
-	c, err := New(Config{Service: svc, Store: store, Keys: keys, Version: "test"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c, svc, store
 }
 
 // get serves one request as who (nil: no principal, the auditor).

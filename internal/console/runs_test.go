@@ -46,7 +46,6 @@ func newRunsFixture(t testing.TB) *runsFixture {
 // newRunsFixtureOn is a runsFixture over the given store.
 func newRunsFixtureOn(t testing.TB, inner tracestore.Store) *runsFixture {
 	t.Helper()
-	ctx := context.Background()
 	f := &runsFixture{now: time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)}
 	f.store = &tamperStore{Store: inner}
 	keys, err := keyring.Ephemeral(strings.NewReader(strings.Repeat("k", 64)))
@@ -54,19 +53,7 @@ func newRunsFixtureOn(t testing.TB, inner tracestore.Store) *runsFixture {
 		t.Fatal(err)
 	}
 	f.svc = runtime.NewService(runtime.Options{Store: inner, Secret: keys.Secret, KEKs: keys.KEKs, Clock: f.clock})
-	for _, name := range examples.Programs() {
-		src, err := examples.Program(name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		p, err := program.Load(name+".yaml", src)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := f.svc.AddProgram(ctx, p, src); err != nil {
-			t.Fatal(err)
-		}
-	}
+	addExamples(t, f.svc)
 	if f.c, err = New(Config{Service: f.svc, Store: f.store, Keys: keys, Version: "test"}); err != nil {
 		t.Fatal(err)
 	}
