@@ -2,12 +2,14 @@ package runtime
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 
 	"go.uber.org/zap"
 
 	"github.com/nano-vm/nano-vm-mcp/internal/trace"
+	"github.com/nano-vm/nano-vm-mcp/internal/tracestore"
 )
 
 // Erasure outcomes (EraseResult.Status).
@@ -70,11 +72,10 @@ func (s *Service) EraseSubject(ctx context.Context, o EraseOptions) (EraseResult
 		names = map[string]bool{o.Subject: true}
 	}
 	// The keyed ids the subject may go by, and their runs and keys.
-	var keyed, withKey []string
+	var withKey []string
 	runSet := map[string][]string{} // run → the subject's keyed ids in it
 	for name := range names {
 		id := trace.SubjectID(s.sealer.secret, name, "id:"+o.SubjectID)
-		keyed = append(keyed, id)
 		runs, err := s.store.RunsOfSubject(ctx, id)
 		if err != nil {
 			return EraseResult{}, err
@@ -82,10 +83,13 @@ func (s *Service) EraseSubject(ctx context.Context, o EraseOptions) (EraseResult
 		for _, r := range runs {
 			runSet[r] = append(runSet[r], id)
 		}
-		if key, err := s.sealer.keys.Get(ctx, id, false); err != nil {
-			return EraseResult{}, err
-		} else if key != nil {
+		// Whether the key exists is the store's to say: opening it (and
+		// caching it) only to destroy it would be wasted.
+		switch _, err := s.store.Key(ctx, id); {
+		case err == nil:
 			withKey = append(withKey, id)
+		case !errors.Is(err, tracestore.ErrNotFound):
+			return EraseResult{}, err
 		}
 	}
 	res := EraseResult{Status: ErasureUnknownSubject, Subjects: []string{}, Runs: []string{}, Recorded: []string{}}
