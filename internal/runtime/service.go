@@ -11,6 +11,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -657,10 +659,11 @@ func (s *Service) append(ctx context.Context, lr *liveRun, after *Run, events []
 	}
 	info := indexRow(after)
 	info.Head = next.head
-	for _, id := range next.subjects {
-		info.Subjects = append(info.Subjects, id)
+	if lr.chain.head == nil {
+		// The run's first append: the store keeps its subjects from this
+		// one only (RunInfo), so later steps need not list them.
+		info.Subjects = slices.Sorted(maps.Values(next.subjects))
 	}
-	sort.Strings(info.Subjects)
 	if info.Tree, err = next.tree.MarshalBinary(); err != nil {
 		return err
 	}
