@@ -145,7 +145,7 @@ func compareBatch(batch, replayed []Event, pinned bool) *Divergence {
 // matchErased reports whether rep equals rec, where an erased marker in
 // rec matches any value.
 func matchErased(rec, rep any) bool {
-	if isErased(rec) {
+	if projection.IsErased(rec) {
 		return true
 	}
 	switch r := rec.(type) {
@@ -176,8 +176,6 @@ func matchErased(rec, rep any) bool {
 	return string(mustCanonical(rec)) == string(mustCanonical(rep))
 }
 
-func isErased(v any) bool { return projection.IsErased(v) }
-
 // holdsErased reports whether any of the events holds an erased value.
 func holdsErased(events []Event) bool {
 	for i := range events {
@@ -190,7 +188,7 @@ func holdsErased(events []Event) bool {
 }
 
 func containsErased(v any) bool {
-	if isErased(v) {
+	if projection.IsErased(v) {
 		return true
 	}
 	switch x := v.(type) {
