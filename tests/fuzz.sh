@@ -6,8 +6,9 @@
 # Go 1.26's fuzz coordinator can report a bare "context deadline exceeded"
 # when -fuzztime expires while a worker is mid-call (go.dev/issue/75804,
 # fixed in Go 1.27): no input failed and none is written. Such a run is
-# retried once. Anything else fails: a failing input (always written to
-# testdata/fuzz/), a panic, or the same bare error twice in a row.
+# retried, up to three attempts in all (two in a row have been seen in
+# CI). Anything else fails: a failing input (always written to
+# testdata/fuzz/), a panic, or the same bare error three times in a row.
 set -uo pipefail
 pkg=$1 fn=$2 fuzztime=$3 mintime=$4
 
@@ -18,7 +19,7 @@ run() {
 
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
-for attempt in 1 2; do
+for attempt in 1 2 3; do
 	if run; then
 		exit 0
 	fi
