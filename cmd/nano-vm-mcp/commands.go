@@ -49,10 +49,35 @@ upper-cased with '-' as '_' (for example NANO_VM_LOG_LEVEL=debug).`,
 	root.AddCommand(newEraseCmd(&logLevel), newInspectCmd())
 	for _, c := range append(root.Commands(), root) {
 		c.Flags().SetInterspersed(true)
-		c.PreRunE = envFallback
+		c.PreRunE = checkFlags
+		if args := c.Args; args != nil {
+			c.Args = func(cmd *cobra.Command, a []string) error {
+				if err := args(cmd, a); err != nil {
+					return &usageError{err}
+				}
+				return nil
+			}
+		}
 	}
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &usageError{err} })
 	documentEnv(root)
 	return root
+}
+
+// checkFlags fills flags from the environment, then checks the required
+// ones here, where a missing one can be told as a usage error (cobra
+// checks them again after, and finds them set).
+func checkFlags(cmd *cobra.Command, args []string) error {
+	if err := envFallback(cmd, args); err != nil {
+		return err
+	}
+	if err := cmd.ValidateRequiredFlags(); err != nil {
+		return &usageError{err}
+	}
+	if err := cmd.ValidateFlagGroups(); err != nil {
+		return &usageError{err}
+	}
+	return nil
 }
 
 // envName is the environment variable a flag falls back to.
@@ -260,8 +285,9 @@ func newRunCmd(logLevel *string) *cobra.Command {
 ` + strings.Join(examples.Programs(), ", ") + `) with the run input in --input and one
 answer per task in --answers: the output object for llm and tool tasks, the
 decision object for approvals. It prints each task and transition as it
-goes. A rejected answer is reported, counts as the state's attempt, and the
-next answer is tried.
+goes (to stderr under --json, where stdout holds only the summary line). A
+rejected answer is reported, counts as the state's attempt, and the next
+answer is tried.
 
 Exit status: 0 when the run reached a terminal state of the program; 3 when
 the runtime ended it (FAILED: a limit, attempts exhausted, a timeout); 4 when
@@ -278,12 +304,17 @@ the answers ran out first; 2 for invalid programs, files or flags; 1 otherwise.`
 				return err
 			}
 			defer st.Close()
-			return scriptedRun(cmd.Context(), cmd.OutOrStdout(), log, st, keys, args[0], inputPath, answersPath, asJSON)
+			// Under --json, stdout is the summary line alone.
+			human := cmd.OutOrStdout()
+			if asJSON {
+				human = cmd.ErrOrStderr()
+			}
+			return scriptedRun(cmd.Context(), cmd.OutOrStdout(), human, log, st, keys, args[0], inputPath, answersPath, asJSON)
 		},
 	}
 	c.Flags().StringVar(&inputPath, "input", "", "file with the run input (JSON); required")
 	c.Flags().StringVar(&answersPath, "answers", "", "file with one answer per task (JSON Lines); required")
-	c.Flags().BoolVar(&asJSON, "json", false, "end with one JSON summary line")
+	c.Flags().BoolVar(&asJSON, "json", false, "print one JSON summary line on stdout, and the tasks and transitions on stderr")
 	store.register(c.Flags())
 	_ = c.MarkFlagRequired("input")
 	_ = c.MarkFlagRequired("answers")
@@ -306,7 +337,9 @@ type summary struct {
 	AnswersUsed    int      `json:"answers_used"`
 }
 
-func scriptedRun(ctx context.Context, out io.Writer, log *zap.Logger, st tracestore.Store, keys *keyring.Keyring, ref, inputPath, answersPath string, asJSON bool) error {
+// scriptedRun prints each task and transition to human, and the --json
+// summary line to out.
+func scriptedRun(ctx context.Context, out, human io.Writer, log *zap.Logger, st tracestore.Store, keys *keyring.Keyring, ref, inputPath, answersPath string, asJSON bool) error {
 	if ctx == nil {
 		ctx = context.Background()
 	}
@@ -334,22 +367,22 @@ func scriptedRun(ctx context.Context, out io.Writer, log *zap.Logger, st tracest
 	if err != nil {
 		return &exitErr{exitUsage, fmt.Errorf("start: %w", err)}
 	}
-	fmt.Fprintf(out, "run %s started: %s %s (%s)\n", ans.RunID, p.Name, p.Version, p.Hash)
-	printHops(out, ans)
+	fmt.Fprintf(human, "run %s started: %s %s (%s)\n", ans.RunID, p.Name, p.Version, p.Hash)
+	printHops(human, ans)
 	used := 0
 	for ans.Status == runtime.StatusRunning && ans.Task != nil {
 		task := ans.Task
-		fmt.Fprintf(out, "task %d: %s (%s), attempts left %d\n", task.Seq, task.State, task.Kind, task.AttemptsLeft)
+		fmt.Fprintf(human, "task %d: %s (%s), attempts left %d\n", task.Seq, task.State, task.Kind, task.AttemptsLeft)
 		if task.Tool != nil {
 			args, _ := json.Marshal(task.Tool.Arguments)
-			fmt.Fprintf(out, "  tool %s %s\n", task.Tool.Name, args)
+			fmt.Fprintf(human, "  tool %s %s\n", task.Tool.Name, args)
 		}
 		if used >= len(answers) {
 			break
 		}
 		a := answers[used]
 		used++
-		fmt.Fprintf(out, "  answer %d: %s\n", a.line, a.raw)
+		fmt.Fprintf(human, "  answer %d: %s\n", a.line, a.raw)
 		var next runtime.Answer
 		var stepErr error
 		switch task.Kind {
@@ -363,14 +396,14 @@ func scriptedRun(ctx context.Context, out io.Writer, log *zap.Logger, st tracest
 		var rej *runtime.Rejection
 		switch {
 		case errors.As(stepErr, &rej):
-			fmt.Fprintf(out, "  rejected: %s\n", rej.Error())
+			fmt.Fprintf(human, "  rejected: %s\n", rej.Error())
 			for _, d := range rej.Details {
-				fmt.Fprintf(out, "    %s\n", d)
+				fmt.Fprintf(human, "    %s\n", d)
 			}
 		case stepErr != nil:
 			return &exitErr{exitError, stepErr}
 		}
-		printHops(out, next)
+		printHops(human, next)
 		ans = next
 	}
 	run, _, err := svc.Get(ctx, ans.RunID)
@@ -379,13 +412,13 @@ func scriptedRun(ctx context.Context, out io.Writer, log *zap.Logger, st tracest
 	}
 	switch run.Status {
 	case runtime.StatusRunning:
-		fmt.Fprintf(out, "unfinished: the answers ran out at %s (task %d)\n", run.State, run.Seq)
+		fmt.Fprintf(human, "unfinished: the answers ran out at %s (task %d)\n", run.State, run.Seq)
 	default:
-		fmt.Fprintf(out, "finished: %s %s", run.Status, run.Outcome)
+		fmt.Fprintf(human, "finished: %s %s", run.Status, run.Outcome)
 		if run.Reason != "" {
-			fmt.Fprintf(out, " (%s)", run.Reason)
+			fmt.Fprintf(human, " (%s)", run.Reason)
 		}
-		fmt.Fprintln(out)
+		fmt.Fprintln(human)
 	}
 	if asJSON {
 		line, err := json.Marshal(summary{

@@ -56,7 +56,8 @@ stored:
                     with the run
 (n/a where no run was attacked), then pass, FAIL or n/a (the attack does
 not apply to the program; the note says why). A row fails when the outcome
-is not the expected one or either check fails.
+is not the expected one or either check fails. Under --json the matrix goes
+to stderr, and stdout holds only the JSON line.
 
 The runs go to the store --store names: memory by default (gone at exit);
 sqlite (in --data-dir) or postgres (--dsn) keep them, marked as lab runs,
@@ -121,8 +122,13 @@ its run verified; 5 when one did not; 2 for invalid programs, files or flags
 			if err != nil {
 				return &exitErr{exitError, err}
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "lab: %s %s (%s), driven by %s, on the %s store\n", p.Name, p.Version, p.Hash, source, store.kind)
-			failed := printMatrix(cmd.OutOrStdout(), results)
+			// Under --json, stdout is the JSON line alone.
+			human := cmd.OutOrStdout()
+			if asJSON {
+				human = cmd.ErrOrStderr()
+			}
+			fmt.Fprintf(human, "lab: %s %s (%s), driven by %s, on the %s store\n", p.Name, p.Version, p.Hash, source, store.kind)
+			failed := printMatrix(human, results)
 			if asJSON {
 				line, err := json.Marshal(labSummary{Program: p.Name, DefinitionHash: p.Hash, Results: results, Failed: failed})
 				if err != nil {
@@ -140,7 +146,7 @@ its run verified; 5 when one did not; 2 for invalid programs, files or flags
 	c.Flags().StringVar(&programRef, "program", "kyc-onboarding", "program to attack: a file or an embedded example")
 	c.Flags().StringVar(&inputPath, "input", "", "file with the run input (JSON), for a program that is not an example")
 	c.Flags().StringVar(&answersPath, "answers", "", "file with one answer per task (JSON Lines), with --input")
-	c.Flags().BoolVar(&asJSON, "json", false, "end with one JSON line holding every result")
+	c.Flags().BoolVar(&asJSON, "json", false, "print one JSON line holding every result on stdout, and the matrix on stderr")
 	store.register(c.Flags())
 	// The laboratory's runs are throwaway unless a store is named.
 	_ = c.Flags().Set("store", "memory")

@@ -54,9 +54,10 @@ func TestLabMatrixPassesOnTheExamples(t *testing.T) {
 					t.Fatalf("a JSON result without receipt_verified: %v", r)
 				}
 			}
+			// Under --json the matrix is on stderr.
 			for _, want := range []string{"FAULT", "TRACE VERIFIED", "RECEIPT VERIFIED", "skip_step", "wrong_state", "corrupt_receipt", "verification_failed", "0 failed"} {
-				if !strings.Contains(out, want) {
-					t.Errorf("the matrix lacks %q:\n%s", want, out)
+				if !strings.Contains(errOut, want) {
+					t.Errorf("the matrix lacks %q:\n%s", want, errOut)
 				}
 			}
 		})
@@ -162,7 +163,7 @@ func TestLabOnSQLiteKeepsLabRuns(t *testing.T) {
 // the place named.
 func TestLabSynthesisesForAProgramWithoutAnswers(t *testing.T) {
 	code, out, errOut := runCLI(t, "lab", "../../internal/lab/testdata/expense-claim.yaml", "--json")
-	if code != exitOK || !strings.Contains(out, "synthesised scripts") {
+	if code != exitOK || !strings.Contains(errOut, "synthesised scripts") {
 		t.Fatalf("exit %d\n%s\n%s", code, out, errOut)
 	}
 	var sum labSummary

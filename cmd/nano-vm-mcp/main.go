@@ -14,6 +14,7 @@ import (
 	"os"
 
 	"github.com/nano-vm/nano-vm-mcp/internal/program"
+	"github.com/nano-vm/nano-vm-mcp/internal/runtime"
 )
 
 // Exit codes, documented in docs/configuration.md and run --help.
@@ -34,21 +35,29 @@ type exitErr struct {
 func (e *exitErr) Error() string { return e.err.Error() }
 func (e *exitErr) Unwrap() error { return e.err }
 
+// usageError is a command line the command cannot take: a missing or extra
+// argument, an unknown or missing flag. run prints it with the command's
+// usage line, exit 2.
+type usageError struct{ err error }
+
+func (e *usageError) Error() string { return e.err.Error() }
+func (e *usageError) Unwrap() error { return e.err }
+
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
-	cmd := newRootCmd(stdout, stderr)
-	cmd.SetArgs(args)
-	err := cmd.Execute()
+	root := newRootCmd(stdout, stderr)
+	root.SetArgs(args)
+	cmd, err := root.ExecuteC()
 	if err == nil {
 		return exitOK
 	}
 	var ee *exitErr
 	if errors.As(err, &ee) {
 		if ee.err != nil && ee.err.Error() != "" {
-			fmt.Fprintln(stderr, "nano-vm-mcp:", ee.err)
+			printErr(stderr, ee.err)
 		}
 		return ee.code
 	}
@@ -57,7 +66,18 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, pe.Error())
 		return exitUsage
 	}
-	fmt.Fprintln(stderr, "nano-vm-mcp:", err)
+	printErr(stderr, err)
+	// The root runs nothing itself: its only errors are an unknown
+	// command or flag.
+	var ue *usageError
+	if errors.As(err, &ue) || cmd == root {
+		use := cmd.UseLine()
+		if cmd == root {
+			use = root.Name() + " COMMAND [flags]"
+		}
+		fmt.Fprintf(stderr, "Usage: %s\nRun '%s --help' for every flag and argument.\n", use, cmd.CommandPath())
+		return exitUsage
+	}
 	// An OS error that no command classified is I/O, not usage; a missing
 	// file is a bad argument.
 	var pathErr *fs.PathError
@@ -65,4 +85,16 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return exitError
 	}
 	return exitUsage
+}
+
+// printErr writes err and, for a runtime rejection, each of its details
+// (the schema violations of invalid_input, say), as start_run gives them.
+func printErr(w io.Writer, err error) {
+	fmt.Fprintln(w, "nano-vm-mcp:", err)
+	var rej *runtime.Rejection
+	if errors.As(err, &rej) {
+		for _, d := range rej.Details {
+			fmt.Fprintln(w, "  "+d)
+		}
+	}
 }

@@ -315,3 +315,122 @@ func TestDocumentedProgramsLoad(t *testing.T) {
 		}
 	}
 }
+
+// TestJSONStdoutHoldsOnlyTheJSON: under --json, stdout is the one JSON
+// line and the human report goes to stderr; without it, the report is on
+// stdout.
+func TestJSONStdoutHoldsOnlyTheJSON(t *testing.T) {
+	in, ans := "../../examples/refund.input.json", "../../examples/refund.refunded.answers.jsonl"
+	tests := []struct {
+		name  string
+		args  []string
+		human string // a line of the human report
+	}{
+		{"run", []string{"run", "refund", "--input", in, "--answers", ans, "--store", "memory"}, "finished: completed REFUNDED"},
+		{"lab", []string{"lab", "--program", "refund", "--fault", "skip_step"}, "SUB-ATTACK"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, out, errOut := runCLI(t, append(tt.args, "--json")...)
+			if code != exitOK {
+				t.Fatalf("exit %d\n%s\n%s", code, out, errOut)
+			}
+			if strings.Count(out, "\n") != 1 || !json.Valid([]byte(out)) {
+				t.Fatalf("stdout is not one JSON line:\n%s", out)
+			}
+			if !strings.Contains(errOut, tt.human) {
+				t.Fatalf("stderr lacks %q:\n%s", tt.human, errOut)
+			}
+			code, out, errOut = runCLI(t, tt.args...)
+			if code != exitOK || !strings.Contains(out, tt.human) || errOut != "" {
+				t.Fatalf("without --json: exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
+			}
+		})
+	}
+}
+
+// TestRejectionDetailsArePrinted: a typed error from the runtime comes out
+// with its details, the schema violations of invalid_input as start_run
+// gives them, one a line.
+func TestRejectionDetailsArePrinted(t *testing.T) {
+	dir := t.TempDir()
+	ans := "../../examples/refund.refunded.answers.jsonl"
+	tests := []struct {
+		name, input string
+		want        []string
+	}{
+		{"empty input", `{}`, []string{"invalid_input: the run input does not match the program's input_schema", "\n  /: missing properties 'order', 'request'\n"}},
+		{"two violations", `{"order":{"id":"o-1","total_cents":-1,"currency":"EUR","days_since_delivery":3},"request":{"amount_cents":0,"reason":"late"}}`,
+			[]string{"invalid_input", "\n  /order/total_cents: ", "\n  /request/amount_cents: "}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			in := filepath.Join(dir, "input.json")
+			if err := os.WriteFile(in, []byte(tt.input), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			code, out, errOut := runCLI(t, "run", "refund", "--input", in, "--answers", ans, "--store", "memory")
+			if code != exitUsage {
+				t.Fatalf("exit %d, want %d\n%s\n%s", code, exitUsage, out, errOut)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(errOut, w) {
+					t.Errorf("stderr lacks %q:\n%s", w, errOut)
+				}
+			}
+		})
+	}
+}
+
+// TestUsageErrorsPrintTheUsageLine: a command line a command cannot take
+// (arguments missing or extra, a flag unknown or missing) is answered with
+// the error, the command's usage line and where to find more, exit 2;
+// other errors print no usage.
+func TestUsageErrorsPrintTheUsageLine(t *testing.T) {
+	in := "../../examples/refund.input.json"
+	tests := []struct {
+		args  []string
+		usage string // "" for none
+	}{
+		{[]string{"run"}, "nano-vm-mcp run PROGRAM --input FILE --answers FILE [--json]"},
+		{[]string{"run", "refund"}, "nano-vm-mcp run PROGRAM"},
+		{[]string{"run", "refund", "extra", "--input", in, "--answers", in}, "nano-vm-mcp run PROGRAM"},
+		{[]string{"run", "refund", "--bogus"}, "nano-vm-mcp run PROGRAM"},
+		{[]string{"validate"}, "nano-vm-mcp validate FILE..."},
+		{[]string{"graph"}, "nano-vm-mcp graph PROGRAM"},
+		{[]string{"export"}, "nano-vm-mcp export RUN_ID --out DIR"},
+		{[]string{"verify"}, "nano-vm-mcp verify --receipt FILE --trace FILE --public-key FILE"},
+		{[]string{"replay"}, "nano-vm-mcp replay RUN_ID"},
+		{[]string{"analyze"}, "nano-vm-mcp analyze PROGRAM"},
+		{[]string{"erase"}, "nano-vm-mcp erase SUBJECT_ID --reason TEXT"},
+		{[]string{"inspect"}, "nano-vm-mcp inspect RUN_ID"},
+		{[]string{"lab", "refund", "code-change"}, "nano-vm-mcp lab"},
+		{[]string{"serve", "extra"}, "nano-vm-mcp serve"},
+		{[]string{"version", "extra"}, "nano-vm-mcp version"},
+		{[]string{"keys", "extra"}, "nano-vm-mcp keys"},
+		{[]string{"bogus"}, "nano-vm-mcp COMMAND"},
+		{[]string{"--bogus"}, "nano-vm-mcp COMMAND"},
+		// Not the command line: the program, or what is in a file.
+		{[]string{"run", "nope", "--input", in, "--answers", in}, ""},
+		{[]string{"graph", "refund", "--format", "svg"}, ""},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			code, out, errOut := runCLI(t, tt.args...)
+			if code != exitUsage {
+				t.Fatalf("exit %d, want %d\n%s\n%s", code, exitUsage, out, errOut)
+			}
+			if tt.usage == "" {
+				if strings.Contains(errOut, "Usage:") {
+					t.Fatalf("a usage line for an error that is not one:\n%s", errOut)
+				}
+				return
+			}
+			lines := strings.Split(strings.TrimRight(errOut, "\n"), "\n")
+			if len(lines) != 3 || !strings.HasPrefix(lines[0], "nano-vm-mcp: ") || !strings.HasPrefix(lines[1], "Usage: "+tt.usage) ||
+				!strings.HasPrefix(lines[2], "Run 'nano-vm-mcp") || !strings.Contains(lines[2], " --help'") {
+				t.Fatalf("stderr:\n%s\nwant the error, then Usage: %s…, then where --help is", errOut, tt.usage)
+			}
+		})
+	}
+}

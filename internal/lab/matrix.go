@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"io/fs"
+	"slices"
 	"sort"
 	"strings"
 
@@ -205,7 +206,14 @@ func onFreshRun(ctx context.Context, env Env, p *program.Program, a subAttack, s
 		na.Detail = "no run input and answers for this program (pass --input and --answers)"
 		return na, nil
 	}
-	reason := ""
+	// Why each open task was passed over, and how the runs ended, each
+	// once: the note names every reason, not only the last one met.
+	var passed, ends []string
+	note := func(list *[]string, s string) {
+		if !slices.Contains(*list, s) {
+			*list = append(*list, s)
+		}
+	}
 	for _, s := range scripts {
 		input := s.Input
 		if a.erases {
@@ -228,10 +236,21 @@ func onFreshRun(ctx context.Context, env Env, p *program.Program, a subAttack, s
 			if i < len(s.Answers) && v.open() && v.st.Output != nil && len(v.st.Output.Validate(s.Answers[i])) == 0 {
 				v.base = s.Answers[i]
 			}
-			if reason = a.ready(v); reason == "" {
+			reason := a.ready(v)
+			if reason == "" {
 				return attack(ctx, env, a, v)
 			}
-			if !v.open() || i >= len(s.Answers) {
+			if !v.open() {
+				end := string(r.Status)
+				if reason != needOpenTask(v) {
+					end += " (" + reason + ")"
+				}
+				note(&ends, end)
+				break
+			}
+			note(&passed, fmt.Sprintf("at %s: %s", v.st.Name, reason))
+			if i >= len(s.Answers) {
+				note(&ends, fmt.Sprintf("at %s with no scripted answer left", v.st.Name))
 				break
 			}
 			if _, err := answerOpen(ctx, env, r, s.Answers[i], ""); err != nil && code(err) == "error" {
@@ -239,6 +258,6 @@ func onFreshRun(ctx context.Context, env Env, p *program.Program, a subAttack, s
 			}
 		}
 	}
-	na.Detail = "no scripted run reaches it (" + reason + ")"
+	na.Detail = "no scripted run reaches a task where it applies: " + strings.Join(append(passed, "the runs end "+strings.Join(ends, " or ")), "; ")
 	return na, nil
 }

@@ -5,7 +5,9 @@ import (
 	_ "embed"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math"
+	"slices"
 	"sort"
 	"strings"
 
@@ -63,7 +65,12 @@ func injection(inj Injection) func(ctx context.Context, env Env, v *view) (outco
 	return func(ctx context.Context, env Env, v *view) (outcome, error) {
 		path, _, _ := FreeTextField(v.st.Output.Doc(), v.base)
 		out := jsonvalue.Clone(v.base)
-		setString(out, path, func(s string) string { return s + "\n\n" + inj.Text })
+		added := setString(out, path, func(s string) string {
+			if s == "" {
+				return inj.Text
+			}
+			return s + "\n\n" + inj.Text
+		})
 		var o outcome
 		to, guarded := guardVerdict(v, out)
 		switch {
@@ -76,6 +83,9 @@ func injection(inj Injection) func(ctx context.Context, env Env, v *view) (outco
 		}
 		a, err := answerOpen(ctx, env, v.run, out, "")
 		where := fmt.Sprintf("payload %s in %s of %s", inj.ID, strings.Join(path, "."), v.st.Name)
+		if added {
+			where += " (optional, added to the known output)"
+		}
 		if err != nil {
 			o.observed, o.detail = code(err), where+": "+message(err)
 			return o, nil
@@ -95,48 +105,73 @@ func injection(inj Injection) func(ctx context.Context, env Env, v *view) (outco
 	}
 }
 
-// FreeTextField finds, in a value of the schema doc, the string field that
-// takes free text (no enum, const, pattern or format) with the most room
-// (the largest maxLength, none being the largest), ties to the first path
-// in byte order. maxLength is math.MaxInt for a field without one. The
+// FreeTextField finds, among the string fields the schema doc declares
+// for value (an object), the one that takes free text (no enum, const,
+// pattern or format) with the most room (the largest maxLength, none being
+// the largest), ties to the first path in byte order. maxLength is
+// math.MaxInt for a field without one. The search follows the schema, not
+// the value, so an optional field the value leaves out counts too: the
+// caller adds it (setString does). Nested objects are searched where the
+// value holds them; an absent one would need its own required fields. The
 // injection fuzzer (internal/tools) pads the same field.
 func FreeTextField(doc, value any) (path []string, maxLength int, ok bool) {
+	g := &generator{root: doc}
 	var best []string
 	bestRoom := -1
-	var walk func(schema, v any, path []string)
-	walk = func(schema, v any, path []string) {
-		s, _ := schema.(map[string]any)
-		switch x := v.(type) {
-		case map[string]any:
-			props, _ := s["properties"].(map[string]any)
-			keys := make([]string, 0, len(x))
-			for k := range x {
-				keys = append(keys, k)
+	var walk func(schema any, v map[string]any, path []string, depth int)
+	walk = func(schema any, v map[string]any, path []string, depth int) {
+		s, err := g.resolve(schema, depth)
+		if err != nil {
+			return
+		}
+		props, _ := s["properties"].(map[string]any)
+		for _, k := range slices.Sorted(maps.Keys(props)) {
+			at := append(append([]string(nil), path...), k)
+			child, present := v[k]
+			if m, isObject := child.(map[string]any); isObject {
+				walk(props[k], m, at, depth+1)
+				continue
 			}
-			sort.Strings(keys)
-			for _, k := range keys {
-				walk(props[k], x[k], append(append([]string(nil), path...), k))
+			ps, err := g.resolve(props[k], depth+1)
+			if err != nil {
+				continue
 			}
-		case string:
-			if s == nil {
-				return
-			}
-			for _, k := range []string{"enum", "const", "pattern", "format"} {
-				if _, has := s[k]; has {
-					return
-				}
-			}
-			room := math.MaxInt
-			if n, ok := number(s["maxLength"]); ok {
-				room = n
-			}
-			if room > bestRoom {
-				best, bestRoom = path, room
+			if room, free := freeText(ps, child, present); free && room > bestRoom {
+				best, bestRoom = at, room
 			}
 		}
 	}
-	walk(doc, value, nil)
+	if m, isObject := value.(map[string]any); isObject {
+		walk(doc, m, nil, 0)
+	}
 	return best, bestRoom, best != nil
+}
+
+// freeText reports whether a field of schema s (resolved) holding v takes
+// free text, and its room. A present field must hold a string; an absent
+// one must be declared a string, since the value says nothing.
+func freeText(s map[string]any, v any, present bool) (room int, ok bool) {
+	for _, k := range []string{"enum", "const", "pattern", "format"} {
+		if _, has := s[k]; has {
+			return 0, false
+		}
+	}
+	if _, isString := v.(string); present && !isString {
+		return 0, false
+	}
+	switch t := s["type"].(type) {
+	case string:
+		ok = t == "string"
+	case []any:
+		ok = slices.Contains(t, any("string"))
+	case nil:
+		ok = present || typeOf(s) == "string"
+	}
+	room = math.MaxInt
+	if n, has := number(s["maxLength"]); has {
+		room = n
+	}
+	return room, ok
 }
 
 func number(v any) (int, bool) {
@@ -154,21 +189,28 @@ func number(v any) (int, bool) {
 	return 0, false
 }
 
-// setString replaces the string at path inside v (a decoded object) by f of it.
-func setString(v any, path []string, f func(string) string) {
+// setString replaces the string at path inside v (a decoded object) by f
+// of it; a field the last object lacks is added as f(""), and added says so.
+func setString(v any, path []string, f func(string) string) (added bool) {
 	for i, k := range path {
 		m, ok := v.(map[string]any)
 		if !ok {
-			return
+			return false
 		}
 		if i == len(path)-1 {
-			if s, ok := m[k].(string); ok {
+			cur, has := m[k]
+			if !has {
+				m[k] = f("")
+				return true
+			}
+			if s, ok := cur.(string); ok {
 				m[k] = f(s)
 			}
-			return
+			return false
 		}
 		v = m[k]
 	}
+	return false
 }
 
 // variation is a changed output and what changed.

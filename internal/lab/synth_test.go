@@ -2,6 +2,7 @@ package lab
 
 import (
 	"context"
+	"math"
 	"os"
 	"slices"
 	"strings"
@@ -216,5 +217,118 @@ func TestMatrixOnASynthesisedProgram(t *testing.T) {
 		if err != nil || !run.Lab || !slices.Contains(p.Order, run.State) {
 			t.Fatalf("%s: %+v %v", r.RunID, run, err)
 		}
+	}
+}
+
+// TestPromptInjectionOnAnOptionalFreeTextField: a program whose only free
+// text is an optional field that the synthesised answers leave out still
+// meets every prompt_injection sub-attack, the payload going into that
+// field; a program with no free text at all is n/a, with a note that says
+// why each open task was passed over.
+func TestPromptInjectionOnAnOptionalFreeTextField(t *testing.T) {
+	src, err := os.ReadFile("testdata/ticket-triage.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const field = "rationale: {type: string}"
+	if !strings.Contains(string(src), field) {
+		t.Fatalf("testdata/ticket-triage.yaml lost its %q", field)
+	}
+	for _, tc := range []struct {
+		name, src string
+		applies   bool
+		detail    []string // each in every result's detail
+	}{
+		{"optional rationale", string(src), true, []string{"in rationale of triage", "accepted as data"}},
+		{"no free text", strings.Replace(string(src), field, "rationale: {type: string, enum: [none]}", 1), false, []string{
+			"at triage: the output of triage has no free-text string field",
+			"at page_oncall: the output of page_oncall has no free-text string field",
+			"the runs end completed",
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			env := newEnv(t)
+			p, err := program.Load("ticket-triage.yaml", []byte(tc.src))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := env.Service.AddProgram(ctx, p, []byte(tc.src)); err != nil {
+				t.Fatal(err)
+			}
+			scripts, _, err := Synthesize(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, s := range scripts {
+				if m, ok := s.Answers[0].(map[string]any); !ok || m["rationale"] != nil {
+					t.Fatalf("%s: the synthesised answer at triage %s should leave rationale out", s.Name, canonical(s.Answers[0]))
+				}
+			}
+			results, err := Matrix(ctx, env, MatrixOptions{Program: p.Name, Faults: []string{ToolInjection}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			n := 0
+			for _, r := range results {
+				if !strings.HasPrefix(r.SubAttack, "prompt_injection:") {
+					continue
+				}
+				n++
+				if r.Applicable != tc.applies || tc.applies && (!r.Pass || r.Observed != Inert || !r.Verified()) {
+					t.Errorf("%s: applicable %v, expected %s, observed %s (pass %v): %s %v", r.SubAttack, r.Applicable, r.Expected, r.Observed, r.Pass, r.Detail, r.Verification)
+				}
+				for _, d := range tc.detail {
+					if !strings.Contains(r.Detail, d) {
+						t.Errorf("%s: detail %q, want it to say %q", r.SubAttack, r.Detail, d)
+					}
+				}
+			}
+			if n != len(injections()) {
+				t.Fatalf("%d prompt_injection results, want %d", n, len(injections()))
+			}
+		})
+	}
+}
+
+// TestFreeTextFieldFollowsTheSchema: the free-text field is found from the
+// schema, present in the value or not, through $ref and allOf, and only
+// where a string may go.
+func TestFreeTextFieldFollowsTheSchema(t *testing.T) {
+	for _, tc := range []struct {
+		name, schema, value string
+		path                string // "" for none
+		room                int
+	}{
+		{"optional and absent", `{"type":"object","required":["p"],"properties":{"p":{"enum":["a","b"]},"rationale":{"type":"string"}}}`, `{"p":"a"}`, "rationale", math.MaxInt},
+		{"present beats nothing", `{"type":"object","properties":{"s":{"type":"string","maxLength":9}}}`, `{"s":"x"}`, "s", 9},
+		{"the most room wins, present or not", `{"type":"object","properties":{"a":{"type":"string","maxLength":400},"z":{"type":"string"}}}`, `{"a":"x"}`, "z", math.MaxInt},
+		{"ties go to the first in byte order", `{"type":"object","properties":{"b":{"type":"string"},"a":{"type":"string"}}}`, `{}`, "a", math.MaxInt},
+		{"nullable string", `{"type":"object","properties":{"n":{"type":["null","string"],"maxLength":5}}}`, `{}`, "n", 5},
+		{"through $ref", `{"$defs":{"t":{"type":"string","maxLength":7}},"type":"object","properties":{"r":{"$ref":"#/$defs/t"}}}`, `{}`, "r", 7},
+		{"through allOf", `{"type":"object","allOf":[{"properties":{"x":{"type":"string","maxLength":3}}}]}`, `{}`, "x", 3},
+		{"nested where the value has the object", `{"type":"object","properties":{"o":{"type":"object","properties":{"why":{"type":"string"}}}}}`, `{"o":{}}`, "o.why", math.MaxInt},
+		{"not into an absent object", `{"type":"object","properties":{"o":{"type":"object","properties":{"why":{"type":"string"}}}}}`, `{}`, "", 0},
+		{"untyped and present", `{"type":"object","properties":{"u":{}}}`, `{"u":"text"}`, "u", math.MaxInt},
+		{"untyped and absent", `{"type":"object","properties":{"u":{}}}`, `{}`, "", 0},
+		{"present but not a string", `{"type":"object","properties":{"v":{"type":["string","number"]}}}`, `{"v":3}`, "", 0},
+		{"constrained strings", `{"type":"object","properties":{"e":{"type":"string","enum":["a"]},"c":{"const":"x"},"p":{"type":"string","pattern":"^a$"},"f":{"type":"string","format":"date"}}}`, `{}`, "", 0},
+		{"undeclared fields", `{"type":"object"}`, `{"free":"text"}`, "", 0},
+		{"not an object", `{"type":"string"}`, `"text"`, "", 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			doc, err := jsonvalue.Decode([]byte(tc.schema))
+			if err != nil {
+				t.Fatal(err)
+			}
+			v, err := jsonvalue.Decode([]byte(tc.value))
+			if err != nil {
+				t.Fatal(err)
+			}
+			path, room, ok := FreeTextField(doc, v)
+			if got := strings.Join(path, "."); got != tc.path || ok != (tc.path != "") || ok && room != tc.room {
+				t.Fatalf("FreeTextField = %q, %d, %v; want %q, %d", got, room, ok, tc.path, tc.room)
+			}
+		})
 	}
 }

@@ -464,7 +464,8 @@ func strOrNil(s *string) any {
 
 // padFreeText fills the output's free-text field, the string field with
 // the most room (no enum, const, pattern or format; the largest maxLength,
-// none being the largest, ties to the first path in byte order), as mode
+// none being the largest, ties to the first path in byte order; found from
+// the schema, so an optional field the output lacks is added), as mode
 // says. An output that is not an object with such a field stays as it is.
 func padFreeText(st *program.State, limit, mode int, output []byte) []byte {
 	if mode == padNone || st.Output == nil {
