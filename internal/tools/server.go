@@ -242,7 +242,7 @@ func (h *handlers) render(t *toolSpec, out any, err error) *mcp.CallToolResult {
 			h.Log.Error("tool failed", zap.String("tool", t.name), zap.Error(err))
 			te = errorf(CodeInternal, "the server could not complete the call")
 		}
-		return te.result()
+		return te.result(t.name)
 	}
 	if r, ok := out.(*mcp.CallToolResult); ok { // an input request
 		return r
@@ -250,7 +250,7 @@ func (h *handlers) render(t *toolSpec, out any, err error) *mcp.CallToolResult {
 	text, merr := json.Marshal(out)
 	if merr != nil {
 		h.Log.Error("encode result", zap.String("tool", t.name), zap.Error(merr))
-		return errorf(CodeInternal, "the server could not encode the result").result()
+		return errorf(CodeInternal, "the server could not encode the result").result(t.name)
 	}
 	return mcp.NewToolResultStructured(json.RawMessage(text), string(text))
 }

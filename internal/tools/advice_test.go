@@ -1,0 +1,106 @@
+package tools
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/nano-vm/nano-vm-mcp/internal/program"
+)
+
+// addTestProgram loads a program from testdata into the harness's service.
+func addTestProgram(t *testing.T, h *harness, file string) {
+	t.Helper()
+	src, err := os.ReadFile("testdata/" + file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := program.Load("testdata/"+file, src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.cfg.Service.AddProgram(context.Background(), p, src); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A rejected tool result is never answered with "fix the output": the
+// advice is to call the tool and submit its result unchanged, or to stop.
+// llm tasks keep their advice. Every attempt code says it used an attempt.
+func TestRejectionAdviceByTaskKind(t *testing.T) {
+	toolRule := []string{"task.tool.arguments", "unchanged", "never edit", "cannot call that tool", "cancel_run", "tell the user"}
+	cases := []struct {
+		name     string
+		toolTask bool
+		output   map[string]any
+		claim    string
+		code     string
+		want     []string
+		not      []string
+	}{
+		{"tool task, schema_violation", true, map[string]any{"score": "high"}, "", "schema_violation",
+			append([]string{"exactly the JSON the tool returned"}, toolRule...), []string{"Fix the output"}},
+		{"tool task, guard_denied", true, map[string]any{"score": 120}, "", "guard_denied",
+			append([]string{"changing it to pass the policy is not allowed"}, toolRule...), []string{"submit an output the policy allows"}},
+		{"tool task, capability_denied", true, map[string]any{"score": 700}, "credit_score", "capability_denied",
+			append([]string{"Claim only the tool the task grants"}, toolRule...), nil},
+		{"llm task, schema_violation", false, map[string]any{"proceed": "yes"}, "", "schema_violation",
+			[]string{"Fix the output so it matches the task's output_schema and call step again"}, toolRule[:1]},
+		{"llm task, guard_denied", false, map[string]any{"proceed": false}, "", "guard_denied",
+			[]string{"submit an output the policy allows"}, toolRule[:1]},
+		{"llm task, capability_denied", false, map[string]any{"proceed": true}, "credit_check", "capability_denied",
+			[]string{"Submit only what the task grants"}, toolRule[:1]},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, nil)
+			addTestProgram(t, h, "tool-gate.yaml")
+			ctx := context.Background()
+			res := h.mustCall(ctx, "start_run", map[string]any{"program": "test-tool-gate", "input": map[string]any{"customer": "Ada"}})
+			runID := res["run_id"]
+			if tc.toolTask {
+				res = h.mustCall(ctx, "step", map[string]any{"run_id": runID, "seq": seqOf(t, task(t, res)), "output": map[string]any{"proceed": true}})
+			}
+			tk := task(t, res)
+			if (tk["kind"] == "tool") != tc.toolTask {
+				t.Fatalf("task kind %v", tk["kind"])
+			}
+			args := map[string]any{"run_id": runID, "seq": seqOf(t, tk), "output": tc.output}
+			if tc.claim != "" {
+				args["tool"] = map[string]any{"name": tc.claim}
+			}
+			e := h.mustFail(ctx, "step", args, tc.code)
+			left := int(tk["attempts_left"].(float64)) - 1
+			if e.Task == nil || e.Task.AttemptsLeft != left {
+				t.Fatalf("error task %+v, want attempts_left %d", e.Task, left)
+			}
+			want := append(tc.want, "used up an attempt", "capability_denied each use one", fmt.Sprintf("%d left.", left))
+			for _, w := range want {
+				if !strings.Contains(e.Message, w) {
+					t.Errorf("message lacks %q: %s", w, e.Message)
+				}
+			}
+			for _, n := range tc.not {
+				if strings.Contains(e.Message, n) {
+					t.Errorf("message has %q: %s", n, e.Message)
+				}
+			}
+		})
+	}
+}
+
+// A protocol error that carries a tool task repeats the tool-task rule,
+// and says nothing of attempts.
+func TestToolTaskRuleOnProtocolErrors(t *testing.T) {
+	h := newHarness(t, nil)
+	addTestProgram(t, h, "tool-gate.yaml")
+	ctx := context.Background()
+	res := h.mustCall(ctx, "start_run", map[string]any{"program": "test-tool-gate", "input": map[string]any{"customer": "Ada"}})
+	res = h.mustCall(ctx, "step", map[string]any{"run_id": res["run_id"], "seq": seqOf(t, task(t, res)), "output": map[string]any{"proceed": true}})
+	e := h.mustFail(ctx, "step", map[string]any{"run_id": res["run_id"], "seq": seqOf(t, task(t, res)) + 1, "output": map[string]any{"score": 700}}, "stale_seq")
+	if !strings.Contains(e.Message, toolTaskRule) || strings.Contains(e.Message, "attempt") {
+		t.Fatalf("stale_seq on a tool task: %s", e.Message)
+	}
+}
