@@ -7,6 +7,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/mark3labs/mcp-go/client"
+	"github.com/mark3labs/mcp-go/mcp"
+
 	"github.com/nano-vm/nano-vm-mcp/internal/program"
 )
 
@@ -102,5 +105,63 @@ func TestToolTaskRuleOnProtocolErrors(t *testing.T) {
 	e := h.mustFail(ctx, "step", map[string]any{"run_id": res["run_id"], "seq": seqOf(t, task(t, res)) + 1, "output": map[string]any{"score": 700}}, "stale_seq")
 	if !strings.Contains(e.Message, toolTaskRule) || strings.Contains(e.Message, "attempt") {
 		t.Fatalf("stale_seq on a tool task: %s", e.Message)
+	}
+}
+
+// Every text a model reads before it answers a tool task says to call the
+// tool with its arguments, to submit the result unchanged, to stop when it
+// cannot call the tool, and that capability_denied costs an attempt.
+func TestToolTaskGuidanceInEveryText(t *testing.T) {
+	h := newHarness(t, nil)
+	ctx := context.Background()
+
+	c, err := client.NewInProcessClient(h.srv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	init := mcp.InitializeRequest{}
+	init.Params.ProtocolVersion = mcp.LATEST_LEGACY_PROTOCOL_VERSION
+	init.Params.ClientInfo = mcp.Implementation{Name: "guidance", Version: "1"}
+	ir, err := c.Initialize(ctx, init)
+	if err != nil {
+		t.Fatal(err)
+	}
+	list, err := h.c.ListTools(ctx, mcp.ListToolsRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var step string
+	for _, tool := range list.Tools {
+		if tool.Name == "step" {
+			step = tool.Description
+		}
+	}
+	req := mcp.GetPromptRequest{}
+	req.Params.Name = "drive_run"
+	pr, err := h.c.GetPrompt(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	texts := map[string]string{
+		"server instructions": ir.Instructions,
+		"step description":    step,
+		"drive_run prompt":    pr.Messages[0].Content.(mcp.TextContent).Text,
+	}
+	for name, text := range texts {
+		// The prompt wraps its lines; the phrases are matched across them.
+		flat := strings.Join(strings.Fields(text), " ")
+		for _, want := range []string{
+			"task.tool.name with task.tool.arguments", "its result unchanged", "with tool: {name}",
+			"ever edit or invent", "If you cannot call that tool, stop, or call cancel_run, and tell the user",
+			"schema_violation, guard_denied and capability_denied each use up", "the last one ends the run",
+		} {
+			if !strings.Contains(flat, want) {
+				t.Errorf("%s lacks %q:\n%s", name, want, text)
+			}
+		}
 	}
 }

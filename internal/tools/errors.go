@@ -68,7 +68,7 @@ var advice = map[string]string{
 // output is the tool's result: the only way forward is to call the tool,
 // never to write, edit or guess a result, and an agent without the tool
 // must stop instead of inventing one.
-const toolTaskRule = "This is a tool task: call the tool named in task.tool.name with task.tool.arguments and submit its result unchanged as the output, with tool: {name}; never edit or invent a result. If you cannot call that tool, stop, or call cancel_run, and tell the user."
+const toolTaskRule = "This is a tool task: " + toolTaskGuide
 
 // toolTaskAdvice replaces the attempt codes' advice on a tool task, where
 // "fix the output" would read as "edit the tool's result until it passes".
