@@ -2,6 +2,7 @@ package tools
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"strings"
@@ -10,6 +11,7 @@ import (
 	"github.com/mark3labs/mcp-go/client"
 	"github.com/mark3labs/mcp-go/mcp"
 
+	"github.com/nano-vm/nano-vm-mcp/internal/access"
 	"github.com/nano-vm/nano-vm-mcp/internal/program"
 )
 
@@ -163,5 +165,53 @@ func TestToolTaskGuidanceInEveryText(t *testing.T) {
 				t.Errorf("%s lacks %q:\n%s", name, want, text)
 			}
 		}
+	}
+}
+
+// approve's errors say how to make the call succeed: which token is
+// missing, and that a corrected decision goes to approve, not step.
+func TestApproveErrorAdvice(t *testing.T) {
+	cases := []struct {
+		name      string
+		approvers bool
+		token     string
+		decision  map[string]any
+		code      string
+		want      []string
+	}{
+		{"no token", true, "", nil, CodeForbidden, []string{"none was passed", "Call approve again with approver_token"}},
+		{"unknown token", true, "not-a-token-of-anyone", nil, CodeForbidden, []string{"no configured approver holds that token", "Call approve again with approver_token"}},
+		{"no approvers configured", false, aliceToken, nil, CodeForbidden, []string{"serve --approvers FILE", "--approval-channel elicitation"}},
+		{"wrong role", true, carolToken, nil, CodeForbidden, []string{"Do not retry as carol", "role compliance_officer"}},
+		{"decision off the form", true, aliceToken, map[string]any{"decision": "maybe", "reason": "x"}, "schema_violation",
+			[]string{"Fix the decision so it matches the task's output_schema and call approve again", "2 left."}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, func(c *Config) {
+				c.Profile = access.ProfileOperator
+				if tc.approvers {
+					c.Approvers = testApprovers(t)
+				}
+			})
+			ctx := context.Background()
+			runID, seq, rest := kycAtApproval(t, h, ctx)
+			args := map[string]any{"run_id": runID, "seq": seq, "decision": json.RawMessage(rest[0])}
+			if tc.decision != nil {
+				args["decision"] = tc.decision
+			}
+			if tc.token != "" {
+				args["approver_token"] = tc.token
+			}
+			e := h.mustFail(ctx, "approve", args, tc.code)
+			for _, w := range tc.want {
+				if !strings.Contains(e.Message, w) {
+					t.Errorf("message lacks %q: %s", w, e.Message)
+				}
+			}
+			if strings.Contains(e.Message, "step") || (tc.name != "wrong role" && strings.Contains(e.Message, "do not retry")) {
+				t.Errorf("misleading advice: %s", e.Message)
+			}
+		})
 	}
 }

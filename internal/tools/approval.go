@@ -109,7 +109,7 @@ func (h *handlers) awaitApproval(ctx context.Context, c access.Principal, req re
 		Decision: decision, Size: size,
 	})
 	if err != nil {
-		return nil, fromRuntime(err, a.Task)
+		return nil, rejection(err, a)
 	}
 	return runResult(a), nil
 }
@@ -121,7 +121,7 @@ func (h *handlers) approve(ctx context.Context, c access.Principal, req request)
 	}
 	approver, ok := h.approver(c, args.ApproverToken)
 	if !ok {
-		return nil, errorf(CodeForbidden, "no configured approver holds that token")
+		return nil, h.noApprover(args.ApproverToken)
 	}
 	// The approver acts on runs that are not theirs: approvers are not the
 	// agent that started them.
@@ -134,7 +134,9 @@ func (h *handlers) approve(ctx context.Context, c access.Principal, req request)
 	// stranger must not be able to use up the approvers' attempts.
 	if r.Task != nil && r.Task.Seq == args.Seq && r.Task.Kind == string(program.KindApproval) && r.Task.Role != approver.Role {
 		h.Log.Info("approve refused: wrong role", zap.String("run_id", r.ID), zap.String("approver", approver.ID), zap.String("role", approver.Role))
-		return nil, errorf(CodeForbidden, "approver %s has role %s; this decision needs role %s", approver.ID, approver.Role, r.Task.Role)
+		e := errorf(CodeForbidden, "approver %s has role %s; this decision needs role %s", approver.ID, approver.Role, r.Task.Role)
+		e.advice = fmt.Sprintf("Do not retry as %s: only an approver of role %s can decide this task.", approver.ID, r.Task.Role)
+		return nil, e
 	}
 	decision, size, err := req.value("decision", args.Decision)
 	if err != nil {
@@ -154,6 +156,24 @@ func (h *handlers) approve(ctx context.Context, c access.Principal, req request)
 		return nil, rejection(err, a)
 	}
 	return runResult(a), nil
+}
+
+// noApprover is approve's answer when no approver is identified: it
+// names what is missing, which a retry with the right token can supply.
+func (h *handlers) noApprover(token string) *toolError {
+	switch {
+	case h.Approvers.Len() == 0:
+		e := errorf(CodeForbidden, "this server has no configured approvers: it was started without an approvers file (serve --approvers FILE)")
+		e.advice = "No token can approve here. Stop and tell the user the operator must configure approvers (docs/configuration.md, approvers file), or open the elicitation channel (serve --approval-channel elicitation) and use await_approval."
+		return e
+	case token == "":
+		e := errorf(CodeForbidden, "approve needs an approver's token, and none was passed")
+		e.advice = "Call approve again with approver_token set to the approver's own token, or over HTTP with that token as the bearer token."
+		return e
+	}
+	e := errorf(CodeForbidden, "no configured approver holds that token")
+	e.advice = "Call approve again with approver_token set to the token of an approver in the server's approvers file; the approver or the operator has it."
+	return e
 }
 
 // approver identifies the human: by the bearer token the HTTP guard
