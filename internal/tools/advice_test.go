@@ -215,3 +215,52 @@ func TestApproveErrorAdvice(t *testing.T) {
 		})
 	}
 }
+
+// await_approval on a closed channel names who decides instead; where
+// nobody can, it names the missing configuration and the deadline, and
+// never speaks of approvers the server does not have.
+func TestAwaitApprovalClosedChannelNamesTheWayOut(t *testing.T) {
+	// carol alone: an approver, but not a compliance officer.
+	financeOnly, err := access.ParseApprovers("approvers.yaml", []byte("approvers:\n  - {id: carol, role: finance, token_sha256: 25a47311c7b7277e3a545dd38124f0a9aeaa3b46dfc48ff6dc005e743530d7ed}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	nobody := []string{"This server has no approver of role compliance_officer", "serve --approvers FILE", "at its deadline, 2026-", "it goes to escalated"}
+	cases := []struct {
+		name      string
+		approvers *access.Approvers
+		elicit    bool
+		want, not []string
+	}{
+		{"no approvers, channel closed", nil, false,
+			append([]string{"runs without --approval-channel elicitation", "serve started with --approval-channel elicitation"}, nobody...),
+			[]string{"configured approvers", "An approver of role"}},
+		{"approvers of another role, channel closed", financeOnly, false,
+			append([]string{"serve started with --approval-channel elicitation"}, nobody...),
+			[]string{"configured approvers", "An approver of role"}},
+		{"approvers of the role, channel closed", testApprovers(t), false,
+			[]string{"An approver of role compliance_officer decides this task with approve"},
+			[]string{"--approvers FILE", "nobody can decide"}},
+		{"no approvers, client cannot elicit", nil, true,
+			append([]string{"did not declare the elicitation capability", "one of: a client that shows elicitation forms; or an approver"}, nobody...),
+			[]string{"configured approvers", "serve started"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, func(c *Config) { c.Approvers, c.ElicitApprovals = tc.approvers, tc.elicit })
+			ctx := context.Background()
+			runID, seq, _ := kycAtApproval(t, h, ctx)
+			e := h.mustFail(ctx, "await_approval", map[string]any{"run_id": runID, "seq": seq}, CodeApprovalChannelClosed)
+			for _, w := range tc.want {
+				if !strings.Contains(e.Message, w) {
+					t.Errorf("message lacks %q: %s", w, e.Message)
+				}
+			}
+			for _, n := range tc.not {
+				if strings.Contains(e.Message, n) {
+					t.Errorf("message has %q: %s", n, e.Message)
+				}
+			}
+		})
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/mark3labs/mcp-go/mcp"
 	"github.com/mark3labs/mcp-go/server"
@@ -75,14 +76,16 @@ func (h *handlers) awaitApproval(ctx context.Context, c access.Principal, req re
 		return nil, err
 	}
 	if !h.ElicitApprovals && !st.Elicitation {
-		return nil, errorf(CodeApprovalChannelClosed, "approvals for state %s are not taken through the client: neither the program nor the operator opened the elicitation channel", st.Name)
+		return nil, h.channelClosed(r, st, "serve started with --approval-channel elicitation, and a client that shows elicitation forms",
+			"approvals for state %s are not taken through the client: the server runs without --approval-channel elicitation, and the state does not set elicitation: true", st.Name)
 	}
 	form, ok := elicitationSchema(st)
 	if !ok {
-		return nil, errorf(CodeApprovalChannelClosed, "the decision form of state %s is not flat, so a client form cannot show it", st.Name)
+		return nil, h.channelClosed(r, st, "", "the decision form of state %s is not flat, so a client form cannot show it", st.Name)
 	}
 	if !clientCanElicit(ctx) {
-		return nil, errorf(CodeApprovalChannelClosed, "this client did not declare the elicitation capability, so it cannot show the decision form")
+		return nil, h.channelClosed(r, st, "a client that shows elicitation forms",
+			"this client did not declare the elicitation capability, so it cannot show the decision form")
 	}
 	state := h.requestState(r.ID, args.Seq, c.ID)
 	mrtr := inputResponses(ctx)
@@ -156,6 +159,28 @@ func (h *handlers) approve(ctx context.Context, c access.Principal, req request)
 		return nil, rejection(err, a)
 	}
 	return runResult(a), nil
+}
+
+// channelClosed is await_approval's refusal. Its advice names who decides
+// instead: the approvers of the state's role where there are any, else
+// what is missing for anyone to decide (clientFix, when the client side
+// can be fixed, and an approver of the role), so that a run that can only
+// wait for its deadline says so.
+func (h *handlers) channelClosed(r *runtime.Run, st *program.State, clientFix, format string, args ...any) *toolError {
+	e := errorf(CodeApprovalChannelClosed, format, args...)
+	if h.Approvers.HasRole(st.Role) {
+		e.advice = fmt.Sprintf("An approver of role %s decides this task with approve, outside this client. Stop and tell the user the run waits for that decision.", st.Role)
+		return e
+	}
+	needs := fmt.Sprintf("an approver of role %s in an approvers file (serve --approvers FILE), who decides with approve", st.Role)
+	if clientFix != "" {
+		needs = clientFix + "; or " + needs
+	}
+	e.advice = fmt.Sprintf("This server has no approver of role %s either, so nobody can decide this task yet. Stop and tell the user that it needs one of: %s.", st.Role, needs)
+	if !r.Deadline.IsZero() && st.OnTimeout != nil {
+		e.advice += fmt.Sprintf(" Until then the run waits; at its deadline, %s, it goes to %s.", r.Deadline.UTC().Format(time.RFC3339), st.OnTimeout.Name)
+	}
+	return e
 }
 
 // noApprover is approve's answer when no approver is identified: it

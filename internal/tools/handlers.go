@@ -83,7 +83,7 @@ var catalog = []toolSpec{
 	},
 	{
 		name: "await_approval", title: "Ask for a human approval",
-		description: "For a run waiting for approval (status waiting_approval): asks the human at the client for the decision, through the client's elicitation form, and submits it. Works only where the operator opened this channel; otherwise it fails with approval_channel_closed and the run waits for a configured approver.",
+		description: "For a run waiting for approval (status waiting_approval): asks the human at the client for the decision, through the client's elicitation form, and submits it. Works only where the operator or the program opened this channel; otherwise it fails with approval_channel_closed, whose message says who decides instead, or which configuration is missing for anyone to decide.",
 		args:        AwaitApprovalArgs{}, result: RunResult{},
 		handle: (*handlers).awaitApproval,
 	},
