@@ -48,7 +48,7 @@ var advice = map[string]string{
 	string(runtime.CodeGuardDenied):         "No transition accepts this output. Re-read the task's instructions and submit an output the policy allows.",
 	string(runtime.CodeCapabilityDenied):    "Submit only what the task grants: the task's own tool and output fields.",
 	string(runtime.CodeDefinitionMismatch):  "The program changed or you named the wrong one. Call get_run and continue under its definition_hash, or leave the claim out.",
-	string(runtime.CodeApprovalRequired):    "This task needs a human decision. Call await_approval, or stop and tell the user an approver must decide.",
+	string(runtime.CodeApprovalRequired):    "This task needs a human decision, which step cannot give. Call await_approval: it asks the human at the client, or says who decides instead and what the user must be told.",
 	string(runtime.CodeRunFinished):         "The run has ended. Call get_run for its outcome, or start_run for a new run.",
 	string(runtime.CodeDeadlineExceeded):    "The task timed out. Call get_run to see where the run went.",
 	string(runtime.CodeInvalidInput):        "Fix the input and try again.",

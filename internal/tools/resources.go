@@ -208,8 +208,10 @@ flow; you compute one bounded task at a time and never decide where the run goes
    task, fix the output and resubmit with the same seq; on a tool task,
    follow the message, never change the tool's result.
    stale_seq and wrong_state carry the current task: answer that one.
-5. Status waiting_approval means a human must decide. Call await_approval if
-   the server offers it for this run; otherwise stop and tell the user.
+5. Status waiting_approval means a human must decide; you cannot. Call
+   await_approval: it asks the human at the client for the decision, or
+   fails with approval_channel_closed, whose message says who decides
+   instead or what is missing. Then stop and tell the user that.
 6. When the status is completed, failed or cancelled, report the outcome.
    get_receipt returns the signed receipt; verify_receipt checks it.`
 
