@@ -157,6 +157,7 @@ func serve(ctx context.Context, f serveFlags, log *zap.Logger) error {
 			return err
 		}
 	}
+	warnClosedApprovalPaths(log, progs, approvers, f.approvalChannel == "elicitation")
 
 	st, keys, err := f.store.open(ctx)
 	if err != nil {

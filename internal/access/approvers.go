@@ -280,3 +280,17 @@ func (a *Approvers) lookupHash(sum *[sha256.Size]byte) (Approver, bool) {
 	}
 	return a.entries[idx].Approver, true
 }
+
+// HasRole reports whether some approver has role: whether approve can
+// decide an approval state of that role at all.
+func (a *Approvers) HasRole(role string) bool {
+	if a == nil {
+		return false
+	}
+	for _, e := range a.entries {
+		if e.Role == role {
+			return true
+		}
+	}
+	return false
+}

@@ -206,3 +206,26 @@ func FuzzParseApprovers(f *testing.F) {
 		}
 	})
 }
+
+func TestHasRole(t *testing.T) {
+	a, err := ParseApprovers("approvers.yaml", []byte(validApproversYAML))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var none *Approvers
+	for _, tc := range []struct {
+		a    *Approvers
+		role string
+		want bool
+	}{
+		{a, "compliance_officer", true},
+		{a, "finance", true},
+		{a, "support_manager", false},
+		{a, "", false},
+		{none, "finance", false},
+	} {
+		if got := tc.a.HasRole(tc.role); got != tc.want {
+			t.Errorf("HasRole(%q) on %d approvers = %v, want %v", tc.role, tc.a.Len(), got, tc.want)
+		}
+	}
+}

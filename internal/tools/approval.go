@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/mark3labs/mcp-go/mcp"
 	"github.com/mark3labs/mcp-go/server"
@@ -75,14 +76,16 @@ func (h *handlers) awaitApproval(ctx context.Context, c access.Principal, req re
 		return nil, err
 	}
 	if !h.ElicitApprovals && !st.Elicitation {
-		return nil, errorf(CodeApprovalChannelClosed, "approvals for state %s are not taken through the client: neither the program nor the operator opened the elicitation channel", st.Name)
+		return nil, h.channelClosed(r, st, "serve started with --approval-channel elicitation, and a client that shows elicitation forms",
+			"approvals for state %s are not taken through the client: the server runs without --approval-channel elicitation, and the state does not set elicitation: true", st.Name)
 	}
 	form, ok := elicitationSchema(st)
 	if !ok {
-		return nil, errorf(CodeApprovalChannelClosed, "the decision form of state %s is not flat, so a client form cannot show it", st.Name)
+		return nil, h.channelClosed(r, st, "", "the decision form of state %s is not flat, so a client form cannot show it", st.Name)
 	}
 	if !clientCanElicit(ctx) {
-		return nil, errorf(CodeApprovalChannelClosed, "this client did not declare the elicitation capability, so it cannot show the decision form")
+		return nil, h.channelClosed(r, st, "a client that shows elicitation forms",
+			"this client did not declare the elicitation capability, so it cannot show the decision form")
 	}
 	state := h.requestState(r.ID, args.Seq, c.ID)
 	mrtr := inputResponses(ctx)
@@ -109,7 +112,7 @@ func (h *handlers) awaitApproval(ctx context.Context, c access.Principal, req re
 		Decision: decision, Size: size,
 	})
 	if err != nil {
-		return nil, fromRuntime(err, a.Task)
+		return nil, rejection(err, a)
 	}
 	return runResult(a), nil
 }
@@ -121,7 +124,7 @@ func (h *handlers) approve(ctx context.Context, c access.Principal, req request)
 	}
 	approver, ok := h.approver(c, args.ApproverToken)
 	if !ok {
-		return nil, errorf(CodeForbidden, "no configured approver holds that token")
+		return nil, h.noApprover(args.ApproverToken)
 	}
 	// The approver acts on runs that are not theirs: approvers are not the
 	// agent that started them.
@@ -134,7 +137,9 @@ func (h *handlers) approve(ctx context.Context, c access.Principal, req request)
 	// stranger must not be able to use up the approvers' attempts.
 	if r.Task != nil && r.Task.Seq == args.Seq && r.Task.Kind == string(program.KindApproval) && r.Task.Role != approver.Role {
 		h.Log.Info("approve refused: wrong role", zap.String("run_id", r.ID), zap.String("approver", approver.ID), zap.String("role", approver.Role))
-		return nil, errorf(CodeForbidden, "approver %s has role %s; this decision needs role %s", approver.ID, approver.Role, r.Task.Role)
+		e := errorf(CodeForbidden, "approver %s has role %s; this decision needs role %s", approver.ID, approver.Role, r.Task.Role)
+		e.advice = fmt.Sprintf("Do not retry as %s: only an approver of role %s can decide this task.", approver.ID, r.Task.Role)
+		return nil, e
 	}
 	decision, size, err := req.value("decision", args.Decision)
 	if err != nil {
@@ -154,6 +159,46 @@ func (h *handlers) approve(ctx context.Context, c access.Principal, req request)
 		return nil, rejection(err, a)
 	}
 	return runResult(a), nil
+}
+
+// channelClosed is await_approval's refusal. Its advice names who decides
+// instead: the approvers of the state's role where there are any, else
+// what is missing for anyone to decide (clientFix, when the client side
+// can be fixed, and an approver of the role), so that a run that can only
+// wait for its deadline says so.
+func (h *handlers) channelClosed(r *runtime.Run, st *program.State, clientFix, format string, args ...any) *toolError {
+	e := errorf(CodeApprovalChannelClosed, format, args...)
+	if h.Approvers.HasRole(st.Role) {
+		e.advice = fmt.Sprintf("An approver of role %s decides this task with approve, outside this client. Stop and tell the user the run waits for that decision.", st.Role)
+		return e
+	}
+	needs := fmt.Sprintf("an approver of role %s in an approvers file (serve --approvers FILE), who decides with approve", st.Role)
+	if clientFix != "" {
+		needs = clientFix + "; or " + needs
+	}
+	e.advice = fmt.Sprintf("This server has no approver of role %s either, so nobody can decide this task yet. Stop and tell the user that it needs one of: %s.", st.Role, needs)
+	if !r.Deadline.IsZero() && st.OnTimeout != nil {
+		e.advice += fmt.Sprintf(" Until then the run waits; at its deadline, %s, it goes to %s.", r.Deadline.UTC().Format(time.RFC3339), st.OnTimeout.Name)
+	}
+	return e
+}
+
+// noApprover is approve's answer when no approver is identified: it
+// names what is missing, which a retry with the right token can supply.
+func (h *handlers) noApprover(token string) *toolError {
+	switch {
+	case h.Approvers.Len() == 0:
+		e := errorf(CodeForbidden, "this server has no configured approvers: it was started without an approvers file (serve --approvers FILE)")
+		e.advice = "No token can approve here. Stop and tell the user the operator must configure approvers (docs/configuration.md, approvers file), or open the elicitation channel (serve --approval-channel elicitation) and use await_approval."
+		return e
+	case token == "":
+		e := errorf(CodeForbidden, "approve needs an approver's token, and none was passed")
+		e.advice = "Call approve again with approver_token set to the approver's own token, or over HTTP with that token as the bearer token."
+		return e
+	}
+	e := errorf(CodeForbidden, "no configured approver holds that token")
+	e.advice = "Call approve again with approver_token set to the token of an approver in the server's approvers file; the approver or the operator has it."
+	return e
 }
 
 // approver identifies the human: by the bearer token the HTTP guard

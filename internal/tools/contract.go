@@ -116,7 +116,7 @@ type StepToolClaim struct {
 type StepArgs struct {
 	RunID          string         `json:"run_id" jsonschema:"minLength=1,maxLength=128"`
 	Seq            uint64         `json:"seq" jsonschema:"minimum=1" jsonschema_description:"The seq of the task being answered."`
-	Output         Value          `json:"output" jsonschema_description:"The answer; must match the task's output_schema."`
+	Output         Value          `json:"output" jsonschema_description:"The answer; must match the task's output_schema. For a tool task: the named tool's result, unchanged."`
 	State          string         `json:"state,omitempty" jsonschema:"maxLength=128" jsonschema_description:"The state you believe you are answering; checked."`
 	Tool           *StepToolClaim `json:"tool,omitempty" jsonschema_description:"For a tool task: the tool whose result this is; checked."`
 	DefinitionHash string         `json:"definition_hash,omitempty" jsonschema:"maxLength=128" jsonschema_description:"The program definition you believe you run; checked."`

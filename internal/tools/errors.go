@@ -7,6 +7,7 @@ import (
 
 	"github.com/mark3labs/mcp-go/mcp"
 
+	"github.com/nano-vm/nano-vm-mcp/internal/program"
 	"github.com/nano-vm/nano-vm-mcp/internal/runtime"
 )
 
@@ -28,6 +29,9 @@ const (
 type toolError struct {
 	body  ErrorBody
 	ended bool // the rejection ended the run: no advice to retry
+	// advice replaces the code's advice where the handler knows the
+	// precise remedy (which credential or configuration is missing).
+	advice string
 }
 
 func (e *toolError) Error() string { return e.body.Code + ": " + e.body.Message }
@@ -44,7 +48,7 @@ var advice = map[string]string{
 	string(runtime.CodeGuardDenied):         "No transition accepts this output. Re-read the task's instructions and submit an output the policy allows.",
 	string(runtime.CodeCapabilityDenied):    "Submit only what the task grants: the task's own tool and output fields.",
 	string(runtime.CodeDefinitionMismatch):  "The program changed or you named the wrong one. Call get_run and continue under its definition_hash, or leave the claim out.",
-	string(runtime.CodeApprovalRequired):    "This task needs a human decision. Call await_approval, or stop and tell the user an approver must decide.",
+	string(runtime.CodeApprovalRequired):    "This task needs a human decision, which step cannot give. Call await_approval: it asks the human at the client, or says who decides instead and what the user must be told.",
 	string(runtime.CodeRunFinished):         "The run has ended. Call get_run for its outcome, or start_run for a new run.",
 	string(runtime.CodeDeadlineExceeded):    "The task timed out. Call get_run to see where the run went.",
 	string(runtime.CodeInvalidInput):        "Fix the input and try again.",
@@ -54,10 +58,64 @@ var advice = map[string]string{
 	CodeUnknownProgram:                      "Call list_programs for the programs this server runs.",
 	CodeForbidden:                           "This is not allowed for your credentials; do not retry.",
 	CodeNotImplemented:                      "This server does not do this yet; do not retry.",
-	CodeApprovalChannelClosed:               "Approvals for this run are given by configured approvers outside this client. Stop and tell the user the run waits for approval.",
+	CodeApprovalChannelClosed:               "Stop and tell the user the run waits for a human decision.",
 	CodeInvalidRequestState:                 "Call await_approval again without input responses.",
 	CodeErasureIncomplete:                   "The personal data is already unreadable. Call erase_subject again with the same arguments to record the erasure in the remaining runs.",
 	CodeInternal:                            "Nothing was changed. Retry later.",
+}
+
+// toolTaskRule ends every error that carries a tool task. A tool task's
+// output is the tool's result: the only way forward is to call the tool,
+// never to write, edit or guess a result, and an agent without the tool
+// must stop instead of inventing one.
+const toolTaskRule = "This is a tool task: " + toolTaskGuide
+
+// toolTaskAdvice replaces the attempt codes' advice on a tool task, where
+// "fix the output" would read as "edit the tool's result until it passes".
+var toolTaskAdvice = map[string]string{
+	string(runtime.CodeSchemaViolation):  "Submit exactly the JSON the tool returned, not a summary or an edited copy. If the tool's own result does not match, do not change it: stop and tell the user.",
+	string(runtime.CodeGuardDenied):      "No transition accepts this result, and changing it to pass the policy is not allowed. If it is what the tool returned, stop, or call cancel_run, and tell the user the policy refused the tool's result.",
+	string(runtime.CodeCapabilityDenied): "Claim only the tool the task grants (task.tool.name), or leave tool out.",
+}
+
+// decisionAdvice is the attempt codes' advice for the approval tools: the
+// decision is resubmitted with the same tool, never with step.
+var decisionAdvice = map[string]string{
+	string(runtime.CodeSchemaViolation): "Fix the decision so it matches the task's output_schema and call %s again with the same seq.",
+	string(runtime.CodeGuardDenied):     "No transition accepts this decision. Re-read the task's instructions and call %s again with a decision the policy allows.",
+}
+
+// attemptNote says that an attempt code used up an attempt, and how many
+// remain: capability_denied costs one as much as the other two, which a
+// client probing claims would not otherwise know.
+func attemptNote(t *Task) string {
+	note := "This used up an attempt (schema_violation, guard_denied and capability_denied each use one)"
+	if t != nil {
+		return fmt.Sprintf("%s: %d left.", note, t.AttemptsLeft)
+	}
+	return note + "."
+}
+
+// adviceFor is what to do next after this error from tool.
+func (e *toolError) adviceFor(tool string) string {
+	if e.advice != "" {
+		return e.advice
+	}
+	code, t := e.body.Code, e.body.Task
+	a := advice[code]
+	if d, ok := decisionAdvice[code]; ok && (tool == "approve" || tool == "await_approval") {
+		a = fmt.Sprintf(d, tool)
+	}
+	if t != nil && t.Kind == string(program.KindTool) {
+		if ta, ok := toolTaskAdvice[code]; ok {
+			a = ta
+		}
+		a += " " + toolTaskRule
+	}
+	if runtime.Code(code).CountsAsAttempt() {
+		a += " " + attemptNote(t)
+	}
+	return a
 }
 
 // fromRuntime maps a service error to a tool error. Rejections keep their
@@ -100,14 +158,14 @@ func rejection(err error, a runtime.Answer) *toolError {
 	return te
 }
 
-// result renders a tool error as an isError result: the error JSON as the
+// result renders a tool's error as an isError result: the error JSON as the
 // only text content and no structuredContent, which strict clients would
 // validate against the success schema.
-func (e *toolError) result() *mcp.CallToolResult {
+func (e *toolError) result(tool string) *mcp.CallToolResult {
 	b := e.body
 	if e.ended {
 		b.Message += ". Call get_run for its outcome, or start_run for a new run."
-	} else if a := advice[b.Code]; a != "" {
+	} else if a := e.adviceFor(tool); a != "" {
 		b.Message += ". " + a
 	}
 	text, err := json.Marshal(b)

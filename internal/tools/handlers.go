@@ -35,7 +35,7 @@ var catalog = []toolSpec{
 	},
 	{
 		name: "step", title: "Submit a task's output",
-		description: "Submits the output of the current task of a run: run_id, the task's seq and an output matching the task's output_schema, computed from the task's view and instructions only. The runtime checks it, chooses the transition and returns the next task, or the outcome when the run ends. On an error the JSON says why (code) and what to do; stale_seq and wrong_state carry the current task. Repeating the last accepted step exactly returns the original answer.",
+		description: "Submits the output of the current task of a run: run_id, the task's seq and an output matching the task's output_schema. For an llm task, compute it from the task's view and instructions only. For a tool task, " + toolTaskGuide + " The runtime checks the output, chooses the transition and returns the next task, or the outcome when the run ends. On an error the JSON says why (code) and what to do; stale_seq and wrong_state carry the current task. " + attemptsGuide + " Repeating the last accepted step exactly returns the original answer.",
 		args:        StepArgs{}, result: RunResult{},
 		handle: (*handlers).step,
 	},
@@ -83,7 +83,7 @@ var catalog = []toolSpec{
 	},
 	{
 		name: "await_approval", title: "Ask for a human approval",
-		description: "For a run waiting for approval (status waiting_approval): asks the human at the client for the decision, through the client's elicitation form, and submits it. Works only where the operator opened this channel; otherwise it fails with approval_channel_closed and the run waits for a configured approver.",
+		description: "For a run waiting for approval (status waiting_approval): asks the human at the client for the decision, through the client's elicitation form, and submits it. Works only where the operator or the program opened this channel; otherwise it fails with approval_channel_closed, whose message says who decides instead, or which configuration is missing for anyone to decide.",
 		args:        AwaitApprovalArgs{}, result: RunResult{},
 		handle: (*handlers).awaitApproval,
 	},

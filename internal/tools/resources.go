@@ -196,15 +196,22 @@ flow; you compute one bounded task at a time and never decide where the run goes
    - Read the task's instructions and view. The view is everything you may use;
      do not invent facts that are not in it.
    - For kind "llm": compute an output that matches output_schema exactly.
-   - For kind "tool": run the tool named in task.tool with task.tool.arguments
-     and submit its result as the output, with tool: {name}.
+   - For kind "tool": call the tool named in task.tool.name with
+     task.tool.arguments and submit its result unchanged as the output, with
+     tool: {name}. Never edit or invent a result, not even to get past an
+     error. If you cannot call that tool, stop, or call cancel_run, and tell
+     the user.
    - Call step with run_id, the task's seq and the output.
 4. If step returns an error, read its JSON: code says what went wrong, message
-   what to do. schema_violation and guard_denied cost an attempt
-   (task.attempts_left); fix the output and resubmit with the same seq.
+   what to do. schema_violation, guard_denied and capability_denied each use
+   up an attempt (task.attempts_left); the last one ends the run. On an llm
+   task, fix the output and resubmit with the same seq; on a tool task,
+   follow the message, never change the tool's result.
    stale_seq and wrong_state carry the current task: answer that one.
-5. Status waiting_approval means a human must decide. Call await_approval if
-   the server offers it for this run; otherwise stop and tell the user.
+5. Status waiting_approval means a human must decide; you cannot. Call
+   await_approval: it asks the human at the client for the decision, or
+   fails with approval_channel_closed, whose message says who decides
+   instead or what is missing. Then stop and tell the user that.
 6. When the status is completed, failed or cancelled, report the outcome.
    get_receipt returns the signed receipt; verify_receipt checks it.`
 

@@ -107,11 +107,23 @@ func NewServer(cfg Config) *server.MCPServer {
 
 const instructions = `nano-vm-mcp runs declared programs (finite-state machines) step by step.
 The runtime decides the control flow; you compute one bounded task at a time.
-Call list_programs, then start_run. Each answer carries a task: compute an output
-that matches its output_schema from its view and instructions only, and submit
-it with step (run_id, seq). Repeat until the run completes, fails, or waits for
-a human approval (status waiting_approval). Errors are JSON with a stable code
-and a message that says what to do next.`
+Call list_programs, then start_run. Each answer carries a task: answer it with
+step (run_id, seq, output) until the run completes, fails, or waits for a human
+approval (status waiting_approval).
+For an llm task (kind "llm"), compute an output that matches its output_schema
+from its view and instructions only.
+For a tool task (kind "tool"), ` + toolTaskGuide + `
+` + attemptsGuide + ` Errors are JSON with a stable code and a message that
+says what to do next.`
+
+// toolTaskGuide is what the server instructions, the step description, the
+// drive_run prompt and every error about a tool task say of tool tasks: an
+// agent that lacks the tool must stop rather than invent its result.
+const toolTaskGuide = "call the tool named in task.tool.name with task.tool.arguments and submit its result unchanged as the output, with tool: {name}; never edit or invent a result. If you cannot call that tool, stop, or call cancel_run, and tell the user."
+
+// attemptsGuide warns that claims cost attempts too: capability_denied
+// uses one up as schema_violation and guard_denied do.
+const attemptsGuide = "schema_violation, guard_denied and capability_denied each use up one of the task's attempts (task.attempts_left); the last one ends the run."
 
 // tool renders the spec as an mcp.Tool with the committed schemas.
 func (t *toolSpec) tool() mcp.Tool {
@@ -242,7 +254,7 @@ func (h *handlers) render(t *toolSpec, out any, err error) *mcp.CallToolResult {
 			h.Log.Error("tool failed", zap.String("tool", t.name), zap.Error(err))
 			te = errorf(CodeInternal, "the server could not complete the call")
 		}
-		return te.result()
+		return te.result(t.name)
 	}
 	if r, ok := out.(*mcp.CallToolResult); ok { // an input request
 		return r
@@ -250,7 +262,7 @@ func (h *handlers) render(t *toolSpec, out any, err error) *mcp.CallToolResult {
 	text, merr := json.Marshal(out)
 	if merr != nil {
 		h.Log.Error("encode result", zap.String("tool", t.name), zap.Error(merr))
-		return errorf(CodeInternal, "the server could not encode the result").result()
+		return errorf(CodeInternal, "the server could not encode the result").result(t.name)
 	}
 	return mcp.NewToolResultStructured(json.RawMessage(text), string(text))
 }

@@ -285,6 +285,10 @@ func TestApprovalThroughStepIsRefused(t *testing.T) {
 	if e.Task == nil || e.Task.Kind != "approval" {
 		t.Fatalf("approval_required without the approval task: %+v", e)
 	}
+	// No approver is configured here: the advice must not promise one.
+	if !strings.Contains(e.Message, "Call await_approval") || strings.Contains(e.Message, "approver") {
+		t.Fatalf("approval_required advice: %s", e.Message)
+	}
 	// Without the elicitation channel, await_approval says so.
 	h.mustFail(ctx, "await_approval", map[string]any{"run_id": runID, "seq": seqOf(t, task(t, res))}, CodeApprovalChannelClosed)
 }
