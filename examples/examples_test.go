@@ -265,3 +265,24 @@ func drive(t *testing.T, p *program.Program, input any, lines []any, limit int) 
 	}
 	return run, used
 }
+
+// TestDefinitionHashesUnchanged pins the examples' definition hashes: runs
+// and receipts name their program by it, so a change to how programs are
+// normalised must not move the hash of a program that loaded before (as
+// telling an explicit limit of 0 apart from an absent one did not).
+// A change to an example itself updates its line here.
+func TestDefinitionHashesUnchanged(t *testing.T) {
+	want := map[string]string{
+		"code-change":    "sha256:1a12e1a789e0c1c201566ba4a4d166cbeb4f3a958a40296d7baa33950140794c",
+		"kyc-onboarding": "sha256:9e14a2f7ab910f19726e6a33df6595f092b1b9c808ca16f7ed73c2f974acd71d",
+		"refund":         "sha256:a0182e1efb7ba3f78c4dc380826c0175d3df3e8e2e00d078392fa5ec4ffdfdd5",
+	}
+	for _, name := range Programs() {
+		if got := load(t, name).Hash; got != want[name] {
+			t.Errorf("%s: definition hash %s, want %s", name, got, want[name])
+		}
+	}
+	if len(Programs()) != len(want) {
+		t.Errorf("programs %v, pinned %d: pin the new one's hash here", Programs(), len(want))
+	}
+}

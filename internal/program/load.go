@@ -151,7 +151,7 @@ func (l *loader) compile(doc Document, order []string) *Program {
 	p.Input = l.compileSchema("/input_schema", inputDoc)
 
 	norm := doc
-	norm.Limits = &p.Limits
+	norm.Limits = p.Limits.document()
 	norm.InputSchema = inputDoc
 	norm.States = make(map[string]StateSpec, len(doc.States))
 
@@ -277,23 +277,22 @@ func statePtr(name, field string) string {
 	return "/states/" + escapePointer(name) + "/" + field
 }
 
-func resolveLimits(in *Limits) Limits {
-	l := Limits{MaxSteps: DefaultMaxSteps, MaxAttempts: DefaultMaxAttempts, MaxRollbacks: DefaultMaxRollbacks, MaxDocumentBytes: DefaultMaxDocumentBytes}
+// resolveLimits applies the defaults to the fields left out. The format
+// schema has already checked the bounds of the fields written.
+func resolveLimits(in *Limits) RunLimits {
+	l := RunLimits{MaxSteps: DefaultMaxSteps, MaxAttempts: DefaultMaxAttempts, MaxRollbacks: DefaultMaxRollbacks, MaxDocumentBytes: DefaultMaxDocumentBytes}
 	if in == nil {
 		return l
 	}
-	if in.MaxSteps > 0 {
-		l.MaxSteps = in.MaxSteps
+	set := func(dst *int, v *int) {
+		if v != nil {
+			*dst = *v
+		}
 	}
-	if in.MaxAttempts > 0 {
-		l.MaxAttempts = in.MaxAttempts
-	}
-	if in.MaxRollbacks > 0 {
-		l.MaxRollbacks = in.MaxRollbacks
-	}
-	if in.MaxDocumentBytes > 0 {
-		l.MaxDocumentBytes = in.MaxDocumentBytes
-	}
+	set(&l.MaxSteps, in.MaxSteps)
+	set(&l.MaxAttempts, in.MaxAttempts)
+	set(&l.MaxRollbacks, in.MaxRollbacks)
+	set(&l.MaxDocumentBytes, in.MaxDocumentBytes)
 	return l
 }
 

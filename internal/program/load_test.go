@@ -426,3 +426,104 @@ func TestElicitationOnlyOnApprovalStates(t *testing.T) {
 	}
 	t.Fatalf("elicitation on an llm state loaded or was not named:\n%s", problemsText(probs))
 }
+
+// TestLimitsAtZero pins each limit's lower bound: an explicit 0 is a value
+// of its own only for max_rollbacks (no rollback at all); for the others it
+// is refused, never read as "the default".
+func TestLimitsAtZero(t *testing.T) {
+	tests := []struct {
+		limits string
+		want   RunLimits // zero: the program is refused
+		field  string    // the refused field
+	}{
+		{"{max_rollbacks: 0}", RunLimits{MaxSteps: 100, MaxAttempts: 3, MaxRollbacks: 0, MaxDocumentBytes: 1 << 20}, ""},
+		{"{max_rollbacks: 1}", RunLimits{MaxSteps: 100, MaxAttempts: 3, MaxRollbacks: 1, MaxDocumentBytes: 1 << 20}, ""},
+		{"{}", RunLimits{MaxSteps: 100, MaxAttempts: 3, MaxRollbacks: 3, MaxDocumentBytes: 1 << 20}, ""},
+		{"{max_steps: 1, max_attempts: 1, max_document_bytes: 256}", RunLimits{MaxSteps: 1, MaxAttempts: 1, MaxRollbacks: 3, MaxDocumentBytes: 256}, ""},
+		{"{max_rollbacks: -1}", RunLimits{}, "limits.max_rollbacks"},
+		{"{max_steps: 0}", RunLimits{}, "limits.max_steps"},
+		{"{max_attempts: 0}", RunLimits{}, "limits.max_attempts"},
+		{"{max_document_bytes: 0}", RunLimits{}, "limits.max_document_bytes"},
+		{"{max_rollbacks: null}", RunLimits{}, "limits.max_rollbacks"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.limits, func(t *testing.T) {
+			p, probs := load(t, withLimits(tt.limits))
+			if tt.field == "" {
+				if p == nil {
+					t.Fatalf("refused:\n%s", problemsText(probs))
+				}
+				if p.Limits != tt.want {
+					t.Fatalf("limits %+v, want %+v", p.Limits, tt.want)
+				}
+				return
+			}
+			if p != nil {
+				t.Fatalf("loaded with limits %+v; want a problem at %s", p.Limits, tt.field)
+			}
+			for _, pr := range probs {
+				if pr.Field == tt.field {
+					return
+				}
+			}
+			t.Fatalf("no problem at %s in:\n%s", tt.field, problemsText(probs))
+		})
+	}
+	for _, tt := range []struct{ field, edit string }{
+		{"max_attempts", "    instructions: do it\n    max_attempts: 0"},
+		{"max_visits", "    instructions: do it\n    max_visits: 0"},
+	} {
+		t.Run("state "+tt.field+": 0", func(t *testing.T) {
+			_, probs := load(t, repl("    instructions: do it", tt.edit)(base))
+			for _, pr := range probs {
+				if pr.State == "a" && pr.Field == tt.field {
+					return
+				}
+			}
+			t.Fatalf("no problem at a.%s in:\n%s", tt.field, problemsText(probs))
+		})
+	}
+}
+
+// TestDefinitionHashOfLimits: an explicit max_rollbacks: 0 is a different
+// program from one that leaves the field out, while writing a default out
+// changes nothing. The pinned hashes were taken before explicit values
+// were told apart from absent ones: no program that loaded then hashes
+// differently now.
+func TestDefinitionHashOfLimits(t *testing.T) {
+	hash := func(src string) string {
+		t.Helper()
+		p, probs := load(t, src)
+		if p == nil {
+			t.Fatalf("refused:\n%s", problemsText(probs))
+		}
+		return p.Hash
+	}
+	pinned := []struct{ name, src, hash string }{
+		{"no limits", base, "sha256:86cf2c60c321c6076d3dfa2dbe638aea3e7462baf8978044a90b9d0310de96f0"},
+		{"empty limits", withLimits("{}"), "sha256:86cf2c60c321c6076d3dfa2dbe638aea3e7462baf8978044a90b9d0310de96f0"},
+		{"defaults written out", withLimits("{max_steps: 100, max_attempts: 3, max_rollbacks: 3, max_document_bytes: 1048576}"), "sha256:86cf2c60c321c6076d3dfa2dbe638aea3e7462baf8978044a90b9d0310de96f0"},
+		{"one limit", withLimits("{max_rollbacks: 2}"), "sha256:b0e3d10c57a5ae245bb3b833009f85990f7241500eaa30999f5935ecb03f8a49"},
+		{"every limit", withLimits("{max_steps: 50, max_attempts: 2, max_rollbacks: 1, max_document_bytes: 4096}"), "sha256:a2c52437c2fe348f63e32c37a5c6dd6a80b3109f5255b0c689d1b6aa728e8969"},
+	}
+	seen := map[string]string{}
+	for _, c := range pinned {
+		if got := hash(c.src); got != c.hash {
+			t.Errorf("%s: hash %s, want %s", c.name, got, c.hash)
+		}
+		seen[c.hash] = c.name
+	}
+	zero := hash(withLimits("{max_rollbacks: 0}"))
+	if name, dup := seen[zero]; dup {
+		t.Fatalf("max_rollbacks: 0 hashes like %q", name)
+	}
+	p, _ := load(t, withLimits("{max_rollbacks: 0}"))
+	if got := *p.Normalized().Limits.MaxRollbacks; got != 0 {
+		t.Fatalf("normalised max_rollbacks %d, want an explicit 0", got)
+	}
+}
+
+// withLimits is base with the limits l (a YAML flow mapping).
+func withLimits(l string) string {
+	return repl("initial: a\n", "limits: "+l+"\ninitial: a\n")(base)
+}

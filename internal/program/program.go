@@ -56,8 +56,8 @@ type Program struct {
 	Name        string
 	Version     string
 	Description string
-	Hash        string // definition hash: "sha256:" + hex over the canonical normalised program
-	Limits      Limits // with defaults applied
+	Hash        string    // definition hash: "sha256:" + hex over the canonical normalised program
+	Limits      RunLimits // with defaults applied
 	Input       *schema.Schema
 	Initial     *State
 	States      map[string]*State
@@ -84,6 +84,22 @@ func (p *Program) IsPII(path Path) bool {
 		}
 	}
 	return false
+}
+
+// RunLimits are a program's limits with the defaults applied: what the
+// runtime enforces.
+type RunLimits struct {
+	MaxSteps         int
+	MaxAttempts      int
+	MaxRollbacks     int // 0: no rollback at all
+	MaxDocumentBytes int
+}
+
+// document is l as the normalised program writes it: every field present,
+// so that an explicit value and a default hash alike only when they are
+// equal.
+func (l RunLimits) document() *Limits {
+	return &Limits{MaxSteps: &l.MaxSteps, MaxAttempts: &l.MaxAttempts, MaxRollbacks: &l.MaxRollbacks, MaxDocumentBytes: &l.MaxDocumentBytes}
 }
 
 // Subject is a data subject whose personal data a run holds.

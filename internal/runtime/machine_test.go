@@ -3,6 +3,8 @@ package runtime
 import (
 	"bytes"
 	"errors"
+	"fmt"
+	"os"
 	"reflect"
 	"strings"
 	"testing"
@@ -340,6 +342,48 @@ func TestRollbackClearsLaterData(t *testing.T) {
 	}
 	if d.run.Rollbacks != 1 {
 		t.Fatalf("rollbacks = %d", d.run.Rollbacks)
+	}
+}
+
+// TestRollbackBudget: max_rollbacks N lets a run take N rollbacks, and the
+// next one it would take ends it FAILED (rollback_budget_exceeded). At 0 a
+// pipeline never goes back: its first rollback ends the run.
+func TestRollbackBudget(t *testing.T) {
+	src, err := os.ReadFile("testdata/review.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, limit := range []int{0, 1, 2} {
+		t.Run(fmt.Sprintf("max_rollbacks %d", limit), func(t *testing.T) {
+			edited := strings.Replace(string(src), "max_rollbacks: 1}", fmt.Sprintf("max_rollbacks: %d}", limit), 1)
+			p, err := program.Load("review.yaml", []byte(edited))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if p.Limits.MaxRollbacks != limit {
+				t.Fatalf("loaded max_rollbacks %d", p.Limits.MaxRollbacks)
+			}
+			d := newDriver(t, p, `{"limit": 5}`)
+			for taken := 0; ; taken++ {
+				d.submit(`{"score": 1}`)
+				d.submit(`{"ok": false}`, tool("linter"))
+				if d.run.Finished() {
+					if taken != limit {
+						t.Fatalf("the run ended after %d rollbacks, want %d", taken, limit)
+					}
+					break
+				}
+				if taken+1 > limit {
+					t.Fatalf("the run took %d rollbacks under max_rollbacks %d", taken+1, limit)
+				}
+			}
+			if d.run.Status != StatusFailed || d.run.Outcome != program.OutcomeFailed || !strings.HasPrefix(d.run.Reason, ReasonRollbackBudgetExceeded) {
+				t.Fatalf("status %s outcome %s reason %q, want FAILED by %s", d.run.Status, d.run.Outcome, d.run.Reason, ReasonRollbackBudgetExceeded)
+			}
+			if d.run.Rollbacks != limit || d.run.State != "check" {
+				t.Fatalf("rollbacks %d at %s, want %d at check: the refused rollback must not be taken", d.run.Rollbacks, d.run.State, limit)
+			}
+		})
 	}
 }
 

@@ -372,18 +372,12 @@ func (s *Service) repeatedStart(ctx context.Context, lr *liveRun, o StartOptions
 // startedEvent reads a run's run_started payload from the store, opened.
 // (A run input whose subject was erased no longer compares equal to any.)
 func (s *Service) startedEvent(ctx context.Context, runID string) (*Started, error) {
-	recs, err := s.store.Load(ctx, runID)
+	recs, err := s.store.LoadPrefix(ctx, runID, 1)
 	if err != nil {
 		return nil, err
 	}
-	if len(recs) == 0 {
-		return nil, fmt.Errorf("run %s: empty trace", runID)
-	}
-	events, err := DecodeEvents(recs[:1])
+	events, err := s.opened(ctx, recs)
 	if err != nil {
-		return nil, err
-	}
-	if err := s.sealer.open(ctx, events); err != nil {
 		return nil, err
 	}
 	if events[0].Started == nil {
@@ -442,11 +436,21 @@ func (s *Service) Get(ctx context.Context, runID string) (*Run, *program.Program
 func (s *Service) Events(ctx context.Context, runID string) ([]Event, error) {
 	recs, err := s.store.Load(ctx, runID)
 	if err != nil {
-		if errors.Is(err, tracestore.ErrNotFound) {
-			return nil, reject(CodeNoSuchRun, "no run %s", runID)
-		}
-		return nil, err
+		return nil, noSuchRun(err, runID)
 	}
+	return s.opened(ctx, recs)
+}
+
+// noSuchRun turns the store's ErrNotFound for a run into the domain error.
+func noSuchRun(err error, runID string) error {
+	if errors.Is(err, tracestore.ErrNotFound) {
+		return reject(CodeNoSuchRun, "no run %s", runID)
+	}
+	return err
+}
+
+// opened decodes stored records and opens their sealed personal data.
+func (s *Service) opened(ctx context.Context, recs []tracestore.Record) ([]Event, error) {
 	events, err := DecodeEvents(recs)
 	if err != nil {
 		return nil, err
@@ -557,8 +561,25 @@ func (s *Service) forget(id string, lr *liveRun) {
 }
 
 // load folds the run's stored trace into lr, whose lock the caller holds.
+// It reads the index row first, then the trace up to the row's length.
+// Another process may append in between (this is the reload after a lost
+// append, when one surely is): the trace is append-only, so its first
+// row.Events records are the trace the row describes, and the rest belongs
+// to a later row. Read the other way round, the row could be newer than the
+// trace.
 func (s *Service) load(ctx context.Context, lr *liveRun, runID string) error {
-	events, err := s.Events(ctx, runID)
+	info, err := s.store.Run(ctx, runID)
+	if err != nil {
+		return noSuchRun(err, runID)
+	}
+	recs, err := s.store.LoadPrefix(ctx, runID, info.Events)
+	if err != nil {
+		return noSuchRun(err, runID)
+	}
+	if uint64(len(recs)) != info.Events {
+		return fmt.Errorf("run %s: the index row counts %d events, the trace has %d", runID, info.Events, len(recs))
+	}
+	events, err := s.opened(ctx, recs)
 	if err != nil {
 		return err
 	}
@@ -573,16 +594,12 @@ func (s *Service) load(ctx context.Context, lr *liveRun, runID string) error {
 	if err != nil {
 		return err
 	}
-	info, err := s.store.Run(ctx, runID)
-	if err != nil {
-		return err
-	}
 	tree, err := trace.UnmarshalTree(info.Tree)
 	if err != nil {
 		return fmt.Errorf("run %s: %w", runID, err)
 	}
-	if tree.Size() != uint64(len(events)) {
-		return fmt.Errorf("run %s: the index row's tree has %d leaves, the trace %d events", runID, tree.Size(), len(events))
+	if tree.Size() != info.Events {
+		return fmt.Errorf("run %s: the index row's tree has %d leaves, the row counts %d events", runID, tree.Size(), info.Events)
 	}
 	lr.p, lr.run = p, run
 	lr.chain = &chain{head: info.Head, tree: tree, subjects: events[0].Started.Subjects, erased: erasedIn(nil, events)}

@@ -211,23 +211,23 @@ func TestLabRunsAreRecorded(t *testing.T) {
 	}
 }
 
-// staleStore hides a run's trace from the first Load: the view of a
-// process that looked just before another one stored the run.
+// staleStore hides a run from the first look at its index row: the view
+// of a process that looked just before another one stored the run.
 type staleStore struct {
 	tracestore.Store
 	mu     sync.Mutex
 	hidden map[string]bool
 }
 
-func (s *staleStore) Load(ctx context.Context, runID string) ([]tracestore.Record, error) {
+func (s *staleStore) Run(ctx context.Context, runID string) (tracestore.RunInfo, error) {
 	s.mu.Lock()
 	hide := !s.hidden[runID]
 	s.hidden[runID] = true
 	s.mu.Unlock()
 	if hide {
-		return nil, tracestore.ErrNotFound
+		return tracestore.RunInfo{}, tracestore.ErrNotFound
 	}
-	return s.Store.Load(ctx, runID)
+	return s.Store.Run(ctx, runID)
 }
 
 // TestIdempotentStartLosingTheRaceToAnotherProcess: the process that

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"sync"
 	"testing"
 	"time"
@@ -76,6 +77,30 @@ func TestStoreContract(t *testing.T) {
 				}
 				if ri.RunID != "r" || ri.Events != 5 || ri.Head[0] != 5 || string(ri.Tree) != "tree" || !ri.StartedAt.Equal(t0) || ri.Program != "p" {
 					t.Fatalf("index row %+v", ri)
+				}
+			})
+			t.Run("LoadPrefixReturnsTheFirstRecords", func(t *testing.T) {
+				s := open(t)
+				appendN(t, s, "r", 0, 3)
+				appendN(t, s, "r", 3, 2)
+				for _, c := range []struct{ n, want uint64 }{{1, 1}, {3, 3}, {4, 4}, {5, 5}, {6, 5}, {math.MaxUint64, 5}} {
+					got, err := s.LoadPrefix(ctx, "r", c.n)
+					if err != nil || uint64(len(got)) != c.want {
+						t.Fatalf("LoadPrefix(%d): %d records, %v; want %d", c.n, len(got), err, c.want)
+					}
+					for i, r := range got {
+						if r.Index != uint64(i) || string(r.Body) != fmt.Sprintf(`{"i":%d}`, i) || r.Hash[0] != byte(i) {
+							t.Fatalf("LoadPrefix(%d): record %d = %+v", c.n, i, r)
+						}
+					}
+				}
+				for _, c := range []struct {
+					run string
+					n   uint64
+				}{{"r", 0}, {"nope", 1}, {"nope", math.MaxUint64}} {
+					if _, err := s.LoadPrefix(ctx, c.run, c.n); !errors.Is(err, ErrNotFound) {
+						t.Fatalf("LoadPrefix(%s, %d): %v, want ErrNotFound", c.run, c.n, err)
+					}
 				}
 			})
 			t.Run("AppendAtWrongIndexConflictsAndWritesNothing", func(t *testing.T) {

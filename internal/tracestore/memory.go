@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"math"
 	"slices"
 	"sort"
 	"strconv"
@@ -85,14 +86,19 @@ func checkAppend(runID string, next uint64, records []Record, info RunInfo) erro
 }
 
 // Load implements Store.
-func (m *Memory) Load(_ context.Context, runID string) ([]Record, error) {
+func (m *Memory) Load(ctx context.Context, runID string) ([]Record, error) {
+	return m.LoadPrefix(ctx, runID, math.MaxUint64)
+}
+
+// LoadPrefix implements Store.
+func (m *Memory) LoadPrefix(_ context.Context, runID string, n uint64) ([]Record, error) {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
 	recs, ok := m.runs[runID]
-	if !ok {
+	if !ok || n == 0 {
 		return nil, fmt.Errorf("%w: run %s", ErrNotFound, runID)
 	}
-	return slices.Clone(recs), nil
+	return slices.Clone(recs[:min(n, uint64(len(recs)))]), nil
 }
 
 // Run implements Store.

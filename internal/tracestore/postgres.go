@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"sort"
 	"time"
 
@@ -231,7 +232,12 @@ var conflictCodes = map[string]bool{"23505": true, "40001": true, "40P01": true}
 
 // Load implements Store.
 func (p *Postgres) Load(ctx context.Context, runID string) ([]Record, error) {
-	rows, err := p.pool.Query(ctx, `SELECT idx, type, body, hash FROM events WHERE run_id = $1 ORDER BY idx`, runID)
+	return p.LoadPrefix(ctx, runID, math.MaxUint64)
+}
+
+// LoadPrefix implements Store.
+func (p *Postgres) LoadPrefix(ctx context.Context, runID string, n uint64) ([]Record, error) {
+	rows, err := p.pool.Query(ctx, `SELECT idx, type, body, hash FROM events WHERE run_id = $1 AND idx < $2 ORDER BY idx`, runID, idxBound(n))
 	if err != nil {
 		return nil, fmt.Errorf("tracestore: postgres load %s: %w", runID, err)
 	}

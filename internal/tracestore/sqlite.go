@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"math"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -450,7 +451,12 @@ func (s *SQLite) Append(ctx context.Context, runID string, records []Record, inf
 
 // Load implements Store.
 func (s *SQLite) Load(ctx context.Context, runID string) ([]Record, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT idx, type, body, hash FROM events WHERE run_id = ? ORDER BY idx`, runID)
+	return s.LoadPrefix(ctx, runID, math.MaxUint64)
+}
+
+// LoadPrefix implements Store.
+func (s *SQLite) LoadPrefix(ctx context.Context, runID string, n uint64) ([]Record, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT idx, type, body, hash FROM events WHERE run_id = ? AND idx < ? ORDER BY idx`, runID, idxBound(n))
 	if err != nil {
 		return nil, fmt.Errorf("tracestore: sqlite load %s: %w", runID, err)
 	}

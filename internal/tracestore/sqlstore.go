@@ -37,6 +37,12 @@ func nanosOf(t time.Time) (ns int64, ok bool) {
 	return t.UnixNano(), true
 }
 
+// idxBound is LoadPrefix's n as the SQL stores' event index column holds
+// it: a signed 64-bit integer, which no real index reaches.
+func idxBound(n uint64) int64 {
+	return int64(min(n, math.MaxInt64))
+}
+
 // boundOf is nanosOf for a filter's bound: out-of-range bounds clamp rather
 // than fail, since they still order correctly against every stored time.
 func boundOf(t time.Time) int64 {

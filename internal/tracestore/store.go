@@ -106,6 +106,12 @@ type Store interface {
 	Append(ctx context.Context, runID string, records []Record, info RunInfo) error
 	// Load returns run's whole trace, or an error wrapping ErrNotFound.
 	Load(ctx context.Context, runID string) ([]Record, error)
+	// LoadPrefix returns the first n records of run's trace (all of them
+	// when it is shorter), or an error wrapping ErrNotFound when there are
+	// none. The trace is append-only, so the index row read first and then
+	// LoadPrefix(row.Events) is the trace the row describes, whatever was
+	// appended in between.
+	LoadPrefix(ctx context.Context, runID string, n uint64) ([]Record, error)
 	// Run returns run's index row without reading its trace.
 	Run(ctx context.Context, runID string) (RunInfo, error)
 	// ListRuns returns a page of runs, newest first (StartedAt, then RunID
