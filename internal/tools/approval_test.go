@@ -3,7 +3,6 @@ package tools
 import (
 	"context"
 	"encoding/json"
-	"os"
 	"strings"
 	"testing"
 
@@ -12,7 +11,6 @@ import (
 	"github.com/mark3labs/mcp-go/server"
 
 	"github.com/nano-vm/nano-vm-mcp/internal/access"
-	"github.com/nano-vm/nano-vm-mcp/internal/program"
 )
 
 // kycAtApproval drives the KYC example to its compliance decision and
@@ -182,21 +180,11 @@ func TestApproveWithApproverBearer(t *testing.T) {
 // A program can open the elicitation channel for one approval state
 // without the operator's flag.
 func TestProgramOpensElicitationChannel(t *testing.T) {
-	src, err := os.ReadFile("testdata/sign-off.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := program.Load("testdata/sign-off.yaml", src)
-	if err != nil {
-		t.Fatal(err)
-	}
 	h := newHarness(t, nil, client.WithElicitationHandler(elicitFunc(func(context.Context, mcp.ElicitationRequest) (*mcp.ElicitationResult, error) {
 		return &mcp.ElicitationResult{ElicitationResponse: mcp.ElicitationResponse{Action: mcp.ElicitationResponseActionAccept, Content: map[string]any{"approve": true}}}, nil
 	})))
 	ctx := context.Background()
-	if err := h.cfg.Service.AddProgram(ctx, p, src); err != nil {
-		t.Fatal(err)
-	}
+	h.addProgram("testdata/sign-off.yaml")
 	res := h.mustCall(ctx, "start_run", map[string]any{"program": "test-sign-off", "input": map[string]any{"change": "bump the parser"}})
 	if res["status"] != "waiting_approval" {
 		t.Fatalf("status %v", res["status"])
