@@ -430,13 +430,17 @@ func TestSQLiteAppendWritesOnlyTheIndexesItChanges(t *testing.T) {
 	for _, c := range []struct {
 		name            string
 		status, outcome string
+		role            string   // the approval the run awaits after the step
 		want            []string // the listing indexes it may write
 	}{
-		{"mid-run step", "running", "", nil},
-		{"another mid-run step", "running", "", nil},
-		{"step that changes the status", "waiting", "", []string{"runs_by_status"}},
-		{"finishing step", "completed", "DONE", []string{"runs_by_outcome", "runs_by_status"}},
-		{"step after the finish", "completed", "DONE", nil},
+		{"mid-run step", "running", "", "", nil},
+		{"another mid-run step", "running", "", "", nil},
+		{"step that opens an approval", "running", "", "officer", []string{"runs_awaiting_by_deadline", "runs_awaiting_by_role"}},
+		{"approval recorded, the task still open", "running", "", "officer", nil},
+		{"step that decides the approval", "running", "", "", []string{"runs_awaiting_by_deadline", "runs_awaiting_by_role"}},
+		{"step that changes the status", "waiting", "", "", []string{"runs_by_status"}},
+		{"finishing step", "completed", "DONE", "", []string{"runs_by_outcome", "runs_by_status"}},
+		{"step after the finish", "completed", "DONE", "", nil},
 	} {
 		from := walFrames(t, s)
 		for i := range runs {
@@ -446,6 +450,9 @@ func TestSQLiteAppendWritesOnlyTheIndexesItChanges(t *testing.T) {
 			}
 			next := benchInfo(i, ri.Events+n, head)
 			next.Status, next.Outcome = c.status, c.outcome
+			if c.role != "" {
+				next.AwaitingRole, next.AwaitingDeadline = c.role, t0.Add(time.Hour)
+			}
 			// A later append's principal changes nothing either.
 			next.Principal = "mallory"
 			if err := s.Append(ctx, benchRun(i), mixStep(ri.Events, head), next); err != nil {
@@ -457,7 +464,7 @@ func TestSQLiteAppendWritesOnlyTheIndexesItChanges(t *testing.T) {
 		total := 0
 		for name, k := range writes {
 			total += k
-			if strings.HasPrefix(name, "runs_by_") {
+			if strings.HasPrefix(name, "runs_by_") || strings.HasPrefix(name, "runs_awaiting_") {
 				listed = append(listed, name)
 			}
 		}
