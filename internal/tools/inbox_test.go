@@ -172,3 +172,39 @@ func TestListApprovalsHiddenFromAgents(t *testing.T) {
 		t.Fatal("an agent called list_approvals")
 	}
 }
+
+// The inbox is paged like list_runs: 50 decisions a page, then next_cursor
+// leads to the rest, each decision once.
+func TestListApprovalsPages(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.Approvers = testApprovers(t) })
+	h.addProgram("testdata/dual-control.yaml")
+	agent := as("ops", access.ProfileAgent)
+	const runs = inboxPageSize + 1
+	for range runs {
+		h.mustCall(agent, "start_run", map[string]any{"program": "test-dual-control", "input": map[string]any{"amount": 5000}})
+	}
+	carol := approverCtx("carol", "finance")
+	seen := map[string]bool{}
+	var sizes []int
+	args := map[string]any{}
+	for {
+		res := h.mustCall(carol, "list_approvals", args)
+		rows := res["approvals"].([]any)
+		sizes = append(sizes, len(rows))
+		for _, r := range rows {
+			id := r.(map[string]any)["run_id"].(string)
+			if seen[id] {
+				t.Fatalf("run %s listed twice", id)
+			}
+			seen[id] = true
+		}
+		next, _ := res["next_cursor"].(string)
+		if next == "" {
+			break
+		}
+		args = map[string]any{"cursor": next}
+	}
+	if fmt.Sprint(sizes) != fmt.Sprintf("[%d 1]", inboxPageSize) || len(seen) != runs {
+		t.Fatalf("pages of %v, %d runs; want [%d 1], %d", sizes, len(seen), inboxPageSize, runs)
+	}
+}
