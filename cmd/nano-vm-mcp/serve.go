@@ -65,15 +65,17 @@ Transports:
   stdio  (default) JSON-RPC on stdin/stdout; logs go to stderr only.
   http   Streamable HTTP at http://ADDR/mcp, and the web console at
          http://ADDR/ui (read-only without a token; the operator signs in
-         with the operator token: docs/console.md).
+         with the operator token, an approver at /ui/approvals with their
+         own token to see the decisions waiting for them: docs/console.md).
   sse    the deprecated HTTP+SSE transport (GET /sse, POST /message), for
          old clients.
 
 Profiles: the agent profile (the default) is what a model may reach: the
 run tools, the drive_run prompt, program resources that show only the name,
 description and input schema, and receipts. The operator profile adds the
-program sources with their guards, traces, and the approve, analyze and
-erase_subject tools. Over stdio
+program sources with their guards, traces, and the approve,
+list_approvals, analyze and erase_subject tools; a caller holding an
+approver's token gets approve and list_approvals (its inbox). Over stdio
 --profile chooses; over HTTP the operator token unlocks the operator profile
 and every other caller is an agent.
 
@@ -111,7 +113,7 @@ is appended atomically, so none is half-written.`,
 	fs.StringVar(&f.transport, "transport", "stdio", "stdio, http (Streamable HTTP at /mcp, the console at /ui) or sse (legacy HTTP+SSE)")
 	fs.StringVar(&f.addr, "addr", "127.0.0.1:8080", "HTTP listen address (http, sse)")
 	fs.StringVar(&f.programsDir, "programs", "", "directory whose program files (*.yaml, *.yml, *.json) are served beside the embedded examples; an invalid one stops the start")
-	fs.StringVar(&f.profile, "profile", "agent", "stdio: agent (run tools only) or operator (also sources, traces, approve, analyze, erase_subject)")
+	fs.StringVar(&f.profile, "profile", "agent", "stdio: agent (run tools only) or operator (also sources, traces, approve, list_approvals, analyze, erase_subject)")
 	fs.StringSliceVar(&f.allowedHosts, "allowed-hosts", nil, "Host header values accepted beyond loopback names (comma-separated, host or host:port); required beyond loopback")
 	fs.StringSliceVar(&f.allowedOrigins, "allowed-origins", nil, "browser origins (scheme://host[:port]) trusted for cross-origin requests")
 	fs.StringVar(&f.accessTokenFile, "access-token-file", "", "file holding the bearer token every HTTP client must present (else "+envAccessToken+"); required beyond loopback")

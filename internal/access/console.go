@@ -41,15 +41,22 @@ func isConsolePath(p string) bool {
 }
 
 // serveConsole authenticates a console request: a bearer token as on MCP,
-// else a valid session cookie (the operator), else the auditor. It also
-// answers the sign-in and sign-out forms.
+// else a valid session cookie (the operator's, else an approver's), else
+// the auditor. It also answers the sign-in and sign-out forms.
 func (g *guard) serveConsole(w http.ResponseWriter, r *http.Request) {
 	if r.Method == http.MethodPost && r.URL.Path == ConsoleLoginPath {
 		g.consoleLogin(w, r)
 		return
 	}
+	if r.Method == http.MethodPost && r.URL.Path == ConsoleApproverLoginPath {
+		g.consoleApproverLogin(w, r)
+		return
+	}
 	if r.Method == http.MethodPost && r.URL.Path == ConsoleLogoutPath {
 		http.SetCookie(w, g.sessionCookie(r, "", -1))
+		if _, err := r.Cookie(ConsoleApproverCookie); err == nil {
+			http.SetCookie(w, approverCookie(r, "", -1))
+		}
 		http.Redirect(w, r, ConsolePath+"/", http.StatusSeeOther)
 		return
 	}
@@ -64,6 +71,10 @@ func (g *guard) serveConsole(w http.ResponseWriter, r *http.Request) {
 		}
 	case g.validSession(r):
 		p = Principal{ID: IDOperator, Profile: ProfileOperator}
+	default:
+		if ap, ok := g.approverSession(r); ok {
+			p = ap
+		}
 	}
 	r = r.WithContext(WithPrincipal(r.Context(), p))
 	if !g.limitBody(w, r) {

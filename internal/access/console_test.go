@@ -31,7 +31,13 @@ func TestGuardConsoleAccess(t *testing.T) {
 // signIn posts the sign-in form and returns the answer.
 func signIn(t *testing.T, h http.Handler, token string) *http.Response {
 	t.Helper()
-	r := httptest.NewRequest("POST", ConsoleLoginPath, strings.NewReader(url.Values{"token": {token}}.Encode()))
+	return postToken(t, h, ConsoleLoginPath, token)
+}
+
+// postToken posts a sign-in form with token to path.
+func postToken(t *testing.T, h http.Handler, path, token string) *http.Response {
+	t.Helper()
+	r := httptest.NewRequest("POST", path, strings.NewReader(url.Values{"token": {token}}.Encode()))
 	r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	r.RemoteAddr, r.Host = "127.0.0.1:5000", "127.0.0.1:8080"
 	w := httptest.NewRecorder()

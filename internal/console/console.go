@@ -89,6 +89,7 @@ func (c *Console) routes() {
 	c.metricsRoutes()
 	c.labRoutes()
 	c.demoRoutes()
+	c.inboxRoutes()
 }
 
 func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {

@@ -58,6 +58,7 @@ type Run struct {
 
 	Task     *projection.Task // the open task, nil when none
 	Deadline time.Time        // of the open task; zero when it has no timeout
+	TaskAt   string           // when the open (or last) task was issued
 	Last     *Accepted        // the last accepted submission
 
 	// Pending is the decision awaiting more approvers on an approval state
@@ -146,6 +147,7 @@ func (r *Run) apply(p *program.Program, e *Event) error {
 	case EventTaskIssued:
 		r.Seq = e.Seq
 		r.Task = e.Task
+		r.TaskAt = e.At
 		r.Attempts = 0
 		r.Deadline = time.Time{}
 		r.closeApprovals()

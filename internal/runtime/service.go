@@ -695,11 +695,15 @@ func (s *Service) append(ctx context.Context, lr *liveRun, after *Run, events []
 func indexRow(r *Run) tracestore.RunInfo {
 	started, _ := time.Parse(time.RFC3339Nano, r.StartedAt)
 	updated, _ := time.Parse(time.RFC3339Nano, r.UpdatedAt)
-	return tracestore.RunInfo{
+	info := tracestore.RunInfo{
 		RunID: r.ID, Program: r.Program.Name, DefinitionHash: r.Program.DefinitionHash,
 		Status: string(r.Status), Outcome: r.Outcome, StartedAt: started, UpdatedAt: updated,
 		Events: r.NextIndex, Principal: r.Principal, Lab: r.Lab,
 	}
+	if role := awaitedRole(r); role != "" {
+		info.AwaitingRole, info.AwaitingDeadline = role, r.Deadline
+	}
+	return info
 }
 
 // EncodeEvents turns events into store records (canonical JSON).

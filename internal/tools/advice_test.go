@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
 	"strings"
 	"testing"
 
@@ -12,24 +11,7 @@ import (
 	"github.com/mark3labs/mcp-go/mcp"
 
 	"github.com/nano-vm/nano-vm-mcp/internal/access"
-	"github.com/nano-vm/nano-vm-mcp/internal/program"
 )
-
-// addTestProgram loads a program from testdata into the harness's service.
-func addTestProgram(t *testing.T, h *harness, file string) {
-	t.Helper()
-	src, err := os.ReadFile("testdata/" + file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := program.Load("testdata/"+file, src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := h.cfg.Service.AddProgram(context.Background(), p, src); err != nil {
-		t.Fatal(err)
-	}
-}
 
 // A rejected tool result is never answered with "fix the output": the
 // advice is to call the tool and submit its result unchanged, or to stop.
@@ -61,7 +43,7 @@ func TestRejectionAdviceByTaskKind(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newHarness(t, nil)
-			addTestProgram(t, h, "tool-gate.yaml")
+			h.addProgram("testdata/tool-gate.yaml")
 			ctx := context.Background()
 			res := h.mustCall(ctx, "start_run", map[string]any{"program": "test-tool-gate", "input": map[string]any{"customer": "Ada"}})
 			runID := res["run_id"]
@@ -100,7 +82,7 @@ func TestRejectionAdviceByTaskKind(t *testing.T) {
 // and says nothing of attempts.
 func TestToolTaskRuleOnProtocolErrors(t *testing.T) {
 	h := newHarness(t, nil)
-	addTestProgram(t, h, "tool-gate.yaml")
+	h.addProgram("testdata/tool-gate.yaml")
 	ctx := context.Background()
 	res := h.mustCall(ctx, "start_run", map[string]any{"program": "test-tool-gate", "input": map[string]any{"customer": "Ada"}})
 	res = h.mustCall(ctx, "step", map[string]any{"run_id": res["run_id"], "seq": seqOf(t, task(t, res)), "output": map[string]any{"proceed": true}})

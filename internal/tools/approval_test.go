@@ -184,7 +184,7 @@ func TestProgramOpensElicitationChannel(t *testing.T) {
 		return &mcp.ElicitationResult{ElicitationResponse: mcp.ElicitationResponse{Action: mcp.ElicitationResponseActionAccept, Content: map[string]any{"approve": true}}}, nil
 	})))
 	ctx := context.Background()
-	addTestProgram(t, h, "sign-off.yaml")
+	h.addProgram("testdata/sign-off.yaml")
 	res := h.mustCall(ctx, "start_run", map[string]any{"program": "test-sign-off", "input": map[string]any{"change": "bump the parser"}})
 	if res["status"] != "waiting_approval" {
 		t.Fatalf("status %v", res["status"])

@@ -250,6 +250,38 @@ type ListRunsResult struct {
 	NextCursor string       `json:"next_cursor,omitempty"`
 }
 
+// ListApprovalsArgs page the approver's inbox.
+type ListApprovalsArgs struct {
+	ApproverToken string `json:"approver_token,omitempty" jsonschema:"maxLength=512" jsonschema_description:"An approver's own token: list that approver's inbox. Not needed over HTTP when the bearer token is the approver's; an operator without it sees every role's pending approvals."`
+	IncludeLab    bool   `json:"include_lab,omitempty" jsonschema_description:"Also list failure-laboratory runs (left out by default)."`
+	Cursor        string `json:"cursor,omitempty" jsonschema:"maxLength=512" jsonschema_description:"next_cursor from the previous page."`
+}
+
+// PendingApproval is one decision waiting in the inbox.
+type PendingApproval struct {
+	RunID              string `json:"run_id"`
+	Program            string `json:"program"`
+	State              string `json:"state"`
+	Role               string `json:"role" jsonschema_description:"The role whose approver decides."`
+	Seq                uint64 `json:"seq" jsonschema_description:"The approval task's seq: pass it to approve."`
+	Since              string `json:"since" jsonschema_description:"When the run began waiting for this decision (RFC 3339)."`
+	Deadline           string `json:"deadline,omitempty" jsonschema_description:"When the task times out (RFC 3339); absent when it has no timeout."`
+	ApprovalsRemaining int    `json:"approvals_remaining" jsonschema:"minimum=1" jsonschema_description:"How many more distinct approvers must approve: 1 on a single-approver state, N minus approvals_given on an approvals: N state."`
+	ApprovalsGiven     int    `json:"approvals_given" jsonschema:"minimum=0" jsonschema_description:"How many distinct approvers have given the pending decision so far."`
+	ApprovedByYou      bool   `json:"approved_by_you,omitempty" jsonschema_description:"You already approved the pending decision; it waits for other approvers of the role."`
+	Lab                bool   `json:"lab,omitempty"`
+}
+
+// ListApprovalsResult is one page of the inbox.
+type ListApprovalsResult struct {
+	Scope     string            `json:"scope" jsonschema:"enum=approver,enum=all" jsonschema_description:"approver: the decisions of this approver's role; all: every role's pending approvals (an operator without an approver token)."`
+	Approver  string            `json:"approver,omitempty" jsonschema_description:"The approver whose inbox this is."`
+	Role      string            `json:"role,omitempty" jsonschema_description:"The approver's role."`
+	Approvals []PendingApproval `json:"approvals" jsonschema_description:"Soonest deadline first, those without a deadline last. A page may hold fewer than the page size."`
+	// NextCursor pages on; absent on the last page.
+	NextCursor string `json:"next_cursor,omitempty"`
+}
+
 // AnalyzeArgs choose the window of runs the analyze tool measures.
 type AnalyzeArgs struct {
 	Program        string  `json:"program" jsonschema:"minLength=1,maxLength=128" jsonschema_description:"The program's name, as its runs record it."`

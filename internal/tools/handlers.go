@@ -102,6 +102,13 @@ var catalog = []toolSpec{
 		handle: (*handlers).approve,
 	},
 	{
+		name: "list_approvals", title: "List the approvals waiting for you",
+		description: "Lists the approval tasks waiting for a decision by your role (a caller holding an approver token, or an operator passing one as approver_token), soonest deadline first, one page at a time (pass next_cursor back as cursor): run id, program, state, seq, since when, deadline and how many approvals are still needed; approved_by_you marks a decision you already approved that waits for other approvers. An operator without an approver token sees every role's pending approvals. Decide with get_run (the task's view) and approve.",
+		args:        ListApprovalsArgs{}, result: ListApprovalsResult{},
+		readOnly: true, idempotent: true, operator: true, approver: true,
+		handle: (*handlers).listApprovals,
+	},
+	{
 		name: "analyze", title: "Analyze a program's runs",
 		description: "Measures the execution topology of a program's recent runs (operator profile): transition entropy H(next | state) overall and per state, path entropy and variance, transition sequence variance, rollback density, rejection rate, retry density, drift from the saved baseline, and alerts above the entropy threshold. The window is the program's newest runs (window, default 100) under its newest definition unless definition_hash names another. Formulas: docs/metrics.md.",
 		args:        AnalyzeArgs{}, result: AnalyzeResult{},

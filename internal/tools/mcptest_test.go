@@ -25,9 +25,10 @@ func TestToolsUnderMCPTest(t *testing.T) {
 	c := srv.Client()
 	ctx := context.Background()
 	list, err := c.ListTools(ctx, mcp.ListToolsRequest{})
-	// approve is registered on the agent server too, for callers holding
-	// an approver token; the server's filter, not used here, hides it.
-	if err != nil || len(list.Tools) != len(agentTools)+1 {
+	// approve and list_approvals are registered on the agent server too,
+	// for callers holding an approver token; the server's filter, not used
+	// here, hides them.
+	if err != nil || len(list.Tools) != len(agentTools)+2 {
 		t.Fatalf("tools/list: %v, %d tools", err, len(list.Tools))
 	}
 	res := callRaw(t, c, "start_run", map[string]any{"program": "refund", "input": exampleInput(t, "refund.input.json")})

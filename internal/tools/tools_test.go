@@ -107,10 +107,10 @@ func TestToolListByProfile(t *testing.T) {
 		want    []string
 	}{
 		{"agent", access.ProfileAgent, context.Background(), agentTools},
-		{"operator", access.ProfileOperator, context.Background(), append(slices.Clone(agentTools), "analyze", "approve", "erase_subject")},
+		{"operator", access.ProfileOperator, context.Background(), append(slices.Clone(agentTools), "analyze", "approve", "erase_subject", "list_approvals")},
 		{"agent holding an approver token", access.ProfileAgent,
 			access.WithPrincipal(context.Background(), access.Principal{ID: "alice", Profile: access.ProfileAgent, ApproverRole: "compliance_officer"}),
-			append(slices.Clone(agentTools), "approve")},
+			append(slices.Clone(agentTools), "approve", "list_approvals")},
 		{"operator server, agent caller", access.ProfileOperator, as("agent", access.ProfileAgent), agentTools},
 	}
 	for _, tc := range cases {

@@ -83,6 +83,16 @@ var postgresMigrations = []string{
 			jsonb_each_text(convert_from(e.body, 'UTF8')::jsonb -> 'started' -> 'subjects') j
 		WHERE e.idx = 0 AND e.type = 'run_started'
 		ON CONFLICT DO NOTHING`,
+	// 6: the approvers' inbox; see sqliteMigrations.
+	`ALTER TABLE runs ADD COLUMN awaiting_role TEXT NOT NULL DEFAULT '', ADD COLUMN awaiting_deadline BIGINT NOT NULL DEFAULT 0;
+	UPDATE runs SET awaiting_role = t.role, awaiting_deadline = 9223372036854775807
+		FROM (SELECT e.run_id, convert_from(e.body, 'UTF8')::jsonb #>> '{task,role}' AS role FROM events e
+			WHERE e.type = 'task_issued' AND convert_from(e.body, 'UTF8')::jsonb #>> '{task,kind}' = 'approval'
+			AND NOT EXISTS (SELECT 1 FROM events l WHERE l.run_id = e.run_id AND l.idx > e.idx
+				AND l.type IN ('task_issued', 'submission_accepted', 'transitioned', 'run_finished'))) t
+		WHERE runs.run_id = t.run_id AND runs.status = 'running' AND t.role <> '';
+	CREATE INDEX runs_awaiting_by_role ON runs (awaiting_role, awaiting_deadline, run_id) WHERE awaiting_role <> '';
+	CREATE INDEX runs_awaiting_by_deadline ON runs (awaiting_deadline, run_id) WHERE awaiting_role <> ''`,
 }
 
 // migrationLock is the advisory lock key that serialises migrations of
@@ -198,11 +208,11 @@ func (p *Postgres) Append(ctx context.Context, runID string, records []Record, i
 	}
 	tag, err := p.pool.Exec(ctx, `WITH upd AS (
 			UPDATE runs SET program = $2, definition_hash = $3, status = $4, outcome = $5, started_at = $6,
-			updated_at = $7, events = $8, head = $9, tree = $10
+			updated_at = $7, events = $8, head = $9, tree = $10, awaiting_role = $19, awaiting_deadline = $20
 			WHERE run_id = $1 AND events = $11::bigint
 			RETURNING 1
 		), ins AS (
-			INSERT INTO runs (`+runColumns+`) SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $16, $17 WHERE $11::bigint = 0
+			INSERT INTO runs (`+runColumns+`) SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $16, $17, $19, $20 WHERE $11::bigint = 0
 			ON CONFLICT (run_id) DO NOTHING
 			RETURNING 1
 		), subjects AS (
@@ -213,7 +223,7 @@ func (p *Postgres) Append(ctx context.Context, runID string, records []Record, i
 		SELECT $1, * FROM unnest($12::bigint[], $13::text[], $14::bytea[], $15::bytea[])
 		WHERE EXISTS (SELECT 1 FROM upd UNION ALL SELECT 1 FROM ins)`,
 		runID, info.Program, info.DefinitionHash, info.Status, info.Outcome, started, updated, int64(info.Events), info.Head, info.Tree,
-		int64(first), idx, types, bodies, hashes, info.Principal, info.Lab, subjectsArg(info.Subjects))
+		int64(first), idx, types, bodies, hashes, info.Principal, info.Lab, subjectsArg(info.Subjects), info.AwaitingRole, awaitingNanos(info))
 	if err != nil {
 		return fmt.Errorf("tracestore: postgres append: %w", err)
 	}

@@ -116,6 +116,24 @@ var sqliteMigrations = []string{
 	INSERT OR IGNORE INTO run_subjects (subject, run_id)
 		SELECT j.value, e.run_id FROM events e, json_each(CAST(e.body AS TEXT), '$.started.subjects') j
 		WHERE e.idx = 0 AND e.type = 'run_started' AND json_valid(CAST(e.body AS TEXT))`,
+	// 6: the approvers' inbox. A run whose open task is an approval keeps
+	// the task's role and deadline in its row (awaiting_deadline: Unix
+	// nanoseconds, the largest int64 for none, 0 when awaiting nothing),
+	// and two partial indexes hold only those runs, by role and by
+	// deadline. Runs waiting since before are found from their last
+	// task_issued event; their deadline, which needs the program, is
+	// unknown until their next append and sorts as none.
+	`ALTER TABLE runs ADD COLUMN awaiting_role TEXT NOT NULL DEFAULT '';
+	ALTER TABLE runs ADD COLUMN awaiting_deadline INTEGER NOT NULL DEFAULT 0;
+	UPDATE runs SET awaiting_role = t.role, awaiting_deadline = 9223372036854775807
+		FROM (SELECT e.run_id AS run_id, json_extract(CAST(e.body AS TEXT), '$.task.role') AS role FROM events e
+			WHERE e.type = 'task_issued' AND json_valid(CAST(e.body AS TEXT))
+			AND json_extract(CAST(e.body AS TEXT), '$.task.kind') = 'approval'
+			AND NOT EXISTS (SELECT 1 FROM events l WHERE l.run_id = e.run_id AND l.idx > e.idx
+				AND l.type IN ('task_issued', 'submission_accepted', 'transitioned', 'run_finished'))) t
+		WHERE runs.run_id = t.run_id AND runs.status = 'running' AND t.role <> '';
+	CREATE INDEX runs_awaiting_by_role ON runs (awaiting_role, awaiting_deadline, run_id) WHERE awaiting_role <> '';
+	CREATE INDEX runs_awaiting_by_deadline ON runs (awaiting_deadline, run_id) WHERE awaiting_role <> ''`,
 }
 
 // DefaultDataDir is where the server keeps its data unless told otherwise:
@@ -295,7 +313,7 @@ func migrateSQLiteStep(ctx context.Context, db *sql.DB, steps []string) (done bo
 // listedColumns are the runs columns that key a listing index, in the
 // order of their bits in a listedMask. The other columns an append writes
 // (updated_at, events, head, tree) are in no index.
-var listedColumns = [...]string{"program", "definition_hash", "status", "outcome", "started_at"}
+var listedColumns = [...]string{"program", "definition_hash", "status", "outcome", "started_at", "awaiting_role", "awaiting_deadline"}
 
 // listedMask says which listed columns an update assigns.
 type listedMask uint8
@@ -306,7 +324,12 @@ const (
 	setStatus
 	setOutcome
 	setStartedAt
+	setAwaitingRole
+	setAwaitingDeadline
 )
+
+// setAwaiting is an approval task opened or closed: both columns change.
+const setAwaiting = setAwaitingRole | setAwaitingDeadline
 
 // runUpdate is the UPDATE of a run's row that assigns the unindexed columns
 // and, of the listed ones, those in m. SQLite decides which indexes an
@@ -330,7 +353,8 @@ func runUpdate(m listedMask) string {
 // preparedUpdates are the updates an append compiles once: the runtime's
 // steps change a run's status and outcome, never its program, definition or
 // start. Any other change compiles its statement when it happens.
-var preparedUpdates = []listedMask{0, setStatus, setOutcome, setStatus | setOutcome}
+var preparedUpdates = []listedMask{0, setStatus, setOutcome, setStatus | setOutcome,
+	setAwaiting, setAwaiting | setStatus, setAwaiting | setStatus | setOutcome}
 
 // prepare compiles the append's statements once, on the one writer.
 func (s *SQLite) prepare() error {
@@ -342,7 +366,7 @@ func (s *SQLite) prepare() error {
 		return stmt, nil
 	}
 	var err error
-	if s.rowStmt, err = prep(`SELECT events, program, definition_hash, status, outcome, started_at FROM runs WHERE run_id = ?`); err != nil {
+	if s.rowStmt, err = prep(`SELECT events, program, definition_hash, status, outcome, started_at, awaiting_role, awaiting_deadline FROM runs WHERE run_id = ?`); err != nil {
 		return err
 	}
 	if s.eventStmt, err = prep(`INSERT INTO events (run_id, idx, type, body, hash) VALUES (?, ?, ?, ?, ?)`); err != nil {
@@ -350,7 +374,7 @@ func (s *SQLite) prepare() error {
 	}
 	// Only a run's first append inserts its row, and so sets principal and
 	// lab for good.
-	if s.insertStmt, err = prep(`INSERT INTO runs (` + runColumns + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`); err != nil {
+	if s.insertStmt, err = prep(`INSERT INTO runs (` + runColumns + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`); err != nil {
 		return err
 	}
 	s.updateStmts = make(map[listedMask]*sql.Stmt, len(preparedUpdates))
@@ -387,10 +411,10 @@ func (s *SQLite) Append(ctx context.Context, runID string, records []Record, inf
 	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
 	// The run's row: the trace's length, and what the listing indexes hold.
 	var (
-		next, was int64
-		old       RunInfo
+		next, was, wasDeadline int64
+		old                    RunInfo
 	)
-	err = tx.StmtContext(ctx, s.rowStmt).QueryRowContext(ctx, runID).Scan(&next, &old.Program, &old.DefinitionHash, &old.Status, &old.Outcome, &was)
+	err = tx.StmtContext(ctx, s.rowStmt).QueryRowContext(ctx, runID).Scan(&next, &old.Program, &old.DefinitionHash, &old.Status, &old.Outcome, &was, &old.AwaitingRole, &wasDeadline)
 	exists := err == nil
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return fmt.Errorf("tracestore: sqlite append: %w", err)
@@ -406,7 +430,7 @@ func (s *SQLite) Append(ctx context.Context, runID string, records []Record, inf
 	}
 	if !exists {
 		_, err = tx.StmtContext(ctx, s.insertStmt).ExecContext(ctx, runID, info.Program, info.DefinitionHash, info.Status, info.Outcome,
-			started, updated, int64(info.Events), info.Head, info.Tree, info.Principal, info.Lab)
+			started, updated, int64(info.Events), info.Head, info.Tree, info.Principal, info.Lab, info.AwaitingRole, awaitingNanos(info))
 		for _, sub := range info.Subjects {
 			if err != nil {
 				break
@@ -432,6 +456,12 @@ func (s *SQLite) Append(ctx context.Context, runID string, records []Record, inf
 		}
 		if was != started {
 			m, args = m|setStartedAt, append(args, started)
+		}
+		if old.AwaitingRole != info.AwaitingRole {
+			m, args = m|setAwaitingRole, append(args, info.AwaitingRole)
+		}
+		if deadline := awaitingNanos(info); wasDeadline != deadline {
+			m, args = m|setAwaitingDeadline, append(args, deadline)
 		}
 		args = append(args, runID)
 		if stmt, ok := s.updateStmts[m]; ok {

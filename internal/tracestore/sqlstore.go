@@ -73,19 +73,20 @@ func rowNanos(runID string, info RunInfo) (started, updated int64, err error) {
 }
 
 // runColumns are the runs table's columns in the order scanRun reads them.
-const runColumns = `run_id, program, definition_hash, status, outcome, started_at, updated_at, events, head, tree, principal, lab`
+const runColumns = `run_id, program, definition_hash, status, outcome, started_at, updated_at, events, head, tree, principal, lab, awaiting_role, awaiting_deadline`
 
 // scanRun reads one runs row through a driver's Scan.
 func scanRun(scan func(dest ...any) error) (RunInfo, error) {
 	var (
 		ri               RunInfo
 		started, updated int64
-		events           int64
+		events, deadline int64
 	)
-	if err := scan(&ri.RunID, &ri.Program, &ri.DefinitionHash, &ri.Status, &ri.Outcome, &started, &updated, &events, &ri.Head, &ri.Tree, &ri.Principal, &ri.Lab); err != nil {
+	if err := scan(&ri.RunID, &ri.Program, &ri.DefinitionHash, &ri.Status, &ri.Outcome, &started, &updated, &events, &ri.Head, &ri.Tree, &ri.Principal, &ri.Lab, &ri.AwaitingRole, &deadline); err != nil {
 		return RunInfo{}, err
 	}
 	ri.StartedAt, ri.UpdatedAt, ri.Events = timeOf(started), timeOf(updated), uint64(events)
+	ri.AwaitingDeadline = awaitingTime(ri.AwaitingRole, deadline)
 	return ri, nil
 }
 

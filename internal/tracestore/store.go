@@ -58,9 +58,14 @@ type RunInfo struct {
 	Subjects  []string
 	StartedAt time.Time
 	UpdatedAt time.Time
-	Events    uint64 // the trace's length after the append
-	Head      []byte // hash of the last event
-	Tree      []byte // the Merkle tree's compact state, opaque to the store
+	// AwaitingRole is, while the run's open task is an approval, the role
+	// whose decision it waits for ("" otherwise); AwaitingDeadline is that
+	// task's deadline (zero: none). ListAwaiting reads them.
+	AwaitingRole     string
+	AwaitingDeadline time.Time
+	Events           uint64 // the trace's length after the append
+	Head             []byte // hash of the last event
+	Tree             []byte // the Merkle tree's compact state, opaque to the store
 }
 
 // WrappedKey is a subject key as stores hold it: encrypted under the
@@ -117,6 +122,10 @@ type Store interface {
 	// ListRuns returns a page of runs, newest first (StartedAt, then RunID
 	// descending), and the cursor of the next page ("" when none).
 	ListRuns(ctx context.Context, f ListFilter) ([]RunInfo, string, error)
+	// ListAwaiting returns a page of the runs whose open task is an
+	// approval (AwaitingRole set), soonest deadline first, those without
+	// one last, then by RunID; and the cursor of the next page.
+	ListAwaiting(ctx context.Context, f AwaitingFilter) ([]RunInfo, string, error)
 
 	// PutProgram stores a program's source under its definition hash.
 	// Storing the same hash twice is not an error.

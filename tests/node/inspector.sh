@@ -85,7 +85,7 @@ json() {
 
 AGENT_TOOLS='["list_programs","start_run","step","get_run","get_receipt","verify_receipt","replay_run","inject_fault","cancel_run","await_approval","list_runs"]'
 TOOLS_OK='(() => { const ts = r.result.tools, names = ts.map((t) => t.name);
-	return '"$AGENT_TOOLS"'.every((n) => names.includes(n)) && !names.includes("approve") &&
+	return '"$AGENT_TOOLS"'.every((n) => names.includes(n)) && !names.includes("approve") && !names.includes("list_approvals") &&
 		ts.every((t) => t.inputSchema?.type === "object" && t.outputSchema?.type === "object" &&
 			["readOnlyHint", "destructiveHint", "idempotentHint", "openWorldHint"].every((h) => typeof t.annotations?.[h] === "boolean")); })()'
 REFUND_START=$(json '({program: "refund", input: input("refund.input.json")})')

@@ -250,6 +250,7 @@ for (const transport of ['stdio', 'http']) {
       const names = tools.map((t) => t.name);
       for (const want of AGENT_TOOLS) assert.ok(names.includes(want), `missing tool ${want} in ${names}`);
       assert.ok(!names.includes('approve'), 'the agent profile must not list approve');
+      assert.ok(!names.includes('list_approvals'), 'the agent profile must not list list_approvals');
       for (const t of tools) {
         assert.ok(t.description && t.description.length > 0, `${t.name}: description`);
         assert.equal(t.inputSchema?.type, 'object', `${t.name}: inputSchema.type`);
@@ -521,7 +522,7 @@ describe('serve --profile operator over stdio', { timeout: 60_000 }, () => {
     try {
       const { tools } = await srv.client.listTools(undefined, { timeout: CALL_TIMEOUT });
       const names = tools.map((t) => t.name);
-      assert.ok(names.includes('approve'), `operator tools: ${names}`);
+      assert.ok(names.includes('approve') && names.includes('list_approvals'), `operator tools: ${names}`);
       for (const n of agentTools) assert.ok(names.includes(n), `operator lacks ${n}`);
       assert.ok(names.length > agentTools.length);
       for (const t of tools) {
@@ -536,6 +537,16 @@ describe('serve --profile operator over stdio', { timeout: 60_000 }, () => {
       assert.equal(w.status, 'waiting_approval');
       const g = await ok(srv.client, 'get_run', { run_id: st.run_id });
       await fail(srv.client, 'approve', { run_id: st.run_id, seq: g.seq, decision: { approve: true }, approver_token: 'not-a-token' }, 'forbidden');
+      // Without an approver token the operator's inbox holds every role's
+      // pending approvals, this refund's among them.
+      const inbox = await ok(srv.client, 'list_approvals', {});
+      assert.equal(inbox.scope, 'all');
+      const row = inbox.approvals.find((a) => a.run_id === st.run_id);
+      assert.ok(row, `the waiting refund is not in the inbox: ${JSON.stringify(inbox)}`);
+      assert.equal(row.role, 'support_manager');
+      assert.equal(row.seq, g.seq);
+      assert.equal(row.approvals_remaining, 1);
+      await fail(srv.client, 'list_approvals', { approver_token: 'not-a-token' }, 'forbidden');
       assert.deepEqual(srv.transportErrors.map(String), []);
     } finally {
       await srv.close();
