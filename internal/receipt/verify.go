@@ -94,7 +94,7 @@ func readLong(br *bufio.Reader, first []byte) ([]byte, error) {
 // exported in any byte is refused.
 func ParseSigned(file []byte) (*Signed, error) {
 	env, ok := bytes.CutSuffix(file, []byte("\n"))
-	if !ok || bytes.HasSuffix(env, []byte("\r")) || len(bytes.TrimSpace(env)) != len(env) {
+	if !ok || len(bytes.Trim(env, jsonSpace)) != len(env) {
 		what := "whitespace around the envelope"
 		switch {
 		case bytes.HasSuffix(file, []byte("\r\n")):
@@ -106,6 +106,10 @@ func ParseSigned(file []byte) (*Signed, error) {
 	}
 	return ParseEnvelope(env)
 }
+
+// jsonSpace is JSON's whitespace (RFC 8259): what a JSON reader would
+// skip around the envelope, and what receipt.json must not hold there.
+const jsonSpace = " \t\r\n"
 
 // ParseEnvelope reads a signed receipt envelope strictly: canonical JSON
 // with exactly the members key_id, receipt and signature, spelled so, the
