@@ -88,8 +88,8 @@ func KeyID(pub ed25519.PublicKey) string {
 	return "ed25519:" + hex.EncodeToString(sum[:16])
 }
 
-// event is what a receipt reads of one event, by exact member name; nil
-// pointers and empty strings are absent members.
+// event is what a receipt reads of one event, by exact member name; a nil
+// pointer (or a false has/tagged) is an absent member.
 type event struct {
 	runID, typ, state string
 	hasState          bool
