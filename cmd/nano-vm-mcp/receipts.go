@@ -97,7 +97,10 @@ func newVerifyCmd() *cobra.Command {
 		Long: `Verify recomputes the receipt from the trace and compares bytes, checks
 the signature with the public key, and checks the hash chain and the Merkle
 root. It needs no server, no store and no network. Events after the ones the
-receipt covers must continue the chain; they are reported.
+receipt covers must continue the chain; they are reported, with a warning:
+the receipt does not attest them. receipt.json is read byte for byte: the
+canonical envelope and one \n, as export writes it (no surrounding
+whitespace, no CRLF).
 
 With --program (the run's own program file, or an embedded example), it also
 refolds the trace and confirms that every guard result is what the guard
@@ -139,7 +142,9 @@ named: the event, the field, expected and found); 2 for unreadable files.`,
 				}
 			}
 			var rep receipt.Report
-			env, err := receipt.ParseSigned(bytes.TrimSpace(envText))
+			// receipt.json is read as it is: surrounding whitespace or a CRLF
+			// line end is refused, not trimmed.
+			env, err := receipt.ParseSigned(envText)
 			if err == nil {
 				recs, perr := receipt.ParseTrace(bytes.NewReader(traceText))
 				if perr != nil {
@@ -161,6 +166,9 @@ named: the event, the field, expected and found); 2 for unreadable files.`,
 				fmt.Fprintln(cmd.OutOrStdout(), string(line))
 			} else if rep.Valid {
 				fmt.Fprintf(cmd.OutOrStdout(), "valid: the receipt covers %d events; %d later events continue the chain\n", rep.Covered, rep.Later)
+				if rep.Later > 0 {
+					fmt.Fprintf(cmd.OutOrStdout(), "warning: the %d events after the first %d are not attested by this receipt: they continue the chain, but nothing signed covers their content\n", rep.Later, rep.Covered)
+				}
 			} else {
 				for _, p := range rep.Problems {
 					fmt.Fprintln(cmd.OutOrStdout(), "FAIL:", p)

@@ -2,11 +2,15 @@ package main
 
 import (
 	"bytes"
+	"crypto/ed25519"
 	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/nano-vm/nano-vm-mcp/internal/jsonvalue"
+	"github.com/nano-vm/nano-vm-mcp/internal/receipt"
 )
 
 // TestMain keeps every test's default store out of the user's home.
@@ -117,5 +121,71 @@ func TestReplay(t *testing.T) {
 	}
 	if code, _, _ := runCLI(t, "replay", "run_missing", "--data-dir", data); code != exitUsage {
 		t.Fatalf("replay of an unknown run: exit %d", code)
+	}
+}
+
+// TestVerifyReadsReceiptFileAsItIs: verify refuses a receipt.json with
+// anything around the canonical envelope and its one \n (it trimmed it
+// before), and warns that events after the covered ones are not attested.
+// The files are the worked example of docs/receipt-format.md as exported
+// before run_started recorded the trace format, so this also shows such
+// exports still verify.
+func TestVerifyReadsReceiptFileAsItIs(t *testing.T) {
+	src := filepath.Join("..", "..", "internal", "receipt", "testdata", "untagged")
+	read := func(name string) []byte {
+		b, err := os.ReadFile(filepath.Join(src, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	dir := t.TempDir()
+	write := func(name string, data []byte) string {
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	traceFile, keyFile := write("trace.jsonl", read("trace.jsonl")), write("key.pub", read("key.pub"))
+	env := string(bytes.TrimSuffix(read("receipt.json"), []byte("\n")))
+	around := func(before, after string) []byte { return []byte(before + env + after) }
+	// The example's provisional receipt over its first 2 events, signed
+	// with the documented key (seed 32 bytes of 0x03).
+	priv := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{3}, ed25519.SeedSize))
+	recs, err := receipt.ParseTrace(bytes.NewReader(read("trace.jsonl")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := receipt.Derive(recs, 2, receipt.KeyID(priv.Public().(ed25519.PublicKey)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	signed, _ := receipt.Sign(body, priv)
+	provisional, _ := jsonvalue.Canonical(signed)
+	const refused = "FAIL: receipt: receipt.json must be the canonical envelope followed by one \\n, nothing else; it has "
+	tests := []struct {
+		name string
+		file []byte
+		code int
+		want string
+	}{
+		{"as exported", around("", "\n"), exitOK, "valid: the receipt covers 6 events; 0 later events continue the chain\n"},
+		{"CRLF", around("", "\r\n"), exitVerifyFailed, refused + "a CRLF line end"},
+		{"a space before", around(" ", "\n"), exitVerifyFailed, refused + "whitespace around the envelope"},
+		{"a blank line after", around("", "\n\n"), exitVerifyFailed, refused + "whitespace around the envelope"},
+		{"no final newline", around("", ""), exitVerifyFailed, refused + "no final \\n"},
+		{"provisional, with later events", append(provisional, '\n'), exitOK,
+			"valid: the receipt covers 2 events; 4 later events continue the chain\n" +
+				"warning: the 4 events after the first 2 are not attested by this receipt: they continue the chain, but nothing signed covers their content\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			receiptFile := write("receipt.json", tt.file)
+			code, out, errOut := runCLI(t, "verify", "--receipt", receiptFile, "--trace", traceFile, "--public-key", keyFile)
+			if code != tt.code || !strings.HasPrefix(out, tt.want) {
+				t.Fatalf("exit %d, want %d\n%s%s\nwant output starting\n%s", code, tt.code, out, errOut, tt.want)
+			}
+		})
 	}
 }

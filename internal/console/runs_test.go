@@ -525,6 +525,7 @@ func TestVerifyReceiptPassesEveryCheckOnAnIntactTrace(t *testing.T) {
 	env := pageReceipt(t, f.c, id)
 	for _, tc := range []struct{ name, envelope, source string }{
 		{"the page's receipt", env, "posted"},
+		{"receipt.json's bytes: the envelope and one newline", env + "\n", "posted"},
 		{"a receipt derived now", "", "derived"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -585,6 +586,12 @@ func TestVerifyReceiptFailsOnATamperedTraceOrReceipt(t *testing.T) {
 		{"a receipt with a forged signature", nil, forge(t, env, "signature", strings.Repeat("A", 86)+"=="), []string{"signature", "verifier"}},
 		{"another run's receipt", nil, pageReceipt(t, f.c, other), []string{"run_id", "path", "verifier"}},
 		{"a receipt that is not JSON", nil, "{not json", []string{"envelope"}},
+		// Read as verify reads receipt.json: nothing around it is trimmed.
+		{"the page's receipt with a space before", nil, " " + env, []string{"envelope"}},
+		{"receipt.json with a CRLF line end", nil, env + "\r\n", []string{"envelope"}},
+		{"receipt.json with a blank line after", nil, env + "\n\n", []string{"envelope"}},
+		// Member names match exactly, as in the offline verifier.
+		{"a body member in another case", nil, renameInBody(t, env, "kind", "Kind"), []string{"format"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f.store.set(tc.tamper)
@@ -612,6 +619,23 @@ func TestVerifyReceiptFailsOnATamperedTraceOrReceipt(t *testing.T) {
 }
 
 // forge returns the envelope with one member replaced, canonical again.
+// renameInBody renames a member of the envelope's receipt body.
+func renameInBody(t *testing.T, env, from, to string) string {
+	t.Helper()
+	v, err := jsonvalue.Decode([]byte(env))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := v.(map[string]any)["receipt"].(map[string]any)
+	body[to] = body[from]
+	delete(body, from)
+	out, err := jsonvalue.Canonical(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(out)
+}
+
 func forge(t *testing.T, env, member string, value any) string {
 	t.Helper()
 	v, err := jsonvalue.Decode([]byte(env))

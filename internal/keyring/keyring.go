@@ -131,15 +131,19 @@ func FormatPublicKey(pub ed25519.PublicKey) string {
 	return PublicKeyPrefix + base64.StdEncoding.EncodeToString(pub) + "\n"
 }
 
-// ParsePublicKey reads the text form.
+// ParsePublicKey reads the text form. Spaces, tabs, CRs and LFs around it
+// are ignored (a key pasted from a mail or saved on Windows still reads);
+// inside it, one spelling only: the prefix, one space, and the 44-character
+// canonical base64 of 32 bytes (padding bits zero, RFC 4648 §3.5).
 func ParsePublicKey(text []byte) (ed25519.PublicKey, error) {
-	s := strings.TrimSpace(string(text))
+	s := strings.Trim(string(text), " \t\r\n")
 	if !strings.HasPrefix(s, PublicKeyPrefix) {
 		return nil, fmt.Errorf("public key: want a line starting %q", strings.TrimSpace(PublicKeyPrefix))
 	}
-	b, err := base64.StdEncoding.DecodeString(strings.TrimPrefix(s, PublicKeyPrefix))
-	if err != nil || len(b) != ed25519.PublicKeySize {
-		return nil, errors.New("public key: not a base64 Ed25519 public key")
+	enc := strings.TrimPrefix(s, PublicKeyPrefix)
+	b, err := base64.StdEncoding.Strict().DecodeString(enc)
+	if err != nil || len(b) != ed25519.PublicKeySize || base64.StdEncoding.EncodeToString(b) != enc {
+		return nil, errors.New("public key: not the canonical base64 of a 32-byte Ed25519 public key (44 characters, padding bits zero)")
 	}
 	return ed25519.PublicKey(b), nil
 }

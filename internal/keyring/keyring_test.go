@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -55,3 +56,45 @@ func TestPublicKeyTextRoundTrips(t *testing.T) {
 		}
 	}
 }
+
+// TestPublicKeySpellings pins docs/receipt-format.md §1: whitespace around
+// the line is ignored, and the key itself has one spelling.
+func TestPublicKeySpellings(t *testing.T) {
+	k, _ := Open(t.TempDir(), rand.Reader)
+	line := strings.TrimSuffix(FormatPublicKey(k.Public()), "\n")
+	enc := strings.TrimPrefix(line, PublicKeyPrefix)
+	// The last character before "=" carries 2 padding bits, zero in the
+	// canonical spelling; setting one decodes to the same key in lenient
+	// base64.
+	last := strings.IndexByte(base64Alphabet, enc[42])
+	dirty := enc[:42] + string(base64Alphabet[last|1]) + "="
+	tests := []struct {
+		name string
+		text string
+		ok   bool
+	}{
+		{"as keys prints it", line + "\n", true},
+		{"no newline", line, true},
+		{"CRLF", line + "\r\n", true},
+		{"blank lines and spaces around", "\n  " + line + " \t\n\n", true},
+		{"two spaces after the prefix", strings.Replace(line, " ", "  ", 1), false},
+		{"a tab after the prefix", strings.Replace(line, " ", "\t", 1), false},
+		{"line break inside the key", line[:30] + "\n" + line[30:], false},
+		{"padding bits set", PublicKeyPrefix + dirty, false},
+		{"no padding", strings.TrimSuffix(line, "="), false},
+		{"non-breaking space around", "\u00a0" + line, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			pub, err := ParsePublicKey([]byte(tt.text))
+			if tt.ok && (err != nil || !bytes.Equal(pub, k.Public())) {
+				t.Fatalf("refused: %v", err)
+			}
+			if !tt.ok && err == nil {
+				t.Fatalf("accepted %q", tt.text)
+			}
+		})
+	}
+}
+
+const base64Alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"

@@ -193,7 +193,7 @@ func receiptProblems(env Env, c checkpoint, recs, again []tracestore.Record, run
 		file.Write(r.Body)
 		file.WriteByte('\n')
 	}
-	parsed, err := receipt.ParseSigned(envelope)
+	parsed, err := receipt.ParseSigned(append(envelope, '\n'))
 	if err != nil {
 		fail("the exported receipt: %v", err)
 		return out

@@ -15,7 +15,10 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 
 	"github.com/nano-vm/nano-vm-mcp/internal/jsonvalue"
 	"github.com/nano-vm/nano-vm-mcp/internal/trace"
@@ -85,28 +88,29 @@ func KeyID(pub ed25519.PublicKey) string {
 	return "ed25519:" + hex.EncodeToString(sum[:16])
 }
 
-// event is the part of a stored event a receipt reads.
+// event is what a receipt reads of one event, by exact member name; a nil
+// pointer (or a false has/tagged) is an absent member.
 type event struct {
-	RunID   string `json:"run_id"`
-	Index   uint64 `json:"index"`
-	Type    string `json:"type"`
-	State   string `json:"state"`
-	Prev    string `json:"prev"`
-	Started *struct {
-		Program Program `json:"program"`
-	} `json:"started"`
-	Transition *struct {
-		To       string `json:"to"`
-		Rollback bool   `json:"rollback"`
-	} `json:"transition"`
-	Rejection *struct {
-		Counted bool `json:"counted"`
-	} `json:"rejection"`
-	Finished *struct {
-		Status  string `json:"status"`
-		Outcome string `json:"outcome"`
-	} `json:"finished"`
+	runID, typ, state string
+	hasState          bool
+	started           *started
+	transition        *transition
+	counted           bool // rejection.counted
+	finished          *finished
 }
+
+type started struct {
+	program map[string]string // the members present
+	format  string            // trace_format
+	tagged  bool              // trace_format is present
+}
+
+type transition struct {
+	to       *string
+	rollback bool
+}
+
+type finished struct{ status, outcome *string }
 
 // Derive computes the receipt body of the first size records of a run's
 // trace. It checks what it reads: the records' order, their chain, their
@@ -122,27 +126,208 @@ func Derive(recs []tracestore.Record, size uint64, keyID string) (*Body, error) 
 	return derive(events, leaves, keyID)
 }
 
-// scan decodes records and checks their chain: consecutive indexes, one
-// run, each prev the hash of the last, stored hashes right. It returns the
-// decoded events and their leaf hashes, each computed once.
+// scan checks every record's place in the chain and the types of what a
+// receipt reads (docs/receipt-format.md §7, step 4), in the documented
+// order. It returns the decoded events and their leaf hashes, each
+// computed once.
 func scan(recs []tracestore.Record) ([]event, [][]byte, error) {
+	if len(recs) == 0 {
+		return nil, nil, errors.New("the trace has no events; it must begin with run_started")
+	}
 	events := make([]event, len(recs))
 	leaves := make([][]byte, len(recs))
 	var prev []byte
 	for i, r := range recs {
-		if err := json.Unmarshal(r.Body, &events[i]); err != nil {
+		leaf := trace.LeafHash(r.Body)
+		e, err := readEvent(i, r, prev, leaf, events[0].runID)
+		if err != nil {
 			return nil, nil, fmt.Errorf("event %d: %w", i, err)
 		}
-		leaf := trace.LeafHash(r.Body)
-		if err := checkLink(i, r, events[i], prev, leaf, events[0].RunID); err != nil {
-			return nil, nil, err
-		}
-		leaves[i], prev = leaf, leaf
+		events[i], leaves[i], prev = e, leaf, leaf
 	}
 	return events, leaves, nil
 }
 
-// derive folds scanned events into a receipt body.
+// readEvent checks record i against the chain (prev is the leaf hash of
+// record i-1, runID event 0's run_id) and reads the members a receipt
+// uses, each only under its exact name.
+func readEvent(i int, r tracestore.Record, prev, leaf []byte, runID string) (event, error) {
+	var e event
+	v, err := jsonvalue.DecodeDepth(r.Body, jsonvalue.MaxDepth+jsonvalue.EnvelopeDepth)
+	if err != nil {
+		return e, err
+	}
+	top, ok := v.(map[string]any)
+	if !ok {
+		return e, fmt.Errorf("expected an object, found %s", show(v, true))
+	}
+	idx, ok := top["index"]
+	if n, isInt := integer(idx); !ok || !isInt || n != uint64(i) || r.Index != uint64(i) {
+		return e, fmt.Errorf("field index: expected %d, found %s", i, show(idx, ok))
+	}
+	id, ok := top["run_id"]
+	e.runID, _ = id.(string)
+	switch {
+	case i == 0 && !isString(id, ok):
+		return e, fmt.Errorf("field run_id: expected a string, found %s", show(id, ok))
+	case i > 0 && (!isString(id, ok) || e.runID != runID):
+		return e, fmt.Errorf("field run_id: expected %s, found %s", show(runID, true), show(id, ok))
+	}
+	typ, ok := top["type"]
+	if !isString(typ, ok) {
+		return e, fmt.Errorf("field type: expected a string, found %s", show(typ, ok))
+	}
+	e.typ = typ.(string)
+	p, ok := top["prev"]
+	switch {
+	case i == 0 && ok:
+		return e, fmt.Errorf("field prev: expected none, found %s", show(p, ok))
+	case i > 0 && (!isString(p, ok) || p.(string) != trace.Hex(prev)):
+		return e, fmt.Errorf("field prev: expected %s, found %s", trace.Hex(prev), show(p, ok))
+	}
+	switch {
+	case i == 0 && e.typ != "run_started":
+		return e, fmt.Errorf("the trace must begin with run_started, not %s", show(e.typ, true))
+	case i > 0 && e.typ == "run_started":
+		return e, errors.New("run_started must come first, once")
+	}
+	if err := readMembers(top, &e); err != nil {
+		return e, err
+	}
+	// Absent, the format is the first one: traces written before the
+	// member existed.
+	if i == 0 && e.started != nil && e.started.tagged && e.started.format != trace.Format {
+		return e, fmt.Errorf("field started.trace_format: expected %s, found %s: this verifier reads that trace format only",
+			show(trace.Format, true), show(e.started.format, true))
+	}
+	if r.Hash != nil && !bytes.Equal(r.Hash, leaf) {
+		return e, fmt.Errorf("stored hash: expected %s, found %s", trace.Hex(leaf), trace.Hex(r.Hash))
+	}
+	return e, nil
+}
+
+// readMembers checks, in the documented order, the type of every member a
+// receipt reads that the event has, whatever its type, and reads them.
+func readMembers(top map[string]any, e *event) error {
+	r := reader{top: top}
+	e.state, e.hasState = r.str("state")
+	if st := r.object("started"); st != nil {
+		e.started = &started{program: map[string]string{}}
+		if prog := r.object("started.program"); prog != nil {
+			for _, name := range []string{"definition_hash", "name", "version"} {
+				if s, ok := r.str("started.program." + name); ok {
+					e.started.program[name] = s
+				}
+			}
+		}
+		e.started.format, e.started.tagged = r.str("started.trace_format")
+	}
+	if r.object("transition") != nil {
+		e.transition = &transition{}
+		if s, ok := r.str("transition.to"); ok {
+			e.transition.to = &s
+		}
+		e.transition.rollback = r.boolean("transition.rollback")
+	}
+	if r.object("rejection") != nil {
+		e.counted = r.boolean("rejection.counted")
+	}
+	if r.object("finished") != nil {
+		e.finished = &finished{}
+		if s, ok := r.str("finished.outcome"); ok {
+			e.finished.outcome = &s
+		}
+		if s, ok := r.str("finished.status"); ok {
+			e.finished.status = &s
+		}
+	}
+	return r.err
+}
+
+// reader looks members up by dotted path, exact names only, and keeps the
+// first type error.
+type reader struct {
+	top map[string]any
+	err error
+}
+
+func (r *reader) get(path string) (any, bool) {
+	var v any = r.top
+	for _, name := range strings.Split(path, ".") {
+		m, ok := v.(map[string]any)
+		if !ok {
+			return nil, false
+		}
+		if v, ok = m[name]; !ok {
+			return nil, false
+		}
+	}
+	return v, true
+}
+
+func (r *reader) typed(path, want string, ok func(any) bool) (any, bool) {
+	if r.err != nil {
+		return nil, false
+	}
+	v, present := r.get(path)
+	if !present {
+		return nil, false
+	}
+	if !ok(v) {
+		r.err = fmt.Errorf("field %s: expected %s, found %s", path, want, show(v, true))
+		return nil, false
+	}
+	return v, true
+}
+
+func (r *reader) str(path string) (string, bool) {
+	v, ok := r.typed(path, "a string", func(v any) bool { _, ok := v.(string); return ok })
+	s, _ := v.(string)
+	return s, ok
+}
+
+func (r *reader) object(path string) map[string]any {
+	v, _ := r.typed(path, "an object", func(v any) bool { _, ok := v.(map[string]any); return ok })
+	m, _ := v.(map[string]any)
+	return m
+}
+
+func (r *reader) boolean(path string) bool {
+	v, _ := r.typed(path, "a boolean", func(v any) bool { _, ok := v.(bool); return ok })
+	b, _ := v.(bool)
+	return b
+}
+
+func isString(v any, present bool) bool {
+	_, ok := v.(string)
+	return present && ok
+}
+
+// integer reads a JSON integer ≥ 0 written without fraction or exponent.
+func integer(v any) (uint64, bool) {
+	n, ok := v.(json.Number)
+	if !ok {
+		return 0, false
+	}
+	u, err := strconv.ParseUint(string(n), 10, 64)
+	return u, err == nil
+}
+
+// show is a value as problems name it: its canonical JSON, or "none" when
+// the member is absent.
+func show(v any, present bool) string {
+	if !present {
+		return "none"
+	}
+	b, err := jsonvalue.Canonical(v)
+	if err != nil {
+		return fmt.Sprint(v)
+	}
+	return string(b)
+}
+
+// derive folds scanned events into a receipt body, checking that the
+// payloads it reads are there.
 func derive(events []event, leaves [][]byte, keyID string) (*Body, error) {
 	b := &Body{Format: Format, Kind: KindProvisional, Status: "running", KeyID: keyID, Path: []string{}}
 	tree := trace.NewTree()
@@ -150,41 +335,8 @@ func derive(events []event, leaves [][]byte, keyID string) (*Body, error) {
 		if err := tree.Append(leaves[i]); err != nil {
 			return nil, err
 		}
-		if i == 0 && e.Type != "run_started" {
-			return nil, fmt.Errorf("event 0: the trace must begin with run_started, not %q", e.Type)
-		}
-		switch e.Type {
-		case "run_started":
-			if i != 0 || e.Started == nil {
-				return nil, fmt.Errorf("event %d: run_started must come first, once", i)
-			}
-			b.RunID, b.Program, b.FinalState = e.RunID, e.Started.Program, e.State
-			b.Path = append(b.Path, e.State)
-		case "transitioned":
-			if e.Transition == nil {
-				return nil, fmt.Errorf("event %d: transitioned without a transition", i)
-			}
-			b.Counts.Transitions++
-			if e.Transition.Rollback {
-				b.Counts.Rollbacks++
-			}
-			b.FinalState = e.Transition.To
-			b.Path = append(b.Path, e.Transition.To)
-		case "submission_rejected":
-			b.Counts.Rejections++
-			if e.Rejection != nil && e.Rejection.Counted {
-				b.Counts.Attempts++
-			}
-		case "fault_injected":
-			b.Counts.Faults++
-		case "approval_recorded":
-			// A four-eyes approval still short of its approvers: neither a
-			// transition nor a rejection, so it counts nowhere.
-		case "run_finished":
-			if e.Finished == nil {
-				return nil, fmt.Errorf("event %d: run_finished without a finish", i)
-			}
-			b.Kind, b.Status, b.Outcome = KindFinal, e.Finished.Status, e.Finished.Outcome
+		if err := fold(b, e); err != nil {
+			return nil, fmt.Errorf("event %d: %w", i, err)
 		}
 	}
 	root, err := tree.Root()
@@ -195,37 +347,61 @@ func derive(events []event, leaves [][]byte, keyID string) (*Body, error) {
 	return b, nil
 }
 
-// checkLink verifies record i's place in the chain; leaf is its hash.
-func checkLink(i int, r tracestore.Record, e event, prev, leaf []byte, runID string) error {
-	// encoding/json matches member names without regard to case: insist on
-	// the exact names where the chain is read, and on no prev at all first.
-	var top map[string]json.RawMessage
-	if err := json.Unmarshal(r.Body, &top); err != nil {
-		return fmt.Errorf("event %d: %w", i, err)
-	}
-	for _, name := range []string{"index", "run_id", "type"} {
-		if _, ok := top[name]; !ok {
-			return fmt.Errorf("event %d: field %s: expected, not found", i, name)
+// fold applies one covered event to the body (docs/receipt-format.md §3).
+func fold(b *Body, e event) error {
+	missing := func(path string) error { return fmt.Errorf("%s without %s", e.typ, path) }
+	switch e.typ {
+	case "run_started":
+		if e.started == nil {
+			return missing("started")
+		}
+		for _, name := range []string{"definition_hash", "name", "version"} {
+			if _, ok := e.started.program[name]; !ok {
+				return missing("started.program." + name)
+			}
+		}
+		if !e.hasState {
+			return missing("state")
+		}
+		p := e.started.program
+		b.RunID, b.FinalState = e.runID, e.state
+		b.Program = Program{Name: p["name"], Version: p["version"], DefinitionHash: p["definition_hash"]}
+		b.Path = append(b.Path, e.state)
+	case "transitioned":
+		switch {
+		case e.transition == nil:
+			return missing("transition")
+		case e.transition.to == nil:
+			return missing("transition.to")
+		}
+		b.Counts.Transitions++
+		if e.transition.rollback {
+			b.Counts.Rollbacks++
+		}
+		b.FinalState = *e.transition.to
+		b.Path = append(b.Path, b.FinalState)
+	case "submission_rejected":
+		b.Counts.Rejections++
+		if e.counted {
+			b.Counts.Attempts++
+		}
+	case "fault_injected":
+		b.Counts.Faults++
+	case "run_finished":
+		switch {
+		case e.finished == nil:
+			return missing("finished")
+		case e.finished.status == nil:
+			return missing("finished.status")
+		}
+		b.Kind, b.Status = KindFinal, *e.finished.status
+		b.Outcome = ""
+		if e.finished.outcome != nil {
+			b.Outcome = *e.finished.outcome
 		}
 	}
-	if _, ok := top["prev"]; i == 0 && ok {
-		return fmt.Errorf("event 0: field prev: expected none, found %s", top["prev"])
-	}
-	if _, ok := top["prev"]; i > 0 && !ok {
-		return fmt.Errorf("event %d: field prev: expected %s, found none", i, trace.Hex(prev))
-	}
-	switch {
-	case e.Index != uint64(i) || r.Index != uint64(i):
-		return fmt.Errorf("event %d: field index: expected %d, found %d", i, i, e.Index)
-	case i > 0 && e.RunID != runID:
-		return fmt.Errorf("event %d: field run_id: expected %q, found %q", i, runID, e.RunID)
-	case i == 0 && e.Prev != "":
-		return fmt.Errorf("event 0: field prev: expected none, found %q", e.Prev)
-	case i > 0 && e.Prev != trace.Hex(prev):
-		return fmt.Errorf("event %d: field prev: expected %s, found %q", i, trace.Hex(prev), e.Prev)
-	case r.Hash != nil && !bytes.Equal(r.Hash, leaf):
-		return fmt.Errorf("event %d: stored hash: expected %s, found %s", i, trace.Hex(leaf), trace.Hex(r.Hash))
-	}
+	// approval_recorded, subject_erased and any other type: no effect
+	// beyond the chain and the tree.
 	return nil
 }
 

@@ -6,6 +6,7 @@ import (
 	"crypto/ed25519"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -92,7 +93,7 @@ func signed(t *testing.T, recs []tracestore.Record, size uint64) []byte {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return out
+	return append(out, '\n') // receipt.json, as export writes it
 }
 
 func verify(traceBytes, receiptBytes []byte) Report {
@@ -205,7 +206,7 @@ func TestVerifyNamesTheFirstFailure(t *testing.T) {
 	body.Outcome = "DENIED"
 	env, _ := Sign(body, priv)
 	forged, _ := jsonvalue.Canonical(env)
-	rep := verify(traceBytes, forged)
+	rep := verify(traceBytes, append(forged, '\n'))
 	if rep.Valid || !strings.Contains(fmt.Sprint(rep.Problems), "receipt field outcome") {
 		t.Fatalf("forged outcome: %+v", rep)
 	}
@@ -215,6 +216,25 @@ func FuzzVerify(f *testing.F) {
 	f.Add([]byte(`{"index":0,"run_id":"r","type":"run_started"}`+"\n"), []byte(`{"key_id":"x","receipt":{},"signature":""}`))
 	f.Add([]byte("not json\n"), []byte("{}"))
 	f.Add([]byte(""), []byte(`{"receipt":{"format":"nano-vm-receipt/1","tree":{"size":1}}}`))
+	// Near misses of a real export (the documented example, signed with
+	// testKey): each breaks one rule of docs/receipt-format.md §7.
+	traceBytes, _ := os.ReadFile("testdata/untagged/trace.jsonl")
+	receiptBytes, _ := os.ReadFile("testdata/untagged/receipt.json")
+	env := bytes.TrimSuffix(receiptBytes, []byte("\n"))
+	started := []byte(`"started":{`)
+	for _, seed := range [][2][]byte{
+		{traceBytes, append(bytes.Clone(env), '\r', '\n')},
+		{traceBytes, append([]byte(" "), receiptBytes...)},
+		{traceBytes, env},
+		{traceBytes, bytes.Replace(receiptBytes, []byte(`"kind"`), []byte(`"Kind"`), 1)},
+		{traceBytes, bytes.Replace(receiptBytes, []byte(`"size":6`), []byte(`"size":0`), 1)},
+		{bytes.Replace(traceBytes, started, []byte(`"started":{"trace_format":"nano-vm-trace/2",`), 1), receiptBytes},
+		{bytes.Replace(traceBytes, []byte(`"type":"run_finished"`), []byte(`"type":"run_started"`), 1), receiptBytes},
+		{bytes.Replace(traceBytes, []byte(`"transition":`), []byte(`"Transition":`), 1), receiptBytes},
+		{bytes.Replace(traceBytes, []byte(`,"type":"task_issued"`), nil, 1), receiptBytes},
+	} {
+		f.Add(seed[0], seed[1])
+	}
 	f.Fuzz(func(t *testing.T, traceBytes, receiptBytes []byte) {
 		// Must never panic; a verdict of valid needs a real signature.
 		if rep := verify(traceBytes, receiptBytes); rep.Valid {

@@ -5,10 +5,10 @@ import (
 	"bytes"
 	"crypto/ed25519"
 	"encoding/base64"
-	"encoding/json"
 	"fmt"
 	"io"
-	"sort"
+	"slices"
+	"unicode/utf16"
 
 	"github.com/nano-vm/nano-vm-mcp/internal/jsonvalue"
 	"github.com/nano-vm/nano-vm-mcp/internal/trace"
@@ -59,15 +59,16 @@ func ParseTrace(r io.Reader) ([]tracestore.Record, error) {
 		if err != nil || !bytes.Equal(canon, line) {
 			return nil, fmt.Errorf("trace line %d: not in canonical (RFC 8785) form", n)
 		}
-		var head struct {
-			Index uint64 `json:"index"`
-			Type  string `json:"type"`
-		}
-		if err := json.Unmarshal(line, &head); err != nil {
-			return nil, fmt.Errorf("trace line %d: %w", n, err)
+		// The chain step checks index and type; here they only label the
+		// record.
+		var rec tracestore.Record
+		if m, ok := v.(map[string]any); ok {
+			rec.Index, _ = integer(m["index"])
+			rec.Type, _ = m["type"].(string)
 		}
 		body := bytes.Clone(line)
-		recs = append(recs, tracestore.Record{Index: head.Index, Type: head.Type, Body: body, Hash: trace.LeafHash(body)})
+		rec.Body, rec.Hash = body, trace.LeafHash(body)
+		recs = append(recs, rec)
 	}
 }
 
@@ -87,34 +88,73 @@ func readLong(br *bufio.Reader, first []byte) ([]byte, error) {
 	}
 }
 
-// ParseSigned reads a signed receipt envelope strictly: canonical JSON (a
-// final newline aside) with exactly the members receipt, signature and
-// key_id, spelled so.
-func ParseSigned(data []byte) (*Signed, error) {
-	data = bytes.TrimSuffix(data, []byte("\n"))
+// ParseSigned reads receipt.json: the canonical envelope followed by one
+// \n (LF), nothing before it and nothing else after it. Every byte of the
+// file is thus accounted for: a receipt.json that differs from the one
+// exported in any byte is refused.
+func ParseSigned(file []byte) (*Signed, error) {
+	env, ok := bytes.CutSuffix(file, []byte("\n"))
+	if !ok || len(bytes.Trim(env, jsonSpace)) != len(env) {
+		what := "whitespace around the envelope"
+		switch {
+		case bytes.HasSuffix(file, []byte("\r\n")):
+			what = "a CRLF line end"
+		case !ok:
+			what = "no final \\n"
+		}
+		return nil, fmt.Errorf("receipt: receipt.json must be the canonical envelope followed by one \\n, nothing else; it has %s (write it back byte for byte as exported)", what)
+	}
+	return ParseEnvelope(env)
+}
+
+// jsonSpace is JSON's whitespace (RFC 8259): what a JSON reader would
+// skip around the envelope, and what receipt.json must not hold there.
+const jsonSpace = " \t\r\n"
+
+// ParseEnvelope reads a signed receipt envelope strictly: canonical JSON
+// with exactly the members key_id, receipt and signature, spelled so, the
+// first and last strings, the receipt an object.
+func ParseEnvelope(data []byte) (*Signed, error) {
 	v, err := jsonvalue.Decode(data)
 	if err != nil {
 		return nil, fmt.Errorf("receipt: %w", err)
 	}
 	m, ok := v.(map[string]any)
-	if !ok || len(m) != 3 || m["receipt"] == nil || m["signature"] == nil || m["key_id"] == nil {
-		return nil, fmt.Errorf("receipt: the envelope must hold exactly receipt, signature and key_id")
+	if !ok || len(m) != 3 || !has(m, "key_id", "receipt", "signature") {
+		return nil, fmt.Errorf("receipt: the envelope must hold exactly key_id, receipt and signature")
 	}
 	if canon, err := jsonvalue.Canonical(v); err != nil || !bytes.Equal(canon, data) {
 		return nil, fmt.Errorf("receipt: the envelope is not in canonical (RFC 8785) form")
 	}
-	var s Signed
-	if err := json.Unmarshal(data, &s); err != nil {
-		return nil, fmt.Errorf("receipt: %w", err)
+	for _, name := range []string{"key_id", "receipt", "signature"} {
+		_, isObject := m[name].(map[string]any)
+		_, isString := m[name].(string)
+		if name == "receipt" && !isObject || name != "receipt" && !isString {
+			want := map[bool]string{true: "an object", false: "a string"}[name == "receipt"]
+			return nil, fmt.Errorf("receipt: envelope member %s: expected %s, found %s", name, want, show(m[name], true))
+		}
 	}
-	return &s, nil
+	// The envelope is canonical, so the body's bytes are exactly those in
+	// it; extract them from the decoded value's canonical form.
+	body, _ := jsonvalue.Canonical(m["receipt"])
+	return &Signed{Receipt: body, Signature: m["signature"].(string), KeyID: m["key_id"].(string)}, nil
+}
+
+func has(m map[string]any, names ...string) bool {
+	for _, n := range names {
+		if _, ok := m[n]; !ok {
+			return false
+		}
+	}
+	return true
 }
 
 // Verify checks a signed receipt against a trace and the signer's public
-// key: the body is canonical and recomputes to the same bytes from the
-// covered prefix of the trace, the signature holds, and the chain and the
-// tree root hold (Derive checks them). Events after the prefix must
-// continue the chain; they are counted, not judged.
+// key, in the order of docs/receipt-format.md §7: the body, the key id,
+// the signature, the chain over the whole trace, the size, the derivation
+// from the covered prefix, and the comparison, byte for byte. Events
+// after the prefix must continue the chain; they are counted, not
+// attested.
 func Verify(s *Signed, recs []tracestore.Record, pub ed25519.PublicKey) Report {
 	var rep Report
 	body, err := parseBody(s.Receipt)
@@ -122,9 +162,9 @@ func Verify(s *Signed, recs []tracestore.Record, pub ed25519.PublicKey) Report {
 		rep.fail("%v", err)
 		return rep
 	}
-	rep.Covered = body.Tree.Size
-	if id := KeyID(pub); s.KeyID != id || body.KeyID != id {
-		rep.fail("key_id: expected %s, found envelope %q and receipt %q", id, s.KeyID, body.KeyID)
+	rep.Covered = body.size
+	if id := KeyID(pub); s.KeyID != id || body.keyID != id {
+		rep.fail("key_id: expected %s, found envelope %s and receipt %s", id, show(s.KeyID, true), show(body.keyID, true))
 	}
 	// One spelling only: strict base64 ignores line breaks, so re-encode.
 	sig, err := base64.StdEncoding.Strict().DecodeString(s.Signature)
@@ -138,11 +178,17 @@ func Verify(s *Signed, recs []tracestore.Record, pub ed25519.PublicKey) Report {
 		rep.fail("trace: %v", err)
 		return rep
 	}
-	if body.Tree.Size == 0 || body.Tree.Size > uint64(len(recs)) {
-		rep.fail("tree.size: the receipt covers %d events, the trace has %d", body.Tree.Size, len(recs))
+	n := uint64(len(recs))
+	switch {
+	case body.size == 0:
+		rep.fail("tree.size: the receipt covers 0 events; a receipt covers at least 1")
+		return rep
+	case body.size > n:
+		rep.fail("tree.size: the receipt covers %d events, the trace has %d", body.size, n)
 		return rep
 	}
-	again, err := derive(events[:body.Tree.Size], leaves[:body.Tree.Size], body.KeyID)
+	rep.Later = n - body.size
+	again, err := derive(events[:body.size], leaves[:body.size], body.keyID)
 	if err != nil {
 		rep.fail("trace: %v", err)
 		return rep
@@ -150,18 +196,28 @@ func Verify(s *Signed, recs []tracestore.Record, pub ed25519.PublicKey) Report {
 	// Bytes decide, not parsed fields: a verifier in any language compares
 	// the same way.
 	if want, err := jsonvalue.Canonical(again); err != nil || !bytes.Equal(want, s.Receipt) {
-		field, w, g := firstDifference(again, body)
-		if field == "" {
-			field, w, g = "(body)", string(want), string(s.Receipt)
-		}
+		field, w, g := firstDifference(want, body.members)
 		rep.fail("receipt field %s: the trace gives %s, the receipt says %s", field, w, g)
 	}
-	rep.Later = uint64(len(recs)) - body.Tree.Size
 	rep.Valid = len(rep.Problems) == 0
 	return rep
 }
 
-func parseBody(raw []byte) (*Body, error) {
+// bodyMembers are the members of a receipt body, in canonical order.
+var bodyMembers = []string{"counts", "final_state", "format", "key_id", "kind", "outcome", "path", "program", "run_id", "status", "tree"}
+
+// parsedBody is what verification reads of a receipt body before
+// comparing it: the rest is compared as bytes.
+type parsedBody struct {
+	members map[string]any
+	keyID   string
+	size    uint64
+}
+
+// parseBody checks a body (docs/receipt-format.md §7, step 1): strict
+// canonical JSON, an object with exactly the members of the format, by
+// exact name, this format, a string key_id and an integer tree.size.
+func parseBody(raw []byte) (*parsedBody, error) {
 	v, err := jsonvalue.Decode(raw)
 	if err != nil {
 		return nil, fmt.Errorf("receipt: %w", err)
@@ -170,50 +226,56 @@ func parseBody(raw []byte) (*Body, error) {
 	if err != nil || !bytes.Equal(canon, raw) {
 		return nil, fmt.Errorf("receipt: not in canonical (RFC 8785) form")
 	}
-	var b Body
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&b); err != nil {
-		return nil, fmt.Errorf("receipt: %w", err)
+	m, ok := v.(map[string]any)
+	if !ok {
+		return nil, fmt.Errorf("receipt: expected an object, found %s", show(v, true))
 	}
-	if b.Format != Format {
-		return nil, fmt.Errorf("receipt field format: expected %q, found %q", Format, b.Format)
+	names := make([]string, 0, len(m))
+	for k := range m {
+		names = append(names, k)
 	}
-	return &b, nil
-}
-
-// firstDifference names the first top-level field (in canonical order)
-// where two bodies differ, with both values.
-func firstDifference(want, got *Body) (field, wantValue, gotValue string) {
-	w, _ := jsonvalue.Canonical(want)
-	g, _ := jsonvalue.Canonical(got)
-	if bytes.Equal(w, g) {
-		return "", "", ""
-	}
-	var wm, gm map[string]json.RawMessage
-	_ = json.Unmarshal(w, &wm)
-	_ = json.Unmarshal(g, &gm)
-	for _, k := range sortedFields(wm, gm) {
-		if !bytes.Equal(wm[k], gm[k]) {
-			return k, string(wm[k]), string(gm[k])
+	// Canonical order: names compared as UTF-16 code units (RFC 8785).
+	slices.SortFunc(names, func(a, b string) int {
+		return slices.Compare(utf16.Encode([]rune(a)), utf16.Encode([]rune(b)))
+	})
+	for _, k := range names {
+		if !slices.Contains(bodyMembers, k) {
+			return nil, fmt.Errorf("receipt: unknown member %s", show(k, true))
 		}
 	}
-	return "(body)", string(w), string(g)
-}
-
-func sortedFields(a, b map[string]json.RawMessage) []string {
-	seen := map[string]bool{}
-	var keys []string
-	for _, m := range []map[string]json.RawMessage{a, b} {
-		for k := range m {
-			if !seen[k] {
-				seen[k] = true
-				keys = append(keys, k)
-			}
+	for _, k := range bodyMembers {
+		if _, ok := m[k]; !ok {
+			return nil, fmt.Errorf("receipt: member %s missing", show(k, true))
 		}
 	}
-	// Canonical JSON orders keys by UTF-16 code units; these names are
-	// ASCII, where that is byte order.
-	sort.Strings(keys)
-	return keys
+	if m["format"] != Format {
+		return nil, fmt.Errorf("receipt field format: expected %s, found %s", show(Format, true), show(m["format"], true))
+	}
+	b := &parsedBody{members: m}
+	if b.keyID, ok = m["key_id"].(string); !ok {
+		return nil, fmt.Errorf("receipt field key_id: expected a string, found %s", show(m["key_id"], true))
+	}
+	tree, _ := m["tree"].(map[string]any)
+	size, present := tree["size"]
+	if b.size, ok = integer(size); !ok {
+		return nil, fmt.Errorf("receipt field tree.size: expected an integer ≥ 0, found %s", show(size, present))
+	}
+	return b, nil
+}
+
+// firstDifference names the first member (in canonical order) whose
+// canonical JSON differs between the derived body and the receipt's, with
+// both values.
+func firstDifference(derived []byte, got map[string]any) (field, wantValue, gotValue string) {
+	var want map[string]any
+	if v, err := jsonvalue.Decode(derived); err == nil {
+		want, _ = v.(map[string]any)
+	}
+	for _, k := range bodyMembers {
+		w, g := show(want[k], true), show(got[k], true)
+		if w != g {
+			return k, w, g
+		}
+	}
+	return "(body)", string(derived), show(got, true)
 }

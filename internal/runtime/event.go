@@ -65,10 +65,13 @@ type ProgramRef struct {
 
 // Started records a run's start.
 type Started struct {
-	Program   ProgramRef `json:"program"`
-	Runtime   string     `json:"runtime_version"`
-	CEL       string     `json:"cel_version"`
-	Principal string     `json:"principal,omitempty"`
+	Program ProgramRef `json:"program"`
+	// TraceFormat is the trace format version (trace.Format). Runs started
+	// before it was recorded lack it; they are read as the first version.
+	TraceFormat string `json:"trace_format,omitempty"`
+	Runtime     string `json:"runtime_version"`
+	CEL         string `json:"cel_version"`
+	Principal   string `json:"principal,omitempty"`
 	// Lab marks a laboratory run: started for testing (the failure
 	// laboratory may attack it), not for production work. The core runs it
 	// like any other run.

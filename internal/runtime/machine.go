@@ -12,6 +12,7 @@ import (
 	"github.com/nano-vm/nano-vm-mcp/internal/program"
 	"github.com/nano-vm/nano-vm-mcp/internal/projection"
 	"github.com/nano-vm/nano-vm-mcp/internal/schema"
+	"github.com/nano-vm/nano-vm-mcp/internal/trace"
 )
 
 // Version is the runtime's version, recorded at every run start. Builds
@@ -238,12 +239,13 @@ func (m *machine) start(s Start) (Result, error) {
 	m.r.ID = s.RunID
 	m.r.State = m.p.Initial.Name
 	m.emit(Event{Type: EventRunStarted, Started: &Started{
-		Program:   ProgramRef{Name: m.p.Name, Version: m.p.Version, DefinitionHash: m.p.Hash},
-		Runtime:   Version,
-		CEL:       policy.Version(),
-		Principal: s.Principal,
-		Lab:       s.Lab,
-		Input:     s.Input,
+		Program:     ProgramRef{Name: m.p.Name, Version: m.p.Version, DefinitionHash: m.p.Hash},
+		TraceFormat: trace.Format,
+		Runtime:     Version,
+		CEL:         policy.Version(),
+		Principal:   s.Principal,
+		Lab:         s.Lab,
+		Input:       s.Input,
 	}})
 	m.enter(m.p.Initial)
 	return m.result(), nil

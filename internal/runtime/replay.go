@@ -10,6 +10,7 @@ import (
 	"github.com/nano-vm/nano-vm-mcp/internal/jsonvalue"
 	"github.com/nano-vm/nano-vm-mcp/internal/program"
 	"github.com/nano-vm/nano-vm-mcp/internal/projection"
+	"github.com/nano-vm/nano-vm-mcp/internal/trace"
 )
 
 // Divergence is the first place where a replay's events differ from the
@@ -331,6 +332,9 @@ func normalize(e Event, pinned bool) []byte {
 	if e.Started != nil {
 		st := *e.Started
 		st.Subjects = nil
+		if st.TraceFormat == "" {
+			st.TraceFormat = trace.Format // recorded before the member existed
+		}
 		if !pinned {
 			st.Program = ProgramRef{}
 		}

@@ -2,11 +2,13 @@ package runtime
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/nano-vm/nano-vm-mcp/examples"
 	"github.com/nano-vm/nano-vm-mcp/internal/program"
+	"github.com/nano-vm/nano-vm-mcp/internal/trace"
 )
 
 // TestReplayUnderThePinnedDefinitionIsIdentical replays the KYC run (a
@@ -71,4 +73,39 @@ func TestReplayUnderAnotherDefinitionNamesTheFirstDivergence(t *testing.T) {
 		}
 	}
 	t.Fatal("no transition")
+}
+
+// TestTraceFormatVersion: run_started records the trace format, and a run
+// recorded before the member existed replays without divergence: its
+// absence reads as the first version, and only that.
+func TestTraceFormatVersion(t *testing.T) {
+	svc, _, id := kycService(t, 1)
+	events, err := svc.Events(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := events[0].Started.TraceFormat; got != trace.Format {
+		t.Fatalf("run_started records trace format %q, want %q", got, trace.Format)
+	}
+	p := exampleProgram(t, "kyc-onboarding")
+	for _, tt := range []struct {
+		name     string
+		recorded string
+		diverges bool
+	}{
+		{"recorded as today", trace.Format, false},
+		{"recorded before the member existed", "", false},
+		{"another version", "nano-vm-trace/2", true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			old := slices.Clone(events)
+			st := *old[0].Started
+			st.TraceFormat = tt.recorded
+			old[0].Started = &st
+			d, err := Replay(p, old)
+			if err != nil || (d != nil) != tt.diverges {
+				t.Fatalf("divergence %+v, error %v; want a divergence: %v", d, err, tt.diverges)
+			}
+		})
+	}
 }

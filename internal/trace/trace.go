@@ -18,6 +18,11 @@ import (
 	"github.com/transparency-dev/merkle/rfc6962"
 )
 
+// Format is the trace format version that run_started records in
+// started.trace_format. A run_started without the member was written before
+// the member existed, in the same format: it is read as this version.
+const Format = "nano-vm-trace/1"
+
 // HashSize is the size of every hash in the trace (SHA-256).
 const HashSize = 32
 
