@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -26,6 +25,7 @@ import (
 	"github.com/nano-vm/nano-vm-mcp/internal/console"
 	"github.com/nano-vm/nano-vm-mcp/internal/program"
 	"github.com/nano-vm/nano-vm-mcp/internal/runtime"
+	"github.com/nano-vm/nano-vm-mcp/internal/stdio"
 	"github.com/nano-vm/nano-vm-mcp/internal/tools"
 	"github.com/nano-vm/nano-vm-mcp/internal/tracestore"
 )
@@ -179,10 +179,8 @@ func serve(ctx context.Context, f serveFlags, log *zap.Logger) error {
 	go refreshKeys(ctx, svc, log, time.Tick(keyRefresh))
 
 	if f.transport == "stdio" {
-		s := server.NewStdioServer(tools.NewServer(cfg))
-		s.SetErrorLogger(zap.NewStdLog(log))
-		err := s.Listen(ctx, os.Stdin, os.Stdout)
-		if err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, io.EOF) {
+		err := stdio.Serve(ctx, tools.NewServer(cfg), os.Stdin, os.Stdout, stdio.Options{Grace: shutdownGrace, Rewrite: tools.FixNotFound, Log: log})
+		if err != nil {
 			return &exitErr{exitError, err}
 		}
 		return nil
