@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -104,7 +105,7 @@ is appended atomically, so none is half-written.`,
 			slog.SetDefault(slog.New(zapslog.NewHandler(log.Core())))
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			return serve(ctx, f, log)
+			return serve(ctx, f, log, cmd.ErrOrStderr())
 		},
 	}
 	fs := c.Flags()
@@ -125,7 +126,7 @@ is appended atomically, so none is half-written.`,
 	return c
 }
 
-func serve(ctx context.Context, f serveFlags, log *zap.Logger) error {
+func serve(ctx context.Context, f serveFlags, log *zap.Logger, stderr io.Writer) error {
 	if f.transport != "stdio" && f.transport != "http" && f.transport != "sse" {
 		return &exitErr{exitUsage, fmt.Errorf("--transport must be stdio, http or sse, not %q", f.transport)}
 	}
@@ -179,6 +180,8 @@ func serve(ctx context.Context, f serveFlags, log *zap.Logger) error {
 	go refreshKeys(ctx, svc, log, time.Tick(keyRefresh))
 
 	if f.transport == "stdio" {
+		// Not a log line: it shows at every level, and stdout stays JSON-RPC.
+		fmt.Fprintln(stderr, "nano-vm-mcp: serving MCP on stdin/stdout (JSON-RPC, one message a line); logs go to stderr")
 		err := stdio.Serve(ctx, tools.NewServer(cfg), os.Stdin, os.Stdout, stdio.Options{Grace: shutdownGrace, Rewrite: tools.FixNotFound, Log: log})
 		if err != nil {
 			return &exitErr{exitError, err}
@@ -186,7 +189,7 @@ func serve(ctx context.Context, f serveFlags, log *zap.Logger) error {
 		return nil
 	}
 	hc.Log = log
-	return serveHTTP(ctx, f, cfg, hc, log)
+	return serveHTTP(ctx, f, cfg, hc, log, stderr)
 }
 
 // httpConfig reads the HTTP secrets and checks the listener's safety.
@@ -274,7 +277,7 @@ func refreshKeys(ctx context.Context, svc *runtime.Service, log *zap.Logger, tic
 
 // serveHTTP serves the agent and the operator profile on one listener,
 // behind the access guard; the caller's credentials choose the profile.
-func serveHTTP(ctx context.Context, f serveFlags, cfg tools.Config, hc access.HTTPConfig, log *zap.Logger) error {
+func serveHTTP(ctx context.Context, f serveFlags, cfg tools.Config, hc access.HTTPConfig, log *zap.Logger, stderr io.Writer) error {
 	agentCfg, operatorCfg := cfg, cfg
 	agentCfg.Profile, operatorCfg.Profile = access.ProfileAgent, access.ProfileOperator
 	agent, operator := tools.NewServer(agentCfg), tools.NewServer(operatorCfg)
@@ -311,6 +314,7 @@ func serveHTTP(ctx context.Context, f serveFlags, cfg tools.Config, hc access.HT
 		return &exitErr{exitError, err}
 	}
 	log.Info("listening", zap.String("addr", ln.Addr().String()), zap.String("transport", f.transport))
+	fmt.Fprintln(stderr, listeningLine(f.transport, ln.Addr().String()))
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ln) }()
 	select {
@@ -327,6 +331,15 @@ func serveHTTP(ctx context.Context, f serveFlags, cfg tools.Config, hc access.HT
 		_ = srv.Close()
 	}
 	return nil
+}
+
+// listeningLine is what serve prints on stderr once it listens, at every
+// log level: where a client connects.
+func listeningLine(transport, addr string) string {
+	if transport == "sse" {
+		return fmt.Sprintf("nano-vm-mcp: listening on http://%s (MCP legacy SSE: GET /sse, POST /message)", addr)
+	}
+	return fmt.Sprintf("nano-vm-mcp: listening on http://%s (MCP %s, console %s)", addr, access.MCPPath, access.ConsolePath)
 }
 
 // streamable serves one profile's MCP server over Streamable HTTP. The

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -498,6 +499,46 @@ func TestServeRefusesUnsafeConfigurations(t *testing.T) {
 			// Refused before anything was created: no keys, no database.
 			if entries, _ := os.ReadDir(data); len(entries) != 0 {
 				t.Fatalf("the refused start left %d files in the data directory", len(entries))
+			}
+		})
+	}
+}
+
+// At the default log level, serve says on stderr, once, where a client
+// reaches it; stdout stays JSON-RPC (TestServeStdioStdoutIsOnlyJSONRPC).
+func TestServeSaysWhereItServes(t *testing.T) {
+	bin := serverBinary(t)
+	for _, tc := range []struct {
+		transport string
+		want      string
+	}{
+		{"stdio", `^nano-vm-mcp: serving MCP on stdin/stdout \(JSON-RPC, one message a line\); logs go to stderr$`},
+		{"http", `^nano-vm-mcp: listening on http://(127\.0\.0\.1:\d+) \(MCP /mcp, console /ui\)$`},
+		{"sse", `^nano-vm-mcp: listening on http://(127\.0\.0\.1:\d+) \(MCP legacy SSE: GET /sse, POST /message\)$`},
+	} {
+		t.Run(tc.transport, func(t *testing.T) {
+			p, err := startPiped(bin, "serve", "--transport", tc.transport, "--addr", "127.0.0.1:0", "--store", "memory")
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { p.cmd.Process.Kill(); p.cmd.Wait() })
+			m, err := p.awaitStderr(regexp.MustCompile(tc.want))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.transport == "stdio" {
+				p.in.Close()
+			} else {
+				// The line names the address the server listens on.
+				c, err := net.Dial("tcp", m[1])
+				if err != nil {
+					t.Fatal(err)
+				}
+				c.Close()
+				p.cmd.Process.Signal(syscall.SIGTERM)
+			}
+			if err := p.finish(); err != nil {
+				t.Fatal(err)
 			}
 		})
 	}
