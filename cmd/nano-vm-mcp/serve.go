@@ -290,7 +290,7 @@ func serveHTTP(ctx context.Context, f serveFlags, cfg tools.Config, hc access.HT
 	case "http":
 		a, o := streamable(agent), streamable(operator)
 		closeSessions = append(closeSessions, func() { a.CloseSessions(context.Background()) }, func() { o.CloseSessions(context.Background()) })
-		mux.Handle(access.MCPPath, byProfile(a, o))
+		mux.Handle(access.MCPPath, tools.NotFoundCodes(byProfile(a, o)))
 		// The web console, on the same listener behind the same guard.
 		ui, err := console.New(console.Config{Service: cfg.Service, Store: cfg.Store, Keys: cfg.Keys, Version: cfg.Version, Log: log})
 		if err != nil {
@@ -301,7 +301,7 @@ func serveHTTP(ctx context.Context, f serveFlags, cfg tools.Config, hc access.HT
 	case "sse":
 		a, o := legacySSE(agent), legacySSE(operator)
 		closeSessions = append(closeSessions, a.CloseSessions, o.CloseSessions)
-		h := byProfile(a, o)
+		h := tools.NotFoundCodes(byProfile(a, o))
 		mux.Handle("/sse", h)
 		mux.Handle("/message", h)
 	}
