@@ -91,8 +91,12 @@ Every 10 seconds the server checks whether another process sharing the store
 (nano-vm-mcp erase, another instance) erased a data subject, and if so stops
 showing that subject's data.
 
-SIGINT and SIGTERM stop the server after in-flight calls finish; every step
-is appended atomically, so none is half-written.`,
+At start, serve prints one line on stderr saying where clients reach it.
+
+Over stdio, when stdin closes, every call already read is answered before
+the server exits. SIGINT and SIGTERM stop the server after in-flight calls
+finish, for up to 10 seconds (over stdio a call read after the signal is
+refused); every step is appended atomically, so none is half-written.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log, err := newLogger(*logLevel, cmd.ErrOrStderr())
