@@ -171,7 +171,7 @@ func scriptedSession(bin string, input json.RawMessage, answer json.RawMessage) 
 	if err != nil {
 		return err
 	}
-	defer p.cmd.Process.Kill() //nolint:errcheck // after Wait it is a no-op
+	defer func() { p.cmd.Process.Kill(); p.cmd.Wait() }() // after finish, both are no-ops
 	if err := p.send(initializeLine(map[string]any{}), initializedLine, request(2, "tools/list", nil)); err != nil {
 		return err
 	}
