@@ -48,9 +48,9 @@ var ErrInputEnded = errors.New("the client's input has ended: no answer can arri
 // Serve reads JSON-RPC messages, one a line, from in and writes the answers
 // to out. It returns once in has ended and every call is answered (nil, or
 // the read error), or once ctx is cancelled and every call in flight is
-// answered or the grace period is over (nil). Calls run concurrently; initialize and
-// notifications are handled in the order they are read, so a call piped
-// right after initialize sees the client's capabilities.
+// answered or the grace period is over (nil). Calls run concurrently;
+// initialize and notifications are handled in the order they are read, so
+// a call piped right after initialize sees the client's capabilities.
 func Serve(ctx context.Context, s *server.MCPServer, in io.Reader, out io.Writer, opt Options) error {
 	if opt.Log == nil {
 		opt.Log = zap.NewNop()
@@ -144,8 +144,8 @@ loop:
 	}
 }
 
-// readLines sends each line of in (without its newline) until in ends or
-// stop is closed, then returns the error that ended it.
+// readLines sends each non-blank line of in until in ends or stop is
+// closed, then returns the error that ended it (nil for stop).
 func readLines(in io.Reader, lines chan<- []byte, stop <-chan struct{}) error {
 	defer close(lines)
 	r := bufio.NewReader(in)
