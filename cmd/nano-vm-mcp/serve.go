@@ -26,6 +26,7 @@ import (
 	"github.com/nano-vm/nano-vm-mcp/internal/console"
 	"github.com/nano-vm/nano-vm-mcp/internal/program"
 	"github.com/nano-vm/nano-vm-mcp/internal/runtime"
+	"github.com/nano-vm/nano-vm-mcp/internal/stdio"
 	"github.com/nano-vm/nano-vm-mcp/internal/tools"
 	"github.com/nano-vm/nano-vm-mcp/internal/tracestore"
 )
@@ -92,8 +93,12 @@ Every 10 seconds the server checks whether another process sharing the store
 (nano-vm-mcp erase, another instance) erased a data subject, and if so stops
 showing that subject's data.
 
-SIGINT and SIGTERM stop the server after in-flight calls finish; every step
-is appended atomically, so none is half-written.`,
+At start, serve prints one line on stderr saying where clients reach it.
+
+Over stdio, when stdin closes, every call already read is answered before
+the server exits. SIGINT and SIGTERM stop the server after in-flight calls
+finish, for up to 10 seconds (over stdio a call read after the signal is
+refused); every step is appended atomically, so none is half-written.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log, err := newLogger(*logLevel, cmd.ErrOrStderr())
@@ -106,7 +111,7 @@ is appended atomically, so none is half-written.`,
 			slog.SetDefault(slog.New(zapslog.NewHandler(log.Core())))
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			return serve(ctx, f, log)
+			return serve(ctx, f, log, cmd.ErrOrStderr())
 		},
 	}
 	fs := c.Flags()
@@ -127,7 +132,7 @@ is appended atomically, so none is half-written.`,
 	return c
 }
 
-func serve(ctx context.Context, f serveFlags, log *zap.Logger) error {
+func serve(ctx context.Context, f serveFlags, log *zap.Logger, stderr io.Writer) error {
 	if f.transport != "stdio" && f.transport != "http" && f.transport != "sse" {
 		return &exitErr{exitUsage, fmt.Errorf("--transport must be stdio, http or sse, not %q", f.transport)}
 	}
@@ -182,16 +187,16 @@ func serve(ctx context.Context, f serveFlags, log *zap.Logger) error {
 	go refreshKeys(ctx, svc, log, time.Tick(keyRefresh))
 
 	if f.transport == "stdio" {
-		s := server.NewStdioServer(tools.NewServer(cfg))
-		s.SetErrorLogger(zap.NewStdLog(log))
-		err := s.Listen(ctx, os.Stdin, os.Stdout)
-		if err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, io.EOF) {
+		// Not a log line: it shows at every level, and stdout stays JSON-RPC.
+		fmt.Fprintln(stderr, "nano-vm-mcp: serving MCP on stdin/stdout (JSON-RPC, one message a line); logs go to stderr")
+		err := stdio.Serve(ctx, tools.NewServer(cfg), os.Stdin, os.Stdout, stdio.Options{Grace: shutdownGrace, Rewrite: tools.FixNotFound, Log: log})
+		if err != nil {
 			return &exitErr{exitError, err}
 		}
 		return nil
 	}
 	hc.Log = log
-	return serveHTTP(ctx, f, cfg, hc, log)
+	return serveHTTP(ctx, f, cfg, hc, log, stderr)
 }
 
 // httpConfig reads the HTTP secrets and checks the listener's safety.
@@ -279,7 +284,7 @@ func refreshKeys(ctx context.Context, svc *runtime.Service, log *zap.Logger, tic
 
 // serveHTTP serves the agent and the operator profile on one listener,
 // behind the access guard; the caller's credentials choose the profile.
-func serveHTTP(ctx context.Context, f serveFlags, cfg tools.Config, hc access.HTTPConfig, log *zap.Logger) error {
+func serveHTTP(ctx context.Context, f serveFlags, cfg tools.Config, hc access.HTTPConfig, log *zap.Logger, stderr io.Writer) error {
 	agentCfg, operatorCfg := cfg, cfg
 	agentCfg.Profile, operatorCfg.Profile = access.ProfileAgent, access.ProfileOperator
 	agent, operator := tools.NewServer(agentCfg), tools.NewServer(operatorCfg)
@@ -292,7 +297,7 @@ func serveHTTP(ctx context.Context, f serveFlags, cfg tools.Config, hc access.HT
 	case "http":
 		a, o := streamable(agent), streamable(operator)
 		closeSessions = append(closeSessions, func() { a.CloseSessions(context.Background()) }, func() { o.CloseSessions(context.Background()) })
-		mux.Handle(access.MCPPath, byProfile(a, o))
+		mux.Handle(access.MCPPath, tools.NotFoundCodes(byProfile(a, o)))
 		// The web console, on the same listener behind the same guard.
 		ui, err := console.New(console.Config{Service: cfg.Service, Store: cfg.Store, Keys: cfg.Keys, Version: cfg.Version, Log: log})
 		if err != nil {
@@ -303,7 +308,7 @@ func serveHTTP(ctx context.Context, f serveFlags, cfg tools.Config, hc access.HT
 	case "sse":
 		a, o := legacySSE(agent), legacySSE(operator)
 		closeSessions = append(closeSessions, a.CloseSessions, o.CloseSessions)
-		h := byProfile(a, o)
+		h := tools.NotFoundCodes(byProfile(a, o))
 		mux.Handle("/sse", h)
 		mux.Handle("/message", h)
 	}
@@ -316,6 +321,7 @@ func serveHTTP(ctx context.Context, f serveFlags, cfg tools.Config, hc access.HT
 		return &exitErr{exitError, err}
 	}
 	log.Info("listening", zap.String("addr", ln.Addr().String()), zap.String("transport", f.transport))
+	fmt.Fprintln(stderr, listeningLine(f.transport, ln.Addr().String()))
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ln) }()
 	select {
@@ -332,6 +338,15 @@ func serveHTTP(ctx context.Context, f serveFlags, cfg tools.Config, hc access.HT
 		_ = srv.Close()
 	}
 	return nil
+}
+
+// listeningLine is what serve prints on stderr once it listens, at every
+// log level: where a client connects.
+func listeningLine(transport, addr string) string {
+	if transport == "sse" {
+		return fmt.Sprintf("nano-vm-mcp: listening on http://%s (MCP legacy SSE: GET /sse, POST /message)", addr)
+	}
+	return fmt.Sprintf("nano-vm-mcp: listening on http://%s (MCP %s, console %s)", addr, access.MCPPath, access.ConsolePath)
 }
 
 // streamable serves one profile's MCP server over Streamable HTTP. The

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -12,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -372,6 +374,12 @@ func httpClient(t *testing.T, url, token, version string) *client.Client {
 		opts = append(opts, transport.WithHTTPHeaders(map[string]string{"Authorization": "Bearer " + token}))
 	}
 	c, err := client.NewStreamableHttpClient(url, opts...)
+	return connect(t, c, err, version)
+}
+
+// connect starts a new HTTP or SSE client and initializes it.
+func connect(t *testing.T, c *client.Client, err error, version string) *client.Client {
+	t.Helper()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -498,6 +506,113 @@ func TestServeRefusesUnsafeConfigurations(t *testing.T) {
 			// Refused before anything was created: no keys, no database.
 			if entries, _ := os.ReadDir(data); len(entries) != 0 {
 				t.Fatalf("the refused start left %d files in the data directory", len(entries))
+			}
+		})
+	}
+}
+
+// At the default log level, serve says on stderr, once, where a client
+// reaches it; stdout stays JSON-RPC (TestServeStdioStdoutIsOnlyJSONRPC).
+func TestServeSaysWhereItServes(t *testing.T) {
+	bin := serverBinary(t)
+	for _, tc := range []struct {
+		transport string
+		want      string
+	}{
+		{"stdio", `^nano-vm-mcp: serving MCP on stdin/stdout \(JSON-RPC, one message a line\); logs go to stderr$`},
+		{"http", `^nano-vm-mcp: listening on http://(127\.0\.0\.1:\d+) \(MCP /mcp, console /ui\)$`},
+		{"sse", `^nano-vm-mcp: listening on http://(127\.0\.0\.1:\d+) \(MCP legacy SSE: GET /sse, POST /message\)$`},
+	} {
+		t.Run(tc.transport, func(t *testing.T) {
+			p, err := startPiped(bin, "serve", "--transport", tc.transport, "--addr", "127.0.0.1:0", "--store", "memory")
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { p.cmd.Process.Kill(); p.cmd.Wait() })
+			m, err := p.awaitStderr(regexp.MustCompile(tc.want))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.transport == "stdio" {
+				p.in.Close()
+			} else {
+				// The line names the address the server listens on.
+				c, err := net.Dial("tcp", m[1])
+				if err != nil {
+					t.Fatal(err)
+				}
+				c.Close()
+				p.cmd.Process.Signal(syscall.SIGTERM)
+			}
+			if err := p.finish(); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+// A resource read of a run that does not exist, or that is another
+// principal's, is the protocol's resource-not-found on every transport,
+// with the code of the request's era: -32002 up to 2025-11-25, -32602 in
+// 2026-07-28. The two cases cannot be told apart.
+func TestServeResourceNotFoundCodes(t *testing.T) {
+	url := startHTTP(t, []string{"NANO_VM_ACCESS_TOKEN=" + testAccessToken}, "--store", "memory", "--approvers", writeApprovers(t))
+	sseAddr := freeAddr(t)
+	sse := exec.Command(serverBinary(t), "serve", "--transport", "sse", "--addr", sseAddr, "--store", "memory")
+	if err := sse.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sse.Process.Signal(syscall.SIGTERM); sse.Wait() })
+	waitListening(t, sseAddr)
+	stdioAt := func(version string) *client.Client {
+		c, err := client.NewStdioMCPClient(serverBinary(t), nil, "serve", "--store", "memory")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		initialize(t, c, version)
+		return c
+	}
+	sseClient := func() *client.Client {
+		c, err := client.NewSSEMCPClient("http://" + sseAddr + "/sse")
+		return connect(t, c, err, "2024-11-05")
+	}
+	legacy, modern := mcp.ErrResourceNotFound, mcp.ErrInvalidParams
+	cases := []struct {
+		name          string
+		owner, reader *client.Client
+		want          error
+	}{
+		{"stdio legacy", stdioAt(mcp.LATEST_LEGACY_PROTOCOL_VERSION), nil, legacy},
+		{"stdio 2026-07-28", stdioAt(mcp.LATEST_PROTOCOL_VERSION), nil, modern},
+		{"http legacy", httpClient(t, url, testAccessToken, mcp.LATEST_LEGACY_PROTOCOL_VERSION), httpClient(t, url, aliceToken, mcp.LATEST_LEGACY_PROTOCOL_VERSION), legacy},
+		{"http 2026-07-28", httpClient(t, url, testAccessToken, mcp.LATEST_PROTOCOL_VERSION), httpClient(t, url, aliceToken, mcp.LATEST_PROTOCOL_VERSION), modern},
+		{"legacy sse", sseClient(), nil, legacy},
+	}
+	input, _ := os.ReadFile("../../examples/refund.input.json")
+	read := func(c *client.Client, uri string) error {
+		req := mcp.ReadResourceRequest{}
+		req.Params.URI = uri
+		_, err := c.ReadResource(context.Background(), req)
+		return err
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			res, e := callTool(t, tc.owner, "start_run", map[string]any{"program": "refund", "input": json.RawMessage(input)})
+			if e != nil {
+				t.Fatal(e)
+			}
+			own := "nano-vm://runs/" + res["run_id"].(string) + "/receipt"
+			if err := read(tc.owner, own); err != nil {
+				t.Fatalf("the owner reads its receipt: %v", err)
+			}
+			if err := read(tc.owner, "nano-vm://runs/run_00000000000000000000000000000000/receipt"); !errors.Is(err, tc.want) {
+				t.Errorf("unknown run: %v, want %v", err, tc.want)
+			}
+			if tc.reader != nil {
+				if err := read(tc.reader, own); !errors.Is(err, tc.want) {
+					t.Errorf("another principal's run: %v, want %v", err, tc.want)
+				}
 			}
 		})
 	}

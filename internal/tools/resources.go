@@ -79,10 +79,6 @@ func uriArg(req mcp.ReadResourceRequest, name string) string {
 	return ""
 }
 
-func notFound(uri string) error {
-	return fmt.Errorf("%s: %w", uri, mcp.ErrResourceNotFound)
-}
-
 func (h *handlers) readProgram(ctx context.Context, req mcp.ReadResourceRequest) ([]mcp.ResourceContents, error) {
 	uri := req.Params.URI
 	name := strings.TrimPrefix(uri, "nano-vm://programs/")
