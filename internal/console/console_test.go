@@ -103,8 +103,20 @@ func TestStaticAssetsAndRedirects(t *testing.T) {
 			t.Errorf("%s: %d to %q", path, res.StatusCode, res.Header.Get("Location"))
 		}
 	}
-	if res, body := get(t, c, "GET", "/ui/login?failed=1", nil); res.StatusCode != 200 || !strings.Contains(body, "not the operator token") {
-		t.Errorf("login page: %d", res.StatusCode)
+	for _, tc := range []struct {
+		query, want, not string
+		howToSet         bool // names the variable and flag that set a token
+	}{
+		{"?failed=1", "not the operator token", "NANO_VM_OPERATOR_TOKEN", false},
+		{"?failed=" + access.ConsoleNoOperatorToken, "no operator token", "not the operator token", true},
+	} {
+		res, body := get(t, c, "GET", "/ui/login"+tc.query, nil)
+		if res.StatusCode != 200 || !strings.Contains(body, tc.want) || strings.Contains(body, tc.not) {
+			t.Errorf("login page %s: %d, want %q and not %q", tc.query, res.StatusCode, tc.want, tc.not)
+		}
+		if tc.howToSet && (!strings.Contains(body, "NANO_VM_OPERATOR_TOKEN") || !strings.Contains(body, "--operator-token-file")) {
+			t.Errorf("login page %s does not say how to set the operator token", tc.query)
+		}
 	}
 }
 
