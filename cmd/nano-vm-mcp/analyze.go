@@ -32,10 +32,11 @@ func newAnalyzeCmd() *cobra.Command {
 		threshold  float64
 		save, fail bool
 		asJSON     bool
+		includeLab bool
 		store      storeFlags
 	)
 	c := &cobra.Command{
-		Use:   "analyze PROGRAM [--window N] [--definition HASH] [--json]",
+		Use:   "analyze PROGRAM [--window N] [--definition HASH] [--include-lab] [--json]",
 		Short: "Measure the execution topology of a program's recent runs (entropy, rollbacks, drift)",
 		Long: `Analyze reads the last --window runs of PROGRAM, a program name as the
 store's runs record it, and prints the metrics of docs/metrics.md: transition
@@ -45,7 +46,9 @@ rejection rate, retry density, drift from the saved baseline, and alerts.
 
 The window holds the program's newest runs (newest first by start time) under
 one definition: the definition of its newest run unless --definition names
-another. Every run counts, finished or not, laboratory runs included.
+another. Every run counts, finished or not. Runs of the fault laboratory (started
+with lab: true, as the console's laboratory does) are left out, so that fault
+experiments do not raise alerts; --include-lab counts them too.
 --save-baseline stores the window as the baseline that later analyses measure
 their drift against (in the store, per program and definition; a definition
 without one is compared with the program's latest baseline). The report of
@@ -70,7 +73,7 @@ alert; 2 for an unknown program or definition, or bad flags; 1 otherwise.`,
 				return err
 			}
 			defer st.Close()
-			rep, err := analysis.Analyze(ctx, st, analysis.Query{Program: args[0], DefinitionHash: definition, Window: window, Threshold: threshold})
+			rep, err := analysis.Analyze(ctx, st, analysis.Query{Program: args[0], DefinitionHash: definition, Window: window, Threshold: threshold, IncludeLab: includeLab})
 			if errors.Is(err, analysis.ErrUnknownProgram) {
 				return &exitErr{exitUsage, err}
 			}
@@ -104,6 +107,7 @@ alert; 2 for an unknown program or definition, or bad flags; 1 otherwise.`,
 	c.Flags().BoolVar(&save, "save-baseline", false, "store this window as the program's baseline for drift")
 	c.Flags().BoolVar(&fail, "fail-on-alert", false, "exit 3 when there is an alert")
 	c.Flags().BoolVar(&asJSON, "json", false, "print the report as one JSON object on one line")
+	c.Flags().BoolVar(&includeLab, "include-lab", false, "count fault-laboratory runs too (left out by default)")
 	store.register(c.Flags())
 	return c
 }

@@ -156,3 +156,18 @@ func TestAnalyzeWindowFromEnvironment(t *testing.T) {
 		t.Fatalf("NANO_VM_WINDOW=2: %v runs, window %v", m["runs"], m["window"])
 	}
 }
+
+// The laboratory's runs in the same store are left out of analyze unless
+// --include-lab counts them.
+func TestAnalyzeLeavesOutLabRuns(t *testing.T) {
+	dir := analyzeFixture(t)
+	if code, out, errOut := runCLI(t, "lab", "refund", "--fault", "skip_step", "--store", "sqlite", "--data-dir", dir, "--json"); code != exitOK {
+		t.Fatalf("lab: exit %d\n%s%s", code, out, errOut)
+	}
+	if m := analyzeJSON(t, "refund", "--data-dir", dir); m["runs"] != 3.0 {
+		t.Fatalf("without --include-lab: %v runs, want the 3 real ones", m["runs"])
+	}
+	if m := analyzeJSON(t, "refund", "--data-dir", dir, "--include-lab"); !(m["runs"].(float64) > 3) {
+		t.Fatalf("with --include-lab: %v runs, want the lab's too", m["runs"])
+	}
+}

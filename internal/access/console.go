@@ -26,6 +26,10 @@ const (
 	ConsoleCookie = "nano_vm_console"
 	// ConsoleSession is how long a console session lasts.
 	ConsoleSession = 8 * time.Hour
+	// ConsoleNoOperatorToken is the sign-in page's failed= value when the
+	// server was started without an operator token, so that nobody can
+	// sign in.
+	ConsoleNoOperatorToken = "no-operator-token"
 )
 
 // ProfileAuditor is the console's visitor without a credential: it reads
@@ -87,6 +91,12 @@ func (g *guard) serveConsole(w http.ResponseWriter, r *http.Request) {
 // if it is the operator's, sets the session cookie.
 func (g *guard) consoleLogin(w http.ResponseWriter, r *http.Request) {
 	if !g.limitBody(w, r) {
+		return
+	}
+	if g.operatorSet == 0 {
+		// No token could match: say so, rather than blame the one typed.
+		g.log.Info("console sign-in refused: the server has no operator token")
+		http.Redirect(w, r, ConsoleLoginPath+"?failed="+ConsoleNoOperatorToken, http.StatusSeeOther)
 		return
 	}
 	p, ok := g.staticToken(strings.TrimSpace(r.PostFormValue("token")))

@@ -115,3 +115,24 @@ func TestConsoleSignIn(t *testing.T) {
 		t.Fatalf("sign-out cookies %v", cs)
 	}
 }
+
+// Without an operator token nobody can sign in, and the form must say
+// that rather than call the typed token wrong.
+func TestConsoleSignInWithoutOperatorToken(t *testing.T) {
+	for _, tc := range []struct {
+		name, operator, token, want string
+	}{
+		{"no operator token, any token typed", "", "whatever-was-typed", ConsoleLoginPath + "?failed=" + ConsoleNoOperatorToken},
+		{"no operator token, the access token typed", "", agentTok, ConsoleLoginPath + "?failed=" + ConsoleNoOperatorToken},
+		{"an operator token, a wrong one typed", operatorTok, "whatever-was-typed", ConsoleLoginPath + "?failed=1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := baseConfig(t)
+			cfg.OperatorToken = tc.operator
+			res := signIn(t, Guard(cfg, &reached{}), tc.token)
+			if res.StatusCode != http.StatusSeeOther || res.Header.Get("Location") != tc.want || len(res.Cookies()) != 0 {
+				t.Fatalf("%d to %q (want %q), cookies %v", res.StatusCode, res.Header.Get("Location"), tc.want, res.Cookies())
+			}
+		})
+	}
+}

@@ -36,6 +36,10 @@ type Query struct {
 	Window int
 	// Threshold is the alert threshold in bits; see analyzer.Options.
 	Threshold float64
+	// IncludeLab counts fault-laboratory runs too. By default they are
+	// left out, of the window and of the choice of the newest definition:
+	// fault experiments must not drive the instability alert.
+	IncludeLab bool
 }
 
 // loaders bounds how many traces are read at once.
@@ -45,15 +49,25 @@ const loaders = 8
 // store's listing order (started_at, then run id, descending): the
 // definition the program runs now. The store has no other notion of a
 // program's versions: programs are stored by hash, without a name.
-func Newest(ctx context.Context, st tracestore.Store, program string) (string, error) {
-	runs, _, err := st.ListRuns(ctx, tracestore.ListFilter{Program: program, Limit: 1})
+// Laboratory runs are passed over unless includeLab.
+func Newest(ctx context.Context, st tracestore.Store, program string, includeLab bool) (string, error) {
+	runs, _, err := st.ListRuns(ctx, tracestore.ListFilter{Program: program, ExcludeLab: !includeLab, Limit: 1})
 	if err != nil {
 		return "", err
 	}
 	if len(runs) == 0 {
-		return "", fmt.Errorf("%w of program %q in the store", ErrUnknownProgram, program)
+		return "", fmt.Errorf("%w of program %q in the store%s", ErrUnknownProgram, program, labNote(includeLab))
 	}
 	return runs[0].DefinitionHash, nil
+}
+
+// labNote completes ErrUnknownProgram's message when laboratory runs were
+// left out, since they may be the only ones.
+func labNote(includeLab bool) string {
+	if includeLab {
+		return ""
+	}
+	return " outside the fault laboratory (its runs are left out unless included)"
 }
 
 // Window is a window of a program's runs as read from the store, with the
@@ -78,7 +92,7 @@ func Read(ctx context.Context, st tracestore.Store, q Query) (Window, error) {
 	def := q.DefinitionHash
 	if def == "" {
 		var err error
-		if def, err = Newest(ctx, st, q.Program); err != nil {
+		if def, err = Newest(ctx, st, q.Program, q.IncludeLab); err != nil {
 			return Window{}, err
 		}
 	}
@@ -86,12 +100,12 @@ func Read(ctx context.Context, st tracestore.Store, q Query) (Window, error) {
 	if n <= 0 {
 		n = DefaultWindow
 	}
-	ids, err := windowIDs(ctx, st, q.Program, def, n)
+	ids, err := windowIDs(ctx, st, tracestore.ListFilter{Program: q.Program, DefinitionHash: def, ExcludeLab: !q.IncludeLab}, n)
 	if err != nil {
 		return Window{}, err
 	}
 	if len(ids) == 0 {
-		return Window{}, fmt.Errorf("%w of program %q under definition %s in the store", ErrUnknownProgram, q.Program, def)
+		return Window{}, fmt.Errorf("%w of program %q under definition %s in the store%s", ErrUnknownProgram, q.Program, def, labNote(q.IncludeLab))
 	}
 	runs, err := load(ctx, st, ids)
 	if err != nil {
@@ -114,8 +128,8 @@ func (w Window) Report(threshold float64) analyzer.Report {
 // definition, newest first by the store's listing order, against the
 // program's baseline: the one saved for that definition, else the
 // program's latest (states are matched by name), else none and the drift
-// is null. Every run in the window counts, finished or not, laboratory
-// runs included. It fails with ErrUnknownProgram when there is no run to
+// is null. Every run in the window counts, finished or not; laboratory
+// runs only with q.IncludeLab. It fails with ErrUnknownProgram when there is no run to
 // analyse, and on a trace the analyzer cannot read.
 func Analyze(ctx context.Context, st tracestore.Store, q Query) (analyzer.Report, error) {
 	w, err := Read(ctx, st, q)
@@ -125,9 +139,8 @@ func Analyze(ctx context.Context, st tracestore.Store, q Query) (analyzer.Report
 	return w.Report(q.Threshold), nil
 }
 
-// windowIDs lists the ids of the newest n runs of program under def.
-func windowIDs(ctx context.Context, st tracestore.Store, program, def string, n int) ([]string, error) {
-	f := tracestore.ListFilter{Program: program, DefinitionHash: def}
+// windowIDs lists the ids of the newest n runs that f selects.
+func windowIDs(ctx context.Context, st tracestore.Store, f tracestore.ListFilter, n int) ([]string, error) {
 	ids := make([]string, 0, min(n, 1000))
 	for len(ids) < n {
 		f.Limit = min(n-len(ids), 1000)

@@ -67,12 +67,18 @@ func decode(t testing.TB, name string) any {
 // run drives one refund run to its end: refunded or denied at the check.
 func (f *fixture) run(t testing.TB, refunded bool) string {
 	t.Helper()
+	return f.runAs(t, refunded, false)
+}
+
+// runAs is run, as a fault-laboratory run if lab.
+func (f *fixture) runAs(t testing.TB, refunded, lab bool) string {
+	t.Helper()
 	ctx := context.Background()
 	input, answer := "refund.input.json", "refund.refunded.answers.jsonl"
 	if !refunded {
 		input, answer = "refund.late.input.json", "refund.late.denied.answers.jsonl"
 	}
-	a, err := f.svc.Start(ctx, "refund", decode(t, input), "test")
+	a, err := f.svc.StartRun(ctx, runtime.StartOptions{Program: "refund", Input: decode(t, input), Principal: "test", Lab: lab})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -118,6 +124,47 @@ func TestAnalyzeAWindowOfStoredRuns(t *testing.T) {
 	}
 	if _, err := Analyze(ctx, f.st, Query{Program: "nope"}); !errors.Is(err, ErrUnknownProgram) {
 		t.Fatalf("unknown program: %v, want ErrUnknownProgram", err)
+	}
+}
+
+// Laboratory runs are fault experiments: they stay out of the window
+// unless asked for, so that they cannot raise the instability alert.
+func TestLabRunsAreLeftOutUnlessIncluded(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name       string
+		real, lab  []bool // refunded or denied, one per run
+		includeLab bool
+		wantRuns   int // 0: ErrUnknownProgram
+		wantH      float64
+	}{
+		{name: "real runs only count", real: []bool{true, true}, lab: []bool{false, false, false}, wantRuns: 2, wantH: 0},
+		{name: "included, the lab runs count", real: []bool{true, true}, lab: []bool{false, false, false}, includeLab: true, wantRuns: 5,
+			// check → refunded 2, → denied 3 of 5 visits; weighted by 5/10.
+			wantH: 0.5 * -(0.4*math.Log2(0.4) + 0.6*math.Log2(0.6))},
+		{name: "only lab runs is no runs", lab: []bool{true}},
+		{name: "only lab runs, included", lab: []bool{true}, includeLab: true, wantRuns: 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t, tracestore.NewMemory())
+			// Real runs first, lab runs newest: a lab click after real use.
+			for _, refunded := range tc.real {
+				f.runAs(t, refunded, false)
+			}
+			for _, refunded := range tc.lab {
+				f.runAs(t, refunded, true)
+			}
+			rep, err := Analyze(ctx, f.st, Query{Program: "refund", IncludeLab: tc.includeLab})
+			if tc.wantRuns == 0 {
+				if !errors.Is(err, ErrUnknownProgram) || !strings.Contains(err.Error(), "laboratory") {
+					t.Fatalf("err = %v, want ErrUnknownProgram that mentions the laboratory", err)
+				}
+				return
+			}
+			if err != nil || rep.Runs != tc.wantRuns || math.Abs(rep.TransitionEntropyBits-tc.wantH) > 1e-12 {
+				t.Fatalf("report: %d runs, H %v, %v; want %d runs, H %v", rep.Runs, rep.TransitionEntropyBits, err, tc.wantRuns, tc.wantH)
+			}
+		})
 	}
 }
 

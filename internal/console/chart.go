@@ -50,8 +50,8 @@ const (
 	chartTop        = 16  // room for the top tick's label
 	chartAxisLeft   = 52  // tick labels and the axis title
 	chartRight      = 16
-	chartCharWidth  = 6.5 // an estimate of an 11px character's width
-	chartRowHeight  = 22  // a horizontal chart's row
+	chartCharWidth  = 7  // an 11px character's width, erring wide (DejaVu Sans's underscores and m's): a label that is estimated short is clipped
+	chartRowHeight  = 22 // a horizontal chart's row
 )
 
 // SVG draws the chart.

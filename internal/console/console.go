@@ -209,7 +209,9 @@ func (c *Console) operatorOnly(w http.ResponseWriter, r *http.Request) bool {
 }
 
 func (c *Console) login(w http.ResponseWriter, r *http.Request) {
-	c.render(w, r, "login", "Sign in", "", struct{ Failed bool }{r.URL.Query().Get("failed") != ""})
+	failed := r.URL.Query().Get("failed")
+	c.render(w, r, "login", "Sign in", "", struct{ Failed, NoOperatorToken bool }{
+		Failed: failed != "" && failed != access.ConsoleNoOperatorToken, NoOperatorToken: failed == access.ConsoleNoOperatorToken})
 }
 
 // programView is one program on the programs page.

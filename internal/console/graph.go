@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"html/template"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -31,6 +32,48 @@ type graphs struct {
 func stateID(name string) string { return "st_" + idSafe(name) }
 
 func edgeID(from, to string) string { return "ed_" + idSafe(from) + "_to_" + idSafe(to) }
+
+// timeoutEdge is the index edgeIDs gives a state's timeout edge, as the
+// trace does (runtime.TransitionRecord.Transition).
+const timeoutEdge = -1
+
+// edgeKey names one edge of the graph: its state and the index of the
+// transition in the state's list, or timeoutEdge.
+type edgeKey struct {
+	from  string
+	index int
+}
+
+// edgeIDs gives every edge of p's graph its own id: the first edge between
+// two states is edgeID(from, to), a later one (another guard, or the
+// timeout) adds its index or "timeout", so that a run page marks the very
+// edge the run took.
+func edgeIDs(p *program.Program) map[edgeKey]string {
+	ids := map[edgeKey]string{}
+	seen := map[string]bool{}
+	add := func(k edgeKey, to string) {
+		id := edgeID(k.from, to)
+		switch {
+		case !seen[id]:
+			seen[id] = true
+		case k.index == timeoutEdge:
+			id += "_timeout"
+		default:
+			id += "_" + strconv.Itoa(k.index)
+		}
+		ids[k] = id
+	}
+	for _, name := range p.Order {
+		st := p.States[name]
+		for i, t := range st.Transitions {
+			add(edgeKey{name, i}, t.To.Name)
+		}
+		if st.OnTimeout != nil {
+			add(edgeKey{name, timeoutEdge}, st.OnTimeout.Name)
+		}
+	}
+	return ids
+}
 
 // idSafe keeps state names (which the loader limits to identifiers) safe
 // as HTML ids and CSS selectors.
@@ -97,21 +140,21 @@ func dot(p *program.Program) string {
 		fmt.Fprintf(&b, "  %q [%s];\n", name, strings.Join(attrs, ", "))
 	}
 	fmt.Fprintf(&b, "  \"__start\" -> %q [id=%q, class=\"edge\"];\n", p.Initial.Name, edgeID("__start", p.Initial.Name))
-	seen := map[string]bool{}
+	ids := edgeIDs(p)
 	for _, name := range p.Order {
 		st := p.States[name]
-		for _, t := range st.Transitions {
+		for i, t := range st.Transitions {
 			cls := "edge"
 			attrs := []string{}
 			if t.Rollback {
 				cls += " rollback"
 				attrs = append(attrs, "style=dashed")
 			}
-			attrs = append(attrs, edgeAttrs(name, t.To.Name, cls, t.When, seen)...)
+			attrs = append(attrs, edgeAttrs(ids[edgeKey{name, i}], edgeID(name, t.To.Name), cls, t.When)...)
 			fmt.Fprintf(&b, "  %q -> %q [%s];\n", name, t.To.Name, strings.Join(attrs, ", "))
 		}
 		if st.OnTimeout != nil {
-			attrs := append([]string{"style=bold"}, edgeAttrs(name, st.OnTimeout.Name, "edge timeout", "timeout "+st.Timeout.String(), seen)...)
+			attrs := append([]string{"style=bold"}, edgeAttrs(ids[edgeKey{name, timeoutEdge}], edgeID(name, st.OnTimeout.Name), "edge timeout", "timeout "+st.Timeout.String())...)
 			fmt.Fprintf(&b, "  %q -> %q [%s];\n", name, st.OnTimeout.Name, strings.Join(attrs, ", "))
 		}
 	}
@@ -119,16 +162,10 @@ func dot(p *program.Program) string {
 	return b.String()
 }
 
-// edgeAttrs names an edge; a second edge between the same states (another
-// guard) shares the first one's id as a class, so that highlighting the
-// hop marks both.
-func edgeAttrs(from, to, cls, label string, seen map[string]bool) []string {
-	id := edgeID(from, to)
-	attrs := []string{fmt.Sprintf("class=%q", cls+" "+id), fmt.Sprintf("tooltip=%q", label)}
-	if !seen[id] {
-		seen[id] = true
-		attrs = append(attrs, fmt.Sprintf("id=%q", id))
-	}
+// edgeAttrs names an edge: its own id, and the pair of states it joins as
+// a class, which every edge between the two shares.
+func edgeAttrs(id, pair, cls, label string) []string {
+	attrs := []string{fmt.Sprintf("id=%q", id), fmt.Sprintf("class=%q", cls+" "+pair), fmt.Sprintf("tooltip=%q", label)}
 	if len(label) > 40 {
 		label = label[:37] + "…"
 	}
@@ -146,28 +183,28 @@ func inlineSVG(s, name string) string {
 }
 
 // highlight marks a run's path on a cached graph: the states it visited
-// and the hops it took get the class on-path, the state it is in (or ended
-// in) current as well. The page's CSS draws them; tests read the classes.
-func highlight(svg template.HTML, path []string, current string) template.HTML {
-	out := string(svg)
+// and the edges it took (pathStep.Edge) get the class on-path, the state
+// it is in (or ended in) current as well, and the graph itself the class
+// has-path, so that the page's CSS draws the edges not taken alike, the
+// timeout's among them. Tests read the classes.
+func highlight(svg template.HTML, steps []pathStep) template.HTML {
+	out := strings.Replace(string(svg), `class="graph" `, `class="graph has-path" `, 1)
 	mark := func(id, cls string) {
 		out = strings.Replace(out, `<g id="`+id+`" class="`, `<g id="`+id+`" class="`+cls+` `, 1)
 	}
 	seen := map[string]bool{}
-	for i, st := range path {
-		from := "__start"
-		if i > 0 {
-			from = path[i-1]
-		}
-		for _, id := range []string{stateID(st), edgeID(from, st)} {
+	for _, s := range steps {
+		for _, id := range []string{stateID(s.State), s.Edge} {
 			if !seen[id] {
 				seen[id] = true
 				mark(id, "on-path")
 			}
 		}
 	}
-	if current != "" {
-		mark(stateID(current), "current")
+	for _, s := range steps {
+		if s.Current {
+			mark(stateID(s.State), "current")
+		}
 	}
 	return template.HTML(out) //nolint:gosec // the cached SVG with class names added
 }

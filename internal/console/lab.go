@@ -3,6 +3,7 @@ package console
 import (
 	"encoding/json"
 	"fmt"
+	"html/template"
 	"net/http"
 	"slices"
 	"sort"
@@ -67,6 +68,10 @@ type labRow struct {
 	// Result is what the result column says: pass, FAIL or n/a.
 	Result string `json:"result"`
 	Detail string `json:"detail"`
+	// DetailHead is the start of a long Detail, which the matrix shows
+	// with the rest folded away (a mutated program's note lists dozens of
+	// load errors); "" when Detail is short enough to show whole.
+	DetailHead string `json:"detail_head"`
 }
 
 func newLabRow(r lab.Result) labRow {
@@ -80,7 +85,37 @@ func newLabRow(r lab.Result) labRow {
 		row.Result = "FAIL"
 		row.Detail = strings.Join(append([]string{r.Detail}, r.Verification...), "; ")
 	}
+	row.DetailHead = noteHead(row.Detail)
 	return row
+}
+
+// noteHeadLen is how much of a note the matrix shows before folding the
+// rest away: a few lines of the note column.
+const noteHeadLen = 160
+
+// noteHead is the start of a note longer than noteHeadLen, cut at a space
+// where one is near, or "" for a shorter note.
+func noteHead(s string) string {
+	r := []rune(s)
+	if len(r) <= noteHeadLen {
+		return ""
+	}
+	head := string(r[:noteHeadLen])
+	if i := strings.LastIndexByte(head, ' '); i > noteHeadLen/2 {
+		head = head[:i]
+	}
+	return strings.TrimRight(head, " ;,:") + "…"
+}
+
+// SubAttackHTML is the sub-attack's name with a line-break opportunity
+// after each colon: prompt_injection:important_instructions wraps between
+// its words, not inside one.
+func (r labRow) SubAttackHTML() template.HTML {
+	parts := strings.Split(r.SubAttack, ":")
+	for i, p := range parts {
+		parts[i] = template.HTMLEscapeString(p)
+	}
+	return template.HTML(strings.Join(parts, ":<wbr>")) //nolint:gosec // every part is escaped
 }
 
 // Trace and Receipt write the verification columns.

@@ -169,10 +169,58 @@ func TestLabScriptMatchesThePage(t *testing.T) {
 	c, _, _ := newTestConsole(t)
 	_, js := get(t, c, "GET", "/ui/static/lab.js", nil)
 	for _, want := range []string{`"#lab-form"`, `"lab-start"`, `"lab-program"`, `"#lab-matrix tbody"`, `"lab-summary"`, `"lab-error"`,
-		`"#lab-faults [data-fault]"`, `"/ui/lab/run?program="`, `"&fault="`, `{ class: "lab-row" }`, `"result " + resultClass`, `"/ui/runs/"`,
+		`"#lab-faults [data-fault]"`, `"/ui/lab/run?program="`, `"&fault="`, `{ class: "lab-row" }`, `"result " + resultClass`, `"/ui/runs/"`, `r.detail_head`, `"details"`, `"summary"`, `"wbr"`,
 		`" passed, "`, `" failed, "`, `" n/a"`} {
 		if !strings.Contains(js, want) {
 			t.Errorf("lab.js lacks %s", want)
+		}
+	}
+}
+
+// A mutated program's note lists dozens of load errors: the matrix shows
+// its start and folds the rest into <details>, so that no row is a page
+// tall; a short note is shown whole.
+func TestLabMatrixFoldsLongNotes(t *testing.T) {
+	c, _, _ := newTestConsole(t)
+	_, body := get(t, c, "POST", "/ui/lab/run?program=kyc-onboarding&fault=invalid_program", operator)
+	var rows []labRow
+	if err := json.Unmarshal([]byte(body), &rows); err != nil || len(rows) == 0 {
+		t.Fatalf("%v: %s", err, body)
+	}
+	long := 0
+	for _, r := range rows {
+		n := len([]rune(r.Detail))
+		switch {
+		case n <= noteHeadLen && r.DetailHead != "":
+			t.Errorf("%s: a %d-character note is folded", r.SubAttack, n)
+		case n > noteHeadLen:
+			long++
+			head := strings.TrimSuffix(r.DetailHead, "…")
+			if !strings.HasSuffix(r.DetailHead, "…") || !strings.HasPrefix(r.Detail, head) || len([]rune(head)) > noteHeadLen || len([]rune(head)) < noteHeadLen/2 {
+				t.Errorf("%s: the head of a %d-character note is %q", r.SubAttack, n, r.DetailHead)
+			}
+		}
+	}
+	if long == 0 {
+		t.Fatal("no note is long enough to fold: the fixture no longer tests folding")
+	}
+	_, page := post(t, c, "/ui/lab/run", url.Values{"program": {"kyc-onboarding"}, "fault": {"invalid_program"}}, "text/html", operator)
+	if n := strings.Count(page, `<td class="detail"><details><summary>`); n != long {
+		t.Errorf("%d notes folded on the page, want %d", n, long)
+	}
+	if !strings.Contains(page, `<table id="lab-matrix">`) || !strings.Contains(page, `<col class="c-note">`) {
+		t.Error("the matrix has no fixed columns")
+	}
+}
+
+func TestSubAttackBreaksAfterColonsOnly(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"undeclared_tool", "undeclared_tool"},
+		{"prompt_injection:important_instructions", "prompt_injection:<wbr>important_instructions"},
+		{"a<b:c&d", "a&lt;b:<wbr>c&amp;d"},
+	} {
+		if got := string(labRow{SubAttack: tc.in}.SubAttackHTML()); got != tc.want {
+			t.Errorf("%q: %q, want %q", tc.in, got, tc.want)
 		}
 	}
 }

@@ -51,12 +51,17 @@ type metricsSummary struct {
 // metricsIndex lists the loaded programs with the headline figures of
 // their default window.
 func (c *Console) metricsIndex(w http.ResponseWriter, r *http.Request) {
+	lab, msg := labParam(r)
+	if msg != "" {
+		http.Error(w, msg, http.StatusBadRequest)
+		return
+	}
 	progs := c.cfg.Service.Programs()
 	sort.Slice(progs, func(i, j int) bool { return progs[i].Name < progs[j].Name })
 	out := make([]metricsSummary, 0, len(progs))
 	for _, p := range progs {
 		s := metricsSummary{Program: p.Name, Version: p.Version}
-		win, err := analysis.Read(r.Context(), c.cfg.Store, analysis.Query{Program: p.Name})
+		win, err := analysis.Read(r.Context(), c.cfg.Store, analysis.Query{Program: p.Name, IncludeLab: lab})
 		switch {
 		case errors.Is(err, analysis.ErrUnknownProgram):
 			s.NoRuns = true
@@ -74,7 +79,9 @@ func (c *Console) metricsIndex(w http.ResponseWriter, r *http.Request) {
 		}
 		out = append(out, s)
 	}
-	c.render(w, r, "metrics", "Metrics", "metrics", metricsView{IsIndex: true, Index: out, Window: analysis.DefaultWindow})
+	v := metricsView{IsIndex: true, Index: out, Window: analysis.DefaultWindow}
+	v.setLab(lab, "/ui/metrics", url.Values{})
+	c.render(w, r, "metrics", "Metrics", "metrics", v)
 }
 
 // metricsView is the page of one program.
@@ -87,6 +94,12 @@ type metricsView struct {
 	Windows   []windowLink // other windows to offer
 	Threshold string
 	NoRuns    bool
+
+	// IncludeLab: laboratory runs count (?lab=include); by default they
+	// are left out, so that fault experiments do not raise alerts.
+	IncludeLab bool
+	LabQuery   string // "?lab=include" when they count, for links to programs' pages
+	LabToggle  string // this page with the other choice
 
 	Report  analyzer.Report
 	Current bool // the window's definition is the one loaded now
@@ -151,6 +164,10 @@ func newRatioView(r analyzer.Ratio) ratioView {
 func (c *Console) metricsProgram(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("program")
 	n, threshold, msg := metricsParams(r)
+	lab, labMsg := labParam(r)
+	if msg == "" {
+		msg = labMsg
+	}
 	if msg != "" {
 		http.Error(w, msg, http.StatusBadRequest)
 		return
@@ -170,12 +187,23 @@ func (c *Console) metricsProgram(w http.ResponseWriter, r *http.Request) {
 		if threshold != analyzer.DefaultThreshold {
 			q.Set("threshold", thresholdText(threshold))
 		}
+		if lab {
+			q.Set("lab", labInclude)
+		}
 		v.Windows = append(v.Windows, windowLink{o, "/ui/metrics/" + url.PathEscape(name) + "?" + q.Encode()})
 	}
+	keep := url.Values{}
+	if n != analysis.DefaultWindow {
+		keep.Set("window", strconv.Itoa(n))
+	}
+	if threshold != analyzer.DefaultThreshold {
+		keep.Set("threshold", thresholdText(threshold))
+	}
+	v.setLab(lab, "/ui/metrics/"+url.PathEscape(name), keep)
 	if loaded != nil {
 		v.Version = loaded.Version
 	}
-	win, err := analysis.Read(r.Context(), c.cfg.Store, analysis.Query{Program: name, Window: n})
+	win, err := analysis.Read(r.Context(), c.cfg.Store, analysis.Query{Program: name, Window: n, IncludeLab: lab})
 	switch {
 	case errors.Is(err, analysis.ErrUnknownProgram) && loaded == nil:
 		c.notFound(w, r, fmt.Sprintf("No program named %q is loaded, and the store holds no runs of one.", name))
@@ -229,6 +257,38 @@ func metricsParams(r *http.Request) (n int, threshold float64, msg string) {
 		}
 	}
 	return n, threshold, ""
+}
+
+// labInclude is the value of ?lab= that counts laboratory runs, on the
+// metrics pages and the runs list.
+const labInclude = "include"
+
+// labParam reads ?lab=: "include" counts laboratory runs, "" (the
+// default) leaves them out; msg says what is wrong with another value.
+func labParam(r *http.Request) (include bool, msg string) {
+	switch s := r.URL.Query().Get("lab"); s {
+	case "":
+		return false, ""
+	case labInclude:
+		return true, ""
+	default:
+		return false, fmt.Sprintf("lab must be %q to include laboratory runs, or absent to leave them out, not %q", labInclude, s)
+	}
+}
+
+// setLab records the laboratory choice and links to path with the other
+// one, keeping the page's other parameters.
+func (v *metricsView) setLab(include bool, path string, keep url.Values) {
+	v.IncludeLab = include
+	if include {
+		v.LabQuery = "?lab=" + labInclude
+	} else {
+		keep.Set("lab", labInclude)
+	}
+	v.LabToggle = path
+	if len(keep) > 0 {
+		v.LabToggle += "?" + keep.Encode()
+	}
 }
 
 // entropyFigures are the per-state transition entropies as a table and

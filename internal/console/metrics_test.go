@@ -12,6 +12,7 @@ import (
 	"github.com/nano-vm/nano-vm-mcp/internal/lab"
 	"github.com/nano-vm/nano-vm-mcp/internal/program"
 	"github.com/nano-vm/nano-vm-mcp/internal/runtime"
+	"github.com/nano-vm/nano-vm-mcp/internal/tracestore"
 )
 
 // driveScripts starts a run of program for each of its example scripts
@@ -240,5 +241,92 @@ func TestBarChartIsDeterministicAndEscaped(t *testing.T) {
 	}
 	if svgNum(-0.01) != "0" || svgNum(12.345) != "12.3" || tickText(0.5) != "0.5" || tickText(2) != "2" {
 		t.Error("number formatting")
+	}
+}
+
+// A click on the laboratory must not change the real runs' metrics or
+// fill the runs list: its runs are left out of both unless the visitor
+// asks for them (?lab=include, the toggle on each page).
+func TestLabRunsAreLeftOutOfMetricsAndRunsUnlessIncluded(t *testing.T) {
+	c, svc, store := newTestConsole(t)
+	real := driveScripts(t, svc, "refund")
+	if res, body := get(t, c, "POST", "/ui/lab/run?program=refund&fault=policy_bypass", operator); res.StatusCode != 200 {
+		t.Fatalf("lab: %d %s", res.StatusCode, body)
+	}
+	all, _, err := store.ListRuns(context.Background(), tracestore.ListFilter{Program: "refund", Limit: 1000})
+	if err != nil || len(all) <= len(real) {
+		t.Fatalf("the lab added no runs: %d runs, %v", len(all), err)
+	}
+	realRep, err := analysis.Analyze(context.Background(), store, analysis.Query{Program: "refund"})
+	if err != nil || realRep.Runs != len(real) {
+		t.Fatalf("the real runs' report: %d runs, %v", realRep.Runs, err)
+	}
+	rejections := func(body string) string {
+		m := regexp.MustCompile(`<div id="rejection-rate"><dt>Rejection rate</dt><dd>([^<]*) <span class="meta">(\d+) rejections / (\d+) answers`).FindStringSubmatch(body)
+		if m == nil {
+			t.Fatalf("no rejection rate on the page")
+		}
+		return m[2] + "/" + m[3]
+	}
+	runRow := regexp.MustCompile(`<tr data-run-id="`)
+	for _, tc := range []struct {
+		name, target string
+		check        func(t *testing.T, body string)
+	}{
+		{"metrics leave them out", "/ui/metrics/refund", func(t *testing.T, body string) {
+			want := fmt.Sprintf("%d/%d", realRep.RejectionRate.Num, realRep.RejectionRate.Den)
+			if got := rejections(body); got != want || !strings.Contains(body, fmt.Sprintf("The last %d runs", len(real))) {
+				t.Errorf("rejections %s, want the real runs' %s", got, want)
+			}
+			if !strings.Contains(body, `laboratory runs left out (<a id="lab-toggle" href="/ui/metrics/refund?lab=include">include them</a>)`) {
+				t.Error("no toggle to include the laboratory runs")
+			}
+		}},
+		{"metrics include them when asked", "/ui/metrics/refund?lab=include&window=500", func(t *testing.T, body string) {
+			if !strings.Contains(body, fmt.Sprintf("The last %d runs", len(all))) || rejections(body) == fmt.Sprintf("%d/%d", realRep.RejectionRate.Num, realRep.RejectionRate.Den) {
+				t.Errorf("with the lab's runs: the page does not count all %d runs and their rejections", len(all))
+			}
+			if !strings.Contains(body, `<a id="lab-toggle" href="/ui/metrics/refund?window=500">leave them out</a>`) ||
+				!strings.Contains(body, `<a href="/ui/metrics/refund?lab=include&amp;window=100">100</a>`) {
+				t.Error("the toggle or the window links lose the other parameters")
+			}
+		}},
+		{"the metrics index leaves them out", "/ui/metrics", func(t *testing.T, body string) {
+			m := regexp.MustCompile(`<a href="/ui/metrics/refund">refund</a> <span class="version">[^<]*</span></th>\s*<td class="num">(\d+)</td>`).FindStringSubmatch(body)
+			if m == nil || m[1] != fmt.Sprint(len(real)) {
+				t.Errorf("the index counts %v runs of refund, want the %d real ones", m, len(real))
+			}
+		}},
+		{"the metrics index includes them when asked", "/ui/metrics?lab=include", func(t *testing.T, body string) {
+			if !strings.Contains(body, `<a href="/ui/metrics/refund?lab=include">refund</a>`) || !strings.Contains(body, "laboratory runs included") {
+				t.Error("the index with the lab's runs does not say so or keep it in its links")
+			}
+		}},
+		{"the runs list leaves them out", "/ui/runs?program=refund", func(t *testing.T, body string) {
+			if n := len(runRow.FindAllString(body, -1)); n != len(real) || strings.Contains(body, "<strong>lab</strong>") {
+				t.Errorf("%d runs listed, want the %d real ones", n, len(real))
+			}
+			if !strings.Contains(body, `<input id="f-lab" name="lab" type="checkbox" value="include">`) {
+				t.Error("no unticked toggle")
+			}
+		}},
+		{"the runs list includes them when asked", "/ui/runs?program=refund&lab=include", func(t *testing.T, body string) {
+			if n := len(runRow.FindAllString(body, -1)); n != len(all) || !strings.Contains(body, `value="include" checked>`) {
+				t.Errorf("%d runs listed, want all %d, the toggle ticked", n, len(all))
+			}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			res, body := get(t, c, "GET", tc.target, nil)
+			if res.StatusCode != 200 {
+				t.Fatalf("%s: %d", tc.target, res.StatusCode)
+			}
+			tc.check(t, body)
+		})
+	}
+	for _, target := range []string{"/ui/metrics?lab=yes", "/ui/metrics/refund?lab=1", "/ui/runs?lab=all"} {
+		if res, _ := get(t, c, "GET", target, nil); res.StatusCode != 400 {
+			t.Errorf("%s: %d, want 400", target, res.StatusCode)
+		}
 	}
 }

@@ -33,6 +33,7 @@ type pathStep struct {
 	State    string
 	Kind     string
 	Via      string // how the run got there: start, guard, default or timeout
+	Edge     string // the id of the graph's edge it came by (edgeIDs)
 	Rollback bool
 	Current  bool
 }
@@ -95,8 +96,8 @@ func (c *Console) run(w http.ResponseWriter, r *http.Request) {
 		c.fail(w, r, err)
 		return
 	}
-	data.Graph = highlight(svg, data.Run.Path, data.Run.State)
 	data.Path = pathSteps(data.Program, data.Run, events)
+	data.Graph = highlight(svg, data.Path)
 	data.Timeline = timeline(events, recs)
 	if data.Tasks, err = auditorTasks(data.Program, events, recs); err != nil {
 		c.fail(w, r, err)
@@ -127,14 +128,22 @@ func pathSteps(p *program.Program, run *runtime.Run, events []runtime.Event) []p
 			hops = append(hops, events[i].Transition)
 		}
 	}
+	ids := edgeIDs(p)
 	steps := make([]pathStep, len(run.Path))
 	for i, name := range run.Path {
-		s := pathStep{N: i + 1, State: name, Via: "start"}
+		s := pathStep{N: i + 1, State: name, Via: "start", Edge: edgeID("__start", name)}
 		if st := p.States[name]; st != nil {
 			s.Kind = string(st.Kind)
 		}
+		if i > 0 {
+			s.Edge = edgeID(run.Path[i-1], name) // the first edge between the two, should the hop be unrecorded
+		}
 		if i > 0 && i-1 < len(hops) {
-			s.Via, s.Rollback = hops[i-1].Cause, hops[i-1].Rollback
+			h := hops[i-1]
+			s.Via, s.Rollback = h.Cause, h.Rollback
+			if id, ok := ids[edgeKey{h.From, h.Transition}]; ok && h.To == name {
+				s.Edge = id
+			}
 		}
 		steps[i] = s
 	}

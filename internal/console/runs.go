@@ -39,6 +39,9 @@ var runStatuses = []string{
 // back into the form.
 type runsForm struct {
 	Program, Status, Outcome, Since, Until, Cursor string
+	// Lab is labInclude to list laboratory runs too; by default the list
+	// leaves them out, as the metrics do.
+	Lab string
 }
 
 // runsPage is the data of the runs list.
@@ -58,7 +61,7 @@ func (c *Console) runs(w http.ResponseWriter, r *http.Request) {
 	data := runsPage{Statuses: runStatuses, Programs: programNames(progs), Outcomes: outcomes(progs)}
 	q := r.URL.Query()
 	data.Form = runsForm{Program: q.Get("program"), Status: q.Get("status"), Outcome: q.Get("outcome"),
-		Since: q.Get("since"), Until: q.Get("until"), Cursor: q.Get("cursor")}
+		Since: q.Get("since"), Until: q.Get("until"), Cursor: q.Get("cursor"), Lab: q.Get("lab")}
 	f, err := data.filter()
 	if err == nil {
 		data.Runs, f.Cursor, err = c.cfg.Store.ListRuns(r.Context(), f)
@@ -100,7 +103,11 @@ func badFilter(format string, args ...any) error {
 // match no program, status or outcome rather than listing nothing.
 func (d *runsPage) filter() (tracestore.ListFilter, error) {
 	fm := d.Form
-	f := tracestore.ListFilter{Program: fm.Program, Status: fm.Status, Outcome: fm.Outcome, Cursor: fm.Cursor, Limit: runsPageSize}
+	f := tracestore.ListFilter{Program: fm.Program, Status: fm.Status, Outcome: fm.Outcome, Cursor: fm.Cursor, Limit: runsPageSize,
+		ExcludeLab: fm.Lab != labInclude}
+	if fm.Lab != "" && fm.Lab != labInclude {
+		return f, badFilter("lab must be %q to include laboratory runs, or absent to leave them out, not %q", labInclude, fm.Lab)
+	}
 	if fm.Program != "" && !slices.Contains(d.Programs, fm.Program) {
 		return f, badFilter("no program is named %q; choose one of: %s", fm.Program, strings.Join(d.Programs, ", "))
 	}
@@ -148,7 +155,7 @@ func parseDay(s string, end bool) (time.Time, error) {
 func (fm runsForm) url(cursor string) string {
 	v := url.Values{}
 	for k, s := range map[string]string{"program": fm.Program, "status": fm.Status, "outcome": fm.Outcome,
-		"since": fm.Since, "until": fm.Until, "cursor": cursor} {
+		"since": fm.Since, "until": fm.Until, "cursor": cursor, "lab": fm.Lab} {
 		if s != "" {
 			v.Set(k, s)
 		}

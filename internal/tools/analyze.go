@@ -26,12 +26,17 @@ func (h *handlers) analyze(ctx context.Context, c access.Principal, req request)
 	}
 	rep, err := analysis.Analyze(ctx, h.Store, analysis.Query{
 		Program: args.Program, DefinitionHash: args.DefinitionHash, Window: args.Window, Threshold: args.ThresholdBits,
+		IncludeLab: args.IncludeLab,
 	})
 	if errors.Is(err, analysis.ErrUnknownProgram) {
-		if args.DefinitionHash != "" {
-			return nil, errorf(CodeUnknownProgram, "the store holds no runs of program %q under definition %s", args.Program, args.DefinitionHash)
+		lab := " outside the fault laboratory (pass include_lab: true to count its runs)"
+		if args.IncludeLab {
+			lab = ""
 		}
-		return nil, errorf(CodeUnknownProgram, "the store holds no runs of program %q", args.Program)
+		if args.DefinitionHash != "" {
+			return nil, errorf(CodeUnknownProgram, "the store holds no runs of program %q under definition %s%s", args.Program, args.DefinitionHash, lab)
+		}
+		return nil, errorf(CodeUnknownProgram, "the store holds no runs of program %q%s", args.Program, lab)
 	}
 	if err != nil {
 		return nil, err
@@ -40,7 +45,8 @@ func (h *handlers) analyze(ctx context.Context, c access.Principal, req request)
 }
 
 // readMetrics serves the metrics resource: the report of the program's
-// last 100 runs under its newest definition. Operators only.
+// last 100 runs under its newest definition, laboratory runs left out.
+// Operators only.
 func (h *handlers) readMetrics(ctx context.Context, req mcp.ReadResourceRequest) ([]mcp.ResourceContents, error) {
 	if h.caller(ctx).Profile != access.ProfileOperator {
 		return nil, notFound(req.Params.URI)

@@ -123,3 +123,32 @@ func TestAnalyzeRuns(t *testing.T) {
 		t.Fatalf("metrics of an unknown program: %v", err)
 	}
 }
+
+// Laboratory runs stay out of analyze and the metrics resource unless
+// include_lab asks for them: fault experiments must not drive the alerts.
+func TestAnalyzeLeavesOutLabRuns(t *testing.T) {
+	ctx := context.Background()
+	h := newHarness(t, func(c *Config) { c.Profile = access.ProfileOperator })
+	h.mustCall(ctx, "start_run", map[string]any{"program": "refund", "input": exampleInput(t, "refund.input.json"), "lab": true})
+	if res := h.mustFail(ctx, "analyze", map[string]any{"program": "refund"}, CodeUnknownProgram); !strings.Contains(res.Message, "include_lab") {
+		t.Errorf("only lab runs: %v does not say how to count them", res)
+	}
+	refundRuns(t, h, ctx, 2)
+	for _, tc := range []struct {
+		args map[string]any
+		runs float64
+	}{
+		{map[string]any{"program": "refund"}, 2},
+		{map[string]any{"program": "refund", "include_lab": false}, 2},
+		{map[string]any{"program": "refund", "include_lab": true}, 3},
+	} {
+		if m := h.mustCall(ctx, "analyze", tc.args); m["runs"] != tc.runs {
+			t.Errorf("analyze %v: %v runs, want %v", tc.args, m["runs"], tc.runs)
+		}
+	}
+	text, err := readResource(t, h, ctx, "nano-vm://programs/refund/metrics")
+	var res map[string]any
+	if err != nil || json.Unmarshal([]byte(text), &res) != nil || res["runs"] != 2.0 {
+		t.Fatalf("the metrics resource: %v runs, %v; want 2", res["runs"], err)
+	}
+}

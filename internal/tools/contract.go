@@ -288,6 +288,7 @@ type AnalyzeArgs struct {
 	Window         int     `json:"window,omitempty" jsonschema:"minimum=1,maximum=10000" jsonschema_description:"How many of the program's newest runs to measure. Default 100."`
 	DefinitionHash string  `json:"definition_hash,omitempty" jsonschema:"maxLength=128" jsonschema_description:"Measure the runs of this definition. Default: the definition of the program's newest run."`
 	ThresholdBits  float64 `json:"threshold_bits,omitempty" jsonschema:"exclusiveMinimum=0,maximum=64" jsonschema_description:"Transition-entropy alert threshold in bits. Default 2.5."`
+	IncludeLab     bool    `json:"include_lab,omitempty" jsonschema_description:"Count fault-laboratory runs too. Default false: they are fault experiments, left out so that they do not drive the alerts."`
 }
 
 // AnalyzeResult is the analyzer's report (docs/metrics.md §6).

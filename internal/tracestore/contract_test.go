@@ -352,12 +352,15 @@ func TestStoreContract(t *testing.T) {
 					{Principal: "bob", Since: t0.Add(time.Minute), Until: t0.Add(4 * time.Minute)},
 					{Principal: "carol"},
 					{Program: "q", Status: "completed"}, // every principal's
+					{ExcludeLab: true},
+					{Principal: "alice", ExcludeLab: true},
+					{Program: "q", Status: "running", ExcludeLab: true},
 				} {
 					var want []spec
 					for _, sp := range specs {
 						if (f.Principal == "" || sp.principal == f.Principal) && (f.Program == "" || sp.program == f.Program) &&
 							(f.Status == "" || sp.status == f.Status) && (f.Since.IsZero() || !sp.started.Before(f.Since)) &&
-							(f.Until.IsZero() || sp.started.Before(f.Until)) {
+							(f.Until.IsZero() || sp.started.Before(f.Until)) && (!f.ExcludeLab || !sp.lab) {
 							want = append([]spec{sp}, want...) // newest first: later ids start no earlier
 						}
 					}

@@ -140,7 +140,8 @@ func matches(info RunInfo, f ListFilter) bool {
 		(f.Outcome == "" || info.Outcome == f.Outcome) &&
 		(f.Principal == "" || info.Principal == f.Principal) &&
 		(f.Since.IsZero() || !info.StartedAt.Before(f.Since)) &&
-		(f.Until.IsZero() || info.StartedAt.Before(f.Until))
+		(f.Until.IsZero() || info.StartedAt.Before(f.Until)) &&
+		(!f.ExcludeLab || !info.Lab)
 }
 
 // before orders runs for listing: a comes after b in the newest-first

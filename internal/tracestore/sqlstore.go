@@ -119,6 +119,11 @@ func listQuery(f ListFilter, after *RunInfo, limit int, ph func(n int) string) (
 	if !f.Until.IsZero() {
 		where = append(where, "started_at < "+arg(boundOf(f.Until)))
 	}
+	if f.ExcludeLab {
+		// lab is INTEGER 0/1 in SQLite and BOOLEAN in PostgreSQL: NOT
+		// reads both.
+		where = append(where, "NOT lab")
+	}
 	if after != nil {
 		ns, _ := nanosOf(after.StartedAt) // zeroNanos for the zero time
 		where = append(where, "(started_at, run_id) < ("+arg(ns)+", "+arg(after.RunID)+")")

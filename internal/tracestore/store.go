@@ -96,8 +96,11 @@ type ListFilter struct {
 	Outcome        string
 	Principal      string
 	Since, Until   time.Time // on StartedAt: Since <= t < Until
-	Cursor         string    // from the previous page
-	Limit          int       // default 100, at most 1000
+	// ExcludeLab leaves out fault-laboratory runs (RunInfo.Lab), so that
+	// fault experiments do not count as real runs.
+	ExcludeLab bool
+	Cursor     string // from the previous page
+	Limit      int    // default 100, at most 1000
 }
 
 // Store is an append-only trace store.

@@ -75,6 +75,56 @@ async function shot(name, { view = false } = {}) {
   }
 }
 
+// layoutProblems lists what does not fit a 1280-px window on the page:
+// a document wider than the window, a table cell taller than a sane bound
+// (a squeezed column), and a chart label outside its SVG's box, which the
+// SVG clips.
+const maxCellHeight = 240;
+function layoutProblems() {
+  return page.evaluate((maxCellHeight) => {
+    const out = [];
+    const doc = document.documentElement;
+    if (doc.scrollWidth > window.innerWidth) out.push(`the document is ${doc.scrollWidth} px wide in a ${window.innerWidth}-px window`);
+    // What makes it wide: a box beyond the window, or text spilling out of
+    // its box (a long unbroken string). Scrolling boxes (the graph, the
+    // charts, JSON) may hold wider content: that is what they are for.
+    const name = (el) => `${el.tagName.toLowerCase()}${el.id ? "#" + el.id : ""}${typeof el.className === "string" && el.className ? "." + el.className.split(" ")[0] : ""}`;
+    for (const el of document.body.querySelectorAll("*")) {
+      if (el.closest(".graph-box, .chart-box, pre") || getComputedStyle(el).position === "absolute") continue;
+      const r = el.getBoundingClientRect();
+      if (r.right > window.innerWidth + 0.5) out.push(`${name(el)} reaches ${Math.round(r.right)} px`);
+      else if (el.clientWidth > 0 && el.scrollWidth > el.clientWidth + 1 && getComputedStyle(el).overflowX === "visible") {
+        out.push(`${name(el)}'s text spills ${el.scrollWidth - el.clientWidth} px out of it: ${el.textContent.trim().slice(0, 60)}`);
+      }
+    }
+    for (const cell of document.querySelectorAll("td, th")) {
+      const h = cell.getBoundingClientRect().height;
+      if (h > maxCellHeight) out.push(`a ${cell.tagName.toLowerCase()} is ${Math.round(h)} px tall: ${cell.textContent.trim().slice(0, 60)}`);
+    }
+    for (const svg of document.querySelectorAll("svg.chart")) {
+      const box = svg.getBoundingClientRect();
+      for (const t of svg.querySelectorAll("text")) {
+        const r = t.getBoundingClientRect();
+        if (r.left < box.left - 0.5 || r.right > box.right + 0.5 || r.top < box.top - 0.5 || r.bottom > box.bottom + 0.5) {
+          out.push(`svg#${svg.id}'s label "${t.textContent}" lies outside the SVG's box`);
+        }
+      }
+    }
+    return out.slice(0, 20);
+  }, maxCellHeight);
+}
+
+// at1280x800 checks the page's layout in a 1280×800 window.
+async function at1280x800(where) {
+  const old = page.viewportSize();
+  await page.setViewportSize({ width: 1280, height: 800 });
+  try {
+    assert.deepEqual(await layoutProblems(), [], `${where} does not fit a 1280×800 window`);
+  } finally {
+    await page.setViewportSize(old);
+  }
+}
+
 async function open(p) {
   const res = await page.goto(base + p);
   assert.ok(res, `no answer for ${p}`);
@@ -242,6 +292,69 @@ test("the run page's graph highlights the path", async () => {
   assert.ok(await graph.locator(".current").count() >= 1, "no current state marked");
 });
 
+// What a person sees is the computed style, not the class: every edge the
+// run took (the path table's data-edge) is drawn bold, green (a rollback
+// red), guarded ones too (Graphviz wraps them in <g><a>); every other edge,
+// the bold timeout edge among them, thin.
+test("the run page's graph draws the path's edges bold and the others thin", async () => {
+  assert.ok(demoRun, "no demo run (the demo test failed)");
+  if (!page.url().endsWith(`/ui/runs/${demoRun}`)) await open(`/ui/runs/${demoRun}`);
+  await page.locator("svg.graph.has-path").waitFor();
+  const { edges, nodes } = await page.evaluate(() => {
+    const taken = new Set([...document.querySelectorAll("#path-table tbody tr")].map((tr) => tr.dataset.edge));
+    const visited = new Set([...document.querySelectorAll("#path-table tbody tr td:nth-child(2)")].map((td) => td.firstChild.textContent.trim()));
+    const edges = [...document.querySelectorAll("svg.graph g.edge")].map((g) => {
+      const line = getComputedStyle(g.querySelector("path"));
+      const head = getComputedStyle(g.querySelector("polygon"));
+      return {
+        id: g.id, taken: taken.has(g.id), onPath: g.classList.contains("on-path"), guarded: !!g.querySelector("a path"),
+        rollback: g.classList.contains("rollback"), timeout: g.classList.contains("timeout"),
+        stroke: line.stroke, width: line.strokeWidth, headFill: head.fill, headWidth: head.strokeWidth,
+      };
+    });
+    const nodes = [...document.querySelectorAll("svg.graph g.node[id^=st_]:not(.start)")].map((g) => {
+      // A rounded box is a <path>, a diamond a <polygon>, a terminal <ellipse>s.
+      const shape = getComputedStyle(g.querySelector("path, polygon, ellipse"));
+      return { id: g.id, visited: visited.has(g.id.slice(3)), current: g.classList.contains("current"), stroke: shape.stroke, width: shape.strokeWidth };
+    });
+    return { edges, nodes };
+  });
+  const green = "rgb(11, 122, 62)", red = "rgb(180, 35, 24)", black = "rgb(0, 0, 0)", orange = "rgb(194, 94, 0)";
+  assert.ok(edges.length > 10, `only ${edges.length} edges`);
+  assert.equal(new Set(edges.map((e) => e.id)).size, edges.length, "edges without an id of their own");
+  for (const e of edges) {
+    assert.equal(e.onPath, e.taken, `edge ${e.id}: on-path ${e.onPath}, taken ${e.taken}`);
+    if (e.taken) {
+      assert.equal(e.stroke, e.rollback ? red : green, `taken edge ${e.id} is drawn ${e.stroke}`);
+      assert.equal(e.width, "3px", `taken edge ${e.id} is ${e.width} wide`);
+      assert.equal(e.headFill, e.rollback ? red : green, `taken edge ${e.id}'s arrowhead is ${e.headFill}`);
+    } else {
+      assert.equal(e.stroke, e.rollback ? red : black, `edge not taken ${e.id} is drawn ${e.stroke}`);
+      assert.equal(e.width, "1px", `edge not taken ${e.id} is ${e.width} wide`);
+      assert.equal(e.headWidth, "1px", `edge not taken ${e.id}'s arrowhead is ${e.headWidth} wide`);
+    }
+  }
+  // The cases the issue names are there: guarded edges taken, a rollback
+  // taken, a timeout edge not taken.
+  assert.ok(edges.some((e) => e.taken && e.guarded), "no guarded edge on the path");
+  assert.ok(edges.some((e) => e.taken && e.rollback), "no rollback on the path");
+  assert.ok(edges.some((e) => e.timeout && !e.taken), "no timeout edge off the path");
+  for (const n of nodes) {
+    if (n.current) {
+      assert.equal(n.stroke, orange, `the current state ${n.id} is drawn ${n.stroke}`);
+      assert.equal(n.width, "4px");
+    } else if (n.visited) {
+      assert.equal(n.stroke, green, `state ${n.id} on the path is drawn ${n.stroke}`);
+      assert.equal(n.width, "3px");
+    } else {
+      assert.notEqual(n.stroke, green, `state ${n.id} off the path is drawn green`);
+      assert.notEqual(n.width, "3px", `state ${n.id} off the path is bold`);
+    }
+  }
+  assert.ok(nodes.some((n) => !n.visited && !n.current), "no state off the path");
+  await at1280x800("the run page");
+});
+
 test("the runs list shows the demo run", async () => {
   assert.ok(demoRun, "no demo run (the demo test failed)");
   await open("/ui/runs");
@@ -249,6 +362,7 @@ test("the runs list shows the demo run", async () => {
   assert.ok(await page.locator("#runs-table", { hasText: demoRun.slice(0, 12) }).count() > 0, "the demo run is not listed");
   await noPersonalData("the runs list");
   await shot("runs");
+  await at1280x800("the runs list");
 });
 
 test("the lab runs every attack on kyc-onboarding and every row passes", { timeout: 240_000 }, async () => {
@@ -271,13 +385,24 @@ test("the lab runs every attack on kyc-onboarding and every row passes", { timeo
   assert.ok(results.some((r) => r.trim() === "pass"), "no row passed");
   await noPersonalData("the lab page");
   await shot("lab", { view: true });
+  await at1280x800("the lab page with its matrix");
 });
 
-test("the metrics page charts the entropy", async () => {
+test("the metrics page charts the entropy, without the lab's runs", async () => {
   await open("/ui/metrics/kyc-onboarding");
   await page.locator("svg#entropy-chart").waitFor();
+  // The lab just ran dozens of runs of kyc-onboarding; the demo's is the
+  // only real one.
+  assert.match(await page.locator("main").innerText(), /The last 1 runs .*laboratory runs left out/s);
   await noPersonalData("the metrics page");
   await shot("metrics");
+  await at1280x800("the metrics page");
+  await page.click("#lab-toggle");
+  await page.waitForURL(/lab=include/);
+  await page.locator("svg#entropy-chart").waitFor();
+  const runs = Number((await page.locator("main").innerText()).match(/The last (\d+) runs/)[1]);
+  assert.ok(runs > 1, `with the lab's runs the window holds ${runs} runs`);
+  await at1280x800("the metrics page with the lab's runs");
 });
 
 test("no page raised a script error or a CSP violation", () => {

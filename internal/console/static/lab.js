@@ -34,14 +34,15 @@
       : "–";
     return nc.el("tr", { class: "lab-row" },
       nc.el("td", {}, r.fault),
-      nc.el("td", {}, r.sub_attack),
+      // A line-break opportunity after each colon, as the page's template.
+      nc.el("td", {}, ...r.sub_attack.split(":").flatMap((p, i) => (i ? [":", nc.el("wbr", {}), p] : [p]))),
       nc.el("td", {}, r.expected),
       nc.el("td", {}, r.observed),
       nc.el("td", { class: "verified" }, verified(r.trace_verified)),
       nc.el("td", { class: "verified" }, verified(r.receipt_verified)),
       nc.el("td", { class: "result " + resultClass(r.result) }, r.result),
       nc.el("td", { class: "run" }, run),
-      nc.el("td", { class: "detail" }, r.detail || ""));
+      nc.el("td", { class: "detail" }, r.detail_head ? nc.el("details", {}, nc.el("summary", {}, r.detail_head), r.detail) : r.detail || ""));
   }
 
   nc.on("#lab-form", (form) => {
