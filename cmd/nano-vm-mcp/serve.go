@@ -80,14 +80,14 @@ and every other caller is an agent.
 
 HTTP security: the server binds to loopback by default and refuses foreign
 Host and Origin headers on every path (DNS rebinding). Beyond loopback it
-requires an access token (` + envAccessToken + ` or --access-token-file) or a
---token-issuer, and --allowed-hosts. The operator token comes from ` + envOperatorToken + ` or
---operator-token-file. Approvers (--approvers FILE) have their own tokens,
-and so do agents listed in --tokens FILE: each is a principal of its own,
-with runs of its own, where every holder of the access token is the one
-principal "agent". Both files are checked every ` + access.DefaultReloadInterval.String() + `
-and a changed file is put in force; an invalid one is logged and the
-previous contents stay in force.
+requires an access token (` + envAccessToken + ` or --access-token-file), an
+agent tokens file (--tokens) or a --token-issuer, and --allowed-hosts. The
+operator token comes from ` + envOperatorToken + ` or --operator-token-file.
+Approvers (--approvers FILE) have their own tokens. Every holder of the
+access token is the one principal "agent"; agents listed in --tokens FILE
+have tokens of their own, and each is a principal with runs of its own.
+Both files are checked every ` + access.DefaultReloadInterval.String() + ` and a changed file is put in force; an
+invalid one is logged and the previous contents stay in force.
 With --token-issuer, JWT access tokens from that OAuth authorization server
 are accepted too (audience: this server; scope nano-vm:agent or
 nano-vm:operator), and callers are told where to get one (RFC 9728).
