@@ -526,7 +526,8 @@ func (g *guard) authenticate(r *http.Request) (Principal, string, error) {
 	vals := r.Header.Values("Authorization")
 	if len(vals) == 0 {
 		// Anonymous local use only where no credential is configured at
-		// all: with an issuer, every caller authenticates.
+		// all: with a tokens file or an issuer, every caller
+		// authenticates.
 		if g.accessSet == 0 && g.tokens == nil && g.oauth == nil && isLocalPeer(r.RemoteAddr) {
 			return Principal{ID: IDLocal, Profile: ProfileAgent}, "", nil
 		}
