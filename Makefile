@@ -20,6 +20,7 @@ FUZZ_TARGETS = \
 	./internal/runtime:FuzzDecide \
 	./internal/receipt:FuzzVerify \
 	./internal/access:FuzzParseApprovers \
+	./internal/access:FuzzParseTokens \
 	./internal/access:FuzzBearer \
 	./internal/tools:FuzzToolCall \
 	./internal/tools:FuzzStepInjection:45s \
