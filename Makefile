@@ -1,8 +1,9 @@
-# The one test command (README, .ci/run): formatting and vet, the
-# race-enabled test suite, a fuzz smoke run, the failure laboratory, real
-# MCP clients and the console in a browser; one stage after another, with
-# the time each took printed at the end (tests/stages.sh). Every stage runs
-# even when an earlier one failed, and make test then fails.
+# The one test command (README, .ci/run): formatting, vet and the build
+# scripts' own tests (tests/scripts_test.sh), the race-enabled test suite,
+# a fuzz smoke run, the failure laboratory, real MCP clients and the
+# console in a browser; one stage after another, with the time each took
+# printed at the end (tests/stages.sh). Every stage runs even when an
+# earlier one failed, and make test then fails.
 GO ?= go
 
 # make fuzz-smoke (part of make test): every fuzz target for
@@ -47,6 +48,7 @@ check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	@tests/scripts_test.sh
 
 unit:
 	$(GO) test -race -count=1 ./...
