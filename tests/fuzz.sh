@@ -71,7 +71,7 @@ failed=()
 summary=()
 for pkg in "${pkgs[@]}"; do
 	read -r importpath dir < <("$GO" list -f '{{.ImportPath}} {{.Dir}}' "$pkg") || { failed+=("$pkg (go list)"); continue; }
-	bin=$work/$(basename "$dir").test
+	bin=$work/pkg${#summary[@]}.test # unique: two packages may share a base name
 	t0=$SECONDS
 	echo "fuzz build $pkg (instrument: ${FUZZ_INSTRUMENT:-all})"
 	if ! "$GO" test -c -o "$bin" "${instrument[@]}" "$pkg"; then
