@@ -850,6 +850,10 @@ func TestStepInjectionDocumentLimit(t *testing.T) {
 	for _, k := range []int{0, 1} {
 		for _, mode := range []int{padTwoByte, padSurrogates, padFourByte, padAtLimit, padOverLimit} {
 			t.Run(fmt.Sprintf("answer%d/pad%d", k+1, mode), func(t *testing.T) {
+				// Each case runs on a service of its own (attackStep), and
+				// megabyte documents under -race make this one of the
+				// slowest tests: let the cases share the CPUs.
+				t.Parallel()
 				out := padFreeText(st, limit, mode, sc.answers[k])
 				switch {
 				case mode == padAtLimit && len(out) != limit, mode == padOverLimit && len(out) != limit+1:
