@@ -461,9 +461,12 @@ func (s *Service) opened(ctx context.Context, recs []tracestore.Record) ([]Event
 	return events, nil
 }
 
-// appendRetries bounds how often an input is re-applied after another
-// process appended to the same run first.
-const appendRetries = 3
+// stalledRetries bounds how often an input is re-applied after an append
+// conflict that the reload does not explain: the trace is no longer than
+// before. A store reports that only while the transaction that beat this
+// one is still committing (PostgreSQL's deadlock and serialization
+// failures), so a few retries see it land.
+const stalledRetries = 3
 
 func (s *Service) apply(ctx context.Context, runID string, in Input) (Answer, error) {
 	lr, err := s.live(ctx, runID)
@@ -475,8 +478,16 @@ func (s *Service) apply(ctx context.Context, runID string, in Input) (Answer, er
 }
 
 // applyLocked applies in to a loaded run whose lock the caller holds.
+//
+// An append conflict means another process appended to the run first. The
+// run is refolded and the input applied again, as often as it takes while
+// each conflict shows that progress: the input then meets the run as it
+// really is, and a lost race is answered, and recorded, like any other
+// rejection, never as a failure. Each retry follows another append to the
+// run, so only a run that others keep moving delays it, and each of those
+// appends is someone's answered input.
 func (s *Service) applyLocked(ctx context.Context, lr *liveRun, runID string, in Input) (Answer, error) {
-	for attempt := 0; ; attempt++ {
+	for stalled := 0; ; {
 		res, applyErr := Apply(lr.p, lr.run, in)
 		if res.PendingApproval {
 			// The open task stands; the answer is the run as it is.
@@ -489,13 +500,16 @@ func (s *Service) applyLocked(ctx context.Context, lr *liveRun, runID string, in
 		}
 		if len(res.Events) > 0 {
 			err := s.append(ctx, lr, res.Run, res.Events)
-			if errors.Is(err, tracestore.ErrConflict) && attempt < appendRetries {
-				// Another process moved the run on. Refold it and apply the
-				// input again: it now meets the run as it really is, and a
-				// stale answer is rejected, and recorded, like any other.
+			if errors.Is(err, tracestore.ErrConflict) && stalled < stalledRetries {
+				before := lr.run.NextIndex
 				if err := s.load(ctx, lr, runID); err != nil {
 					return Answer{}, err
 				}
+				if lr.run.NextIndex <= before {
+					stalled++
+				}
+				s.log.Debug("append conflict: applying the input again", zap.String("run_id", runID),
+					zap.Uint64("events_before", before), zap.Uint64("events_now", lr.run.NextIndex))
 				continue
 			}
 			if err != nil {
