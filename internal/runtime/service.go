@@ -117,8 +117,9 @@ func NewService(o Options) *Service {
 	}
 }
 
-// jsonSize is the size of v as canonical JSON, for callers that did not
-// see the bytes it arrived as.
+// jsonSize is the size of v as canonical JSON (RFC 8785), which is what
+// max_document_bytes measures: the bytes as received would let escapes
+// and white space decide whether a document fits.
 func jsonSize(v any) int {
 	c, err := jsonvalue.Canonical(v)
 	if err != nil {
@@ -219,7 +220,6 @@ type Answer struct {
 type StartOptions struct {
 	Program   string // the program's name: runs use its latest definition
 	Input     any    // decoded JSON
-	Size      int    // bytes of the input as received; 0: computed from Input
 	Principal string // who starts the run, as the caller identified itself
 	Lab       bool   // a laboratory run (see Started.Lab)
 	// IdempotencyKey, when set, makes the start idempotent: the run id is
@@ -245,9 +245,6 @@ func (s *Service) StartRun(ctx context.Context, o StartOptions) (Answer, error) 
 	s.mu.Unlock()
 	if p == nil {
 		return Answer{}, reject(CodeNoSuchProgram, "no program named %q", o.Program)
-	}
-	if o.Size == 0 {
-		o.Size = jsonSize(o.Input)
 	}
 	if o.IdempotencyKey == "" {
 		return s.startNew(ctx, p, s.newID(), o)
@@ -287,7 +284,7 @@ func (s *Service) idempotentID(o StartOptions) string {
 }
 
 func (s *Service) startInput(id string, o StartOptions) Start {
-	return Start{RunID: id, Principal: o.Principal, Input: o.Input, Size: o.Size, Lab: o.Lab, At: s.clock()}
+	return Start{RunID: id, Principal: o.Principal, Input: o.Input, Size: jsonSize(o.Input), Lab: o.Lab, At: s.clock()}
 }
 
 // startNew starts a run under a fresh id.
@@ -386,21 +383,17 @@ func (s *Service) startedEvent(ctx context.Context, runID string) (*Started, err
 	return events[0].Started, nil
 }
 
-// Submit answers a run's open llm or tool task.
+// Submit answers a run's open llm or tool task. The service sets the time
+// and measures the output (Size).
 func (s *Service) Submit(ctx context.Context, runID string, in Submit) (Answer, error) {
-	in.At = s.clock()
-	if in.Size == 0 {
-		in.Size = jsonSize(in.Output)
-	}
+	in.At, in.Size = s.clock(), jsonSize(in.Output)
 	return s.apply(ctx, runID, in)
 }
 
-// Decide answers a run's open approval task.
+// Decide answers a run's open approval task. The service sets the time
+// and measures the decision (Size).
 func (s *Service) Decide(ctx context.Context, runID string, in Decide) (Answer, error) {
-	in.At = s.clock()
-	if in.Size == 0 {
-		in.Size = jsonSize(in.Decision)
-	}
+	in.At, in.Size = s.clock(), jsonSize(in.Decision)
 	return s.apply(ctx, runID, in)
 }
 

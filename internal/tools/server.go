@@ -306,12 +306,12 @@ func (r request) bind(v any) error {
 	return nil
 }
 
-// value returns a free-form argument as decoded, and its size as it
-// arrived (raw: the argument's bytes, from the bound struct).
-func (r request) value(name string, raw []byte) (any, int, error) {
+// value returns a free-form argument as decoded (raw: the argument's
+// bytes, from the bound struct, which tell a missing one).
+func (r request) value(name string, raw []byte) (any, error) {
 	v, ok := r.args[name]
 	if !ok || len(raw) == 0 {
-		return nil, 0, errorf(CodeInvalidArguments, "%s is required", name)
+		return nil, errorf(CodeInvalidArguments, "%s is required", name)
 	}
-	return v, len(raw), nil
+	return v, nil
 }
