@@ -103,13 +103,13 @@ func (h *handlers) awaitApproval(ctx context.Context, c access.Principal, req re
 		res := RunResult{RunID: r.ID, Status: status(r.Status, r.Task), Transitions: []Hop{}, Task: r.Task}
 		return res, nil
 	}
-	decision, size, err := reencode(answer.Content)
+	decision, err := reencode(answer.Content)
 	if err != nil {
 		return nil, errorf(CodeInvalidArguments, "the decision: %v", err)
 	}
 	a, err := h.Service.Decide(ctx, r.ID, runtime.Decide{
 		Seq: args.Seq, State: st.Name, Role: st.Role, Principal: "elicitation:" + c.ID,
-		Decision: decision, Size: size,
+		Decision: decision,
 	})
 	if err != nil {
 		return nil, rejection(err, a)
@@ -141,14 +141,14 @@ func (h *handlers) approve(ctx context.Context, c access.Principal, req request)
 		e.advice = fmt.Sprintf("Do not retry as %s: only an approver of role %s can decide this task.", approver.ID, r.Task.Role)
 		return nil, e
 	}
-	decision, size, err := req.value("decision", args.Decision)
+	decision, err := req.value("decision", args.Decision)
 	if err != nil {
 		return nil, err
 	}
 	// Everything else (a stale seq, a finished run, a repeated decision,
 	// a four-eyes pending approval) is the core's to judge and record.
 	a, err := h.Service.Decide(ctx, r.ID, runtime.Decide{
-		Seq: args.Seq, Role: approver.Role, Principal: approver.ID, Decision: decision, Size: size,
+		Seq: args.Seq, Role: approver.Role, Principal: approver.ID, Decision: decision,
 	})
 	if c.Profile != access.ProfileOperator && a.Task != nil && !(a.Task.Kind == string(program.KindApproval) && a.Task.Role == approver.Role) {
 		// An approver sees approval tasks of their role, never the
@@ -276,12 +276,11 @@ func viewText(t *Task) string {
 }
 
 // reencode turns a client's decoded answer back into strictly decoded JSON
-// (numbers as json.Number) and its size.
-func reencode(v any) (any, int, error) {
+// (numbers as json.Number).
+func reencode(v any) (any, error) {
 	b, err := json.Marshal(v)
 	if err != nil {
-		return nil, 0, err
+		return nil, err
 	}
-	out, err := jsonvalue.Decode(b)
-	return out, len(b), err
+	return jsonvalue.Decode(b)
 }
