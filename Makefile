@@ -21,6 +21,7 @@ FUZZ_TARGETS = \
 	./internal/receipt:FuzzVerify \
 	./internal/access:FuzzParseApprovers \
 	./internal/access:FuzzBearer \
+	./internal/jsonrpc:FuzzParse \
 	./internal/tools:FuzzToolCall \
 	./internal/tools:FuzzStepInjection:45s \
 	./internal/analyzer:FuzzAnalyze

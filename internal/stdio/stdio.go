@@ -8,8 +8,10 @@
 // cancelled) within a grace period, during which input is still read for
 // the client's answers to the calls in flight, and new calls are refused.
 // The client's answers to the server's own requests (elicitation/create
-// for legacy clients) go to the call waiting for them; server
-// notifications are written as they come.
+// for legacy clients) go to the call waiting for them, and any other
+// response from the client is dropped (internal/jsonrpc logs it); server
+// notifications are written as they come. Ids are answered exactly as the
+// client wrote them, and ids JSON-RPC forbids are refused (jsonrpc.Parse).
 package stdio
 
 import (
