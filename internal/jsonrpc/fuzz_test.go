@@ -10,7 +10,8 @@ import (
 	"github.com/mark3labs/mcp-go/server"
 )
 
-// Parse reads whatever a client sends. It never panics; what it hands on is
+// Parse reads whatever a client sends, and Restore what the server answers.
+// Neither panics; what it hands on is
 // JSON that mcp-go reads with the same method; the answer mcp-go makes of
 // it, through Restore, carries the client's id byte for byte; and a refusal
 // is a well-formed JSON-RPC error with a null id.
@@ -30,6 +31,11 @@ func FuzzParse(f *testing.F) {
 	}
 	s := server.NewMCPServer("t", "1")
 	f.Fuzz(func(t *testing.T, msg []byte) {
+		// Restore reads the server's answers; without a stand-in in them it
+		// changes nothing.
+		if r := Restore(msg); !bytes.Contains(msg, []byte(standIn)) && !bytes.Equal(r, msg) {
+			t.Fatalf("Restore changed %q into %q", msg, r)
+		}
 		m, err := Parse(msg)
 		if err != nil {
 			var e *Error
