@@ -24,6 +24,7 @@ import (
 	"github.com/nano-vm/nano-vm-mcp/examples"
 	"github.com/nano-vm/nano-vm-mcp/internal/access"
 	"github.com/nano-vm/nano-vm-mcp/internal/console"
+	"github.com/nano-vm/nano-vm-mcp/internal/jsonrpc"
 	"github.com/nano-vm/nano-vm-mcp/internal/program"
 	"github.com/nano-vm/nano-vm-mcp/internal/runtime"
 	"github.com/nano-vm/nano-vm-mcp/internal/stdio"
@@ -211,7 +212,7 @@ func serve(ctx context.Context, f serveFlags, log *zap.Logger, stderr io.Writer)
 	if f.transport == "stdio" {
 		// Not a log line: it shows at every level, and stdout stays JSON-RPC.
 		fmt.Fprintln(stderr, "nano-vm-mcp: serving MCP on stdin/stdout (JSON-RPC, one message a line); logs go to stderr")
-		err := stdio.Serve(ctx, tools.NewServer(cfg), os.Stdin, os.Stdout, stdio.Options{Grace: shutdownGrace, Rewrite: tools.FixNotFound, Log: log})
+		err := stdio.Serve(ctx, tools.NewServer(cfg), os.Stdin, os.Stdout, stdio.Options{Grace: shutdownGrace, Rewrite: tools.FixNotFound, Log: log, Unsolicited: jsonrpc.NewUnsolicited(log)})
 		if err != nil {
 			return &exitErr{exitError, err}
 		}
@@ -310,6 +311,14 @@ func serveHTTP(ctx context.Context, f serveFlags, cfg tools.Config, hc access.HT
 	agentCfg, operatorCfg := cfg, cfg
 	agentCfg.Profile, operatorCfg.Profile = access.ProfileAgent, access.ProfileOperator
 	agent, operator := tools.NewServer(agentCfg), tools.NewServer(operatorCfg)
+	// Around both transports: ids answered exactly as given, forbidden ids
+	// refused, not-found codes per era, unsolicited responses logged once
+	// at debug.
+	unsolicited := jsonrpc.NewUnsolicited(log)
+	mcpLog := slog.New(jsonrpc.QuietUnsolicited(zapslog.NewHandler(log.Core()), unsolicited))
+	wrap := func(h http.Handler, sse bool) http.Handler {
+		return jsonrpc.Handler(h, jsonrpc.Options{Rewrite: tools.FixNotFound, NoServerRequests: sse, Unsolicited: unsolicited})
+	}
 
 	// Open SSE streams would hold a graceful shutdown for its whole grace
 	// period: closing the sessions when it begins ends them.
@@ -317,9 +326,9 @@ func serveHTTP(ctx context.Context, f serveFlags, cfg tools.Config, hc access.HT
 	mux := http.NewServeMux()
 	switch f.transport {
 	case "http":
-		a, o := streamable(agent), streamable(operator)
+		a, o := streamable(agent, mcpLog), streamable(operator, mcpLog)
 		closeSessions = append(closeSessions, func() { a.CloseSessions(context.Background()) }, func() { o.CloseSessions(context.Background()) })
-		mux.Handle(access.MCPPath, tools.NotFoundCodes(byProfile(a, o)))
+		mux.Handle(access.MCPPath, wrap(byProfile(a, o), false))
 		// The web console, on the same listener behind the same guard.
 		ui, err := console.New(console.Config{Service: cfg.Service, Store: cfg.Store, Keys: cfg.Keys, Version: cfg.Version, Log: log})
 		if err != nil {
@@ -330,7 +339,7 @@ func serveHTTP(ctx context.Context, f serveFlags, cfg tools.Config, hc access.HT
 	case "sse":
 		a, o := legacySSE(agent), legacySSE(operator)
 		closeSessions = append(closeSessions, a.CloseSessions, o.CloseSessions)
-		h := tools.NotFoundCodes(byProfile(a, o))
+		h := wrap(byProfile(a, o), true)
 		mux.Handle("/sse", h)
 		mux.Handle("/message", h)
 	}
@@ -375,12 +384,12 @@ func listeningLine(transport, addr string) string {
 // guard has already checked Host and Origin for the whole listener, so
 // mcp-go's own loopback-only Host check is off: it would refuse the hosts
 // --allowed-hosts admits.
-func streamable(s *server.MCPServer) *server.StreamableHTTPServer {
+func streamable(s *server.MCPServer, log *slog.Logger) *server.StreamableHTTPServer {
 	return server.NewStreamableHTTPServer(s,
 		server.WithEndpointPath(access.MCPPath),
 		server.WithDisableLocalhostProtection(true),
 		server.WithHTTPContextFunc(principalFromRequest),
-		server.WithStreamableHTTPLogger(slog.Default()),
+		server.WithStreamableHTTPLogger(log),
 	)
 }
 
