@@ -92,6 +92,13 @@ With --token-issuer, JWT access tokens from that OAuth authorization server
 are accepted too (audience: this server; scope nano-vm:agent or
 nano-vm:operator), and callers are told where to get one (RFC 9728).
 
+Legacy-era sessions over HTTP belong to the principal that opened them:
+an id never issued, deleted, expired (--session-idle-timeout) or another
+principal's gets 404, and the client initializes again; 2026-07-28 requests
+have no session. Memory stays bounded: at most --max-sessions-per-principal
+sessions per principal, and --run-cache-size folded runs (--store memory
+keeps every trace in memory by nature).
+
 Every 10 seconds the server checks whether another process sharing the store
 (nano-vm-mcp erase, another instance) erased a data subject, and if so stops
 showing that subject's data.
