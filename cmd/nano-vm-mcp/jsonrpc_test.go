@@ -64,7 +64,7 @@ func (p *piped) rawLine(t *testing.T) []byte {
 
 func ping(id string) string { return `{"jsonrpc":"2.0","id":` + id + `,"method":"ping"}` }
 
-const legacyInit = `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"ids","version":"1"}}}`
+const idsLegacyInit = `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"ids","version":"1"}}}`
 
 func TestServeStdioAnswersIDsAsGiven(t *testing.T) {
 	p, err := startPiped(serverBinary(t), "serve", "--store", "memory")
@@ -72,7 +72,7 @@ func TestServeStdioAnswersIDsAsGiven(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { p.cmd.Process.Kill(); p.cmd.Wait() })
-	io.WriteString(p.in, legacyInit+"\n")
+	io.WriteString(p.in, idsLegacyInit+"\n")
 	p.rawLine(t)
 	for _, tc := range idCases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -129,9 +129,9 @@ func post(t *testing.T, url, session, version, body string) (int, []byte, http.H
 	return resp.StatusCode, bytes.TrimSpace(b), resp.Header
 }
 
-func legacySession(t *testing.T, url string) string {
+func idsLegacySession(t *testing.T, url string) string {
 	t.Helper()
-	status, body, h := post(t, url, "", "2025-11-25", legacyInit)
+	status, body, h := post(t, url, "", "2025-11-25", idsLegacyInit)
 	if status != http.StatusOK || h.Get("Mcp-Session-Id") == "" {
 		t.Fatalf("initialize: %d %s", status, body)
 	}
@@ -141,7 +141,7 @@ func legacySession(t *testing.T, url string) string {
 func TestServeHTTPAnswersIDsAsGiven(t *testing.T) {
 	_, base := startHTTPPiped(t, "http")
 	url := base + "/mcp"
-	session := legacySession(t, url)
+	session := idsLegacySession(t, url)
 	modern := func(id string) string {
 		return `{"jsonrpc":"2.0","id":` + id + `,"method":"tools/list","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{},"io.modelcontextprotocol/clientInfo":{"name":"ids","version":"1"}}}}`
 	}
@@ -207,7 +207,7 @@ func postMessage(t *testing.T, url, body string) (int, []byte) {
 func TestServeLegacySSEAnswersIDsAsGiven(t *testing.T) {
 	_, base := startHTTPPiped(t, "sse")
 	msgURL, stream := sseStream(t, base)
-	postMessage(t, msgURL, legacyInit)
+	postMessage(t, msgURL, idsLegacyInit)
 	<-stream
 	for _, tc := range idCases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -268,7 +268,7 @@ func TestServeStdioUnsolicitedResponses(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { p.cmd.Process.Kill(); p.cmd.Wait() })
-	lines := legacyInit + "\n"
+	lines := idsLegacyInit + "\n"
 	for i := range flood {
 		lines += strings.Join(unsolicited(i), "\n") + "\n"
 	}
@@ -287,7 +287,7 @@ func TestServeStdioUnsolicitedResponses(t *testing.T) {
 func TestServeHTTPUnsolicitedResponses(t *testing.T) {
 	p, base := startHTTPPiped(t, "http", "--log-level", "debug")
 	url := base + "/mcp"
-	session := legacySession(t, url)
+	session := idsLegacySession(t, url)
 	for i := range flood {
 		for _, r := range unsolicited(i) {
 			if status, body, _ := post(t, url, session, "2025-11-25", r); status < 400 || status >= 500 {
@@ -310,7 +310,7 @@ func TestServeHTTPUnsolicitedResponses(t *testing.T) {
 func TestServeLegacySSEUnsolicitedResponses(t *testing.T) {
 	p, base := startHTTPPiped(t, "sse", "--log-level", "debug")
 	msgURL, stream := sseStream(t, base)
-	postMessage(t, msgURL, legacyInit)
+	postMessage(t, msgURL, idsLegacyInit)
 	<-stream
 	for i := range flood {
 		for _, r := range unsolicited(i) {

@@ -27,6 +27,7 @@ import (
 	"github.com/nano-vm/nano-vm-mcp/internal/jsonrpc"
 	"github.com/nano-vm/nano-vm-mcp/internal/program"
 	"github.com/nano-vm/nano-vm-mcp/internal/runtime"
+	"github.com/nano-vm/nano-vm-mcp/internal/session"
 	"github.com/nano-vm/nano-vm-mcp/internal/stdio"
 	"github.com/nano-vm/nano-vm-mcp/internal/tools"
 	"github.com/nano-vm/nano-vm-mcp/internal/tracestore"
@@ -51,6 +52,8 @@ type serveFlags struct {
 	tokensFile                            string
 	tokenIssuer, resourceURL              string
 	maxBodyBytes                          int64
+	runCacheSize, maxSessions             int
+	sessionIdle                           time.Duration
 	store                                 storeFlags
 }
 
@@ -96,6 +99,13 @@ With --token-issuer, JWT access tokens from that OAuth authorization server
 are accepted too (audience: this server; scope nano-vm:agent or
 nano-vm:operator), and callers are told where to get one (RFC 9728).
 
+Legacy-era sessions over HTTP belong to the principal that opened them:
+an id never issued, deleted, expired (--session-idle-timeout) or another
+principal's gets 404, and the client initializes again; 2026-07-28 requests
+have no session. Memory stays bounded: at most --max-sessions-per-principal
+sessions per principal, and --run-cache-size folded runs (--store memory
+keeps every trace in memory by nature).
+
 Every 10 seconds the server checks whether another process sharing the store
 (nano-vm-mcp erase, another instance) erased a data subject, and if so stops
 showing that subject's data.
@@ -136,6 +146,9 @@ refused); every step is appended atomically, so none is half-written.`,
 	fs.StringVar(&f.tokenIssuer, "token-issuer", "", "OAuth authorization server URL: serve protected-resource metadata (RFC 9728) and accept its JWT access tokens for this server (scopes nano-vm:agent, nano-vm:operator)")
 	fs.StringVar(&f.resourceURL, "resource-url", "", "this server's public /mcp URL for the metadata (default: from each request)")
 	fs.Int64Var(&f.maxBodyBytes, "max-body-bytes", access.DefaultMaxBodyBytes, "largest HTTP request body accepted")
+	fs.IntVar(&f.runCacheSize, "run-cache-size", runtime.DefaultMaxCachedRuns, "folded runs kept in memory between calls; the least recently used are dropped and refold from the store when next used")
+	fs.DurationVar(&f.sessionIdle, "session-idle-timeout", session.DefaultIdleTimeout, "http: a legacy-era MCP session unused this long expires (its id then gets 404 and the client initializes again)")
+	fs.IntVar(&f.maxSessions, "max-sessions-per-principal", session.DefaultMaxPerOwner, "http: legacy-era MCP sessions one principal may hold; a new one ends that principal's least recently used")
 	f.store.register(fs)
 	return c
 }
@@ -150,6 +163,9 @@ func serve(ctx context.Context, f serveFlags, log *zap.Logger, stderr io.Writer)
 	}
 	if f.transport != "stdio" && profile == access.ProfileOperator {
 		return &exitErr{exitUsage, errors.New("--profile operator applies to stdio; over HTTP the operator token (" + envOperatorToken + " or --operator-token-file) unlocks the operator profile")}
+	}
+	if f.runCacheSize < 1 || f.maxSessions < 1 || f.sessionIdle <= 0 {
+		return &exitErr{exitUsage, errors.New("--run-cache-size and --max-sessions-per-principal must be at least 1, and --session-idle-timeout positive")}
 	}
 	if f.approvalChannel != "approvers" && f.approvalChannel != "elicitation" {
 		return &exitErr{exitUsage, fmt.Errorf("--approval-channel must be approvers or elicitation, not %q", f.approvalChannel)}
@@ -193,7 +209,7 @@ func serve(ctx context.Context, f serveFlags, log *zap.Logger, stderr io.Writer)
 		return err
 	}
 	defer st.Close()
-	svc := runtime.NewService(runtime.Options{Store: st, Log: log, Secret: keys.Secret, KEKs: keys.KEKs})
+	svc := runtime.NewService(runtime.Options{Store: st, Log: log, Secret: keys.Secret, KEKs: keys.KEKs, MaxCachedRuns: f.runCacheSize})
 	for _, p := range progs {
 		if err := svc.AddProgram(ctx, p.prog, p.src); err != nil {
 			return &exitErr{exitError, err}
@@ -326,7 +342,7 @@ func serveHTTP(ctx context.Context, f serveFlags, cfg tools.Config, hc access.HT
 	mux := http.NewServeMux()
 	switch f.transport {
 	case "http":
-		a, o := streamable(agent, mcpLog), streamable(operator, mcpLog)
+		a, o := streamable(ctx, agent, f, mcpLog), streamable(ctx, operator, f, mcpLog)
 		closeSessions = append(closeSessions, func() { a.CloseSessions(context.Background()) }, func() { o.CloseSessions(context.Background()) })
 		mux.Handle(access.MCPPath, wrap(byProfile(a, o), false))
 		// The web console, on the same listener behind the same guard.
@@ -337,9 +353,11 @@ func serveHTTP(ctx context.Context, f serveFlags, cfg tools.Config, hc access.HT
 		mux.Handle(access.ConsolePath, ui)
 		mux.Handle(access.ConsolePath+"/", ui)
 	case "sse":
-		a, o := legacySSE(agent), legacySSE(operator)
+		// One registry for both profiles: an id is its principal's alone.
+		sessions := session.New(session.Options{})
+		a, o := legacySSE(agent, sessions), legacySSE(operator, sessions)
 		closeSessions = append(closeSessions, a.CloseSessions, o.CloseSessions)
-		h := wrap(byProfile(a, o), true)
+		h := wrap(sessions.SSE(byProfile(a, o)), true)
 		mux.Handle("/sse", h)
 		mux.Handle("/message", h)
 	}
@@ -383,20 +401,42 @@ func listeningLine(transport, addr string) string {
 // streamable serves one profile's MCP server over Streamable HTTP. The
 // guard has already checked Host and Origin for the whole listener, so
 // mcp-go's own loopback-only Host check is off: it would refuse the hosts
-// --allowed-hosts admits.
-func streamable(s *server.MCPServer, log *slog.Logger) *server.StreamableHTTPServer {
-	return server.NewStreamableHTTPServer(s,
+// --allowed-hosts admits. Legacy-era sessions are kept by a registry that
+// binds each to its principal and expires it (internal/session); until ctx
+// ends, expired sessions are swept and their state freed.
+func streamable(ctx context.Context, s *server.MCPServer, f serveFlags, log *slog.Logger) closingHandler {
+	var h *server.StreamableHTTPServer
+	sessions := session.New(session.Options{
+		IdleTimeout: f.sessionIdle, MaxPerOwner: f.maxSessions,
+		Drop: func(id string) { session.DropVia(h, access.MCPPath)(id) },
+	})
+	h = server.NewStreamableHTTPServer(s,
 		server.WithEndpointPath(access.MCPPath),
 		server.WithDisableLocalhostProtection(true),
 		server.WithHTTPContextFunc(principalFromRequest),
 		server.WithStreamableHTTPLogger(log),
+		server.WithSessionIdManagerResolver(sessions),
 	)
+	go sessions.Sweep(ctx, time.Tick(session.SweepInterval(f.sessionIdle)))
+	return closingHandler{sessions.Middleware(h), h}
 }
 
-func legacySSE(s *server.MCPServer) *server.SSEServer {
+// closingHandler is a Streamable HTTP handler that can close its sessions
+// at shutdown.
+type closingHandler struct {
+	http.Handler
+	s *server.StreamableHTTPServer
+}
+
+func (c closingHandler) CloseSessions(ctx context.Context) { c.s.CloseSessions(ctx) }
+
+// legacySSE serves one profile's MCP server over legacy SSE; sessions
+// issues the stream's session ids, bound to its principal.
+func legacySSE(s *server.MCPServer, sessions *session.Registry) *server.SSEServer {
 	return server.NewSSEServer(s,
 		server.WithSSEEndpoint("/sse"), server.WithMessageEndpoint("/message"),
 		server.WithSSEContextFunc(principalFromRequest),
+		server.WithSessionIDGenerator(sessions.SSEIDs),
 	)
 }
 

@@ -348,6 +348,13 @@ func waitListening(t *testing.T, addr string) {
 // URL.
 func startHTTP(t *testing.T, env []string, args ...string) string {
 	t.Helper()
+	url, _ := startHTTPProcess(t, env, args...)
+	return url
+}
+
+// startHTTPProcess is startHTTP, returning the server's process too.
+func startHTTPProcess(t *testing.T, env []string, args ...string) (string, *os.Process) {
+	t.Helper()
 	addr := freeAddr(t)
 	cmd := exec.Command(serverBinary(t), append([]string{"serve", "--transport", "http", "--addr", addr}, args...)...)
 	cmd.Env = append(os.Environ(), env...)
@@ -364,7 +371,7 @@ func startHTTP(t *testing.T, env []string, args ...string) string {
 		}
 	})
 	waitListening(t, addr)
-	return "http://" + addr + "/mcp"
+	return "http://" + addr + "/mcp", cmd.Process
 }
 
 func httpClient(t *testing.T, url, token, version string) *client.Client {

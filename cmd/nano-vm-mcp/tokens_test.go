@@ -224,7 +224,7 @@ func TestTokensFileIsolatesAgentsAndReloads(t *testing.T) {
 	agentCfg.Profile, operatorCfg.Profile = access.ProfileAgent, access.ProfileOperator
 	mux := http.NewServeMux()
 	quiet := slog.New(slog.DiscardHandler)
-	mux.Handle(access.MCPPath, byProfile(streamable(tools.NewServer(agentCfg), quiet), streamable(tools.NewServer(operatorCfg), quiet)))
+	mux.Handle(access.MCPPath, byProfile(streamable(t.Context(), tools.NewServer(agentCfg), serveFlags{}, quiet), streamable(t.Context(), tools.NewServer(operatorCfg), serveFlags{}, quiet)))
 	srv := httptest.NewServer(access.Guard(hc, mux))
 	t.Cleanup(srv.Close)
 	url := srv.URL + access.MCPPath
