@@ -9,8 +9,13 @@ import (
 	"strings"
 	"testing"
 
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
+
 	"github.com/nano-vm/nano-vm-mcp/internal/jsonvalue"
 	"github.com/nano-vm/nano-vm-mcp/internal/program"
+	"github.com/nano-vm/nano-vm-mcp/internal/tracestore"
 )
 
 // bigText is an output about n bytes long that the review program's draft
@@ -322,5 +327,41 @@ func TestPersonalDigestIsSealedAndErased(t *testing.T) {
 	events, _ = svc.Events(ctx, a.RunID)
 	if d, err := Replay(p, events); err != nil || d != nil {
 		t.Fatalf("replay after erasure: %+v %v", d, err)
+	}
+}
+
+// Past the cap, neither the trace nor the log above debug grows with the
+// refusals: a refusal the trace does not record logs at debug only.
+func TestThrottledRefusalsLogOnlyAtDebug(t *testing.T) {
+	ctx := context.Background()
+	svc, p, _ := newTestService(t, tracestore.NewMemory())
+	core, logs := observer.New(zapcore.DebugLevel)
+	svc.log = zap.New(core)
+	a, err := svc.Start(ctx, p.Name, js(t, `{"limit": 5}`), "t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	limit := p.Limits.MaxUncountedRejections
+	for i := range limit + 10 {
+		_, err := svc.Submit(ctx, a.RunID, Submit{Seq: a.Seq + 1, Output: js(t, `{"score": 1}`)})
+		want := CodeStaleSeq
+		if i >= limit {
+			want = CodeThrottled
+		}
+		if code(err) != want {
+			t.Fatalf("call %d: %v, want %s", i, err, want)
+		}
+	}
+	info := logs.FilterMessage("input rejected").FilterLevelExact(zapcore.InfoLevel).Len()
+	debug := logs.FilterMessage("input rejected").FilterLevelExact(zapcore.DebugLevel).Len()
+	if info != limit+1 || debug != 9 {
+		t.Fatalf("%d info and %d debug lines, want %d and 9", info, debug, limit+1)
+	}
+	events, err := svc.Events(ctx, a.RunID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if last := events[len(events)-1].Rejection; last == nil || last.Code != CodeThrottled || last.Uncounted != limit+1 {
+		t.Fatalf("last event %+v, want the one throttled record", events[len(events)-1])
 	}
 }

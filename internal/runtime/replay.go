@@ -130,8 +130,8 @@ func safeApply(p *program.Program, run *Run, in Input) (res Result) {
 
 // compareBatch compares the events an input recorded with those the core
 // produced now; an erased value in the record matches anything. early
-// reports an uncounted rejection recorded before digests (section 6 of
-// trace-format.md): its full output is compared as the digest it makes.
+// reports an uncounted rejection recorded before digests (trace-format.md
+// section 3.6): its full output is compared as the digest it makes.
 func compareBatch(p *program.Program, batch, replayed []Event, pinned bool) (d *Divergence, early bool) {
 	for k := 0; k < max(len(batch), len(replayed)); k++ {
 		switch {
