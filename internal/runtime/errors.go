@@ -29,6 +29,10 @@ const (
 	// CodeIdempotencyConflict: a start repeated an idempotency key that
 	// already started a run with another input (or another lab flag).
 	CodeIdempotencyConflict Code = "idempotency_conflict"
+	// CodeThrottled: the task has recorded max_uncounted_rejections
+	// uncounted rejections; the next one is recorded under this code, and
+	// later ones are refused with it and not recorded.
+	CodeThrottled Code = "throttled"
 )
 
 // CountsAsAttempt reports whether a rejection with code c uses up an attempt.

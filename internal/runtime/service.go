@@ -539,7 +539,13 @@ func (s *Service) applyLocked(ctx context.Context, lr *liveRun, runID string, in
 			lr.run = res.Run
 		}
 		if applyErr != nil {
-			s.log.Info("input rejected", zap.String("run_id", runID), zap.Error(applyErr))
+			// A refusal the trace does not record (throttled past the cap)
+			// logs at debug: the log must not grow where the trace may not.
+			logAt := s.log.Info
+			if len(res.Events) == 0 {
+				logAt = s.log.Debug
+			}
+			logAt("input rejected", zap.String("run_id", runID), zap.Error(applyErr))
 		}
 		return answerFrom(lr.run, res.Events), applyErr
 	}
