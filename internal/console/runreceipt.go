@@ -3,6 +3,7 @@ package console
 import (
 	"bytes"
 	"crypto/ed25519"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -72,6 +73,10 @@ type verification struct {
 	// Source says which receipt was checked: the one the page showed
 	// (posted) or one derived from the store now (derived).
 	Source string `json:"source"`
+	// Cached: answered from a verification of the same run (event count,
+	// index head and tree) and receipt less than VerifyCacheTTL ago,
+	// without reading the trace again.
+	Cached bool `json:"cached"`
 }
 
 func (v *verification) add(name string, ok bool, format string, args ...any) bool {
@@ -81,27 +86,80 @@ func (v *verification) add(name string, ok bool, format string, args ...any) boo
 
 // verifyReceipt checks a receipt against the run's stored records now: the
 // one posted (the page's), or else one derived from the store. JSON for
-// the page's script, an HTML page for a browser without it.
+// the page's script, an HTML page for a browser without it. A recent
+// verification of the same run and receipt is answered from the cache;
+// otherwise one of the few verification slots is needed, or 429.
 func (c *Console) verifyReceipt(w http.ResponseWriter, r *http.Request) {
-	ctx, id := r.Context(), r.PathValue("id")
-	recs, err := c.cfg.Store.Load(ctx, id)
-	if errors.Is(err, tracestore.ErrNotFound) {
-		c.notFound(w, r, fmt.Sprintf("There is no run %s.", id))
-		return
-	}
-	if err != nil {
-		c.fail(w, r, err)
+	id := r.PathValue("id")
+	info, err := c.cfg.Store.Run(r.Context(), id)
+	if c.storeFailed(w, r, id, err) {
 		return
 	}
 	if c.cfg.Keys == nil {
 		http.Error(w, "this server has no signing key configured", http.StatusServiceUnavailable)
 		return
 	}
-	info, infoErr := c.cfg.Store.Run(ctx, id)
-	v := verification{Source: "posted"}
 	// The posted receipt is read as it is, as verify reads receipt.json:
 	// whitespace around it is refused, not trimmed.
 	env := []byte(r.PostFormValue("receipt"))
+	key := verifyKey{run: id, events: info.Events, head: string(info.Head), tree: string(info.Tree)}
+	if len(env) > 0 {
+		key.receipt = sha256.Sum256(env)
+	}
+	v, cached := c.verified.get(key, c.cfg.Clock())
+	if !cached {
+		select {
+		case c.verifySlots <- struct{}{}:
+		default:
+			w.Header().Set("Retry-After", verifyRetryAfter)
+			http.Error(w, "too many receipt verifications at once: try again in a second", http.StatusTooManyRequests)
+			return
+		}
+		v, err = c.verification(r, id, env, key)
+		<-c.verifySlots
+		if c.storeFailed(w, r, id, err) {
+			return
+		}
+	}
+	v.Cached = cached
+	if strings.Contains(r.Header.Get("Accept"), "application/json") {
+		c.writeJSON(w, v)
+		return
+	}
+	c.render(w, r, "runverify", "Receipt of run "+id, "runs", struct {
+		RunID string
+		V     verification
+	}{id, v})
+}
+
+// storeFailed answers a failed read of run id, if err is one: 404 for a
+// run that does not exist, else 500.
+func (c *Console) storeFailed(w http.ResponseWriter, r *http.Request, id string, err error) bool {
+	switch {
+	case errors.Is(err, tracestore.ErrNotFound):
+		c.notFound(w, r, fmt.Sprintf("There is no run %s.", id))
+	case err != nil:
+		c.fail(w, r, err)
+	default:
+		return false
+	}
+	return true
+}
+
+// verification runs every check of env (or of a receipt derived now, when
+// env is empty) against the run's stored records, and caches the result
+// under key when the records are those the key's index row describes.
+func (c *Console) verification(r *http.Request, id string, env []byte, key verifyKey) (verification, error) {
+	if c.verifying != nil {
+		c.verifying()
+	}
+	ctx := r.Context()
+	recs, err := c.cfg.Store.Load(ctx, id)
+	if err != nil {
+		return verification{}, err
+	}
+	info, infoErr := c.cfg.Store.Run(ctx, id)
+	v := verification{Source: "posted"}
 	if len(env) == 0 {
 		v.Source = "derived"
 		if env, err = c.sign(recs); err != nil {
@@ -125,14 +183,12 @@ func (c *Console) verifyReceipt(w http.ResponseWriter, r *http.Request) {
 	if v.Problems == nil {
 		v.Problems = []string{}
 	}
-	if strings.Contains(r.Header.Get("Accept"), "application/json") {
-		c.writeJSON(w, v)
-		return
+	// An append between the two reads makes the answer about another
+	// trace than the key names: not kept.
+	if infoErr == nil && info.Events == key.events && uint64(len(recs)) == key.events {
+		c.verified.put(key, v, c.cfg.Clock())
 	}
-	c.render(w, r, "runverify", "Receipt of run "+id, "runs", struct {
-		RunID string
-		V     verification
-	}{id, v})
+	return v, nil
 }
 
 // reported reports whether the offline verifier's problems already cover

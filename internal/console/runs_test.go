@@ -596,6 +596,9 @@ func TestVerifyReceiptFailsOnATamperedTraceOrReceipt(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			f.store.set(tc.tamper)
 			defer f.store.set(nil)
+			// Each case checks what a fresh verification finds; the cache,
+			// which would answer the same key for the TTL, has its own test.
+			f.c.verified = newVerifyCache(VerifyCacheEntries, VerifyCacheTTL)
 			code, v := postVerify(t, f.c, id, tc.envelope)
 			if code != http.StatusOK || v.Valid || len(v.Problems) == 0 {
 				t.Fatalf("status %d: %+v", code, v)
