@@ -49,6 +49,8 @@ type serveFlags struct {
 	approversFile, approvalChannel        string
 	tokenIssuer, resourceURL              string
 	maxBodyBytes                          int64
+	consolePublic                         bool
+	consoleVerifyConcurrency              int
 	store                                 storeFlags
 }
 
@@ -65,9 +67,13 @@ session: a run survives a restart and can be continued from any connection.
 Transports:
   stdio  (default) JSON-RPC on stdin/stdout; logs go to stderr only.
   http   Streamable HTTP at http://ADDR/mcp, and the web console at
-         http://ADDR/ui (read-only without a token; the operator signs in
-         with the operator token, an approver at /ui/approvals with their
-         own token to see the decisions waiting for them: docs/console.md).
+         http://ADDR/ui. Whenever any token (or a token issuer) is
+         configured, the console asks for one: the operator signs in with
+         the operator token, an approver at /ui/approvals with their own
+         token (their inbox and the runs waiting for their role only);
+         agents' tokens are refused there. Without any token, or with
+         --console-public, a visitor without one reads it as the auditor
+         (read-only, personal data redacted): docs/console.md.
   sse    the deprecated HTTP+SSE transport (GET /sse, POST /message), for
          old clients.
 
@@ -128,6 +134,8 @@ refused); every step is appended atomically, so none is half-written.`,
 	fs.StringVar(&f.tokenIssuer, "token-issuer", "", "OAuth authorization server URL: serve protected-resource metadata (RFC 9728) and accept its JWT access tokens for this server (scopes nano-vm:agent, nano-vm:operator)")
 	fs.StringVar(&f.resourceURL, "resource-url", "", "this server's public /mcp URL for the metadata (default: from each request)")
 	fs.Int64Var(&f.maxBodyBytes, "max-body-bytes", access.DefaultMaxBodyBytes, "largest HTTP request body accepted")
+	fs.BoolVar(&f.consolePublic, "console-public", false, "let console visitors without a credential read it as the auditor (read-only, personal data redacted) even when tokens are configured")
+	fs.IntVar(&f.consoleVerifyConcurrency, "console-verify-concurrency", console.DefaultVerifyConcurrency, "receipt verifications the console runs at once; more are answered 429 with Retry-After")
 	f.store.register(fs)
 	return c
 }
@@ -145,6 +153,9 @@ func serve(ctx context.Context, f serveFlags, log *zap.Logger, stderr io.Writer)
 	}
 	if f.approvalChannel != "approvers" && f.approvalChannel != "elicitation" {
 		return &exitErr{exitUsage, fmt.Errorf("--approval-channel must be approvers or elicitation, not %q", f.approvalChannel)}
+	}
+	if f.consoleVerifyConcurrency < 1 {
+		return &exitErr{exitUsage, fmt.Errorf("--console-verify-concurrency must be at least 1, not %d", f.consoleVerifyConcurrency)}
 	}
 	progs, err := loadServedPrograms(f.programsDir)
 	if err != nil {
@@ -213,6 +224,7 @@ func httpConfig(f serveFlags, approvers *access.Approvers) (access.HTTPConfig, e
 		AllowedHosts: f.allowedHosts, AllowedOrigins: f.allowedOrigins,
 		AccessToken: accessToken, OperatorToken: operatorToken, Approvers: approvers,
 		MaxBodyBytes: f.maxBodyBytes, TokenIssuer: f.tokenIssuer, ResourceURL: f.resourceURL,
+		ConsolePublic: f.consolePublic,
 	}
 	if err := hc.Validate(f.addr); err != nil {
 		return access.HTTPConfig{}, &exitErr{exitUsage, err}
@@ -299,12 +311,14 @@ func serveHTTP(ctx context.Context, f serveFlags, cfg tools.Config, hc access.HT
 		closeSessions = append(closeSessions, func() { a.CloseSessions(context.Background()) }, func() { o.CloseSessions(context.Background()) })
 		mux.Handle(access.MCPPath, tools.NotFoundCodes(byProfile(a, o)))
 		// The web console, on the same listener behind the same guard.
-		ui, err := console.New(console.Config{Service: cfg.Service, Store: cfg.Store, Keys: cfg.Keys, Version: cfg.Version, Log: log})
+		ui, err := console.New(console.Config{Service: cfg.Service, Store: cfg.Store, Keys: cfg.Keys, Version: cfg.Version, Log: log,
+			VerifyConcurrency: f.consoleVerifyConcurrency})
 		if err != nil {
 			return &exitErr{exitError, err}
 		}
 		mux.Handle(access.ConsolePath, ui)
 		mux.Handle(access.ConsolePath+"/", ui)
+		mux.Handle(access.FaviconPath, ui)
 	case "sse":
 		a, o := legacySSE(agent), legacySSE(operator)
 		closeSessions = append(closeSessions, a.CloseSessions, o.CloseSessions)
