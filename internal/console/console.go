@@ -4,10 +4,12 @@
 //
 // Pages are Go html/template, rendered on the server; the little script and
 // style sheet are written by hand and embedded, so a plain go build gives a
-// working console that fetches nothing from the network. Access is decided
-// by internal/access's guard: a visitor without a credential is the
-// read-only auditor, and the operator (signed in with the operator token)
-// may also act: start the demo run, run the laboratory. Every page shows
+// working console that fetches nothing from the network. Who is calling is
+// decided by internal/access's guard: the operator (signed in with the
+// operator token) reads everything and may act (start the demo run, run
+// the laboratory); an approver reaches their inbox and the runs waiting
+// for their role (scope.go); where the console is public, a visitor
+// without a credential is the read-only auditor. Every page shows
 // what the auditor view shows and no more: personal data is redacted,
 // erased data shows the erased marker, for operators too.
 package console
