@@ -133,6 +133,14 @@ async function open(p) {
   return res;
 }
 
+// openHome opens /ui and checks where it leads, and the page's CSP.
+async function openHome(want) {
+  const res = await page.goto(base + "/ui");
+  assert.equal(new URL(page.url()).pathname, want);
+  assert.equal(res.status(), 200);
+  assert.match(res.headers()["content-security-policy"] ?? "", /script-src 'self'/);
+}
+
 async function noPersonalData(where) {
   const text = await page.locator("body").innerText();
   for (const s of personal) assert.ok(!text.includes(s), `${where} shows personal data (${s})`);
@@ -150,10 +158,7 @@ function fetchFromPage(url, body) {
 // --- without a credential ---
 
 test("a visitor without a credential is sent to sign in", async () => {
-  const res = await page.goto(base + "/ui");
-  assert.equal(new URL(page.url()).pathname, "/ui/login");
-  assert.equal(res.status(), 200);
-  assert.match(res.headers()["content-security-policy"] ?? "", /script-src 'self'/);
+  await openHome("/ui/login");
   await page.locator("#login-required").waitFor();
   assert.equal(await page.locator('nav a[href="/ui/runs"]').count(), 0, "the sign-in page links to the runs");
   assert.equal(await page.locator(".badge.auditor").count(), 0, "an auditor badge on a closed console");
@@ -232,10 +237,7 @@ test("the operator signs in with the operator token", async () => {
 });
 
 test("the console opens on the runs list", async () => {
-  const res = await page.goto(base + "/ui");
-  assert.equal(new URL(page.url()).pathname, "/ui/runs");
-  assert.equal(res.status(), 200);
-  assert.match(res.headers()["content-security-policy"] ?? "", /script-src 'self'/);
+  await openHome("/ui/runs");
   await page.locator("#runs-table").waitFor();
   assert.equal(await page.locator(".badge.operator").innerText(), "operator");
   await shot("runs-empty");
