@@ -312,7 +312,7 @@ func serveHTTP(ctx context.Context, f serveFlags, cfg tools.Config, hc access.HT
 		mux.Handle(access.MCPPath, tools.NotFoundCodes(byProfile(a, o)))
 		// The web console, on the same listener behind the same guard.
 		ui, err := console.New(console.Config{Service: cfg.Service, Store: cfg.Store, Keys: cfg.Keys, Version: cfg.Version, Log: log,
-			VerifyConcurrency: f.consoleVerifyConcurrency})
+			VerifyConcurrency: f.consoleVerifyConcurrency, Public: f.consolePublic})
 		if err != nil {
 			return &exitErr{exitError, err}
 		}

@@ -53,6 +53,10 @@ type Config struct {
 	VerifyConcurrency int
 	// Clock times the verification cache; nil means time.Now.
 	Clock func() time.Time
+	// Public says that the guard lets visitors without a credential in as
+	// the auditor (--console-public): an approver then reads what the
+	// auditor reads, besides their inbox, rather than less.
+	Public bool
 }
 
 // Console serves the pages. It is an http.Handler for everything under
@@ -123,7 +127,7 @@ func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.Set("X-Frame-Options", "DENY")
 	h.Set("Referrer-Policy", "same-origin")
 	h.Set("Content-Security-Policy", "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
-	if p := principal(r.Context()); isApprover(p) && !c.approverMay(r, p) {
+	if p := principal(r.Context()); isApprover(p) && !c.cfg.Public && !c.approverMay(r, p) {
 		http.Error(w, "forbidden: an approver sees the inbox ("+access.ConsoleApprovalsPath+") and the runs waiting for their role only", http.StatusForbidden)
 		return
 	}
@@ -184,6 +188,7 @@ type page struct {
 	Title     string
 	Nav       string // the navigation entry to mark as current
 	Version   string
+	Public    bool // the console is open to the auditor
 	Data      any
 }
 
@@ -196,7 +201,7 @@ func (c *Console) render(w http.ResponseWriter, r *http.Request, name, title, na
 		return
 	}
 	var buf bytes.Buffer
-	p := page{Principal: principal(r.Context()), Title: title, Nav: nav, Version: c.cfg.Version, Data: data}
+	p := page{Principal: principal(r.Context()), Title: title, Nav: nav, Version: c.cfg.Version, Public: c.cfg.Public, Data: data}
 	if err := t.ExecuteTemplate(&buf, "layout.html", p); err != nil {
 		c.fail(w, r, err)
 		return

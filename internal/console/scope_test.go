@@ -61,6 +61,25 @@ func TestApproverSeesOnlyInboxAndWaitingRuns(t *testing.T) {
 	}
 }
 
+// On a public console an approver reads what the auditor reads, not less.
+func TestApproverOnAPublicConsoleReadsAsTheAuditor(t *testing.T) {
+	c, svc, _ := newTestConsole(t)
+	c.cfg.Public = true
+	other, err := svc.StartRun(t.Context(), runtime.StartOptions{Program: "refund", Input: exampleJSON(t, "refund.input.json"), Principal: "ops"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	alice := &access.Principal{ID: "alice", Profile: access.ProfileAgent, ApproverRole: "compliance_officer"}
+	for _, path := range []string{"/ui/runs", "/ui/runs/" + other.RunID, "/ui/programs", access.ConsoleApprovalsPath} {
+		if res, body := get(t, c, "GET", path, alice); res.StatusCode != http.StatusOK || !strings.Contains(body, `href="/ui/programs"`) {
+			t.Errorf("%s: %d, without the full navigation: %.200s", path, res.StatusCode, body)
+		}
+	}
+	if res, _ := get(t, c, "POST", "/ui/lab/run", alice); res.StatusCode != http.StatusForbidden {
+		t.Errorf("the lab's action: %d", res.StatusCode)
+	}
+}
+
 // Without a credential where the console is closed, the guard lets in the
 // sign-in pages only, with no principal: they ask for a token and show no
 // navigation into pages that would refuse.
