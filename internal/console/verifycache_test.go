@@ -2,6 +2,8 @@ package console
 
 import (
 	"context"
+	"errors"
+	"iter"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -36,32 +38,34 @@ func TestVerifyAnsweredFromCache(t *testing.T) {
 	}
 	counting(nil)
 	defer f.store.set(nil)
-	step := func(name, envelope string, wantCached, wantValid bool, wantLoads int32) {
+	// read reports whether the verification read the trace.
+	step := func(name, envelope string, wantCached, wantValid, wantRead bool) {
 		t.Helper()
+		before := loads.Load()
 		code, v := postVerify(t, f.c, id, envelope)
-		if code != http.StatusOK || v.Cached != wantCached || v.Valid != wantValid || loads.Load() != wantLoads {
-			t.Fatalf("%s: status %d, cached %t valid %t after %d loads; want cached %t valid %t after %d",
-				name, code, v.Cached, v.Valid, loads.Load(), wantCached, wantValid, wantLoads)
+		if read := loads.Load() > before; code != http.StatusOK || v.Cached != wantCached || v.Valid != wantValid || read != wantRead {
+			t.Fatalf("%s: status %d, cached %t valid %t, read the trace %t; want cached %t valid %t, read %t",
+				name, code, v.Cached, v.Valid, read, wantCached, wantValid, wantRead)
 		}
 	}
-	step("first derived", "", false, true, 1)
-	step("again", "", true, true, 1)
-	step("the page's receipt", env, false, true, 2)
-	step("the page's receipt again", env, true, true, 2)
+	step("first derived", "", false, true, true)
+	step("again", "", true, true, false)
+	step("the page's receipt", env, false, true, true)
+	step("the page's receipt again", env, true, true, false)
 	// A record changed in place behind the runtime's back leaves the
 	// index row as it was: the cache answers until the entry expires.
 	counting(flipAt(3, false))
-	step("changed in place, within the TTL", env, true, true, 2)
+	step("changed in place, within the TTL", env, true, true, false)
 	now = now.Add(VerifyCacheTTL)
-	step("changed in place, after the TTL", env, false, false, 3)
+	step("changed in place, after the TTL", env, false, false, true)
 	counting(nil)
 	now = now.Add(VerifyCacheTTL)
-	step("restored", env, false, true, 4)
+	step("restored", env, false, true, true)
 	if _, err := f.svc.RecordFault(context.Background(), id, runtime.FaultRecord{Fault: "late", SubAttack: "after_end", Expected: "run_finished", Observed: "run_finished"}); err != nil {
 		t.Fatal(err)
 	}
-	step("one event more", env, false, true, 5)
-	step("one event more, again", env, true, true, 5)
+	step("one event more", env, false, true, true)
+	step("one event more, again", env, true, true, false)
 }
 
 // At most VerifyConcurrency verifications run at once; one more is
@@ -103,5 +107,64 @@ func TestVerifyConcurrencyIsLimited(t *testing.T) {
 	f.c.verifying = nil
 	if code, _ := postVerify(t, f.c, id, "{another"); code != http.StatusOK {
 		t.Fatalf("after the slots are free: %d", code)
+	}
+}
+
+// scanOnly is a store whose traces can be read record by record only.
+type scanOnly struct {
+	tracestore.Store
+	scans atomic.Int32
+}
+
+func (s *scanOnly) Load(context.Context, string) ([]tracestore.Record, error) {
+	return nil, errors.New("the receipt check loaded the whole trace")
+}
+
+func (s *scanOnly) LoadPrefix(context.Context, string, uint64) ([]tracestore.Record, error) {
+	return nil, errors.New("the receipt check loaded the whole trace")
+}
+
+func (s *scanOnly) Scan(ctx context.Context, runID string, n uint64) iter.Seq2[tracestore.Record, error] {
+	s.scans.Add(1)
+	return s.Store.(tracestore.Scanner).Scan(ctx, runID, n)
+}
+
+// The receipt check reads the trace record by record, never as a whole
+// slice, for a posted receipt and a derived one alike.
+func TestVerifyReadsTheTraceRecordByRecord(t *testing.T) {
+	f := newRunsFixture(t)
+	id := f.kyc(t).RunID
+	env := pageReceipt(t, f.c, id)
+	store := &scanOnly{Store: f.store.Store}
+	f.c.cfg.Store = store
+	for _, envelope := range []string{env, ""} {
+		code, v := postVerify(t, f.c, id, envelope)
+		if code != http.StatusOK || !v.Valid {
+			t.Fatalf("status %d: %+v", code, v)
+		}
+	}
+	if store.scans.Load() == 0 {
+		t.Fatal("the trace was never scanned")
+	}
+	// A store that fails while a check reads it gets no verdict, and none
+	// is cached.
+	f.c.cfg.Store = &failingScan{Store: f.store.Store}
+	if code, _ := postVerify(t, f.c, id, "{another"); code != http.StatusInternalServerError {
+		t.Fatalf("a failing store: %d, want 500", code)
+	}
+}
+
+// failingScan fails every scan after its first record.
+type failingScan struct{ tracestore.Store }
+
+func (s *failingScan) Scan(ctx context.Context, runID string, n uint64) iter.Seq2[tracestore.Record, error] {
+	return func(yield func(tracestore.Record, error) bool) {
+		for r, err := range s.Store.(tracestore.Scanner).Scan(ctx, runID, n) {
+			if err != nil || !yield(r, nil) {
+				return
+			}
+			yield(tracestore.Record{}, errors.New("the disk is gone"))
+			return
+		}
 	}
 }
