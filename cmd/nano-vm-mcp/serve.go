@@ -54,6 +54,8 @@ type serveFlags struct {
 	maxBodyBytes                          int64
 	runCacheSize, maxSessions             int
 	sessionIdle                           time.Duration
+	consolePublic                         bool
+	consoleVerifyConcurrency              int
 	store                                 storeFlags
 }
 
@@ -70,9 +72,13 @@ session: a run survives a restart and can be continued from any connection.
 Transports:
   stdio  (default) JSON-RPC on stdin/stdout; logs go to stderr only.
   http   Streamable HTTP at http://ADDR/mcp, and the web console at
-         http://ADDR/ui (read-only without a token; the operator signs in
-         with the operator token, an approver at /ui/approvals with their
-         own token to see the decisions waiting for them: docs/console.md).
+         http://ADDR/ui. Whenever any token (or a token issuer) is
+         configured, the console asks for one: the operator signs in with
+         the operator token, an approver at /ui/approvals with their own
+         token (their inbox and the runs waiting for their role only);
+         agents' tokens are refused there. Without any token, or with
+         --console-public, a visitor without one reads it as the auditor
+         (read-only, personal data redacted): docs/console.md.
   sse    the deprecated HTTP+SSE transport (GET /sse, POST /message), for
          old clients.
 
@@ -149,6 +155,8 @@ refused); every step is appended atomically, so none is half-written.`,
 	fs.IntVar(&f.runCacheSize, "run-cache-size", runtime.DefaultMaxCachedRuns, "folded runs kept in memory between calls; the least recently used are dropped and refold from the store when next used")
 	fs.DurationVar(&f.sessionIdle, "session-idle-timeout", session.DefaultIdleTimeout, "http: a legacy-era MCP session unused this long expires (its id then gets 404 and the client initializes again)")
 	fs.IntVar(&f.maxSessions, "max-sessions-per-principal", session.DefaultMaxPerOwner, "http: legacy-era MCP sessions one principal may hold; a new one ends that principal's least recently used")
+	fs.BoolVar(&f.consolePublic, "console-public", false, "let console visitors without a credential read it as the auditor (read-only, personal data redacted) even when tokens are configured")
+	fs.IntVar(&f.consoleVerifyConcurrency, "console-verify-concurrency", console.DefaultVerifyConcurrency, "receipt verifications the console runs at once; more are answered 429 with Retry-After")
 	f.store.register(fs)
 	return c
 }
@@ -169,6 +177,9 @@ func serve(ctx context.Context, f serveFlags, log *zap.Logger, stderr io.Writer)
 	}
 	if f.approvalChannel != "approvers" && f.approvalChannel != "elicitation" {
 		return &exitErr{exitUsage, fmt.Errorf("--approval-channel must be approvers or elicitation, not %q", f.approvalChannel)}
+	}
+	if f.consoleVerifyConcurrency < 1 {
+		return &exitErr{exitUsage, fmt.Errorf("--console-verify-concurrency must be at least 1, not %d", f.consoleVerifyConcurrency)}
 	}
 	progs, err := loadServedPrograms(f.programsDir)
 	if err != nil {
@@ -252,6 +263,7 @@ func httpConfig(f serveFlags, approvers *access.Approvers, agents *access.Tokens
 		AllowedHosts: f.allowedHosts, AllowedOrigins: f.allowedOrigins,
 		AccessToken: accessToken, OperatorToken: operatorToken, Approvers: approvers, Tokens: agents,
 		MaxBodyBytes: f.maxBodyBytes, TokenIssuer: f.tokenIssuer, ResourceURL: f.resourceURL,
+		ConsolePublic: f.consolePublic,
 	}
 	if err := hc.Validate(f.addr); err != nil {
 		return access.HTTPConfig{}, &exitErr{exitUsage, err}
@@ -346,12 +358,14 @@ func serveHTTP(ctx context.Context, f serveFlags, cfg tools.Config, hc access.HT
 		closeSessions = append(closeSessions, func() { a.CloseSessions(context.Background()) }, func() { o.CloseSessions(context.Background()) })
 		mux.Handle(access.MCPPath, wrap(byProfile(a, o), false))
 		// The web console, on the same listener behind the same guard.
-		ui, err := console.New(console.Config{Service: cfg.Service, Store: cfg.Store, Keys: cfg.Keys, Version: cfg.Version, Log: log})
+		ui, err := console.New(console.Config{Service: cfg.Service, Store: cfg.Store, Keys: cfg.Keys, Version: cfg.Version, Log: log,
+			VerifyConcurrency: f.consoleVerifyConcurrency, Public: f.consolePublic})
 		if err != nil {
 			return &exitErr{exitError, err}
 		}
 		mux.Handle(access.ConsolePath, ui)
 		mux.Handle(access.ConsolePath+"/", ui)
+		mux.Handle(access.FaviconPath, ui)
 	case "sse":
 		// One registry for both profiles: an id is its principal's alone.
 		sessions := session.New(session.Options{})
