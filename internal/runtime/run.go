@@ -60,6 +60,10 @@ type Run struct {
 	Deadline time.Time        // of the open task; zero when it has no timeout
 	TaskAt   string           // when the open (or last) task was issued
 	Last     *Accepted        // the last accepted submission
+	// Submitters are the principals recorded submitting a model or tool
+	// answer (accepted or not), in order of their first: separation of
+	// duties keeps them from deciding the run's approvals.
+	Submitters []string
 
 	// Pending is the decision awaiting more approvers on an approval state
 	// that needs several (approvals > 1); nil when none.
@@ -111,6 +115,7 @@ func (r *Run) clone() *Run {
 	c.Data = maps.Clone(r.Data)
 	c.Path = slices.Clip(r.Path)
 	c.Visits = maps.Clone(r.Visits)
+	c.Submitters = slices.Clip(r.Submitters)
 	return &c
 }
 
@@ -161,7 +166,11 @@ func (r *Run) apply(p *program.Program, e *Event) error {
 			}
 			r.Deadline = at.Add(st.Timeout)
 		}
-	case EventGuardEvaluated, EventTaskExpired, EventInputReceived:
+	case EventInputReceived:
+		if in := e.Input; in != nil && in.Kind == "submit" && in.Principal != "" && !slices.Contains(r.Submitters, in.Principal) {
+			r.Submitters = append(r.Submitters, in.Principal)
+		}
+	case EventGuardEvaluated, EventTaskExpired:
 		// Evidence only.
 	case EventFaultInjected:
 		// Evidence only: an attack and the runtime's answer, recorded.

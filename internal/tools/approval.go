@@ -108,8 +108,8 @@ func (h *handlers) awaitApproval(ctx context.Context, c access.Principal, req re
 		return nil, errorf(CodeInvalidArguments, "the decision: %v", err)
 	}
 	a, err := h.Service.Decide(ctx, r.ID, runtime.Decide{
-		Seq: args.Seq, State: st.Name, Role: st.Role, Principal: "elicitation:" + c.ID,
-		Decision: decision, Size: size,
+		Seq: args.Seq, State: st.Name, Role: st.Role, Principal: runtime.ElicitedPrefix + c.ID,
+		Decision: decision, Size: size, AllowSelf: true,
 	})
 	if err != nil {
 		return nil, rejection(err, a)
