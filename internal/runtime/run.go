@@ -85,11 +85,12 @@ type Accepted struct {
 	State string
 	// Who answered, with which claims: a duplicate must repeat them, so a
 	// decision replayed by another role or as a model step is no duplicate.
-	Actor  Actor
-	Role   string
-	Tool   string
-	Output any // as submitted (decoded JSON)
-	Index  uint64
+	Actor     Actor
+	Principal string // who submitted it (for a decision, its last approver)
+	Role      string
+	Tool      string
+	Output    any // as submitted (decoded JSON)
+	Index     uint64
 	// Approvers of a decision that needed several: only they may repeat it
 	// as a duplicate.
 	Approvers []string
@@ -193,7 +194,7 @@ func (r *Run) apply(p *program.Program, e *Event) error {
 			r.Data[e.State] = st.Output.Root.Convert(e.Submission.Output)
 		}
 		sub := e.Submission
-		r.Last = &Accepted{Seq: e.Seq, State: e.State, Actor: sub.Actor, Role: sub.Role, Tool: sub.Tool, Output: sub.Output, Index: e.Index, Approvers: sub.Approvers}
+		r.Last = &Accepted{Seq: e.Seq, State: e.State, Actor: sub.Actor, Principal: sub.Principal, Role: sub.Role, Tool: sub.Tool, Output: sub.Output, Index: e.Index, Approvers: sub.Approvers}
 		r.Task = nil
 		r.closeApprovals()
 	case EventApprovalRecorded:

@@ -257,3 +257,91 @@ func testApprovers(t testing.TB) *access.Approvers {
 	}
 	return a
 }
+
+// traceBytes is a run's stored trace: its event count and bytes.
+func (h *harness) traceBytes(ctx context.Context, runID string) (int, string) {
+	h.t.Helper()
+	recs, err := h.store.Load(ctx, runID)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	var b strings.Builder
+	for _, r := range recs {
+		b.Write(r.Body)
+	}
+	return len(recs), b.String()
+}
+
+// An approver who may not read a run cannot write into it: every refusal
+// of approve comes before the core, and nothing is recorded.
+func TestApproveRefusedBeforeTheCoreRecordsNothing(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.Approvers = testApprovers(t) })
+	ctx := context.Background()
+	agentRun := h.mustCall(ctx, "start_run", map[string]any{"program": "kyc-onboarding", "input": exampleInput(t, "kyc-onboarding.input.json")})
+	atLLM := agentRun["run_id"].(string)
+	opRun := h.mustCall(as(access.IDOperator, access.ProfileOperator), "start_run", map[string]any{"program": "kyc-onboarding", "input": exampleInput(t, "kyc-onboarding.input.json")})
+	atApproval, seq, rest := kycAtApproval(t, h, ctx)
+	finished := h.mustCall(ctx, "start_run", map[string]any{"program": "kyc-onboarding", "input": exampleInput(t, "kyc-onboarding.input.json")})["run_id"].(string)
+	h.mustCall(ctx, "cancel_run", map[string]any{"run_id": finished, "reason": "test"})
+
+	big := map[string]any{"decision": "approve", "reason": strings.Repeat("x", 1_000_000)}
+	alice, carol := approverCtx("alice", "compliance_officer"), approverCtx("carol", "finance")
+	tests := []struct {
+		name     string
+		ctx      context.Context
+		run      string
+		seq      uint64
+		decision any
+		want     string
+	}{
+		{"another role on a run at an llm task", carol, atLLM, 1, big, CodeUnknownRun},
+		{"another role on the operator's run", carol, opRun["run_id"].(string), 1, big, CodeUnknownRun},
+		{"another role on a waiting run", carol, atApproval, seq, big, CodeForbidden},
+		{"another role on a waiting run, stale seq", carol, atApproval, seq - 1, big, CodeForbidden},
+		{"the right role on a run at an llm task", alice, atLLM, 1, json.RawMessage(rest[0]), CodeUnknownRun},
+		{"the right role on a finished run", alice, finished, 1, json.RawMessage(rest[0]), CodeUnknownRun},
+		{"no such run", alice, "run-does-not-exist", 1, json.RawMessage(rest[0]), CodeUnknownRun},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var n int
+			var before string
+			if tt.run != "run-does-not-exist" {
+				n, before = h.traceBytes(ctx, tt.run)
+			}
+			h.mustFail(tt.ctx, "approve", map[string]any{"run_id": tt.run, "seq": tt.seq, "decision": tt.decision}, tt.want)
+			if tt.run == "run-does-not-exist" {
+				return
+			}
+			if m, after := h.traceBytes(ctx, tt.run); m != n || after != before {
+				t.Fatalf("the refused approve changed the trace: %d events -> %d", n, m)
+			}
+		})
+	}
+	// The approver of the awaited role still reaches the core, which
+	// records what it refuses in a run she may read.
+	n, _ := h.traceBytes(ctx, atApproval)
+	h.mustFail(alice, "approve", map[string]any{"run_id": atApproval, "seq": seq + 1, "decision": json.RawMessage(rest[0])}, "stale_seq")
+	if m, _ := h.traceBytes(ctx, atApproval); m != n+2 {
+		t.Fatalf("a stale decision of the awaited role: %d events -> %d, want the input and its rejection", n, m)
+	}
+}
+
+// Only the approver whose decision moved the run on gets the original
+// answer back for an exact repeat; another approver of the role sending
+// the same decision is refused as for any run not waiting for them.
+func TestApproveRetryIsTheDecidersOnly(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.Approvers = testApprovers(t) })
+	ctx := context.Background()
+	runID, seq, rest := kycAtApproval(t, h, ctx)
+	args := map[string]any{"run_id": runID, "seq": seq, "decision": json.RawMessage(rest[0])}
+	h.mustCall(approverCtx("alice", "compliance_officer"), "approve", args)
+	n, before := h.traceBytes(ctx, runID)
+	if again := h.mustCall(approverCtx("alice", "compliance_officer"), "approve", args); again["duplicate"] != true {
+		t.Fatalf("alice's repeat: %v", again)
+	}
+	h.mustFail(approverCtx("bob", "compliance_officer"), "approve", args, CodeUnknownRun)
+	if m, after := h.traceBytes(ctx, runID); m != n || after != before {
+		t.Fatalf("the repeats changed the trace: %d events -> %d", n, m)
+	}
+}
