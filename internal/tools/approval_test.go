@@ -170,7 +170,7 @@ func TestApproveWithApproverBearer(t *testing.T) {
 	h := newHarness(t, func(c *Config) { c.Approvers = approvers })
 	ctx := context.Background()
 	runID, seq, rest := kycAtApproval(t, h, ctx)
-	alice := access.WithPrincipal(context.Background(), access.Principal{ID: "alice", Profile: access.ProfileAgent, ApproverRole: "compliance_officer"})
+	alice := access.WithPrincipal(context.Background(), access.Principal{ID: "alice", Profile: access.ProfileApprover, ApproverRole: "compliance_officer"})
 	res := h.mustCall(alice, "approve", map[string]any{"run_id": runID, "seq": seq, "decision": json.RawMessage(rest[0])})
 	if res["status"] == "waiting_approval" {
 		t.Fatalf("not moved: %v", res)
@@ -200,8 +200,8 @@ func TestApproverRules(t *testing.T) {
 	h := newHarness(t, func(c *Config) { c.Approvers = approvers })
 	ctx := context.Background()
 	runID, seq, rest := kycAtApproval(t, h, ctx)
-	alice := access.WithPrincipal(ctx, access.Principal{ID: "alice", Profile: access.ProfileAgent, ApproverRole: "compliance_officer"})
-	carol := access.WithPrincipal(ctx, access.Principal{ID: "carol", Profile: access.ProfileAgent, ApproverRole: "finance"})
+	alice := access.WithPrincipal(ctx, access.Principal{ID: "alice", Profile: access.ProfileApprover, ApproverRole: "compliance_officer"})
+	carol := access.WithPrincipal(ctx, access.Principal{ID: "carol", Profile: access.ProfileApprover, ApproverRole: "finance"})
 
 	// An approver sees a run that waits for their role, and only that.
 	got := h.mustCall(alice, "get_run", map[string]any{"run_id": runID})
@@ -231,20 +231,34 @@ func TestApproverRules(t *testing.T) {
 	h.mustFail(alice, "get_run", map[string]any{"run_id": runID}, CodeUnknownRun)
 }
 
-// An approver may look at the run that waits for them, never act on it
-// as its owner.
-func TestApproverCannotActAsOwner(t *testing.T) {
+// An approver may look at the run that waits for them and decide it,
+// never drive a run: the tools that do are not theirs to call.
+func TestApproverCannotDriveRuns(t *testing.T) {
 	approvers := testApprovers(t)
 	h := newHarness(t, func(c *Config) { c.Approvers = approvers })
 	ctx := context.Background()
 	runID, seq, _ := kycAtApproval(t, h, ctx)
-	alice := access.WithPrincipal(ctx, access.Principal{ID: "alice", Profile: access.ProfileAgent, ApproverRole: "compliance_officer"})
+	alice := approverCtx("alice", "compliance_officer")
 	h.mustCall(alice, "get_run", map[string]any{"run_id": runID})
-	h.mustCall(alice, "get_receipt", map[string]any{"run_id": runID})
-	h.mustFail(alice, "cancel_run", map[string]any{"run_id": runID, "reason": "x"}, CodeUnknownRun)
-	h.mustFail(alice, "step", map[string]any{"run_id": runID, "seq": seq, "output": map[string]any{}}, CodeUnknownRun)
-	h.mustFail(alice, "replay_run", map[string]any{"run_id": runID}, CodeUnknownRun)
-	h.mustFail(alice, "inject_fault", map[string]any{"run_id": runID, "fault": "skip_step"}, CodeUnknownRun)
+	receipt := h.mustCall(alice, "get_receipt", map[string]any{"run_id": runID})
+	if v := h.mustCall(alice, "verify_receipt", map[string]any{"receipt": receipt["receipt"], "signature": receipt["signature"]}); v["valid"] != true {
+		t.Fatalf("verify_receipt: %v", v)
+	}
+	for name, args := range map[string]map[string]any{
+		"start_run":      {"program": "kyc-onboarding", "input": exampleInput(t, "kyc-onboarding.input.json")},
+		"step":           {"run_id": runID, "seq": seq, "output": map[string]any{}},
+		"cancel_run":     {"run_id": runID, "reason": "x"},
+		"await_approval": {"run_id": runID, "seq": seq},
+		"replay_run":     {"run_id": runID},
+		"inject_fault":   {"run_id": runID, "fault": "skip_step"},
+		"list_runs":      {},
+	} {
+		req := mcp.CallToolRequest{}
+		req.Params.Name, req.Params.Arguments = name, args
+		if res, err := h.c.CallTool(alice, req); err == nil {
+			t.Errorf("%s: an approver called it: %+v", name, res)
+		}
+	}
 }
 
 // testApprovers are alice and bob (compliance officers) and carol
@@ -343,5 +357,52 @@ func TestApproveRetryIsTheDecidersOnly(t *testing.T) {
 	h.mustFail(approverCtx("bob", "compliance_officer"), "approve", args, CodeUnknownRun)
 	if m, after := h.traceBytes(ctx, runID); m != n || after != before {
 		t.Fatalf("the repeats changed the trace: %d events -> %d", n, m)
+	}
+}
+
+// Separation of duties through approve: nobody decides a run they started
+// or answered in, and the trace records the refusal without the decision.
+func TestApproveSeparationOfDuties(t *testing.T) {
+	tests := []struct {
+		name   string
+		owner  context.Context // starts the run
+		driver context.Context // answers its tasks
+	}{
+		{"the owner", as("alice", access.ProfileAgent), as("alice", access.ProfileAgent)},
+		// alice answers the agent's run as an operator would.
+		{"a submitter", as("agent", access.ProfileAgent), as("alice", access.ProfileOperator)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(t, func(c *Config) { c.Approvers = testApprovers(t) })
+			ctx := context.Background()
+			res := h.mustCall(tt.owner, "start_run", map[string]any{"program": "kyc-onboarding", "input": exampleInput(t, "kyc-onboarding.input.json")})
+			runID := res["run_id"].(string)
+			ans := answers(t, "kyc-onboarding.approved.answers.jsonl")
+			res, used := h.drive(tt.driver, runID, res, ans)
+			if res["status"] != "waiting_approval" {
+				t.Fatalf("status %v", res["status"])
+			}
+			n, _ := h.traceBytes(ctx, runID)
+			e := h.mustFail(approverCtx("alice", "compliance_officer"), "approve", map[string]any{"run_id": runID, "seq": seqOf(t, task(t, res)), "decision": json.RawMessage(ans[used])}, CodeForbidden)
+			if !strings.Contains(e.Message, "separation of duties") {
+				t.Fatalf("message %q", e.Message)
+			}
+			events, err := h.cfg.Service.Events(ctx, runID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(events) != n+2 {
+				t.Fatalf("%d events -> %d, want the input and its rejection", n, len(events))
+			}
+			rej := events[n+1].Rejection
+			if rej == nil || rej.Code != "forbidden" || rej.Output != nil || rej.Principal != "alice" || rej.Counted {
+				t.Fatalf("recorded rejection %+v: want forbidden, alice, no decision, not counted", rej)
+			}
+			// bob, who did neither, decides.
+			if res := h.mustCall(approverCtx("bob", "compliance_officer"), "approve", map[string]any{"run_id": runID, "seq": seqOf(t, task(t, res)), "decision": json.RawMessage(ans[used])}); res["status"] == "waiting_approval" {
+				t.Fatalf("bob's approval did not move the run: %v", res)
+			}
+		})
 	}
 }
