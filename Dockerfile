@@ -29,8 +29,30 @@
 #
 # There is no HEALTHCHECK: the image has no shell, and every path needs the
 # token. SIGTERM stops the server cleanly.
+#
+# Base images: both are named by tag, and can be pinned by digest without
+# editing this file. A builder with registry access looks up the digests of
+# the tags (the multi-platform index digest, so every platform stays pinned):
+#
+#   docker buildx imagetools inspect golang:1.26 --format '{{.Manifest.Digest}}'
+#   docker buildx imagetools inspect gcr.io/distroless/static-debian12:nonroot \
+#     --format '{{.Manifest.Digest}}'
+#   (or: crane digest golang:1.26; crane digest gcr.io/distroless/static-debian12:nonroot)
+#
+# and passes them:
+#
+#   docker build --build-arg GOLANG_DIGEST=sha256:... \
+#     --build-arg DISTROLESS_DIGEST=sha256:... -t nano-vm-mcp .
+#
+# A pinned reference is "name:tag@sha256:...": the digest decides what is
+# pulled, and the tag stays for readers. Unset, the reference is the bare
+# tag. To pin for every build, write the checked digests as the ARG
+# defaults below. None is committed here: none could be checked against
+# the registries when this was written (docs/decisions.md, Build and test).
+ARG GOLANG_DIGEST=
+ARG DISTROLESS_DIGEST=
 
-FROM golang:1.26 AS build
+FROM golang:1.26${GOLANG_DIGEST:+@}${GOLANG_DIGEST} AS build
 WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
@@ -44,7 +66,7 @@ RUN CGO_ENABLED=0 go build -trimpath \
     -o /out/nano-vm-mcp ./cmd/nano-vm-mcp \
  && mkdir -m 0700 /out/data
 
-FROM gcr.io/distroless/static-debian12:nonroot
+FROM gcr.io/distroless/static-debian12:nonroot${DISTROLESS_DIGEST:+@}${DISTROLESS_DIGEST}
 COPY --from=build /out/nano-vm-mcp /usr/local/bin/nano-vm-mcp
 # The data directory belongs to the non-root user, and a new named volume
 # starts as a copy of it; a bind-mounted directory must be writable by uid

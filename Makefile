@@ -1,14 +1,28 @@
-# The one test command (README, .ci/run): formatting, vet, the race-enabled
-# test suite, and a short run of every fuzz target.
+# The one test command (README, .ci/run): formatting, vet and the build
+# scripts' own tests (tests/scripts_test.sh), the race-enabled test suite,
+# a fuzz smoke run, the failure laboratory, real MCP clients and the
+# console in a browser; one stage after another, with the time each took
+# printed at the end (tests/stages.sh). Every stage runs even when an
+# earlier one failed, and make test then fails.
 GO ?= go
-FUZZTIME ?= 10s
+
+# make fuzz-smoke (part of make test): every fuzz target for
+# FUZZ_SMOKE_TIME, from its seed corpus, each package's instrumented test
+# binary built once (tests/fuzz.sh), coverage counters in this module's
+# packages only. The seeds themselves also run as tests in make unit.
+FUZZ_SMOKE_TIME ?= 3s
+# make fuzz: the long run, for FUZZTIME per target, with every package
+# instrumented as go test -fuzz does, and the corpus cache in $GOCACHE/fuzz
+# kept between runs. Not part of make test.
+FUZZTIME ?= 1m
 # A new crasher is minimised within this bound, so that minimising cannot
 # eat a target's whole run.
 FUZZMINTIME ?= 5s
 
-# package:FuzzTarget pairs, with an optional :FUZZTIME of their own; every
-# parser and every untrusted input has one. FuzzStepInjection drives whole
-# runs per input: its seed baseline alone takes about 10 s on 2 cores.
+# package:FuzzTarget pairs; every parser and every untrusted input has one.
+# A third :TIME is that target's time in the smoke run: FuzzStepInjection
+# drives whole runs per input, and its seed baseline alone takes about 10 s
+# on 2 cores.
 FUZZ_TARGETS = \
 	./internal/jsonvalue:FuzzDecode \
 	./internal/jsonvalue:FuzzCanonical \
@@ -20,30 +34,34 @@ FUZZ_TARGETS = \
 	./internal/runtime:FuzzDecide \
 	./internal/receipt:FuzzVerify \
 	./internal/access:FuzzParseApprovers \
+	./internal/access:FuzzParseTokens \
 	./internal/access:FuzzBearer \
 	./internal/tools:FuzzToolCall \
-	./internal/tools:FuzzStepInjection:45s \
+	./internal/tools:FuzzStepInjection:20s \
 	./internal/analyzer:FuzzAnalyze
 
-.PHONY: test check unit fuzz lab bench build e2e browser
+.PHONY: test check unit fuzz-smoke fuzz lab bench build e2e browser
 
-test: check unit fuzz lab e2e browser
+test:
+	@MAKE="$(MAKE)" tests/stages.sh check unit fuzz-smoke lab e2e browser
 
 check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	@tests/scripts_test.sh
 
 unit:
 	$(GO) test -race -count=1 ./...
 
+fuzz-smoke:
+	@GO="$(GO)" FUZZ_INSTRUMENT=module FUZZ_FRESH_CACHE=1 \
+		tests/fuzz.sh $(FUZZ_SMOKE_TIME) $(FUZZMINTIME) $(FUZZ_TARGETS)
+
+# The per-target smoke times are dropped: every target gets FUZZTIME.
 fuzz:
-	@set -e; for t in $(FUZZ_TARGETS); do \
-		pkg=$${t%%:*}; rest=$${t#*:}; fn=$${rest%%:*}; time=$(FUZZTIME); \
-		case "$$rest" in *:*) time=$${rest#*:};; esac; \
-		echo "fuzz $$pkg $$fn ($$time)"; \
-		GO="$(GO)" tests/fuzz.sh $$pkg $$fn $$time $(FUZZMINTIME); \
-	done
+	@GO="$(GO)" tests/fuzz.sh $(FUZZTIME) $(FUZZMINTIME) \
+		$(foreach t,$(FUZZ_TARGETS),$(word 1,$(subst :, ,$(t))):$(word 2,$(subst :, ,$(t))))
 
 # The failure laboratory (docs/faults.md) on every embedded example
 # (examples/*.yaml, the files examples/embed.go embeds) and on a program

@@ -47,6 +47,7 @@ type serveFlags struct {
 	allowedHosts, allowedOrigins          []string
 	accessTokenFile, operatorTokenFile    string
 	approversFile, approvalChannel        string
+	tokensFile                            string
 	tokenIssuer, resourceURL              string
 	maxBodyBytes                          int64
 	store                                 storeFlags
@@ -82,9 +83,14 @@ and every other caller is an agent.
 
 HTTP security: the server binds to loopback by default and refuses foreign
 Host and Origin headers on every path (DNS rebinding). Beyond loopback it
-requires an access token (` + envAccessToken + ` or --access-token-file) or a
---token-issuer, and --allowed-hosts. The operator token comes from ` + envOperatorToken + ` or
---operator-token-file. Approvers (--approvers FILE) have their own tokens.
+requires an access token (` + envAccessToken + ` or --access-token-file), an
+agent tokens file (--tokens) or a --token-issuer, and --allowed-hosts. The
+operator token comes from ` + envOperatorToken + ` or --operator-token-file.
+Approvers (--approvers FILE) have their own tokens. Every holder of the
+access token is the one principal "agent"; agents listed in --tokens FILE
+have tokens of their own, and each is a principal with runs of its own.
+Both files are checked every ` + access.DefaultReloadInterval.String() + ` and a changed file is put in force; an
+invalid one is logged and the previous contents stay in force.
 With --token-issuer, JWT access tokens from that OAuth authorization server
 are accepted too (audience: this server; scope nano-vm:agent or
 nano-vm:operator), and callers are told where to get one (RFC 9728).
@@ -124,6 +130,7 @@ refused); every step is appended atomically, so none is half-written.`,
 	fs.StringVar(&f.accessTokenFile, "access-token-file", "", "file holding the bearer token every HTTP client must present (else "+envAccessToken+"); required beyond loopback")
 	fs.StringVar(&f.operatorTokenFile, "operator-token-file", "", "file holding the bearer token that unlocks the operator profile over HTTP (else "+envOperatorToken+")")
 	fs.StringVar(&f.approversFile, "approvers", "", "YAML file of approvers: id, role and the SHA-256 of their token")
+	fs.StringVar(&f.tokensFile, "tokens", "", "http, sse: YAML file of agent principals: id and the SHA-256 of their token (each its own runs)")
 	fs.StringVar(&f.approvalChannel, "approval-channel", "approvers", "approvers: only configured approvers decide (approve); elicitation: also the human at the client, through await_approval")
 	fs.StringVar(&f.tokenIssuer, "token-issuer", "", "OAuth authorization server URL: serve protected-resource metadata (RFC 9728) and accept its JWT access tokens for this server (scopes nano-vm:agent, nano-vm:operator)")
 	fs.StringVar(&f.resourceURL, "resource-url", "", "this server's public /mcp URL for the metadata (default: from each request)")
@@ -150,9 +157,21 @@ func serve(ctx context.Context, f serveFlags, log *zap.Logger, stderr io.Writer)
 	if err != nil {
 		return err
 	}
+	if f.tokensFile != "" && f.transport == "stdio" {
+		return &exitErr{exitUsage, errors.New("--tokens applies to http and sse, where callers present bearer tokens; over stdio the caller is the principal local")}
+	}
+	// The credentials files are read now, where an invalid one stops the
+	// start, and re-read while serving (credentials.Run below).
+	credentials := access.NewReloader(log, nil)
 	var approvers *access.Approvers
 	if f.approversFile != "" {
-		if approvers, err = access.LoadApprovers(f.approversFile); err != nil {
+		if approvers, err = credentials.Approvers(f.approversFile); err != nil {
+			return &exitErr{exitUsage, err}
+		}
+	}
+	var agents *access.Tokens
+	if f.tokensFile != "" {
+		if agents, err = credentials.Tokens(f.tokensFile); err != nil {
 			return &exitErr{exitUsage, err}
 		}
 	}
@@ -160,9 +179,11 @@ func serve(ctx context.Context, f serveFlags, log *zap.Logger, stderr io.Writer)
 	// or connected to.
 	var hc access.HTTPConfig
 	if f.transport != "stdio" {
-		if hc, err = httpConfig(f, approvers); err != nil {
+		if hc, err = httpConfig(f, approvers, agents); err != nil {
 			return err
 		}
+		credentials.Reserve("the access token", hc.AccessToken)
+		credentials.Reserve("the operator token", hc.OperatorToken)
 	}
 	warnClosedApprovalPaths(log, progs, approvers, f.approvalChannel == "elicitation")
 
@@ -185,6 +206,7 @@ func serve(ctx context.Context, f serveFlags, log *zap.Logger, stderr io.Writer)
 		zap.Int("programs", len(progs)), zap.String("profile", string(profile)))
 	go sweepDeadlines(ctx, svc, st, log)
 	go refreshKeys(ctx, svc, log, time.Tick(keyRefresh))
+	go credentials.Run(ctx, time.Tick(access.DefaultReloadInterval))
 
 	if f.transport == "stdio" {
 		// Not a log line: it shows at every level, and stdout stays JSON-RPC.
@@ -200,7 +222,7 @@ func serve(ctx context.Context, f serveFlags, log *zap.Logger, stderr io.Writer)
 }
 
 // httpConfig reads the HTTP secrets and checks the listener's safety.
-func httpConfig(f serveFlags, approvers *access.Approvers) (access.HTTPConfig, error) {
+func httpConfig(f serveFlags, approvers *access.Approvers, agents *access.Tokens) (access.HTTPConfig, error) {
 	accessToken, err := access.ReadSecret(f.accessTokenFile, envAccessToken)
 	if err != nil {
 		return access.HTTPConfig{}, &exitErr{exitUsage, err}
@@ -211,7 +233,7 @@ func httpConfig(f serveFlags, approvers *access.Approvers) (access.HTTPConfig, e
 	}
 	hc := access.HTTPConfig{
 		AllowedHosts: f.allowedHosts, AllowedOrigins: f.allowedOrigins,
-		AccessToken: accessToken, OperatorToken: operatorToken, Approvers: approvers,
+		AccessToken: accessToken, OperatorToken: operatorToken, Approvers: approvers, Tokens: agents,
 		MaxBodyBytes: f.maxBodyBytes, TokenIssuer: f.tokenIssuer, ResourceURL: f.resourceURL,
 	}
 	if err := hc.Validate(f.addr); err != nil {

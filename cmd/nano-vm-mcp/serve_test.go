@@ -485,11 +485,23 @@ func TestServeRefusesUnsafeConfigurations(t *testing.T) {
 	if err := os.Chmod(readable, 0o644); err != nil { // whatever the umask
 		t.Fatal(err)
 	}
+	tokens := func(data string) string {
+		p := filepath.Join(t.TempDir(), "tokens.yaml")
+		if err := os.WriteFile(p, []byte(data), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	reserved := tokens("agents:\n  - {id: cli, token_sha256: " + tokenHash(ciBotToken) + "}\n")
+	approverID := tokens("agents:\n  - {id: alice, token_sha256: " + tokenHash(ciBotToken) + "}\n")
 	cases := []struct {
 		name string
 		args []string
 		want string
 	}{
+		{"--tokens over stdio", []string{"--tokens", tokens(tokensFile(map[string]string{"ci-bot": ciBotToken}))}, "--tokens applies to http and sse"},
+		{"a tokens file with a reserved id", []string{"--transport", "http", "--tokens", reserved}, `tokens.yaml:2: agents[0]: id "cli" is reserved`},
+		{"an agent with an approver's id", []string{"--transport", "http", "--tokens", approverID, "--approvers", writeApprovers(t)}, `id "alice" is also the id of approver "alice"`},
 		{"beyond loopback without a token", []string{"--transport", "http", "--addr", "0.0.0.0:0", "--allowed-hosts", "mcp.example", "--store", "sqlite"}, "access token"},
 		{"a token file others can read", []string{"--transport", "http", "--access-token-file", readable, "--store", "sqlite"}, "world-readable-token"},
 		{"operator profile over HTTP", []string{"--transport", "http", "--profile", "operator"}, "operator token"},

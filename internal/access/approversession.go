@@ -90,15 +90,11 @@ func (g *guard) approverSession(r *http.Request) (Principal, bool) {
 	return Principal{ID: ap.ID, Profile: ProfileApprover, ApproverRole: ap.Role}, true
 }
 
-// byID returns the approver with the id.
+// byID returns the approver with the id, from the approvers file in force.
 func (a *Approvers) byID(id string) (Approver, bool) {
 	if a == nil {
 		return Approver{}, false
 	}
-	for _, e := range a.entries {
-		if e.ID == id {
-			return e.Approver, true
-		}
-	}
-	return Approver{}, false
+	e, ok := a.current().byID(id)
+	return Approver{ID: e.id, Role: e.role}, ok
 }

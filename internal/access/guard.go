@@ -67,6 +67,11 @@ type HTTPConfig struct {
 	// ApproverRole: role}. They are accepted whether or not AccessToken is
 	// set.
 	Approvers *Approvers
+	// Tokens are the agents' tokens (the agent tokens file): each yields
+	// Principal{ID: agent id, Profile: agent}, whether or not AccessToken
+	// is set. A non-nil Tokens, even an empty one, counts as configured
+	// authentication: no caller is then anonymous.
+	Tokens *Tokens
 	// MaxBodyBytes limits request bodies; 0 means DefaultMaxBodyBytes.
 	MaxBodyBytes int64
 	// TokenIssuer is the OAuth authorization server's issuer URL, exactly as
@@ -97,11 +102,12 @@ type HTTPConfig struct {
 // Validate reports whether c is a usable configuration for a server
 // listening on listenAddr (host:port), listing every problem found.
 //
-// An access token is required whenever clients can arrive from beyond
-// loopback: when listenAddr is not localhost or a loopback IP (the
-// unspecified ":8080", "0.0.0.0:8080" and "[::]:8080" are beyond loopback),
-// and when AllowedHosts names any host, since a loopback listener reached
-// under another name sits behind a proxy or a port forward. Beyond loopback,
+// An access token, an agent tokens file or a token issuer is required
+// whenever clients can arrive from beyond loopback: when listenAddr is not
+// localhost or a loopback IP (the unspecified ":8080", "0.0.0.0:8080" and
+// "[::]:8080" are beyond loopback), and when AllowedHosts names any host,
+// since a loopback listener reached under another name sits behind a proxy
+// or a port forward. Beyond loopback,
 // AllowedHosts must name how clients reach the server, or every request
 // would be refused as forbidden_host.
 func (c HTTPConfig) Validate(listenAddr string) error {
@@ -111,16 +117,21 @@ func (c HTTPConfig) Validate(listenAddr string) error {
 	case err != nil:
 		errs = append(errs, fmt.Errorf("listen address %q: %w", listenAddr, err))
 	case !isLoopbackListen(host):
-		if c.AccessToken == "" && c.TokenIssuer == "" {
-			errs = append(errs, fmt.Errorf("listen address %q is beyond loopback: an access token is required (or a token issuer)", listenAddr))
+		if !c.authConfigured() {
+			errs = append(errs, fmt.Errorf("listen address %q is beyond loopback: an access token is required (or an agent tokens file, or a token issuer)", listenAddr))
 		}
 		if len(c.AllowedHosts) == 0 {
 			errs = append(errs, fmt.Errorf("listen address %q is beyond loopback: name the host clients use in the allowed hosts, or every request will be refused as forbidden_host", listenAddr))
 		}
-	case c.AccessToken == "" && c.TokenIssuer == "" && len(c.AllowedHosts) > 0:
+	case !c.authConfigured() && len(c.AllowedHosts) > 0:
 		errs = append(errs, errors.New("allowed hosts make the server reachable under other names (through a proxy or port forward): an access token is required"))
 	}
 	return errors.Join(errs...)
+}
+
+// authConfigured reports whether every caller must authenticate.
+func (c HTTPConfig) authConfigured() bool {
+	return c.AccessToken != "" || c.Tokens != nil || c.TokenIssuer != ""
 }
 
 // check validates everything but the listen address.
@@ -152,6 +163,12 @@ func (c HTTPConfig) check() error {
 		if ap, ok := c.Approvers.Lookup(t.value); ok {
 			errs = append(errs, fmt.Errorf("%s is also approver %q's token; use distinct tokens", t.name, ap.ID))
 		}
+		if id, ok := c.Tokens.Lookup(t.value); ok {
+			errs = append(errs, fmt.Errorf("%s is also agent %q's token; use distinct tokens", t.name, id))
+		}
+	}
+	if err := disjoint(c.Tokens.current(), c.Approvers.current()); err != nil {
+		errs = append(errs, err)
 	}
 	if c.AccessToken != "" && c.AccessToken == c.OperatorToken {
 		errs = append(errs, errors.New("access token and operator token are the same; use distinct tokens"))
@@ -297,6 +314,7 @@ func Guard(c HTTPConfig, next http.Handler) http.Handler {
 		cop:        http.NewCrossOriginProtection(),
 		origins:    make(map[string]bool, len(c.AllowedOrigins)),
 		approvers:  c.Approvers,
+		tokens:     c.Tokens,
 		maxBody:    c.MaxBodyBytes,
 		issuer:     c.TokenIssuer,
 		resource:   c.ResourceURL,
@@ -349,6 +367,7 @@ type guard struct {
 	operator    [sha256.Size]byte
 	operatorSet int
 	approvers   *Approvers
+	tokens      *Tokens // nil: no tokens file
 	maxBody     int64
 	issuer      string
 	resource    string
@@ -507,8 +526,9 @@ func (g *guard) authenticate(r *http.Request) (Principal, string, error) {
 	vals := r.Header.Values("Authorization")
 	if len(vals) == 0 {
 		// Anonymous local use only where no credential is configured at
-		// all: with an issuer, every caller authenticates.
-		if g.accessSet == 0 && g.oauth == nil && isLocalPeer(r.RemoteAddr) {
+		// all: with a tokens file or an issuer, every caller
+		// authenticates.
+		if g.accessSet == 0 && g.tokens == nil && g.oauth == nil && isLocalPeer(r.RemoteAddr) {
 			return Principal{ID: IDLocal, Profile: ProfileAgent}, "", nil
 		}
 		return Principal{}, CodeMissingToken, nil
@@ -537,18 +557,22 @@ func (g *guard) authenticate(r *http.Request) (Principal, string, error) {
 	return p, "", nil
 }
 
-// staticToken matches token against the operator, approver and access
-// tokens in constant time.
+// staticToken matches token against the operator, approver, agent and
+// access tokens in constant time. The files in force and the static tokens
+// share no token (Validate, Reloader), so at most one matches.
 func (g *guard) staticToken(token string) (Principal, bool) {
 	sum := sha256.Sum256([]byte(token))
 	op := g.operatorSet & subtle.ConstantTimeCompare(sum[:], g.operator[:])
 	ag := g.accessSet & subtle.ConstantTimeCompare(sum[:], g.access[:])
 	ap, isApprover := g.approvers.lookupHash(&sum)
+	id, isAgent := g.tokens.lookupHash(&sum)
 	switch {
 	case op == 1:
 		return Principal{ID: IDOperator, Profile: ProfileOperator}, true
 	case isApprover:
 		return Principal{ID: ap.ID, Profile: ProfileApprover, ApproverRole: ap.Role}, true
+	case isAgent:
+		return Principal{ID: id, Profile: ProfileAgent}, true
 	case ag == 1:
 		return Principal{ID: IDAgent, Profile: ProfileAgent}, true
 	}

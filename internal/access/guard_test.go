@@ -79,6 +79,7 @@ func baseConfig(t testing.TB) HTTPConfig {
 }
 
 func noAccessToken(c *HTTPConfig) { c.AccessToken = "" }
+func withTokens(c *HTTPConfig)    { c.Tokens = testTokens() }
 func withIssuer(c *HTTPConfig)    { c.TokenIssuer = issuer }
 func bearer(tok string) map[string]string {
 	return map[string]string{"Authorization": "Bearer " + tok}
@@ -170,6 +171,7 @@ func runGuardCase(t *testing.T, tc guardCase) {
 }
 
 var (
+	ciBot    = &Principal{ID: "ci-bot", Profile: ProfileAgent}
 	agent    = &Principal{ID: IDAgent, Profile: ProfileAgent}
 	operator = &Principal{ID: IDOperator, Profile: ProfileOperator}
 	local    = &Principal{ID: IDLocal, Profile: ProfileAgent}
@@ -259,6 +261,12 @@ func TestGuardAuthenticates(t *testing.T) {
 		{name: "no token, an issuer configured: every caller authenticates", cfg: func(c *HTTPConfig) { noAccessToken(c); c.TokenIssuer = "http://127.0.0.1:1" }, wantStatus: 401, wantCode: CodeMissingToken, wantAuth: `Bearer resource_metadata="http://localhost:8080/.well-known/oauth-protected-resource/mcp"`},
 		{name: "no token, none required, but a remote peer", cfg: noAccessToken, remote: "192.0.2.7:5555", wantStatus: 401, wantCode: CodeMissingToken, wantAuth: "Bearer"},
 		{name: "operator token, none required, remote peer", cfg: noAccessToken, remote: "192.0.2.7:5555", header: bearer(operatorTok), wantStatus: 418, want: operator},
+		{name: "agent token from the tokens file", cfg: withTokens, header: bearer(ciTok), wantStatus: 418, want: ciBot},
+		{name: "agent token from the tokens file, no access token configured", cfg: func(c *HTTPConfig) { noAccessToken(c); withTokens(c) }, header: bearer(ciTok), wantStatus: 418, want: ciBot},
+		{name: "the access token is still the principal agent beside a tokens file", cfg: withTokens, header: bearer(agentTok), wantStatus: 418, want: agent},
+		{name: "an agent's token without the tokens file", header: bearer(ciTok), wantStatus: 401, wantCode: CodeInvalidToken, wantAuth: `Bearer error="invalid_token"`},
+		{name: "no token, a tokens file configured: every caller authenticates", cfg: func(c *HTTPConfig) { noAccessToken(c); withTokens(c) }, wantStatus: 401, wantCode: CodeMissingToken, wantAuth: "Bearer"},
+		{name: "no token, an empty tokens file configured", cfg: func(c *HTTPConfig) { noAccessToken(c); c.Tokens = &Tokens{} }, wantStatus: 401, wantCode: CodeMissingToken, wantAuth: "Bearer"},
 		{name: "GET is authenticated too", method: "GET", target: "/sse", wantStatus: 401, wantCode: CodeMissingToken, wantAuth: "Bearer"},
 	} {
 		t.Run(tc.name, func(t *testing.T) { runGuardCase(t, tc) })
@@ -470,6 +478,17 @@ func TestValidate(t *testing.T) {
 		{"token with a space", "127.0.0.1:1", func(c *HTTPConfig) { c.OperatorToken = "operator token 0123456789" }, "white space"},
 		{"same access and operator token", "127.0.0.1:1", func(c *HTTPConfig) { c.AccessToken, c.OperatorToken = agentTok, agentTok }, "the same"},
 		{"access token is an approver's", "127.0.0.1:1", func(c *HTTPConfig) { c.Approvers = testApprovers(t); c.AccessToken = aliceTok }, `approver "alice"`},
+		{"operator token is an agent's", "127.0.0.1:1", func(c *HTTPConfig) { c.Tokens = testTokens(); c.OperatorToken = ciTok }, `operator token is also agent "ci-bot"'s token`},
+		{"tokens file alone beyond loopback", "0.0.0.0:8080", func(c *HTTPConfig) { c.Tokens = testTokens(); c.AllowedHosts = []string{"mcp.example.com"} }, ""},
+		{"empty tokens file beyond loopback", "0.0.0.0:8080", func(c *HTTPConfig) { c.Tokens = &Tokens{}; c.AllowedHosts = []string{"mcp.example.com"} }, ""},
+		{"an agent with an approver's id", "127.0.0.1:1", func(c *HTTPConfig) {
+			c.Approvers = testApprovers(t)
+			c.Tokens, _ = ParseTokens("tokens.yaml", []byte("agents:\n  - {id: alice, token_sha256: "+sha(ciTok)+"}\n"))
+		}, `tokens.yaml:2: id "alice" is also the id of approver "alice" (approvers.yaml:3)`},
+		{"an agent with an approver's token", "127.0.0.1:1", func(c *HTTPConfig) {
+			c.Approvers = testApprovers(t)
+			c.Tokens, _ = ParseTokens("tokens.yaml", []byte("agents:\n  - id: al\n    token_sha256: "+sha(aliceTok)+"\n"))
+		}, `tokens.yaml:3: token_sha256 of "al" is also the token of approver "alice" (approvers.yaml:3)`},
 		{"wildcard host", "127.0.0.1:1", func(c *HTTPConfig) { c.AllowedHosts = []string{"*"} }, "no scheme, path or wildcard"},
 		{"wildcard subdomain host", "127.0.0.1:1", func(c *HTTPConfig) { c.AllowedHosts = []string{"*.example.com"} }, "wildcard"},
 		{"host with scheme", "127.0.0.1:1", func(c *HTTPConfig) { c.AllowedHosts = []string{"https://x.example"} }, "no scheme"},

@@ -558,19 +558,20 @@ func FuzzBearer(f *testing.F) {
 	iss := newIssuer(f, issuerOpts{}, k)
 	cfg := baseConfig(f)
 	iss.config(newClock())(&cfg)
+	withTokens(&cfg)
 	next := &reached{}
 	h := Guard(cfg, next)
 	valid := mint(f, k, "at+jwt", claimsFor(iss.url))
 	signedPart := valid[:strings.LastIndexByte(valid, '.')]
 	for _, seed := range []string{
-		"Bearer " + valid, "Bearer " + agentTok, "bearer  " + operatorTok + " ", "Basic " + aliceTok, "Bearer",
+		"Bearer " + valid, "Bearer " + agentTok, "bearer  " + operatorTok + " ", "Basic " + aliceTok, "Bearer", "Bearer " + ciTok,
 		"Bearer " + unsigned(map[string]any{"alg": "none"}, claimsFor(iss.url), nil),
 		"Bearer " + tamper(valid, claimsFor(iss.url, map[string]any{"scope": ScopeOperator})),
 		"Bearer eyJ.eyJ.", "Bearer ..", "Bearer a.b.c", "Bearer " + strings.Repeat("A", maxJWTLen) + ".a.b",
 	} {
 		f.Add(seed)
 	}
-	static := map[string]bool{agentTok: true, operatorTok: true, aliceTok: true}
+	static := map[string]bool{agentTok: true, operatorTok: true, aliceTok: true, ciTok: true, reviewTok: true}
 	f.Fuzz(func(t *testing.T, auth string) {
 		before := next.calls.Load()
 		r := httptest.NewRequest("POST", "/mcp", nil)

@@ -3,7 +3,8 @@
 //
 // It holds the principal types shared by every transport (stdio puts a fixed
 // principal in the context; HTTP derives one from the bearer token), the
-// loading of secrets and of the operator's approvers file, and Guard: the
+// loading of secrets and of the operator's approvers and agent tokens files
+// (kept in force while serving by a Reloader), and Guard: the
 // access-control layer the HTTP transport wraps around the whole listener.
 // Guard checks, in this order:
 //
@@ -14,10 +15,12 @@
 //     [http.CrossOriginProtection] unless its origin is trusted;
 //  3. the OAuth protected-resource metadata (RFC 9728), served without
 //     authentication when an issuer is configured;
-//  4. the bearer token, compared in constant time with the static tokens,
-//     which yields the [Principal] placed in the request context; when no
-//     access token is configured, a caller presenting none is the "local"
-//     principal, and only if it connects from loopback (or a Unix socket).
+//  4. the bearer token, compared in constant time with the static tokens
+//     (operator, approvers', agents' from the tokens file, access), which
+//     yields the [Principal] placed in the request context; when neither
+//     an access token nor a tokens file is configured, a caller presenting
+//     none is the "local" principal, and only if it connects from loopback
+//     (or a Unix socket).
 //     With an issuer, a token that matches no static token and has the
 //     shape of a JWT is validated as the issuer's access token (RFC 9068:
 //     signature by a key of the issuer's JWKS, iss, aud naming this
@@ -67,8 +70,8 @@ func ParseProfile(s string) (Profile, error) {
 	return "", fmt.Errorf("unknown profile %q: use %q or %q", s, ProfileAgent, ProfileOperator)
 }
 
-// Principal IDs assigned by Guard. They are reserved: no approver may use
-// them as its id. Principals from the issuer's access tokens are
+// Principal IDs assigned by Guard. They are reserved: no approver or agent
+// in a credentials file may use them as its id (see reservedIDs). Principals from the issuer's access tokens are
 // OAuthIDPrefix followed by the token's sub, which no approver id can
 // equal.
 const (

@@ -160,19 +160,29 @@ func TestEverySingleByteChangeIsCaught(t *testing.T) {
 	if rep := verify(traceBytes, receiptBytes); !rep.Valid {
 		t.Fatalf("originals: %+v", rep)
 	}
+	// Every flip is checked on its own, so the flips are split between
+	// parallel subtests, which -test.parallel (GOMAXPROCS) spreads over the
+	// CPUs: on one core this is the slowest test of the -race suite.
+	const parts = 8
 	for name, target := range map[string][]byte{"trace": traceBytes, "receipt": receiptBytes} {
-		for i := range target {
-			mutated := bytes.Clone(target)
-			mutated[i] ^= 0x01
-			var rep Report
-			if name == "trace" {
-				rep = verify(mutated, receiptBytes)
-			} else {
-				rep = verify(traceBytes, mutated)
-			}
-			if rep.Valid || len(rep.Problems) == 0 {
-				t.Fatalf("%s byte %d (%q → %q) changed, and verification passed", name, i, target[i], mutated[i])
-			}
+		for w := range parts {
+			lo, hi := len(target)*w/parts, len(target)*(w+1)/parts
+			t.Run(fmt.Sprintf("%s/bytes_%d-%d", name, lo, hi), func(t *testing.T) {
+				t.Parallel()
+				for i := lo; i < hi; i++ {
+					mutated := bytes.Clone(target)
+					mutated[i] ^= 0x01
+					var rep Report
+					if name == "trace" {
+						rep = verify(mutated, receiptBytes)
+					} else {
+						rep = verify(traceBytes, mutated)
+					}
+					if rep.Valid || len(rep.Problems) == 0 {
+						t.Fatalf("%s byte %d (%q → %q) changed, and verification passed", name, i, target[i], mutated[i])
+					}
+				}
+			})
 		}
 	}
 }

@@ -27,7 +27,7 @@ type Start struct {
 	RunID     string
 	Principal string
 	Input     any  // decoded JSON
-	Size      int  // bytes of the input as received, checked against max_document_bytes
+	Size      int  // bytes of the input's canonical JSON, checked against max_document_bytes
 	Lab       bool // a laboratory run (recorded in run_started)
 	At        time.Time
 }
@@ -42,7 +42,7 @@ type Submit struct {
 	Actor          Actor // ActorModel or ActorTool; empty means ActorModel
 	Principal      string
 	Output         any // decoded JSON
-	Size           int // bytes of the output as received, checked against max_document_bytes
+	Size           int // bytes of the output's canonical JSON, checked against max_document_bytes (Service.Submit measures it)
 	At             time.Time
 }
 
@@ -66,7 +66,7 @@ type Decide struct {
 	Role           string // the approver's role; must match the state's role
 	Principal      string
 	Decision       any // decoded JSON
-	Size           int // bytes of the decision as received
+	Size           int // bytes of the decision's canonical JSON (Service.Decide measures it)
 	AllowSelf      bool
 	At             time.Time
 }

@@ -117,8 +117,9 @@ func NewService(o Options) *Service {
 	}
 }
 
-// jsonSize is the size of v as canonical JSON, for callers that did not
-// see the bytes it arrived as.
+// jsonSize is the size of v as canonical JSON (RFC 8785), which is what
+// max_document_bytes measures: the bytes as received would let escapes
+// and white space decide whether a document fits.
 func jsonSize(v any) int {
 	c, err := jsonvalue.Canonical(v)
 	if err != nil {
@@ -219,7 +220,6 @@ type Answer struct {
 type StartOptions struct {
 	Program   string // the program's name: runs use its latest definition
 	Input     any    // decoded JSON
-	Size      int    // bytes of the input as received; 0: computed from Input
 	Principal string // who starts the run, as the caller identified itself
 	Lab       bool   // a laboratory run (see Started.Lab)
 	// IdempotencyKey, when set, makes the start idempotent: the run id is
@@ -245,9 +245,6 @@ func (s *Service) StartRun(ctx context.Context, o StartOptions) (Answer, error) 
 	s.mu.Unlock()
 	if p == nil {
 		return Answer{}, reject(CodeNoSuchProgram, "no program named %q", o.Program)
-	}
-	if o.Size == 0 {
-		o.Size = jsonSize(o.Input)
 	}
 	if o.IdempotencyKey == "" {
 		return s.startNew(ctx, p, s.newID(), o)
@@ -287,7 +284,7 @@ func (s *Service) idempotentID(o StartOptions) string {
 }
 
 func (s *Service) startInput(id string, o StartOptions) Start {
-	return Start{RunID: id, Principal: o.Principal, Input: o.Input, Size: o.Size, Lab: o.Lab, At: s.clock()}
+	return Start{RunID: id, Principal: o.Principal, Input: o.Input, Size: jsonSize(o.Input), Lab: o.Lab, At: s.clock()}
 }
 
 // startNew starts a run under a fresh id.
@@ -386,21 +383,17 @@ func (s *Service) startedEvent(ctx context.Context, runID string) (*Started, err
 	return events[0].Started, nil
 }
 
-// Submit answers a run's open llm or tool task.
+// Submit answers a run's open llm or tool task. The service sets the time
+// and measures the output (Size).
 func (s *Service) Submit(ctx context.Context, runID string, in Submit) (Answer, error) {
-	in.At = s.clock()
-	if in.Size == 0 {
-		in.Size = jsonSize(in.Output)
-	}
+	in.At, in.Size = s.clock(), jsonSize(in.Output)
 	return s.apply(ctx, runID, in)
 }
 
-// Decide answers a run's open approval task.
+// Decide answers a run's open approval task. The service sets the time
+// and measures the decision (Size).
 func (s *Service) Decide(ctx context.Context, runID string, in Decide) (Answer, error) {
-	in.At = s.clock()
-	if in.Size == 0 {
-		in.Size = jsonSize(in.Decision)
-	}
+	in.At, in.Size = s.clock(), jsonSize(in.Decision)
 	return s.apply(ctx, runID, in)
 }
 
@@ -461,9 +454,12 @@ func (s *Service) opened(ctx context.Context, recs []tracestore.Record) ([]Event
 	return events, nil
 }
 
-// appendRetries bounds how often an input is re-applied after another
-// process appended to the same run first.
-const appendRetries = 3
+// stalledRetries bounds how often an input is re-applied after an append
+// conflict that the reload does not explain: the trace is no longer than
+// before. A store reports that only while the transaction that beat this
+// one is still committing (PostgreSQL's deadlock and serialization
+// failures), so a few retries see it land.
+const stalledRetries = 3
 
 func (s *Service) apply(ctx context.Context, runID string, in Input) (Answer, error) {
 	lr, err := s.live(ctx, runID)
@@ -475,8 +471,16 @@ func (s *Service) apply(ctx context.Context, runID string, in Input) (Answer, er
 }
 
 // applyLocked applies in to a loaded run whose lock the caller holds.
+//
+// An append conflict means another process appended to the run first. The
+// run is refolded and the input applied again, as often as it takes while
+// each conflict shows that progress: the input then meets the run as it
+// really is, and a lost race is answered, and recorded, like any other
+// rejection, never as a failure. Each retry follows another append to the
+// run, so only a run that others keep moving delays it, and each of those
+// appends is someone's answered input.
 func (s *Service) applyLocked(ctx context.Context, lr *liveRun, runID string, in Input) (Answer, error) {
-	for attempt := 0; ; attempt++ {
+	for stalled := 0; ; {
 		res, applyErr := Apply(lr.p, lr.run, in)
 		if res.PendingApproval {
 			// The open task stands; the answer is the run as it is.
@@ -489,13 +493,16 @@ func (s *Service) applyLocked(ctx context.Context, lr *liveRun, runID string, in
 		}
 		if len(res.Events) > 0 {
 			err := s.append(ctx, lr, res.Run, res.Events)
-			if errors.Is(err, tracestore.ErrConflict) && attempt < appendRetries {
-				// Another process moved the run on. Refold it and apply the
-				// input again: it now meets the run as it really is, and a
-				// stale answer is rejected, and recorded, like any other.
+			if errors.Is(err, tracestore.ErrConflict) && stalled < stalledRetries {
+				before := lr.run.NextIndex
 				if err := s.load(ctx, lr, runID); err != nil {
 					return Answer{}, err
 				}
+				if lr.run.NextIndex <= before {
+					stalled++
+				}
+				s.log.Debug("append conflict: applying the input again", zap.String("run_id", runID),
+					zap.Uint64("events_before", before), zap.Uint64("events_now", lr.run.NextIndex))
 				continue
 			}
 			if err != nil {

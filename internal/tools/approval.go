@@ -104,13 +104,13 @@ func (h *handlers) awaitApproval(ctx context.Context, c access.Principal, req re
 		res := RunResult{RunID: r.ID, Status: status(r.Status, r.Task), Transitions: []Hop{}, Task: r.Task}
 		return res, nil
 	}
-	decision, size, err := reencode(answer.Content)
+	decision, err := reencode(answer.Content)
 	if err != nil {
 		return nil, errorf(CodeInvalidArguments, "the decision: %v", err)
 	}
 	a, err := h.Service.Decide(ctx, r.ID, runtime.Decide{
 		Seq: args.Seq, State: st.Name, Role: st.Role, Principal: runtime.ElicitedPrefix + c.ID,
-		Decision: decision, Size: size, AllowSelf: true,
+		Decision: decision, AllowSelf: true,
 	})
 	if err != nil {
 		return nil, rejection(err, a)
@@ -133,11 +133,11 @@ func (h *handlers) approve(ctx context.Context, c access.Principal, req request)
 	if err != nil {
 		return nil, fromRuntime(err, nil)
 	}
-	decision, size, err := req.value("decision", args.Decision)
+	decision, err := req.value("decision", args.Decision)
 	if err != nil {
 		return nil, err
 	}
-	in := runtime.Decide{Seq: args.Seq, Role: approver.Role, Principal: approver.ID, Decision: decision, Size: size}
+	in := runtime.Decide{Seq: args.Seq, Role: approver.Role, Principal: approver.ID, Decision: decision}
 	if err := h.mayDecide(c, approver, r, p, in); err != nil {
 		return nil, err
 	}
@@ -304,12 +304,11 @@ func viewText(t *Task) string {
 }
 
 // reencode turns a client's decoded answer back into strictly decoded JSON
-// (numbers as json.Number) and its size.
-func reencode(v any) (any, int, error) {
+// (numbers as json.Number).
+func reencode(v any) (any, error) {
 	b, err := json.Marshal(v)
 	if err != nil {
-		return nil, 0, err
+		return nil, err
 	}
-	out, err := jsonvalue.Decode(b)
-	return out, len(b), err
+	return jsonvalue.Decode(b)
 }

@@ -32,6 +32,9 @@ type toolError struct {
 	// advice replaces the code's advice where the handler knows the
 	// precise remedy (which credential or configuration is missing).
 	advice string
+	// cause is the failure an internal error stands for: logged, never
+	// shown to the client.
+	cause error
 }
 
 func (e *toolError) Error() string { return e.body.Code + ": " + e.body.Message }
@@ -120,7 +123,7 @@ func (e *toolError) adviceFor(tool string) string {
 
 // fromRuntime maps a service error to a tool error. Rejections keep their
 // code and details; unknown runs and programs get the tool codes; anything
-// else is an internal failure, whose text stays in the log.
+// else is an internal failure, whose text stays in the log (cause).
 func fromRuntime(err error, task *Task) *toolError {
 	var te *toolError
 	if errors.As(err, &te) {
@@ -128,7 +131,7 @@ func fromRuntime(err error, task *Task) *toolError {
 	}
 	var rej *runtime.Rejection
 	if !errors.As(err, &rej) {
-		return errorf(CodeInternal, "the server could not complete the call")
+		return internalError(err)
 	}
 	code := string(rej.Code)
 	switch rej.Code {
@@ -140,6 +143,14 @@ func fromRuntime(err error, task *Task) *toolError {
 		task = nil
 	}
 	return &toolError{body: ErrorBody{Code: code, Message: rej.Message, Details: rej.Details, Task: task}}
+}
+
+// internalError replaces a failure with the generic internal error; the
+// dispatcher logs the failure.
+func internalError(err error) *toolError {
+	te := errorf(CodeInternal, "the server could not complete the call")
+	te.cause = err
+	return te
 }
 
 // rejection maps a service error with the answer that came with it. A

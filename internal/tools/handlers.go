@@ -163,12 +163,12 @@ func (h *handlers) startRun(ctx context.Context, c access.Principal, req request
 	if err := req.bind(&args); err != nil {
 		return nil, err
 	}
-	input, size, err := req.value("input", args.Input)
+	input, err := req.value("input", args.Input)
 	if err != nil {
 		return nil, err
 	}
 	a, err := h.Service.StartRun(ctx, runtime.StartOptions{
-		Program: args.Program, Input: input, Size: size, Principal: c.ID,
+		Program: args.Program, Input: input, Principal: c.ID,
 		Lab: args.Lab, IdempotencyKey: args.IdempotencyKey,
 	})
 	if err != nil {
@@ -232,13 +232,13 @@ func (h *handlers) step(ctx context.Context, c access.Principal, req request) (a
 	if err != nil {
 		return nil, err
 	}
-	output, size, err := req.value("output", args.Output)
+	output, err := req.value("output", args.Output)
 	if err != nil {
 		return nil, err
 	}
 	in := runtime.Submit{
 		Seq: args.Seq, State: args.State, DefinitionHash: args.DefinitionHash,
-		Actor: runtime.ActorModel, Principal: c.ID, Output: output, Size: size,
+		Actor: runtime.ActorModel, Principal: c.ID, Output: output,
 	}
 	if args.Tool != nil {
 		in.Tool = args.Tool.Name
@@ -324,7 +324,7 @@ func (h *handlers) verifyReceipt(ctx context.Context, c access.Principal, req re
 	}
 	// The receipt's canonical bytes are what was signed: they are rebuilt
 	// from the strictly decoded argument, numbers and all.
-	body, _, err := req.value("receipt", args.Receipt)
+	body, err := req.value("receipt", args.Receipt)
 	if err != nil {
 		return nil, err
 	}

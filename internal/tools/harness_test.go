@@ -66,19 +66,7 @@ func newHarnessAt(t testing.TB, version string, tune func(*Config), clientOpts .
 	st := tracestore.NewMemory()
 	clock := &testClock{now: time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)}
 	svc := runtime.NewService(runtime.Options{Store: st, Secret: keys.Secret, Rand: rnd, Clock: clock.tick})
-	for _, name := range examples.Programs() {
-		src, err := examples.Program(name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		p, err := program.Load(name+".yaml", src)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := svc.AddProgram(ctx, p, src); err != nil {
-			t.Fatal(err)
-		}
-	}
+	addExamples(t, svc)
 	cfg := Config{Service: svc, Store: st, Keys: keys, Version: "test"}
 	if tune != nil {
 		tune(&cfg)
@@ -102,6 +90,24 @@ func newHarnessAt(t testing.TB, version string, tune func(*Config), clientOpts .
 	}
 	t.Cleanup(func() { c.Close() })
 	return &harness{t: t, cfg: cfg, srv: srv, c: c, store: st, clock: clock}
+}
+
+// addExamples registers every example program with svc.
+func addExamples(t testing.TB, svc *runtime.Service) {
+	t.Helper()
+	for _, name := range examples.Programs() {
+		src, err := examples.Program(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := program.Load(name+".yaml", src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := svc.AddProgram(context.Background(), p, src); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
 
 // testClock moves a second on every reading, and jumps when told.

@@ -181,8 +181,8 @@ const (
 	padTwoByte    // maxLength × "é", raw UTF-8
 	padSurrogates // maxLength × "\ud83d\ude00": 12 bytes a code point
 	padFourByte   // maxLength × "😀", raw UTF-8
-	padAtLimit    // the output exactly max_document_bytes long
-	padOverLimit  // the output max_document_bytes+1 bytes long
+	padAtLimit    // the output exactly max_document_bytes long, as canonical JSON
+	padOverLimit  // the output max_document_bytes+1 bytes long, as canonical JSON
 )
 
 // padUnbounded is the room of a string without maxLength: the document
@@ -385,7 +385,7 @@ func (e *injEnv) start(sc *injScenario, k int) string {
 				e.t.Fatal(err)
 			}
 			_, err = e.svc.Decide(context.Background(), started.RunID, runtime.Decide{
-				Seq: r.Seq, State: r.State, Role: st.Role, Principal: "approver-1", Decision: decision, Size: len(line),
+				Seq: r.Seq, State: r.State, Role: st.Role, Principal: "approver-1", Decision: decision,
 			})
 			var rej *runtime.Rejection
 			if err != nil && !(errors.As(err, &rej) && (rej.Code == runtime.CodeSchemaViolation || rej.Code == runtime.CodeGuardDenied)) {
@@ -440,11 +440,13 @@ func attackStep(t testing.TB, sc *injScenario, k int, c stepClaims, output []byt
 	}
 	st := p.States[before.State]
 	output = padFreeText(st, p.Limits.MaxDocumentBytes, c.pad(), output)
-	a := stepAttempt{size: len(output), state: c.stateClaim(p, st), tool: c.toolClaim(st)}
+	a := stepAttempt{state: c.stateClaim(p, st), tool: c.toolClaim(st)}
 	args := stepArgs(runID, before.Seq, a.state, a.tool, output)
 	if _, err := jsonvalue.DecodeDepth(args, jsonvalue.MaxDepth); err == nil {
 		a.argsOK = true
 		a.output, _ = jsonvalue.Decode(output)
+		canon, _ := jsonvalue.Canonical(a.output)
+		a.size = len(canon)
 	}
 	want := expectStep(p, before, a)
 
@@ -505,10 +507,11 @@ func padFreeText(st *program.State, limit, mode int, output []byte) []byte {
 	case padFourByte:
 		text = strings.Repeat("😀", room)
 	case padAtLimit, padOverLimit:
-		// The text's bytes make the output size bytes long; escapes
-		// (`\u0061`, six bytes a code point) stretch it where maxLength
-		// would not let letters reach. Where even escapes cannot, letters
-		// overrun maxLength.
+		// The text's bytes make the output size bytes long as canonical
+		// JSON, which the output then is byte for byte. Control
+		// characters, which canonical JSON escapes (`\u0001`, six bytes a
+		// code point), stretch it where maxLength would not let letters
+		// reach. Where even they cannot, letters overrun maxLength.
 		size := limit
 		if mode == padOverLimit {
 			size++
@@ -521,7 +524,7 @@ func padFreeText(st *program.State, limit, mode int, output []byte) []byte {
 		if escapes > room || n < 0 {
 			escapes = 0
 		}
-		text = strings.Repeat(`\u0061`, escapes) + strings.Repeat("a", max(n-6*escapes, 0))
+		text = strings.Repeat(`\u0001`, escapes) + strings.Repeat("a", max(n-6*escapes, 0))
 	}
 	return bytes.Replace(canon, []byte(`"`+marker+`"`), []byte(`"`+text+`"`), 1)
 }
@@ -850,6 +853,10 @@ func TestStepInjectionDocumentLimit(t *testing.T) {
 	for _, k := range []int{0, 1} {
 		for _, mode := range []int{padTwoByte, padSurrogates, padFourByte, padAtLimit, padOverLimit} {
 			t.Run(fmt.Sprintf("answer%d/pad%d", k+1, mode), func(t *testing.T) {
+				// Each case runs on a service of its own (attackStep), and
+				// megabyte documents under -race make this one of the
+				// slowest tests: let the cases share the CPUs.
+				t.Parallel()
 				out := padFreeText(st, limit, mode, sc.answers[k])
 				switch {
 				case mode == padAtLimit && len(out) != limit, mode == padOverLimit && len(out) != limit+1:

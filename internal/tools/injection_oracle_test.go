@@ -19,7 +19,7 @@ import (
 type stepAttempt struct {
 	argsOK bool // the arguments decode within the nesting limit
 	output any  // decoded
-	size   int  // bytes of the output as sent
+	size   int  // bytes of the output as canonical JSON, what max_document_bytes measures
 	state  string
 	tool   *string
 }

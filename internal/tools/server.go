@@ -199,6 +199,7 @@ func (h *handlers) dispatch(t *toolSpec) server.ToolHandlerFunc {
 		start := time.Now()
 		c := h.caller(ctx)
 		out, err := h.call(ctx, t, c, req)
+		h.logFailure(t, c, req, err)
 		res := h.render(t, out, err)
 		h.Log.Info("tool call", zap.String("tool", t.name), zap.String("principal", c.ID),
 			zap.Bool("is_error", res.IsError), zap.Duration("took", time.Since(start)),
@@ -259,13 +260,43 @@ func rawArguments(req mcp.CallToolRequest) ([]byte, error) {
 	return b, nil
 }
 
+// logFailure logs the failure behind an internal error at error level:
+// the client is told only "internal", so the log is the one place that
+// says what failed, for which run and caller.
+func (h *handlers) logFailure(t *toolSpec, c access.Principal, req mcp.CallToolRequest, err error) {
+	if err == nil {
+		return
+	}
+	var te *toolError
+	if errors.As(err, &te) {
+		if te.cause == nil {
+			return // a domain error: the answer says it all
+		}
+		err = te.cause
+	}
+	fields := []zap.Field{zap.String("tool", t.name), zap.String("principal", c.ID), zap.Error(err)}
+	var named struct {
+		RunID   string `json:"run_id"`
+		Program string `json:"program"`
+	}
+	if raw, rerr := rawArguments(req); rerr == nil {
+		_ = json.Unmarshal(raw, &named) // best effort: these only label the line
+	}
+	if named.RunID != "" {
+		fields = append(fields, zap.String("run_id", named.RunID))
+	}
+	if named.Program != "" {
+		fields = append(fields, zap.String("program", named.Program))
+	}
+	h.Log.Error("tool failed", fields...)
+}
+
 // render turns a handler's answer into the tool result.
 func (h *handlers) render(t *toolSpec, out any, err error) *mcp.CallToolResult {
 	if err != nil {
 		var te *toolError
 		if !errors.As(err, &te) {
-			h.Log.Error("tool failed", zap.String("tool", t.name), zap.Error(err))
-			te = errorf(CodeInternal, "the server could not complete the call")
+			te = internalError(err)
 		}
 		return te.result(t.name)
 	}
@@ -288,12 +319,12 @@ func (r request) bind(v any) error {
 	return nil
 }
 
-// value returns a free-form argument as decoded, and its size as it
-// arrived (raw: the argument's bytes, from the bound struct).
-func (r request) value(name string, raw []byte) (any, int, error) {
+// value returns a free-form argument as decoded (raw: the argument's
+// bytes, from the bound struct, which tell a missing one).
+func (r request) value(name string, raw []byte) (any, error) {
 	v, ok := r.args[name]
 	if !ok || len(raw) == 0 {
-		return nil, 0, errorf(CodeInvalidArguments, "%s is required", name)
+		return nil, errorf(CodeInvalidArguments, "%s is required", name)
 	}
-	return v, len(raw), nil
+	return v, nil
 }
