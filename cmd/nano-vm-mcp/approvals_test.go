@@ -267,7 +267,7 @@ func TestServeSeparationOfDuties(t *testing.T) {
 			t.Fatalf("%d events -> %d, want the input and its rejection", n, len(events))
 		}
 		rej, _ := events[n+1]["rejection"].(map[string]any)
-		if rej["code"] != "forbidden" || rej["principal"] != "dave" || rej["output"] != nil || rej["counted"] == true {
+		if rej["code"] != "forbidden" || rej["principal"] != "dave" || rej["output"] != nil || rej["digest"] != nil || rej["counted"] == true {
 			t.Fatalf("recorded refusal %v: want forbidden, dave, no decision, not counted", rej)
 		}
 		if in := events[n]["input"].(map[string]any); in["separate_duties"] != true {

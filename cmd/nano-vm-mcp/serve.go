@@ -24,8 +24,10 @@ import (
 	"github.com/nano-vm/nano-vm-mcp/examples"
 	"github.com/nano-vm/nano-vm-mcp/internal/access"
 	"github.com/nano-vm/nano-vm-mcp/internal/console"
+	"github.com/nano-vm/nano-vm-mcp/internal/jsonrpc"
 	"github.com/nano-vm/nano-vm-mcp/internal/program"
 	"github.com/nano-vm/nano-vm-mcp/internal/runtime"
+	"github.com/nano-vm/nano-vm-mcp/internal/session"
 	"github.com/nano-vm/nano-vm-mcp/internal/stdio"
 	"github.com/nano-vm/nano-vm-mcp/internal/tools"
 	"github.com/nano-vm/nano-vm-mcp/internal/tracestore"
@@ -50,6 +52,10 @@ type serveFlags struct {
 	tokensFile                            string
 	tokenIssuer, resourceURL              string
 	maxBodyBytes                          int64
+	runCacheSize, maxSessions             int
+	sessionIdle                           time.Duration
+	consolePublic                         bool
+	consoleVerifyConcurrency              int
 	store                                 storeFlags
 }
 
@@ -66,9 +72,13 @@ session: a run survives a restart and can be continued from any connection.
 Transports:
   stdio  (default) JSON-RPC on stdin/stdout; logs go to stderr only.
   http   Streamable HTTP at http://ADDR/mcp, and the web console at
-         http://ADDR/ui (read-only without a token; the operator signs in
-         with the operator token, an approver at /ui/approvals with their
-         own token to see the decisions waiting for them: docs/console.md).
+         http://ADDR/ui. Whenever any token (or a token issuer) is
+         configured, the console asks for one: the operator signs in with
+         the operator token, an approver at /ui/approvals with their own
+         token (their inbox and the runs waiting for their role only);
+         agents' tokens are refused there. Without any token, or with
+         --console-public, a visitor without one reads it as the auditor
+         (read-only, personal data redacted): docs/console.md.
   sse    the deprecated HTTP+SSE transport (GET /sse, POST /message), for
          old clients.
 
@@ -97,6 +107,13 @@ invalid one is logged and the previous contents stay in force.
 With --token-issuer, JWT access tokens from that OAuth authorization server
 are accepted too (audience: this server; scope nano-vm:agent or
 nano-vm:operator), and callers are told where to get one (RFC 9728).
+
+Legacy-era sessions over HTTP belong to the principal that opened them:
+an id never issued, deleted, expired (--session-idle-timeout) or another
+principal's gets 404, and the client initializes again; 2026-07-28 requests
+have no session. Memory stays bounded: at most --max-sessions-per-principal
+sessions per principal, and --run-cache-size folded runs (--store memory
+keeps every trace in memory by nature).
 
 Every 10 seconds the server checks whether another process sharing the store
 (nano-vm-mcp erase, another instance) erased a data subject, and if so stops
@@ -138,6 +155,11 @@ refused); every step is appended atomically, so none is half-written.`,
 	fs.StringVar(&f.tokenIssuer, "token-issuer", "", "OAuth authorization server URL: serve protected-resource metadata (RFC 9728) and accept its JWT access tokens for this server (scopes nano-vm:agent, nano-vm:operator)")
 	fs.StringVar(&f.resourceURL, "resource-url", "", "this server's public /mcp URL for the metadata (default: from each request)")
 	fs.Int64Var(&f.maxBodyBytes, "max-body-bytes", access.DefaultMaxBodyBytes, "largest HTTP request body accepted")
+	fs.IntVar(&f.runCacheSize, "run-cache-size", runtime.DefaultMaxCachedRuns, "folded runs kept in memory between calls; the least recently used are dropped and refold from the store when next used")
+	fs.DurationVar(&f.sessionIdle, "session-idle-timeout", session.DefaultIdleTimeout, "http: a legacy-era MCP session unused this long expires (its id then gets 404 and the client initializes again)")
+	fs.IntVar(&f.maxSessions, "max-sessions-per-principal", session.DefaultMaxPerOwner, "http: legacy-era MCP sessions one principal may hold; a new one ends that principal's least recently used")
+	fs.BoolVar(&f.consolePublic, "console-public", false, "let console visitors without a credential read it as the auditor (read-only, personal data redacted) even when tokens are configured")
+	fs.IntVar(&f.consoleVerifyConcurrency, "console-verify-concurrency", console.DefaultVerifyConcurrency, "receipt verifications the console runs at once; more are answered 429 with Retry-After")
 	f.store.register(fs)
 	return c
 }
@@ -153,8 +175,14 @@ func serve(ctx context.Context, f serveFlags, log *zap.Logger, stderr io.Writer)
 	if f.transport != "stdio" && profile == access.ProfileOperator {
 		return &exitErr{exitUsage, errors.New("--profile operator applies to stdio; over HTTP the operator token (" + envOperatorToken + " or --operator-token-file) unlocks the operator profile")}
 	}
+	if f.runCacheSize < 1 || f.maxSessions < 1 || f.sessionIdle <= 0 {
+		return &exitErr{exitUsage, errors.New("--run-cache-size and --max-sessions-per-principal must be at least 1, and --session-idle-timeout positive")}
+	}
 	if f.approvalChannel != "approvers" && f.approvalChannel != "elicitation" {
 		return &exitErr{exitUsage, fmt.Errorf("--approval-channel must be approvers or elicitation, not %q", f.approvalChannel)}
+	}
+	if f.consoleVerifyConcurrency < 1 {
+		return &exitErr{exitUsage, fmt.Errorf("--console-verify-concurrency must be at least 1, not %d", f.consoleVerifyConcurrency)}
 	}
 	progs, err := loadServedPrograms(f.programsDir)
 	if err != nil {
@@ -195,7 +223,7 @@ func serve(ctx context.Context, f serveFlags, log *zap.Logger, stderr io.Writer)
 		return err
 	}
 	defer st.Close()
-	svc := runtime.NewService(runtime.Options{Store: st, Log: log, Secret: keys.Secret, KEKs: keys.KEKs})
+	svc := runtime.NewService(runtime.Options{Store: st, Log: log, Secret: keys.Secret, KEKs: keys.KEKs, MaxCachedRuns: f.runCacheSize})
 	for _, p := range progs {
 		if err := svc.AddProgram(ctx, p.prog, p.src); err != nil {
 			return &exitErr{exitError, err}
@@ -214,7 +242,7 @@ func serve(ctx context.Context, f serveFlags, log *zap.Logger, stderr io.Writer)
 	if f.transport == "stdio" {
 		// Not a log line: it shows at every level, and stdout stays JSON-RPC.
 		fmt.Fprintln(stderr, "nano-vm-mcp: serving MCP on stdin/stdout (JSON-RPC, one message a line); logs go to stderr")
-		err := stdio.Serve(ctx, tools.NewServer(cfg), os.Stdin, os.Stdout, stdio.Options{Grace: shutdownGrace, Rewrite: tools.FixNotFound, Log: log})
+		err := stdio.Serve(ctx, tools.NewServer(cfg), os.Stdin, os.Stdout, stdio.Options{Grace: shutdownGrace, Rewrite: tools.FixNotFound, Log: log, Unsolicited: jsonrpc.NewUnsolicited(log)})
 		if err != nil {
 			return &exitErr{exitError, err}
 		}
@@ -238,6 +266,7 @@ func httpConfig(f serveFlags, approvers *access.Approvers, agents *access.Tokens
 		AllowedHosts: f.allowedHosts, AllowedOrigins: f.allowedOrigins,
 		AccessToken: accessToken, OperatorToken: operatorToken, Approvers: approvers, Tokens: agents,
 		MaxBodyBytes: f.maxBodyBytes, TokenIssuer: f.tokenIssuer, ResourceURL: f.resourceURL,
+		ConsolePublic: f.consolePublic,
 	}
 	if err := hc.Validate(f.addr); err != nil {
 		return access.HTTPConfig{}, &exitErr{exitUsage, err}
@@ -313,6 +342,14 @@ func serveHTTP(ctx context.Context, f serveFlags, cfg tools.Config, hc access.HT
 	agentCfg, operatorCfg := cfg, cfg
 	agentCfg.Profile, operatorCfg.Profile = access.ProfileAgent, access.ProfileOperator
 	agent, operator := tools.NewServer(agentCfg), tools.NewServer(operatorCfg)
+	// Around both transports: ids answered exactly as given, forbidden ids
+	// refused, not-found codes per era, unsolicited responses logged once
+	// at debug.
+	unsolicited := jsonrpc.NewUnsolicited(log)
+	mcpLog := slog.New(jsonrpc.QuietUnsolicited(zapslog.NewHandler(log.Core()), unsolicited))
+	wrap := func(h http.Handler, sse bool) http.Handler {
+		return jsonrpc.Handler(h, jsonrpc.Options{Rewrite: tools.FixNotFound, NoServerRequests: sse, Unsolicited: unsolicited})
+	}
 
 	// Open SSE streams would hold a graceful shutdown for its whole grace
 	// period: closing the sessions when it begins ends them.
@@ -320,20 +357,24 @@ func serveHTTP(ctx context.Context, f serveFlags, cfg tools.Config, hc access.HT
 	mux := http.NewServeMux()
 	switch f.transport {
 	case "http":
-		a, o := streamable(agent), streamable(operator)
+		a, o := streamable(ctx, agent, f, mcpLog), streamable(ctx, operator, f, mcpLog)
 		closeSessions = append(closeSessions, func() { a.CloseSessions(context.Background()) }, func() { o.CloseSessions(context.Background()) })
-		mux.Handle(access.MCPPath, tools.NotFoundCodes(byProfile(a, o)))
+		mux.Handle(access.MCPPath, wrap(byProfile(a, o), false))
 		// The web console, on the same listener behind the same guard.
-		ui, err := console.New(console.Config{Service: cfg.Service, Store: cfg.Store, Keys: cfg.Keys, Version: cfg.Version, Log: log})
+		ui, err := console.New(console.Config{Service: cfg.Service, Store: cfg.Store, Keys: cfg.Keys, Version: cfg.Version, Log: log,
+			VerifyConcurrency: f.consoleVerifyConcurrency, Public: f.consolePublic})
 		if err != nil {
 			return &exitErr{exitError, err}
 		}
 		mux.Handle(access.ConsolePath, ui)
 		mux.Handle(access.ConsolePath+"/", ui)
+		mux.Handle(access.FaviconPath, ui)
 	case "sse":
-		a, o := legacySSE(agent), legacySSE(operator)
+		// One registry for both profiles: an id is its principal's alone.
+		sessions := session.New(session.Options{})
+		a, o := legacySSE(agent, sessions), legacySSE(operator, sessions)
 		closeSessions = append(closeSessions, a.CloseSessions, o.CloseSessions)
-		h := tools.NotFoundCodes(byProfile(a, o))
+		h := wrap(sessions.SSE(byProfile(a, o)), true)
 		mux.Handle("/sse", h)
 		mux.Handle("/message", h)
 	}
@@ -377,20 +418,42 @@ func listeningLine(transport, addr string) string {
 // streamable serves one profile's MCP server over Streamable HTTP. The
 // guard has already checked Host and Origin for the whole listener, so
 // mcp-go's own loopback-only Host check is off: it would refuse the hosts
-// --allowed-hosts admits.
-func streamable(s *server.MCPServer) *server.StreamableHTTPServer {
-	return server.NewStreamableHTTPServer(s,
+// --allowed-hosts admits. Legacy-era sessions are kept by a registry that
+// binds each to its principal and expires it (internal/session); until ctx
+// ends, expired sessions are swept and their state freed.
+func streamable(ctx context.Context, s *server.MCPServer, f serveFlags, log *slog.Logger) closingHandler {
+	var h *server.StreamableHTTPServer
+	sessions := session.New(session.Options{
+		IdleTimeout: f.sessionIdle, MaxPerOwner: f.maxSessions,
+		Drop: func(id string) { session.DropVia(h, access.MCPPath)(id) },
+	})
+	h = server.NewStreamableHTTPServer(s,
 		server.WithEndpointPath(access.MCPPath),
 		server.WithDisableLocalhostProtection(true),
 		server.WithHTTPContextFunc(principalFromRequest),
-		server.WithStreamableHTTPLogger(slog.Default()),
+		server.WithStreamableHTTPLogger(log),
+		server.WithSessionIdManagerResolver(sessions),
 	)
+	go sessions.Sweep(ctx, time.Tick(session.SweepInterval(f.sessionIdle)))
+	return closingHandler{sessions.Middleware(h), h}
 }
 
-func legacySSE(s *server.MCPServer) *server.SSEServer {
+// closingHandler is a Streamable HTTP handler that can close its sessions
+// at shutdown.
+type closingHandler struct {
+	http.Handler
+	s *server.StreamableHTTPServer
+}
+
+func (c closingHandler) CloseSessions(ctx context.Context) { c.s.CloseSessions(ctx) }
+
+// legacySSE serves one profile's MCP server over legacy SSE; sessions
+// issues the stream's session ids, bound to its principal.
+func legacySSE(s *server.MCPServer, sessions *session.Registry) *server.SSEServer {
 	return server.NewSSEServer(s,
 		server.WithSSEEndpoint("/sse"), server.WithMessageEndpoint("/message"),
 		server.WithSSEContextFunc(principalFromRequest),
+		server.WithSessionIDGenerator(sessions.SSEIDs),
 	)
 }
 

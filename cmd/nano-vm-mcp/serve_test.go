@@ -113,11 +113,9 @@ func readLines(t *testing.T, path string) []json.RawMessage {
 	return out
 }
 
-// driveKYC answers every task from the answers file: llm and tool tasks
-// through step on the agent's client, approval tasks through approve on
-// the approver's. Rejected answers are expected in some files: the next
-// answer goes to the task the error carries.
-func driveKYC(t *testing.T, agent, approver *client.Client, approveArgs func(map[string]any) map[string]any, inputFile, answersFile string) map[string]any {
+// startKYC starts a KYC run with the input file from examples/ and
+// returns start_run's result.
+func startKYC(t *testing.T, agent *client.Client, inputFile string) map[string]any {
 	t.Helper()
 	input, err := os.ReadFile("../../examples/" + inputFile)
 	if err != nil {
@@ -127,6 +125,16 @@ func driveKYC(t *testing.T, agent, approver *client.Client, approveArgs func(map
 	if e != nil {
 		t.Fatalf("start_run: %v", e)
 	}
+	return res
+}
+
+// driveKYC answers every task from the answers file: llm and tool tasks
+// through step on the agent's client, approval tasks through approve on
+// the approver's. Rejected answers are expected in some files: the next
+// answer goes to the task the error carries.
+func driveKYC(t *testing.T, agent, approver *client.Client, approveArgs func(map[string]any) map[string]any, inputFile, answersFile string) map[string]any {
+	t.Helper()
+	res := startKYC(t, agent, inputFile)
 	runID := res["run_id"].(string)
 	tk, _ := res["task"].(map[string]any)
 	for _, ans := range readLines(t, "../../examples/"+answersFile) {
@@ -348,6 +356,13 @@ func waitListening(t *testing.T, addr string) {
 // URL.
 func startHTTP(t *testing.T, env []string, args ...string) string {
 	t.Helper()
+	url, _ := startHTTPProcess(t, env, args...)
+	return url
+}
+
+// startHTTPProcess is startHTTP, returning the server's process too.
+func startHTTPProcess(t *testing.T, env []string, args ...string) (string, *os.Process) {
+	t.Helper()
 	addr := freeAddr(t)
 	cmd := exec.Command(serverBinary(t), append([]string{"serve", "--transport", "http", "--addr", addr}, args...)...)
 	cmd.Env = append(os.Environ(), env...)
@@ -364,7 +379,7 @@ func startHTTP(t *testing.T, env []string, args ...string) string {
 		}
 	})
 	waitListening(t, addr)
-	return "http://" + addr + "/mcp"
+	return "http://" + addr + "/mcp", cmd.Process
 }
 
 func httpClient(t *testing.T, url, token, version string) *client.Client {

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -230,7 +231,8 @@ func TestTokensFileIsolatesAgentsAndReloads(t *testing.T) {
 	agentCfg, operatorCfg := cfg, cfg
 	agentCfg.Profile, operatorCfg.Profile = access.ProfileAgent, access.ProfileOperator
 	mux := http.NewServeMux()
-	mux.Handle(access.MCPPath, byProfile(streamable(tools.NewServer(agentCfg)), streamable(tools.NewServer(operatorCfg))))
+	quiet := slog.New(slog.DiscardHandler)
+	mux.Handle(access.MCPPath, byProfile(streamable(t.Context(), tools.NewServer(agentCfg), serveFlags{}, quiet), streamable(t.Context(), tools.NewServer(operatorCfg), serveFlags{}, quiet)))
 	srv := httptest.NewServer(access.Guard(hc, mux))
 	t.Cleanup(srv.Close)
 	url := srv.URL + access.MCPPath

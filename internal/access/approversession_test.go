@@ -1,9 +1,7 @@
 package access
 
 import (
-	"encoding/base64"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -16,23 +14,17 @@ func approverSignIn(t *testing.T, h http.Handler, token string) *http.Response {
 }
 
 // An approver signs in to the console with their own token: the session
-// is theirs alone (the id under a MAC), ends, and follows the approvers
-// list; nothing else signs in there.
+// is theirs alone, ends, and follows the approvers list; nothing else
+// signs in there.
 func TestConsoleApproverSignIn(t *testing.T) {
 	now := time.Date(2026, 11, 26, 9, 0, 0, 0, time.UTC)
 	cfg := baseConfig(t)
 	cfg.Clock = func() time.Time { return now }
 	next := &reached{}
 	h := Guard(cfg, next)
-	as := func(cs ...*http.Cookie) Principal {
+	as := func(c *http.Cookie) *Principal {
 		t.Helper()
-		r := httptest.NewRequest("GET", ConsoleApprovalsPath, nil)
-		r.RemoteAddr, r.Host = "127.0.0.1:5000", "127.0.0.1:8080"
-		for _, c := range cs {
-			r.AddCookie(c)
-		}
-		h.ServeHTTP(httptest.NewRecorder(), r)
-		return next.principal
+		return consoleAs(t, h, next, ConsoleApprovalsPath, c)
 	}
 
 	for _, tok := range []string{"wrong", agentTok, operatorTok, ""} {
@@ -49,29 +41,21 @@ func TestConsoleApproverSignIn(t *testing.T) {
 	if c.Name != ConsoleApproverCookie || !c.HttpOnly || c.SameSite != http.SameSiteStrictMode || c.Path != ConsolePath || strings.Contains(c.Value, aliceTok) {
 		t.Fatalf("session cookie %+v", c)
 	}
-	if p := as(c); p != *alice {
+	if p := as(c); p == nil || *p != *alice {
 		t.Fatalf("with alice's session: %+v, want %+v", p, *alice)
 	}
-
-	raw, _ := base64.RawURLEncoding.DecodeString(c.Value)
-	forge := func(change func([]byte) []byte) *http.Cookie {
-		f := *c
-		f.Value = base64.RawURLEncoding.EncodeToString(change(append([]byte(nil), raw...)))
-		return &f
-	}
-	for name, f := range map[string]*http.Cookie{
-		"a MAC bit flipped":     forge(func(b []byte) []byte { b[8] ^= 1; return b }),
-		"another approver's id": forge(func(b []byte) []byte { return append(b[:len(b)-len("alice")], "bob"...) }),
-		"no id":                 forge(func(b []byte) []byte { return b[:len(b)-len("alice")] }),
-		"the operator's cookie value": func() *http.Cookie {
-			op := signIn(t, h, operatorTok).Cookies()[0]
-			f := *c
-			f.Value = op.Value
-			return &f
-		}(),
+	// Anything but a session the server opened for an approver is
+	// nobody's: the inbox shows its sign-in form.
+	op := signIn(t, h, operatorTok).Cookies()[0]
+	for name, v := range map[string]string{
+		"a made-up id":                 strings.Repeat("A", len(c.Value)),
+		"one character changed":        c.Value[:len(c.Value)-2] + map[bool]string{true: "B", false: "A"}[c.Value[len(c.Value)-2] == 'A'] + c.Value[len(c.Value)-1:],
+		"the operator's session value": op.Value,
 	} {
-		if p := as(f); p.Profile != ProfileAuditor {
-			t.Errorf("with %s: %+v, want the auditor", name, p)
+		f := *c
+		f.Value = v
+		if p := as(&f); p == nil || *p != *nobody {
+			t.Errorf("with %s: %+v, want nobody", name, p)
 		}
 	}
 
@@ -79,28 +63,13 @@ func TestConsoleApproverSignIn(t *testing.T) {
 	// it has no session.
 	g := h.(*guard)
 	g.approvers = nil
-	if p := as(c); p.Profile != ProfileAuditor {
+	if p := as(c); p == nil || *p != *nobody {
 		t.Fatalf("alice off the list: %+v", p)
 	}
 	g.approvers = testApprovers(t)
 
 	now = now.Add(ConsoleSession + time.Second)
-	if p := as(c); p.Profile != ProfileAuditor {
+	if p := as(c); p == nil || *p != *nobody {
 		t.Fatalf("with an expired session: %+v", p)
-	}
-	now = now.Add(-ConsoleSession)
-
-	// Signing out clears both sessions the browser holds.
-	r := httptest.NewRequest("POST", ConsoleLogoutPath, nil)
-	r.Host = "127.0.0.1:8080"
-	r.AddCookie(c)
-	w := httptest.NewRecorder()
-	h.ServeHTTP(w, r)
-	cleared := map[string]bool{}
-	for _, k := range w.Result().Cookies() {
-		cleared[k.Name] = k.MaxAge < 0
-	}
-	if !cleared[ConsoleCookie] || !cleared[ConsoleApproverCookie] {
-		t.Fatalf("sign-out cleared %v", cleared)
 	}
 }

@@ -74,6 +74,11 @@ type HTTPConfig struct {
 	Tokens *Tokens
 	// MaxBodyBytes limits request bodies; 0 means DefaultMaxBodyBytes.
 	MaxBodyBytes int64
+	// ConsolePublic lets a console visitor without a credential in as the
+	// read-only auditor even when credentials are configured. Without it
+	// the console asks for the operator's or an approver's token whenever
+	// any credential is configured.
+	ConsolePublic bool
 	// TokenIssuer is the OAuth authorization server's issuer URL, exactly as
 	// its metadata spells it. When set, Guard serves RFC 9728
 	// protected-resource metadata naming it, 401 answers point at that
@@ -311,17 +316,20 @@ func Guard(c HTTPConfig, next http.Handler) http.Handler {
 		panic("access.Guard: invalid configuration: " + err.Error())
 	}
 	g := &guard{
-		cop:        http.NewCrossOriginProtection(),
-		origins:    make(map[string]bool, len(c.AllowedOrigins)),
-		approvers:  c.Approvers,
-		tokens:     c.Tokens,
-		maxBody:    c.MaxBodyBytes,
-		issuer:     c.TokenIssuer,
-		resource:   c.ResourceURL,
-		log:        c.Log,
-		next:       next,
-		clock:      c.Clock,
-		sessionKey: newSessionKey(),
+		cop:       http.NewCrossOriginProtection(),
+		origins:   make(map[string]bool, len(c.AllowedOrigins)),
+		approvers: c.Approvers,
+		tokens:    c.Tokens,
+		maxBody:   c.MaxBodyBytes,
+		issuer:    c.TokenIssuer,
+		resource:  c.ResourceURL,
+		log:       c.Log,
+		next:      next,
+		clock:     c.Clock,
+
+		consolePublic: c.ConsolePublic,
+		sessions:      newSessions(MaxConsoleSessions),
+		signIns:       newThrottle(MaxSignInAddresses),
 	}
 	if g.maxBody == 0 {
 		g.maxBody = DefaultMaxBodyBytes
@@ -376,7 +384,10 @@ type guard struct {
 	log         *zap.Logger
 	next        http.Handler
 	clock       func() time.Time // nil: time.Now
-	sessionKey  [32]byte         // signs console sessions (console.go)
+
+	consolePublic bool
+	sessions      *sessions // console sessions (console.go)
+	signIns       *throttle // failed console sign-ins per client address
 }
 
 func (g *guard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -405,6 +416,10 @@ func (g *guard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if isConsolePath(r.URL.Path) {
 		g.serveConsole(w, r)
+		return
+	}
+	if r.URL.Path == FaviconPath && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
+		g.next.ServeHTTP(w, r.WithContext(WithPrincipal(r.Context(), Principal{})))
 		return
 	}
 	p, code, why := g.authenticate(r)

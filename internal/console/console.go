@@ -4,10 +4,12 @@
 //
 // Pages are Go html/template, rendered on the server; the little script and
 // style sheet are written by hand and embedded, so a plain go build gives a
-// working console that fetches nothing from the network. Access is decided
-// by internal/access's guard: a visitor without a credential is the
-// read-only auditor, and the operator (signed in with the operator token)
-// may also act: start the demo run, run the laboratory. Every page shows
+// working console that fetches nothing from the network. Who is calling is
+// decided by internal/access's guard: the operator (signed in with the
+// operator token) reads everything and may act (start the demo run, run
+// the laboratory); an approver reaches their inbox and the runs waiting
+// for their role (scope.go); where the console is public, a visitor
+// without a credential is the read-only auditor. Every page shows
 // what the auditor view shows and no more: personal data is redacted,
 // erased data shows the erased marker, for operators too.
 package console
@@ -46,6 +48,15 @@ type Config struct {
 	Keys    *keyring.Keyring // signs the receipts the run page shows
 	Version string
 	Log     *zap.Logger
+	// VerifyConcurrency is how many receipt verifications may run at once;
+	// zero means DefaultVerifyConcurrency.
+	VerifyConcurrency int
+	// Clock times the verification cache; nil means time.Now.
+	Clock func() time.Time
+	// Public says that the guard lets visitors without a credential in as
+	// the auditor (--console-public): an approver then reads what the
+	// auditor reads, besides their inbox, rather than less.
+	Public bool
 }
 
 // Console serves the pages. It is an http.Handler for everything under
@@ -55,6 +66,12 @@ type Console struct {
 	mux    *http.ServeMux
 	pages  map[string]*template.Template
 	graphs graphs
+
+	verifySlots chan struct{} // one token per verification running
+	verified    *verifyCache
+	// verifying, when set (tests), is called while a verification holds
+	// its slot.
+	verifying func()
 }
 
 // New returns the console.
@@ -62,7 +79,14 @@ func New(cfg Config) (*Console, error) {
 	if cfg.Log == nil {
 		cfg.Log = zap.NewNop()
 	}
-	c := &Console{cfg: cfg, mux: http.NewServeMux(), pages: map[string]*template.Template{}}
+	if cfg.VerifyConcurrency <= 0 {
+		cfg.VerifyConcurrency = DefaultVerifyConcurrency
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = time.Now
+	}
+	c := &Console{cfg: cfg, mux: http.NewServeMux(), pages: map[string]*template.Template{},
+		verifySlots: make(chan struct{}, cfg.VerifyConcurrency), verified: newVerifyCache(VerifyCacheEntries, VerifyCacheTTL)}
 	if err := c.parse(); err != nil {
 		return nil, err
 	}
@@ -76,11 +100,13 @@ func New(cfg Config) (*Console, error) {
 func (c *Console) routes() {
 	static, _ := fs.Sub(staticFS, "static")
 	c.mux.Handle("GET /ui/static/", http.StripPrefix("/ui/static/", staticFiles(static)))
-	c.mux.HandleFunc("GET /ui/{$}", func(w http.ResponseWriter, r *http.Request) {
-		http.Redirect(w, r, "/ui/runs", http.StatusSeeOther)
-	})
-	c.mux.HandleFunc("GET /ui", func(w http.ResponseWriter, r *http.Request) {
-		http.Redirect(w, r, "/ui/runs", http.StatusSeeOther)
+	c.mux.HandleFunc("GET /ui/{$}", c.home)
+	c.mux.HandleFunc("GET /ui", c.home)
+	// Browsers ask every site for /favicon.ico; the guard lets it through
+	// without a credential.
+	c.mux.HandleFunc("GET "+access.FaviconPath, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "public, max-age=86400")
+		http.ServeFileFS(w, r, staticFS, "static/favicon.ico")
 	})
 	c.mux.HandleFunc("GET /ui/login", c.login)
 	c.mux.HandleFunc("GET /ui/programs", c.programs)
@@ -101,6 +127,10 @@ func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.Set("X-Frame-Options", "DENY")
 	h.Set("Referrer-Policy", "same-origin")
 	h.Set("Content-Security-Policy", "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
+	if p := principal(r.Context()); isApprover(p) && !c.cfg.Public && !c.approverMay(r, p) {
+		http.Error(w, "forbidden: an approver sees the inbox ("+access.ConsoleApprovalsPath+") and the runs waiting for their role only", http.StatusForbidden)
+		return
+	}
 	c.mux.ServeHTTP(w, r)
 }
 
@@ -124,6 +154,7 @@ func (c *Console) parse() error {
 		"stateID":  stateID,
 		"add":      func(a, b int) int { return a + b },
 		"operator": func(p access.Principal) bool { return p.Profile == access.ProfileOperator },
+		"approver": isApprover,
 	}
 	shared, err := template.New("layout.html").Funcs(funcs).ParseFS(templateFS, "templates/layout.html", "templates/partials.html")
 	if err != nil {
@@ -157,6 +188,7 @@ type page struct {
 	Title     string
 	Nav       string // the navigation entry to mark as current
 	Version   string
+	Public    bool // the console is open to the auditor
 	Data      any
 }
 
@@ -169,7 +201,7 @@ func (c *Console) render(w http.ResponseWriter, r *http.Request, name, title, na
 		return
 	}
 	var buf bytes.Buffer
-	p := page{Principal: principal(r.Context()), Title: title, Nav: nav, Version: c.cfg.Version, Data: data}
+	p := page{Principal: principal(r.Context()), Title: title, Nav: nav, Version: c.cfg.Version, Public: c.cfg.Public, Data: data}
 	if err := t.ExecuteTemplate(&buf, "layout.html", p); err != nil {
 		c.fail(w, r, err)
 		return
@@ -206,6 +238,16 @@ func (c *Console) operatorOnly(w http.ResponseWriter, r *http.Request) bool {
 	}
 	http.Error(w, "forbidden: sign in with the operator token to do this", http.StatusForbidden)
 	return false
+}
+
+// home sends a visitor to their first page: an approver to the inbox,
+// anyone else to the runs.
+func (c *Console) home(w http.ResponseWriter, r *http.Request) {
+	to := "/ui/runs"
+	if isApprover(principal(r.Context())) {
+		to = access.ConsoleApprovalsPath
+	}
+	http.Redirect(w, r, to, http.StatusSeeOther)
 }
 
 func (c *Console) login(w http.ResponseWriter, r *http.Request) {

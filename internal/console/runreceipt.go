@@ -3,10 +3,13 @@ package console
 import (
 	"bytes"
 	"crypto/ed25519"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"iter"
+	"math"
 	"net/http"
 	"sort"
 	"strings"
@@ -31,7 +34,7 @@ func (c *Console) receiptOf(recs []tracestore.Record) receiptView {
 	if c.cfg.Keys == nil {
 		return receiptView{Error: "this server has no signing key configured"}
 	}
-	env, err := c.sign(recs)
+	env, err := c.sign(sliceRecords(recs))
 	if err != nil {
 		return receiptView{Error: err.Error()}
 	}
@@ -40,9 +43,9 @@ func (c *Console) receiptOf(recs []tracestore.Record) receiptView {
 	return receiptView{JSON: out.String(), Envelope: string(env), KeyID: receipt.KeyID(c.cfg.Keys.Public())}
 }
 
-// sign returns the canonical signed envelope over recs.
-func (c *Console) sign(recs []tracestore.Record) ([]byte, error) {
-	body, err := receipt.Derive(recs, uint64(len(recs)), receipt.KeyID(c.cfg.Keys.Public()))
+// sign returns the canonical signed envelope over the whole trace.
+func (c *Console) sign(recs receipt.Records) ([]byte, error) {
+	body, err := receipt.DeriveRecords(recs, 0, receipt.KeyID(c.cfg.Keys.Public()))
 	if err != nil {
 		return nil, fmt.Errorf("no receipt: the stored trace does not hold together: %w", err)
 	}
@@ -72,6 +75,10 @@ type verification struct {
 	// Source says which receipt was checked: the one the page showed
 	// (posted) or one derived from the store now (derived).
 	Source string `json:"source"`
+	// Cached: answered from a verification of the same run (event count,
+	// index head and tree) and receipt less than VerifyCacheTTL ago,
+	// without reading the trace again.
+	Cached bool `json:"cached"`
 }
 
 func (v *verification) add(name string, ok bool, format string, args ...any) bool {
@@ -81,38 +88,101 @@ func (v *verification) add(name string, ok bool, format string, args ...any) boo
 
 // verifyReceipt checks a receipt against the run's stored records now: the
 // one posted (the page's), or else one derived from the store. JSON for
-// the page's script, an HTML page for a browser without it.
+// the page's script, an HTML page for a browser without it. A recent
+// verification of the same run and receipt is answered from the cache;
+// otherwise one of the few verification slots is needed, or 429.
 func (c *Console) verifyReceipt(w http.ResponseWriter, r *http.Request) {
-	ctx, id := r.Context(), r.PathValue("id")
-	recs, err := c.cfg.Store.Load(ctx, id)
-	if errors.Is(err, tracestore.ErrNotFound) {
-		c.notFound(w, r, fmt.Sprintf("There is no run %s.", id))
-		return
-	}
-	if err != nil {
-		c.fail(w, r, err)
+	id := r.PathValue("id")
+	info, err := c.cfg.Store.Run(r.Context(), id)
+	if c.storeFailed(w, r, id, err) {
 		return
 	}
 	if c.cfg.Keys == nil {
 		http.Error(w, "this server has no signing key configured", http.StatusServiceUnavailable)
 		return
 	}
-	info, infoErr := c.cfg.Store.Run(ctx, id)
-	v := verification{Source: "posted"}
 	// The posted receipt is read as it is, as verify reads receipt.json:
 	// whitespace around it is refused, not trimmed.
 	env := []byte(r.PostFormValue("receipt"))
+	key := verifyKey{run: id, events: info.Events, head: string(info.Head), tree: string(info.Tree)}
+	if len(env) > 0 {
+		key.receipt = sha256.Sum256(env)
+	}
+	v, cached := c.verified.get(key, c.cfg.Clock())
+	if !cached {
+		select {
+		case c.verifySlots <- struct{}{}:
+		default:
+			w.Header().Set("Retry-After", verifyRetryAfter)
+			http.Error(w, "too many receipt verifications at once: try again in a second", http.StatusTooManyRequests)
+			return
+		}
+		v, err = c.verification(r, id, env, key)
+		<-c.verifySlots
+		if c.storeFailed(w, r, id, err) {
+			return
+		}
+	}
+	v.Cached = cached
+	if strings.Contains(r.Header.Get("Accept"), "application/json") {
+		c.writeJSON(w, v)
+		return
+	}
+	c.render(w, r, "runverify", "Receipt of run "+id, "runs", struct {
+		RunID string
+		V     verification
+	}{id, v})
+}
+
+// storeFailed answers a failed read of run id, if err is one: 404 for a
+// run that does not exist, else 500.
+func (c *Console) storeFailed(w http.ResponseWriter, r *http.Request, id string, err error) bool {
+	switch {
+	case errors.Is(err, tracestore.ErrNotFound):
+		c.notFound(w, r, fmt.Sprintf("There is no run %s.", id))
+	case err != nil:
+		c.fail(w, r, err)
+	default:
+		return false
+	}
+	return true
+}
+
+// verification runs every check of env (or of a receipt derived now, when
+// env is empty) against the run's stored records, and caches the result
+// under key when the records are those the key's index row describes.
+// Each check reads the trace from the store record by record, so that a
+// verification holds one record at a time, however long the trace.
+func (c *Console) verification(r *http.Request, id string, env []byte, key verifyKey) (verification, error) {
+	if c.verifying != nil {
+		c.verifying()
+	}
+	ctx := r.Context()
+	rd := &traceReader{records: func() iter.Seq2[tracestore.Record, error] {
+		return tracestore.Records(ctx, c.cfg.Store, id, math.MaxUint64)
+	}}
+	t := rd.tally()
+	if rd.err != nil {
+		return verification{}, rd.err
+	}
+	info, infoErr := c.cfg.Store.Run(ctx, id)
+	v := verification{Source: "posted"}
 	if len(env) == 0 {
 		v.Source = "derived"
-		if env, err = c.sign(recs); err != nil {
+		var err error
+		if env, err = c.sign(rd.read()); err != nil {
 			v.add("receipt", false, "%v", err)
-			v.chain(recs)
+			v.chain(rd, t)
 		}
 	}
 	if env != nil {
-		v.verify(env, recs, c.cfg.Keys.Public())
+		v.verify(env, rd, t, c.cfg.Keys.Public())
 	}
-	v.checkIndex(recs, info, infoErr)
+	v.checkIndex(t, info, infoErr)
+	if rd.err != nil {
+		// The store failed while the checks read it: no verdict.
+		return verification{}, rd.err
+	}
 	v.Valid = true
 	for _, ch := range v.Checks {
 		if !ch.OK {
@@ -125,14 +195,67 @@ func (c *Console) verifyReceipt(w http.ResponseWriter, r *http.Request) {
 	if v.Problems == nil {
 		v.Problems = []string{}
 	}
-	if strings.Contains(r.Header.Get("Accept"), "application/json") {
-		c.writeJSON(w, v)
-		return
+	// An append between the reads makes the answer about another trace
+	// than the key names: not kept.
+	if infoErr == nil && info.Events == key.events && t.n == key.events {
+		c.verified.put(key, v, c.cfg.Clock())
 	}
-	c.render(w, r, "runverify", "Receipt of run "+id, "runs", struct {
-		RunID string
-		V     verification
-	}{id, v})
+	return v, nil
+}
+
+// traceReader reads a run's trace afresh for each check, and remembers
+// the first error of the store, so that a failing store is never
+// reported as a broken trace.
+type traceReader struct {
+	records func() iter.Seq2[tracestore.Record, error]
+	err     error
+}
+
+// read is one pass over the trace.
+func (rd *traceReader) read() receipt.Records {
+	return func(yield func(tracestore.Record, error) bool) {
+		for r, err := range rd.records() {
+			if err != nil && rd.err == nil {
+				rd.err = err
+			}
+			if !yield(r, err) || err != nil {
+				return
+			}
+		}
+	}
+}
+
+// tally is what one pass over the stored records gives without parsing
+// them: their number, the last one's leaf hash and the Merkle root.
+type tally struct {
+	n          uint64
+	head, root []byte
+}
+
+func (rd *traceReader) tally() tally {
+	var t tally
+	tree := trace.NewTree()
+	for r, err := range rd.read() {
+		if err != nil {
+			return t
+		}
+		t.head = trace.LeafHash(r.Body)
+		_ = tree.Append(t.head)
+		t.n++
+	}
+	t.root, _ = tree.Root()
+	return t
+}
+
+// sliceRecords is a trace in memory as receipt.Records.
+func sliceRecords(recs []tracestore.Record) receipt.Records {
+	return func(yield func(tracestore.Record, error) bool) {
+		for _, r := range recs {
+			if !yield(r, nil) {
+				return
+			}
+		}
+	}
 }
 
 // reported reports whether the offline verifier's problems already cover
@@ -149,21 +272,21 @@ func (v *verification) reported(ch check) bool {
 	return false
 }
 
-// verify runs the checks of a signed envelope against recs, one by one,
-// then internal/receipt's Verify as the final word.
-func (v *verification) verify(env []byte, recs []tracestore.Record, pub ed25519.PublicKey) {
+// verify runs the checks of a signed envelope against the trace, one by
+// one, then internal/receipt's Verify as the final word.
+func (v *verification) verify(env []byte, rd *traceReader, t tally, pub ed25519.PublicKey) {
 	parse := receipt.ParseEnvelope // what the page posts
 	if bytes.HasSuffix(env, []byte("\n")) {
 		parse = receipt.ParseSigned // receipt.json's bytes: one \n, nothing else
 	}
 	s, err := parse(env)
 	if !v.add("envelope", err == nil, "%s", okOr(err, "canonical JSON with exactly receipt, signature and key_id")) {
-		v.chain(recs)
+		v.chain(rd, t)
 		return
 	}
 	body, err := strictBody(s.Receipt)
 	if !v.add("format", err == nil, "%s", okOr(err, "the receipt is canonical JSON in the "+receipt.Format+" format")) {
-		v.chain(recs)
+		v.chain(rd, t)
 		return
 	}
 	id := receipt.KeyID(pub)
@@ -171,12 +294,11 @@ func (v *verification) verify(env []byte, recs []tracestore.Record, pub ed25519.
 	sig, err := base64.StdEncoding.Strict().DecodeString(s.Signature)
 	sigOK := err == nil && base64.StdEncoding.EncodeToString(sig) == s.Signature && ed25519.Verify(pub, s.Receipt, sig)
 	v.add("signature", sigOK, "%s", map[bool]string{true: "Ed25519 signature over the receipt holds under " + id, false: "the signature does not verify under " + id}[sigOK])
-	chainOK := v.chain(recs)
-	n := uint64(len(recs))
-	if v.add("coverage", body.Tree.Size > 0 && body.Tree.Size <= n, "the receipt covers %d of the trace's %d events", body.Tree.Size, n) && chainOK {
-		v.fields(body, recs)
+	chainOK := v.chain(rd, t)
+	if v.add("coverage", body.Tree.Size > 0 && body.Tree.Size <= t.n, "the receipt covers %d of the trace's %d events", body.Tree.Size, t.n) && chainOK {
+		v.fields(body, rd)
 	}
-	rep := receipt.Verify(s, recs, pub)
+	rep, _ := receipt.VerifyRecords(s, rd.read(), pub) // a reading error is in rd.err
 	v.Covered, v.Later, v.Problems = rep.Covered, rep.Later, rep.Problems
 	detail := fmt.Sprintf("valid: covers %d events, %d later events continue the chain", rep.Covered, rep.Later)
 	if !rep.Valid {
@@ -188,18 +310,18 @@ func (v *verification) verify(env []byte, recs []tracestore.Record, pub ed25519.
 // chain checks that the whole stored trace holds together: consecutive
 // indexes, one run, each event naming the previous one's hash, each stored
 // hash its event's leaf hash.
-func (v *verification) chain(recs []tracestore.Record) bool {
-	if len(recs) == 0 {
+func (v *verification) chain(rd *traceReader, t tally) bool {
+	if t.n == 0 {
 		return v.add("chain", false, "the trace is empty")
 	}
-	_, err := receipt.Derive(recs, uint64(len(recs)), "")
-	return v.add("chain", err == nil, "%s", okOr(err, fmt.Sprintf("all %d events link up and match their stored hashes", len(recs))))
+	_, err := receipt.DeriveRecords(rd.read(), 0, "")
+	return v.add("chain", err == nil, "%s", okOr(err, fmt.Sprintf("all %d events link up and match their stored hashes", t.n)))
 }
 
 // fields compares each member of the receipt with the one the trace's
 // covered prefix gives now; format and key_id have their own checks.
-func (v *verification) fields(body *receipt.Body, recs []tracestore.Record) {
-	again, err := receipt.Derive(recs, body.Tree.Size, body.KeyID)
+func (v *verification) fields(body *receipt.Body, rd *traceReader) {
+	again, err := receipt.DeriveRecords(rd.read(), body.Tree.Size, body.KeyID)
 	if err != nil {
 		v.add("fields", false, "the covered events give no receipt: %v", err)
 		return
@@ -248,18 +370,11 @@ func members(b *receipt.Body) map[string][]byte {
 // runtime wrote with every append: its length, its head and the root of
 // its Merkle tree. A record changed in place, even with its hashes
 // recomputed, no longer matches what the run's appends recorded.
-func (v *verification) checkIndex(recs []tracestore.Record, info tracestore.RunInfo, err error) {
+func (v *verification) checkIndex(t tally, info tracestore.RunInfo, err error) {
 	if err != nil {
 		v.add("index", false, "the store has no index row for the run: %v", err)
 		return
 	}
-	tree := trace.NewTree()
-	var head []byte
-	for _, r := range recs {
-		head = trace.LeafHash(r.Body)
-		_ = tree.Append(head)
-	}
-	root, _ := tree.Root()
 	stored, err := trace.UnmarshalTree(info.Tree)
 	if err != nil {
 		v.add("index", false, "the index row's tree: %v", err)
@@ -267,12 +382,12 @@ func (v *verification) checkIndex(recs []tracestore.Record, info tracestore.RunI
 	}
 	storedRoot, _ := stored.Root()
 	switch {
-	case info.Events != uint64(len(recs)):
-		v.add("index", false, "the index row records %d events, the trace has %d", info.Events, len(recs))
-	case !bytes.Equal(info.Head, head):
-		v.add("index", false, "the index row's head is %s, the last event hashes to %s", trace.Hex(info.Head), trace.Hex(head))
-	case !bytes.Equal(storedRoot, root):
-		v.add("index", false, "the index row's tree root is %s, the events give %s", trace.Hex(storedRoot), trace.Hex(root))
+	case info.Events != t.n:
+		v.add("index", false, "the index row records %d events, the trace has %d", info.Events, t.n)
+	case !bytes.Equal(info.Head, t.head):
+		v.add("index", false, "the index row's head is %s, the last event hashes to %s", trace.Hex(info.Head), trace.Hex(t.head))
+	case !bytes.Equal(storedRoot, t.root):
+		v.add("index", false, "the index row's tree root is %s, the events give %s", trace.Hex(storedRoot), trace.Hex(t.root))
 	default:
 		v.add("index", true, "the index row's %d events, head and tree root match the trace", info.Events)
 	}

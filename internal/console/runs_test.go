@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"html"
 	"io"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -164,7 +165,13 @@ func (s *tamperStore) set(f func([]tracestore.Record) []tracestore.Record) {
 }
 
 func (s *tamperStore) Load(ctx context.Context, runID string) ([]tracestore.Record, error) {
-	recs, err := s.Store.Load(ctx, runID)
+	return s.LoadPrefix(ctx, runID, math.MaxUint64)
+}
+
+// LoadPrefix is what the receipt check reads record by record (the
+// wrapper has no Scan of its own, so tracestore.Records falls back to it).
+func (s *tamperStore) LoadPrefix(ctx context.Context, runID string, n uint64) ([]tracestore.Record, error) {
+	recs, err := s.Store.LoadPrefix(ctx, runID, n)
 	s.mu.Lock()
 	f := s.tamper
 	s.mu.Unlock()
@@ -596,6 +603,9 @@ func TestVerifyReceiptFailsOnATamperedTraceOrReceipt(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			f.store.set(tc.tamper)
 			defer f.store.set(nil)
+			// Each case checks what a fresh verification finds; the cache,
+			// which would answer the same key for the TTL, has its own test.
+			f.c.verified = newVerifyCache(VerifyCacheEntries, VerifyCacheTTL)
 			code, v := postVerify(t, f.c, id, tc.envelope)
 			if code != http.StatusOK || v.Valid || len(v.Problems) == 0 {
 				t.Fatalf("status %d: %+v", code, v)

@@ -48,10 +48,11 @@ type SubjectSpec struct {
 // an absent one. Only max_rollbacks may be 0: see docs/program-format.md
 // for what each limit means at its lower bound.
 type Limits struct {
-	MaxSteps         *int `json:"max_steps,omitempty" jsonschema:"minimum=1,maximum=100000,default=100" jsonschema_description:"Transitions a run may take, decision hops included. Default 100."`
-	MaxAttempts      *int `json:"max_attempts,omitempty" jsonschema:"minimum=1,maximum=100,default=3" jsonschema_description:"Rejected submissions allowed for one visit of a state. Default 3."`
-	MaxRollbacks     *int `json:"max_rollbacks,omitempty" jsonschema:"minimum=0,maximum=1000,default=3" jsonschema_description:"Rollback transitions a run may take. 0 allows none: the first rollback the run would take ends it FAILED (rollback_budget_exceeded). Default (field absent) 3."`
-	MaxDocumentBytes *int `json:"max_document_bytes,omitempty" jsonschema:"minimum=256,maximum=16777216,default=1048576" jsonschema_description:"Largest run input or step output, in bytes of its canonical JSON (RFC 8785): white space and escapes as received do not count. Default 1048576 (1 MiB)."`
+	MaxSteps               *int `json:"max_steps,omitempty" jsonschema:"minimum=1,maximum=100000,default=100" jsonschema_description:"Transitions a run may take, decision hops included. Default 100."`
+	MaxAttempts            *int `json:"max_attempts,omitempty" jsonschema:"minimum=1,maximum=100,default=3" jsonschema_description:"Rejected submissions allowed for one visit of a state. Default 3."`
+	MaxRollbacks           *int `json:"max_rollbacks,omitempty" jsonschema:"minimum=0,maximum=1000,default=3" jsonschema_description:"Rollback transitions a run may take. 0 allows none: the first rollback the run would take ends it FAILED (rollback_budget_exceeded). Default (field absent) 3."`
+	MaxDocumentBytes       *int `json:"max_document_bytes,omitempty" jsonschema:"minimum=256,maximum=16777216,default=1048576" jsonschema_description:"Largest run input or step output, in bytes of its canonical JSON (RFC 8785): white space and escapes as received do not count. Default 1048576 (1 MiB)."`
+	MaxUncountedRejections *int `json:"max_uncounted_rejections,omitempty" jsonschema:"minimum=1,maximum=10000,default=32" jsonschema_description:"Rejections that use no attempt (stale_seq, wrong_state, definition_mismatch, run_finished, ...) recorded for one task (seq). The next one is recorded once as throttled; later ones are refused with throttled and not recorded, until the run issues its next task. Default 32."`
 }
 
 // StateSpec is one state of the machine. Which fields apply depends on Kind.

@@ -280,7 +280,8 @@ func statePtr(name, field string) string {
 // resolveLimits applies the defaults to the fields left out. The format
 // schema has already checked the bounds of the fields written.
 func resolveLimits(in *Limits) RunLimits {
-	l := RunLimits{MaxSteps: DefaultMaxSteps, MaxAttempts: DefaultMaxAttempts, MaxRollbacks: DefaultMaxRollbacks, MaxDocumentBytes: DefaultMaxDocumentBytes}
+	l := RunLimits{MaxSteps: DefaultMaxSteps, MaxAttempts: DefaultMaxAttempts, MaxRollbacks: DefaultMaxRollbacks, MaxDocumentBytes: DefaultMaxDocumentBytes,
+		MaxUncountedRejections: DefaultMaxUncountedRejections}
 	if in == nil {
 		return l
 	}
@@ -293,6 +294,7 @@ func resolveLimits(in *Limits) RunLimits {
 	set(&l.MaxAttempts, in.MaxAttempts)
 	set(&l.MaxRollbacks, in.MaxRollbacks)
 	set(&l.MaxDocumentBytes, in.MaxDocumentBytes)
+	set(&l.MaxUncountedRejections, in.MaxUncountedRejections)
 	return l
 }
 

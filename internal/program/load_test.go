@@ -436,10 +436,12 @@ func TestLimitsAtZero(t *testing.T) {
 		want   RunLimits // zero: the program is refused
 		field  string    // the refused field
 	}{
-		{"{max_rollbacks: 0}", RunLimits{MaxSteps: 100, MaxAttempts: 3, MaxRollbacks: 0, MaxDocumentBytes: 1 << 20}, ""},
-		{"{max_rollbacks: 1}", RunLimits{MaxSteps: 100, MaxAttempts: 3, MaxRollbacks: 1, MaxDocumentBytes: 1 << 20}, ""},
-		{"{}", RunLimits{MaxSteps: 100, MaxAttempts: 3, MaxRollbacks: 3, MaxDocumentBytes: 1 << 20}, ""},
-		{"{max_steps: 1, max_attempts: 1, max_document_bytes: 256}", RunLimits{MaxSteps: 1, MaxAttempts: 1, MaxRollbacks: 3, MaxDocumentBytes: 256}, ""},
+		{"{max_rollbacks: 0}", RunLimits{MaxSteps: 100, MaxAttempts: 3, MaxRollbacks: 0, MaxDocumentBytes: 1 << 20, MaxUncountedRejections: 32}, ""},
+		{"{max_rollbacks: 1}", RunLimits{MaxSteps: 100, MaxAttempts: 3, MaxRollbacks: 1, MaxDocumentBytes: 1 << 20, MaxUncountedRejections: 32}, ""},
+		{"{}", RunLimits{MaxSteps: 100, MaxAttempts: 3, MaxRollbacks: 3, MaxDocumentBytes: 1 << 20, MaxUncountedRejections: 32}, ""},
+		{"{max_steps: 1, max_attempts: 1, max_document_bytes: 256}", RunLimits{MaxSteps: 1, MaxAttempts: 1, MaxRollbacks: 3, MaxDocumentBytes: 256, MaxUncountedRejections: 32}, ""},
+		{"{max_uncounted_rejections: 1}", RunLimits{MaxSteps: 100, MaxAttempts: 3, MaxRollbacks: 3, MaxDocumentBytes: 1 << 20, MaxUncountedRejections: 1}, ""},
+		{"{max_uncounted_rejections: 0}", RunLimits{}, "limits.max_uncounted_rejections"},
 		{"{max_rollbacks: -1}", RunLimits{}, "limits.max_rollbacks"},
 		{"{max_steps: 0}", RunLimits{}, "limits.max_steps"},
 		{"{max_attempts: 0}", RunLimits{}, "limits.max_attempts"},
@@ -504,6 +506,10 @@ func TestDefinitionHashOfLimits(t *testing.T) {
 		{"empty limits", withLimits("{}"), "sha256:86cf2c60c321c6076d3dfa2dbe638aea3e7462baf8978044a90b9d0310de96f0"},
 		{"defaults written out", withLimits("{max_steps: 100, max_attempts: 3, max_rollbacks: 3, max_document_bytes: 1048576}"), "sha256:86cf2c60c321c6076d3dfa2dbe638aea3e7462baf8978044a90b9d0310de96f0"},
 		{"one limit", withLimits("{max_rollbacks: 2}"), "sha256:b0e3d10c57a5ae245bb3b833009f85990f7241500eaa30999f5935ecb03f8a49"},
+		// A limit added after programs were hashed: its default, written
+		// or not, leaves every earlier hash as it was.
+		{"uncounted default written out", withLimits("{max_uncounted_rejections: 32}"), "sha256:86cf2c60c321c6076d3dfa2dbe638aea3e7462baf8978044a90b9d0310de96f0"},
+		{"uncounted limit", withLimits("{max_uncounted_rejections: 5}"), "sha256:f015ff068c60c6cea8b2e8d010af93076443e8dba46e94cf5e0e0ab190114e6b"},
 		{"every limit", withLimits("{max_steps: 50, max_attempts: 2, max_rollbacks: 1, max_document_bytes: 4096}"), "sha256:a2c52437c2fe348f63e32c37a5c6dd6a80b3109f5255b0c689d1b6aa728e8969"},
 	}
 	seen := map[string]string{}

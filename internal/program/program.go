@@ -39,6 +39,10 @@ const (
 	DefaultMaxAttempts      = 3
 	DefaultMaxRollbacks     = 3
 	DefaultMaxDocumentBytes = 1 << 20
+	// DefaultMaxUncountedRejections bounds the rejections that use no
+	// attempt recorded for one task: enough for every loser of a wide
+	// race, too few for an agent to grow the trace by replaying them.
+	DefaultMaxUncountedRejections = 32
 )
 
 // MaxApprovals bounds an approval state's approvals: how many distinct
@@ -93,13 +97,23 @@ type RunLimits struct {
 	MaxAttempts      int
 	MaxRollbacks     int // 0: no rollback at all
 	MaxDocumentBytes int
+	// MaxUncountedRejections bounds the rejections that use no attempt
+	// recorded for one task (seq); past it the core throttles them.
+	MaxUncountedRejections int
 }
 
 // document is l as the normalised program writes it: every field present,
 // so that an explicit value and a default hash alike only when they are
 // equal.
+//
+// max_uncounted_rejections came later: it is written only when it differs
+// from its default, so that no program loaded before it changes its hash.
 func (l RunLimits) document() *Limits {
-	return &Limits{MaxSteps: &l.MaxSteps, MaxAttempts: &l.MaxAttempts, MaxRollbacks: &l.MaxRollbacks, MaxDocumentBytes: &l.MaxDocumentBytes}
+	d := &Limits{MaxSteps: &l.MaxSteps, MaxAttempts: &l.MaxAttempts, MaxRollbacks: &l.MaxRollbacks, MaxDocumentBytes: &l.MaxDocumentBytes}
+	if l.MaxUncountedRejections != DefaultMaxUncountedRejections {
+		d.MaxUncountedRejections = &l.MaxUncountedRejections
+	}
+	return d
 }
 
 // Subject is a data subject whose personal data a run holds.

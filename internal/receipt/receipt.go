@@ -119,33 +119,7 @@ func Derive(recs []tracestore.Record, size uint64, keyID string) (*Body, error) 
 	if size == 0 || size > uint64(len(recs)) {
 		return nil, fmt.Errorf("receipt: cannot cover %d of %d events", size, len(recs))
 	}
-	events, leaves, err := scan(recs[:size])
-	if err != nil {
-		return nil, err
-	}
-	return derive(events, leaves, keyID)
-}
-
-// scan checks every record's place in the chain and the types of what a
-// receipt reads (docs/receipt-format.md §7, step 4), in the documented
-// order. It returns the decoded events and their leaf hashes, each
-// computed once.
-func scan(recs []tracestore.Record) ([]event, [][]byte, error) {
-	if len(recs) == 0 {
-		return nil, nil, errors.New("the trace has no events; it must begin with run_started")
-	}
-	events := make([]event, len(recs))
-	leaves := make([][]byte, len(recs))
-	var prev []byte
-	for i, r := range recs {
-		leaf := trace.LeafHash(r.Body)
-		e, err := readEvent(i, r, prev, leaf, events[0].runID)
-		if err != nil {
-			return nil, nil, fmt.Errorf("event %d: %w", i, err)
-		}
-		events[i], leaves[i], prev = e, leaf, leaf
-	}
-	return events, leaves, nil
+	return DeriveRecords(all(recs[:size]), size, keyID)
 }
 
 // readEvent checks record i against the chain (prev is the leaf hash of
@@ -324,27 +298,6 @@ func show(v any, present bool) string {
 		return fmt.Sprint(v)
 	}
 	return string(b)
-}
-
-// derive folds scanned events into a receipt body, checking that the
-// payloads it reads are there.
-func derive(events []event, leaves [][]byte, keyID string) (*Body, error) {
-	b := &Body{Format: Format, Kind: KindProvisional, Status: "running", KeyID: keyID, Path: []string{}}
-	tree := trace.NewTree()
-	for i, e := range events {
-		if err := tree.Append(leaves[i]); err != nil {
-			return nil, err
-		}
-		if err := fold(b, e); err != nil {
-			return nil, fmt.Errorf("event %d: %w", i, err)
-		}
-	}
-	root, err := tree.Root()
-	if err != nil {
-		return nil, err
-	}
-	b.Tree = Tree{Size: uint64(len(events)), Root: trace.Hex(root)}
-	return b, nil
 }
 
 // fold applies one covered event to the body (docs/receipt-format.md §3).

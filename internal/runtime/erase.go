@@ -105,11 +105,9 @@ func (s *Service) EraseSubject(ctx context.Context, o EraseOptions) (EraseResult
 	defer func() {
 		for id, lr := range held {
 			s.mu.Lock()
-			if s.runs[id] == lr {
-				delete(s.runs, id) // the next reader folds the erased trace
-			}
+			s.dropLocked(id, lr) // the next reader folds the erased trace
 			s.mu.Unlock()
-			lr.mu.Unlock()
+			s.release(lr)
 		}
 	}()
 	for _, id := range res.Runs {
@@ -199,17 +197,17 @@ func (s *Service) recordErasure(ctx context.Context, lr *liveRun, runID string, 
 func (s *Service) evict(runID string) {
 	s.mu.Lock()
 	lr := s.runs[runID]
-	s.mu.Unlock()
 	if lr == nil {
+		s.mu.Unlock()
 		return
 	}
+	lr.refs++
+	s.mu.Unlock()
 	lr.mu.Lock()
-	defer lr.mu.Unlock()
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.runs[runID] == lr {
-		delete(s.runs, runID)
-	}
+	s.dropLocked(runID, lr)
+	s.mu.Unlock()
+	s.release(lr)
 }
 
 // RefreshKeys notices an erasure made by another process sharing the

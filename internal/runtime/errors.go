@@ -34,6 +34,10 @@ const (
 	// the elicitation channel already counts toward a four-eyes decision.
 	// It is recorded without the decision.
 	CodeForbidden Code = "forbidden"
+	// CodeThrottled: the task has recorded max_uncounted_rejections
+	// uncounted rejections; the next one is recorded under this code, and
+	// later ones are refused with it and not recorded.
+	CodeThrottled Code = "throttled"
 )
 
 // CountsAsAttempt reports whether a rejection with code c uses up an attempt.

@@ -169,7 +169,18 @@ type RejectionRecord struct {
 	ClaimedSeq   uint64   `json:"claimed_seq,omitempty"`
 	ClaimedState string   `json:"claimed_state,omitempty"`
 	ClaimedTool  string   `json:"claimed_tool,omitempty"`
-	Output       any      `json:"output,omitempty"`
+	// Output is the refused answer, for a counted rejection (bounded by
+	// max_attempts). An uncounted one keeps only its Digest.
+	Output any `json:"output,omitempty"`
+	// Digest stands for the refused output of an uncounted rejection of a
+	// submission or decision. Traces recorded before it keep Output.
+	Digest *OutputDigest `json:"digest,omitempty"`
+	// Uncounted is, for an uncounted rejection, how many uncounted
+	// rejections the task (Seq) has recorded, this one included; past the
+	// program's max_uncounted_rejections the core throttles. Absent on
+	// counted rejections and on those recorded before it existed, which
+	// count toward nothing.
+	Uncounted int `json:"uncounted,omitempty"`
 }
 
 // Expiry records a task whose timeout passed.

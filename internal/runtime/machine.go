@@ -44,6 +44,10 @@ type Submit struct {
 	Output         any // decoded JSON
 	Size           int // bytes of the output's canonical JSON, checked against max_document_bytes (Service.Submit measures it)
 	At             time.Time
+	// Digest is for replay only: an output an uncounted rejection recorded
+	// by its digest alone (Output is then nil). Such a rejection is decided
+	// before the output is read, and records this digest again.
+	Digest *OutputDigest
 }
 
 // Decide answers an open approval task with the decision form.
@@ -69,6 +73,7 @@ type Decide struct {
 	Size           int // bytes of the decision's canonical JSON (Service.Decide measures it)
 	AllowSelf      bool
 	At             time.Time
+	Digest         *OutputDigest // replay only, as Submit's
 }
 
 // ElicitedPrefix begins the principal of a decision taken through the
@@ -146,21 +151,21 @@ func Apply(p *program.Program, run *Run, in Input) (Result, error) {
 	if run == nil {
 		return Result{}, reject(CodeNoSuchRun, "the run has not started")
 	}
-	m.r = run.clone()
+	m.orig, m.r = run, run.clone()
 	m.events = make([]Event, 0, 8)
 	switch in := in.(type) {
 	case Submit:
 		m.at = stamp(in.At)
-		return m.submit(in.At, answer{seq: in.Seq, state: in.State, tool: in.Tool, hash: in.DefinitionHash, actor: actorOr(in.Actor), principal: in.Principal, output: in.Output, size: in.Size})
+		return m.submit(in.At, answer{seq: in.Seq, state: in.State, tool: in.Tool, hash: in.DefinitionHash, actor: actorOr(in.Actor), principal: in.Principal, output: in.Output, size: in.Size, digest: in.Digest})
 	case Decide:
 		m.at = stamp(in.At)
-		return m.submit(in.At, answer{seq: in.Seq, state: in.State, role: in.Role, hash: in.DefinitionHash, decide: true, actor: ActorHuman, principal: in.Principal, output: in.Decision, size: in.Size, separate: !in.AllowSelf})
+		return m.submit(in.At, answer{seq: in.Seq, state: in.State, role: in.Role, hash: in.DefinitionHash, decide: true, actor: ActorHuman, principal: in.Principal, output: in.Decision, size: in.Size, separate: !in.AllowSelf, digest: in.Digest})
 	case Cancel:
 		m.at = stamp(in.At)
 		m.seq, m.state = m.r.Seq, m.r.State
 		m.emit(Event{Type: EventInputReceived, Seq: m.seq, Input: &InputRecord{Kind: "cancel", Principal: in.Principal, Reason: in.Reason}})
 		if m.r.Finished() {
-			return m.rejected(reject(CodeRunFinished, "the run has already finished (%s)", m.r.Status), answer{actor: ActorHuman, principal: in.Principal})
+			return m.rejected(reject(CodeRunFinished, "the run has already finished (%s)", m.r.Status), answer{actor: ActorHuman, principal: in.Principal, cancel: true})
 		}
 		reason := "cancelled"
 		if in.Reason != "" {
@@ -220,6 +225,7 @@ func stamp(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
 // the same Apply see their effect.
 type machine struct {
 	p      *program.Program
+	orig   *Run // the run Apply was given, untouched
 	r      *Run
 	at     string
 	seq    uint64 // the open task when the input arrived
@@ -277,7 +283,9 @@ type answer struct {
 	principal string
 	output    any
 	size      int
-	separate  bool // a decision under separation of duties
+	separate  bool          // a decision under separation of duties
+	cancel    bool          // a cancel: no output
+	digest    *OutputDigest // replay: the output is known by its digest only
 }
 
 func (m *machine) submit(now time.Time, a answer) (Result, error) {
@@ -285,7 +293,7 @@ func (m *machine) submit(now time.Time, a answer) (Result, error) {
 	m.seq, m.state = r.Seq, r.State
 	// A lost response retried: the original answer stands, even when that
 	// answer finished the run, and nothing is recorded.
-	if l := r.Last; l != nil && (a.hash == "" || a.hash == r.Program.DefinitionHash) &&
+	if l := r.Last; l != nil && a.digest == nil && (a.hash == "" || a.hash == r.Program.DefinitionHash) &&
 		a.seq == l.Seq && a.actor == l.Actor && a.role == l.Role && a.tool == l.Tool &&
 		(a.state == "" || a.state == l.State) && (len(l.Approvers) == 0 || slices.Contains(l.Approvers, a.principal)) &&
 		sameJSON(a.output, l.Output) {
@@ -294,7 +302,7 @@ func (m *machine) submit(now time.Time, a answer) (Result, error) {
 	// An approver repeating the decision the pending count already holds
 	// from them: counting them twice would defeat four eyes, so nothing
 	// changes. Once the task is due, the input meets the deadline instead.
-	if pd := r.Pending; pd != nil && a.decide && !m.due(now) && (a.hash == "" || a.hash == r.Program.DefinitionHash) &&
+	if pd := r.Pending; pd != nil && a.decide && a.digest == nil && !m.due(now) && (a.hash == "" || a.hash == r.Program.DefinitionHash) &&
 		a.seq == pd.Seq && a.role == pd.Role && (a.state == "" || a.state == pd.State) &&
 		slices.Contains(pd.Approvers, a.principal) && sameJSON(a.output, pd.Decision) {
 		return Result{Run: r, Duplicate: true, PendingApproval: true}, nil
@@ -438,6 +446,38 @@ func (m *machine) rejected(rej *Rejection, a answer) (Result, error) {
 		// An oversized answer is refused, not stored; nor is the decision
 		// of an approver separation of duties refuses.
 		rec.Output = nil
+	}
+	if !counted {
+		// An uncounted rejection costs the submitter nothing: keep a
+		// bounded digest of the output, and bound how many one task records.
+		n := 1
+		if m.r.UncountedSeq == m.seq {
+			n = m.r.Uncounted + 1
+		}
+		limit := m.p.Limits.MaxUncountedRejections
+		if n > limit+1 {
+			// Already recorded as throttled: refuse without a trace, and
+			// without the events (an expiry, say) the input caused before;
+			// a tick or the next input records those.
+			return Result{Run: m.orig}, reject(CodeThrottled,
+				"task seq %d has recorded %d rejections that used no attempt (max_uncounted_rejections); this one is refused and not recorded. It was %s: %s",
+				m.seq, limit+1, rej.Code, rej.Message)
+		}
+		rec.Uncounted, rec.Output = n, nil
+		// A refused approver's decision leaves not even a digest: its
+		// prefix would be payload.
+		if !a.cancel && rej.Code != CodeForbidden {
+			rec.Digest = a.digest
+			if rec.Digest == nil {
+				rec.Digest = digestOf(m.p, a.output)
+			}
+		}
+		if n == limit+1 {
+			rej = reject(CodeThrottled,
+				"task seq %d has now had %d rejections that used no attempt (max_uncounted_rejections %d); until the run issues its next task, further ones are refused and not recorded. This one was %s: %s",
+				m.seq, n, limit, rej.Code, rej.Message)
+			rec.Code, rec.Message, rec.Details = rej.Code, rej.Message, nil
+		}
 	}
 	// The rejection belongs to the task and state the answer met, even
 	// when a timeout moved the run on first.

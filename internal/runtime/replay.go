@@ -79,8 +79,14 @@ func ReplayReport(p *program.Program, recorded []Event) (ReplayResult, error) {
 			j++
 		}
 		batch := recorded[i:j]
-		d := compareBatch(batch, res.Events, pinned)
+		d, early := compareBatch(p, batch, res.Events, pinned)
 		switch {
+		case d == nil && early:
+			// Recorded before digests: the run is the fold of what was
+			// recorded, in which such rejections count toward no throttle.
+			if run, err = refold(p, run, batch); err != nil {
+				return out, err
+			}
 		case d == nil:
 			run = res.Run
 		case !holdsErased(batch) || !pinned:
@@ -123,24 +129,63 @@ func safeApply(p *program.Program, run *Run, in Input) (res Result) {
 }
 
 // compareBatch compares the events an input recorded with those the core
-// produced now; an erased value in the record matches anything.
-func compareBatch(batch, replayed []Event, pinned bool) *Divergence {
+// produced now; an erased value in the record matches anything. early
+// reports an uncounted rejection recorded before digests (trace-format.md
+// section 3.6): its full output is compared as the digest it makes.
+func compareBatch(p *program.Program, batch, replayed []Event, pinned bool) (d *Divergence, early bool) {
 	for k := 0; k < max(len(batch), len(replayed)); k++ {
 		switch {
 		case k >= len(replayed):
-			return diverge(batch[k].Index, "(event)", string(mustCanonical(batch[k])), "none")
+			return diverge(batch[k].Index, "(event)", string(mustCanonical(batch[k])), "none"), early
 		case k >= len(batch):
-			return diverge(replayed[k].Index, "(event)", "none", string(mustCanonical(replayed[k])))
+			return diverge(replayed[k].Index, "(event)", "none", string(mustCanonical(replayed[k]))), early
 		}
-		if d := compareEvents(batch[k], replayed[k], pinned); d != nil {
-			rec, rerr := jsonvalue.Decode(normalize(batch[k], pinned))
+		recorded := batch[k]
+		if up, ok := undigested(p, recorded, replayed[k]); ok {
+			recorded, early = up, true
+		}
+		if d := compareEvents(recorded, replayed[k], pinned); d != nil {
+			rec, rerr := jsonvalue.Decode(normalize(recorded, pinned))
 			rep, perr := jsonvalue.Decode(normalize(replayed[k], pinned))
 			if rerr != nil || perr != nil || !matchErased(rec, rep) {
-				return d
+				return d, early
 			}
 		}
 	}
-	return nil
+	return nil, early
+}
+
+// undigested reads an uncounted rejection recorded before digests (the
+// output whole, no uncounted count) as the core records it now: the digest
+// of that output, and the count the replayed event has, since the old one
+// counted toward nothing.
+func undigested(p *program.Program, recorded, replayed Event) (Event, bool) {
+	rec, rep := recorded.Rejection, replayed.Rejection
+	if rec == nil || rep == nil || rec.Counted || rec.Digest != nil || rec.Uncounted != 0 || rep.Uncounted == 0 {
+		return recorded, false
+	}
+	up := *rec
+	if rep.Digest != nil {
+		up.Digest = digestOf(p, rec.Output)
+	}
+	up.Output, up.Uncounted = nil, rep.Uncounted
+	recorded.Rejection = &up
+	return recorded, true
+}
+
+// refold folds recorded events into a copy of run.
+func refold(p *program.Program, run *Run, events []Event) (*Run, error) {
+	r := &Run{}
+	if run != nil {
+		r = run.clone()
+	}
+	for k := range events {
+		e := events[k]
+		if err := r.apply(p, &e); err != nil {
+			return nil, fmt.Errorf("replay: %w", err)
+		}
+	}
+	return r, nil
 }
 
 // matchErased reports whether rep equals rec, where an erased marker in
@@ -269,32 +314,32 @@ func inputAt(recorded []Event, i int, pinned bool) (Input, error) {
 	case "tick":
 		return Tick{At: at}, nil
 	case "submit", "decide":
-		output := submittedOutput(recorded, i)
+		output, digest := submittedOutput(recorded, i)
 		if r.Kind == "decide" {
-			return Decide{Seq: r.Seq, State: r.State, DefinitionHash: hash, Role: r.Role, Principal: r.Principal, Decision: output, Size: r.Size, AllowSelf: !r.SeparateDuties, At: at}, nil
+			return Decide{Seq: r.Seq, State: r.State, DefinitionHash: hash, Role: r.Role, Principal: r.Principal, Decision: output, Size: r.Size, AllowSelf: !r.SeparateDuties, At: at, Digest: digest}, nil
 		}
-		return Submit{Seq: r.Seq, State: r.State, Tool: r.Tool, DefinitionHash: hash, Actor: r.Actor, Principal: r.Principal, Output: output, Size: r.Size, At: at}, nil
+		return Submit{Seq: r.Seq, State: r.State, Tool: r.Tool, DefinitionHash: hash, Actor: r.Actor, Principal: r.Principal, Output: output, Size: r.Size, At: at, Digest: digest}, nil
 	}
 	return nil, fmt.Errorf("replay: event %d: unknown input kind %q", e.Index, r.Kind)
 }
 
 // submittedOutput finds the output of the submission recorded after the
 // input at i: the one submission_accepted, approval_recorded or
-// submission_rejected it caused.
-func submittedOutput(recorded []Event, i int) any {
+// submission_rejected it caused; for an uncounted rejection, its digest.
+func submittedOutput(recorded []Event, i int) (any, *OutputDigest) {
 	for _, e := range recorded[i+1:] {
 		switch e.Type {
 		case EventSubmissionAccepted:
-			return e.Submission.Output
+			return e.Submission.Output, nil
 		case EventApprovalRecorded:
-			return e.Approval.Output
+			return e.Approval.Output, nil
 		case EventSubmissionRejected:
-			return e.Rejection.Output
+			return e.Rejection.Output, e.Rejection.Digest
 		case EventInputReceived, EventRunStarted, EventFaultInjected, EventSubjectErased:
-			return nil
+			return nil, nil
 		}
 	}
-	return nil
+	return nil, nil
 }
 
 func compareEvents(recorded, replayed Event, pinned bool) *Divergence {

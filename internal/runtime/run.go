@@ -55,6 +55,11 @@ type Run struct {
 	Steps      int
 	Rollbacks  int
 	Rejections int // every rejection, counted or not
+	// Uncounted is how many uncounted rejections task UncountedSeq has
+	// recorded (RejectionRecord.Uncounted); the core throttles past the
+	// program's max_uncounted_rejections.
+	Uncounted    int
+	UncountedSeq uint64
 
 	Task     *projection.Task // the open task, nil when none
 	Deadline time.Time        // of the open task; zero when it has no timeout
@@ -200,6 +205,16 @@ func (r *Run) apply(p *program.Program, e *Event) error {
 	case EventApprovalRecorded:
 		return r.applyApproval(p, e)
 	case EventSubmissionRejected:
+		if rec := e.Rejection; rec != nil && !rec.Counted && rec.Uncounted > 0 {
+			n := 1
+			if r.UncountedSeq == e.Seq {
+				n = r.Uncounted + 1
+			}
+			if rec.Uncounted != n {
+				return fmt.Errorf("event %d: uncounted rejection %d of task %d, expected %d", e.Index, rec.Uncounted, e.Seq, n)
+			}
+			r.Uncounted, r.UncountedSeq = n, e.Seq
+		}
 		r.Rejections++
 		if e.Rejection.Counted {
 			r.Attempts++

@@ -203,6 +203,16 @@ func (s *sealing) sealEvent(ctx context.Context, p *program.Program, subjects ma
 				rej.Details, err = s.sealDetails(ctx, owners, rej.Details, aad)
 			}
 		}
+		if d := rej.Digest; err == nil && d != nil && d.Personal {
+			// The prefix may show personal data, and a bare hash of it could
+			// be matched by guessing: both go the way of the values.
+			if owners := subjectsUnder(p, subjects, []string{"data", "*"}); len(owners) > 0 {
+				var sealed []string
+				if sealed, err = s.sealDetails(ctx, owners, []string{d.SHA256, d.Prefix}, aad); err == nil {
+					rej.Digest = &OutputDigest{SHA256: sealed[0], Bytes: d.Bytes, Prefix: sealed[1], Personal: true}
+				}
+			}
+		}
 		e.Rejection = &rej
 	}
 	return err
@@ -477,6 +487,12 @@ func (s *sealer) open(ctx context.Context, events []Event) error {
 		case e.Rejection != nil:
 			if e.Rejection.Output, err = s.openValue(ctx, e.Rejection.Output, aad); err == nil {
 				err = s.openDetails(ctx, e.Rejection.Details, aad)
+			}
+			if d := e.Rejection.Digest; err == nil && d != nil && d.Personal {
+				strs := []string{d.SHA256, d.Prefix}
+				if err = s.openDetails(ctx, strs, aad); err == nil {
+					d.SHA256, d.Prefix = strs[0], strs[1]
+				}
 			}
 		}
 		if err != nil {

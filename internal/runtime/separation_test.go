@@ -68,7 +68,7 @@ func TestSeparationOfDutiesForbidsOwnerAndSubmitters(t *testing.T) {
 				t.Fatalf("events %s", got)
 			}
 			rej := res.Events[1].Rejection
-			if rej.Output != nil || rej.Counted || rej.Principal != tt.principal {
+			if rej.Output != nil || rej.Digest != nil || rej.Counted || rej.Principal != tt.principal {
 				t.Fatalf("rejection %+v: want no output, not counted", rej)
 			}
 			if d.run.State != "review" || d.run.Task == nil || d.run.Task.AttemptsLeft != before.Task.AttemptsLeft || d.run.Seq != before.Seq {

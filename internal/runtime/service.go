@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"bytes"
+	"container/list"
 	"context"
 	"crypto/hmac"
 	"crypto/rand"
@@ -42,7 +43,12 @@ type Service struct {
 	programs map[string]*program.Program // by definition hash
 	latest   map[string]*program.Program // by name: the program start_run uses
 	sources  map[string][]byte           // by definition hash
-	runs     map[string]*liveRun
+	// runs caches folded runs, and holds the lock of every run in use. It
+	// is bounded: past maxRuns, the least recently used runs nobody holds
+	// are dropped, and fold again from the store when next used.
+	runs    map[string]*liveRun
+	lru     *list.List // of run ids, most recently used first
+	maxRuns int
 }
 
 // liveRun serialises the inputs of one run within this process; the store's
@@ -52,7 +58,17 @@ type liveRun struct {
 	run   *Run // nil until loaded
 	p     *program.Program
 	chain *chain // the stored trace's head, tree and subjects
+
+	// Guarded by Service.mu. refs counts the callers that hold mu or wait
+	// for it: an entry is evicted only at zero, so two callers of one run
+	// never hold two different entries (and two locks) at once.
+	refs int
+	elem *list.Element // in Service.lru while in Service.runs
 }
+
+// DefaultMaxCachedRuns is how many folded runs a Service keeps by default
+// (Options.MaxCachedRuns): at a few tens of KB each, some tens of MB.
+const DefaultMaxCachedRuns = 1000
 
 // Options configure a Service. Zero values pick production defaults.
 type Options struct {
@@ -73,6 +89,12 @@ type Options struct {
 	// same Store shares, which suits only a store that does not outlive
 	// the process; the server passes its data directory's.
 	KEKs *keyring.KEKs
+	// MaxCachedRuns bounds how many folded runs stay in memory between
+	// calls (default DefaultMaxCachedRuns). A run dropped from the cache
+	// is folded again from the store when next used; runs in use are
+	// never dropped, so the cache may exceed the bound by the number of
+	// runs being called at that moment.
+	MaxCachedRuns int
 }
 
 // memoryKEKs are the default KEK sets, by store.
@@ -105,6 +127,9 @@ func NewService(o Options) *Service {
 		k, _ := memoryKEKs.LoadOrStore(o.Store, keyring.MemoryKEKs())
 		o.KEKs = k.(*keyring.KEKs)
 	}
+	if o.MaxCachedRuns <= 0 {
+		o.MaxCachedRuns = DefaultMaxCachedRuns
+	}
 	sl := &sealer{secret: o.Secret, rand: o.Rand}
 	sl.keys = subjectkeys.New(o.Store, o.KEKs, sl.read)
 	return &Service{
@@ -114,6 +139,8 @@ func NewService(o Options) *Service {
 		latest:   map[string]*program.Program{},
 		sources:  map[string][]byte{},
 		runs:     map[string]*liveRun{},
+		lru:      list.New(),
+		maxRuns:  o.MaxCachedRuns,
 	}
 }
 
@@ -295,17 +322,18 @@ func (s *Service) startNew(ctx context.Context, p *program.Program, id string, o
 	}
 	lr := &liveRun{p: p, chain: &chain{tree: trace.NewTree()}}
 	lr.mu.Lock()
-	defer lr.mu.Unlock()
 	s.mu.Lock()
 	if _, dup := s.runs[id]; dup {
 		s.mu.Unlock()
+		lr.mu.Unlock()
 		return Answer{}, reject(CodeRunExists, "run id %s is taken", id)
 	}
-	s.runs[id] = lr
+	s.insertLocked(id, lr)
 	s.mu.Unlock()
+	defer s.release(lr)
 	if err := s.append(ctx, lr, res.Run, res.Events); err != nil {
 		s.mu.Lock()
-		delete(s.runs, id)
+		s.dropLocked(id, lr)
 		s.mu.Unlock()
 		return Answer{}, err
 	}
@@ -321,7 +349,7 @@ func (s *Service) startNew(ctx context.Context, p *program.Program, id string, o
 // second trace, and its writer answers with the first.
 func (s *Service) startOnce(ctx context.Context, p *program.Program, id string, o StartOptions) (Answer, error) {
 	lr := s.claim(id)
-	defer lr.mu.Unlock()
+	defer s.release(lr)
 	if lr.run == nil {
 		err := s.load(ctx, lr, id)
 		if rej := (*Rejection)(nil); errors.As(err, &rej) && rej.Code == CodeNoSuchRun {
@@ -421,7 +449,7 @@ func (s *Service) Get(ctx context.Context, runID string) (*Run, *program.Program
 	if err != nil {
 		return nil, nil, err
 	}
-	defer lr.mu.Unlock()
+	defer s.release(lr)
 	return lr.run.clone(), lr.p, nil
 }
 
@@ -466,7 +494,7 @@ func (s *Service) apply(ctx context.Context, runID string, in Input) (Answer, er
 	if err != nil {
 		return Answer{}, err
 	}
-	defer lr.mu.Unlock()
+	defer s.release(lr)
 	return s.applyLocked(ctx, lr, runID, in)
 }
 
@@ -511,7 +539,13 @@ func (s *Service) applyLocked(ctx context.Context, lr *liveRun, runID string, in
 			lr.run = res.Run
 		}
 		if applyErr != nil {
-			s.log.Info("input rejected", zap.String("run_id", runID), zap.Error(applyErr))
+			// A refusal the trace does not record (throttled past the cap)
+			// logs at debug: the log must not grow where the trace may not.
+			logAt := s.log.Info
+			if len(res.Events) == 0 {
+				logAt = s.log.Debug
+			}
+			logAt("input rejected", zap.String("run_id", runID), zap.Error(applyErr))
 		}
 		return answerFrom(lr.run, res.Events), applyErr
 	}
@@ -527,23 +561,26 @@ func (s *Service) live(ctx context.Context, runID string) (*liveRun, error) {
 	if err := s.load(ctx, lr, runID); err != nil {
 		// Forget the placeholder, so that unknown ids cost nothing.
 		s.forget(runID, lr)
-		lr.mu.Unlock()
+		s.release(lr)
 		return nil, err
 	}
 	return lr, nil
 }
 
 // claim returns the run's in-process entry, locked, creating an empty
-// placeholder if there is none. The entry returned is the one registered
-// under id: a placeholder forgotten while this waited for its lock is
-// passed over.
+// placeholder if there is none; the caller gives it back with release. The
+// entry returned is the one registered under id: a placeholder forgotten
+// while this waited for its lock is passed over.
 func (s *Service) claim(id string) *liveRun {
 	for {
 		s.mu.Lock()
 		lr := s.runs[id]
 		if lr == nil {
 			lr = &liveRun{}
-			s.runs[id] = lr
+			s.insertLocked(id, lr)
+		} else {
+			s.lru.MoveToFront(lr.elem)
+			lr.refs++
 		}
 		s.mu.Unlock()
 		lr.mu.Lock()
@@ -553,7 +590,49 @@ func (s *Service) claim(id string) *liveRun {
 		if current {
 			return lr
 		}
-		lr.mu.Unlock()
+		s.release(lr)
+	}
+}
+
+// release unlocks a claimed entry and, once nobody holds it, lets it be
+// evicted if the cache is over its bound.
+func (s *Service) release(lr *liveRun) {
+	lr.mu.Unlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	lr.refs--
+	s.trimLocked()
+}
+
+// insertLocked registers a new entry, with one reference: the caller's.
+// The caller holds s.mu.
+func (s *Service) insertLocked(id string, lr *liveRun) {
+	s.runs[id] = lr
+	lr.elem = s.lru.PushFront(id)
+	lr.refs = 1
+	s.trimLocked()
+}
+
+// dropLocked removes lr from the cache if it is still the entry for id.
+// The caller holds s.mu.
+func (s *Service) dropLocked(id string, lr *liveRun) {
+	if s.runs[id] == lr {
+		delete(s.runs, id)
+		s.lru.Remove(lr.elem)
+	}
+}
+
+// trimLocked evicts the least recently used entries nobody holds until
+// the cache is within its bound, or only held entries are left over it.
+// The caller holds s.mu.
+func (s *Service) trimLocked() {
+	for e := s.lru.Back(); e != nil && len(s.runs) > s.maxRuns; {
+		prev := e.Prev()
+		id := e.Value.(string)
+		if lr := s.runs[id]; lr.refs == 0 {
+			s.dropLocked(id, lr)
+		}
+		e = prev
 	}
 }
 
@@ -562,8 +641,8 @@ func (s *Service) claim(id string) *liveRun {
 func (s *Service) forget(id string, lr *liveRun) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.runs[id] == lr && lr.run == nil {
-		delete(s.runs, id)
+	if lr.run == nil {
+		s.dropLocked(id, lr)
 	}
 }
 

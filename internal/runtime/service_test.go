@@ -28,6 +28,13 @@ func (c *fixedClock) Add(d time.Duration) {
 
 func newTestService(t *testing.T, store tracestore.Store) (*Service, *program.Program, *fixedClock) {
 	t.Helper()
+	return newTestServiceWith(t, Options{Store: store})
+}
+
+// newTestServiceWith is newTestService with more options; it sets Clock
+// and NewID.
+func newTestServiceWith(t *testing.T, o Options) (*Service, *program.Program, *fixedClock) {
+	t.Helper()
 	src, err := os.ReadFile("testdata/review.yaml")
 	if err != nil {
 		t.Fatal(err)
@@ -39,12 +46,14 @@ func newTestService(t *testing.T, store tracestore.Store) (*Service, *program.Pr
 	clock := &fixedClock{now: t0}
 	n := 0
 	var mu sync.Mutex
-	svc := NewService(Options{Store: store, Clock: clock.Now, NewID: func() string {
+	o.Clock = clock.Now
+	o.NewID = func() string {
 		mu.Lock()
 		defer mu.Unlock()
 		n++
 		return fmt.Sprintf("run-%d", n)
-	}})
+	}
+	svc := NewService(o)
 	if err := svc.AddProgram(context.Background(), p, src); err != nil {
 		t.Fatal(err)
 	}

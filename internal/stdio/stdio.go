@@ -8,8 +8,10 @@
 // cancelled) within a grace period, during which input is still read for
 // the client's answers to the calls in flight, and new calls are refused.
 // The client's answers to the server's own requests (elicitation/create
-// for legacy clients) go to the call waiting for them; server
-// notifications are written as they come.
+// for legacy clients) go to the call waiting for them, and any other
+// response from the client is dropped (internal/jsonrpc logs it); server
+// notifications are written as they come. Ids are answered exactly as the
+// client wrote them, and ids JSON-RPC forbids are refused (jsonrpc.Parse).
 package stdio
 
 import (
@@ -26,6 +28,8 @@ import (
 	"github.com/mark3labs/mcp-go/mcp"
 	"github.com/mark3labs/mcp-go/server"
 	"go.uber.org/zap"
+
+	"github.com/nano-vm/nano-vm-mcp/internal/jsonrpc"
 )
 
 // Options tune Serve.
@@ -39,6 +43,9 @@ type Options struct {
 	// Log receives what cannot be told to the client (write failures,
 	// recovered panics). Nil logs nothing.
 	Log *zap.Logger
+	// Unsolicited logs the client's responses that answer no request of
+	// the server's; nil: a jsonrpc.Unsolicited of Log's.
+	Unsolicited *jsonrpc.Unsolicited
 }
 
 // ErrInputEnded is the error of a server-to-client request that cannot be
@@ -54,6 +61,9 @@ var ErrInputEnded = errors.New("the client's input has ended: no answer can arri
 func Serve(ctx context.Context, s *server.MCPServer, in io.Reader, out io.Writer, opt Options) error {
 	if opt.Log == nil {
 		opt.Log = zap.NewNop()
+	}
+	if opt.Unsolicited == nil {
+		opt.Unsolicited = jsonrpc.NewUnsolicited(opt.Log)
 	}
 	c := &conn{srv: s, opt: opt, out: out}
 	c.sess = &session{c: c, notes: make(chan mcp.JSONRPCNotification, 100), pending: map[int64]chan reply{}}
@@ -173,48 +183,38 @@ type conn struct {
 	out      io.Writer
 }
 
-// head is what dispatch reads of a message to route it.
-type head struct {
-	ID     any             `json:"id"`
-	Method string          `json:"method"`
-	Result json.RawMessage `json:"result"`
-	Error  *struct {
-		Code    int    `json:"code"`
-		Message string `json:"message"`
-	} `json:"error"`
-}
-
-// dispatch routes one message: the client's answer to a request of ours
+// dispatch routes one message: one that is not JSON-RPC, or has an id
+// JSON-RPC forbids, is refused; the client's answer to a request of ours
 // goes to the call waiting for it; notifications and initialize are
 // handled in order; other requests run concurrently, or, once the server
 // is stopping, are refused.
 func (c *conn) dispatch(ctx context.Context, line []byte, stopping bool) {
-	line = bytes.TrimSpace(line)
-	var h head
-	if err := json.Unmarshal(line, &h); err != nil {
-		c.writeMessage(errorAnswer(nil, mcp.PARSE_ERROR, "Parse error"))
+	m, err := jsonrpc.Parse(bytes.TrimSpace(line))
+	var refused *jsonrpc.Error
+	if errors.As(err, &refused) {
+		c.write(refused.Answer())
 		return
 	}
 	switch {
-	case h.Method == "" && h.ID != nil && (h.Result != nil || h.Error != nil):
-		c.sess.answer(h)
-	case h.ID == nil || h.Method == string(mcp.MethodInitialize):
-		c.handle(ctx, h.ID, line)
+	case m.Response:
+		c.sess.answer(m)
+	case m.ID == nil || m.Method == string(mcp.MethodInitialize):
+		c.handle(ctx, m.ID, m.Body)
 	case stopping:
-		c.writeMessage(errorAnswer(h.ID, mcp.INTERNAL_ERROR, "the server is stopping (SIGINT or SIGTERM) and did not run this call; send it again once it is back"))
+		c.writeMessage(errorAnswer(m.ID, mcp.INTERNAL_ERROR, "the server is stopping (SIGINT or SIGTERM) and did not run this call; send it again once it is back"))
 	default:
 		c.inflight.Add(1)
 		go func() {
 			defer c.inflight.Done()
-			c.handle(ctx, h.ID, line)
+			c.handle(ctx, m.ID, m.Body)
 		}()
 	}
 }
 
 // handle runs one message through the server and writes its answer, if
-// it has one. A panicking handler answers an internal error instead of
-// ending the process.
-func (c *conn) handle(ctx context.Context, id any, msg []byte) {
+// it has one, with the id as the client wrote it. A panicking handler
+// answers an internal error instead of ending the process.
+func (c *conn) handle(ctx context.Context, id json.RawMessage, msg []byte) {
 	resp := func() (resp mcp.JSONRPCMessage) {
 		defer func() {
 			if r := recover(); r != nil {
@@ -234,13 +234,16 @@ func (c *conn) handle(ctx context.Context, id any, msg []byte) {
 		c.opt.Log.Error("stdio: encode an answer", zap.Error(err))
 		return
 	}
+	b = jsonrpc.Restore(b)
 	if c.opt.Rewrite != nil {
 		b = c.opt.Rewrite(msg, b)
 	}
 	c.write(b)
 }
 
-func errorAnswer(id any, code int, msg string) mcp.JSONRPCMessage {
+// errorAnswer answers the request of id (as the client wrote it) with an
+// error.
+func errorAnswer(id json.RawMessage, code int, msg string) mcp.JSONRPCMessage {
 	return mcp.JSONRPCError{JSONRPC: mcp.JSONRPC_VERSION, ID: mcp.NewRequestId(id), Error: mcp.NewJSONRPCErrorDetails(code, msg, nil)}
 }
 
@@ -381,21 +384,30 @@ func (s *session) request(ctx context.Context, method mcp.MCPMethod, params, res
 }
 
 // answer hands the client's answer to the request waiting for it; an
-// answer nobody waits for is dropped.
-func (s *session) answer(h head) {
-	n, ok := h.ID.(float64)
-	if !ok || n != float64(int64(n)) {
-		return
+// answer nobody waits for is dropped, with a rate-limited debug line.
+func (s *session) answer(m jsonrpc.Message) {
+	var n int64
+	var ch chan reply
+	if m.ID != nil && json.Unmarshal(m.ID, &n) == nil {
+		s.mu.Lock()
+		ch = s.pending[n]
+		s.mu.Unlock()
 	}
-	s.mu.Lock()
-	ch := s.pending[int64(n)]
-	s.mu.Unlock()
 	if ch == nil {
+		s.c.opt.Unsolicited.Note("stdio", m.ID, "no request of the server's waits for this id")
 		return
 	}
-	r := reply{result: h.Result}
-	if h.Error != nil {
-		r.err = fmt.Errorf("the client answered with error %d: %s", h.Error.Code, h.Error.Message)
+	var a struct {
+		Result json.RawMessage `json:"result"`
+		Error  *struct {
+			Code    int    `json:"code"`
+			Message string `json:"message"`
+		} `json:"error"`
+	}
+	json.Unmarshal(m.Body, &a) //nolint:errcheck // Parse has read it
+	r := reply{result: a.Result}
+	if a.Error != nil {
+		r.err = fmt.Errorf("the client answered with error %d: %s", a.Error.Code, a.Error.Message)
 	}
 	select {
 	case ch <- r:

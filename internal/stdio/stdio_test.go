@@ -2,6 +2,7 @@ package stdio
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -16,6 +17,9 @@ import (
 	"github.com/mark3labs/mcp-go/server"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/nano-vm/nano-vm-mcp/internal/jsonrpc"
 )
 
 // rig runs Serve over pipes: the test writes the client's lines and reads
@@ -284,5 +288,62 @@ func TestParseErrorAndRewrite(t *testing.T) {
 	}
 	if err := <-r.done; err != nil {
 		t.Fatal(err)
+	}
+}
+
+// serveLines runs Serve over lines to their end and returns the lines it
+// wrote.
+func serveLines(t *testing.T, opt Options, lines ...string) []string {
+	t.Helper()
+	var out bytes.Buffer
+	in := strings.NewReader(strings.Join(lines, "\n") + "\n")
+	if err := Serve(context.Background(), server.NewMCPServer("t", "1"), in, &out, opt); err != nil {
+		t.Fatal(err)
+	}
+	return strings.Split(strings.TrimSpace(out.String()), "\n")
+}
+
+// Ids come back exactly as written, and ids JSON-RPC forbids are an
+// Invalid Request with a null id.
+func TestIDs(t *testing.T) {
+	invalid := `{"jsonrpc":"2.0","id":null,"error":{"code":-32600,`
+	for _, tc := range []struct{ id, want string }{
+		{`9007199254740993`, `{"jsonrpc":"2.0","id":9007199254740993,"result":{}}`},
+		{`-9007199254740993`, `{"jsonrpc":"2.0","id":-9007199254740993,"result":{}}`},
+		{`1e400`, `{"jsonrpc":"2.0","id":1e400,"result":{}}`},
+		{`"x"`, `{"jsonrpc":"2.0","id":"x","result":{}}`},
+		{`{"a":1}`, invalid},
+		{`[1]`, invalid},
+		{`false`, invalid},
+	} {
+		t.Run(tc.id, func(t *testing.T) {
+			got := serveLines(t, Options{}, `{"jsonrpc":"2.0","id":`+tc.id+`,"method":"ping"}`)
+			if len(got) != 1 || !strings.HasPrefix(got[0], tc.want) {
+				t.Fatalf("answered %q, want %s", got, tc.want)
+			}
+		})
+	}
+}
+
+// A response nobody waits for gets no answer and one debug line without a
+// stack, within the rate limit.
+func TestUnsolicitedResponses(t *testing.T) {
+	core, logs := observer.New(zapcore.DebugLevel)
+	lines := []string{initialize}
+	for i := range 3 * jsonrpc.UnsolicitedLines {
+		lines = append(lines, fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"result":{}}`, 100+i), `{"jsonrpc":"2.0","id":"s","error":{"code":1,"message":"x"}}`)
+	}
+	got := serveLines(t, Options{Log: zap.New(core)}, lines...)
+	if len(got) != 1 || !strings.Contains(got[0], `"id":0,`) {
+		t.Fatalf("answered %q", got)
+	}
+	all := logs.FilterMessageSnippet("answers no request").AllUntimed()
+	if len(all) != jsonrpc.UnsolicitedLines || logs.Len() != len(all) {
+		t.Fatalf("%d lines about unsolicited responses of %d, want %d", len(all), logs.Len(), jsonrpc.UnsolicitedLines)
+	}
+	for _, e := range all {
+		if e.Level != zapcore.DebugLevel || e.Stack != "" || e.ContextMap()["transport"] != "stdio" {
+			t.Errorf("%v %v %q", e.Level, e.ContextMap(), e.Stack)
+		}
 	}
 }

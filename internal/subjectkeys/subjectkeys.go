@@ -39,7 +39,8 @@ type Keys struct {
 	read  func([]byte) error // randomness, injected
 
 	mu    sync.Mutex
-	cache map[string][]byte   // opened keys by subject
+	cache map[string][]byte // opened keys by subject, at most max
+	max   int
 	gen   uint64              // moves on whenever keys leave the cache
 	ready bool                // the store's epoch has a KEK (reconcile ran)
 	state tracestore.KeyState // the store's epoch as last seen
@@ -56,8 +57,14 @@ const retries = 5
 // New returns the keys of store, wrapped under keks, drawing new keys and
 // nonces from read.
 func New(store tracestore.Store, keks *keyring.KEKs, read func([]byte) error) *Keys {
-	return &Keys{store: store, keks: keks, read: read, cache: map[string][]byte{}}
+	return &Keys{store: store, keks: keks, read: read, cache: map[string][]byte{}, max: maxCached}
 }
+
+// maxCached bounds the opened keys kept (about 100 bytes each): one a data
+// subject ever sealed or opened would otherwise stay for the process's life.
+// Past it, an arbitrary cached key makes room; it is read again from the
+// store when next needed.
+const maxCached = 10000
 
 // Get returns the subject's key. With create, a missing key is made (a
 // subject's first sealed value); without, nil means it was destroyed or
@@ -95,6 +102,12 @@ func (k *Keys) Get(ctx context.Context, subject string, create bool) ([]byte, er
 			k.mu.Lock()
 			current := k.gen == gen
 			if current {
+				if len(k.cache) >= k.max {
+					for s := range k.cache { // map order: an arbitrary one
+						delete(k.cache, s)
+						break
+					}
+				}
 				k.cache[subject] = key
 			}
 			k.mu.Unlock()

@@ -626,3 +626,27 @@ func pgTestDSN(tb testing.TB) string {
 	dsn, _ := pgtest.Schema(tb, "subjectkeys_test_")
 	return dsn
 }
+
+// The opened keys kept stay within their bound, and a key that made room
+// is read again, unchanged.
+func TestKeyCacheIsBounded(t *testing.T) {
+	store, keks := tracestore.NewMemory(), keyring.MemoryKEKs()
+	k := New(store, keks, read)
+	k.max = 3
+	made := map[string][]byte{}
+	for i := range 10 {
+		s := fmt.Sprint("subject-", i)
+		made[s] = mustGet(t, k, s, true)
+		k.mu.Lock()
+		n := len(k.cache)
+		k.mu.Unlock()
+		if n > 3 {
+			t.Fatalf("after %d subjects %d keys are cached, bound 3", i+1, n)
+		}
+	}
+	for s, key := range made {
+		if got := mustGet(t, k, s, false); !bytes.Equal(got, key) {
+			t.Fatalf("%s: key %x read again as %x", s, key, got)
+		}
+	}
+}

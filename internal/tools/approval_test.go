@@ -396,7 +396,7 @@ func TestApproveSeparationOfDuties(t *testing.T) {
 				t.Fatalf("%d events -> %d, want the input and its rejection", n, len(events))
 			}
 			rej := events[n+1].Rejection
-			if rej == nil || rej.Code != "forbidden" || rej.Output != nil || rej.Principal != "alice" || rej.Counted {
+			if rej == nil || rej.Code != "forbidden" || rej.Output != nil || rej.Digest != nil || rej.Principal != "alice" || rej.Counted {
 				t.Fatalf("recorded rejection %+v: want forbidden, alice, no decision, not counted", rej)
 			}
 			// bob, who did neither, decides.

@@ -56,6 +56,7 @@ var advice = map[string]string{
 	string(runtime.CodeDeadlineExceeded):    "The task timed out. Call get_run to see where the run went.",
 	string(runtime.CodeInvalidInput):        "Fix the input and try again.",
 	string(runtime.CodeIdempotencyConflict): "Use a new idempotency_key for a different input, or repeat the original input.",
+	string(runtime.CodeThrottled):           "Stop repeating answers the run refuses: they are no longer recorded. Answer the task in `task` once, with its seq and state, or call get_run to see where the run is.",
 	CodeInvalidArguments:                    "Fix the arguments so they match the tool's input schema.",
 	CodeUnknownRun:                          "Check the run_id, or call start_run to begin a new run.",
 	CodeUnknownProgram:                      "Call list_programs for the programs this server runs.",

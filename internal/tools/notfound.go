@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"io"
-	"net/http"
 	"strings"
 
 	"github.com/mark3labs/mcp-go/mcp"
@@ -16,7 +14,7 @@ import (
 // -32602 from 2026-07-28. mcp-go 1.2.1 answers every error a resource
 // handler returns with -32603 (internal error), so the handlers return
 // notFound, and the transports put the code of the request's era into the
-// answer: internal/stdio through FixNotFound, HTTP through NotFoundCodes.
+// answer through FixNotFound: internal/stdio, and jsonrpc.Handler over HTTP.
 
 // notFoundSuffix ends the message of every notFound answer, and of no
 // other -32603 answer: it is how the transports tell them apart.
@@ -74,87 +72,4 @@ func fixNotFound(resp []byte, modern bool) []byte {
 	// string (quotes inside strings are escaped): the rest stays byte for
 	// byte as mcp-go wrote it.
 	return bytes.Replace(resp, internalCode, fmt.Appendf(nil, `"code":%d`, code), 1)
-}
-
-// NotFoundCodes wraps an MCP HTTP handler, Streamable HTTP or legacy SSE,
-// so that its not-found answers carry the protocol's code (FixNotFound).
-// The answer to a POST, JSON or an SSE stream, takes the era of the
-// POST's body. Answers on a GET stream (the legacy SSE transport, which
-// only legacy clients use) take the legacy code.
-func NotFoundCodes(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		modern := false
-		if r.Method == http.MethodPost && r.Body != nil {
-			body, err := io.ReadAll(r.Body)
-			modern = modernRequest(body)
-			// The handler reads the same bytes, and the same error (a body
-			// over the limit) after them.
-			rest := io.Reader(bytes.NewReader(body))
-			if err != nil {
-				rest = io.MultiReader(rest, errReader{err})
-			}
-			r.Body = io.NopCloser(rest)
-		}
-		lw := &lineWriter{ResponseWriter: w, modern: modern}
-		next.ServeHTTP(lw, r)
-		lw.flushLine()
-	})
-}
-
-type errReader struct{ err error }
-
-func (e errReader) Read([]byte) (int, error) { return 0, e.err }
-
-// lineWriter passes a response through line by line, fixing each JSON-RPC
-// message it carries: a JSON body, or an SSE "data:" line. mcp-go writes
-// every message as whole lines.
-type lineWriter struct {
-	http.ResponseWriter
-	modern bool
-	line   []byte // the start of a line not yet complete
-}
-
-func (l *lineWriter) Write(p []byte) (int, error) {
-	l.line = append(l.line, p...)
-	for {
-		i := bytes.IndexByte(l.line, '\n')
-		if i < 0 {
-			return len(p), nil
-		}
-		if _, err := l.ResponseWriter.Write(l.fix(l.line[:i+1])); err != nil {
-			return 0, err
-		}
-		l.line = l.line[i+1:]
-	}
-}
-
-// Flush sends an incomplete line too: a stream must not stall on it.
-func (l *lineWriter) Flush() {
-	l.flushLine()
-	if f, ok := l.ResponseWriter.(http.Flusher); ok {
-		f.Flush()
-	}
-}
-
-// Unwrap lets http.ResponseController reach the connection.
-func (l *lineWriter) Unwrap() http.ResponseWriter { return l.ResponseWriter }
-
-func (l *lineWriter) flushLine() {
-	if len(l.line) > 0 {
-		l.ResponseWriter.Write(l.fix(l.line)) //nolint:errcheck // the handler has returned or flushes; a broken connection shows on its next write
-		l.line = nil
-	}
-}
-
-func (l *lineWriter) fix(line []byte) []byte {
-	j := bytes.IndexByte(line, '{')
-	if j < 0 || (j > 0 && !bytes.HasPrefix(line, []byte("data:"))) {
-		return line
-	}
-	end := len(bytes.TrimRight(line, "\r\n"))
-	if end < j {
-		return line
-	}
-	fixed := fixNotFound(line[j:end], l.modern)
-	return append(append(append([]byte{}, line[:j]...), fixed...), line[end:]...)
 }

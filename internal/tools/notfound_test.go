@@ -1,9 +1,6 @@
 package tools
 
 import (
-	"io"
-	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 )
@@ -31,41 +28,6 @@ func TestFixNotFound(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := string(FixNotFound([]byte(tc.req), []byte(tc.resp))); got != tc.want {
 				t.Fatalf("got  %s\nwant %s", got, tc.want)
-			}
-		})
-	}
-}
-
-// Over HTTP the answer is fixed whether it is a JSON body or an SSE
-// stream written in pieces, and the handler reads the POST body intact.
-func TestNotFoundCodesOverHTTP(t *testing.T) {
-	sseNote := "event: message\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/message\",\"params\":{}}\n\n"
-	for _, tc := range []struct {
-		name, req, body, want string
-	}{
-		{"json legacy", legacyRead, notFoundAnswer + "\n", strings.Replace(notFoundAnswer, "-32603", "-32002", 1) + "\n"},
-		{"sse 2026-07-28", modernRead, sseNote + "event: message\ndata: " + notFoundAnswer + "\n\n",
-			sseNote + "event: message\ndata: " + strings.Replace(notFoundAnswer, "-32603", "-32602", 1) + "\n\n"},
-		{"json without a newline", modernRead, notFoundAnswer, strings.Replace(notFoundAnswer, "-32603", "-32602", 1)},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			h := NotFoundCodes(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				got, _ := io.ReadAll(r.Body)
-				if string(got) != tc.req {
-					t.Errorf("the handler read %q", got)
-				}
-				// Each event in two writes that split a line, then a
-				// flush, as a stream goes.
-				for _, ev := range strings.SplitAfter(tc.body, "\n\n") {
-					io.WriteString(w, ev[:len(ev)/2])
-					io.WriteString(w, ev[len(ev)/2:])
-					w.(http.Flusher).Flush()
-				}
-			}))
-			rec := httptest.NewRecorder()
-			h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/mcp", strings.NewReader(tc.req)))
-			if rec.Body.String() != tc.want {
-				t.Fatalf("got  %q\nwant %q", rec.Body.String(), tc.want)
 			}
 		})
 	}

@@ -103,6 +103,57 @@ func TestStoreContract(t *testing.T) {
 					}
 				}
 			})
+			t.Run("ScanYieldsTheRecordsOneByOne", func(t *testing.T) {
+				s := open(t)
+				sc, ok := s.(Scanner)
+				if !ok {
+					t.Fatal("the backend is not a Scanner")
+				}
+				appendN(t, s, "r", 0, 3)
+				appendN(t, s, "r", 3, 2)
+				for _, c := range []struct{ n, want uint64 }{{1, 1}, {4, 4}, {5, 5}, {math.MaxUint64, 5}} {
+					var got []Record
+					for r, err := range sc.Scan(ctx, "r", c.n) {
+						if err != nil {
+							t.Fatalf("Scan(%d): %v", c.n, err)
+						}
+						got = append(got, r)
+					}
+					want, _ := s.LoadPrefix(ctx, "r", c.n)
+					if uint64(len(got)) != c.want || fmt.Sprint(got) != fmt.Sprint(want) {
+						t.Fatalf("Scan(%d) = %v, LoadPrefix = %v", c.n, got, want)
+					}
+				}
+				// A consumer that stops early gets no more, and the store
+				// goes on serving (no connection left busy).
+				seen := 0
+				for range sc.Scan(ctx, "r", math.MaxUint64) {
+					seen++
+					break
+				}
+				if seen != 1 {
+					t.Fatalf("a consumer that stopped at once saw %d records", seen)
+				}
+				appendN(t, s, "r", 5, 1)
+				if got, err := s.Load(ctx, "r"); err != nil || len(got) != 6 {
+					t.Fatalf("after an early stop: %d records, %v", len(got), err)
+				}
+				for _, c := range []struct {
+					run string
+					n   uint64
+				}{{"r", 0}, {"nope", 1}} {
+					n := 0
+					for _, err := range sc.Scan(ctx, c.run, c.n) {
+						n++
+						if !errors.Is(err, ErrNotFound) {
+							t.Fatalf("Scan(%s, %d): %v, want ErrNotFound", c.run, c.n, err)
+						}
+					}
+					if n != 1 {
+						t.Fatalf("Scan(%s, %d) yielded %d times, want one error", c.run, c.n, n)
+					}
+				}
+			})
 			t.Run("AppendAtWrongIndexConflictsAndWritesNothing", func(t *testing.T) {
 				s := open(t)
 				appendN(t, s, "r", 0, 2)

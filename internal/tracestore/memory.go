@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"iter"
 	"math"
 	"slices"
 	"sort"
@@ -91,14 +92,28 @@ func (m *Memory) Load(ctx context.Context, runID string) ([]Record, error) {
 }
 
 // LoadPrefix implements Store.
-func (m *Memory) LoadPrefix(_ context.Context, runID string, n uint64) ([]Record, error) {
-	m.mu.RLock()
-	defer m.mu.RUnlock()
-	recs, ok := m.runs[runID]
-	if !ok || n == 0 {
-		return nil, fmt.Errorf("%w: run %s", ErrNotFound, runID)
+func (m *Memory) LoadPrefix(ctx context.Context, runID string, n uint64) ([]Record, error) {
+	return collect(m.Scan(ctx, runID, n))
+}
+
+// Scan implements Scanner. It yields from the records held when it
+// started, outside the lock: records are never changed once appended.
+func (m *Memory) Scan(_ context.Context, runID string, n uint64) iter.Seq2[Record, error] {
+	return func(yield func(Record, error) bool) {
+		m.mu.RLock()
+		recs, ok := m.runs[runID]
+		recs = recs[:min(n, uint64(len(recs)))]
+		m.mu.RUnlock()
+		if !ok || len(recs) == 0 {
+			yield(Record{}, fmt.Errorf("%w: run %s", ErrNotFound, runID))
+			return
+		}
+		for _, r := range recs {
+			if !yield(r, nil) {
+				return
+			}
+		}
 	}
-	return slices.Clone(recs[:min(n, uint64(len(recs)))]), nil
 }
 
 // Run implements Store.

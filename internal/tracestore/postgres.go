@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"iter"
 	"math"
 	"sort"
 	"time"
@@ -247,30 +248,20 @@ func (p *Postgres) Load(ctx context.Context, runID string) ([]Record, error) {
 
 // LoadPrefix implements Store.
 func (p *Postgres) LoadPrefix(ctx context.Context, runID string, n uint64) ([]Record, error) {
-	rows, err := p.pool.Query(ctx, `SELECT idx, type, body, hash FROM events WHERE run_id = $1 AND idx < $2 ORDER BY idx`, runID, idxBound(n))
-	if err != nil {
-		return nil, fmt.Errorf("tracestore: postgres load %s: %w", runID, err)
-	}
-	defer rows.Close()
-	var out []Record
-	for rows.Next() {
-		var (
-			r   Record
-			idx int64
-		)
-		if err := rows.Scan(&idx, &r.Type, &r.Body, &r.Hash); err != nil {
-			return nil, fmt.Errorf("tracestore: postgres load %s: %w", runID, err)
+	return collect(p.Scan(ctx, runID, n))
+}
+
+// Scan implements Scanner.
+func (p *Postgres) Scan(ctx context.Context, runID string, n uint64) iter.Seq2[Record, error] {
+	return func(yield func(Record, error) bool) {
+		rows, err := p.pool.Query(ctx, `SELECT idx, type, body, hash FROM events WHERE run_id = $1 AND idx < $2 ORDER BY idx`, runID, idxBound(n))
+		if err != nil {
+			yield(Record{}, fmt.Errorf("tracestore: postgres load %s: %w", runID, err))
+			return
 		}
-		r.Index = uint64(idx)
-		out = append(out, r)
+		defer rows.Close()
+		yieldRows(rows, "postgres", runID, yield)
 	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("tracestore: postgres load %s: %w", runID, err)
-	}
-	if len(out) == 0 {
-		return nil, fmt.Errorf("%w: run %s", ErrNotFound, runID)
-	}
-	return out, nil
 }
 
 // Run implements Store.

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"iter"
 	"math"
 	"net/url"
 	"os"
@@ -486,30 +487,20 @@ func (s *SQLite) Load(ctx context.Context, runID string) ([]Record, error) {
 
 // LoadPrefix implements Store.
 func (s *SQLite) LoadPrefix(ctx context.Context, runID string, n uint64) ([]Record, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT idx, type, body, hash FROM events WHERE run_id = ? AND idx < ? ORDER BY idx`, runID, idxBound(n))
-	if err != nil {
-		return nil, fmt.Errorf("tracestore: sqlite load %s: %w", runID, err)
-	}
-	defer rows.Close()
-	var out []Record
-	for rows.Next() {
-		var (
-			r   Record
-			idx int64
-		)
-		if err := rows.Scan(&idx, &r.Type, &r.Body, &r.Hash); err != nil {
-			return nil, fmt.Errorf("tracestore: sqlite load %s: %w", runID, err)
+	return collect(s.Scan(ctx, runID, n))
+}
+
+// Scan implements Scanner.
+func (s *SQLite) Scan(ctx context.Context, runID string, n uint64) iter.Seq2[Record, error] {
+	return func(yield func(Record, error) bool) {
+		rows, err := s.r.QueryContext(ctx, `SELECT idx, type, body, hash FROM events WHERE run_id = ? AND idx < ? ORDER BY idx`, runID, idxBound(n))
+		if err != nil {
+			yield(Record{}, fmt.Errorf("tracestore: sqlite load %s: %w", runID, err))
+			return
 		}
-		r.Index = uint64(idx)
-		out = append(out, r)
+		defer rows.Close()
+		yieldRows(rows, "sqlite", runID, yield)
 	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("tracestore: sqlite load %s: %w", runID, err)
-	}
-	if len(out) == 0 {
-		return nil, fmt.Errorf("%w: run %s", ErrNotFound, runID)
-	}
-	return out, nil
 }
 
 // Run implements Store.

@@ -1,7 +1,8 @@
 // The web console in a real browser: Debian's chromium, driven by
 // playwright-core, against the server run.sh started. The tests run in
-// order and share one browser profile: first as the anonymous auditor,
-// then signed in as the operator. Every page visited is saved as a
+// order and share one browser profile: first a visitor without a
+// credential (the server has an operator token, so the console asks for
+// one), then signed in as the operator, who signs out at the end. Every page visited is saved as a
 // screenshot in $ARTIFACTS.
 //
 // Environment (run.sh sets it): CONSOLE_URL (http://127.0.0.1:PORT),
@@ -132,6 +133,14 @@ async function open(p) {
   return res;
 }
 
+// openHome opens /ui and checks where it leads, and the page's CSP.
+async function openHome(want) {
+  const res = await page.goto(base + "/ui");
+  assert.equal(new URL(page.url()).pathname, want);
+  assert.equal(res.status(), 200);
+  assert.match(res.headers()["content-security-policy"] ?? "", /script-src 'self'/);
+}
+
 async function noPersonalData(where) {
   const text = await page.locator("body").innerText();
   for (const s of personal) assert.ok(!text.includes(s), `${where} shows personal data (${s})`);
@@ -146,42 +155,31 @@ function fetchFromPage(url, body) {
   }, [url, body]);
 }
 
-// --- as the auditor (no credential) ---
+// --- without a credential ---
 
-test("the console opens on the runs list, as the read-only auditor", async () => {
-  const res = await page.goto(base + "/ui");
-  assert.equal(new URL(page.url()).pathname, "/ui/runs");
-  assert.equal(res.status(), 200);
-  assert.match(res.headers()["content-security-policy"] ?? "", /script-src 'self'/);
-  await page.locator("#runs-table").waitFor();
-  assert.equal(await page.locator(".badge.auditor").innerText(), "auditor view");
-  await shot("runs-auditor");
-});
-
-test("the programs page draws every program's graph", async () => {
-  await open("/ui/programs");
-  for (const name of ["kyc-onboarding", "refund", "code-change"]) {
-    await page.locator(`#prog-${name}`).waitFor();
+test("a visitor without a credential is sent to sign in", async () => {
+  await openHome("/ui/login");
+  await page.locator("#login-required").waitFor();
+  assert.equal(await page.locator('nav a[href="/ui/runs"]').count(), 0, "the sign-in page links to the runs");
+  assert.equal(await page.locator(".badge.auditor").count(), 0, "an auditor badge on a closed console");
+  await shot("login-required");
+  for (const p of ["/ui/runs", "/ui/programs", "/ui/metrics", "/ui/runs/run_x"]) {
+    const r = await api.get(p);
+    assert.equal(r.status(), 401, `GET ${p} without a credential`);
+    assert.equal((await r.json()).error, "missing_token", p);
   }
-  assert.ok(await page.locator("svg.graph").count() >= 3, "fewer than 3 graphs");
-  assert.equal(await page.locator("svg.graph g#st_human_approval").count(), 1);
-  await shot("programs");
+  assert.equal((await api.post("/ui/runs/run_x/receipt/verify")).status(), 401, "verify without a credential");
+  const icon = await api.get("/favicon.ico");
+  assert.equal(icon.status(), 200, "the favicon");
+  assert.match(icon.headers()["content-type"] ?? "", /^image\//);
 });
 
-test("the auditor cannot start the demo", async () => {
-  await open("/ui/demo");
-  assert.ok(await page.locator("#demo-start").isDisabled(), "the auditor's #demo-start is enabled");
-  assert.match(await page.locator("#demo-signin").innerText(), /sign in/i);
-  await shot("demo-auditor");
-  assert.equal(await fetchFromPage("/ui/demo/start"), 403);
-  assert.equal((await api.post("/ui/demo/start")).status(), 403);
-});
-
-test("the console refuses lab actions without the operator token", async () => {
-  await open("/ui/programs");
-  assert.equal(await fetchFromPage("/ui/lab/run", { program: "kyc-onboarding" }), 403, "POST /ui/lab/run from the auditor's page");
+test("the console refuses actions without a credential", async () => {
+  await open("/ui/login");
+  assert.equal(await fetchFromPage("/ui/lab/run", { program: "kyc-onboarding" }), 401, "POST /ui/lab/run from the sign-in page");
+  assert.equal(await fetchFromPage("/ui/demo/start"), 401, "POST /ui/demo/start from the sign-in page");
   const plain = await api.post("/ui/lab/run", { form: { program: "kyc-onboarding" } });
-  assert.equal(plain.status(), 403, "POST /ui/lab/run without a credential");
+  assert.equal(plain.status(), 401, "POST /ui/lab/run without a credential");
   const wrong = await api.post("/ui/lab/run", { form: { program: "kyc-onboarding" }, headers: { Authorization: "Bearer not-the-operator-token" } });
   assert.equal(wrong.status(), 401, "POST /ui/lab/run with a wrong token");
 });
@@ -236,6 +234,23 @@ test("the operator signs in with the operator token", async () => {
   assert.equal(cookie.path, "/ui");
   await open("/ui/programs");
   assert.equal(await page.locator(".badge.operator").innerText(), "operator");
+});
+
+test("the console opens on the runs list", async () => {
+  await openHome("/ui/runs");
+  await page.locator("#runs-table").waitFor();
+  assert.equal(await page.locator(".badge.operator").innerText(), "operator");
+  await shot("runs-empty");
+});
+
+test("the programs page draws every program's graph", async () => {
+  await open("/ui/programs");
+  for (const name of ["kyc-onboarding", "refund", "code-change"]) {
+    await page.locator(`#prog-${name}`).waitFor();
+  }
+  assert.ok(await page.locator("svg.graph").count() >= 3, "fewer than 3 graphs");
+  assert.equal(await page.locator("svg.graph g#st_human_approval").count(), 1);
+  await shot("programs");
 });
 
 test("the demo walks a KYC run to APPROVED", { timeout: 60_000 }, async () => {
@@ -403,6 +418,17 @@ test("the metrics page charts the entropy, without the lab's runs", async () => 
   const runs = Number((await page.locator("main").innerText()).match(/The last (\d+) runs/)[1]);
   assert.ok(runs > 1, `with the lab's runs the window holds ${runs} runs`);
   await at1280x800("the metrics page with the lab's runs");
+});
+
+test("signing out ends the session on the server", async () => {
+  const before = (await context.cookies(`${base}/ui/`)).find((c) => c.name === "nano_vm_console");
+  assert.ok(before, "no session cookie before signing out");
+  await open("/ui/runs");
+  await Promise.all([page.waitForURL((u) => u.pathname === "/ui/login"), page.click(".who form button[type=submit]")]);
+  assert.equal((await context.cookies(`${base}/ui/`)).filter((c) => c.name === "nano_vm_console").length, 0, "the cookie is still there");
+  // The cookie, copied before, is worth nothing now.
+  const replay = await api.get("/ui/runs", { headers: { Cookie: `nano_vm_console=${before.value}` } });
+  assert.equal(replay.status(), 401, "the old session after signing out");
 });
 
 test("no page raised a script error or a CSP violation", () => {

@@ -99,7 +99,8 @@ cleanup() {
 trap cleanup EXIT
 
 # The operator token is fresh for every run; no access token: the server
-# listens on loopback only, where anonymous visitors are the auditor.
+# listens on loopback only. With the operator token set, the console asks
+# every visitor for a credential.
 OPERATOR_TOKEN=$(od -An -N24 -tx1 /dev/urandom | tr -d ' \n')
 port=$(node -e 'const s=require("net").createServer();s.listen(0,"127.0.0.1",()=>{process.stdout.write(String(s.address().port));s.close()})')
 NANO_VM_OPERATOR_TOKEN=$OPERATOR_TOKEN "$BIN" serve --transport http --addr "127.0.0.1:$port" \

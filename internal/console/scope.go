@@ -1,0 +1,49 @@
+package console
+
+import (
+	"net/http"
+	"strings"
+
+	"github.com/nano-vm/nano-vm-mcp/internal/access"
+	"github.com/nano-vm/nano-vm-mcp/internal/program"
+	"github.com/nano-vm/nano-vm-mcp/internal/runtime"
+)
+
+// An approver signed in to the console reads what their decisions need
+// and no more: their inbox, and the pages of the runs that wait for their
+// role now. Every other run, the programs with their guards, the metrics,
+// the laboratory and the demo stay the operator's (or the auditor's, where
+// the console is public).
+
+// isApprover reports whether p is an approver (and not the operator).
+func isApprover(p access.Principal) bool {
+	return p.ApproverRole != "" && p.Profile != access.ProfileOperator
+}
+
+// approverMay reports whether the approver p may reach r.
+func (c *Console) approverMay(r *http.Request, p access.Principal) bool {
+	path := r.URL.Path
+	switch {
+	case path == access.ConsoleApprovalsPath, path == access.ConsoleLoginPath,
+		path == access.FaviconPath, strings.HasPrefix(path, access.ConsolePath+"/static/"):
+		return true
+	case path == access.ConsolePath, path == access.ConsolePath+"/":
+		return true // redirected to the inbox
+	}
+	rest, ok := strings.CutPrefix(path, access.ConsolePath+"/runs/")
+	if !ok {
+		return false
+	}
+	id, sub, _ := strings.Cut(rest, "/")
+	if sub != "" && sub != "state.json" && sub != "receipt/verify" {
+		return false
+	}
+	run, _, err := c.cfg.Service.Get(r.Context(), id)
+	return err == nil && waitsFor(run, p.ApproverRole)
+}
+
+// waitsFor reports whether the run's open task is a decision of role.
+func waitsFor(r *runtime.Run, role string) bool {
+	return r.Status == runtime.StatusRunning && r.Task != nil &&
+		r.Task.Kind == string(program.KindApproval) && r.Task.Role == role
+}

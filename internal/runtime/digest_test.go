@@ -1,0 +1,367 @@
+package runtime
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/nano-vm/nano-vm-mcp/internal/jsonvalue"
+	"github.com/nano-vm/nano-vm-mcp/internal/program"
+	"github.com/nano-vm/nano-vm-mcp/internal/tracestore"
+)
+
+// bigText is an output about n bytes long that the review program's draft
+// state would accept if it were on time.
+func bigText(n int) string {
+	return `{"score": 1, "text": "` + strings.Repeat("é", n/2) + `"}`
+}
+
+func TestUncountedRejectionKeepsABoundedDigest(t *testing.T) {
+	p := loadTestProgram(t, "testdata/review.yaml")
+	atReview := func(d *driver) {
+		d.submit(`{"score": 9}`)
+		d.submit(`{"ok": true}`, tool("linter"))
+	}
+	finished := func(d *driver) { d.apply(Cancel{At: t0}) }
+	tests := []struct {
+		name   string
+		setup  func(d *driver)
+		in     func(d *driver, out any) Input
+		code   Code
+		digest bool // a cancel has no output to digest
+	}{
+		{"stale seq", nil, func(d *driver, out any) Input {
+			return Submit{Seq: d.run.Seq + 1, Output: out, At: t0}
+		}, CodeStaleSeq, true},
+		{"wrong state", nil, func(d *driver, out any) Input {
+			return Submit{Seq: d.run.Seq, State: "check", Output: out, At: t0}
+		}, CodeWrongState, true},
+		{"definition mismatch", nil, func(d *driver, out any) Input {
+			return Submit{Seq: d.run.Seq, DefinitionHash: "sha256:00", Output: out, At: t0}
+		}, CodeDefinitionMismatch, true},
+		{"approval answered by a step", atReview, func(d *driver, out any) Input {
+			return Submit{Seq: d.run.Seq, Output: out, At: t0}
+		}, CodeApprovalRequired, true},
+		{"decision on a step", nil, func(d *driver, out any) Input {
+			return Decide{Seq: d.run.Seq, Role: "editor", Decision: out, At: t0}
+		}, CodeWrongState, true},
+		{"oversized and stale", nil, func(d *driver, out any) Input {
+			return Submit{Seq: d.run.Seq + 1, Output: out, Size: 2 << 20, At: t0}
+		}, CodeStaleSeq, true},
+		{"submission to a finished run", finished, func(d *driver, out any) Input {
+			return Submit{Seq: d.run.Seq, Output: out, At: t0}
+		}, CodeRunFinished, true},
+		{"cancel of a finished run", finished, func(d *driver, out any) Input {
+			return Cancel{Reason: "again", At: t0}
+		}, CodeRunFinished, false},
+	}
+	raw := bigText(1 << 20)
+	out := js(t, raw)
+	canon, _ := jsonvalue.Canonical(out)
+	sum := sha256.Sum256(canon)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := newDriver(t, p, `{"limit": 5}`)
+			if tt.setup != nil {
+				tt.setup(d)
+			}
+			res, err := d.apply(tt.in(d, out))
+			if code(err) != tt.code {
+				t.Fatalf("got %v, want %s", err, tt.code)
+			}
+			rec := lastEvent(res.Events).Rejection
+			if rec == nil || rec.Counted || rec.Output != nil || rec.Uncounted != 1 {
+				t.Fatalf("rejection %+v: want uncounted 1 and no output", rec)
+			}
+			if !tt.digest {
+				if rec.Digest != nil {
+					t.Fatalf("a cancel has a digest: %+v", rec.Digest)
+				}
+				return
+			}
+			dg := rec.Digest
+			if dg == nil || dg.SHA256 != hex.EncodeToString(sum[:]) || dg.Bytes != len(canon) || dg.Personal {
+				t.Fatalf("digest %+v, want sha256 %x of %d bytes", dg, sum, len(canon))
+			}
+			if len(dg.Prefix) > DigestPrefixBytes || len(dg.Prefix) < DigestPrefixBytes-3 || !strings.HasPrefix(string(canon), dg.Prefix) {
+				t.Fatalf("prefix of %d bytes is not the canonical form's first %d: %q", len(dg.Prefix), DigestPrefixBytes, dg.Prefix)
+			}
+			body, err := EncodeEvents(res.Events)
+			if err != nil {
+				t.Fatal(err)
+			}
+			size := 0
+			for _, r := range body {
+				size += len(r.Body)
+			}
+			if size > 4096 {
+				t.Fatalf("the rejection of a 1 MB output recorded %d bytes", size)
+			}
+		})
+	}
+}
+
+func TestCountedRejectionKeepsTheOutput(t *testing.T) {
+	p := loadTestProgram(t, "testdata/review.yaml")
+	d := newDriver(t, p, `{"limit": 5}`)
+	res, err := d.submit(`{"score": -1, "text": "no"}`)
+	if code(err) != CodeGuardDenied {
+		t.Fatalf("got %v", err)
+	}
+	rec := lastEvent(res.Events).Rejection
+	if !rec.Counted || rec.Digest != nil || rec.Uncounted != 0 || !sameJSON(rec.Output, js(t, `{"score": -1, "text": "no"}`)) {
+		t.Fatalf("counted rejection %+v: want the output whole", rec)
+	}
+}
+
+// withUncountedLimit is the review program with max_uncounted_rejections n.
+func withUncountedLimit(t *testing.T, n int) *program.Program {
+	t.Helper()
+	raw, err := os.ReadFile("testdata/review.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := strings.Replace(string(raw), "limits: {", "limits: {max_uncounted_rejections: "+strconv.Itoa(n)+", ", 1)
+	p, err := program.Load("review.yaml", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestUncountedRejectionsAreThrottledPerTask(t *testing.T) {
+	const limit = 3
+	p := withUncountedLimit(t, limit)
+	type step struct {
+		in       func(d *driver) Input
+		code     Code // "" accepted
+		recorded bool // events were appended
+		uncount  int  // the rejection's uncounted count, when recorded
+		dup      bool
+	}
+	stale := func(d *driver) Input { return Submit{Seq: d.run.Seq + 5, Output: js(t, bigText(4096)), At: t0} }
+	wrong := func(d *driver) Input {
+		return Submit{Seq: d.run.Seq, State: "review", Output: js(t, `{"ok": true}`), At: t0}
+	}
+	cancelFinished := func(d *driver) Input { return Cancel{Reason: "again", At: t0} }
+	draft := func(d *driver) Input { return Submit{Seq: d.run.Seq, Output: js(t, `{"score": 1}`), At: t0} }
+	dupDraft := func(d *driver) Input { return Submit{Seq: 1, Output: js(t, `{"score": 1}`), At: t0} }
+	lint := func(d *driver) Input {
+		return Submit{Seq: d.run.Seq, Tool: "linter", Actor: ActorTool, Output: js(t, `{"ok": true}`), At: t0}
+	}
+	tests := []struct {
+		name  string
+		steps []step
+	}{
+		{"the cap is recorded once, then nothing", []step{
+			{stale, CodeStaleSeq, true, 1, false},
+			{wrong, CodeWrongState, true, 2, false},
+			{stale, CodeStaleSeq, true, 3, false},
+			{stale, CodeThrottled, true, 4, false},
+			{stale, CodeThrottled, false, 0, false},
+			{wrong, CodeThrottled, false, 0, false},
+		}},
+		{"a right answer still passes, and the next task counts afresh", []step{
+			{stale, CodeStaleSeq, true, 1, false},
+			{stale, CodeStaleSeq, true, 2, false},
+			{stale, CodeStaleSeq, true, 3, false},
+			{stale, CodeThrottled, true, 4, false},
+			{stale, CodeThrottled, false, 0, false},
+			{draft, "", true, 0, false},
+			{stale, CodeStaleSeq, true, 1, false},
+		}},
+		{"an exact duplicate keeps its original answer past the cap", []step{
+			{draft, "", true, 0, false},
+			{stale, CodeStaleSeq, true, 1, false},
+			{stale, CodeStaleSeq, true, 2, false},
+			{stale, CodeStaleSeq, true, 3, false},
+			{stale, CodeThrottled, true, 4, false},
+			{dupDraft, "", false, 0, true},
+			{stale, CodeThrottled, false, 0, false},
+			{lint, "", true, 0, false},
+		}},
+		{"a finished run is capped too", []step{
+			{cancelFinished, "", true, 0, false},
+			{cancelFinished, CodeRunFinished, true, 1, false},
+			{stale, CodeRunFinished, true, 2, false},
+			{cancelFinished, CodeRunFinished, true, 3, false},
+			{cancelFinished, CodeThrottled, true, 4, false},
+			{cancelFinished, CodeThrottled, false, 0, false},
+			{stale, CodeThrottled, false, 0, false},
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := newDriver(t, p, `{"limit": 5}`)
+			for i, st := range tt.steps {
+				res, err := d.apply(st.in(d))
+				if code(err) != st.code || (st.code == "" && err != nil) {
+					t.Fatalf("step %d: got %v, want %q", i, err, st.code)
+				}
+				if (len(res.Events) > 0) != st.recorded || res.Duplicate != st.dup {
+					t.Fatalf("step %d: %d events, duplicate %v; want recorded %v, duplicate %v", i, len(res.Events), res.Duplicate, st.recorded, st.dup)
+				}
+				if st.code != "" && st.recorded {
+					rec := lastEvent(res.Events).Rejection
+					if rec.Code != st.code || rec.Uncounted != st.uncount {
+						t.Fatalf("step %d: recorded %s uncounted %d, want %s %d", i, rec.Code, rec.Uncounted, st.code, st.uncount)
+					}
+				}
+			}
+			// The trace replays, throttle included, and refolds to the run.
+			if d, err := Replay(p, d.events); err != nil || d != nil {
+				t.Fatalf("replay: %+v %v", d, err)
+			}
+		})
+	}
+}
+
+// oldStyle rewrites a trace's uncounted rejections as runtimes before
+// digests recorded them: the output whole, no digest, no count.
+func oldStyle(events []Event, outputs map[uint64]any) []Event {
+	out := make([]Event, len(events))
+	for i, e := range events {
+		if rec := e.Rejection; rec != nil && rec.Uncounted > 0 {
+			old := *rec
+			old.Digest, old.Uncounted, old.Output = nil, 0, outputs[e.Index]
+			e.Rejection = &old
+		}
+		out[i] = e
+	}
+	return out
+}
+
+func TestTracesRecordedBeforeDigestsStillReplay(t *testing.T) {
+	const limit = 2
+	p := withUncountedLimit(t, limit)
+	// Record more uncounted rejections on one task than the cap allows
+	// today, as an older runtime could, with a cap that never applied.
+	d := newDriver(t, p, `{"limit": 5}`)
+	var events []Event
+	outputs := map[uint64]any{}
+	events = append(events, d.events...)
+	run := d.run
+	for i := range 2*limit + 3 {
+		out := js(t, `{"score": `+strconv.Itoa(i)+`}`)
+		res, err := Apply(p, run, Submit{Seq: run.Seq + 1, Output: out, At: t0})
+		if code(err) != CodeStaleSeq {
+			t.Fatalf("rejection %d: %v", i, err)
+		}
+		old := oldStyle(res.Events, map[uint64]any{res.Events[len(res.Events)-1].Index: out})
+		events = append(events, old...)
+		outputs[old[len(old)-1].Index] = out
+		if run, err = Fold(p, events); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// An old runtime finished the run; a new one then capped the finished
+	// run's refusals, so one trace holds both kinds.
+	res, err := Apply(p, run, Cancel{At: t0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	events = append(events, res.Events...)
+	run = res.Run
+	for range limit + 1 {
+		res, _ := Apply(p, run, Submit{Seq: run.Seq, Output: js(t, `{"score": 1}`), At: t0})
+		events = append(events, res.Events...)
+		run = res.Run
+	}
+	if last := events[len(events)-1].Rejection; last == nil || last.Code != CodeThrottled {
+		t.Fatalf("the new runtime did not throttle: %+v", last)
+	}
+	if _, err := Fold(p, events); err != nil {
+		t.Fatal(err)
+	}
+	if d, err := Replay(p, events); err != nil || d != nil {
+		t.Fatalf("a trace with full-output rejections does not replay: %+v %v", d, err)
+	}
+}
+
+func TestPersonalDigestIsSealedAndErased(t *testing.T) {
+	ctx := context.Background()
+	svc, store, _ := kycService(t, 1)
+	a, err := svc.Start(ctx, "kyc-onboarding", exampleJSON(t, "kyc-onboarding.input.json"), "t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const name = "Johanna Maria Lindqvist"
+	out := js(t, `{"full_name": "`+name+`", "occupation": "engineer"}`)
+	if _, err := svc.Submit(ctx, a.RunID, Submit{Seq: a.Seq + 1, Output: out}); code(err) != CodeStaleSeq {
+		t.Fatalf("got %v", err)
+	}
+	recs, err := store.Load(ctx, a.RunID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored := string(recs[len(recs)-1].Body)
+	canon, _ := jsonvalue.Canonical(out)
+	sum := sha256.Sum256(canon)
+	if strings.Contains(stored, "Lindqvist") || strings.Contains(stored, hex.EncodeToString(sum[:])) || !strings.Contains(stored, `"personal":true`) {
+		t.Fatalf("the stored digest shows personal data or its bare hash: %s", stored)
+	}
+	events, err := svc.Events(ctx, a.RunID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dg := events[len(events)-1].Rejection.Digest
+	if dg.SHA256 != hex.EncodeToString(sum[:]) || !strings.Contains(dg.Prefix, name) {
+		t.Fatalf("opened digest %+v", dg)
+	}
+	p := exampleProgram(t, "kyc-onboarding")
+	if d, err := Replay(p, events); err != nil || d != nil {
+		t.Fatalf("replay: %+v %v", d, err)
+	}
+	if _, err := svc.EraseSubject(ctx, EraseOptions{SubjectID: "CUS-88213", Reason: "test", Principal: "dpo"}); err != nil {
+		t.Fatal(err)
+	}
+	erasedEverywhere(t, svc, a.RunID, "Lindqvist")
+	events, _ = svc.Events(ctx, a.RunID)
+	if d, err := Replay(p, events); err != nil || d != nil {
+		t.Fatalf("replay after erasure: %+v %v", d, err)
+	}
+}
+
+// Past the cap, neither the trace nor the log above debug grows with the
+// refusals: a refusal the trace does not record logs at debug only.
+func TestThrottledRefusalsLogOnlyAtDebug(t *testing.T) {
+	ctx := context.Background()
+	svc, p, _ := newTestService(t, tracestore.NewMemory())
+	core, logs := observer.New(zapcore.DebugLevel)
+	svc.log = zap.New(core)
+	a, err := svc.Start(ctx, p.Name, js(t, `{"limit": 5}`), "t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	limit := p.Limits.MaxUncountedRejections
+	for i := range limit + 10 {
+		_, err := svc.Submit(ctx, a.RunID, Submit{Seq: a.Seq + 1, Output: js(t, `{"score": 1}`)})
+		want := CodeStaleSeq
+		if i >= limit {
+			want = CodeThrottled
+		}
+		if code(err) != want {
+			t.Fatalf("call %d: %v, want %s", i, err, want)
+		}
+	}
+	info := logs.FilterMessage("input rejected").FilterLevelExact(zapcore.InfoLevel).Len()
+	debug := logs.FilterMessage("input rejected").FilterLevelExact(zapcore.DebugLevel).Len()
+	if info != limit+1 || debug != 9 {
+		t.Fatalf("%d info and %d debug lines, want %d and 9", info, debug, limit+1)
+	}
+	events, err := svc.Events(ctx, a.RunID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if last := events[len(events)-1].Rejection; last == nil || last.Code != CodeThrottled || last.Uncounted != limit+1 {
+		t.Fatalf("last event %+v, want the one throttled record", events[len(events)-1])
+	}
+}
