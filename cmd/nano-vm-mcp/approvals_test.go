@@ -100,7 +100,6 @@ func awaitReload(t *testing.T, url, token string, want bool) {
 	}
 }
 
-
 // stepToApproval answers the run's llm and tool tasks from the approved
 // answers file until it waits for an approval: that task, and the answer
 // meant for it.
