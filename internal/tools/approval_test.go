@@ -406,3 +406,26 @@ func TestApproveSeparationOfDuties(t *testing.T) {
 		})
 	}
 }
+
+// The elicitation channel is outside separation of duties (the owner's
+// own client answers), and counts once toward a four-eyes decision.
+func TestElicitationCountsOnceTowardFourEyes(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.ElicitApprovals = true; c.Approvers = testApprovers(t) },
+		client.WithElicitationHandler(elicitFunc(func(context.Context, mcp.ElicitationRequest) (*mcp.ElicitationResult, error) {
+			return &mcp.ElicitationResult{ElicitationResponse: mcp.ElicitationResponse{Action: mcp.ElicitationResponseActionAccept, Content: map[string]any{"release": true}}}, nil
+		})))
+	ctx := context.Background()
+	h.addProgram("testdata/dual-control.yaml")
+	res := h.mustCall(ctx, "start_run", map[string]any{"program": "test-dual-control", "input": map[string]any{"amount": 10}})
+	args := map[string]any{"run_id": res["run_id"], "seq": seqOf(t, task(t, res))}
+	// The owner's client decides: one of the two.
+	if got := h.mustCall(ctx, "await_approval", args); got["approvals_given"] != float64(1) {
+		t.Fatalf("the owner's elicited decision: %v", got)
+	}
+	// The operator's client is the elicitation channel again.
+	h.mustFail(as(access.IDOperator, access.ProfileOperator), "await_approval", args, "forbidden")
+	args["decision"] = map[string]any{"release": true}
+	if got := h.mustCall(approverCtx("alice", "compliance_officer"), "approve", args); got["status"] != "completed" {
+		t.Fatalf("alice beside the elicited decision: %v", got)
+	}
+}
