@@ -387,7 +387,7 @@ func scriptedRun(ctx context.Context, out, human io.Writer, log *zap.Logger, st 
 		var stepErr error
 		switch task.Kind {
 		case string(program.KindApproval):
-			next, stepErr = svc.Decide(ctx, ans.RunID, runtime.Decide{Seq: task.Seq, State: task.State, Role: task.Role, Principal: "cli", Decision: a.value})
+			next, stepErr = svc.Decide(ctx, ans.RunID, runtime.Decide{Seq: task.Seq, State: task.State, Role: task.Role, Principal: "cli", Decision: a.value, AllowSelf: true})
 		case string(program.KindTool):
 			next, stepErr = svc.Submit(ctx, ans.RunID, runtime.Submit{Seq: task.Seq, State: task.State, Tool: task.Tool.Name, Actor: runtime.ActorTool, Principal: "cli", Output: a.value})
 		default:

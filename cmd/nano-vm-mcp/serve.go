@@ -86,10 +86,13 @@ Profiles: the agent profile (the default) is what a model may reach: the
 run tools, the drive_run prompt, program resources that show only the name,
 description and input schema, and receipts. The operator profile adds the
 program sources with their guards, traces, and the approve,
-list_approvals, analyze and erase_subject tools; a caller holding an
-approver's token gets approve and list_approvals (its inbox). Over stdio
---profile chooses; over HTTP the operator token unlocks the operator profile
-and every other caller is an agent.
+list_approvals, analyze and erase_subject tools. A caller holding an
+approver's token has the approver profile: it reads and decides the runs
+waiting for its role (list_approvals, get_run, get_receipt, verify_receipt,
+list_programs, approve) and drives no run; nobody approves a run they
+started or answered in (separation of duties). Over stdio --profile
+chooses; over HTTP the operator token unlocks the operator profile, an
+approver's token the approver profile, and every other caller is an agent.
 
 HTTP security: the server binds to loopback by default and refuses foreign
 Host and Origin headers on every path (DNS rebinding). Beyond loopback it

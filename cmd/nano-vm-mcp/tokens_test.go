@@ -67,15 +67,23 @@ func errCode(e map[string]any) string {
 // its task's seq.
 func startRefund(t *testing.T, c *client.Client) (string, any) {
 	t.Helper()
-	input, err := os.ReadFile("../../examples/refund.input.json")
+	id, tk := startExample(t, c, "refund")
+	return id, tk["seq"]
+}
+
+// startExample starts a run of the example program with its example input
+// as c's principal, and returns its id and first task.
+func startExample(t *testing.T, c *client.Client, name string) (string, map[string]any) {
+	t.Helper()
+	input, err := os.ReadFile("../../examples/" + name + ".input.json")
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, e := callTool(t, c, "start_run", map[string]any{"program": "refund", "input": json.RawMessage(input)})
+	res, e := callTool(t, c, "start_run", map[string]any{"program": name, "input": json.RawMessage(input)})
 	if e != nil {
 		t.Fatalf("start_run: %v", e)
 	}
-	return res["run_id"].(string), res["task"].(map[string]any)["seq"]
+	return res["run_id"].(string), res["task"].(map[string]any)
 }
 
 // listedRuns is the run ids list_runs shows c.

@@ -59,7 +59,7 @@ func (g *guard) approverSession(r *http.Request) (Principal, bool) {
 	if !ok {
 		return Principal{}, false
 	}
-	return Principal{ID: ap.ID, Profile: ProfileAgent, ApproverRole: ap.Role}, true
+	return Principal{ID: ap.ID, Profile: ProfileApprover, ApproverRole: ap.Role}, true
 }
 
 // byID returns the approver with the id, from the approvers file in force.

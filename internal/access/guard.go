@@ -63,7 +63,7 @@ type HTTPConfig struct {
 	// OperatorToken is the bearer that yields ProfileOperator. It is accepted
 	// whether or not AccessToken is set.
 	OperatorToken string
-	// Approvers' tokens yield Principal{ID: approver id, Profile: agent,
+	// Approvers' tokens yield Principal{ID: approver id, Profile: approver,
 	// ApproverRole: role}. They are accepted whether or not AccessToken is
 	// set.
 	Approvers *Approvers
@@ -585,7 +585,7 @@ func (g *guard) staticToken(token string) (Principal, bool) {
 	case op == 1:
 		return Principal{ID: IDOperator, Profile: ProfileOperator}, true
 	case isApprover:
-		return Principal{ID: ap.ID, Profile: ProfileAgent, ApproverRole: ap.Role}, true
+		return Principal{ID: ap.ID, Profile: ProfileApprover, ApproverRole: ap.Role}, true
 	case isAgent:
 		return Principal{ID: id, Profile: ProfileAgent}, true
 	case ag == 1:

@@ -175,7 +175,7 @@ var (
 	agent    = &Principal{ID: IDAgent, Profile: ProfileAgent}
 	operator = &Principal{ID: IDOperator, Profile: ProfileOperator}
 	local    = &Principal{ID: IDLocal, Profile: ProfileAgent}
-	alice    = &Principal{ID: "alice", Profile: ProfileAgent, ApproverRole: "compliance_officer"}
+	alice    = &Principal{ID: "alice", Profile: ProfileApprover, ApproverRole: "compliance_officer"}
 )
 
 func TestGuardChecksHost(t *testing.T) {

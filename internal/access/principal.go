@@ -53,9 +53,15 @@ const (
 	// ProfileOperator is the human operator: it may also inspect and
 	// administer runs.
 	ProfileOperator Profile = "operator"
+	// ProfileApprover is a configured approver (an approver's token): it
+	// reads and decides the approvals that wait for its role, and never
+	// drives runs, so that nobody decides what they drove.
+	ProfileApprover Profile = "approver"
 )
 
-// ParseProfile returns the profile named s, for flags and configuration.
+// ParseProfile returns the profile named s, for flags and configuration:
+// agent or operator. The approver profile is not among them: it needs an
+// approver's identity, which only a token gives.
 func ParseProfile(s string) (Profile, error) {
 	switch p := Profile(s); p {
 	case ProfileAgent, ProfileOperator:
@@ -80,7 +86,8 @@ type Principal struct {
 	ID      string
 	Profile Profile
 	// ApproverRole is set when the caller authenticated with an approver
-	// token; it is the role the operator gave that approver.
+	// token (ProfileApprover); it is the role the operator gave that
+	// approver.
 	ApproverRole string
 }
 

@@ -9,7 +9,7 @@ func TestPrincipalRoundTripsThroughContext(t *testing.T) {
 	if _, ok := FromContext(context.Background()); ok {
 		t.Fatal("an empty context carries a principal")
 	}
-	want := Principal{ID: "alice", Profile: ProfileAgent, ApproverRole: "compliance_officer"}
+	want := Principal{ID: "alice", Profile: ProfileApprover, ApproverRole: "compliance_officer"}
 	got, ok := FromContext(WithPrincipal(context.Background(), want))
 	if !ok || got != want {
 		t.Fatalf("FromContext = %+v, %v; want %+v, true", got, ok, want)

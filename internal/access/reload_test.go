@@ -130,7 +130,7 @@ func (f *reloadFixture) messages(level zapcore.Level) []string {
 
 var (
 	deployBot    = &Principal{ID: "deploy-bot", Profile: ProfileAgent}
-	aliceFinance = &Principal{ID: "alice", Profile: ProfileAgent, ApproverRole: "finance"}
+	aliceFinance = &Principal{ID: "alice", Profile: ProfileApprover, ApproverRole: "finance"}
 )
 
 const tokensAfter = "agents:\n  - id: deploy-bot\n    token_sha256: "
@@ -245,7 +245,7 @@ func TestReloaderAppliesAFileOnceTheOtherNoLongerConflicts(t *testing.T) {
 	f.expect(map[string]*Principal{
 		ciTok:     {ID: "alice", Profile: ProfileAgent},
 		deployTok: deployBot,
-		aliceTok:  {ID: "alice.b", Profile: ProfileAgent, ApproverRole: "compliance_officer"},
+		aliceTok:  {ID: "alice.b", Profile: ProfileApprover, ApproverRole: "compliance_officer"},
 	})
 }
 

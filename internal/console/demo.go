@@ -190,7 +190,7 @@ func (c *Console) demoStep(w http.ResponseWriter, r *http.Request, d *demo) {
 	switch task.Kind {
 	case string(program.KindApproval):
 		out.Actor = task.Role
-		ans, err = c.cfg.Service.Decide(ctx, id, runtime.Decide{Seq: task.Seq, State: task.State, Role: task.Role, Principal: demoPrincipal, Decision: a})
+		ans, err = c.cfg.Service.Decide(ctx, id, runtime.Decide{Seq: task.Seq, State: task.State, Role: task.Role, Principal: demoPrincipal, Decision: a, AllowSelf: true})
 	case string(program.KindTool):
 		out.Actor = "tool"
 		tool := ""

@@ -97,9 +97,9 @@ func TestInboxPageByApproverAndOperator(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	alice := &access.Principal{ID: "alice", Profile: access.ProfileAgent, ApproverRole: "compliance_officer"}
-	bob := &access.Principal{ID: "bob", Profile: access.ProfileAgent, ApproverRole: "compliance_officer"}
-	carol := &access.Principal{ID: "carol", Profile: access.ProfileAgent, ApproverRole: "finance"}
+	alice := &access.Principal{ID: "alice", Profile: access.ProfileApprover, ApproverRole: "compliance_officer"}
+	bob := &access.Principal{ID: "bob", Profile: access.ProfileApprover, ApproverRole: "compliance_officer"}
+	carol := &access.Principal{ID: "carol", Profile: access.ProfileApprover, ApproverRole: "finance"}
 	for _, tc := range []struct {
 		name   string
 		target string

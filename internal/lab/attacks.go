@@ -18,6 +18,7 @@ var declared = map[string]string{
 	PolicyBypass + "/no_matching_guard":   string(runtime.CodeGuardDenied),
 	PolicyBypass + "/step_on_approval":    string(runtime.CodeApprovalRequired),
 	PolicyBypass + "/modified_program":    string(runtime.CodeDefinitionMismatch),
+	PolicyBypass + "/self_approval":       string(runtime.CodeForbidden),
 	SkipStep + "/later_state":             string(runtime.CodeWrongState),
 	SkipStep + "/early_approval":          string(runtime.CodeWrongState),
 	ReorderSteps + "/future_seq":          string(runtime.CodeStaleSeq),
@@ -53,6 +54,7 @@ func catalog() []subAttack {
 		subAttack{fault: PolicyBypass, name: "no_matching_guard", applies: needRejectingState, ready: needNoMatch, do: noMatchingGuard},
 		subAttack{fault: PolicyBypass, name: "step_on_approval", applies: needApprovalState, ready: needApprovalTask, do: stepOnApproval},
 		subAttack{fault: PolicyBypass, name: "modified_program", applies: needGuard, ready: needOpenTask, do: modifiedProgram},
+		subAttack{fault: PolicyBypass, name: "self_approval", applies: needApprovalState, ready: needOwnedApprovalTask, do: selfApproval},
 		subAttack{fault: SkipStep, name: "later_state", applies: needTwoTaskStates, ready: needOpenTask, do: laterState},
 		subAttack{fault: SkipStep, name: "early_approval", applies: needApprovalState, ready: needNonApprovalTask, do: earlyApproval},
 		subAttack{fault: ReorderSteps, name: "future_seq", applies: always, ready: needOpenTask, do: futureSeq},
@@ -109,6 +111,16 @@ func needApprovalTask(v *view) string {
 	}
 	if v.st.Kind != program.KindApproval {
 		return fmt.Sprintf("the open task (%s) is not an approval", v.st.Name)
+	}
+	return ""
+}
+
+func needOwnedApprovalTask(v *view) string {
+	if r := needApprovalTask(v); r != "" {
+		return r
+	}
+	if v.run.Principal == "" {
+		return "the run names no principal that started it"
 	}
 	return ""
 }
@@ -293,9 +305,11 @@ func step(ctx context.Context, env Env, r *runtime.Run, in runtime.Submit) (runt
 	return env.Service.Submit(ctx, r.ID, in)
 }
 
-// decide decides as the approve tool does, for an approver of role.
+// decide decides as the approve tool does, for an approver of role. The
+// laboratory drives its runs from the operator's side, so separation of
+// duties does not apply (self_approval attacks it).
 func decide(ctx context.Context, env Env, r *runtime.Run, in runtime.Decide) (runtime.Answer, error) {
-	in.Principal = env.Principal
+	in.Principal, in.AllowSelf = env.Principal, true
 	return env.Service.Decide(ctx, r.ID, in)
 }
 
@@ -386,6 +400,16 @@ func stepOnApproval(ctx context.Context, env Env, v *view) (outcome, error) {
 	_, err := step(ctx, env, v.run, runtime.Submit{Seq: t.Seq, State: t.State, Output: baseOr(v, map[string]any{})})
 	o := rejected(declared[PolicyBypass+"/step_on_approval"], err)
 	o.detail = fmt.Sprintf("the decision of %s sent through step: %s", t.State, o.detail)
+	return o, nil
+}
+
+// selfApproval decides the open approval as the run's owner would through
+// approve: as a configured approver, under separation of duties.
+func selfApproval(ctx context.Context, env Env, v *view) (outcome, error) {
+	t := v.run.Task
+	_, err := env.Service.Decide(ctx, v.run.ID, runtime.Decide{Seq: t.Seq, State: t.State, Role: t.Role, Principal: v.run.Principal, Decision: baseOr(v, map[string]any{})})
+	o := rejected(declared[PolicyBypass+"/self_approval"], err)
+	o.detail = fmt.Sprintf("the decision of %s by %s, who started the run: %s", t.State, v.run.Principal, o.detail)
 	return o, nil
 }
 
@@ -481,7 +505,7 @@ func answerOpenSeq(ctx context.Context, env Env, v *view, seq uint64) (runtime.A
 // resubmit sends an accepted submission again, as it was made.
 func resubmit(ctx context.Context, env Env, r *runtime.Run, seq uint64, state string, sub *runtime.Submission) (runtime.Answer, error) {
 	if sub.Actor == runtime.ActorHuman {
-		in := runtime.Decide{Seq: seq, State: state, Role: sub.Role, Decision: sub.Output, Principal: sub.Principal}
+		in := runtime.Decide{Seq: seq, State: state, Role: sub.Role, Decision: sub.Output, Principal: sub.Principal, AllowSelf: true}
 		if len(sub.Approvers) > 0 {
 			in.Principal = sub.Approvers[len(sub.Approvers)-1]
 		}

@@ -184,7 +184,7 @@ func answer(p *program.Program, r *runtime.Run, st *program.State, out any) (run
 	t := r.Task
 	switch st.Kind {
 	case program.KindApproval:
-		return runtime.Apply(p, r, runtime.Decide{Seq: t.Seq, State: t.State, Role: t.Role, Principal: "lab", Decision: out, At: synthAt})
+		return runtime.Apply(p, r, runtime.Decide{Seq: t.Seq, State: t.State, Role: t.Role, Principal: "lab", Decision: out, AllowSelf: true, At: synthAt})
 	case program.KindTool:
 		return runtime.Apply(p, r, runtime.Submit{Seq: t.Seq, State: t.State, Tool: st.Tool, Actor: runtime.ActorTool, Principal: "lab", Output: out, At: synthAt})
 	}

@@ -156,7 +156,7 @@ func TestInjectOnARun(t *testing.T) {
 		want  want
 	}{
 		{ToolInjection, want{"undeclared_tool": "capability_denied", "wrong_tool_result": NA, "extra_fields": "schema_violation", "prompt_injection:ignore_previous": NA}},
-		{PolicyBypass, want{"no_matching_guard": NA, "step_on_approval": NA, "modified_program": "definition_mismatch"}},
+		{PolicyBypass, want{"no_matching_guard": NA, "step_on_approval": NA, "modified_program": "definition_mismatch", "self_approval": NA}},
 		{SkipStep, want{"later_state": "wrong_state", "early_approval": "wrong_state"}},
 		{ReorderSteps, want{"future_seq": "stale_seq", "past_seq": NA, "resubmit_earlier": NA, "exact_duplicate": NA}},
 		{CorruptReceipt, want{"receipt_field": VerificationFailed, "signature_byte": VerificationFailed, "trace_byte": VerificationFailed, "trace_field": VerificationFailed, "trace_reorder": VerificationFailed, "trace_drop": VerificationFailed}},

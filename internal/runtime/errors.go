@@ -29,6 +29,11 @@ const (
 	// CodeIdempotencyConflict: a start repeated an idempotency key that
 	// already started a run with another input (or another lab flag).
 	CodeIdempotencyConflict Code = "idempotency_conflict"
+	// CodeForbidden: separation of duties refused a decision, because its
+	// approver started the run or submitted one of its answers, or because
+	// the elicitation channel already counts toward a four-eyes decision.
+	// It is recorded without the decision.
+	CodeForbidden Code = "forbidden"
 	// CodeThrottled: the task has recorded max_uncounted_rejections
 	// uncounted rejections; the next one is recorded under this code, and
 	// later ones are refused with it and not recorded.

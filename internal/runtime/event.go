@@ -98,6 +98,10 @@ type InputRecord struct {
 	Principal      string `json:"principal,omitempty"`
 	Size           int    `json:"size,omitempty"`
 	Reason         string `json:"reason,omitempty"`
+	// SeparateDuties marks a decision under separation of duties: refused
+	// when its principal started the run or submitted one of its answers.
+	// Absent for the channels exempt from it (Decide.AllowSelf).
+	SeparateDuties bool `json:"separate_duties,omitempty"`
 }
 
 // GuardEvaluation records one guard evaluated while choosing a transition.

@@ -181,7 +181,8 @@ func TestFourEyesRejectionsKeepThePendingDecision(t *testing.T) {
 			return Decide{Seq: d.run.Seq + 1, Role: "officer", Principal: "bob", Decision: js(t, `{"release": true}`), At: t0}
 		}, CodeStaleSeq, false},
 		{"a model step", func(d *driver) Input {
-			return Submit{Seq: d.run.Seq, Principal: "bob", Output: js(t, `{"release": true}`), At: t0}
+			// Not bob's: a submitter may not approve (separation of duties).
+			return Submit{Seq: d.run.Seq, Principal: "agent", Output: js(t, `{"release": true}`), At: t0}
 		}, CodeApprovalRequired, false},
 	}
 	for _, tt := range tests {

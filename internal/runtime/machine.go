@@ -55,6 +55,14 @@ type Submit struct {
 // that needs several approvers (approvals > 1), Principal is required and
 // names the approver: the decision takes effect when that many distinct
 // principals have submitted it identically.
+//
+// Separation of duties: a decision is forbidden when its Principal started
+// the run or submitted any model or tool answer in it, unless AllowSelf is
+// set. Only the channels where the owner's own decision is the design set
+// it: the operator-side drivers (CLI run, console demo, laboratory) and
+// the elicitation channel (await_approval), which asks the human at the
+// owner's client. The elicitation channel counts as at most one approver
+// of a decision that needs several.
 type Decide struct {
 	Seq            uint64
 	State          string
@@ -63,9 +71,15 @@ type Decide struct {
 	Principal      string
 	Decision       any // decoded JSON
 	Size           int // bytes of the decision's canonical JSON (Service.Decide measures it)
+	AllowSelf      bool
 	At             time.Time
 	Digest         *OutputDigest // replay only, as Submit's
 }
+
+// ElicitedPrefix begins the principal of a decision taken through the
+// elicitation channel: "elicitation:" + the caller at whose client the
+// human answered.
+const ElicitedPrefix = "elicitation:"
 
 // Cancel ends a running run.
 type Cancel struct {
@@ -145,7 +159,7 @@ func Apply(p *program.Program, run *Run, in Input) (Result, error) {
 		return m.submit(in.At, answer{seq: in.Seq, state: in.State, tool: in.Tool, hash: in.DefinitionHash, actor: actorOr(in.Actor), principal: in.Principal, output: in.Output, size: in.Size, digest: in.Digest})
 	case Decide:
 		m.at = stamp(in.At)
-		return m.submit(in.At, answer{seq: in.Seq, state: in.State, role: in.Role, hash: in.DefinitionHash, decide: true, actor: ActorHuman, principal: in.Principal, output: in.Decision, size: in.Size, digest: in.Digest})
+		return m.submit(in.At, answer{seq: in.Seq, state: in.State, role: in.Role, hash: in.DefinitionHash, decide: true, actor: ActorHuman, principal: in.Principal, output: in.Decision, size: in.Size, separate: !in.AllowSelf, digest: in.Digest})
 	case Cancel:
 		m.at = stamp(in.At)
 		m.seq, m.state = m.r.Seq, m.r.State
@@ -269,6 +283,7 @@ type answer struct {
 	principal string
 	output    any
 	size      int
+	separate  bool          // a decision under separation of duties
 	cancel    bool          // a cancel: no output
 	digest    *OutputDigest // replay: the output is known by its digest only
 }
@@ -297,7 +312,12 @@ func (m *machine) submit(now time.Time, a answer) (Result, error) {
 		kind = "decide"
 	}
 	m.emit(Event{Type: EventInputReceived, Seq: r.Seq, Input: &InputRecord{Kind: kind, Seq: a.seq, State: a.state, Tool: a.tool,
-		Role: a.role, DefinitionHash: a.hash, Actor: a.actor, Principal: a.principal, Size: a.size}})
+		Role: a.role, DefinitionHash: a.hash, Actor: a.actor, Principal: a.principal, Size: a.size, SeparateDuties: a.separate}})
+	if rej := m.separation(a); rej != nil {
+		// Before anything else: the refused approver learns nothing of
+		// where the run stands.
+		return m.rejected(rej, a)
+	}
 	if a.hash != "" && a.hash != r.Program.DefinitionHash {
 		return m.rejected(reject(CodeDefinitionMismatch, "the run is pinned to %s; the submission names %s", r.Program.DefinitionHash, a.hash), a)
 	}
@@ -387,6 +407,29 @@ func (m *machine) submit(now time.Time, a answer) (Result, error) {
 	return m.result(), nil
 }
 
+// separation is separation of duties: who may decide, given the run's
+// owner and the principals recorded as submitting its answers. It returns
+// the refusal, or nil.
+func (m *machine) separation(a answer) *Rejection {
+	r := m.r
+	if !a.decide || a.principal == "" {
+		return nil
+	}
+	switch {
+	case a.separate && a.principal == r.Principal:
+		return reject(CodeForbidden, "separation of duties: %s started this run, so %s cannot decide its approvals", a.principal, a.principal)
+	case a.separate && slices.Contains(r.Submitters, a.principal):
+		return reject(CodeForbidden, "separation of duties: %s submitted answers in this run, so %s cannot decide its approvals", a.principal, a.principal)
+	}
+	// The elicitation channel is whoever sits at the owner's client: it
+	// counts once toward a decision, however many callers open it.
+	if pd := r.Pending; pd != nil && strings.HasPrefix(a.principal, ElicitedPrefix) && !slices.Contains(pd.Approvers, a.principal) &&
+		slices.ContainsFunc(pd.Approvers, func(p string) bool { return strings.HasPrefix(p, ElicitedPrefix) }) {
+		return reject(CodeForbidden, "separation of duties: the elicitation channel already counts as one approver of this decision; the others must approve with their own tokens")
+	}
+	return nil
+}
+
 // rejected records a refused answer and, when it used up the last attempt,
 // ends the run.
 func (m *machine) rejected(rej *Rejection, a answer) (Result, error) {
@@ -399,8 +442,10 @@ func (m *machine) rejected(rej *Rejection, a answer) (Result, error) {
 		Code: rej.Code, Message: rej.Message, Details: rej.Details, Counted: counted, Attempts: attempts,
 		Actor: a.actor, Principal: a.principal, ClaimedSeq: a.seq, ClaimedState: a.state, ClaimedTool: a.tool, Output: a.output,
 	}
-	if a.size > m.p.Limits.MaxDocumentBytes {
-		rec.Output = nil // an oversized answer is refused, not stored
+	if a.size > m.p.Limits.MaxDocumentBytes || rej.Code == CodeForbidden {
+		// An oversized answer is refused, not stored; nor is the decision
+		// of an approver separation of duties refuses.
+		rec.Output = nil
 	}
 	if !counted {
 		// An uncounted rejection costs the submitter nothing: keep a
@@ -419,7 +464,9 @@ func (m *machine) rejected(rej *Rejection, a answer) (Result, error) {
 				m.seq, limit+1, rej.Code, rej.Message)
 		}
 		rec.Uncounted, rec.Output = n, nil
-		if !a.cancel {
+		// A refused approver's decision leaves not even a digest: its
+		// prefix would be payload.
+		if !a.cancel && rej.Code != CodeForbidden {
 			rec.Digest = a.digest
 			if rec.Digest == nil {
 				rec.Digest = digestOf(m.p, a.output)

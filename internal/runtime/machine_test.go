@@ -86,6 +86,8 @@ func (d *driver) apply(in Input) (Result, error) {
 			after.Task = before.Task
 		}
 		after.Attempts, after.Rejections, after.NextIndex, after.UpdatedAt = before.Attempts, before.Rejections, before.NextIndex, before.UpdatedAt
+		// A refused answer still records who submitted it.
+		after.Submitters = before.Submitters
 		after.Uncounted, after.UncountedSeq = before.Uncounted, before.UncountedSeq
 		if !reflect.DeepEqual(before, after) {
 			d.t.Fatalf("rejection %s changed the run:\nbefore %+v\nafter  %+v", rej.Code, before, after)

@@ -316,7 +316,7 @@ func inputAt(recorded []Event, i int, pinned bool) (Input, error) {
 	case "submit", "decide":
 		output, digest := submittedOutput(recorded, i)
 		if r.Kind == "decide" {
-			return Decide{Seq: r.Seq, State: r.State, DefinitionHash: hash, Role: r.Role, Principal: r.Principal, Decision: output, Size: r.Size, At: at, Digest: digest}, nil
+			return Decide{Seq: r.Seq, State: r.State, DefinitionHash: hash, Role: r.Role, Principal: r.Principal, Decision: output, Size: r.Size, AllowSelf: !r.SeparateDuties, At: at, Digest: digest}, nil
 		}
 		return Submit{Seq: r.Seq, State: r.State, Tool: r.Tool, DefinitionHash: hash, Actor: r.Actor, Principal: r.Principal, Output: output, Size: r.Size, At: at, Digest: digest}, nil
 	}

@@ -65,6 +65,10 @@ type Run struct {
 	Deadline time.Time        // of the open task; zero when it has no timeout
 	TaskAt   string           // when the open (or last) task was issued
 	Last     *Accepted        // the last accepted submission
+	// Submitters are the principals recorded submitting a model or tool
+	// answer (accepted or not), in order of their first: separation of
+	// duties keeps them from deciding the run's approvals.
+	Submitters []string
 
 	// Pending is the decision awaiting more approvers on an approval state
 	// that needs several (approvals > 1); nil when none.
@@ -86,11 +90,12 @@ type Accepted struct {
 	State string
 	// Who answered, with which claims: a duplicate must repeat them, so a
 	// decision replayed by another role or as a model step is no duplicate.
-	Actor  Actor
-	Role   string
-	Tool   string
-	Output any // as submitted (decoded JSON)
-	Index  uint64
+	Actor     Actor
+	Principal string // who submitted it (for a decision, its last approver)
+	Role      string
+	Tool      string
+	Output    any // as submitted (decoded JSON)
+	Index     uint64
 	// Approvers of a decision that needed several: only they may repeat it
 	// as a duplicate.
 	Approvers []string
@@ -116,6 +121,7 @@ func (r *Run) clone() *Run {
 	c.Data = maps.Clone(r.Data)
 	c.Path = slices.Clip(r.Path)
 	c.Visits = maps.Clone(r.Visits)
+	c.Submitters = slices.Clip(r.Submitters)
 	return &c
 }
 
@@ -166,7 +172,11 @@ func (r *Run) apply(p *program.Program, e *Event) error {
 			}
 			r.Deadline = at.Add(st.Timeout)
 		}
-	case EventGuardEvaluated, EventTaskExpired, EventInputReceived:
+	case EventInputReceived:
+		if in := e.Input; in != nil && in.Kind == "submit" && in.Principal != "" && !slices.Contains(r.Submitters, in.Principal) {
+			r.Submitters = append(r.Submitters, in.Principal)
+		}
+	case EventGuardEvaluated, EventTaskExpired:
 		// Evidence only.
 	case EventFaultInjected:
 		// Evidence only: an attack and the runtime's answer, recorded.
@@ -189,7 +199,7 @@ func (r *Run) apply(p *program.Program, e *Event) error {
 			r.Data[e.State] = st.Output.Root.Convert(e.Submission.Output)
 		}
 		sub := e.Submission
-		r.Last = &Accepted{Seq: e.Seq, State: e.State, Actor: sub.Actor, Role: sub.Role, Tool: sub.Tool, Output: sub.Output, Index: e.Index, Approvers: sub.Approvers}
+		r.Last = &Accepted{Seq: e.Seq, State: e.State, Actor: sub.Actor, Principal: sub.Principal, Role: sub.Role, Tool: sub.Tool, Output: sub.Output, Index: e.Index, Approvers: sub.Approvers}
 		r.Task = nil
 		r.closeApprovals()
 	case EventApprovalRecorded:

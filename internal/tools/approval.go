@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -108,8 +109,8 @@ func (h *handlers) awaitApproval(ctx context.Context, c access.Principal, req re
 		return nil, errorf(CodeInvalidArguments, "the decision: %v", err)
 	}
 	a, err := h.Service.Decide(ctx, r.ID, runtime.Decide{
-		Seq: args.Seq, State: st.Name, Role: st.Role, Principal: "elicitation:" + c.ID,
-		Decision: decision,
+		Seq: args.Seq, State: st.Name, Role: st.Role, Principal: runtime.ElicitedPrefix + c.ID,
+		Decision: decision, AllowSelf: true,
 	})
 	if err != nil {
 		return nil, rejection(err, a)
@@ -128,28 +129,19 @@ func (h *handlers) approve(ctx context.Context, c access.Principal, req request)
 	}
 	// The approver acts on runs that are not theirs: approvers are not the
 	// agent that started them.
-	r, _, err := h.Service.Get(ctx, args.RunID)
+	r, p, err := h.Service.Get(ctx, args.RunID)
 	if err != nil {
 		return nil, fromRuntime(err, nil)
-	}
-	// An approver of another role is refused here, as an authorisation
-	// failure: in the core a wrong role costs the task an attempt, and a
-	// stranger must not be able to use up the approvers' attempts.
-	if r.Task != nil && r.Task.Seq == args.Seq && r.Task.Kind == string(program.KindApproval) && r.Task.Role != approver.Role {
-		h.Log.Info("approve refused: wrong role", zap.String("run_id", r.ID), zap.String("approver", approver.ID), zap.String("role", approver.Role))
-		e := errorf(CodeForbidden, "approver %s has role %s; this decision needs role %s", approver.ID, approver.Role, r.Task.Role)
-		e.advice = fmt.Sprintf("Do not retry as %s: only an approver of role %s can decide this task.", approver.ID, r.Task.Role)
-		return nil, e
 	}
 	decision, err := req.value("decision", args.Decision)
 	if err != nil {
 		return nil, err
 	}
-	// Everything else (a stale seq, a finished run, a repeated decision,
-	// a four-eyes pending approval) is the core's to judge and record.
-	a, err := h.Service.Decide(ctx, r.ID, runtime.Decide{
-		Seq: args.Seq, Role: approver.Role, Principal: approver.ID, Decision: decision,
-	})
+	in := runtime.Decide{Seq: args.Seq, Role: approver.Role, Principal: approver.ID, Decision: decision}
+	if err := h.mayDecide(c, approver, r, p, in); err != nil {
+		return nil, err
+	}
+	a, err := h.Service.Decide(ctx, r.ID, in)
 	if c.Profile != access.ProfileOperator && a.Task != nil && !(a.Task.Kind == string(program.KindApproval) && a.Task.Role == approver.Role) {
 		// An approver sees approval tasks of their role, never the
 		// agent's next task and its view.
@@ -159,6 +151,42 @@ func (h *handlers) approve(ctx context.Context, c access.Principal, req request)
 		return nil, rejection(err, a)
 	}
 	return runResult(a), nil
+}
+
+// mayDecide refuses, before the core and so recorded nowhere, an approve
+// by an approver who may not read the run: one that is not the run's
+// owner gets unknown_run unless the run waits for an approval, as for a
+// run that does not exist; and forbidden when it waits for another role.
+// A wrong role is refused here for every caller, as an authorisation
+// failure: in the core it would cost the task an attempt, and a stranger
+// must not use up the approvers' attempts. Everything else (a stale seq,
+// separation of duties) is the core's to judge and record, in a run the
+// approver may read; and an approver's exact repeat of the decision that
+// moved the run on, a lost answer retried, gets the original answer.
+func (h *handlers) mayDecide(c access.Principal, approver access.Approver, r *runtime.Run, p *program.Program, in runtime.Decide) error {
+	waiting := !r.Finished() && r.Task != nil && r.Task.Kind == string(program.KindApproval)
+	if c.Profile != access.ProfileOperator && r.Principal != approver.ID && !waiting && !retried(p, r, in) {
+		h.Log.Info("approve refused: run not waiting for an approval", zap.String("run_id", r.ID), zap.String("approver", approver.ID))
+		return errorf(CodeUnknownRun, "no run %s waits for a decision of role %s", r.ID, approver.Role)
+	}
+	if waiting && r.Task.Role != approver.Role {
+		h.Log.Info("approve refused: wrong role", zap.String("run_id", r.ID), zap.String("approver", approver.ID), zap.String("role", approver.Role))
+		e := errorf(CodeForbidden, "approver %s has role %s; this decision needs role %s", approver.ID, approver.Role, r.Task.Role)
+		e.advice = fmt.Sprintf("Do not retry as %s: only an approver of role %s can decide this task.", approver.ID, r.Task.Role)
+		return e
+	}
+	return nil
+}
+
+// retried reports whether in is its approver's exact repeat of the run's
+// last accepted decision, which the core answers with the original answer
+// and records nothing. Apply is pure: asking it appends nothing.
+func retried(p *program.Program, r *runtime.Run, in runtime.Decide) bool {
+	if l := r.Last; l == nil || (l.Principal != in.Principal && !slices.Contains(l.Approvers, in.Principal)) {
+		return false
+	}
+	res, err := runtime.Apply(p, r, in)
+	return err == nil && res.Duplicate && !res.PendingApproval
 }
 
 // channelClosed is await_approval's refusal. Its advice names who decides

@@ -46,7 +46,7 @@ func TestEraseSubjectIsForOperatorsOnly(t *testing.T) {
 	op := newHarness(t, func(c *Config) { c.Profile = access.ProfileOperator; c.Approvers = testApprovers(t) })
 	for _, caller := range []context.Context{
 		as("agent", access.ProfileAgent),
-		access.WithPrincipal(ctx, access.Principal{ID: "alice", Profile: access.ProfileAgent, ApproverRole: "compliance_officer"}),
+		access.WithPrincipal(ctx, access.Principal{ID: "alice", Profile: access.ProfileApprover, ApproverRole: "compliance_officer"}),
 	} {
 		if _, ok := toolNames(t, op.c, caller)["erase_subject"]; ok {
 			t.Fatal("a non-operator caller sees erase_subject")

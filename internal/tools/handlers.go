@@ -24,7 +24,7 @@ var catalog = []toolSpec{
 		name: "list_programs", title: "List programs",
 		description: "Lists the programs this server can run: name, version, definition hash, description and the JSON Schema of the input start_run expects. Call it first to choose a program.",
 		args:        ListProgramsArgs{}, result: ListProgramsResult{},
-		readOnly: true, idempotent: true,
+		readOnly: true, idempotent: true, approver: true,
 		handle: (*handlers).listPrograms,
 	},
 	{
@@ -43,21 +43,21 @@ var catalog = []toolSpec{
 		name: "get_run", title: "Get a run",
 		description: "Returns where a run stands: status, current state and seq, the path of states so far, the open task if any, and the outcome once it has ended. Use it to recover after an error or a lost answer.",
 		args:        RunRef{}, result: GetRunResult{},
-		readOnly: true, idempotent: true,
+		readOnly: true, idempotent: true, approver: true,
 		handle: (*handlers).getRun,
 	},
 	{
 		name: "get_receipt", title: "Get a signed receipt",
 		description: "Returns the run's receipt, signed with the server's Ed25519 key: a deterministic summary of the run's trace (program, status, outcome, path, counts, Merkle root) that anyone can verify offline. Provisional while the run is going, final once it has ended.",
 		args:        RunRef{}, result: ReceiptResult{},
-		readOnly: true, idempotent: true,
+		readOnly: true, idempotent: true, approver: true,
 		handle: (*handlers).getReceipt,
 	},
 	{
 		name: "verify_receipt", title: "Verify a receipt",
 		description: "Verifies a signed receipt: recomputes it from the trace (the given exported trace, or the run's stored trace), compares it byte for byte and checks the signature. Returns valid and the problems found, the first failure first.",
 		args:        VerifyReceiptArgs{}, result: VerifyReceiptResult{},
-		readOnly: true, idempotent: true,
+		readOnly: true, idempotent: true, approver: true,
 		handle: (*handlers).verifyReceipt,
 	},
 	{
@@ -355,7 +355,9 @@ func (h *handlers) verifyReceipt(ctx context.Context, c access.Principal, req re
 		if runID == "" {
 			return nil, errorf(CodeInvalidArguments, "the receipt names no run_id; pass the trace")
 		}
-		if _, _, err := h.ownRun(ctx, c, runID); err != nil {
+		// Whoever may read the run's receipt may check it against the
+		// stored trace: an approver, the run that waits for their role.
+		if _, _, err := h.readRun(ctx, c, runID); err != nil {
 			return nil, err
 		}
 		if recs, err = h.Store.Load(ctx, runID); err != nil {

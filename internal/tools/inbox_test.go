@@ -33,7 +33,7 @@ func (h *harness) addProgram(path string) {
 // approverCtx is a request of the approver as the HTTP guard identifies
 // one by its bearer token.
 func approverCtx(id, role string) context.Context {
-	return access.WithPrincipal(context.Background(), access.Principal{ID: id, Profile: access.ProfileAgent, ApproverRole: role})
+	return access.WithPrincipal(context.Background(), access.Principal{ID: id, Profile: access.ProfileApprover, ApproverRole: role})
 }
 
 // inboxRows renders list_approvals' rows as "program/state role

@@ -65,8 +65,8 @@ type toolSpec struct {
 	args, result             any
 	readOnly, destructive    bool
 	idempotent               bool
-	operator                 bool // operator profile only
-	approver                 bool // also for a caller holding an approver token
+	operator                 bool // not in the agent profile
+	approver                 bool // in the approver profile (reading and deciding)
 	handle                   func(h *handlers, ctx context.Context, c access.Principal, req request) (any, error)
 }
 
@@ -146,19 +146,32 @@ func (t *toolSpec) tool() mcp.Tool {
 	return tool
 }
 
-// visibleTools hides the approve tool from agents that hold no approver
-// token. The filter runs on tools/list and on tools/call.
+// visibleTools shows each caller its profile's tools: the agent server
+// serves agents and approvers, the operator server operators. The filter
+// runs on tools/list and on tools/call, so a hidden tool cannot be called.
 func (h *handlers) visibleTools(ctx context.Context, tools []mcp.Tool) []mcp.Tool {
 	c := h.caller(ctx)
 	out := tools[:0:0]
 	for _, t := range tools {
-		spec := specByName(t.Name)
-		if spec != nil && spec.operator && c.Profile != access.ProfileOperator && !(spec.approver && c.ApproverRole != "") {
+		if spec := specByName(t.Name); spec != nil && !spec.allows(c.Profile) {
 			continue
 		}
 		out = append(out, t)
 	}
 	return out
+}
+
+// allows reports whether the tool is in profile p: the operator has every
+// tool; an approver reads and decides, never drives a run; an agent has
+// every tool but the operator's.
+func (t *toolSpec) allows(p access.Profile) bool {
+	switch p {
+	case access.ProfileOperator:
+		return true
+	case access.ProfileApprover:
+		return t.approver
+	}
+	return !t.operator
 }
 
 func specByName(name string) *toolSpec {
