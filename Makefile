@@ -27,7 +27,7 @@ FUZZ_TARGETS = \
 	./internal/jsonvalue:FuzzDecode \
 	./internal/jsonvalue:FuzzCanonical \
 	./internal/schema:FuzzCompile \
-	./internal/schema:FuzzFastPath \
+	./internal/schema/fastpath:FuzzFastPath \
 	./internal/policy:FuzzCompile \
 	./internal/program:FuzzLoad \
 	./internal/runtime:FuzzSubmit \

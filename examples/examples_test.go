@@ -245,7 +245,9 @@ func drive(t *testing.T, p *program.Program, input any, lines []any, limit int) 
 		var in runtime.Input
 		switch task.Kind {
 		case string(program.KindApproval):
-			in = runtime.Decide{Seq: task.Seq, State: task.State, Role: task.Role, Principal: "test", Decision: line, At: clock(used)}
+			// One scripted driver answers every task, as the CLI run does: exempt
+			// from separation of duties (AllowSelf).
+			in = runtime.Decide{Seq: task.Seq, State: task.State, Role: task.Role, Principal: "test", Decision: line, AllowSelf: true, At: clock(used)}
 		case string(program.KindTool):
 			in = runtime.Submit{Seq: task.Seq, State: task.State, Tool: task.Tool.Name, Actor: runtime.ActorTool, Principal: "test", Output: line, At: clock(used)}
 		default:
