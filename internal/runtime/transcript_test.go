@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -53,6 +54,19 @@ type script struct {
 	now time.Time
 }
 
+// transcriptArgs are the arguments each command takes, besides at= (and
+// load's max_ limits).
+var transcriptArgs = map[string][]string{
+	"load":   {"program"},
+	"start":  {"principal"},
+	"step":   {"seq", "state", "hash", "principal", "size", "tool", "actor"},
+	"decide": {"seq", "state", "hash", "principal", "size", "role", "allow-self"},
+	"cancel": {"principal", "reason"},
+	"tick":   nil,
+	"show":   nil,
+	"replay": nil,
+}
+
 func (s *script) run(t *testing.T, td *datadriven.TestData) string {
 	if s.d != nil {
 		s.d.t = t
@@ -62,6 +76,13 @@ func (s *script) run(t *testing.T, td *datadriven.TestData) string {
 	}
 	if td.Cmd != "load" && td.Cmd != "start" && s.d == nil {
 		td.Fatalf(t, "start the run first")
+	}
+	for _, arg := range td.CmdArgs {
+		// A misspelt argument would otherwise be silently ignored.
+		if !slices.Contains(transcriptArgs[td.Cmd], arg.Key) && arg.Key != "at" &&
+			(td.Cmd != "load" || !strings.HasPrefix(arg.Key, "max_")) {
+			td.Fatalf(t, "%s takes no argument %q", td.Cmd, arg.Key)
+		}
 	}
 	if td.HasArg("at") {
 		// The injected clock: an offset from t0 that later inputs keep.
@@ -80,7 +101,7 @@ func (s *script) run(t *testing.T, td *datadriven.TestData) string {
 		return s.start(t, td)
 	case "step":
 		in := Submit{Seq: s.d.run.Seq, Output: s.payload(t, td), At: s.now}
-		in.Size = s.size(t, td)
+		in.Size = s.size(t, td, in.Output)
 		s.claims(t, td, &in.Seq, &in.State, &in.DefinitionHash, &in.Principal)
 		td.MaybeScanArgs(t, "tool", &in.Tool)
 		var actor string
@@ -92,7 +113,7 @@ func (s *script) run(t *testing.T, td *datadriven.TestData) string {
 		return s.apply(in)
 	case "decide":
 		in := Decide{Seq: s.d.run.Seq, Role: s.p.States[s.d.run.State].Role, Decision: s.payload(t, td), At: s.now}
-		in.Size = s.size(t, td)
+		in.Size = s.size(t, td, in.Decision)
 		s.claims(t, td, &in.Seq, &in.State, &in.DefinitionHash, &in.Principal)
 		td.MaybeScanArgs(t, "role", &in.Role)
 		in.AllowSelf = td.HasArg("allow-self")
@@ -131,11 +152,11 @@ func (s *script) load(t *testing.T, td *datadriven.TestData) string {
 		td.Fatalf(t, "%v", err)
 	}
 	text := string(src)
+	limits := regexp.MustCompile(`(?m)^limits: \{`)
 	for _, arg := range td.CmdArgs {
 		if !strings.HasPrefix(arg.Key, "max_") {
 			continue
 		}
-		limits := regexp.MustCompile(`(?m)^limits: \{`)
 		field := regexp.MustCompile(`(?m)^(limits: \{.*\b` + regexp.QuoteMeta(arg.Key) + `: )\d+`)
 		switch {
 		case field.MatchString(text):
@@ -193,12 +214,13 @@ func (s *script) payload(t *testing.T, td *datadriven.TestData) any {
 	return v
 }
 
-// size is the size=N argument, or the input's canonical size; size=limit+1
-// is one byte over the program's max_document_bytes.
-func (s *script) size(t *testing.T, td *datadriven.TestData) int {
+// size is the size=N argument, or the canonical size of v, the payload, as
+// the service measures it; size=limit+1 is one byte over the program's
+// max_document_bytes.
+func (s *script) size(t *testing.T, td *datadriven.TestData, v any) int {
 	var arg string
 	if !td.MaybeScanArgs(t, "size", &arg) {
-		c, _ := jsonvalue.Canonical(s.payload(t, td))
+		c, _ := jsonvalue.Canonical(v)
 		return len(c)
 	}
 	if arg == "limit+1" {
