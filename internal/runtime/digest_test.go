@@ -109,19 +109,6 @@ func TestUncountedRejectionKeepsABoundedDigest(t *testing.T) {
 	}
 }
 
-func TestCountedRejectionKeepsTheOutput(t *testing.T) {
-	p := loadTestProgram(t, "testdata/review.yaml")
-	d := newDriver(t, p, `{"limit": 5}`)
-	res, err := d.submit(`{"score": -1, "text": "no"}`)
-	if code(err) != CodeGuardDenied {
-		t.Fatalf("got %v", err)
-	}
-	rec := lastEvent(res.Events).Rejection
-	if !rec.Counted || rec.Digest != nil || rec.Uncounted != 0 || !sameJSON(rec.Output, js(t, `{"score": -1, "text": "no"}`)) {
-		t.Fatalf("counted rejection %+v: want the output whole", rec)
-	}
-}
-
 // withUncountedLimit is the review program with max_uncounted_rejections n.
 func withUncountedLimit(t *testing.T, n int) *program.Program {
 	t.Helper()
@@ -135,93 +122,6 @@ func withUncountedLimit(t *testing.T, n int) *program.Program {
 		t.Fatal(err)
 	}
 	return p
-}
-
-func TestUncountedRejectionsAreThrottledPerTask(t *testing.T) {
-	const limit = 3
-	p := withUncountedLimit(t, limit)
-	type step struct {
-		in       func(d *driver) Input
-		code     Code // "" accepted
-		recorded bool // events were appended
-		uncount  int  // the rejection's uncounted count, when recorded
-		dup      bool
-	}
-	stale := func(d *driver) Input { return Submit{Seq: d.run.Seq + 5, Output: js(t, bigText(4096)), At: t0} }
-	wrong := func(d *driver) Input {
-		return Submit{Seq: d.run.Seq, State: "review", Output: js(t, `{"ok": true}`), At: t0}
-	}
-	cancelFinished := func(d *driver) Input { return Cancel{Reason: "again", At: t0} }
-	draft := func(d *driver) Input { return Submit{Seq: d.run.Seq, Output: js(t, `{"score": 1}`), At: t0} }
-	dupDraft := func(d *driver) Input { return Submit{Seq: 1, Output: js(t, `{"score": 1}`), At: t0} }
-	lint := func(d *driver) Input {
-		return Submit{Seq: d.run.Seq, Tool: "linter", Actor: ActorTool, Output: js(t, `{"ok": true}`), At: t0}
-	}
-	tests := []struct {
-		name  string
-		steps []step
-	}{
-		{"the cap is recorded once, then nothing", []step{
-			{stale, CodeStaleSeq, true, 1, false},
-			{wrong, CodeWrongState, true, 2, false},
-			{stale, CodeStaleSeq, true, 3, false},
-			{stale, CodeThrottled, true, 4, false},
-			{stale, CodeThrottled, false, 0, false},
-			{wrong, CodeThrottled, false, 0, false},
-		}},
-		{"a right answer still passes, and the next task counts afresh", []step{
-			{stale, CodeStaleSeq, true, 1, false},
-			{stale, CodeStaleSeq, true, 2, false},
-			{stale, CodeStaleSeq, true, 3, false},
-			{stale, CodeThrottled, true, 4, false},
-			{stale, CodeThrottled, false, 0, false},
-			{draft, "", true, 0, false},
-			{stale, CodeStaleSeq, true, 1, false},
-		}},
-		{"an exact duplicate keeps its original answer past the cap", []step{
-			{draft, "", true, 0, false},
-			{stale, CodeStaleSeq, true, 1, false},
-			{stale, CodeStaleSeq, true, 2, false},
-			{stale, CodeStaleSeq, true, 3, false},
-			{stale, CodeThrottled, true, 4, false},
-			{dupDraft, "", false, 0, true},
-			{stale, CodeThrottled, false, 0, false},
-			{lint, "", true, 0, false},
-		}},
-		{"a finished run is capped too", []step{
-			{cancelFinished, "", true, 0, false},
-			{cancelFinished, CodeRunFinished, true, 1, false},
-			{stale, CodeRunFinished, true, 2, false},
-			{cancelFinished, CodeRunFinished, true, 3, false},
-			{cancelFinished, CodeThrottled, true, 4, false},
-			{cancelFinished, CodeThrottled, false, 0, false},
-			{stale, CodeThrottled, false, 0, false},
-		}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			d := newDriver(t, p, `{"limit": 5}`)
-			for i, st := range tt.steps {
-				res, err := d.apply(st.in(d))
-				if code(err) != st.code || (st.code == "" && err != nil) {
-					t.Fatalf("step %d: got %v, want %q", i, err, st.code)
-				}
-				if (len(res.Events) > 0) != st.recorded || res.Duplicate != st.dup {
-					t.Fatalf("step %d: %d events, duplicate %v; want recorded %v, duplicate %v", i, len(res.Events), res.Duplicate, st.recorded, st.dup)
-				}
-				if st.code != "" && st.recorded {
-					rec := lastEvent(res.Events).Rejection
-					if rec.Code != st.code || rec.Uncounted != st.uncount {
-						t.Fatalf("step %d: recorded %s uncounted %d, want %s %d", i, rec.Code, rec.Uncounted, st.code, st.uncount)
-					}
-				}
-			}
-			// The trace replays, throttle included, and refolds to the run.
-			if d, err := Replay(p, d.events); err != nil || d != nil {
-				t.Fatalf("replay: %+v %v", d, err)
-			}
-		})
-	}
 }
 
 // oldStyle rewrites a trace's uncounted rejections as runtimes before

@@ -28,17 +28,12 @@
 // Validate sits on the hot path of every run, and the library is slow for
 // the common case of a valid value: it reads every number through
 // fmt.Sprint and math/big and allocates per keyword. So Compile also
-// builds an exact fast checker (fast.go) from the library's compiled
-// schema when every keyword reachable from the root is one it implements:
-// type, enum, const, format (the library's own checkers), $ref, allOf,
-// anyOf, oneOf, not, if/then/else, the object keywords but
-// unevaluatedProperties, the array keywords but unevaluatedItems, and the
-// string and number keywords, numbers being compared as exact decimals.
-// A value the fast checker accepts is valid; for anything else (a
-// violation, or a value it cannot decide cheaply) the library runs as if
-// there were no fast path. The library stays the reference: it alone
-// produces violations, and a differential fuzz test (FuzzFastPath) holds
-// the fast checker to its verdict.
+// builds an exact fast checker (package fastpath, whose doc states its
+// contract) from the library's compiled schema when every keyword
+// reachable from the root is one it implements. A value the fast checker
+// accepts is valid; for anything else (a violation, or a value it cannot
+// decide cheaply) the library runs as if there were no fast path. The
+// library stays the reference: it alone produces violations.
 package schema
 
 import (
@@ -53,6 +48,7 @@ import (
 	"strings"
 
 	"github.com/nano-vm/nano-vm-mcp/internal/jsonvalue"
+	"github.com/nano-vm/nano-vm-mcp/internal/schema/fastpath"
 	"github.com/santhosh-tekuri/jsonschema/v6"
 	"github.com/santhosh-tekuri/jsonschema/v6/kind"
 	"golang.org/x/text/language"
@@ -74,8 +70,8 @@ type Schema struct {
 
 	doc      any
 	compiled *jsonschema.Schema
-	fast     *fastNode // nil: every value goes to the library
-	ints     bool      // Root types some value as integer
+	fast     *fastpath.Checker // nil: every value goes to the library
+	ints     bool              // Root types some value as integer
 }
 
 // Problem is one reason a schema document does not compile.
@@ -156,7 +152,7 @@ func Compile(doc any) (*Schema, error) {
 		return nil, err
 	}
 	root := buildNode(doc)
-	return &Schema{Root: root, doc: doc, compiled: compiled, fast: newFastChecker(compiled), ints: hasInteger(root, map[*Node]bool{})}, nil
+	return &Schema{Root: root, doc: doc, compiled: compiled, fast: fastpath.New(compiled), ints: hasInteger(root, map[*Node]bool{})}, nil
 }
 
 func compile(doc any) (compiled *jsonschema.Schema, err error) {
@@ -246,7 +242,7 @@ func (s *Schema) fastValid(v any) (ok bool) {
 			ok = false
 		}
 	}()
-	return s.fast.check(v) == vValid
+	return s.fast.Check(v) == fastpath.Valid
 }
 
 var printer = message.NewPrinter(language.English)

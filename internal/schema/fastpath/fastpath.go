@@ -1,7 +1,8 @@
-package schema
+package fastpath
 
 import (
 	"encoding/json"
+	"maps"
 	"math"
 	"math/big"
 	"math/bits"
@@ -12,23 +13,41 @@ import (
 	"github.com/santhosh-tekuri/jsonschema/v6"
 )
 
-// This file is the fast path in front of the library validator (see the
-// package comment). A fastNode mirrors one compiled *jsonschema.Schema:
-// it is built from the library's own compiled form, not from the document,
-// so it sees exactly the keywords the library enforces, resolves $ref to
-// the same targets, and reuses the library's compiled patterns and format
-// checkers. Only the validity decision is re-implemented; messages always
-// come from the library.
+// A fastNode mirrors one compiled *jsonschema.Schema (see doc.go for the
+// contract).
 
-// verdict is the fast path's answer. The order matters: conjunction is
-// min, disjunction is max and negation is vValid-v.
-type verdict uint8
+// Verdict is the fast path's answer. The order matters: conjunction is
+// min, disjunction is max and negation is Valid-v.
+type Verdict uint8
 
+// Verdicts.
 const (
-	vInvalid verdict = iota // the library would report a violation
-	vUnknown                // cannot decide cheaply: ask the library
-	vValid                  // the library would accept the value
+	Invalid Verdict = iota // the library would report a violation
+	Unknown                // cannot decide cheaply: ask the library
+	Valid                  // the library would accept the value
 )
+
+// Checker is the fast checker of one compiled schema. It is immutable and
+// safe for concurrent use, like the compiled schema it mirrors.
+type Checker struct{ root *fastNode }
+
+// New builds the checker that mirrors root, the library's compiled form of
+// a schema. It returns nil when some schema reachable from root uses a
+// keyword the checker does not implement, or a number it cannot represent
+// exactly: every value must then go to the library.
+func New(root *jsonschema.Schema) *Checker {
+	n := newFastChecker(root)
+	if n == nil {
+		return nil
+	}
+	return &Checker{root: n}
+}
+
+// Check decides whether the library would accept v, a decoded JSON value
+// (json.Number, float64 or Go integer numbers). Valid and Invalid are the
+// library's verdict; Unknown means it cannot be decided cheaply. Only the
+// library reports violations, so a caller asks it for anything but Valid.
+func (c *Checker) Check(v any) Verdict { return c.root.check(v) }
 
 // fastType is a JSON type as a bit; a schema's "type" is a set of them.
 type fastType uint8
@@ -49,7 +68,7 @@ var fastTypeNames = map[string]fastType{
 }
 
 // valueType mirrors the library's typeOf; 0 means the value is not JSON
-// (the library reports it as invalid; the fast path says vUnknown).
+// (the library reports it as invalid; the fast path says Unknown).
 func valueType(v any) fastType {
 	switch x := v.(type) {
 	case nil:
@@ -254,7 +273,7 @@ func (b *fastBuilder) object(n *fastNode, s *jsonschema.Schema) {
 		return
 	}
 	o := &fastObject{minProps: s.MinProperties, maxProps: s.MaxProperties, required: s.Required}
-	for _, name := range sortedKeys(s.Dependencies) {
+	for _, name := range slices.Sorted(maps.Keys(s.Dependencies)) {
 		switch dep := s.Dependencies[name].(type) {
 		case []string:
 			o.depRequired = append(o.depRequired, fastDepRequired{name, dep})
@@ -264,15 +283,15 @@ func (b *fastBuilder) object(n *fastNode, s *jsonschema.Schema) {
 			b.failed = true
 		}
 	}
-	for _, name := range sortedKeys(s.DependentRequired) {
+	for _, name := range slices.Sorted(maps.Keys(s.DependentRequired)) {
 		o.depRequired = append(o.depRequired, fastDepRequired{name, s.DependentRequired[name]})
 	}
-	for _, name := range sortedKeys(s.DependentSchemas) {
+	for _, name := range slices.Sorted(maps.Keys(s.DependentSchemas)) {
 		o.depSchemas = append(o.depSchemas, fastDepSchema{name, b.node(s.DependentSchemas[name])})
 	}
 	if s.Properties != nil {
 		o.props = make(map[string]*fastNode, len(s.Properties))
-		for _, name := range sortedKeys(s.Properties) {
+		for _, name := range slices.Sorted(maps.Keys(s.Properties)) {
 			n := b.node(s.Properties[name])
 			o.props[name] = n
 			o.propList = append(o.propList, fastProp{name, n, slices.Contains(s.Required, name)})
@@ -408,36 +427,36 @@ func (b *fastBuilder) inPlaceCycle() bool {
 // check decides whether the library would accept v. It never allocates
 // on its own; only the library's format checkers and propertyNames (which
 // boxes each name) may.
-func (n *fastNode) check(v any) verdict {
+func (n *fastNode) check(v any) Verdict {
 	if n.isBool {
 		if n.boolVal {
-			return vValid
+			return Valid
 		}
-		return vInvalid
+		return Invalid
 	}
 	t := valueType(v)
 	if t == 0 {
-		return vUnknown
+		return Unknown
 	}
 	var d decimal
 	if t == ftNumber && n.needNum {
 		var ok bool
 		if d, ok = toDecimal(v); !ok {
-			return vUnknown
+			return Unknown
 		}
 	}
 	if n.types != 0 && n.types&t == 0 && (t != ftNumber || n.types&ftInteger == 0 || !d.isInteger()) {
-		return vInvalid
+		return Invalid
 	}
-	res := vValid
+	res := Valid
 	if n.konst != nil {
-		if res = min(res, n.konst.match(v, t, d)); res == vInvalid {
-			return vInvalid
+		if res = min(res, n.konst.match(v, t, d)); res == Invalid {
+			return Invalid
 		}
 	}
 	if n.enum != nil {
-		if res = min(res, n.enum.match(v, t, d)); res == vInvalid {
-			return vInvalid
+		if res = min(res, n.enum.match(v, t, d)); res == Invalid {
+			return Invalid
 		}
 	}
 	switch {
@@ -450,93 +469,93 @@ func (n *fastNode) check(v any) verdict {
 	case t == ftNumber && n.num != nil:
 		res = min(res, n.num.check(d))
 	}
-	if res == vInvalid {
-		return vInvalid
+	if res == Invalid {
+		return Invalid
 	}
 	if n.ref != nil {
-		if res = min(res, n.ref.check(v)); res == vInvalid {
-			return vInvalid
+		if res = min(res, n.ref.check(v)); res == Invalid {
+			return Invalid
 		}
 	}
 	for _, m := range n.allOf {
-		if res = min(res, m.check(v)); res == vInvalid {
-			return vInvalid
+		if res = min(res, m.check(v)); res == Invalid {
+			return Invalid
 		}
 	}
 	if n.anyOf != nil {
-		alt := vInvalid
+		alt := Invalid
 		for _, m := range n.anyOf {
-			if alt = max(alt, m.check(v)); alt == vValid {
+			if alt = max(alt, m.check(v)); alt == Valid {
 				break
 			}
 		}
-		if res = min(res, alt); res == vInvalid {
-			return vInvalid
+		if res = min(res, alt); res == Invalid {
+			return Invalid
 		}
 	}
 	if n.oneOf != nil {
-		if res = min(res, oneOf(n.oneOf, v)); res == vInvalid {
-			return vInvalid
+		if res = min(res, oneOf(n.oneOf, v)); res == Invalid {
+			return Invalid
 		}
 	}
 	if n.not != nil {
-		if res = min(res, vValid-n.not.check(v)); res == vInvalid {
-			return vInvalid
+		if res = min(res, Valid-n.not.check(v)); res == Invalid {
+			return Invalid
 		}
 	}
 	if n.ifs != nil {
-		var branch verdict
+		var branch Verdict
 		switch n.ifs.check(v) {
-		case vValid:
-			branch = vValid
+		case Valid:
+			branch = Valid
 			if n.then != nil {
 				branch = n.then.check(v)
 			}
-		case vInvalid:
-			branch = vValid
+		case Invalid:
+			branch = Valid
 			if n.els != nil {
 				branch = n.els.check(v)
 			}
 		default:
-			branch = vUnknown
+			branch = Unknown
 		}
-		if res = min(res, branch); res == vInvalid {
-			return vInvalid
+		if res = min(res, branch); res == Invalid {
+			return Invalid
 		}
 	}
 	// Last: the library's format checkers are the most expensive checks.
 	if n.format != nil && n.format.Validate(v) != nil {
-		return vInvalid
+		return Invalid
 	}
 	return res
 }
 
-func oneOf(nodes []*fastNode, v any) verdict {
+func oneOf(nodes []*fastNode, v any) Verdict {
 	valids, unknowns := 0, 0
 	for _, m := range nodes {
 		switch m.check(v) {
-		case vValid:
+		case Valid:
 			if valids++; valids > 1 {
-				return vInvalid
+				return Invalid
 			}
-		case vUnknown:
+		case Unknown:
 			unknowns++
 		}
 	}
 	switch {
 	case unknowns > 0 && valids+unknowns > 1:
-		return vUnknown
+		return Unknown
 	case valids == 1:
-		return vValid
+		return Valid
 	case unknowns == 1:
-		return vUnknown
+		return Unknown
 	}
-	return vInvalid
+	return Invalid
 }
 
-func (o *fastObject) check(v any, obj map[string]any) verdict {
+func (o *fastObject) check(v any, obj map[string]any) Verdict {
 	if o.minProps != nil && len(obj) < *o.minProps || o.maxProps != nil && len(obj) > *o.maxProps {
-		return vInvalid
+		return Invalid
 	}
 	// With few declared properties and nothing matching names otherwise,
 	// look each declared name up rather than iterate over the object: map
@@ -549,23 +568,23 @@ func (o *fastObject) check(v any, obj map[string]any) verdict {
 	}
 	for _, name := range required {
 		if _, ok := obj[name]; !ok {
-			return vInvalid
+			return Invalid
 		}
 	}
 	for _, dep := range o.depRequired {
 		if _, ok := obj[dep.name]; ok {
 			for _, name := range dep.required {
 				if _, ok := obj[name]; !ok {
-					return vInvalid
+					return Invalid
 				}
 			}
 		}
 	}
-	res := vValid
+	res := Valid
 	for _, dep := range o.depSchemas {
 		if _, ok := obj[dep.name]; ok {
-			if res = min(res, dep.node.check(v)); res == vInvalid {
-				return vInvalid
+			if res = min(res, dep.node.check(v)); res == Invalid {
+				return Invalid
 			}
 		}
 	}
@@ -579,31 +598,31 @@ func (o *fastObject) check(v any, obj map[string]any) verdict {
 		evaluated := false
 		if p, ok := o.props[name]; ok {
 			evaluated = true
-			if res = min(res, p.check(value)); res == vInvalid {
-				return vInvalid
+			if res = min(res, p.check(value)); res == Invalid {
+				return Invalid
 			}
 		}
 		for _, pp := range o.patterns {
 			if pp.re.MatchString(name) {
 				evaluated = true
-				if res = min(res, pp.node.check(value)); res == vInvalid {
-					return vInvalid
+				if res = min(res, pp.node.check(value)); res == Invalid {
+					return Invalid
 				}
 			}
 		}
 		if !evaluated {
 			if o.addlFalse {
-				return vInvalid
+				return Invalid
 			}
 			if o.addl != nil {
-				if res = min(res, o.addl.check(value)); res == vInvalid {
-					return vInvalid
+				if res = min(res, o.addl.check(value)); res == Invalid {
+					return Invalid
 				}
 			}
 		}
 		if o.propertyNames != nil {
-			if res = min(res, o.propertyNames.check(name)); res == vInvalid {
-				return vInvalid
+			if res = min(res, o.propertyNames.check(name)); res == Invalid {
+				return Invalid
 			}
 		}
 	}
@@ -613,34 +632,34 @@ func (o *fastObject) check(v any, obj map[string]any) verdict {
 // lookupProperties checks properties, required (declared names) and
 // additionalProperties of an object; o has no patternProperties and no
 // propertyNames.
-func (o *fastObject) lookupProperties(obj map[string]any) verdict {
-	res := vValid
+func (o *fastObject) lookupProperties(obj map[string]any) Verdict {
+	res := Valid
 	found := 0
 	for _, p := range o.propList {
 		value, ok := obj[p.name]
 		if !ok {
 			if p.required {
-				return vInvalid
+				return Invalid
 			}
 			continue
 		}
 		found++
-		if res = min(res, p.node.check(value)); res == vInvalid {
-			return vInvalid
+		if res = min(res, p.node.check(value)); res == Invalid {
+			return Invalid
 		}
 	}
 	switch {
 	case found == len(obj):
 		return res
 	case o.addlFalse:
-		return vInvalid
+		return Invalid
 	case o.addl == nil:
 		return res
 	}
 	for name, value := range obj {
 		if _, ok := o.props[name]; !ok {
-			if res = min(res, o.addl.check(value)); res == vInvalid {
-				return vInvalid
+			if res = min(res, o.addl.check(value)); res == Invalid {
+				return Invalid
 			}
 		}
 	}
@@ -651,13 +670,13 @@ func (o *fastObject) lookupProperties(obj map[string]any) verdict {
 // go to the library.
 const maxUniquePairwise = 64
 
-func (a *fastArray) check(arr []any) verdict {
+func (a *fastArray) check(arr []any) Verdict {
 	if a.minItems != nil && len(arr) < *a.minItems || a.maxItems != nil && len(arr) > *a.maxItems {
-		return vInvalid
+		return Invalid
 	}
-	res := vValid
+	res := Valid
 	for i, item := range arr {
-		var r verdict
+		var r Verdict
 		switch {
 		case i < len(a.prefix):
 			r = a.prefix[i].check(item)
@@ -666,17 +685,17 @@ func (a *fastArray) check(arr []any) verdict {
 		default:
 			continue
 		}
-		if res = min(res, r); res == vInvalid {
-			return vInvalid
+		if res = min(res, r); res == Invalid {
+			return Invalid
 		}
 	}
 	if a.contains != nil {
 		matched, unknown := 0, 0
 		for _, item := range arr {
 			switch a.contains.check(item) {
-			case vValid:
+			case Valid:
 				matched++
-			case vUnknown:
+			case Unknown:
 				unknown++
 			}
 		}
@@ -686,22 +705,22 @@ func (a *fastArray) check(arr []any) verdict {
 		}
 		switch {
 		case matched+unknown < lo, a.maxContains != nil && matched > *a.maxContains:
-			return vInvalid
+			return Invalid
 		case unknown > 0 && (matched < lo || a.maxContains != nil && matched+unknown > *a.maxContains):
-			res = vUnknown
+			res = Unknown
 		}
 	}
 	if a.unique && len(arr) > 1 {
 		if len(arr) > maxUniquePairwise {
-			return vUnknown
+			return Unknown
 		}
 		for i := 1; i < len(arr); i++ {
 			for j := 0; j < i; j++ {
 				switch fastEqual(arr[i], arr[j]) {
-				case vValid:
-					return vInvalid
-				case vUnknown:
-					res = vUnknown
+				case Valid:
+					return Invalid
+				case Unknown:
+					res = Unknown
 				}
 			}
 		}
@@ -709,29 +728,29 @@ func (a *fastArray) check(arr []any) verdict {
 	return res
 }
 
-func (s *fastString) check(str string) verdict {
+func (s *fastString) check(str string) Verdict {
 	if s.minLength != nil || s.maxLength != nil {
 		n := utf8.RuneCountInString(str) // the library counts code points too
 		if s.minLength != nil && n < *s.minLength || s.maxLength != nil && n > *s.maxLength {
-			return vInvalid
+			return Invalid
 		}
 	}
 	if s.pattern != nil && !s.pattern.MatchString(str) {
-		return vInvalid
+		return Invalid
 	}
-	return vValid
+	return Valid
 }
 
-func (f *fastNumber) check(d decimal) verdict {
+func (f *fastNumber) check(d decimal) Verdict {
 	switch {
 	case f.minimum != nil && d.cmp(*f.minimum) < 0,
 		f.maximum != nil && d.cmp(*f.maximum) > 0,
 		f.exclusiveMinimum != nil && d.cmp(*f.exclusiveMinimum) <= 0,
 		f.exclusiveMaximum != nil && d.cmp(*f.exclusiveMaximum) >= 0,
 		f.multipleOf != nil && !d.isMultipleOf(*f.multipleOf):
-		return vInvalid
+		return Invalid
 	}
-	return vValid
+	return Valid
 }
 
 // fastEnum holds the values of "enum" (or the one of "const"), sorted by
@@ -747,7 +766,7 @@ type fastEnum struct {
 // match mirrors the library: the value must equal one of the values, with
 // numbers compared by value (1 == 1.0 == 1e0). d is v as a decimal when v
 // is a number and e holds numbers.
-func (e *fastEnum) match(v any, t fastType, d decimal) verdict {
+func (e *fastEnum) match(v any, t fastType, d decimal) Verdict {
 	switch t {
 	case ftNull:
 		return verdictOf(e.null)
@@ -764,64 +783,64 @@ func (e *fastEnum) match(v any, t fastType, d decimal) verdict {
 		}
 		for _, w := range e.strs {
 			if s == w {
-				return vValid
+				return Valid
 			}
 		}
-		return vInvalid
+		return Invalid
 	case ftNumber:
 		for _, w := range e.nums {
 			if d.cmp(w) == 0 {
-				return vValid
+				return Valid
 			}
 		}
-		return vInvalid
+		return Invalid
 	}
-	res := vInvalid
+	res := Invalid
 	for _, w := range e.composite {
-		if res = max(res, fastEqual(v, w)); res == vValid {
+		if res = max(res, fastEqual(v, w)); res == Valid {
 			break
 		}
 	}
 	return res
 }
 
-func verdictOf(ok bool) verdict {
+func verdictOf(ok bool) Verdict {
 	if ok {
-		return vValid
+		return Valid
 	}
-	return vInvalid
+	return Invalid
 }
 
 // fastEqual mirrors the library's equality of JSON values (util.go
-// equals): vValid when equal, vInvalid when not, vUnknown when a value is
+// equals): Valid when equal, Invalid when not, Unknown when a value is
 // not JSON or a number cannot be compared exactly here.
-func fastEqual(a, b any) verdict {
+func fastEqual(a, b any) Verdict {
 	switch x := a.(type) {
 	case map[string]any:
 		y, ok := b.(map[string]any)
 		if !ok || len(x) != len(y) {
-			return vInvalid
+			return Invalid
 		}
-		res := vValid
+		res := Valid
 		for k, xv := range x {
 			yv, ok := y[k]
 			if !ok {
-				return vInvalid
+				return Invalid
 			}
-			if res = min(res, fastEqual(xv, yv)); res == vInvalid {
-				return vInvalid
+			if res = min(res, fastEqual(xv, yv)); res == Invalid {
+				return Invalid
 			}
 		}
 		return res
 	case []any:
 		y, ok := b.([]any)
 		if !ok || len(x) != len(y) {
-			return vInvalid
+			return Invalid
 		}
-		res := vValid
+		res := Valid
 		for i := range x {
-			if res = min(res, fastEqual(x[i], y[i])); res == vInvalid {
-				return vInvalid
+			if res = min(res, fastEqual(x[i], y[i])); res == Invalid {
+				return Invalid
 			}
 		}
 		return res
@@ -835,19 +854,19 @@ func fastEqual(a, b any) verdict {
 		return verdictOf(ok && x == y)
 	}
 	if valueType(a) != ftNumber {
-		return vUnknown
+		return Unknown
 	}
 	switch valueType(b) {
 	case ftNumber:
 	case 0:
-		return vUnknown
+		return Unknown
 	default:
-		return vInvalid
+		return Invalid
 	}
 	da, ok1 := toDecimal(a)
 	db, ok2 := toDecimal(b)
 	if !ok1 || !ok2 {
-		return vUnknown
+		return Unknown
 	}
 	return verdictOf(da.cmp(db) == 0)
 }
