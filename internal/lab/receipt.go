@@ -25,7 +25,7 @@ type tamper func(x *exported) (change, names string, err error)
 
 // corruptReceipt signs a receipt over the run's stored trace, exports
 // both, alters a copy, and verifies the copy the way `verify` and
-// verify_receipt do (receipt.ParseTrace, receipt.Verify). The stored trace
+// verify_receipt do (receipt.CheckExport). The stored trace
 // must stay byte for byte as it was, and still verify.
 func corruptReceipt(t tamper) func(ctx context.Context, env Env, v *view) (outcome, error) {
 	return func(ctx context.Context, env Env, v *view) (outcome, error) {
@@ -38,11 +38,7 @@ func corruptReceipt(t tamper) func(ctx context.Context, env Env, v *view) (outco
 			return o, err
 		}
 		pub := env.Signer.Public().(ed25519.PublicKey)
-		body, err := receipt.Derive(recs, uint64(len(recs)), receipt.KeyID(pub))
-		if err != nil {
-			return o, err
-		}
-		signed, err := receipt.Sign(body, env.Signer)
+		_, signed, err := receipt.Issue(receipt.Slice(recs), 0, env.Signer)
 		if err != nil {
 			return o, err
 		}
@@ -54,20 +50,16 @@ func corruptReceipt(t tamper) func(ctx context.Context, env Env, v *view) (outco
 		if err != nil {
 			return o, err
 		}
-		var file bytes.Buffer
-		for _, l := range x.lines {
-			file.Write(l)
-			file.WriteByte('\n')
+		receiptFile, traceFile, err := x.files()
+		if err != nil {
+			return o, err
 		}
-		var problems []string
-		if copied, perr := receipt.ParseTrace(&file); perr != nil {
-			problems = []string{perr.Error()}
-		} else if rep := receipt.Verify(x.signed, copied, pub); rep.Valid {
+		rep := receipt.CheckExport(receiptFile, traceFile, pub, receipt.Options{})
+		if rep.Valid {
 			o.observed, o.detail = "verified", change+": the tampered copy verified"
 			return o, nil
-		} else {
-			problems = rep.Problems
 		}
+		problems := rep.Problems
 		o.observed = VerificationFailed
 		if !mentions(problems, names) {
 			o.observed = "verification_failed_elsewhere"
@@ -93,6 +85,19 @@ func corruptReceipt(t tamper) func(ctx context.Context, env Env, v *view) (outco
 		}
 		return o, nil
 	}
+}
+
+// files are the copy as export writes it: receipt.json and trace.jsonl.
+func (x *exported) files() (receiptFile, traceFile []byte, err error) {
+	if receiptFile, err = x.signed.File(); err != nil {
+		return nil, nil, err
+	}
+	var file bytes.Buffer
+	for _, l := range x.lines {
+		file.Write(l)
+		file.WriteByte('\n')
+	}
+	return receiptFile, file.Bytes(), nil
 }
 
 func mentions(problems []string, names string) bool {
