@@ -23,6 +23,19 @@ type exported struct {
 // verifier's problems must name.
 type tamper func(x *exported) (change, names string, err error)
 
+// receiptTampers are corrupt_receipt's sub-attacks, in catalog order.
+var receiptTampers = []struct {
+	name   string
+	tamper tamper
+}{
+	{"receipt_field", tamperReceiptField},
+	{"signature_byte", tamperSignature},
+	{"trace_byte", tamperTraceByte},
+	{"trace_field", tamperTraceField},
+	{"trace_reorder", tamperReorder},
+	{"trace_drop", tamperDrop},
+}
+
 // corruptReceipt signs a receipt over the run's stored trace, exports
 // both, alters a copy, and verifies the copy the way `verify` and
 // verify_receipt do (receipt.CheckExport). The stored trace
@@ -194,4 +207,44 @@ func tamperDrop(x *exported) (string, string, error) {
 	k := middle(x)
 	x.lines = append(x.lines[:k:k], x.lines[k+1:]...)
 	return fmt.Sprintf("event %d dropped", k), fmt.Sprintf("event %d: field index", k), nil
+}
+
+// Tampering is one of corrupt_receipt's alterations, over the files
+// export writes: what the four-verifier agreement test feeds every
+// verifier.
+type Tampering struct {
+	Name  string // the sub-attack
+	Apply func(receiptFile, traceFile []byte) ([]byte, []byte, error)
+}
+
+// ReceiptTamperings lists corrupt_receipt's tamperings, as its
+// sub-attacks apply them.
+func ReceiptTamperings() []Tampering {
+	var out []Tampering
+	for _, rt := range receiptTampers {
+		t := rt.tamper
+		out = append(out, Tampering{Name: rt.name, Apply: func(receiptFile, traceFile []byte) ([]byte, []byte, error) {
+			signed, err := receipt.ParseSigned(receiptFile)
+			if err != nil {
+				return nil, nil, err
+			}
+			x := &exported{signed: signed}
+			for _, l := range bytes.SplitAfter(traceFile, []byte("\n")) {
+				if len(l) > 0 {
+					x.lines = append(x.lines, bytes.TrimSuffix(l, []byte("\n")))
+				}
+			}
+			if _, _, err := t(x); err != nil {
+				return nil, nil, err
+			}
+			return x.files()
+		}})
+	}
+	return out
+}
+
+// VerifyExport is the laboratory's verdict on an exported copy, as
+// corrupt_receipt reaches it: the files through receipt.CheckExport.
+func VerifyExport(receiptFile, traceFile []byte, pub ed25519.PublicKey) receipt.Report {
+	return receipt.CheckExport(receiptFile, traceFile, pub, receipt.Options{})
 }
