@@ -21,14 +21,7 @@ func TestConsoleGraphIsTheProgramGraphStyled(t *testing.T) {
 		return names, attrs
 	}
 	for _, name := range examples.Programs() {
-		src, err := examples.Program(name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		p, err := program.Load(name, src)
-		if err != nil {
-			t.Fatal(err)
-		}
+		p, _ := exampleProgram(t, name)
 		plain, _ := elements(program.DOT(p))
 		styled, attrs := elements(dot(p))
 		if len(plain) < len(p.Order)+2 || !slices.Equal(plain, styled) {
