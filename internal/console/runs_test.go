@@ -486,7 +486,7 @@ func TestRunPageMarksRejectionsFaultsAndErasure(t *testing.T) {
 }
 
 // postVerify posts a receipt (none: "") to the verify endpoint for JSON.
-func postVerify(t *testing.T, h http.Handler, id, envelope string) (int, verification) {
+func postVerify(t testing.TB, h http.Handler, id, envelope string) (int, verification) {
 	t.Helper()
 	form := url.Values{}
 	if envelope != "" {
@@ -508,7 +508,7 @@ func postVerify(t *testing.T, h http.Handler, id, envelope string) (int, verific
 }
 
 // pageReceipt is the envelope the run page's verify form posts.
-func pageReceipt(t *testing.T, h http.Handler, id string) string {
+func pageReceipt(t testing.TB, h http.Handler, id string) string {
 	t.Helper()
 	_, body := get(t, h, "GET", "/ui/runs/"+id, nil)
 	m := regexp.MustCompile(`name="receipt" value="([^"]*)"`).FindStringSubmatch(body)
