@@ -25,7 +25,7 @@ import (
 //     the attack (the root of that prefix is the root recorded then): the
 //     attack could only append.
 //   - receipt verified: the receipt signed over the trace before the
-//     attack still verifies against the stored trace (receipt.Verify, with
+//     attack still verifies against the stored trace (receipt.Check, with
 //     later events continuing the chain), and a receipt derived and signed
 //     after the attack, exported and parsed back as `export` and `verify`
 //     would, verifies and agrees with the run the service reports.
@@ -162,7 +162,7 @@ func receiptProblems(env Env, c checkpoint, recs, again []tracestore.Record, run
 	var out []string
 	fail := func(format string, args ...any) { out = append(out, "receipt: "+fmt.Sprintf(format, args...)) }
 	pub := publicKey(env)
-	rep := receipt.Verify(c.signed, recs, pub)
+	rep, _ := receipt.Check(c.signed, receipt.Slice(recs), pub, receipt.Options{}) // a slice has no reading error
 	switch {
 	case !rep.Valid:
 		fail("the receipt signed before the attack no longer verifies: %s", firstOf(rep.Problems))
