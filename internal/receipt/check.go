@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"math"
 	"slices"
-	"strings"
 
 	"github.com/nano-vm/nano-vm-mcp/internal/jsonvalue"
 	"github.com/nano-vm/nano-vm-mcp/internal/trace"
@@ -378,12 +377,4 @@ func (r Report) Failed() []string {
 		}
 	}
 	return out
-}
-
-// Summary is the report in one line: "valid" or the failed checks.
-func (r Report) Summary() string {
-	if r.Valid {
-		return "valid"
-	}
-	return "invalid: " + strings.Join(r.Failed(), ", ")
 }
