@@ -11,7 +11,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/nano-vm/nano-vm-mcp/internal/jsonvalue"
 	"github.com/nano-vm/nano-vm-mcp/internal/keyring"
 	"github.com/nano-vm/nano-vm-mcp/internal/program"
 	"github.com/nano-vm/nano-vm-mcp/internal/receipt"
@@ -53,15 +52,11 @@ that "keys" prints.`,
 			if err != nil {
 				return &exitErr{exitError, err}
 			}
-			body, err := receipt.Derive(recs, uint64(len(recs)), receipt.KeyID(keys.Public()))
+			body, signed, err := receipt.Issue(receipt.Slice(recs), 0, keys.Signing)
 			if err != nil {
 				return &exitErr{exitError, fmt.Errorf("the stored trace does not hold together: %w", err)}
 			}
-			signed, err := receipt.Sign(body, keys.Signing)
-			if err != nil {
-				return &exitErr{exitError, err}
-			}
-			env, err := jsonvalue.Canonical(signed)
+			env, err := signed.File()
 			if err != nil {
 				return &exitErr{exitError, err}
 			}
@@ -73,7 +68,7 @@ that "keys" prints.`,
 			if err := os.MkdirAll(out, 0o700); err != nil {
 				return &exitErr{exitError, err}
 			}
-			for name, data := range map[string][]byte{"trace.jsonl": trace.Bytes(), "receipt.json": append(env, '\n')} {
+			for name, data := range map[string][]byte{"trace.jsonl": trace.Bytes(), "receipt.json": env} {
 				if err := os.WriteFile(filepath.Join(out, name), data, 0o600); err != nil {
 					return &exitErr{exitError, err}
 				}
@@ -141,26 +136,13 @@ named: the event, the field, expected and found); 2 for unreadable files.`,
 					return err
 				}
 			}
-			var rep receipt.Report
+			var opt receipt.Options
+			if p != nil {
+				opt.Policy = func() error { return checkPolicy(p, traceText) }
+			}
 			// receipt.json is read as it is: surrounding whitespace or a CRLF
 			// line end is refused, not trimmed.
-			env, err := receipt.ParseSigned(envText)
-			if err == nil {
-				recs, perr := receipt.ParseTrace(bytes.NewReader(traceText))
-				if perr != nil {
-					rep.Problems = []string{perr.Error()}
-				} else {
-					rep = receipt.Verify(env, recs, pub)
-					if p != nil && rep.Valid {
-						checkPolicy(&rep, p, recs)
-					}
-				}
-			} else {
-				rep.Problems = []string{err.Error()}
-			}
-			if rep.Problems == nil {
-				rep.Problems = []string{}
-			}
+			rep := receipt.CheckExport(envText, traceText, pub, opt)
 			if asJSON {
 				line, _ := json.Marshal(rep)
 				fmt.Fprintln(cmd.OutOrStdout(), string(line))
@@ -191,19 +173,23 @@ named: the event, the field, expected and found); 2 for unreadable files.`,
 	return c
 }
 
-// checkPolicy adds to rep whether the trace followed p, guard by guard.
-func checkPolicy(rep *receipt.Report, p *program.Program, recs []tracestore.Record) {
-	events, err := runtime.DecodeEvents(recs)
-	if err == nil {
-		var d *runtime.Divergence
-		if d, err = runtime.CheckPolicy(p, events); d != nil {
-			rep.Problems = append(rep.Problems, fmt.Sprintf("policy: event %d: field %s: recorded %s, the program gives %s", d.Index, d.Field, d.Recorded, d.Replayed))
-		}
-	}
+// checkPolicy says whether the exported trace followed p, guard by guard:
+// the report's policy check, which receipt.Check runs once every other
+// check holds.
+func checkPolicy(p *program.Program, traceText []byte) error {
+	recs, err := receipt.ParseTrace(bytes.NewReader(traceText))
 	if err != nil {
-		rep.Problems = append(rep.Problems, "policy: "+err.Error())
+		return err
 	}
-	rep.Valid = len(rep.Problems) == 0
+	events, err := runtime.DecodeEvents(recs)
+	if err != nil {
+		return err
+	}
+	d, err := runtime.CheckPolicy(p, events)
+	if d != nil {
+		return fmt.Errorf("event %d: field %s: recorded %s, the program gives %s", d.Index, d.Field, d.Recorded, d.Replayed)
+	}
+	return err
 }
 
 func newKeysCmd() *cobra.Command {

@@ -40,18 +40,25 @@ func newTestConsole(t testing.TB) (*Console, *runtime.Service, tracestore.Store)
 func addExamples(t testing.TB, svc *runtime.Service) {
 	t.Helper()
 	for _, name := range examples.Programs() {
-		src, err := examples.Program(name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		p, err := program.Load(name+".yaml", src)
-		if err != nil {
-			t.Fatal(err)
-		}
+		p, src := exampleProgram(t, name)
 		if err := svc.AddProgram(context.Background(), p, src); err != nil {
 			t.Fatal(err)
 		}
 	}
+}
+
+// exampleProgram loads the named example program.
+func exampleProgram(t testing.TB, name string) (*program.Program, []byte) {
+	t.Helper()
+	src, err := examples.Program(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := program.Load(name+".yaml", src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p, src
 }
 
 // get serves one request as who (nil: no principal, the auditor).

@@ -117,49 +117,52 @@ func (g *graphs) svg(ctx context.Context, p *program.Program) (template.HTML, er
 
 // dot is the program as Graphviz reads it, with ids and classes for CSS:
 // kinds of state, terminal outcomes, and rollback and timeout edges.
-func dot(p *program.Program) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "digraph %q {\n  rankdir=TB; bgcolor=\"transparent\"; nodesep=0.35; ranksep=0.45;\n", p.Name)
-	b.WriteString("  node [fontname=\"Helvetica\", fontsize=11, shape=box, style=\"rounded,filled\", fillcolor=\"#ffffff\"];\n")
-	b.WriteString("  edge [fontname=\"Helvetica\", fontsize=9];\n")
-	b.WriteString("  \"__start\" [shape=point, id=\"st___start\", class=\"start\"];\n")
-	for _, name := range p.Order {
-		st := p.States[name]
-		label := name + "\n" + string(st.Kind)
-		attrs := []string{fmt.Sprintf("id=%q", stateID(name)), fmt.Sprintf("class=%q", "state kind_"+string(st.Kind))}
-		switch st.Kind {
-		case program.KindTerminal:
-			label = name + "\n" + st.Outcome
-			attrs = append(attrs, "shape=doublecircle", fmt.Sprintf("class=%q", "state kind_terminal outcome_"+idSafe(st.Outcome)))
-		case program.KindDecision:
-			attrs = append(attrs, "shape=diamond", "style=filled")
-		case program.KindApproval:
-			label = name + "\napproval: " + st.Role
-		}
-		attrs = append(attrs, fmt.Sprintf("label=%q", label))
-		fmt.Fprintf(&b, "  %q [%s];\n", name, strings.Join(attrs, ", "))
+func dot(p *program.Program) string { return program.DOTWith(p, consoleDOT{ids: edgeIDs(p)}) }
+
+// consoleDOT is the console's style of program.DOTWith.
+type consoleDOT struct{ ids map[edgeKey]string }
+
+func (consoleDOT) Head(*program.Program) string {
+	return "  rankdir=TB; bgcolor=\"transparent\"; nodesep=0.35; ranksep=0.45;\n" +
+		"  node [fontname=\"Helvetica\", fontsize=11, shape=box, style=\"rounded,filled\", fillcolor=\"#ffffff\"];\n" +
+		"  edge [fontname=\"Helvetica\", fontsize=9];\n"
+}
+
+func (consoleDOT) Start() []string {
+	return []string{"shape=point", fmt.Sprintf("id=%q", stateID(program.DOTStart)), `class="start"`}
+}
+
+func (consoleDOT) State(name string, st *program.State) []string {
+	label := name + "\n" + string(st.Kind)
+	attrs := []string{fmt.Sprintf("id=%q", stateID(name)), fmt.Sprintf("class=%q", "state kind_"+string(st.Kind))}
+	switch st.Kind {
+	case program.KindTerminal:
+		label = name + "\n" + st.Outcome
+		attrs = append(attrs, "shape=doublecircle", fmt.Sprintf("class=%q", "state kind_terminal outcome_"+idSafe(st.Outcome)))
+	case program.KindDecision:
+		attrs = append(attrs, "shape=diamond", "style=filled")
+	case program.KindApproval:
+		label = name + "\napproval: " + st.Role
 	}
-	fmt.Fprintf(&b, "  \"__start\" -> %q [id=%q, class=\"edge\"];\n", p.Initial.Name, edgeID("__start", p.Initial.Name))
-	ids := edgeIDs(p)
-	for _, name := range p.Order {
-		st := p.States[name]
-		for i, t := range st.Transitions {
-			cls := "edge"
-			attrs := []string{}
-			if t.Rollback {
-				cls += " rollback"
-				attrs = append(attrs, "style=dashed")
-			}
-			attrs = append(attrs, edgeAttrs(ids[edgeKey{name, i}], edgeID(name, t.To.Name), cls, t.When)...)
-			fmt.Fprintf(&b, "  %q -> %q [%s];\n", name, t.To.Name, strings.Join(attrs, ", "))
-		}
-		if st.OnTimeout != nil {
-			attrs := append([]string{"style=bold"}, edgeAttrs(ids[edgeKey{name, timeoutEdge}], edgeID(name, st.OnTimeout.Name), "edge timeout", "timeout "+st.Timeout.String())...)
-			fmt.Fprintf(&b, "  %q -> %q [%s];\n", name, st.OnTimeout.Name, strings.Join(attrs, ", "))
-		}
+	return append(attrs, fmt.Sprintf("label=%q", label))
+}
+
+func (consoleDOT) Entry(initial string) []string {
+	return []string{fmt.Sprintf("id=%q", edgeID(program.DOTStart, initial)), `class="edge"`}
+}
+
+func (d consoleDOT) Transition(from string, i int, t *program.Transition) []string {
+	cls := "edge"
+	attrs := []string{}
+	if t.Rollback {
+		cls += " rollback"
+		attrs = append(attrs, "style=dashed")
 	}
-	b.WriteString("}\n")
-	return b.String()
+	return append(attrs, edgeAttrs(d.ids[edgeKey{from, i}], edgeID(from, t.To.Name), cls, t.When)...)
+}
+
+func (d consoleDOT) Timeout(from string, st *program.State) []string {
+	return append([]string{"style=bold"}, edgeAttrs(d.ids[edgeKey{from, timeoutEdge}], edgeID(from, st.OnTimeout.Name), "edge timeout", "timeout "+st.Timeout.String())...)
 }
 
 // edgeAttrs names an edge: its own id, and the pair of states it joins as

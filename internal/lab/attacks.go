@@ -50,7 +50,7 @@ func catalog() []subAttack {
 	for _, inj := range injections() {
 		out = append(out, subAttack{fault: ToolInjection, name: "prompt_injection:" + inj.ID, applies: always, ready: needFreeText, moves: true, do: injection(inj)})
 	}
-	return append(out,
+	out = append(out,
 		subAttack{fault: PolicyBypass, name: "no_matching_guard", applies: needRejectingState, ready: needNoMatch, do: noMatchingGuard},
 		subAttack{fault: PolicyBypass, name: "step_on_approval", applies: needApprovalState, ready: needApprovalTask, do: stepOnApproval},
 		subAttack{fault: PolicyBypass, name: "modified_program", applies: needGuard, ready: needOpenTask, do: modifiedProgram},
@@ -61,12 +61,11 @@ func catalog() []subAttack {
 		subAttack{fault: ReorderSteps, name: "past_seq", applies: always, ready: needLaterTask, do: pastSeq},
 		subAttack{fault: ReorderSteps, name: "resubmit_earlier", applies: always, ready: needTwoAccepted, do: resubmitEarlier},
 		subAttack{fault: ReorderSteps, name: "exact_duplicate", applies: always, ready: needAccepted, do: exactDuplicate},
-		subAttack{fault: CorruptReceipt, name: "receipt_field", applies: always, ready: needEvents, do: corruptReceipt(tamperReceiptField)},
-		subAttack{fault: CorruptReceipt, name: "signature_byte", applies: always, ready: needEvents, do: corruptReceipt(tamperSignature)},
-		subAttack{fault: CorruptReceipt, name: "trace_byte", applies: always, ready: needEvents, do: corruptReceipt(tamperTraceByte)},
-		subAttack{fault: CorruptReceipt, name: "trace_field", applies: always, ready: needEvents, do: corruptReceipt(tamperTraceField)},
-		subAttack{fault: CorruptReceipt, name: "trace_reorder", applies: always, ready: needEvents, do: corruptReceipt(tamperReorder)},
-		subAttack{fault: CorruptReceipt, name: "trace_drop", applies: always, ready: needEvents, do: corruptReceipt(tamperDrop)},
+	)
+	for _, rt := range receiptTampers {
+		out = append(out, subAttack{fault: CorruptReceipt, name: rt.name, applies: always, ready: needEvents, do: corruptReceipt(rt.tamper)})
+	}
+	return append(out,
 		subAttack{fault: GDPRErase, name: "erase_subject", applies: needSubject, ready: needAccepted, moves: true, erases: true, do: eraseSubject},
 		subAttack{fault: InvalidProgram, name: "missing_target", runless: true, applies: always, ready: anyRun, do: invalidProgram(missingTarget)},
 		subAttack{fault: InvalidProgram, name: "guard_not_bool", runless: true, applies: needGuard, ready: anyRun, do: invalidProgram(guardNotBool)},

@@ -1,7 +1,7 @@
 // Package lab is the failure laboratory: it attacks runs the way a hostile
 // client would, through the same public entry points (runtime.Service
 // Submit and Decide as the step and approve tools call them, the program
-// loader, receipt.Verify), and checks that each attack meets its one
+// loader, receipt.Check), and checks that each attack meets its one
 // expected, typed outcome while the run stays as it was.
 //
 // Every attack made on a run is recorded in that run's trace as a

@@ -23,9 +23,22 @@ type exported struct {
 // verifier's problems must name.
 type tamper func(x *exported) (change, names string, err error)
 
+// receiptTampers are corrupt_receipt's sub-attacks, in catalog order.
+var receiptTampers = []struct {
+	name   string
+	tamper tamper
+}{
+	{"receipt_field", tamperReceiptField},
+	{"signature_byte", tamperSignature},
+	{"trace_byte", tamperTraceByte},
+	{"trace_field", tamperTraceField},
+	{"trace_reorder", tamperReorder},
+	{"trace_drop", tamperDrop},
+}
+
 // corruptReceipt signs a receipt over the run's stored trace, exports
 // both, alters a copy, and verifies the copy the way `verify` and
-// verify_receipt do (receipt.ParseTrace, receipt.Verify). The stored trace
+// verify_receipt do (receipt.CheckExport). The stored trace
 // must stay byte for byte as it was, and still verify.
 func corruptReceipt(t tamper) func(ctx context.Context, env Env, v *view) (outcome, error) {
 	return func(ctx context.Context, env Env, v *view) (outcome, error) {
@@ -38,11 +51,7 @@ func corruptReceipt(t tamper) func(ctx context.Context, env Env, v *view) (outco
 			return o, err
 		}
 		pub := env.Signer.Public().(ed25519.PublicKey)
-		body, err := receipt.Derive(recs, uint64(len(recs)), receipt.KeyID(pub))
-		if err != nil {
-			return o, err
-		}
-		signed, err := receipt.Sign(body, env.Signer)
+		_, signed, err := receipt.Issue(receipt.Slice(recs), 0, env.Signer)
 		if err != nil {
 			return o, err
 		}
@@ -54,20 +63,16 @@ func corruptReceipt(t tamper) func(ctx context.Context, env Env, v *view) (outco
 		if err != nil {
 			return o, err
 		}
-		var file bytes.Buffer
-		for _, l := range x.lines {
-			file.Write(l)
-			file.WriteByte('\n')
+		receiptFile, traceFile, err := x.files()
+		if err != nil {
+			return o, err
 		}
-		var problems []string
-		if copied, perr := receipt.ParseTrace(&file); perr != nil {
-			problems = []string{perr.Error()}
-		} else if rep := receipt.Verify(x.signed, copied, pub); rep.Valid {
+		rep := receipt.CheckExport(receiptFile, traceFile, pub, receipt.Options{})
+		if rep.Valid {
 			o.observed, o.detail = "verified", change+": the tampered copy verified"
 			return o, nil
-		} else {
-			problems = rep.Problems
 		}
+		problems := rep.Problems
 		o.observed = VerificationFailed
 		if !mentions(problems, names) {
 			o.observed = "verification_failed_elsewhere"
@@ -88,11 +93,24 @@ func corruptReceipt(t tamper) func(ctx context.Context, env Env, v *view) (outco
 				return o, nil
 			}
 		}
-		if rep := receipt.Verify(signed, after, pub); !rep.Valid {
+		if rep, _ := receipt.Check(signed, receipt.Slice(after), pub, receipt.Options{}); !rep.Valid {
 			o.observed, o.detail = "stored_trace_changed", o.detail+"; the stored trace no longer verifies: "+strings.Join(rep.Problems, "; ")
 		}
 		return o, nil
 	}
+}
+
+// files are the copy as export writes it: receipt.json and trace.jsonl.
+func (x *exported) files() (receiptFile, traceFile []byte, err error) {
+	if receiptFile, err = x.signed.File(); err != nil {
+		return nil, nil, err
+	}
+	var file bytes.Buffer
+	for _, l := range x.lines {
+		file.Write(l)
+		file.WriteByte('\n')
+	}
+	return receiptFile, file.Bytes(), nil
 }
 
 func mentions(problems []string, names string) bool {
@@ -189,4 +207,44 @@ func tamperDrop(x *exported) (string, string, error) {
 	k := middle(x)
 	x.lines = append(x.lines[:k:k], x.lines[k+1:]...)
 	return fmt.Sprintf("event %d dropped", k), fmt.Sprintf("event %d: field index", k), nil
+}
+
+// Tampering is one of corrupt_receipt's alterations, over the files
+// export writes: what the four-verifier agreement test feeds every
+// verifier.
+type Tampering struct {
+	Name  string // the sub-attack
+	Apply func(receiptFile, traceFile []byte) ([]byte, []byte, error)
+}
+
+// ReceiptTamperings lists corrupt_receipt's tamperings, as its
+// sub-attacks apply them.
+func ReceiptTamperings() []Tampering {
+	var out []Tampering
+	for _, rt := range receiptTampers {
+		t := rt.tamper
+		out = append(out, Tampering{Name: rt.name, Apply: func(receiptFile, traceFile []byte) ([]byte, []byte, error) {
+			signed, err := receipt.ParseSigned(receiptFile)
+			if err != nil {
+				return nil, nil, err
+			}
+			x := &exported{signed: signed}
+			for _, l := range bytes.SplitAfter(traceFile, []byte("\n")) {
+				if len(l) > 0 {
+					x.lines = append(x.lines, bytes.TrimSuffix(l, []byte("\n")))
+				}
+			}
+			if _, _, err := t(x); err != nil {
+				return nil, nil, err
+			}
+			return x.files()
+		}})
+	}
+	return out
+}
+
+// VerifyExport is the laboratory's verdict on an exported copy, as
+// corrupt_receipt reaches it: the files through receipt.CheckExport.
+func VerifyExport(receiptFile, traceFile []byte, pub ed25519.PublicKey) receipt.Report {
+	return receipt.CheckExport(receiptFile, traceFile, pub, receipt.Options{})
 }

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"slices"
 
-	"github.com/nano-vm/nano-vm-mcp/internal/jsonvalue"
 	"github.com/nano-vm/nano-vm-mcp/internal/receipt"
 	"github.com/nano-vm/nano-vm-mcp/internal/runtime"
 	"github.com/nano-vm/nano-vm-mcp/internal/trace"
@@ -26,7 +25,7 @@ import (
 //     the attack (the root of that prefix is the root recorded then): the
 //     attack could only append.
 //   - receipt verified: the receipt signed over the trace before the
-//     attack still verifies against the stored trace (receipt.Verify, with
+//     attack still verifies against the stored trace (receipt.Check, with
 //     later events continuing the chain), and a receipt derived and signed
 //     after the attack, exported and parsed back as `export` and `verify`
 //     would, verifies and agrees with the run the service reports.
@@ -64,13 +63,11 @@ func takeCheckpoint(ctx context.Context, env Env, runID string) (checkpoint, err
 	if err != nil {
 		return checkpoint{}, err
 	}
-	body, err := receipt.Derive(recs, uint64(len(recs)), receipt.KeyID(publicKey(env)))
+	_, c.signed, err = receipt.Issue(receipt.Slice(recs), 0, env.Signer)
 	if err != nil {
 		c.problem = "before the attack: " + err.Error()
-		return c, nil
 	}
-	c.signed, err = receipt.Sign(body, env.Signer)
-	return c, err
+	return c, nil
 }
 
 func publicKey(env Env) ed25519.PublicKey { return env.Signer.Public().(ed25519.PublicKey) }
@@ -165,45 +162,29 @@ func receiptProblems(env Env, c checkpoint, recs, again []tracestore.Record, run
 	var out []string
 	fail := func(format string, args ...any) { out = append(out, "receipt: "+fmt.Sprintf(format, args...)) }
 	pub := publicKey(env)
-	rep := receipt.Verify(c.signed, recs, pub)
+	rep, _ := receipt.Check(c.signed, receipt.Slice(recs), pub, receipt.Options{}) // a slice has no reading error
 	switch {
 	case !rep.Valid:
 		fail("the receipt signed before the attack no longer verifies: %s", firstOf(rep.Problems))
 	case rep.Covered != c.size || rep.Covered+rep.Later != uint64(len(recs)):
 		fail("the receipt signed before the attack covers %d events and %d follow, the trace has %d", rep.Covered, rep.Later, len(recs))
 	}
-	body, err := receipt.Derive(again, uint64(len(again)), receipt.KeyID(pub))
+	body, signed, err := receipt.Issue(receipt.Slice(again), 0, env.Signer)
 	if err != nil {
 		fail("no receipt derives from the stored trace: %v", err)
 		return out
 	}
-	signed, err := receipt.Sign(body, env.Signer)
-	if err != nil {
-		fail("%v", err)
-		return out
-	}
 	// Out and back in, as export writes the files and verify reads them.
-	envelope, err := jsonvalue.Canonical(signed)
+	x := &exported{signed: signed}
+	for _, r := range again {
+		x.lines = append(x.lines, r.Body)
+	}
+	receiptFile, traceFile, err := x.files()
 	if err != nil {
 		fail("%v", err)
 		return out
 	}
-	var file bytes.Buffer
-	for _, r := range again {
-		file.Write(r.Body)
-		file.WriteByte('\n')
-	}
-	parsed, err := receipt.ParseSigned(append(envelope, '\n'))
-	if err != nil {
-		fail("the exported receipt: %v", err)
-		return out
-	}
-	exported, err := receipt.ParseTrace(&file)
-	if err != nil {
-		fail("the exported trace: %v", err)
-		return out
-	}
-	if rep := receipt.Verify(parsed, exported, pub); !rep.Valid {
+	if rep := receipt.CheckExport(receiptFile, traceFile, pub, receipt.Options{}); !rep.Valid {
 		fail("the receipt signed after the attack does not verify: %s", firstOf(rep.Problems))
 	} else if rep.Later != 0 {
 		fail("the receipt signed after the attack leaves %d events uncovered", rep.Later)

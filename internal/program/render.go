@@ -58,45 +58,88 @@ const mermaidStart = "_start"
 
 func mermaidID(state string) string { return "s_" + state }
 
-// DOT renders the state graph in Graphviz DOT. Every ID is quoted: legal
-// state names such as node, edge or graph are DOT keywords. The start point
-// is "__start", which no state name (it starts with a letter) can be.
-func DOT(p *Program) string {
+// DOT renders the state graph in Graphviz DOT, plain, as `graph --format
+// dot` prints it. Every ID is quoted: legal state names such as node, edge
+// or graph are DOT keywords. The start point is "__start", which no state
+// name (it starts with a letter) can be.
+func DOT(p *Program) string { return DOTWith(p, plainDOT{}) }
+
+// DOTStyle is how DOTWith draws each part of the graph: the lines that
+// open it, and each element's attributes (none: no attribute list). The
+// plain style is DOT's; the console's adds ids and classes for its CSS.
+type DOTStyle interface {
+	Head(p *Program) string // the lines after "digraph NAME {"
+	Start() []string        // the start point, "__start"
+	State(name string, st *State) []string
+	Entry(initial string) []string // the edge from the start point
+	Transition(from string, i int, t *Transition) []string
+	Timeout(from string, st *State) []string
+}
+
+// DOTWith renders the state graph in Graphviz DOT in style s: the one
+// walk of the graph, states in program order, then the start edge, then
+// each state's transitions and its timeout.
+func DOTWith(p *Program, s DOTStyle) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "digraph %q {\n  rankdir=TB;\n  node [fontname=\"Helvetica\"];\n", p.Name)
-	fmt.Fprintf(&b, "  %q [shape=point];\n", dotStart)
+	fmt.Fprintf(&b, "digraph %q {\n%s", p.Name, s.Head(p))
+	fmt.Fprintf(&b, "  %q%s;\n", DOTStart, dotAttrs(s.Start()))
 	for _, name := range p.Order {
-		st := p.States[name]
-		switch st.Kind {
-		case KindTerminal:
-			fmt.Fprintf(&b, "  %q [shape=doublecircle, label=%q];\n", name, name+"\n"+st.Outcome)
-		case KindDecision:
-			fmt.Fprintf(&b, "  %q [shape=diamond, label=%q];\n", name, name)
-		case KindApproval:
-			fmt.Fprintf(&b, "  %q [shape=box, style=\"rounded,bold\", label=%q];\n", name, name+"\n(approval: "+st.Role+approvers(st)+")")
-		default:
-			fmt.Fprintf(&b, "  %q [shape=box, label=%q];\n", name, name+"\n("+string(st.Kind)+")")
-		}
+		fmt.Fprintf(&b, "  %q%s;\n", name, dotAttrs(s.State(name, p.States[name])))
 	}
-	fmt.Fprintf(&b, "  %q -> %q;\n", dotStart, p.Initial.Name)
+	fmt.Fprintf(&b, "  %q -> %q%s;\n", DOTStart, p.Initial.Name, dotAttrs(s.Entry(p.Initial.Name)))
 	for _, name := range p.Order {
 		st := p.States[name]
-		for _, t := range st.Transitions {
-			attrs := []string{fmt.Sprintf("label=%q", edgeLabel(t))}
-			if t.Rollback {
-				attrs = append(attrs, "style=dashed", "color=\"#b03030\"")
-			}
-			fmt.Fprintf(&b, "  %q -> %q [%s];\n", name, t.To.Name, strings.Join(attrs, ", "))
+		for i, t := range st.Transitions {
+			fmt.Fprintf(&b, "  %q -> %q%s;\n", name, t.To.Name, dotAttrs(s.Transition(name, i, t)))
 		}
 		if st.OnTimeout != nil {
-			fmt.Fprintf(&b, "  %q -> %q [label=%q, style=bold];\n", name, st.OnTimeout.Name, "timeout "+st.Timeout.String())
+			fmt.Fprintf(&b, "  %q -> %q%s;\n", name, st.OnTimeout.Name, dotAttrs(s.Timeout(name, st)))
 		}
 	}
 	b.WriteString("}\n")
 	return b.String()
 }
 
-const dotStart = "__start"
+func dotAttrs(attrs []string) string {
+	if len(attrs) == 0 {
+		return ""
+	}
+	return " [" + strings.Join(attrs, ", ") + "]"
+}
+
+// plainDOT is DOT's style.
+type plainDOT struct{}
+
+func (plainDOT) Head(*Program) string  { return "  rankdir=TB;\n  node [fontname=\"Helvetica\"];\n" }
+func (plainDOT) Start() []string       { return []string{"shape=point"} }
+func (plainDOT) Entry(string) []string { return nil }
+
+func (plainDOT) State(name string, st *State) []string {
+	switch st.Kind {
+	case KindTerminal:
+		return []string{"shape=doublecircle", fmt.Sprintf("label=%q", name+"\n"+st.Outcome)}
+	case KindDecision:
+		return []string{"shape=diamond", fmt.Sprintf("label=%q", name)}
+	case KindApproval:
+		return []string{"shape=box", `style="rounded,bold"`, fmt.Sprintf("label=%q", name+"\n(approval: "+st.Role+approvers(st)+")")}
+	}
+	return []string{"shape=box", fmt.Sprintf("label=%q", name+"\n("+string(st.Kind)+")")}
+}
+
+func (plainDOT) Transition(_ string, _ int, t *Transition) []string {
+	attrs := []string{fmt.Sprintf("label=%q", edgeLabel(t))}
+	if t.Rollback {
+		attrs = append(attrs, "style=dashed", "color=\"#b03030\"")
+	}
+	return attrs
+}
+
+func (plainDOT) Timeout(_ string, st *State) []string {
+	return []string{fmt.Sprintf("label=%q", "timeout "+st.Timeout.String()), "style=bold"}
+}
+
+// DOTStart is the start point's ID.
+const DOTStart = "__start"
 
 func edgeLabel(t *Transition) string {
 	label := t.When

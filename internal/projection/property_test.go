@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -102,6 +103,7 @@ func generatedRun(t *testing.T, p *program.Program, input any, rng *rand.Rand) i
 	for i := 0; i < 40 && !run.Finished(); i++ {
 		task := run.Task
 		checkTask(t, p, run, task)
+		checkAuditorTask(t, p, task)
 		tasks++
 		st := p.States[task.State]
 		out := generate(st.Output.Root, rng)
@@ -189,6 +191,45 @@ func checkTask(t *testing.T, p *program.Program, run *runtime.Run, task *project
 			}
 		}
 	})
+}
+
+// checkAuditorTask checks the auditor's view of a task (the console's run
+// page shows it): every value at a personal-data path of the view, and
+// every tool argument whose expression reads personal data, is the
+// redaction marker; the rest is the task as issued.
+func checkAuditorTask(t *testing.T, p *program.Program, task *projection.Task) {
+	t.Helper()
+	a := projection.ForAuditorTask(p, task, nil)
+	var walk func(path program.Path, v any)
+	walk = func(path program.Path, v any) {
+		if len(path) > 0 && p.IsPII(path) {
+			if !reflect.DeepEqual(v, projection.Redacted) {
+				t.Fatalf("the auditor's task of %s shows personal data %s: %v", task.State, path, v)
+			}
+			return
+		}
+		switch x := v.(type) {
+		case map[string]any:
+			for k, c := range x {
+				walk(append(path[:len(path):len(path)], k), c)
+			}
+		case []any:
+			for _, c := range x {
+				walk(path, c)
+			}
+		}
+	}
+	walk(nil, a.View)
+	if len(a.View) != len(task.View) || a.Seq != task.Seq || a.State != task.State || a.Instructions != task.Instructions {
+		t.Fatalf("the auditor's task of %s is not the task issued: %+v", task.State, a)
+	}
+	st := p.States[task.State]
+	for _, arg := range st.Args {
+		v, ok := a.Tool.Arguments[arg.Name]
+		if ok && arg.Expr != nil && len(arg.Expr.PII) > 0 && !reflect.DeepEqual(v, projection.Redacted) {
+			t.Fatalf("the auditor's task of %s shows tool argument %s, which reads personal data: %v", task.State, arg.Name, v)
+		}
+	}
 }
 
 func jsonText(s string) string {

@@ -119,7 +119,7 @@ func Derive(recs []tracestore.Record, size uint64, keyID string) (*Body, error) 
 	if size == 0 || size > uint64(len(recs)) {
 		return nil, fmt.Errorf("receipt: cannot cover %d of %d events", size, len(recs))
 	}
-	return DeriveRecords(all(recs[:size]), size, keyID)
+	return DeriveRecords(Slice(recs[:size]), size, keyID)
 }
 
 // readEvent checks record i against the chain (prev is the leaf hash of
@@ -365,4 +365,26 @@ func Sign(b *Body, priv ed25519.PrivateKey) (*Signed, error) {
 		return nil, err
 	}
 	return &Signed{Receipt: body, Signature: base64.StdEncoding.EncodeToString(ed25519.Sign(priv, body)), KeyID: b.KeyID}, nil
+}
+
+// Issue derives the receipt of the first size records of a trace (0: the
+// whole trace) and signs it with priv: the one place a receipt is made.
+// An error means the trace does not hold together (or could not be read).
+func Issue(recs Records, size uint64, priv ed25519.PrivateKey) (*Body, *Signed, error) {
+	body, err := DeriveRecords(recs, size, KeyID(priv.Public().(ed25519.PublicKey)))
+	if err != nil {
+		return nil, nil, err
+	}
+	signed, err := Sign(body, priv)
+	return body, signed, err
+}
+
+// File is the envelope as export writes receipt.json: its canonical JSON
+// and one \n, which ParseSigned reads back.
+func (s *Signed) File() ([]byte, error) {
+	env, err := jsonvalue.Canonical(s)
+	if err != nil {
+		return nil, err
+	}
+	return append(env, '\n'), nil
 }

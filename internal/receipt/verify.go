@@ -20,10 +20,9 @@ type Report struct {
 	Problems []string `json:"problems"` // the first is the first failure found
 	Covered  uint64   `json:"covered"`  // events the receipt covers
 	Later    uint64   `json:"later"`    // events after them that continue the chain
-}
-
-func (r *Report) fail(format string, args ...any) {
-	r.Problems = append(r.Problems, fmt.Sprintf(format, args...))
+	// Checks are the named checks (see Check). Not in the JSON the CLI
+	// and verify_receipt print, which keeps its four members.
+	Checks []Result `json:"-"`
 }
 
 // MaxTraceLine bounds one exported event.
@@ -155,7 +154,7 @@ func has(m map[string]any, names ...string) bool {
 // after the prefix must continue the chain; they are counted, not
 // attested.
 func Verify(s *Signed, recs []tracestore.Record, pub ed25519.PublicKey) Report {
-	rep, _ := VerifyRecords(s, all(recs), pub) // a slice has no reading error
+	rep, _ := Check(s, Slice(recs), pub, Options{}) // a slice has no reading error
 	return rep
 }
 
@@ -223,15 +222,8 @@ func parseBody(raw []byte) (*parsedBody, error) {
 // canonical JSON differs between the derived body and the receipt's, with
 // both values.
 func firstDifference(derived []byte, got map[string]any) (field, wantValue, gotValue string) {
-	var want map[string]any
-	if v, err := jsonvalue.Decode(derived); err == nil {
-		want, _ = v.(map[string]any)
-	}
-	for _, k := range bodyMembers {
-		w, g := show(want[k], true), show(got[k], true)
-		if w != g {
-			return k, w, g
-		}
+	if d := differences(derived, got); len(d) > 0 {
+		return d[0].field, d[0].want, d[0].got
 	}
 	return "(body)", string(derived), show(got, true)
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/nano-vm/nano-vm-mcp/internal/jsonvalue"
 	"github.com/nano-vm/nano-vm-mcp/internal/program"
+	"github.com/nano-vm/nano-vm-mcp/internal/projection"
 	"github.com/nano-vm/nano-vm-mcp/internal/tracestore"
 )
 
@@ -131,7 +132,7 @@ func TestFourEyesThroughTheService(t *testing.T) {
 		if r.Type == string(EventApprovalRecorded) {
 			v, _ := jsonvalue.Decode(r.Body)
 			note := v.(map[string]any)["approval"].(map[string]any)["output"].(map[string]any)["note"]
-			sealed = isSealed(note)
+			sealed = projection.IsSealed(note)
 		}
 	}
 	if !sealed {

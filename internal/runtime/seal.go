@@ -29,7 +29,7 @@ import (
 
 // sealedKey and erasedKey mark the objects that stand in for personal data.
 const (
-	sealedKey = "$sealed"
+	sealedKey = projection.SealedKey
 	erasedKey = projection.ErasedKey
 )
 
@@ -328,7 +328,7 @@ func (s *sealing) sealDetails(ctx context.Context, owners []string, details []st
 // rest of the path to each element.
 func (s *sealing) sealAt(ctx context.Context, v any, path []string, owners []string, aad []byte) (any, error) {
 	if len(path) == 0 {
-		if isSealed(v) {
+		if projection.IsSealed(v) {
 			return v, nil // already sealed under an enclosing path
 		}
 		return s.sealValue(ctx, v, owners, aad)
@@ -397,15 +397,6 @@ func (s *sealing) sealValue(ctx context.Context, v any, owners []string, aad []b
 		v = map[string]any{sealedKey: map[string]any{"subject": sealed.Subject, "nonce": sealed.Nonce, "ciphertext": sealed.Ciphertext}}
 	}
 	return v, nil
-}
-
-func isSealed(v any) bool {
-	m, ok := v.(map[string]any)
-	if !ok || len(m) != 1 {
-		return false
-	}
-	_, ok = m[sealedKey]
-	return ok
 }
 
 // below reports whether q lies under prefix (ignoring an empty root; "*"

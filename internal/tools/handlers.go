@@ -1,7 +1,6 @@
 package tools
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -291,11 +290,7 @@ func (h *handlers) signedReceipt(ctx context.Context, runID string) (*ReceiptRes
 	if err != nil {
 		return nil, err
 	}
-	body, err := receipt.Derive(recs, uint64(len(recs)), receipt.KeyID(h.Keys.Public()))
-	if err != nil {
-		return nil, err
-	}
-	signed, err := receipt.Sign(body, h.Keys.Signing)
+	_, signed, err := receipt.Issue(receipt.Slice(recs), 0, h.Keys.Signing)
 	if err != nil {
 		return nil, err
 	}
@@ -342,14 +337,10 @@ func (h *handlers) verifyReceipt(ctx context.Context, c access.Principal, req re
 	if keyID == "" {
 		keyID = receipt.KeyID(pub)
 	}
-	report := VerifyReceiptResult{Problems: []string{}}
-	var recs []tracestore.Record
+	signed := &receipt.Signed{Receipt: canon, Signature: args.Signature, KeyID: keyID}
+	var rep receipt.Report
 	if args.Trace != "" {
-		recs, err = receipt.ParseTrace(bytes.NewReader([]byte(args.Trace)))
-		if err != nil {
-			report.Problems = append(report.Problems, err.Error())
-			return report, nil
-		}
+		rep = receipt.CheckTrace(signed, []byte(args.Trace), pub, receipt.Options{})
 	} else {
 		runID, _ := body.(map[string]any)["run_id"].(string)
 		if runID == "" {
@@ -360,16 +351,13 @@ func (h *handlers) verifyReceipt(ctx context.Context, c access.Principal, req re
 		if _, _, err := h.readRun(ctx, c, runID); err != nil {
 			return nil, err
 		}
-		if recs, err = h.Store.Load(ctx, runID); err != nil {
+		recs, err := h.Store.Load(ctx, runID)
+		if err != nil {
 			return nil, err
 		}
+		rep, _ = receipt.Check(signed, receipt.Slice(recs), pub, receipt.Options{}) // a slice has no reading error
 	}
-	rep := receipt.Verify(&receipt.Signed{Receipt: canon, Signature: args.Signature, KeyID: keyID}, recs, pub)
-	report.Valid, report.Covered, report.Later = rep.Valid, rep.Covered, rep.Later
-	if rep.Problems != nil {
-		report.Problems = rep.Problems
-	}
-	return report, nil
+	return VerifyReceiptResult{Valid: rep.Valid, Problems: rep.Problems, Covered: rep.Covered, Later: rep.Later}, nil
 }
 
 func (h *handlers) replayRun(ctx context.Context, c access.Principal, req request) (any, error) {

@@ -19,8 +19,9 @@
       try {
         const rep = await nc.json(form.action, { method: "POST", body: new URLSearchParams(new FormData(form)) });
         for (const c of rep.checks) {
-          list.append(nc.el("li", { class: c.ok ? "pass" : "fail" },
-            nc.el("strong", {}, c.ok ? "pass" : "FAIL"), " ", nc.el("code", {}, c.name), ": " + c.detail));
+          const result = c.ok ? "pass" : c.skipped ? "skip" : "FAIL";
+          list.append(nc.el("li", { class: result === "FAIL" ? "fail" : result },
+            nc.el("strong", {}, result), " ", nc.el("code", {}, c.name), ": " + c.detail));
         }
         verdict.textContent = rep.valid ? "valid" : "invalid";
         verdict.className = rep.valid ? "pass" : "fail";
