@@ -92,6 +92,9 @@ func OpenPostgres(ctx context.Context, dsn string) (*Postgres, error) {
 		pool.Close()
 		return nil, fmt.Errorf("tracestore: postgres: %w", err)
 	}
+	// database/sql must keep no idle connections of its own (OpenDBFromPool
+	// sets none): holding the pool's connections idle while another
+	// opening waits on the pool deadlocks once the pool is exhausted.
 	db := stdlib.OpenDBFromPool(pool)
 	p := &Postgres{sqlDB: sqlDB{backend: "postgres", r: db, w: db, d: postgresDialect}, pool: pool}
 	p.sqlDB.write = p.write
