@@ -42,6 +42,13 @@ type Query struct {
 	IncludeLab bool
 }
 
+// Store is what analysis reads: the runs and their traces, and the
+// baselines they are measured against.
+type Store interface {
+	tracestore.TraceReader
+	tracestore.Baselines
+}
+
 // loaders bounds how many traces are read at once.
 const loaders = 8
 
@@ -50,7 +57,7 @@ const loaders = 8
 // definition the program runs now. The store has no other notion of a
 // program's versions: programs are stored by hash, without a name.
 // Laboratory runs are passed over unless includeLab.
-func Newest(ctx context.Context, st tracestore.Store, program string, includeLab bool) (string, error) {
+func Newest(ctx context.Context, st tracestore.TraceReader, program string, includeLab bool) (string, error) {
 	runs, _, err := st.ListRuns(ctx, tracestore.ListFilter{Program: program, ExcludeLab: !includeLab, Limit: 1})
 	if err != nil {
 		return "", err
@@ -88,7 +95,7 @@ type Window struct {
 // under one definition, newest first by the store's listing order, and
 // the program's baseline (see Analyze). It fails with ErrUnknownProgram
 // when there is no run to read, and on a trace the analyzer cannot read.
-func Read(ctx context.Context, st tracestore.Store, q Query) (Window, error) {
+func Read(ctx context.Context, st Store, q Query) (Window, error) {
 	def := q.DefinitionHash
 	if def == "" {
 		var err error
@@ -131,7 +138,7 @@ func (w Window) Report(threshold float64) analyzer.Report {
 // is null. Every run in the window counts, finished or not; laboratory
 // runs only with q.IncludeLab. It fails with ErrUnknownProgram when there is no run to
 // analyse, and on a trace the analyzer cannot read.
-func Analyze(ctx context.Context, st tracestore.Store, q Query) (analyzer.Report, error) {
+func Analyze(ctx context.Context, st Store, q Query) (analyzer.Report, error) {
 	w, err := Read(ctx, st, q)
 	if err != nil {
 		return analyzer.Report{}, err
@@ -140,7 +147,7 @@ func Analyze(ctx context.Context, st tracestore.Store, q Query) (analyzer.Report
 }
 
 // windowIDs lists the ids of the newest n runs that f selects.
-func windowIDs(ctx context.Context, st tracestore.Store, f tracestore.ListFilter, n int) ([]string, error) {
+func windowIDs(ctx context.Context, st tracestore.TraceReader, f tracestore.ListFilter, n int) ([]string, error) {
 	ids := make([]string, 0, min(n, 1000))
 	for len(ids) < n {
 		f.Limit = min(n-len(ids), 1000)
@@ -161,7 +168,7 @@ func windowIDs(ctx context.Context, st tracestore.Store, f tracestore.ListFilter
 
 // load reads and folds the runs' traces, a few at a time. The order of the
 // result is the order of ids (the report does not depend on it).
-func load(ctx context.Context, st tracestore.Store, ids []string) ([]analyzer.RunStats, error) {
+func load(ctx context.Context, st tracestore.TraceReader, ids []string) ([]analyzer.RunStats, error) {
 	out := make([]analyzer.RunStats, len(ids))
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -221,7 +228,7 @@ var structural = map[string]bool{
 // whose payload it reads are decoded; the rest (inputs, tasks, guard
 // evaluations, outputs: most of a trace's bytes) stay undecoded, which
 // makes reading a window about three times faster.
-func stats(ctx context.Context, st tracestore.Store, runID string) (analyzer.RunStats, error) {
+func stats(ctx context.Context, st tracestore.TraceReader, runID string) (analyzer.RunStats, error) {
 	recs, err := st.Load(ctx, runID)
 	if err != nil {
 		return analyzer.RunStats{}, err
@@ -248,7 +255,7 @@ func stats(ctx context.Context, st tracestore.Store, runID string) (analyzer.Run
 // LoadBaseline returns the baseline to measure program's definition def
 // against: the one saved for def, else the program's latest, else nil. A
 // stored baseline that does not validate is an error, not a silent null.
-func LoadBaseline(ctx context.Context, st tracestore.Store, program, def string) (*analyzer.Baseline, error) {
+func LoadBaseline(ctx context.Context, st tracestore.Baselines, program, def string) (*analyzer.Baseline, error) {
 	data, err := st.Baseline(ctx, program, def)
 	if errors.Is(err, tracestore.ErrNotFound) {
 		data, err = st.Baseline(ctx, program, "")
@@ -271,7 +278,7 @@ func LoadBaseline(ctx context.Context, st tracestore.Store, program, def string)
 
 // SaveBaseline stores the report's window as the baseline of its program
 // and definition, replacing the one saved before for that definition.
-func SaveBaseline(ctx context.Context, st tracestore.Store, rep analyzer.Report) (analyzer.Baseline, error) {
+func SaveBaseline(ctx context.Context, st tracestore.Baselines, rep analyzer.Report) (analyzer.Baseline, error) {
 	b := rep.Baseline()
 	data, err := json.Marshal(b)
 	if err != nil {

@@ -29,10 +29,10 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/nano-vm/nano-vm-mcp/internal/access"
+	"github.com/nano-vm/nano-vm-mcp/internal/analysis"
 	"github.com/nano-vm/nano-vm-mcp/internal/keyring"
 	"github.com/nano-vm/nano-vm-mcp/internal/program"
 	"github.com/nano-vm/nano-vm-mcp/internal/runtime"
-	"github.com/nano-vm/nano-vm-mcp/internal/tracestore"
 )
 
 //go:embed templates/*.html
@@ -44,7 +44,9 @@ var staticFS embed.FS
 // Config is what the console reads and acts through.
 type Config struct {
 	Service *runtime.Service
-	Store   tracestore.Store
+	// Store is read only: runs, traces, and the baselines the metrics
+	// pages measure against.
+	Store   analysis.Store
 	Keys    *keyring.Keyring // signs the receipts the run page shows
 	Version string
 	Log     *zap.Logger

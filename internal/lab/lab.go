@@ -64,8 +64,8 @@ var ErrUnknownFault = errors.New("unknown fault")
 // Env is what attacks go through.
 type Env struct {
 	Service *runtime.Service
-	Store   tracestore.Store   // corrupt_receipt reads the stored trace
-	Signer  ed25519.PrivateKey // corrupt_receipt signs the receipt it tampers with
+	Store   tracestore.TraceReader // corrupt_receipt reads the stored trace
+	Signer  ed25519.PrivateKey     // corrupt_receipt signs the receipt it tampers with
 	// Principal is who attacks: the caller, as the step tool would name it.
 	Principal string
 	// Operator may erase data subjects: gdpr_erase on a caller's run

@@ -34,7 +34,7 @@ const KeySize = 32
 // Keys is the service's view of subject keys. It is safe for concurrent
 // use.
 type Keys struct {
-	store tracestore.Store
+	store tracestore.Keys
 	keks  *keyring.KEKs
 	read  func([]byte) error // randomness, injected
 
@@ -56,7 +56,7 @@ const retries = 5
 
 // New returns the keys of store, wrapped under keks, drawing new keys and
 // nonces from read.
-func New(store tracestore.Store, keks *keyring.KEKs, read func([]byte) error) *Keys {
+func New(store tracestore.Keys, keks *keyring.KEKs, read func([]byte) error) *Keys {
 	return &Keys{store: store, keks: keks, read: read, cache: map[string][]byte{}, max: maxCached}
 }
 

@@ -113,26 +113,6 @@ func awaitingPageOf(runs []RunInfo, limit int) ([]RunInfo, string) {
 	return runs[:limit], awaitingCursor(runs[limit-1])
 }
 
-// rowScanner is what collectRuns needs of database/sql's and pgx's rows.
-type rowScanner interface {
-	Next() bool
-	Scan(dest ...any) error
-	Err() error
-}
-
-// collectRuns reads every runs row of a listing query.
-func collectRuns(rows rowScanner) ([]RunInfo, error) {
-	var runs []RunInfo
-	for rows.Next() {
-		ri, err := scanRun(rows.Scan)
-		if err != nil {
-			return nil, err
-		}
-		runs = append(runs, ri)
-	}
-	return runs, rows.Err()
-}
-
 // ListAwaiting implements Store.
 func (m *Memory) ListAwaiting(_ context.Context, f AwaitingFilter) ([]RunInfo, string, error) {
 	limit, after, afterNs, err := awaitingPage(f)
@@ -158,45 +138,5 @@ func (m *Memory) ListAwaiting(_ context.Context, f AwaitingFilter) ([]RunInfo, s
 		return a < b || a == b && all[i].RunID < all[j].RunID
 	})
 	runs, next := awaitingPageOf(all, limit)
-	return runs, next, nil
-}
-
-// ListAwaiting implements Store.
-func (s *SQLite) ListAwaiting(ctx context.Context, f AwaitingFilter) ([]RunInfo, string, error) {
-	limit, after, afterNs, err := awaitingPage(f)
-	if err != nil {
-		return nil, "", err
-	}
-	q, args := awaitingQuery(f, after, afterNs, limit, func(n int) string { return fmt.Sprintf("?%d", n) })
-	rows, err := s.r.QueryContext(ctx, q, args...)
-	if err != nil {
-		return nil, "", fmt.Errorf("tracestore: sqlite list awaiting: %w", err)
-	}
-	defer rows.Close()
-	runs, err := collectRuns(rows)
-	if err != nil {
-		return nil, "", fmt.Errorf("tracestore: sqlite list awaiting: %w", err)
-	}
-	runs, next := awaitingPageOf(runs, limit)
-	return runs, next, nil
-}
-
-// ListAwaiting implements Store.
-func (p *Postgres) ListAwaiting(ctx context.Context, f AwaitingFilter) ([]RunInfo, string, error) {
-	limit, after, afterNs, err := awaitingPage(f)
-	if err != nil {
-		return nil, "", err
-	}
-	q, args := awaitingQuery(f, after, afterNs, limit, func(n int) string { return fmt.Sprintf("$%d", n) })
-	rows, err := p.pool.Query(ctx, q, args...)
-	if err != nil {
-		return nil, "", fmt.Errorf("tracestore: postgres list awaiting: %w", err)
-	}
-	defer rows.Close()
-	runs, err := collectRuns(rows)
-	if err != nil {
-		return nil, "", fmt.Errorf("tracestore: postgres list awaiting: %w", err)
-	}
-	runs, next := awaitingPageOf(runs, limit)
 	return runs, next, nil
 }

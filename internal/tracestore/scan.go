@@ -2,6 +2,7 @@ package tracestore
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"iter"
 )
@@ -18,8 +19,8 @@ type Scanner interface {
 
 // Records yields the first n records of run's trace: through st's Scan
 // when it has one, else from LoadPrefix (a wrapper that only implements
-// Store).
-func Records(ctx context.Context, st Store, runID string, n uint64) iter.Seq2[Record, error] {
+// TraceReader).
+func Records(ctx context.Context, st TraceReader, runID string, n uint64) iter.Seq2[Record, error] {
 	if sc, ok := st.(Scanner); ok {
 		return sc.Scan(ctx, runID, n)
 	}
@@ -49,16 +50,9 @@ func collect(seq iter.Seq2[Record, error]) ([]Record, error) {
 	return out, nil
 }
 
-// rowSource is what database/sql's and pgx's rows have in common.
-type rowSource interface {
-	Next() bool
-	Scan(dest ...any) error
-	Err() error
-}
-
 // yieldRows yields the records of rows (idx, type, body, hash), or
 // ErrNotFound when there are none.
-func yieldRows(rows rowSource, backend, runID string, yield func(Record, error) bool) {
+func yieldRows(rows *sql.Rows, backend, runID string, yield func(Record, error) bool) {
 	found := false
 	for rows.Next() {
 		var (

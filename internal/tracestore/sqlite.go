@@ -5,13 +5,10 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"iter"
-	"math"
 	"net/url"
 	"os"
 	"path/filepath"
 	"runtime"
-	"sort"
 	"strings"
 	"time"
 
@@ -22,14 +19,13 @@ import (
 // SQLite is the embedded Store: one database file in WAL mode. Several
 // processes may open the same file; SQLite's locks serialise their appends.
 type SQLite struct {
+	// sqlDB's w is the one writing connection, so that this process's
+	// writes queue in Go rather than spin on SQLite's busy handler; its
+	// transactions begin IMMEDIATE, taking the write lock before reading
+	// the trace's length. Its r serves reads, which WAL lets run beside
+	// the writer.
+	sqlDB
 	path string
-	// w is the one writing connection, so that this process's writes queue
-	// in Go rather than spin on SQLite's busy handler; its transactions
-	// begin IMMEDIATE, taking the write lock before reading the trace's
-	// length.
-	w *sql.DB
-	// r serves reads, which WAL lets run beside the writer.
-	r *sql.DB
 
 	// The append's statements, compiled once on the writer: the run row's
 	// read, the event insert, the run row's insert, and its updates by the
@@ -57,36 +53,9 @@ const busyTimeout = 10 * time.Second
 // applied. Never edit a released step: add one.
 var sqliteMigrations = []string{
 	// 1: the tables.
-	`CREATE TABLE events (
-		run_id TEXT NOT NULL,
-		idx INTEGER NOT NULL,
-		type TEXT NOT NULL,
-		body BLOB,
-		hash BLOB,
-		PRIMARY KEY (run_id, idx)
-	);
-	CREATE TABLE runs (
-		run_id TEXT PRIMARY KEY,
-		program TEXT NOT NULL,
-		definition_hash TEXT NOT NULL,
-		status TEXT NOT NULL,
-		outcome TEXT NOT NULL,
-		started_at INTEGER NOT NULL,
-		updated_at INTEGER NOT NULL,
-		events INTEGER NOT NULL,
-		head BLOB,
-		tree BLOB
-	);
-	CREATE TABLE programs (hash TEXT PRIMARY KEY, source BLOB);
-	CREATE TABLE subject_keys (subject TEXT PRIMARY KEY, key BLOB)`,
-	// 2: listing. Each filter leads an index that continues in listing
-	// order, so a filtered page is an index range scan too. updated_at is
-	// not indexed: every append changes it.
-	`CREATE INDEX runs_by_start ON runs (started_at DESC, run_id DESC);
-	CREATE INDEX runs_by_program ON runs (program, started_at DESC, run_id DESC);
-	CREATE INDEX runs_by_definition ON runs (definition_hash, started_at DESC, run_id DESC);
-	CREATE INDEX runs_by_status ON runs (status, started_at DESC, run_id DESC);
-	CREATE INDEX runs_by_outcome ON runs (outcome, started_at DESC, run_id DESC)`,
+	sqliteTypes.spell(tables),
+	// 2: listing (see listingIndexes).
+	listingIndexes,
 	// 3: who started a run, and whether as a laboratory run. Runs from
 	// before have neither: '' and false. Indexed like every filter.
 	`ALTER TABLE runs ADD COLUMN principal TEXT NOT NULL DEFAULT '';
@@ -94,14 +63,7 @@ var sqliteMigrations = []string{
 	CREATE INDEX runs_by_principal ON runs (principal, started_at DESC, run_id DESC)`,
 	// 4: the analyzer's drift baselines, one per program and definition;
 	// saved orders a program's baselines, the latest highest.
-	`CREATE TABLE baselines (
-		program TEXT NOT NULL,
-		definition_hash TEXT NOT NULL,
-		data BLOB NOT NULL,
-		saved INTEGER NOT NULL,
-		PRIMARY KEY (program, definition_hash)
-	);
-	CREATE INDEX baselines_by_saved ON baselines (program, saved DESC)`,
+	sqliteTypes.spell(baselinesTable),
 	// 5: crypto-shredding. Keys carry the epoch of the key-encryption key
 	// that wraps them (0: written unwrapped, before wrapping existed), the
 	// store one epoch; runs are indexed by their data subjects, filled in
@@ -133,8 +95,7 @@ var sqliteMigrations = []string{
 			AND NOT EXISTS (SELECT 1 FROM events l WHERE l.run_id = e.run_id AND l.idx > e.idx
 				AND l.type IN ('task_issued', 'submission_accepted', 'transitioned', 'run_finished'))) t
 		WHERE runs.run_id = t.run_id AND runs.status = 'running' AND t.role <> '';
-	CREATE INDEX runs_awaiting_by_role ON runs (awaiting_role, awaiting_deadline, run_id) WHERE awaiting_role <> '';
-	CREATE INDEX runs_awaiting_by_deadline ON runs (awaiting_deadline, run_id) WHERE awaiting_role <> ''`,
+	` + awaitingIndexes,
 }
 
 // DefaultDataDir is where the server keeps its data unless told otherwise:
@@ -191,7 +152,8 @@ func OpenSQLite(path string, opts SQLiteOptions) (*SQLite, error) {
 		return nil, fmt.Errorf("tracestore: sqlite: %w", err)
 	}
 
-	s := &SQLite{path: path}
+	s := &SQLite{sqlDB: sqlDB{backend: "sqlite", d: sqliteDialect}, path: path}
+	s.sqlDB.write = s.write
 	// secure_delete zeroes deleted rows in the file, so that a destroyed
 	// subject key does not linger in free space.
 	s.w, err = sql.Open("sqlite", sqliteDSN(path, "_txlock=immediate", "_pragma=synchronous("+syncMode+")", "_pragma=secure_delete(ON)"))
@@ -267,48 +229,28 @@ func enableWAL(db *sql.DB) error {
 	}
 }
 
-// migrateSQLite applies the steps db's schema lacks, one transaction each.
-// Each transaction rereads the version under the write lock, so two
-// processes opening one old store apply each step once.
-func migrateSQLite(db *sql.DB, steps []string) error {
-	ctx := context.Background()
-	for {
-		done, err := migrateSQLiteStep(ctx, db, steps)
-		if err != nil || done {
-			return err
-		}
-	}
+// sqliteDialect: SQLite's write transaction holds the database's write
+// lock, so neither key writes nor migrations need another lock, and the
+// writer's one connection numbers baseline saves without a race.
+var sqliteDialect = dialect{
+	conflict:   sqliteConflict,
+	byteOrder:  "COLLATE BINARY",
+	nextSaved:  "(SELECT coalesce(max(saved), 0) + 1 FROM baselines)",
+	deleteKeys: sqliteDeleteKeys,
+	rewrapKeys: sqliteRewrapKeys,
 }
 
-func migrateSQLiteStep(ctx context.Context, db *sql.DB, steps []string) (done bool, err error) {
-	tx, err := db.BeginTx(ctx, nil)
-	if err != nil {
-		return false, fmt.Errorf("tracestore: sqlite migration: %w", err)
-	}
-	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
-	if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)`); err != nil {
-		return false, fmt.Errorf("tracestore: sqlite migration: %w", err)
-	}
-	var v int
-	if err := tx.QueryRowContext(ctx, `SELECT coalesce(max(version), 0) FROM schema_version`).Scan(&v); err != nil {
-		return false, fmt.Errorf("tracestore: sqlite migration: %w", err)
-	}
-	switch {
-	case v > len(steps):
-		return false, fmt.Errorf("%w (store version %d, this binary knows %d)", errSchemaTooNew, v, len(steps))
-	case v == len(steps):
-		return true, tx.Commit()
-	}
-	if _, err := tx.ExecContext(ctx, steps[v]); err != nil {
-		return false, fmt.Errorf("tracestore: sqlite migration to version %d: %w", v+1, err)
-	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO schema_version (version, applied_at) VALUES (?, ?)`, v+1, time.Now().UnixNano()); err != nil {
-		return false, fmt.Errorf("tracestore: sqlite migration to version %d: %w", v+1, err)
-	}
-	if err := tx.Commit(); err != nil {
-		return false, fmt.Errorf("tracestore: sqlite migration to version %d: %w", v+1, err)
-	}
-	return false, nil
+// sqliteConflict: an event already at an index the run's row said was
+// free, which the write lock makes a lost race with another process.
+func sqliteConflict(err error) bool {
+	var se *sqlite.Error
+	return errors.As(err, &se) && se.Code() == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY
+}
+
+// migrateSQLite applies the steps db's schema lacks (see migrate); db
+// begins its transactions IMMEDIATE.
+func migrateSQLite(db *sql.DB, steps []string) error {
+	return migrate(context.Background(), db, "sqlite", sqliteDialect, steps)
 }
 
 // listedColumns are the runs columns that key a listing index, in the
@@ -387,24 +329,11 @@ func (s *SQLite) prepare() error {
 	return nil
 }
 
-// Append implements Store. The trace's length comes from the run's index
-// row, so an append costs the same however long the trace is. One
+// write is Append's SQLite part (see sqlDB.Append). The trace's length
+// comes from the run's index row, so an append costs the same however long the trace is. One
 // transaction: the row's read (under the write lock, which BEGIN IMMEDIATE
 // took), the events' inserts, and the row's insert or narrowest update.
-func (s *SQLite) Append(ctx context.Context, runID string, records []Record, info RunInfo) (err error) {
-	if len(records) == 0 {
-		return nil
-	}
-	started, updated, err := rowNanos(runID, info)
-	if err != nil {
-		return err
-	}
-	defer func() {
-		var se *sqlite.Error
-		if errors.As(err, &se) && se.Code() == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY {
-			err = fmt.Errorf("%w: run %s: %w", ErrConflict, runID, err)
-		}
-	}()
+func (s *SQLite) write(ctx context.Context, runID string, records []Record, info RunInfo, started, updated int64) error {
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("tracestore: sqlite append: %w", err)
@@ -480,275 +409,36 @@ func (s *SQLite) Append(ctx context.Context, runID string, records []Record, inf
 	return nil
 }
 
-// Load implements Store.
-func (s *SQLite) Load(ctx context.Context, runID string) ([]Record, error) {
-	return s.LoadPrefix(ctx, runID, math.MaxUint64)
-}
-
-// LoadPrefix implements Store.
-func (s *SQLite) LoadPrefix(ctx context.Context, runID string, n uint64) ([]Record, error) {
-	return collect(s.Scan(ctx, runID, n))
-}
-
-// Scan implements Scanner.
-func (s *SQLite) Scan(ctx context.Context, runID string, n uint64) iter.Seq2[Record, error] {
-	return func(yield func(Record, error) bool) {
-		rows, err := s.r.QueryContext(ctx, `SELECT idx, type, body, hash FROM events WHERE run_id = ? AND idx < ? ORDER BY idx`, runID, idxBound(n))
-		if err != nil {
-			yield(Record{}, fmt.Errorf("tracestore: sqlite load %s: %w", runID, err))
-			return
-		}
-		defer rows.Close()
-		yieldRows(rows, "sqlite", runID, yield)
-	}
-}
-
-// Run implements Store.
-func (s *SQLite) Run(ctx context.Context, runID string) (RunInfo, error) {
-	ri, err := scanRun(s.r.QueryRowContext(ctx, `SELECT `+runColumns+` FROM runs WHERE run_id = ?`, runID).Scan)
-	switch {
-	case errors.Is(err, sql.ErrNoRows):
-		return RunInfo{}, fmt.Errorf("%w: run %s", ErrNotFound, runID)
-	case err != nil:
-		return RunInfo{}, fmt.Errorf("tracestore: sqlite run %s: %w", runID, err)
-	}
-	return ri, nil
-}
-
-// ListRuns implements Store.
-func (s *SQLite) ListRuns(ctx context.Context, f ListFilter) ([]RunInfo, string, error) {
-	limit, after, err := pageOf(f)
-	if err != nil {
-		return nil, "", err
-	}
-	q, args := listQuery(f, after, limit, func(n int) string { return fmt.Sprintf("?%d", n) })
-	rows, err := s.r.QueryContext(ctx, q, args...)
-	if err != nil {
-		return nil, "", fmt.Errorf("tracestore: sqlite list: %w", err)
-	}
-	defer rows.Close()
-	var runs []RunInfo
-	for rows.Next() {
-		ri, err := scanRun(rows.Scan)
-		if err != nil {
-			return nil, "", fmt.Errorf("tracestore: sqlite list: %w", err)
-		}
-		runs = append(runs, ri)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, "", fmt.Errorf("tracestore: sqlite list: %w", err)
-	}
-	runs, next := page(runs, limit)
-	return runs, next, nil
-}
-
-// PutProgram implements Store.
-func (s *SQLite) PutProgram(ctx context.Context, hash string, source []byte) error {
-	if _, err := s.w.ExecContext(ctx, `INSERT INTO programs (hash, source) VALUES (?, ?) ON CONFLICT (hash) DO NOTHING`, hash, source); err != nil {
-		return fmt.Errorf("tracestore: sqlite put program %s: %w", hash, err)
-	}
-	return nil
-}
-
-// Program implements Store.
-func (s *SQLite) Program(ctx context.Context, hash string) ([]byte, error) {
-	var src []byte
-	switch err := s.r.QueryRowContext(ctx, `SELECT source FROM programs WHERE hash = ?`, hash).Scan(&src); {
-	case errors.Is(err, sql.ErrNoRows):
-		return nil, fmt.Errorf("%w: program %s", ErrNotFound, hash)
-	case err != nil:
-		return nil, fmt.Errorf("tracestore: sqlite program %s: %w", hash, err)
-	}
-	return src, nil
-}
-
-// ProgramHashes implements Store.
-func (s *SQLite) ProgramHashes(ctx context.Context) ([]string, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT hash FROM programs ORDER BY hash`)
-	if err != nil {
-		return nil, fmt.Errorf("tracestore: sqlite program hashes: %w", err)
-	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var h string
-		if err := rows.Scan(&h); err != nil {
-			return nil, fmt.Errorf("tracestore: sqlite program hashes: %w", err)
-		}
-		out = append(out, h)
-	}
-	return out, rows.Err()
-}
-
-// PutKey implements Store. One transaction under the write lock: the
-// epoch's check, and the insert whose no-op update makes RETURNING give the
-// key that was there.
-func (s *SQLite) PutKey(ctx context.Context, k WrappedKey) (WrappedKey, error) {
-	tx, err := s.w.BeginTx(ctx, nil)
-	if err != nil {
-		return WrappedKey{}, fmt.Errorf("tracestore: sqlite put key: %w", err)
-	}
-	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
-	var epoch int64
-	if err := tx.QueryRowContext(ctx, `SELECT epoch FROM key_epoch`).Scan(&epoch); err != nil {
-		return WrappedKey{}, fmt.Errorf("tracestore: sqlite put key: %w", err)
-	}
-	if uint64(epoch) != k.Epoch {
-		return WrappedKey{}, fmt.Errorf("%w: key of subject %s: epoch %d, the store's is %d", ErrKeyEpoch, k.Subject, k.Epoch, epoch)
-	}
-	stored := WrappedKey{Subject: k.Subject}
-	if err := tx.QueryRowContext(ctx, `INSERT INTO subject_keys (subject, key, epoch) VALUES (?, ?, ?)
-		ON CONFLICT (subject) DO UPDATE SET key = subject_keys.key RETURNING key, epoch`, k.Subject, k.Wrapped, int64(k.Epoch)).Scan(&stored.Wrapped, &epoch); err != nil {
-		return WrappedKey{}, fmt.Errorf("tracestore: sqlite put key: %w", err)
-	}
-	stored.Epoch = uint64(epoch)
-	if err := tx.Commit(); err != nil {
-		return WrappedKey{}, fmt.Errorf("tracestore: sqlite put key: %w", err)
-	}
-	return stored, nil
-}
-
-// Key implements Store.
-func (s *SQLite) Key(ctx context.Context, subject string) (WrappedKey, error) {
-	k := WrappedKey{Subject: subject}
-	var epoch int64
-	switch err := s.r.QueryRowContext(ctx, `SELECT key, epoch FROM subject_keys WHERE subject = ?`, subject).Scan(&k.Wrapped, &epoch); {
-	case errors.Is(err, sql.ErrNoRows):
-		return WrappedKey{}, fmt.Errorf("%w: key of subject %s", ErrNotFound, subject)
-	case err != nil:
-		return WrappedKey{}, fmt.Errorf("tracestore: sqlite key: %w", err)
-	}
-	k.Epoch = uint64(epoch)
-	return k, nil
-}
-
-// KeyEpoch implements Store.
-func (s *SQLite) KeyEpoch(ctx context.Context) (KeyState, error) {
-	var ks KeyState
-	var epoch int64
-	if err := s.r.QueryRowContext(ctx, `SELECT store_id, epoch FROM key_epoch`).Scan(&ks.Store, &epoch); err != nil {
-		return KeyState{}, fmt.Errorf("tracestore: sqlite key epoch: %w", err)
-	}
-	ks.Epoch = uint64(epoch)
-	return ks, nil
-}
-
-// RotateKeys implements Store, in one transaction under the write lock.
-// secure_delete zeroes the old rows in the database's pages, but older
-// copies of those pages stay in the log until later checkpoints overwrite
-// it: what makes them useless is that they are wrapped under an epoch
-// whose key-encryption key the caller destroys next.
-func (s *SQLite) RotateKeys(ctx context.Context, from, to uint64, erase []string, rewrap func(WrappedKey) ([]byte, error)) ([]string, error) {
-	tx, err := s.w.BeginTx(ctx, nil)
-	if err != nil {
-		return nil, fmt.Errorf("tracestore: sqlite rotate keys: %w", err)
-	}
-	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
-	var epoch int64
-	if err := tx.QueryRowContext(ctx, `SELECT epoch FROM key_epoch`).Scan(&epoch); err != nil {
-		return nil, fmt.Errorf("tracestore: sqlite rotate keys: %w", err)
-	}
-	if uint64(epoch) != from {
-		return nil, fmt.Errorf("%w: rotation from epoch %d, the store's is %d", ErrKeyEpoch, from, epoch)
-	}
+// sqliteDeleteKeys is a rotation's deletion. secure_delete zeroes the
+// old rows in the database's pages, but older copies of those pages stay
+// in the log until later checkpoints overwrite it.
+func sqliteDeleteKeys(ctx context.Context, tx *sql.Tx, subjects []string) ([]string, error) {
 	var deleted []string
-	for _, sub := range erase {
-		res, err := tx.ExecContext(ctx, `DELETE FROM subject_keys WHERE subject = ?`, sub)
+	for _, sub := range subjects {
+		res, err := tx.ExecContext(ctx, `DELETE FROM subject_keys WHERE subject = $1`, sub)
 		if err != nil {
-			return nil, fmt.Errorf("tracestore: sqlite rotate keys: %w", err)
+			return nil, err
 		}
 		if n, _ := res.RowsAffected(); n > 0 {
 			deleted = append(deleted, sub)
 		}
 	}
-	rows, err := tx.QueryContext(ctx, `SELECT subject, key, epoch FROM subject_keys`)
-	if err != nil {
-		return nil, fmt.Errorf("tracestore: sqlite rotate keys: %w", err)
-	}
-	var keys []WrappedKey
-	for rows.Next() {
-		var k WrappedKey
-		if err := rows.Scan(&k.Subject, &k.Wrapped, &epoch); err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("tracestore: sqlite rotate keys: %w", err)
-		}
-		k.Epoch = uint64(epoch)
-		keys = append(keys, k)
-	}
-	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
-		return nil, fmt.Errorf("tracestore: sqlite rotate keys: %w", err)
-	}
-	upd, err := tx.PrepareContext(ctx, `UPDATE subject_keys SET key = ?, epoch = ? WHERE subject = ?`)
-	if err != nil {
-		return nil, fmt.Errorf("tracestore: sqlite rotate keys: %w", err)
-	}
-	defer upd.Close()
-	for _, k := range keys {
-		w, err := rewrap(k)
-		if err != nil {
-			return nil, err
-		}
-		if _, err := upd.ExecContext(ctx, w, int64(to), k.Subject); err != nil {
-			return nil, fmt.Errorf("tracestore: sqlite rotate keys: %w", err)
-		}
-	}
-	if _, err := tx.ExecContext(ctx, `UPDATE key_epoch SET epoch = ?`, int64(to)); err != nil {
-		return nil, fmt.Errorf("tracestore: sqlite rotate keys: %w", err)
-	}
-	if err := tx.Commit(); err != nil {
-		return nil, fmt.Errorf("tracestore: sqlite rotate keys: %w", err)
-	}
-	sort.Strings(deleted)
 	return deleted, nil
 }
 
-// RunsOfSubject implements Store.
-func (s *SQLite) RunsOfSubject(ctx context.Context, subject string) ([]string, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT run_id FROM run_subjects WHERE subject = ? ORDER BY run_id`, subject)
+// sqliteRewrapKeys is a rotation's rewrite, one prepared update a key.
+func sqliteRewrapKeys(ctx context.Context, tx *sql.Tx, keys []WrappedKey, wrapped [][]byte, to uint64) error {
+	upd, err := tx.PrepareContext(ctx, `UPDATE subject_keys SET key = $1, epoch = $2 WHERE subject = $3`)
 	if err != nil {
-		return nil, fmt.Errorf("tracestore: sqlite runs of subject: %w", err)
+		return err
 	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			return nil, fmt.Errorf("tracestore: sqlite runs of subject: %w", err)
+	defer upd.Close()
+	for i, k := range keys {
+		if _, err := upd.ExecContext(ctx, wrapped[i], int64(to), k.Subject); err != nil {
+			return err
 		}
-		out = append(out, id)
-	}
-	return out, rows.Err()
-}
-
-// PutBaseline implements Store. The one writer, and SQLite's write lock
-// across processes, make max(saved) + 1 the latest.
-func (s *SQLite) PutBaseline(ctx context.Context, program, definitionHash string, data []byte) error {
-	if data == nil {
-		data = []byte{}
-	}
-	if _, err := s.w.ExecContext(ctx, `INSERT INTO baselines (program, definition_hash, data, saved)
-		VALUES (?1, ?2, ?3, (SELECT coalesce(max(saved), 0) + 1 FROM baselines))
-		ON CONFLICT (program, definition_hash) DO UPDATE SET data = excluded.data, saved = excluded.saved`,
-		program, definitionHash, data); err != nil {
-		return fmt.Errorf("tracestore: sqlite put baseline %s: %w", program, err)
 	}
 	return nil
-}
-
-// Baseline implements Store.
-func (s *SQLite) Baseline(ctx context.Context, program, definitionHash string) ([]byte, error) {
-	q, args := `SELECT data FROM baselines WHERE program = ?1 AND definition_hash = ?2`, []any{program, definitionHash}
-	if definitionHash == "" {
-		q, args = `SELECT data FROM baselines WHERE program = ?1 ORDER BY saved DESC LIMIT 1`, []any{program}
-	}
-	var data []byte
-	switch err := s.r.QueryRowContext(ctx, q, args...).Scan(&data); {
-	case errors.Is(err, sql.ErrNoRows):
-		return nil, fmt.Errorf("%w: baseline of program %s %s", ErrNotFound, program, definitionHash)
-	case err != nil:
-		return nil, fmt.Errorf("tracestore: sqlite baseline %s: %w", program, err)
-	}
-	return data, nil
 }
 
 // Close implements Store.

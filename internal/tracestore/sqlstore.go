@@ -72,6 +72,78 @@ func rowNanos(runID string, info RunInfo) (started, updated int64, err error) {
 	return started, updated, nil
 }
 
+// tables is schema step 1 of both SQL stores, in the column types that
+// sqlTypes.spell fills in.
+const tables = `CREATE TABLE events (
+		run_id {id} NOT NULL,
+		idx {int} NOT NULL,
+		type TEXT NOT NULL,
+		body {bytes},
+		hash {bytes},
+		PRIMARY KEY (run_id, idx)
+	);
+	CREATE TABLE runs (
+		run_id {id} PRIMARY KEY,
+		program TEXT NOT NULL,
+		definition_hash TEXT NOT NULL,
+		status TEXT NOT NULL,
+		outcome TEXT NOT NULL,
+		started_at {int} NOT NULL,
+		updated_at {int} NOT NULL,
+		events {int} NOT NULL,
+		head {bytes},
+		tree {bytes}
+	);
+	CREATE TABLE programs (hash TEXT PRIMARY KEY, source {bytes});
+	CREATE TABLE subject_keys (subject TEXT PRIMARY KEY, key {bytes})`
+
+// baselinesTable is schema step 4 of both SQL stores (PostgreSQL's adds
+// the sequence that numbers saves), in sqlTypes.spell's types.
+const baselinesTable = `CREATE TABLE baselines (
+		program TEXT NOT NULL,
+		definition_hash TEXT NOT NULL,
+		data {bytes} NOT NULL,
+		saved {int} NOT NULL,
+		PRIMARY KEY (program, definition_hash)
+	);
+	CREATE INDEX baselines_by_saved ON baselines (program, saved DESC)`
+
+// sqlTypes are a database's spellings of tables' column types.
+type sqlTypes struct {
+	id    string // a run id: byte-ordered text
+	int   string // a 64-bit integer
+	bytes string // a byte string
+}
+
+var (
+	sqliteTypes = sqlTypes{id: "TEXT", int: "INTEGER", bytes: "BLOB"}
+	// postgresTypes: run_id sorts in the "C" collation so that listing
+	// orders run ids by bytes, as the other backends and the cursor do,
+	// whatever the database's locale.
+	postgresTypes = sqlTypes{id: `TEXT COLLATE "C"`, int: "BIGINT", bytes: "BYTEA"}
+)
+
+// spell writes ddl's {id}, {int} and {bytes} in t's types.
+func (t sqlTypes) spell(ddl string) string {
+	return strings.NewReplacer("{id}", t.id, "{int}", t.int, "{bytes}", t.bytes).Replace(ddl)
+}
+
+// listingIndexes is schema step 2 of both SQL stores: each listing filter
+// leads an index that continues in listing order, so a filtered page is an
+// index range scan too. updated_at is not indexed: every append changes
+// it.
+const listingIndexes = `CREATE INDEX runs_by_start ON runs (started_at DESC, run_id DESC);
+	CREATE INDEX runs_by_program ON runs (program, started_at DESC, run_id DESC);
+	CREATE INDEX runs_by_definition ON runs (definition_hash, started_at DESC, run_id DESC);
+	CREATE INDEX runs_by_status ON runs (status, started_at DESC, run_id DESC);
+	CREATE INDEX runs_by_outcome ON runs (outcome, started_at DESC, run_id DESC)`
+
+// awaitingIndexes end schema step 6 of both SQL stores: two partial
+// indexes that hold only the runs awaiting an approval, by role and by
+// deadline.
+const awaitingIndexes = `CREATE INDEX runs_awaiting_by_role ON runs (awaiting_role, awaiting_deadline, run_id) WHERE awaiting_role <> '';
+	CREATE INDEX runs_awaiting_by_deadline ON runs (awaiting_deadline, run_id) WHERE awaiting_role <> ''`
+
 // runColumns are the runs table's columns in the order scanRun reads them.
 const runColumns = `run_id, program, definition_hash, status, outcome, started_at, updated_at, events, head, tree, principal, lab, awaiting_role, awaiting_deadline`
 

@@ -103,8 +103,20 @@ type ListFilter struct {
 	Limit      int    // default 100, at most 1000
 }
 
-// Store is an append-only trace store.
+// Store is an append-only trace store: every role below, over one
+// database. Consumers take the narrowest role they need.
 type Store interface {
+	Traces
+	Programs
+	Keys
+	Baselines
+	// Close releases the store's resources.
+	Close() error
+}
+
+// Traces are runs' append-only traces and their index rows.
+type Traces interface {
+	TraceReader
 	// Append adds records to the end of run's trace and upserts the run's
 	// index row (keeping a present row's Principal and Lab), atomically:
 	// all or none. records[0].Index must equal the
@@ -112,6 +124,11 @@ type Store interface {
 	// nothing is written and the error wraps ErrConflict. info.Events must
 	// equal the new length.
 	Append(ctx context.Context, runID string, records []Record, info RunInfo) error
+}
+
+// TraceReader reads traces and the run index: what readers that never
+// write (analysis, the views) need.
+type TraceReader interface {
 	// Load returns run's whole trace, or an error wrapping ErrNotFound.
 	Load(ctx context.Context, runID string) ([]Record, error)
 	// LoadPrefix returns the first n records of run's trace (all of them
@@ -129,7 +146,10 @@ type Store interface {
 	// approval (AwaitingRole set), soonest deadline first, those without
 	// one last, then by RunID; and the cursor of the next page.
 	ListAwaiting(ctx context.Context, f AwaitingFilter) ([]RunInfo, string, error)
+}
 
+// Programs are the program sources runs are pinned to, by definition hash.
+type Programs interface {
 	// PutProgram stores a program's source under its definition hash.
 	// Storing the same hash twice is not an error.
 	PutProgram(ctx context.Context, hash string, source []byte) error
@@ -137,7 +157,11 @@ type Store interface {
 	Program(ctx context.Context, hash string) ([]byte, error)
 	// ProgramHashes lists the hashes of every stored program, sorted.
 	ProgramHashes(ctx context.Context) ([]string, error)
+}
 
+// Keys are the wrapped per-subject keys that seal personal data, and the
+// index of runs by data subject that erasure reads.
+type Keys interface {
 	// PutKey stores a wrapped subject key, unless the subject has one: it
 	// returns the key that is stored, so that concurrent writers agree on
 	// one. k.Epoch must be the store's key epoch (KeyEpoch); otherwise
@@ -161,7 +185,10 @@ type Store interface {
 	// RunsOfSubject lists, sorted, the runs whose RunInfo.Subjects named
 	// subject.
 	RunsOfSubject(ctx context.Context, subject string) ([]string, error)
+}
 
+// Baselines are the analyzer's drift baselines.
+type Baselines interface {
 	// PutBaseline stores a program's drift baseline (an analyzer baseline,
 	// opaque to the store) under the program's name and a definition hash,
 	// replacing the one saved before under the same pair. It also makes it
@@ -172,7 +199,4 @@ type Store interface {
 	// whatever its definition. It returns an error wrapping ErrNotFound
 	// when there is none.
 	Baseline(ctx context.Context, program, definitionHash string) ([]byte, error)
-
-	// Close releases the store's resources.
-	Close() error
 }
