@@ -350,10 +350,14 @@ func TestServeStdioFinishesACallInFlightAtTheEnd(t *testing.T) {
 			if ans == nil {
 				t.Fatalf("await_approval was not answered; stderr:\n%s", p.stderr())
 			}
+			res, e, err := structured(ans)
 			if !tc.decided {
+				// No answer to the form can come: the call fails.
+				if err == nil && e == nil {
+					t.Fatalf("await_approval after the end of input answered as if decided: %v", ans)
+				}
 				return
 			}
-			res, e, err := structured(ans)
 			if err != nil || e != nil {
 				t.Fatalf("await_approval after %s: %v %v %v", tc.name, ans, e, err)
 			}
