@@ -242,7 +242,7 @@ func serve(ctx context.Context, f serveFlags, log *zap.Logger, stderr io.Writer)
 	if f.transport == "stdio" {
 		// Not a log line: it shows at every level, and stdout stays JSON-RPC.
 		fmt.Fprintln(stderr, "nano-vm-mcp: serving MCP on stdin/stdout (JSON-RPC, one message a line); logs go to stderr")
-		err := stdio.Serve(ctx, tools.NewServer(cfg), os.Stdin, os.Stdout, stdio.Options{Grace: shutdownGrace, Rewrite: tools.FixNotFound, Log: log, Unsolicited: jsonrpc.NewUnsolicited(log)})
+		err := stdio.Serve(ctx, tools.NewServer(cfg), os.Stdin, os.Stdout, stdio.Options{Grace: shutdownGrace, Rewrite: tools.FixNotFound, Log: log})
 		if err != nil {
 			return &exitErr{exitError, err}
 		}

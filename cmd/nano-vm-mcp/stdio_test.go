@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -111,8 +112,11 @@ func (p *piped) next(match func(map[string]any) bool) (map[string]any, error) {
 			return m, nil
 		}
 	}
-	return nil, fmt.Errorf("stdout ended (%v)", p.out.Err())
+	return nil, fmt.Errorf("%w (%v)", errStdoutEnded, p.out.Err())
 }
+
+// errStdoutEnded is next's error when stdout ends before a match.
+var errStdoutEnded = errors.New("stdout ended")
 
 // call sends a request and returns its answer.
 func (p *piped) call(id float64, method string, params any) (map[string]any, error) {
@@ -122,9 +126,10 @@ func (p *piped) call(id float64, method string, params any) (map[string]any, err
 	return p.next(func(map[string]any) bool { return p.answers[id] != nil })
 }
 
-// finish reads stdout to its end and waits for the exit.
+// finish reads stdout to its end, every line JSON-RPC, and waits for the
+// exit.
 func (p *piped) finish() error {
-	if _, err := p.next(func(map[string]any) bool { return false }); p.out.Err() != nil {
+	if _, err := p.next(func(map[string]any) bool { return false }); !errors.Is(err, errStdoutEnded) || p.out.Err() != nil {
 		return err
 	}
 	<-p.errDone
@@ -345,10 +350,14 @@ func TestServeStdioFinishesACallInFlightAtTheEnd(t *testing.T) {
 			if ans == nil {
 				t.Fatalf("await_approval was not answered; stderr:\n%s", p.stderr())
 			}
+			res, e, err := structured(ans)
 			if !tc.decided {
+				// No answer to the form can come: the call fails.
+				if err == nil && e == nil {
+					t.Fatalf("await_approval after the end of input answered as if decided: %v", ans)
+				}
 				return
 			}
-			res, e, err := structured(ans)
 			if err != nil || e != nil {
 				t.Fatalf("await_approval after %s: %v %v %v", tc.name, ans, e, err)
 			}

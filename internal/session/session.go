@@ -315,7 +315,7 @@ func (g *Registry) Middleware(next http.Handler) http.Handler {
 
 // SSE wraps the legacy SSE transport's handler (GET /sse and POST
 // /message): a message to a session that is not the caller's is answered
-// 404, and a session ends with its stream. gen must be the SSE server's
+// 404, and a session ends with its stream. g.SSEIDs must be the SSE server's
 // session id generator (WithSessionIDGenerator).
 func (g *Registry) SSE(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

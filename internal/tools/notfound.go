@@ -29,8 +29,31 @@ func notFound(uri string) error {
 // FixNotFound returns resp, the answer to the JSON-RPC request req, with the
 // resource-not-found code of req's protocol era if resp is the internal
 // error mcp-go made of a notFound; any other answer is returned unchanged.
+// The transports call it on every answer: req is read only for an answer
+// that is a notFound, never on the way of any other.
 func FixNotFound(req, resp []byte) []byte {
-	return fixNotFound(resp, modernRequest(req))
+	if !bytes.Contains(resp, internalCode) {
+		return resp
+	}
+	var m struct {
+		Error *struct {
+			Code    int             `json:"code"`
+			Message string          `json:"message"`
+			Data    json.RawMessage `json:"data"`
+		} `json:"error"`
+	}
+	if json.Unmarshal(resp, &m) != nil || m.Error == nil || m.Error.Code != mcp.INTERNAL_ERROR ||
+		m.Error.Data != nil || !strings.HasSuffix(m.Error.Message, notFoundSuffix) {
+		return resp
+	}
+	code := mcp.RESOURCE_NOT_FOUND
+	if modernRequest(req) {
+		code = mcp.INVALID_PARAMS
+	}
+	// Without data, the error's code is the only "code" member outside a
+	// string (quotes inside strings are escaped): the rest stays byte for
+	// byte as mcp-go wrote it.
+	return bytes.Replace(resp, internalCode, fmt.Appendf(nil, `"code":%d`, code), 1)
 }
 
 // modernRequest reports whether a request is of the 2026-07-28 era, the
@@ -48,28 +71,3 @@ func modernRequest(req []byte) bool {
 }
 
 var internalCode = []byte(fmt.Sprintf(`"code":%d`, mcp.INTERNAL_ERROR))
-
-func fixNotFound(resp []byte, modern bool) []byte {
-	if !bytes.Contains(resp, internalCode) {
-		return resp
-	}
-	var m struct {
-		Error *struct {
-			Code    int             `json:"code"`
-			Message string          `json:"message"`
-			Data    json.RawMessage `json:"data"`
-		} `json:"error"`
-	}
-	if json.Unmarshal(resp, &m) != nil || m.Error == nil || m.Error.Code != mcp.INTERNAL_ERROR ||
-		m.Error.Data != nil || !strings.HasSuffix(m.Error.Message, notFoundSuffix) {
-		return resp
-	}
-	code := mcp.RESOURCE_NOT_FOUND
-	if modern {
-		code = mcp.INVALID_PARAMS
-	}
-	// Without data, the error's code is the only "code" member outside a
-	// string (quotes inside strings are escaped): the rest stays byte for
-	// byte as mcp-go wrote it.
-	return bytes.Replace(resp, internalCode, fmt.Appendf(nil, `"code":%d`, code), 1)
-}
