@@ -217,13 +217,3 @@ func parseBody(raw []byte) (*parsedBody, error) {
 	}
 	return b, nil
 }
-
-// firstDifference names the first member (in canonical order) whose
-// canonical JSON differs between the derived body and the receipt's, with
-// both values.
-func firstDifference(derived []byte, got map[string]any) (field, wantValue, gotValue string) {
-	if d := differences(derived, got); len(d) > 0 {
-		return d[0].field, d[0].want, d[0].got
-	}
-	return "(body)", string(derived), show(got, true)
-}
