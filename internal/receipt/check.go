@@ -136,12 +136,7 @@ const noReceipt = "not run: there is no receipt to check"
 
 // done sets the verdict: valid when no check failed.
 func (c *checker) done() Report {
-	c.rep.Valid = len(c.rep.Problems) == 0
-	for _, r := range c.rep.Checks {
-		if !r.OK && !r.Skipped {
-			c.rep.Valid = false
-		}
-	}
+	c.rep.Valid = len(c.rep.Problems) == 0 && c.allOK()
 	if c.rep.Problems == nil {
 		c.rep.Problems = []string{}
 	}
