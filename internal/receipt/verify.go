@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"slices"
-	"unicode/utf16"
 
 	"github.com/nano-vm/nano-vm-mcp/internal/jsonvalue"
 	"github.com/nano-vm/nano-vm-mcp/internal/trace"
@@ -189,10 +188,7 @@ func parseBody(raw []byte) (*parsedBody, error) {
 	for k := range m {
 		names = append(names, k)
 	}
-	// Canonical order: names compared as UTF-16 code units (RFC 8785).
-	slices.SortFunc(names, func(a, b string) int {
-		return slices.Compare(utf16.Encode([]rune(a)), utf16.Encode([]rune(b)))
-	})
+	slices.SortFunc(names, jsonvalue.CompareNames) // canonical order
 	for _, k := range names {
 		if !slices.Contains(bodyMembers, k) {
 			return nil, fmt.Errorf("receipt: unknown member %s", show(k, true))
