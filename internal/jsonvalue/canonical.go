@@ -518,6 +518,10 @@ func validName(s string) bool {
 	return true
 }
 
+// CompareNames orders two member names (valid UTF-8) as RFC 8785 sorts
+// them: by their UTF-16 code units.
+func CompareNames(a, b string) int { return compareUTF16(a, b) }
+
 // compareUTF16 orders two valid UTF-8 strings by their UTF-16 code units,
 // as RFC 8785 sorts member names. That is their byte order except where
 // U+E000..U+FFFF (lead byte 0xEE or 0xEF) meets a supplementary character

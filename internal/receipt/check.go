@@ -136,12 +136,7 @@ const noReceipt = "not run: there is no receipt to check"
 
 // done sets the verdict: valid when no check failed.
 func (c *checker) done() Report {
-	c.rep.Valid = len(c.rep.Problems) == 0
-	for _, r := range c.rep.Checks {
-		if !r.OK && !r.Skipped {
-			c.rep.Valid = false
-		}
-	}
+	c.rep.Valid = len(c.rep.Problems) == 0 && c.allOK()
 	if c.rep.Problems == nil {
 		c.rep.Problems = []string{}
 	}
@@ -262,9 +257,13 @@ func Check(sg *Signed, recs Records, pub ed25519.PublicKey, opt Options) (Report
 	// Bytes decide, not parsed fields: a verifier in any language compares
 	// the same way.
 	if want, err := jsonvalue.Canonical(again); err != nil || !slices.Equal(want, sg.Receipt) {
-		field, w, g := firstDifference(want, body.members)
-		c.rep.Problems = append(c.rep.Problems, fmt.Sprintf("receipt field %s: the trace gives %s, the receipt says %s", field, w, g))
 		diffs := differences(want, body.members)
+		// The offline verifier names the first differing member only.
+		first := difference{"(body)", string(want), show(body.members, true)}
+		if len(diffs) > 0 {
+			first = diffs[0]
+		}
+		c.rep.Problems = append(c.rep.Problems, fmt.Sprintf("receipt field %s: the trace gives %s, the receipt says %s", first.field, first.want, first.got))
 		if len(diffs) == 0 {
 			c.failOnly(CheckBody, c.rep.Problems[len(c.rep.Problems)-1])
 		}

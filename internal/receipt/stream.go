@@ -1,7 +1,6 @@
 package receipt
 
 import (
-	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"iter"
@@ -154,10 +153,4 @@ func DeriveRecords(recs Records, size uint64, keyID string) (*Body, error) {
 		return nil, fmt.Errorf("receipt: cannot cover %d of %d events", size, s.n)
 	}
 	return s.derived()
-}
-
-// VerifyRecords is Verify over a trace read record by record. An error
-// reading the trace is returned as it is, beside the report so far.
-func VerifyRecords(sg *Signed, recs Records, pub ed25519.PublicKey) (Report, error) {
-	return Check(sg, recs, pub, Options{})
 }

@@ -59,23 +59,23 @@ func TestRecordByRecordMatchesTheSlice(t *testing.T) {
 		t.Fatal("DeriveRecords beyond the trace: no error")
 	}
 
-	rep, err := VerifyRecords(env, counted(recs, new(int), -1, nil), pub)
+	rep, err := Check(env, counted(recs, new(int), -1, nil), pub, Options{})
 	if want := Verify(env, recs, pub); err != nil || !rep.Valid || rep.Later != 1 || rep.Covered != want.Covered || !want.Valid {
-		t.Fatalf("VerifyRecords = %+v, %v; Verify = %+v", rep, err, want)
+		t.Fatalf("Check = %+v, %v; Verify = %+v", rep, err, want)
 	}
 	// A broken record: the same problems in the same words.
 	broken := slices.Clone(recs)
 	broken[2].Body = append(slices.Clone(broken[2].Body[:len(broken[2].Body)-1]), ' ', '}')
-	rep, err = VerifyRecords(env, counted(broken, new(int), -1, nil), pub)
+	rep, err = Check(env, counted(broken, new(int), -1, nil), pub, Options{})
 	if want := Verify(env, broken, pub); err != nil || rep.Valid || !slices.Equal(rep.Problems, want.Problems) {
-		t.Fatalf("a broken record: VerifyRecords %+v, %v; Verify %+v", rep, err, want)
+		t.Fatalf("a broken record: Check %+v, %v; Verify %+v", rep, err, want)
 	}
 
 	readErr := errors.New("the disk is gone")
 	if _, err := DeriveRecords(counted(recs, new(int), 3, readErr), 0, "k"); !errors.Is(err, readErr) {
 		t.Fatalf("DeriveRecords with a reading error: %v", err)
 	}
-	if _, err := VerifyRecords(env, counted(recs, new(int), 3, readErr), pub); !errors.Is(err, readErr) {
-		t.Fatalf("VerifyRecords with a reading error: %v", err)
+	if _, err := Check(env, counted(recs, new(int), 3, readErr), pub, Options{}); !errors.Is(err, readErr) {
+		t.Fatalf("Check with a reading error: %v", err)
 	}
 }

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"slices"
-	"unicode/utf16"
 
 	"github.com/nano-vm/nano-vm-mcp/internal/jsonvalue"
 	"github.com/nano-vm/nano-vm-mcp/internal/trace"
@@ -189,10 +188,7 @@ func parseBody(raw []byte) (*parsedBody, error) {
 	for k := range m {
 		names = append(names, k)
 	}
-	// Canonical order: names compared as UTF-16 code units (RFC 8785).
-	slices.SortFunc(names, func(a, b string) int {
-		return slices.Compare(utf16.Encode([]rune(a)), utf16.Encode([]rune(b)))
-	})
+	slices.SortFunc(names, jsonvalue.CompareNames) // canonical order
 	for _, k := range names {
 		if !slices.Contains(bodyMembers, k) {
 			return nil, fmt.Errorf("receipt: unknown member %s", show(k, true))
@@ -216,14 +212,4 @@ func parseBody(raw []byte) (*parsedBody, error) {
 		return nil, fmt.Errorf("receipt field tree.size: expected an integer ≥ 0, found %s", show(size, present))
 	}
 	return b, nil
-}
-
-// firstDifference names the first member (in canonical order) whose
-// canonical JSON differs between the derived body and the receipt's, with
-// both values.
-func firstDifference(derived []byte, got map[string]any) (field, wantValue, gotValue string) {
-	if d := differences(derived, got); len(d) > 0 {
-		return d[0].field, d[0].want, d[0].got
-	}
-	return "(body)", string(derived), show(got, true)
 }

@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"context"
+	"slices"
 	"time"
 
 	"github.com/nano-vm/nano-vm-mcp/internal/program"
@@ -80,9 +81,7 @@ func (s *Service) Inbox(ctx context.Context, q InboxQuery) ([]AwaitedDecision, s
 		}
 		d.Since, _ = time.Parse(time.RFC3339Nano, r.TaskAt)
 		if r.Pending != nil && q.Approver != "" {
-			for _, a := range r.Pending.Approvers {
-				d.ApprovedByYou = d.ApprovedByYou || a == q.Approver
-			}
+			d.ApprovedByYou = slices.Contains(r.Pending.Approvers, q.Approver)
 		}
 		out = append(out, d)
 	}

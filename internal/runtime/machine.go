@@ -450,10 +450,7 @@ func (m *machine) rejected(rej *Rejection, a answer) (Result, error) {
 	if !counted {
 		// An uncounted rejection costs the submitter nothing: keep a
 		// bounded digest of the output, and bound how many one task records.
-		n := 1
-		if m.r.UncountedSeq == m.seq {
-			n = m.r.Uncounted + 1
-		}
+		n := m.r.nextUncounted(m.seq)
 		limit := m.p.Limits.MaxUncountedRejections
 		if n > limit+1 {
 			// Already recorded as throttled: refuse without a trace, and

@@ -116,6 +116,15 @@ func (r *Run) Finished() bool { return r.Status != "" && r.Status != StatusRunni
 
 // clone copies r deeply enough that folding into the copy leaves r alone.
 // Values inside Data are immutable once stored, so they are shared.
+// nextUncounted is the number the next uncounted rejection of task seq
+// records (RejectionRecord.Uncounted): 1 for a task's first.
+func (r *Run) nextUncounted(seq uint64) int {
+	if r.UncountedSeq == seq {
+		return r.Uncounted + 1
+	}
+	return 1
+}
+
 func (r *Run) clone() *Run {
 	c := *r
 	c.Data = maps.Clone(r.Data)
@@ -206,10 +215,7 @@ func (r *Run) apply(p *program.Program, e *Event) error {
 		return r.applyApproval(p, e)
 	case EventSubmissionRejected:
 		if rec := e.Rejection; rec != nil && !rec.Counted && rec.Uncounted > 0 {
-			n := 1
-			if r.UncountedSeq == e.Seq {
-				n = r.Uncounted + 1
-			}
+			n := r.nextUncounted(e.Seq)
 			if rec.Uncounted != n {
 				return fmt.Errorf("event %d: uncounted rejection %d of task %d, expected %d", e.Index, rec.Uncounted, e.Seq, n)
 			}

@@ -41,7 +41,7 @@ type Keys struct {
 	mu    sync.Mutex
 	cache map[string][]byte // opened keys by subject, at most max
 	max   int
-	gen   uint64              // moves on whenever keys leave the cache
+	gen   uint64              // moves on whenever cached keys are dropped as stale (not on eviction)
 	ready bool                // the store's epoch has a KEK (reconcile ran)
 	state tracestore.KeyState // the store's epoch as last seen
 	// missed: a Shred here found that another process had rotated, and
