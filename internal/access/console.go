@@ -14,12 +14,12 @@ import (
 // same listener and behind the same Host, Origin and body checks as MCP.
 //
 // Whenever any credential is configured (an access, operator or approver
-// token, or a token issuer), the console asks for one too: the operator
-// signs in with the operator token, an approver with their own token (at
-// ConsoleApprovalsPath), or either presents it as a bearer token; every
-// session is held in a table on the server and ends at sign-out. Agents
-// (the access token, an issuer's agent token) are refused: their view is
-// MCP. Only the sign-in pages and the static files stay open. With
+// token, an agent tokens file, or a token issuer), the console asks for
+// one too: the operator signs in with the operator token, an approver with
+// their own token (at ConsoleApprovalsPath), or either presents it as a
+// bearer token; every session is held in a table on the server and ends at
+// sign-out. Agents (the access token, an agent tokens file's token, an
+// issuer's agent token) are refused: their view is MCP. Only the sign-in pages and the static files stay open. With
 // HTTPConfig.ConsolePublic, or when no credential is configured at all, a
 // visitor without a credential is let in as the auditor (read-only,
 // personal data redacted).
