@@ -141,15 +141,18 @@ func (g *guard) serveConsole(w http.ResponseWriter, r *http.Request) {
 }
 
 // consoleLogout ends the sessions the browser holds, on the server too,
-// and clears their cookies.
+// and clears their cookies: the operator's always, the approver's when
+// sent.
 func (g *guard) consoleLogout(w http.ResponseWriter, r *http.Request) {
 	for _, name := range []string{ConsoleCookie, ConsoleApproverCookie} {
-		if c, err := r.Cookie(name); err == nil {
+		c, err := r.Cookie(name)
+		if err == nil {
 			g.sessions.close(c.Value)
+		}
+		if err == nil || name == ConsoleCookie {
 			http.SetCookie(w, consoleCookie(r, name, "", -1))
 		}
 	}
-	http.SetCookie(w, consoleCookie(r, ConsoleCookie, "", -1))
 	http.Redirect(w, r, ConsolePath+"/", http.StatusSeeOther)
 }
 
