@@ -107,7 +107,7 @@ func (g *guard) serveConsole(w http.ResponseWriter, r *http.Request) {
 	default:
 		p, signedIn = g.approverSession(r)
 	}
-	if signedIn && p.Profile != ProfileOperator && p.ApproverRole == "" {
+	if signedIn && p.Profile == ProfileAgent {
 		// An agent: MCP scopes it to its own runs; the console would show
 		// everyone's.
 		if g.consoleClosed() {
