@@ -15,7 +15,7 @@ import (
 
 // isApprover reports whether p is an approver (and not the operator).
 func isApprover(p access.Principal) bool {
-	return p.ApproverRole != "" && p.Profile != access.ProfileOperator
+	return p.Profile == access.ProfileApprover
 }
 
 // approverMay reports whether the approver p may reach r.
