@@ -14,12 +14,12 @@ import (
 // same listener and behind the same Host, Origin and body checks as MCP.
 //
 // Whenever any credential is configured (an access, operator or approver
-// token, or a token issuer), the console asks for one too: the operator
-// signs in with the operator token, an approver with their own token (at
-// ConsoleApprovalsPath), or either presents it as a bearer token; every
-// session is held in a table on the server and ends at sign-out. Agents
-// (the access token, an issuer's agent token) are refused: their view is
-// MCP. Only the sign-in pages and the static files stay open. With
+// token, an agent tokens file, or a token issuer), the console asks for
+// one too: the operator signs in with the operator token, an approver with
+// their own token (at ConsoleApprovalsPath), or either presents it as a
+// bearer token; every session is held in a table on the server and ends at
+// sign-out. Agents (the access token, an agent tokens file's token, an
+// issuer's agent token) are refused: their view is MCP. Only the sign-in pages and the static files stay open. With
 // HTTPConfig.ConsolePublic, or when no credential is configured at all, a
 // visitor without a credential is let in as the auditor (read-only,
 // personal data redacted).
@@ -107,7 +107,7 @@ func (g *guard) serveConsole(w http.ResponseWriter, r *http.Request) {
 	default:
 		p, signedIn = g.approverSession(r)
 	}
-	if signedIn && p.Profile != ProfileOperator && p.ApproverRole == "" {
+	if signedIn && p.Profile == ProfileAgent {
 		// An agent: MCP scopes it to its own runs; the console would show
 		// everyone's.
 		if g.consoleClosed() {
@@ -141,15 +141,18 @@ func (g *guard) serveConsole(w http.ResponseWriter, r *http.Request) {
 }
 
 // consoleLogout ends the sessions the browser holds, on the server too,
-// and clears their cookies.
+// and clears their cookies: the operator's always, the approver's when
+// sent.
 func (g *guard) consoleLogout(w http.ResponseWriter, r *http.Request) {
 	for _, name := range []string{ConsoleCookie, ConsoleApproverCookie} {
-		if c, err := r.Cookie(name); err == nil {
+		c, err := r.Cookie(name)
+		if err == nil {
 			g.sessions.close(c.Value)
+		}
+		if err == nil || name == ConsoleCookie {
 			http.SetCookie(w, consoleCookie(r, name, "", -1))
 		}
 	}
-	http.SetCookie(w, consoleCookie(r, ConsoleCookie, "", -1))
 	http.Redirect(w, r, ConsolePath+"/", http.StatusSeeOther)
 }
 

@@ -91,7 +91,7 @@ func (r *Reloader) Approvers(path string) (*Approvers, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	a := &Approvers{}
-	err := r.watch("approvers", path, r.approvers != nil, parseApprovers, a.set.Store)
+	err := r.watch("approvers", path, r.approvers != nil, parseApprovers, a.set.Store, func() *credSet { return r.tokens.current() })
 	if err != nil {
 		return nil, err
 	}
@@ -105,7 +105,7 @@ func (r *Reloader) Tokens(path string) (*Tokens, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	t := &Tokens{}
-	err := r.watch("tokens", path, r.tokens != nil, parseTokens, t.set.Store)
+	err := r.watch("tokens", path, r.tokens != nil, parseTokens, t.set.Store, func() *credSet { return r.approvers.current() })
 	if err != nil {
 		return nil, err
 	}
@@ -114,18 +114,12 @@ func (r *Reloader) Tokens(path string) (*Tokens, error) {
 }
 
 // watch loads a file for the first time and watches it. The other file
-// may be loaded later, so it is looked up on every load, not bound now.
-func (r *Reloader) watch(what, path string, loaded bool, parse func(string, []byte) (*credSet, error), install func(*credSet)) error {
+// may be loaded later, so other looks it up on every load.
+func (r *Reloader) watch(what, path string, loaded bool, parse func(string, []byte) (*credSet, error), install func(*credSet), other func() *credSet) error {
 	if loaded {
 		return fmt.Errorf("load %s: already loaded", what)
 	}
-	f := &watchedFile{path: path, parse: parse, install: install}
-	f.other = func() *credSet {
-		if what == "approvers" {
-			return r.tokens.current()
-		}
-		return r.approvers.current()
-	}
+	f := &watchedFile{path: path, parse: parse, install: install, other: other}
 	if _, err := r.read(f, true); err != nil {
 		return fmt.Errorf("load %s: %w", what, err)
 	}

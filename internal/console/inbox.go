@@ -43,7 +43,7 @@ func (c *Console) inbox(w http.ResponseWriter, r *http.Request) {
 	data := inboxPage{Failed: qs.Get("failed") != "", Lab: qs.Get("lab") == "1"}
 	q := runtime.InboxQuery{Lab: data.Lab, Cursor: qs.Get("cursor"), Limit: inboxPageSize}
 	switch {
-	case p.ApproverRole != "":
+	case isApprover(p):
 		data.Scope, data.Approver, data.Role = "approver", p.ID, p.ApproverRole
 		q.Role, q.Approver = p.ApproverRole, p.ID
 	case p.Profile == access.ProfileOperator:

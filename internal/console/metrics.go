@@ -51,7 +51,7 @@ type metricsSummary struct {
 // metricsIndex lists the loaded programs with the headline figures of
 // their default window.
 func (c *Console) metricsIndex(w http.ResponseWriter, r *http.Request) {
-	lab, msg := labParam(r)
+	lab, msg := labParam(r.URL.Query().Get("lab"))
 	if msg != "" {
 		http.Error(w, msg, http.StatusBadRequest)
 		return
@@ -164,7 +164,7 @@ func newRatioView(r analyzer.Ratio) ratioView {
 func (c *Console) metricsProgram(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("program")
 	n, threshold, msg := metricsParams(r)
-	lab, labMsg := labParam(r)
+	lab, labMsg := labParam(r.URL.Query().Get("lab"))
 	if msg == "" {
 		msg = labMsg
 	}
@@ -263,10 +263,11 @@ func metricsParams(r *http.Request) (n int, threshold float64, msg string) {
 // metrics pages and the runs list.
 const labInclude = "include"
 
-// labParam reads ?lab=: "include" counts laboratory runs, "" (the
-// default) leaves them out; msg says what is wrong with another value.
-func labParam(r *http.Request) (include bool, msg string) {
-	switch s := r.URL.Query().Get("lab"); s {
+// labParam reads the value of ?lab=, on the metrics pages and the runs
+// list: "include" counts laboratory runs, "" (the default) leaves them
+// out; msg says what is wrong with another value.
+func labParam(s string) (include bool, msg string) {
+	switch s {
 	case "":
 		return false, ""
 	case labInclude:

@@ -131,7 +131,7 @@ func pathSteps(p *program.Program, run *runtime.Run, events []runtime.Event) []p
 	ids := edgeIDs(p)
 	steps := make([]pathStep, len(run.Path))
 	for i, name := range run.Path {
-		s := pathStep{N: i + 1, State: name, Via: "start", Edge: edgeID("__start", name)}
+		s := pathStep{N: i + 1, State: name, Via: "start", Edge: edgeID(program.DOTStart, name)}
 		if st := p.States[name]; st != nil {
 			s.Kind = string(st.Kind)
 		}

@@ -103,10 +103,11 @@ func badFilter(format string, args ...any) error {
 // match no program, status or outcome rather than listing nothing.
 func (d *runsPage) filter() (tracestore.ListFilter, error) {
 	fm := d.Form
+	lab, msg := labParam(fm.Lab)
 	f := tracestore.ListFilter{Program: fm.Program, Status: fm.Status, Outcome: fm.Outcome, Cursor: fm.Cursor, Limit: runsPageSize,
-		ExcludeLab: fm.Lab != labInclude}
-	if fm.Lab != "" && fm.Lab != labInclude {
-		return f, badFilter("lab must be %q to include laboratory runs, or absent to leave them out, not %q", labInclude, fm.Lab)
+		ExcludeLab: !lab}
+	if msg != "" {
+		return f, badFilter("%s", msg)
 	}
 	if fm.Program != "" && !slices.Contains(d.Programs, fm.Program) {
 		return f, badFilter("no program is named %q; choose one of: %s", fm.Program, strings.Join(d.Programs, ", "))

@@ -5,8 +5,6 @@ import (
 	"strings"
 
 	"github.com/nano-vm/nano-vm-mcp/internal/access"
-	"github.com/nano-vm/nano-vm-mcp/internal/program"
-	"github.com/nano-vm/nano-vm-mcp/internal/runtime"
 )
 
 // An approver signed in to the console reads what their decisions need
@@ -17,7 +15,7 @@ import (
 
 // isApprover reports whether p is an approver (and not the operator).
 func isApprover(p access.Principal) bool {
-	return p.ApproverRole != "" && p.Profile != access.ProfileOperator
+	return p.Profile == access.ProfileApprover
 }
 
 // approverMay reports whether the approver p may reach r.
@@ -39,11 +37,5 @@ func (c *Console) approverMay(r *http.Request, p access.Principal) bool {
 		return false
 	}
 	run, _, err := c.cfg.Service.Get(r.Context(), id)
-	return err == nil && waitsFor(run, p.ApproverRole)
-}
-
-// waitsFor reports whether the run's open task is a decision of role.
-func waitsFor(r *runtime.Run, role string) bool {
-	return r.Status == runtime.StatusRunning && r.Task != nil &&
-		r.Task.Kind == string(program.KindApproval) && r.Task.Role == role
+	return err == nil && run.AwaitedRole() == p.ApproverRole // isApprover: the role is not ""
 }

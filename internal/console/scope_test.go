@@ -19,8 +19,8 @@ func TestApproverSeesOnlyInboxAndWaitingRuns(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	alice := &access.Principal{ID: "alice", Profile: access.ProfileAgent, ApproverRole: "compliance_officer"}
-	bob := &access.Principal{ID: "bob", Profile: access.ProfileAgent, ApproverRole: "risk_officer"}
+	alice := &access.Principal{ID: "alice", Profile: access.ProfileApprover, ApproverRole: "compliance_officer"}
+	bob := &access.Principal{ID: "bob", Profile: access.ProfileApprover, ApproverRole: "risk_officer"}
 	for _, tc := range []struct {
 		who          *access.Principal
 		method, path string
@@ -69,7 +69,7 @@ func TestApproverOnAPublicConsoleReadsAsTheAuditor(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	alice := &access.Principal{ID: "alice", Profile: access.ProfileAgent, ApproverRole: "compliance_officer"}
+	alice := &access.Principal{ID: "alice", Profile: access.ProfileApprover, ApproverRole: "compliance_officer"}
 	for _, path := range []string{"/ui/runs", "/ui/runs/" + other.RunID, "/ui/programs", access.ConsoleApprovalsPath} {
 		if res, body := get(t, c, "GET", path, alice); res.StatusCode != http.StatusOK || !strings.Contains(body, `href="/ui/programs"`) {
 			t.Errorf("%s: %d, without the full navigation: %.200s", path, res.StatusCode, body)

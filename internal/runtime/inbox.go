@@ -44,9 +44,9 @@ type AwaitedDecision struct {
 // Remaining is how many approvals the decision still needs.
 func (d AwaitedDecision) Remaining() int { return d.Needed - d.Given }
 
-// awaitedRole is the role whose decision the run's open task waits for,
+// AwaitedRole is the role whose decision the run's open task waits for,
 // "" when it waits for none.
-func awaitedRole(r *Run) string {
+func (r *Run) AwaitedRole() string {
 	if r.Status != StatusRunning || r.Task == nil || r.Task.Kind != string(program.KindApproval) {
 		return ""
 	}
@@ -71,7 +71,7 @@ func (s *Service) Inbox(ctx context.Context, q InboxQuery) ([]AwaitedDecision, s
 		if err != nil {
 			return nil, "", err
 		}
-		role := awaitedRole(r)
+		role := r.AwaitedRole()
 		if role == "" || q.Role != "" && role != q.Role || !r.Deadline.IsZero() && !now.Before(r.Deadline) {
 			continue
 		}

@@ -786,7 +786,7 @@ func indexRow(r *Run) tracestore.RunInfo {
 		Status: string(r.Status), Outcome: r.Outcome, StartedAt: started, UpdatedAt: updated,
 		Events: r.NextIndex, Principal: r.Principal, Lab: r.Lab,
 	}
-	if role := awaitedRole(r); role != "" {
+	if role := r.AwaitedRole(); role != "" {
 		info.AwaitingRole, info.AwaitingDeadline = role, r.Deadline
 	}
 	return info

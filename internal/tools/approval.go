@@ -164,7 +164,7 @@ func (h *handlers) approve(ctx context.Context, c access.Principal, req request)
 // approver may read; and an approver's exact repeat of the decision that
 // moved the run on, a lost answer retried, gets the original answer.
 func (h *handlers) mayDecide(c access.Principal, approver access.Approver, r *runtime.Run, p *program.Program, in runtime.Decide) error {
-	waiting := !r.Finished() && r.Task != nil && r.Task.Kind == string(program.KindApproval)
+	waiting := r.AwaitedRole() != ""
 	if c.Profile != access.ProfileOperator && r.Principal != approver.ID && !waiting && !retried(p, r, in) {
 		h.Log.Info("approve refused: run not waiting for an approval", zap.String("run_id", r.ID), zap.String("approver", approver.ID))
 		return errorf(CodeUnknownRun, "no run %s waits for a decision of role %s", r.ID, approver.Role)

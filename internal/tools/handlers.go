@@ -219,7 +219,7 @@ func (h *handlers) readRun(ctx context.Context, c access.Principal, runID string
 // awaitsRole reports whether the run waits for a decision by role: an
 // approver may see such a run, and only while it waits for them.
 func awaitsRole(r *runtime.Run, role string) bool {
-	return role != "" && r.Task != nil && r.Task.Kind == string(program.KindApproval) && r.Task.Role == role
+	return role != "" && r.AwaitedRole() == role
 }
 
 func (h *handlers) step(ctx context.Context, c access.Principal, req request) (any, error) {
