@@ -40,7 +40,8 @@ type inboxPage struct {
 func (c *Console) inbox(w http.ResponseWriter, r *http.Request) {
 	p := principal(r.Context())
 	qs := r.URL.Query()
-	data := inboxPage{Failed: qs.Get("failed") != "", Lab: qs.Get("lab") == "1"}
+	lab, msg := labParam(qs.Get("lab"))
+	data := inboxPage{Failed: qs.Get("failed") != "", Lab: lab}
 	q := runtime.InboxQuery{Lab: data.Lab, Cursor: qs.Get("cursor"), Limit: inboxPageSize}
 	switch {
 	case isApprover(p):
@@ -49,6 +50,13 @@ func (c *Console) inbox(w http.ResponseWriter, r *http.Request) {
 	case p.Profile == access.ProfileOperator:
 		data.Scope = "all"
 	default:
+		c.render(w, r, "approvals", "Approvals", "approvals", data)
+		return
+	}
+	if msg != "" {
+		// The same ?lab= as the runs list and the metrics pages.
+		data.Error, data.LabToggle = msg, inboxURL(false, "")
+		w.WriteHeader(http.StatusBadRequest)
 		c.render(w, r, "approvals", "Approvals", "approvals", data)
 		return
 	}
@@ -76,7 +84,7 @@ func (c *Console) inbox(w http.ResponseWriter, r *http.Request) {
 func inboxURL(lab bool, cursor string) string {
 	v := url.Values{}
 	if lab {
-		v.Set("lab", "1")
+		v.Set("lab", labInclude)
 	}
 	if cursor != "" {
 		v.Set("cursor", cursor)

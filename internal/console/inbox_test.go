@@ -111,7 +111,7 @@ func TestInboxPageByApproverAndOperator(t *testing.T) {
 		{"alice", "/ui/approvals", alice, []string{dual, kyc}, []string{"compliance_officer", "approver alice", "approved by you", "1 of 2"}, []string{"every pending approval", large, "Approver token"}},
 		{"bob", "/ui/approvals", bob, []string{dual, kyc}, []string{"approver bob", "1 of 2"}, []string{"approved by you", large}},
 		{"carol", "/ui/approvals", carol, []string{large}, []string{"finance", "none"}, []string{kyc, dual}},
-		{"alice with lab runs", "/ui/approvals?lab=1", alice, []string{dual, labRun, kyc}, []string{"Leave out laboratory runs"}, nil},
+		{"alice with lab runs", "/ui/approvals?lab=include", alice, []string{dual, labRun, kyc}, []string{"Leave out laboratory runs"}, nil},
 		{"the operator", "/ui/approvals", operator, []string{dual, kyc, large}, []string{"every pending approval, of every role", "Approver token"}, []string{"approved by you"}},
 		{"the auditor", "/ui/approvals", nil, nil, []string{"Approver sign-in", `action="/ui/approvals/login"`}, []string{kyc, "inbox-table"}},
 		{"a refused sign-in", "/ui/approvals?failed=1", nil, nil, []string{"not an approver's token"}, nil},
@@ -138,5 +138,12 @@ func TestInboxPageByApproverAndOperator(t *testing.T) {
 	}
 	if res, body := get(t, c, "GET", "/ui/approvals?cursor=nonsense", alice); res.StatusCode != http.StatusBadRequest || !strings.Contains(body, "cursor") {
 		t.Errorf("a bad cursor: %d", res.StatusCode)
+	}
+	// The inbox reads ?lab= as the runs list and the metrics pages do.
+	for _, target := range []string{"/ui/approvals?lab=1", "/ui/approvals?lab=yes"} {
+		res, body := get(t, c, "GET", target, alice)
+		if res.StatusCode != http.StatusBadRequest || !strings.Contains(body, `lab must be &#34;include&#34;`) {
+			t.Errorf("%s: %d, want 400 naming lab=include", target, res.StatusCode)
+		}
 	}
 }
