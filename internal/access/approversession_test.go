@@ -17,11 +17,8 @@ func approverSignIn(t *testing.T, h http.Handler, token string) *http.Response {
 // is theirs alone, ends, and follows the approvers list; nothing else
 // signs in there.
 func TestConsoleApproverSignIn(t *testing.T) {
-	now := time.Date(2026, 11, 26, 9, 0, 0, 0, time.UTC)
-	cfg := baseConfig(t)
-	cfg.Clock = func() time.Time { return now }
-	next := &reached{}
-	h := Guard(cfg, next)
+	now := signInDay
+	h, next := clockedGuard(t, &now)
 	as := func(c *http.Cookie) *Principal {
 		t.Helper()
 		return consoleAs(t, h, next, ConsoleApprovalsPath, c)

@@ -76,6 +76,19 @@ func TestGuardConsoleRedirectsBrowsersToSignIn(t *testing.T) {
 	}
 }
 
+// signInDay is when the console's sign-in tests start their clock.
+var signInDay = time.Date(2026, 11, 26, 9, 0, 0, 0, time.UTC)
+
+// clockedGuard is the guard over baseConfig whose clock reads *now, and
+// the handler behind it.
+func clockedGuard(t *testing.T, now *time.Time) (http.Handler, *reached) {
+	t.Helper()
+	cfg := baseConfig(t)
+	cfg.Clock = func() time.Time { return *now }
+	next := &reached{}
+	return Guard(cfg, next), next
+}
+
 // signIn posts the sign-in form and returns the answer.
 func signIn(t *testing.T, h http.Handler, token string) *http.Response {
 	t.Helper()
@@ -131,11 +144,8 @@ func signOut(t *testing.T, h http.Handler, cs ...*http.Cookie) []*http.Cookie {
 }
 
 func TestConsoleSignIn(t *testing.T) {
-	now := time.Date(2026, 11, 26, 9, 0, 0, 0, time.UTC)
-	cfg := baseConfig(t)
-	cfg.Clock = func() time.Time { return now }
-	next := &reached{}
-	h := Guard(cfg, next)
+	now := signInDay
+	h, next := clockedGuard(t, &now)
 	as := func(c *http.Cookie) *Principal {
 		t.Helper()
 		if c == nil {
@@ -178,8 +188,8 @@ func TestConsoleSignIn(t *testing.T) {
 		t.Fatalf("an approver's session as the operator's cookie: %+v", p)
 	}
 	// Another server's session (another table) is nobody's.
-	otherNext := &reached{}
-	if p := consoleAs(t, Guard(cfg, otherNext), otherNext, "/ui/runs", c); p != nil {
+	other, otherNext := clockedGuard(t, &now)
+	if p := consoleAs(t, other, otherNext, "/ui/runs", c); p != nil {
 		t.Fatalf("another server took the session: %+v", p)
 	}
 	now = now.Add(ConsoleSession + time.Second)
@@ -223,10 +233,8 @@ func TestConsoleSignOutRevokes(t *testing.T) {
 // are free, then each needs a wait that doubles; while it lasts, even the
 // right token is answered 429 unchecked. Success forgets the failures.
 func TestConsoleSignInThrottle(t *testing.T) {
-	now := time.Date(2026, 11, 26, 9, 0, 0, 0, time.UTC)
-	cfg := baseConfig(t)
-	cfg.Clock = func() time.Time { return now }
-	h := Guard(cfg, &reached{})
+	now := signInDay
+	h, _ := clockedGuard(t, &now)
 	const a, b = "198.51.100.7:1000", "198.51.100.8:1000"
 	try := func(path, tok, remote string) (int, string) {
 		t.Helper()
@@ -303,7 +311,7 @@ func TestSignInClientKey(t *testing.T) {
 
 // The tables stay bounded whatever the number of sessions or addresses.
 func TestConsoleTablesAreBounded(t *testing.T) {
-	now := time.Date(2026, 11, 26, 9, 0, 0, 0, time.UTC)
+	now := signInDay
 	s := newSessions(100)
 	first := s.open(now, "", time.Hour)
 	for i := range 250 {
