@@ -385,13 +385,12 @@ func scriptedRun(ctx context.Context, out, human io.Writer, log *zap.Logger, st 
 		fmt.Fprintf(human, "  answer %d: %s\n", a.line, a.raw)
 		var next runtime.Answer
 		var stepErr error
-		switch task.Kind {
-		case string(program.KindApproval):
-			next, stepErr = svc.Decide(ctx, ans.RunID, runtime.Decide{Seq: task.Seq, State: task.State, Role: task.Role, Principal: "cli", Decision: a.value, AllowSelf: true})
-		case string(program.KindTool):
-			next, stepErr = svc.Submit(ctx, ans.RunID, runtime.Submit{Seq: task.Seq, State: task.State, Tool: task.Tool.Name, Actor: runtime.ActorTool, Principal: "cli", Output: a.value})
-		default:
-			next, stepErr = svc.Submit(ctx, ans.RunID, runtime.Submit{Seq: task.Seq, State: task.State, Principal: "cli", Output: a.value})
+		// The operator answers every task, approvals included.
+		switch in := runtime.InputFor(task, a.value, runtime.AnswerOptions{Principal: "cli", AllowSelf: true}).(type) {
+		case runtime.Decide:
+			next, stepErr = svc.Decide(ctx, ans.RunID, in)
+		case runtime.Submit:
+			next, stepErr = svc.Submit(ctx, ans.RunID, in)
 		}
 		var rej *runtime.Rejection
 		switch {

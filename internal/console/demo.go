@@ -11,7 +11,6 @@ import (
 	"github.com/nano-vm/nano-vm-mcp/examples"
 	"github.com/nano-vm/nano-vm-mcp/internal/jsonvalue"
 	"github.com/nano-vm/nano-vm-mcp/internal/lab"
-	"github.com/nano-vm/nano-vm-mcp/internal/program"
 	"github.com/nano-vm/nano-vm-mcp/internal/runtime"
 )
 
@@ -187,21 +186,17 @@ func (c *Console) demoStep(w http.ResponseWriter, r *http.Request, d *demo) {
 	a := d.answers[used]
 	out.Step, out.Task, out.Kind = used+1, task.State, task.Kind
 	var ans runtime.Answer
-	switch task.Kind {
-	case string(program.KindApproval):
-		out.Actor = task.Role
-		ans, err = c.cfg.Service.Decide(ctx, id, runtime.Decide{Seq: task.Seq, State: task.State, Role: task.Role, Principal: demoPrincipal, Decision: a, AllowSelf: true})
-	case string(program.KindTool):
-		out.Actor = "tool"
-		tool := ""
-		if task.Tool != nil {
-			tool = task.Tool.Name
-			out.Actor = "tool " + tool
+	// The demo is an operator-side driver: it may decide its own run.
+	switch in := runtime.InputFor(task, a, runtime.AnswerOptions{Principal: demoPrincipal, AllowSelf: true}).(type) {
+	case runtime.Decide:
+		out.Actor = in.Role
+		ans, err = c.cfg.Service.Decide(ctx, id, in)
+	case runtime.Submit:
+		out.Actor = string(in.Actor) // "model" or "tool", then the tool's name
+		if in.Tool != "" {
+			out.Actor += " " + in.Tool
 		}
-		ans, err = c.cfg.Service.Submit(ctx, id, runtime.Submit{Seq: task.Seq, State: task.State, Tool: tool, Actor: runtime.ActorTool, Principal: demoPrincipal, Output: a})
-	default:
-		out.Actor = "model"
-		ans, err = c.cfg.Service.Submit(ctx, id, runtime.Submit{Seq: task.Seq, State: task.State, Principal: demoPrincipal, Output: a})
+		ans, err = c.cfg.Service.Submit(ctx, id, in)
 	}
 	var rej *runtime.Rejection
 	switch {

@@ -292,15 +292,10 @@ func firstGuard(p *program.Program) (*program.State, *program.Transition, bool) 
 
 // The entry points, as the MCP tools call them.
 
-// step submits as the step tool does: a tool claim, an open tool task or
-// a repeat of an accepted tool result makes the tool runner the actor.
+// step submits as the step tool does: as the laboratory's principal, with
+// the actor (model or tool runner) as the core infers it when in names none.
 func step(ctx context.Context, env Env, r *runtime.Run, in runtime.Submit) (runtime.Answer, error) {
-	in.Actor, in.Principal = runtime.ActorModel, env.Principal
-	openTool := r.Task != nil && r.Task.Kind == string(program.KindTool) && r.Task.Seq == in.Seq
-	lastTool := r.Last != nil && r.Last.Seq == in.Seq && r.Last.Actor == runtime.ActorTool
-	if in.Tool != "" || openTool || lastTool {
-		in.Actor = runtime.ActorTool
-	}
+	in.Principal = env.Principal
 	return env.Service.Submit(ctx, r.ID, in)
 }
 
@@ -312,17 +307,16 @@ func decide(ctx context.Context, env Env, r *runtime.Run, in runtime.Decide) (ru
 	return env.Service.Decide(ctx, r.ID, in)
 }
 
-// answerOpen answers the open task with output, by its kind.
+// answerOpen answers the open task with output, with the input its kind
+// takes (runtime.InputFor).
 func answerOpen(ctx context.Context, env Env, r *runtime.Run, output any, hash string) (runtime.Answer, error) {
-	t := r.Task
-	if t.Kind == string(program.KindApproval) {
-		return decide(ctx, env, r, runtime.Decide{Seq: t.Seq, State: t.State, Role: t.Role, Decision: output, DefinitionHash: hash})
+	switch in := runtime.InputFor(r.Task, output, runtime.AnswerOptions{DefinitionHash: hash}).(type) {
+	case runtime.Decide:
+		return decide(ctx, env, r, in)
+	case runtime.Submit:
+		return step(ctx, env, r, in)
 	}
-	in := runtime.Submit{Seq: t.Seq, State: t.State, Output: output, DefinitionHash: hash}
-	if t.Tool != nil {
-		in.Tool = t.Tool.Name
-	}
-	return step(ctx, env, r, in)
+	return runtime.Answer{}, fmt.Errorf("lab: run %s has no open task to answer", r.ID)
 }
 
 func baseOr(v *view, fallback any) any {

@@ -133,7 +133,7 @@ func (x *explorer) expand(n *node) []*node {
 	var next []*node
 	var onward, fallback *node
 	for _, out := range x.candidates(st) {
-		res, err := answer(x.p, r, st, out)
+		res, err := answer(x.p, r, out)
 		if err != nil {
 			continue // rejected: a guard refused it, or the attempt failed
 		}
@@ -178,17 +178,9 @@ func revisits(path, added []string) bool {
 }
 
 // answer applies one answer to the open task, as the lab's driver will
-// send it (answerOpen): a decision for an approval, a tool's result for a
-// tool task, a model's output otherwise.
-func answer(p *program.Program, r *runtime.Run, st *program.State, out any) (runtime.Result, error) {
-	t := r.Task
-	switch st.Kind {
-	case program.KindApproval:
-		return runtime.Apply(p, r, runtime.Decide{Seq: t.Seq, State: t.State, Role: t.Role, Principal: "lab", Decision: out, AllowSelf: true, At: synthAt})
-	case program.KindTool:
-		return runtime.Apply(p, r, runtime.Submit{Seq: t.Seq, State: t.State, Tool: st.Tool, Actor: runtime.ActorTool, Principal: "lab", Output: out, At: synthAt})
-	}
-	return runtime.Apply(p, r, runtime.Submit{Seq: t.Seq, State: t.State, Actor: runtime.ActorModel, Principal: "lab", Output: out, At: synthAt})
+// send it (answerOpen): the input the task's kind takes (runtime.InputFor).
+func answer(p *program.Program, r *runtime.Run, out any) (runtime.Result, error) {
+	return runtime.Apply(p, r, runtime.InputFor(r.Task, out, runtime.AnswerOptions{Principal: "lab", AllowSelf: true, At: synthAt}))
 }
 
 // cover picks the fewest explored runs that end where exploration

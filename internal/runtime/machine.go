@@ -33,13 +33,15 @@ type Start struct {
 }
 
 // Submit answers the open llm or tool task. State, Tool and DefinitionHash
-// are optional claims; each one given is checked.
+// are optional claims; each one given is checked. Actor is inferred from
+// the run when empty: the one home of that rule, so that every face
+// (MCP step, laboratory) records the same actor for the same submission.
 type Submit struct {
 	Seq            uint64
 	State          string
 	Tool           string
 	DefinitionHash string
-	Actor          Actor // ActorModel or ActorTool; empty means ActorModel
+	Actor          Actor // ActorModel or ActorTool; empty: the core infers it (inferActor)
 	Principal      string
 	Output         any // decoded JSON
 	Size           int // bytes of the output's canonical JSON, checked against max_document_bytes (Service.Submit measures it)
@@ -156,7 +158,7 @@ func Apply(p *program.Program, run *Run, in Input) (Result, error) {
 	switch in := in.(type) {
 	case Submit:
 		m.at = stamp(in.At)
-		return m.submit(in.At, answer{seq: in.Seq, state: in.State, tool: in.Tool, hash: in.DefinitionHash, actor: actorOr(in.Actor), principal: in.Principal, output: in.Output, size: in.Size, digest: in.Digest})
+		return m.submit(in.At, answer{seq: in.Seq, state: in.State, tool: in.Tool, hash: in.DefinitionHash, actor: inferActor(run, in), principal: in.Principal, output: in.Output, size: in.Size, digest: in.Digest})
 	case Decide:
 		m.at = stamp(in.At)
 		return m.submit(in.At, answer{seq: in.Seq, state: in.State, role: in.Role, hash: in.DefinitionHash, decide: true, actor: ActorHuman, principal: in.Principal, output: in.Decision, size: in.Size, separate: !in.AllowSelf, digest: in.Digest})
@@ -203,11 +205,22 @@ func Apply(p *program.Program, run *Run, in Input) (Result, error) {
 	return Result{}, fmt.Errorf("runtime: unknown input %T", in)
 }
 
-func actorOr(a Actor) Actor {
-	if a == "" {
-		return ActorModel
+// inferActor is who a submission comes from: in.Actor when given, else
+// the tool runner when the submission claims a tool, answers the run's
+// open tool task, or repeats the last accepted tool result at its seq (so
+// that the repeat is recognised as the duplicate it is even after the run
+// moved on), and the model otherwise. run is the run as the submission
+// meets it.
+func inferActor(run *Run, in Submit) Actor {
+	if in.Actor != "" {
+		return in.Actor
 	}
-	return a
+	openTool := run.Task != nil && run.Task.Kind == string(program.KindTool) && run.Task.Seq == in.Seq
+	lastTool := run.Last != nil && run.Last.Seq == in.Seq && run.Last.Actor == ActorTool
+	if in.Tool != "" || openTool || lastTool {
+		return ActorTool
+	}
+	return ActorModel
 }
 
 // sameJSON reports whether two decoded values have the same canonical JSON:

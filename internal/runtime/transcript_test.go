@@ -104,11 +104,10 @@ func (s *script) run(t *testing.T, td *datadriven.TestData) string {
 		in.Size = s.size(t, td, in.Output)
 		s.claims(t, td, &in.Seq, &in.State, &in.DefinitionHash, &in.Principal)
 		td.MaybeScanArgs(t, "tool", &in.Tool)
+		// Without actor=, the core infers it, as it does for the MCP step.
 		var actor string
 		if td.MaybeScanArgs(t, "actor", &actor) {
 			in.Actor = Actor(actor)
-		} else if in.Tool != "" {
-			in.Actor = ActorTool
 		}
 		return s.apply(in)
 	case "decide":

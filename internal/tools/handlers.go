@@ -227,29 +227,21 @@ func (h *handlers) step(ctx context.Context, c access.Principal, req request) (a
 	if err := req.bind(&args); err != nil {
 		return nil, err
 	}
-	r, _, err := h.ownRun(ctx, c, args.RunID)
-	if err != nil {
+	if _, _, err := h.ownRun(ctx, c, args.RunID); err != nil {
 		return nil, err
 	}
 	output, err := req.value("output", args.Output)
 	if err != nil {
 		return nil, err
 	}
+	// The actor is left to the core, which infers the model or the tool
+	// runner from the run.
 	in := runtime.Submit{
 		Seq: args.Seq, State: args.State, DefinitionHash: args.DefinitionHash,
-		Actor: runtime.ActorModel, Principal: c.ID, Output: output,
+		Principal: c.ID, Output: output,
 	}
 	if args.Tool != nil {
 		in.Tool = args.Tool.Name
-	}
-	// A tool task's result comes from the tool runner; the core checks
-	// that the state is a tool state and the tool the one it granted. A
-	// repeat of the last accepted tool result keeps its actor, so that it
-	// is recognised as the duplicate it is even after the run moved on.
-	openTool := r.Task != nil && r.Task.Kind == string(program.KindTool) && r.Task.Seq == args.Seq
-	lastTool := r.Last != nil && r.Last.Seq == args.Seq && r.Last.Actor == runtime.ActorTool
-	if args.Tool != nil || openTool || lastTool {
-		in.Actor = runtime.ActorTool
 	}
 	a, err := h.Service.Submit(ctx, args.RunID, in)
 	if err != nil {
