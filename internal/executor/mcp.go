@@ -354,9 +354,9 @@ type mcpExec struct {
 	d    *dialer
 	pins string // the pins file; "": pins in memory
 	now  func() time.Time
-	// onListChanged is called on each notifications/tools/list_changed
-	// (tests wait on it).
-	onListChanged func()
+	// onListChanged, when set, is called on each
+	// notifications/tools/list_changed (tests wait on it).
+	onListChanged atomic.Pointer[func()]
 
 	mu       sync.Mutex
 	sess     *session
@@ -445,8 +445,8 @@ func (m *mcpExec) connect(ctx context.Context) (*session, error) {
 
 // listChanged records a notifications/tools/list_changed.
 func (m *mcpExec) listChanged() {
-	if m.onListChanged != nil {
-		m.onListChanged()
+	if f := m.onListChanged.Load(); f != nil {
+		(*f)()
 	}
 }
 
