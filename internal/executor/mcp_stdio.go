@@ -138,17 +138,23 @@ func (l *lineLimit) Read(b []byte) (int, error) {
 		return 0, io.EOF
 	}
 	n, err := l.r.Read(b)
-	for i := 0; i < n; i++ {
-		if b[i] == '\n' {
-			l.run = 0
-			continue
+	for rest := b[:n]; len(rest) > 0; {
+		i := bytes.IndexByte(rest, '\n')
+		if i < 0 {
+			l.run += len(rest)
+			break
 		}
-		if l.run++; l.run > l.max {
-			l.done = true
-			l.over()
-			l.eof()
-			return 0, io.EOF
+		l.run += i
+		if l.run > l.max {
+			break
 		}
+		l.run, rest = 0, rest[i+1:]
+	}
+	if l.run > l.max {
+		l.done = true
+		l.over()
+		l.eof()
+		return 0, io.EOF
 	}
 	if err != nil {
 		l.done = true
