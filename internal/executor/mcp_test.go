@@ -171,7 +171,11 @@ func mustDecode(t *testing.T, s string) any {
 
 func TestMCPResultsOfTheDownstreamFailureCases(t *testing.T) {
 	tool, o := stdioTool(t, "echo", nil)
-	m := build(t, tool, o)
+	runResultCases(t, build(t, tool, o))
+}
+
+// runResultCases calls each of resultCases through m.
+func runResultCases(t *testing.T, m *mcpExec) {
 	for _, tc := range resultCases {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := invokeAs(t, m, tc.remote, tc.args, "k")
@@ -392,21 +396,7 @@ func TestMCPStreamableHTTPResultsAndKeys(t *testing.T) {
 	if err != nil || field(t, got, "key") != "k-http" {
 		t.Fatalf("echo: %#v %v", got, err)
 	}
-	for _, tc := range resultCases {
-		t.Run(tc.name, func(t *testing.T) {
-			got, err := invokeAs(t, m, tc.remote, tc.args, "k")
-			if tc.want == "" {
-				if err != nil {
-					t.Fatal(err)
-				}
-				tc.check(t, got)
-				return
-			}
-			if c := class(t, err); c != tc.want {
-				t.Fatalf("error %v, want class %s", err, tc.want)
-			}
-		})
-	}
+	runResultCases(t, m)
 	for i := range 5 {
 		if _, err := invokeAs(t, m, "count", nil, keyOf(i)); err != nil {
 			t.Fatal(err)
