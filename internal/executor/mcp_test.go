@@ -42,7 +42,8 @@ func stdioTool(t *testing.T, remote string, env map[string]string) (*Tool, Optio
 	if err != nil {
 		t.Fatal(err)
 	}
-	all := map[string]string{"NANO_VM_DOWNSTREAM": "1"}
+	// A race-enabled binary sleeps a second at exit unless told not to.
+	all := map[string]string{"NANO_VM_DOWNSTREAM": "1", "GORACE": "atexit_sleep_ms=0"}
 	for k, v := range env {
 		all[k] = v
 	}
