@@ -103,11 +103,12 @@ func (p *stdioProc) why() string {
 }
 
 // stop waits for the process to exit after its stdin was closed (the
-// transport's Close closes it), then kills its process group.
+// transport's Close closes it), at most stopGrace, then kills its process
+// group: the process if it lingers, and whatever it left behind (a child
+// still holding the stdout pipe would keep the transport's reader alive).
 func (p *stdioProc) stop() {
 	select {
 	case <-p.exited:
-		return
 	case <-time.After(stopGrace):
 	}
 	killProcessGroup(p.cmd)

@@ -105,7 +105,7 @@ func field(t *testing.T, v any, name string) any {
 }
 
 func TestMCPStdioEchoAnswersStructuredContentWithTheKeyInMeta(t *testing.T) {
-	tool, o := stdioTool(t, "echo", nil)
+	tool, o := stdioTool(t, "echo", map[string]string{"BUREAU_REGION": "eu", "BUREAU_UNSET": ""})
 	m := build(t, tool, o)
 	got, err := m.Invoke(context.Background(), Call{Tool: "bureau", Arguments: map[string]any{"message": "hi"}, IdempotencyKey: "run-1/3/call-1", Attempt: 1})
 	if err != nil {
@@ -113,6 +113,12 @@ func TestMCPStdioEchoAnswersStructuredContentWithTheKeyInMeta(t *testing.T) {
 	}
 	if field(t, got, "message") != "hi" || field(t, got, "key") != "run-1/3/call-1" {
 		t.Fatalf("echo answered %#v", got)
+	}
+	// The server's environment is the allowlist's names that have a value,
+	// and nothing else.
+	env, _ := field(t, got, "env").([]any)
+	if want := []any{"BUREAU_REGION", "GORACE", "NANO_VM_DOWNSTREAM"}; !slices.Equal(env, want) {
+		t.Fatalf("the server's environment has %v, want exactly %v", env, want)
 	}
 	if _, ok := field(t, got, "pid").(json.Number); !ok {
 		t.Fatalf("pid %#v is not a json.Number: results are strict JSON", field(t, got, "pid"))

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -77,6 +78,7 @@ func New(cfg Config) *server.MCPServer {
 			"message": req.GetArguments()["message"],
 			"pid":     os.Getpid(),
 			"key":     key(req),
+			"env":     envNames(),
 		}), nil
 	}
 	add("echo", echoDescription(cfg.Drift), echoSchema(cfg.Drift), echo)
@@ -190,6 +192,17 @@ func echoSchema(drift string) string {
 func quote(s string) string {
 	b, _ := json.Marshal(s)
 	return string(b)
+}
+
+// envNames lists the names in the server's environment, sorted.
+func envNames() []string {
+	var names []string
+	for _, kv := range os.Environ() {
+		name, _, _ := strings.Cut(kv, "=")
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	return names
 }
 
 // key reads the idempotency key from the request's _meta.
