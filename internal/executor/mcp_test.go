@@ -36,7 +36,7 @@ func init() {
 // stdioTool is a registry tool on the downstream server over stdio, and
 // the options to build it with: env is the downstream's environment (the
 // allowlist passes exactly these names), the pins file is fresh.
-func stdioTool(t *testing.T, remote string, env map[string]string) (*Tool, Options) {
+func stdioTool(t testing.TB, remote string, env map[string]string) (*Tool, Options) {
 	t.Helper()
 	exe, err := os.Executable()
 	if err != nil {
@@ -64,7 +64,7 @@ func stdioTool(t *testing.T, remote string, env map[string]string) (*Tool, Optio
 }
 
 // build builds the executor and closes it when the test ends.
-func build(t *testing.T, tool *Tool, o Options) *mcpExec {
+func build(t testing.TB, tool *Tool, o Options) *mcpExec {
 	t.Helper()
 	e, err := newMCP(tool, o)
 	if err != nil {
