@@ -279,7 +279,15 @@ func (d *dialer) dial(ctx context.Context, onListChanged func()) (*session, erro
 	}
 	if tools := init.Capabilities.Tools; tools != nil && tools.ListChanged && mcp.IsModernProtocol(s.c.ProtocolVersion()) {
 		failed := make(chan error, 1)
+		var watching atomic.Bool
 		stop, err := s.c.ListenAsync(life, mcp.SubscriptionFilter{ToolsListChanged: true}, func(err error) {
+			if watching.Load() {
+				// The stream broke (the server restarted, say): a change
+				// could now go unannounced, so the next call reconnects,
+				// lists the tool again and subscribes anew.
+				s.dead.Store(true)
+				return
+			}
 			select {
 			case failed <- err:
 			default:
@@ -293,6 +301,7 @@ func (d *dialer) dial(ctx context.Context, onListChanged func()) (*session, erro
 		// the pin check goes unannounced.
 		select {
 		case <-acked:
+			watching.Store(true)
 		case err := <-failed:
 			d.log.Debug("downstream server refused subscriptions/listen; tools/list_changed is not watched", zap.Error(err))
 		case <-ctx.Done():
