@@ -205,7 +205,6 @@ func runResultCases(t *testing.T, m *mcpExec) {
 
 func TestMCPSlowCallTimesOutAndTheSessionServesTheNextCall(t *testing.T) {
 	tool, o := stdioTool(t, "echo", nil)
-	tool.Timeout = 300 * time.Millisecond
 	m := build(t, tool, o)
 	before, err := invokeAs(t, m, "echo", map[string]any{"message": "a"}, "k1")
 	if err != nil {
@@ -213,7 +212,9 @@ func TestMCPSlowCallTimesOutAndTheSessionServesTheNextCall(t *testing.T) {
 	}
 	// More timed-out calls than the server has workers (five): echo can
 	// only be answered after them if each timeout cancelled its call on
-	// the server (notifications/cancelled).
+	// the server (notifications/cancelled). Only the slow calls get the
+	// short timeout, so that a loaded machine cannot fail echo.
+	m.d.timeout = 300 * time.Millisecond
 	for range 6 {
 		start := time.Now()
 		_, err = invokeAs(t, m, "slow", map[string]any{"ms": 60_000}, "k2")
@@ -224,6 +225,7 @@ func TestMCPSlowCallTimesOutAndTheSessionServesTheNextCall(t *testing.T) {
 			t.Fatalf("the timed-out call took %s", d)
 		}
 	}
+	m.d.timeout = 10 * time.Second
 	after, err := invokeAs(t, m, "echo", map[string]any{"message": "b"}, "k3")
 	if err != nil {
 		t.Fatal(err)
@@ -423,7 +425,6 @@ func TestMCPStreamableHTTPResultsAndKeys(t *testing.T) {
 func TestMCPStreamableHTTPServerDownFailsTheCallAndTheNextReconnects(t *testing.T) {
 	d := newHTTPDownstream(t, downstream.Config{})
 	tool, o := httpTool(t, d, "echo", testToken)
-	tool.Timeout = 2 * time.Second
 	m := build(t, tool, o)
 	d.down.Store(true)
 	_, err := m.Invoke(context.Background(), Call{Arguments: map[string]any{"message": "a"}})
