@@ -39,7 +39,8 @@ FUZZ_TARGETS = \
 	./internal/jsonrpc:FuzzParse \
 	./internal/tools:FuzzToolCall \
 	./internal/tools:FuzzStepInjection:20s \
-	./internal/analyzer:FuzzAnalyze
+	./internal/analyzer:FuzzAnalyze \
+	./internal/executor:FuzzMCPResult
 
 .PHONY: test check unit fuzz-smoke fuzz lab bench build e2e browser soak
 

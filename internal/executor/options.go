@@ -1,6 +1,10 @@
 package executor
 
-import "go.uber.org/zap"
+import (
+	"time"
+
+	"go.uber.org/zap"
+)
 
 // Options is what building executors needs from the server.
 type Options struct {
@@ -10,4 +14,13 @@ type Options struct {
 	// Getenv reads the environment (os.Getenv in production, a map in tests).
 	Getenv func(string) string
 	Log    *zap.Logger
+
+	// Pins is the pins file of the downstream MCP tools (pin.go,
+	// docs/tools-mcp.md), resolved against RegistryDir when relative;
+	// DefaultPinsPath names the usual one, next to the registry. Empty:
+	// each mcp executor keeps the pin it takes when it first connects in
+	// memory, for its own life only.
+	Pins string
+	// Now stamps the pins taken (pinned_at); nil leaves the stamp out.
+	Now func() time.Time
 }
