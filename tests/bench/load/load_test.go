@@ -290,6 +290,7 @@ func TestTableGroupsByCAndComparesWithMemory(t *testing.T) {
 		Rows: []*row{
 			{Target: "memory", C: 1, CallsPerSec: 4000, P50us: 200, P99us: 900, ServerCPUus: f(150), PeakRSSBytes: &rss},
 			{Target: "memory", C: 32, CallsPerSec: 9458, P50us: 3000, P99us: 9000},
+			{Target: "sqlite", C: 32, CallsPerSec: 1798, P50us: 1_002_800, P99us: 12_500_000},
 			{Target: "sqlite", C: 1, CallsPerSec: 1000, P50us: 700, P99us: 2500, Errors: 1},
 			{Target: "echo", C: 1, CallsPerSec: 520, P50us: 1800, P99us: 4000},
 		},
@@ -303,6 +304,7 @@ func TestTableGroupsByCAndComparesWithMemory(t *testing.T) {
 		"1 sqlite 1,000 0.25× 700 µs 2,500 µs 1 — —",
 		"1 echo 520 0.13× 1,800 µs 4,000 µs 0 — —",
 		"32 memory 9,458 — 3,000 µs 9,000 µs 0 — —",
+		"32 sqlite 1,798 0.19× 1002.8 ms 12.5 s 0 — —",
 	}
 	body := lines[len(lines)-len(want):]
 	for i := range want {

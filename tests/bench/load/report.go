@@ -95,12 +95,17 @@ func (r *report) writeTable(w io.Writer) {
 	tw.Flush()
 }
 
-// fmtMicros prints a duration given in µs: µs below 10 ms, else ms.
+// fmtMicros prints a duration given in µs: in µs below 10 ms, in ms
+// below 10 s, else in seconds.
 func fmtMicros(us float64) string {
-	if us < 10_000 {
+	switch {
+	case us < 10_000:
 		return fmtCount(us) + " µs"
+	case us < 10_000_000:
+		return fmt.Sprintf("%.1f ms", us/1000)
+	default:
+		return fmt.Sprintf("%.1f s", us/1_000_000)
 	}
-	return fmt.Sprintf("%.1f ms", us/1000)
 }
 
 // fmtCount prints a rate rounded to a whole number, with thousands
