@@ -46,6 +46,7 @@ func run(ctx context.Context, cfg config, log io.Writer) (*report, error) {
 	if err != nil {
 		return nil, err
 	}
+	rep.Fdatasync.Dir = cfg.dir // base is gone when the report is read
 
 	var failed int
 	measureAll := func(name string, s *server, w workload) error {
