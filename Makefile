@@ -42,7 +42,7 @@ FUZZ_TARGETS = \
 	./internal/analyzer:FuzzAnalyze \
 	./internal/executor:FuzzMCPResult
 
-.PHONY: test check unit fuzz-smoke fuzz lab bench build e2e browser soak
+.PHONY: test check unit fuzz-smoke fuzz lab bench bench-load build e2e browser soak
 
 test:
 	@MAKE="$(MAKE)" tests/stages.sh check unit fuzz-smoke lab e2e browser
@@ -131,6 +131,26 @@ browser:
 
 bench:
 	$(GO) test -run='^$$' -bench=. -benchmem ./internal/... ./cmd/...
+
+# The many-agents load benchmark (issue 16; docs/performance.md, "Load:
+# many agents"): the built server over Streamable HTTP on each store in
+# LOAD_STORES, LOAD_C concurrent sessions of start_run + step for LOAD_TIME
+# each, beside the reference server's echo (tests/bench/setup.sh installs
+# it); PostgreSQL at NANO_VM_TEST_PG_DSN, in a fresh schema dropped at the
+# end. About 3 minutes with the defaults. Not part of make test; its smoke
+# test is, in unit. Without PostgreSQL: make bench-load
+# LOAD_STORES=memory,sqlite. LOAD_FLAGS adds flags (-json, -warmup 5s, ...).
+LOAD_BIN = .cache/load/nano-vm-mcp
+LOAD_STORES ?= memory,sqlite,postgres
+LOAD_C ?= 1,8,32,128
+LOAD_TIME ?= 10s
+LOAD_FLAGS ?=
+
+bench-load:
+	tests/bench/setup.sh
+	$(GO) build -o $(LOAD_BIN) ./cmd/nano-vm-mcp
+	$(GO) run ./tests/bench/load -bin $(LOAD_BIN) -stores $(LOAD_STORES) -c $(LOAD_C) -d $(LOAD_TIME) \
+		-pg-dsn "$(LAB_PG_DSN)" $(LOAD_FLAGS)
 
 build:
 	$(GO) build -o nano-vm-mcp ./cmd/nano-vm-mcp

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs, idempotently, the reference server that the stdio benchmarks in
-# cmd/nano-vm-mcp/bench_test.go measure a governed step against: the
+# Installs, idempotently, the reference server that the benchmarks in
+# cmd/nano-vm-mcp/bench_test.go and the load benchmark (tests/bench/load,
+# make bench-load) measure a governed step against: the
 # official @modelcontextprotocol/server-everything (its no-op `echo` tool),
 # with `npm ci --ignore-scripts` from package.json and the committed
 # package-lock.json, into the git-ignored .cache/bench/. It then starts the
@@ -81,3 +82,4 @@ fi
 "$NODE" "$BENCH_DIR/check-echo.mjs" "$ENTRY" || die "server-everything did not answer echo over stdio"
 log "setup ok: server-everything $("$NODE" -p 'require(process.argv[1]).version' "$CACHE/node_modules/@modelcontextprotocol/server-everything/package.json") on Node $("$NODE" --version) at ${ENTRY#"$ROOT"/}"
 log "run: go test -run '^\$' -bench . -benchtime 2000x -count 6 ./cmd/nano-vm-mcp"
+log "or:  make bench-load"
