@@ -10,4 +10,10 @@ type Options struct {
 	// Getenv reads the environment (os.Getenv in production, a map in tests).
 	Getenv func(string) string
 	Log    *zap.Logger
+	// StageDir is the directory the git builtins create stages in, and
+	// the only place {{stage}} and git.commit/git.discard accept one from.
+	// Set, it survives restarts, so a repeated git.stage finds its stage
+	// again; empty, each registry makes a fresh temporary one and removes
+	// it on Close.
+	StageDir string
 }
