@@ -55,7 +55,7 @@ func (e *httpExecutor) Invoke(ctx context.Context, c Call) (any, error) {
 		return nil, Fail(ClassTransport, "cannot build the request: %v", err)
 	}
 	for _, h := range e.headers {
-		req.Header.Set(h.name, string(h.value))
+		req.Header.Set(h.name, h.value())
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "application/json")

@@ -127,11 +127,12 @@ type header struct {
 	value secret
 }
 
-// secret is a credential's value. It formats as [redacted] whatever the
-// verb, so that no log line or error built with fmt can carry it.
-type secret string
+// secret holds a credential's value behind a function, so that fmt,
+// which prints unexported fields by reflection, shows an address and never
+// the value, whatever the verb and however deep the secret sits.
+type secret func() string
 
-func (secret) Format(f fmt.State, _ rune) { io.WriteString(f, "[redacted]") }
+func newSecret(s string) secret { return func() string { return s } }
 
 // Load reads and parses the registry file at path. Relative paths in it
 // resolve against the file's directory unless o.RegistryDir is set.
@@ -901,7 +902,7 @@ func (p *parser) http(tool string, n *yaml.Node, res *resolved) *HTTPSpec {
 					p.add(kv.val, tool, field, "%v", err)
 					continue
 				}
-				got = secret(s)
+				got = newSecret(s)
 			case strings.HasPrefix(val, "env:"):
 				env := strings.TrimPrefix(val, "env:")
 				if !envNamePattern.MatchString(env) {
@@ -913,14 +914,14 @@ func (p *parser) http(tool string, n *yaml.Node, res *resolved) *HTTPSpec {
 					p.add(kv.val, tool, field, "environment variable %s is not set", env)
 					continue
 				}
-				got = secret(s)
+				got = newSecret(s)
 			case sensitiveHeader.MatchString(name):
 				p.add(kv.val, tool, field, "a credential header takes its value from file:PATH or env:NAME, never from the registry itself")
 				continue
 			default:
-				got = secret(val)
+				got = newSecret(val)
 			}
-			if strings.ContainsAny(string(got), "\r\n\x00") {
+			if strings.ContainsAny(got(), "\r\n\x00") {
 				p.add(kv.val, tool, field, "the value holds a line break or NUL")
 				continue
 			}
@@ -1024,4 +1025,87 @@ func isRepository(dir string) bool {
 	fi, err := os.Stat(filepath.Join(dir, "objects"))
 	_, herr := os.Stat(filepath.Join(dir, "HEAD"))
 	return err == nil && fi.IsDir() && herr == nil
+}
+
+// Document is the registry in its normalised form: every default written
+// out, paths absolute, kinds in the order mcp, exec, http, git. Header
+// values are shown as the registry gives them (file:PATH, env:NAME), never
+// resolved. Parsing it again gives the same registry.
+func (r *Registry) Document() ([]byte, error) {
+	type docOutput struct {
+		Format   string `yaml:"format"`
+		MaxBytes int64  `yaml:"max_bytes"`
+	}
+	type docRetry struct {
+		MaxAttempts int    `yaml:"max_attempts"`
+		Backoff     string `yaml:"backoff"`
+	}
+	type docExec struct {
+		Argv     []string `yaml:"argv,flow"`
+		Workdir  string   `yaml:"workdir,omitempty"`
+		Env      []string `yaml:"env,omitempty,flow"`
+		Sandbox  string   `yaml:"sandbox,omitempty"`
+		Network  *bool    `yaml:"network,omitempty"`
+		ReadOnly []string `yaml:"ro_binds,omitempty"`
+		Writable []string `yaml:"rw_binds,omitempty"`
+	}
+	type docMCP struct {
+		Command   []string `yaml:"command,omitempty,flow"`
+		Env       []string `yaml:"env,omitempty,flow"`
+		URL       string   `yaml:"url,omitempty"`
+		TokenFile string   `yaml:"token_file,omitempty"`
+		Tool      string   `yaml:"tool"`
+	}
+	type docHTTP struct {
+		URL     string            `yaml:"url"`
+		Method  string            `yaml:"method"`
+		Headers map[string]string `yaml:"headers,omitempty"`
+	}
+	type docGit struct {
+		Op           string            `yaml:"op"`
+		Repositories map[string]string `yaml:"repositories,omitempty"`
+		AuthorName   string            `yaml:"author_name,omitempty"`
+		AuthorEmail  string            `yaml:"author_email,omitempty"`
+	}
+	type docTool struct {
+		MCP        *docMCP    `yaml:"mcp,omitempty"`
+		Exec       *docExec   `yaml:"exec,omitempty"`
+		HTTP       *docHTTP   `yaml:"http,omitempty"`
+		Git        *docGit    `yaml:"git,omitempty"`
+		Timeout    string     `yaml:"timeout"`
+		Idempotent bool       `yaml:"idempotent"`
+		Retry      docRetry   `yaml:"retry"`
+		Output     *docOutput `yaml:"output,omitempty"`
+	}
+	tools := make(map[string]docTool, len(r.order))
+	for _, n := range r.order {
+		t := r.tools[n]
+		d := docTool{Timeout: t.Timeout.String(), Idempotent: t.Idempotent,
+			Retry: docRetry{MaxAttempts: t.Retry.MaxAttempts, Backoff: t.Retry.Backoff.String()}}
+		switch {
+		case t.MCP != nil:
+			d.MCP = &docMCP{Command: t.MCP.Command, Env: t.MCP.Env, URL: t.MCP.URL, TokenFile: t.MCP.TokenFile, Tool: t.MCP.Tool}
+		case t.Exec != nil:
+			e := t.Exec
+			x := &docExec{Argv: append([]string{r.resolved[n].bin}, e.Argv[1:]...), Env: e.Env, Sandbox: e.Sandbox,
+				ReadOnly: e.ReadOnly, Writable: e.Writable, Workdir: e.Workdir}
+			if r.resolved[n].workdir != "" {
+				x.Workdir = r.resolved[n].workdir
+			}
+			if e.Sandbox != "" {
+				x.Network = &e.Network
+			}
+			d.Exec, d.Output = x, &docOutput{Format: e.Output, MaxBytes: e.MaxOutput}
+		case t.HTTP != nil:
+			d.HTTP = &docHTTP{URL: t.HTTP.URL, Method: t.HTTP.Method, Headers: t.HTTP.Headers}
+		default:
+			g := &docGit{Op: strings.TrimPrefix(t.Builtin, "git."), Repositories: t.Git.Repositories}
+			if g.Op == "commit" {
+				g.AuthorName, g.AuthorEmail = t.Git.AuthorName, t.Git.AuthorEmail
+			}
+			d.Git = g
+		}
+		tools[n] = d
+	}
+	return yaml.Marshal(map[string]any{"tools": tools})
 }
