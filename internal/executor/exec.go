@@ -88,8 +88,8 @@ func (e *execExecutor) Invoke(ctx context.Context, c Call) (any, error) {
 	var cmd *exec.Cmd
 	var status *os.File
 	if e.spec.Sandbox == "bwrap" {
-		// bwrap reports on fd 3 whether it started the command, which
-		// tells its own failures apart from the command's.
+		// bwrap reports on fd 3 whether the command ran, which tells the
+		// sandbox's own failures apart from the command's.
 		r, w, err := os.Pipe()
 		if err != nil {
 			return nil, Fail(ClassSandbox, "cannot make a status pipe: %v", err)
@@ -134,7 +134,7 @@ func (e *execExecutor) Invoke(ctx context.Context, c Call) (any, error) {
 
 // runGroupStatus is runGroup for a command started through bwrap, whose
 // --json-status-fd pipe (status, nil without a sandbox) says whether the
-// sandbox started the command.
+// command ran.
 func runGroupStatus(ctx context.Context, cmd *exec.Cmd, stdin []byte, max int64, status *os.File) outcome {
 	if status == nil {
 		return runGroup(ctx, cmd, stdin, max)
@@ -144,7 +144,9 @@ func runGroupStatus(ctx context.Context, cmd *exec.Cmd, stdin []byte, max int64,
 		sc := bufio.NewScanner(status)
 		ok := false
 		for sc.Scan() {
-			ok = ok || bytes.Contains(sc.Bytes(), []byte(`"child-pid"`))
+			// bwrap reports "child-pid" before it sets the sandbox up, and
+			// "exit-code" only for a command that ran.
+			ok = ok || bytes.Contains(sc.Bytes(), []byte(`"exit-code"`))
 		}
 		started <- ok
 	}()
