@@ -81,11 +81,15 @@ func newGitFixture(t *testing.T) *gitFixture {
 	}
 	git(t, f.repo, "add", ".")
 	git(t, f.repo, "commit", "-q", "-m", "calc")
-	gocache, err := exec.Command("go", "env", "GOCACHE").Output()
+	goenv, err := exec.Command("go", "env", "GOCACHE", "GOROOT").Output()
 	must(t, err)
-	f.env["GOCACHE"] = strings.TrimSpace(string(gocache))
-	f.env["GOTOOLCHAIN"] = "local"
-	sandbox := ", sandbox: bwrap, rw_binds: ['" + f.env["GOCACHE"] + "']"
+	gocache, goroot, _ := strings.Cut(strings.TrimSpace(string(goenv)), "\n")
+	f.env["GOCACHE"], f.env["GOTOOLCHAIN"] = gocache, "local"
+	f.env["PATH"] = filepath.Join(goroot, "bin") + ":" + f.env["PATH"]
+	sandbox := ", sandbox: bwrap, rw_binds: ['" + gocache + "']"
+	if !strings.HasPrefix(goroot, "/usr/") {
+		sandbox += ", ro_binds: ['" + goroot + "']"
+	}
 	if _, err := exec.LookPath("bwrap"); err != nil {
 		if os.Getenv("CI") == "true" {
 			t.Fatal("bwrap (bubblewrap) is not installed; .ci/run installs it")

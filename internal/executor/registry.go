@@ -210,7 +210,7 @@ func parse(data []byte, file string, o Options) (*Registry, []Problem) {
 		}
 		return nil, p.probs
 	}
-	for _, kv := range p.mapping(tools, "", "tools").pairs {
+	for _, kv := range p.mapping(tools, "", "tools").all() {
 		name := kv.key.Value
 		if !toolNamePattern.MatchString(name) {
 			p.add(kv.key, name, "", "tool name must match %s", toolNamePattern)
@@ -369,6 +369,14 @@ type pair struct{ key, val *yaml.Node }
 type fields struct {
 	node  *yaml.Node
 	pairs []pair
+}
+
+// all is the members; none for a node that was not a mapping.
+func (f *fields) all() []pair {
+	if f == nil {
+		return nil
+	}
+	return f.pairs
 }
 
 func (f *fields) get(k string) (*yaml.Node, bool) {
@@ -878,7 +886,7 @@ func (p *parser) http(tool string, n *yaml.Node, res *resolved) *HTTPSpec {
 	}
 	if v, ok := f.get("headers"); ok {
 		h.Headers = map[string]string{}
-		for _, kv := range p.mapping(v, tool, "http.headers").pairs {
+		for _, kv := range p.mapping(v, tool, "http.headers").all() {
 			name, field := kv.key.Value, "http.headers."+kv.key.Value
 			if !validHeaderName(name) {
 				p.add(kv.key, tool, field, "not a valid header name")
@@ -967,7 +975,7 @@ func (p *parser) git(tool string, n *yaml.Node, res *resolved) (*GitSpec, string
 			p.add(v, tool, "git.repositories", "only git.stage takes repositories")
 		} else {
 			g.Repositories = map[string]string{}
-			for _, kv := range p.mapping(v, tool, "git.repositories").pairs {
+			for _, kv := range p.mapping(v, tool, "git.repositories").all() {
 				field := "git.repositories." + kv.key.Value
 				if !repoNamePattern.MatchString(kv.key.Value) {
 					p.add(kv.key, tool, field, "a repository name must match %s", repoNamePattern)
