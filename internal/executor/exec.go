@@ -50,13 +50,9 @@ func (e *execExecutor) Close() error { return nil }
 func (e *execExecutor) Invoke(ctx context.Context, c Call) (any, error) {
 	ctx, cancel := context.WithTimeout(ctx, e.t.Timeout)
 	defer cancel()
-	args := c.Arguments
-	if args == nil {
-		args = map[string]any{}
-	}
-	stdin, err := jsonvalue.Canonical(args)
+	args, stdin, err := canonicalArgs(c)
 	if err != nil {
-		return nil, Fail(ClassToolError, "the arguments have no JSON form")
+		return nil, err
 	}
 	var stage string
 	argv := make([]string, len(e.spec.Argv))
@@ -130,6 +126,21 @@ func (e *execExecutor) Invoke(ctx context.Context, c Call) (any, error) {
 		return nil, Fail(ClassSchemaViolation, "stdout is not one strict JSON document: %v", err)
 	}
 	return v, nil
+}
+
+// canonicalArgs returns the call's arguments (never nil) and their
+// canonical JSON, the document an exec tool reads on stdin and an http
+// tool receives as its body.
+func canonicalArgs(c Call) (map[string]any, []byte, error) {
+	args := c.Arguments
+	if args == nil {
+		args = map[string]any{}
+	}
+	b, err := jsonvalue.Canonical(args)
+	if err != nil {
+		return nil, nil, Fail(ClassToolError, "the arguments have no JSON form")
+	}
+	return args, b, nil
 }
 
 // runGroupStatus is runGroup for a command started through bwrap, whose

@@ -42,13 +42,9 @@ func (e *httpExecutor) Close() error {
 func (e *httpExecutor) Invoke(ctx context.Context, c Call) (any, error) {
 	ctx, cancel := context.WithTimeout(ctx, e.t.Timeout)
 	defer cancel()
-	args := c.Arguments
-	if args == nil {
-		args = map[string]any{}
-	}
-	body, err := jsonvalue.Canonical(args)
+	_, body, err := canonicalArgs(c)
 	if err != nil {
-		return nil, Fail(ClassToolError, "the arguments have no JSON form")
+		return nil, err
 	}
 	req, err := http.NewRequestWithContext(ctx, e.t.HTTP.Method, e.t.HTTP.URL, bytes.NewReader(body))
 	if err != nil {
