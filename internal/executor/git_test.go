@@ -329,3 +329,25 @@ func TestValidRef(t *testing.T) {
 		}
 	}
 }
+
+func TestCloseRemovesTheStageDirectoryTheRegistryMade(t *testing.T) {
+	g := newGitFixture(t)
+	o := g.options()
+	o.StageDir = "" // the registry makes its own
+	r, err := Parse([]byte("tools:\n  stage:\n    git: {op: stage, repositories: {calc: repo}}\n"), "tools.yaml", o)
+	must(t, err)
+	e, _ := r.Executor("stage")
+	v, err := e.Invoke(context.Background(), Call{Arguments: map[string]any{"repository": "calc", "base_ref": "main", "patch": passingPatch}, IdempotencyKey: "k"})
+	must(t, err)
+	stage := v.(map[string]any)["stage"].(string)
+	must(t, r.Close())
+	if _, err := os.Stat(filepath.Dir(stage)); !os.IsNotExist(err) {
+		t.Errorf("the stage directory %s is left behind (%v)", filepath.Dir(stage), err)
+	}
+	if wt := git(t, g.repo, "worktree", "list", "--porcelain"); strings.Count(wt, "worktree ") != 1 {
+		t.Errorf("worktrees left behind:\n%s", wt)
+	}
+	if _, ok := r.Executor("stage"); ok {
+		t.Error("a closed registry still hands out executors")
+	}
+}

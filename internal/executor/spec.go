@@ -60,7 +60,7 @@ type ExecSpec struct {
 	// Argv elements may be whole placeholders ({{args.NAME}}, {{stage}}),
 	// replaced by the evaluated argument's string form as one element.
 	Argv    []string
-	Workdir string   // a placeholder or absolute path; empty: a fresh temporary directory
+	Workdir string   // "{{stage}}" or a directory (relative to the registry); empty: a fresh temporary directory
 	Env     []string // names of environment variables passed through; all others are cleared
 	Sandbox string   // "" (none) or "bwrap"
 	Network bool     // with bwrap: keep the network namespace
