@@ -36,6 +36,7 @@ FUZZ_TARGETS = \
 	./internal/access:FuzzParseApprovers \
 	./internal/access:FuzzParseTokens \
 	./internal/access:FuzzBearer \
+	./internal/executor:FuzzParseRegistry \
 	./internal/jsonrpc:FuzzParse \
 	./internal/tools:FuzzToolCall \
 	./internal/tools:FuzzStepInjection:20s \

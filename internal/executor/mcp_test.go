@@ -384,8 +384,8 @@ func newHTTPDownstream(t *testing.T, cfg downstream.Config) *httpDownstream {
 	return d
 }
 
-// httpTool is a registry tool on d, with its token file.
-func httpTool(t *testing.T, d *httpDownstream, remote, token string) (*Tool, Options) {
+// mcpHTTPTool is a registry tool on d, with its token file.
+func mcpHTTPTool(t *testing.T, d *httpDownstream, remote, token string) (*Tool, Options) {
 	t.Helper()
 	dir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "token"), []byte(token+"\n"), 0o600); err != nil {
@@ -404,7 +404,7 @@ func httpTool(t *testing.T, d *httpDownstream, remote, token string) (*Tool, Opt
 func TestMCPStreamableHTTPResultsAndKeys(t *testing.T) {
 	count := filepath.Join(t.TempDir(), "count")
 	d := newHTTPDownstream(t, downstream.Config{CountFile: count})
-	tool, o := httpTool(t, d, "echo", testToken)
+	tool, o := mcpHTTPTool(t, d, "echo", testToken)
 	m := build(t, tool, o)
 	got, err := invokeAs(t, m, "echo", map[string]any{"message": "hi"}, "k-http")
 	if err != nil || field(t, got, "key") != "k-http" {
@@ -424,7 +424,7 @@ func TestMCPStreamableHTTPResultsAndKeys(t *testing.T) {
 
 func TestMCPStreamableHTTPServerDownFailsTheCallAndTheNextReconnects(t *testing.T) {
 	d := newHTTPDownstream(t, downstream.Config{})
-	tool, o := httpTool(t, d, "echo", testToken)
+	tool, o := mcpHTTPTool(t, d, "echo", testToken)
 	m := build(t, tool, o)
 	d.down.Store(true)
 	_, err := m.Invoke(context.Background(), Call{Arguments: map[string]any{"message": "a"}})
@@ -439,7 +439,7 @@ func TestMCPStreamableHTTPServerDownFailsTheCallAndTheNextReconnects(t *testing.
 
 func TestMCPStreamableHTTPSlowCallTimesOut(t *testing.T) {
 	d := newHTTPDownstream(t, downstream.Config{})
-	tool, o := httpTool(t, d, "slow", testToken)
+	tool, o := mcpHTTPTool(t, d, "slow", testToken)
 	tool.Timeout = 300 * time.Millisecond
 	m := build(t, tool, o)
 	_, err := m.Invoke(context.Background(), Call{Arguments: map[string]any{"ms": 60_000}})
@@ -468,13 +468,13 @@ func TestMCPLoadRefusesWhatCannotWork(t *testing.T) {
 			return &Tool{Name: "x", MCP: &MCPSpec{URL: deadURL, Tool: "echo"}}, Options{}
 		}, "cannot reach the downstream server"},
 		{"a wrong token", func(t *testing.T) (*Tool, Options) {
-			return httpTool(t, d, "echo", "wrong")
+			return mcpHTTPTool(t, d, "echo", "wrong")
 		}, "cannot reach the downstream server"},
 		{"credentials in the URL", func(t *testing.T) (*Tool, Options) {
 			return &Tool{Name: "x", MCP: &MCPSpec{URL: "https://u:p@bureau.internal/mcp", Tool: "echo"}}, Options{}
 		}, "token_file"},
 		{"an empty token file", func(t *testing.T) (*Tool, Options) {
-			tool, o := httpTool(t, d, "echo", "")
+			tool, o := mcpHTTPTool(t, d, "echo", "")
 			return tool, o
 		}, "is empty"},
 		{"both command and url", func(t *testing.T) (*Tool, Options) {

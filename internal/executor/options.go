@@ -23,4 +23,10 @@ type Options struct {
 	Pins string
 	// Now stamps the pins taken (pinned_at); nil leaves the stamp out.
 	Now func() time.Time
+	// StageDir is the directory the git builtins create stages in, and
+	// the only place {{stage}} and git.commit/git.discard accept one from.
+	// Set, it survives restarts, so a repeated git.stage finds its stage
+	// again; empty, each registry makes a fresh temporary one and removes
+	// it on Close.
+	StageDir string
 }

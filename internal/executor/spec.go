@@ -14,6 +14,8 @@ type Tool struct {
 	Exec    *ExecSpec
 	HTTP    *HTTPSpec
 	Builtin string // "git.stage", "git.commit" or "git.discard"
+	// Git configures a builtin git step; set exactly when Builtin is.
+	Git *GitSpec
 
 	Timeout    time.Duration
 	Idempotent bool // safe to invoke again with the same idempotency key
@@ -58,13 +60,27 @@ type ExecSpec struct {
 	// Argv elements may be whole placeholders ({{args.NAME}}, {{stage}}),
 	// replaced by the evaluated argument's string form as one element.
 	Argv    []string
-	Workdir string   // a placeholder or absolute path; empty: a fresh temporary directory
+	Workdir string   // "{{stage}}" or a directory (relative to the registry); empty: a fresh temporary directory
 	Env     []string // names of environment variables passed through; all others are cleared
 	Sandbox string   // "" (none) or "bwrap"
 	Network bool     // with bwrap: keep the network namespace
 	Output  string   // "json" (stdout is the result), "exit-status" or "go-test-json"
 	// MaxOutput caps stdout and stderr each, in bytes (default 1 MiB).
 	MaxOutput int64
+	// ReadOnly and Writable are extra absolute paths bound into a bwrap
+	// sandbox (a toolchain outside /usr, a shared build cache).
+	ReadOnly, Writable []string
+}
+
+// GitSpec configures the builtin git steps of the transactional code
+// change (git.go).
+type GitSpec struct {
+	// Repositories maps the names a program's `repository` argument may
+	// take to absolute paths: the model never supplies a path (git.stage).
+	Repositories map[string]string
+	// AuthorName and AuthorEmail are the fixed identity of every commit
+	// (git.commit); both default to nano-vm-mcp's.
+	AuthorName, AuthorEmail string
 }
 
 // HTTPSpec is an HTTP endpoint; the evaluated arguments are the JSON body.
