@@ -33,14 +33,7 @@ func TestModelTasksHoldOnlyTheAllowlist(t *testing.T) {
 	}
 	subjects := map[string]subject{}
 	for _, name := range examples.Programs() {
-		src, err := examples.Program(name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		p, err := program.Load(name, src)
-		if err != nil {
-			t.Fatal(err)
-		}
+		p, _ := examples.MustLoad(name)
 		subjects[name] = subject{p, exampleInputs(t, name)}
 	}
 	// The core's test program views a parent of personal data without
