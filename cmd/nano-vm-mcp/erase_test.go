@@ -251,7 +251,7 @@ states:
 	if err != nil {
 		t.Fatal(err)
 	}
-	in := inspect(r, p, events, viewModel)
+	in := runtime.Inspect(r, p, events, projection.Model)
 	if in.Data != nil {
 		t.Fatalf("model data %v", in.Data)
 	}

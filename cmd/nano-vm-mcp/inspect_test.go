@@ -116,7 +116,7 @@ func TestInspectOutputIsPinned(t *testing.T) {
 	inspectStore(t, dir)
 	var got strings.Builder
 	for _, id := range []string{"run-1", "run-2", "run-3", "run-4"} {
-		for _, view := range []string{viewOperator, viewAuditor, viewModel} {
+		for _, view := range []string{"operator", "auditor", "model"} {
 			for _, format := range [][]string{nil, {"--json"}} {
 				args := append([]string{"inspect", id, "--data-dir", dir, "--view", view}, format...)
 				code, out, errOut := runCLI(t, args...)
