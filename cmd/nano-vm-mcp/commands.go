@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -429,26 +428,19 @@ func readAnswers(path string) ([]answerLine, error) {
 		return nil, readErr(err)
 	}
 	defer f.Close()
-	var out []answerLine
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 0, 64<<10), program.MaxFileBytes)
-	for n := 1; sc.Scan(); n++ {
-		raw := bytes.TrimSpace(sc.Bytes())
-		if len(raw) == 0 {
-			continue
-		}
-		v, err := jsonvalue.Decode(raw)
-		if err != nil {
-			return nil, &exitErr{exitUsage, fmt.Errorf("%s:%d: %w", path, n, err)}
-		}
-		out = append(out, answerLine{line: n, raw: bytes.Clone(raw), value: v})
+	lines, err := jsonvalue.DecodeLines(f, program.MaxFileBytes)
+	var le *jsonvalue.LineError
+	switch {
+	case errors.As(err, &le):
+		return nil, &exitErr{exitUsage, fmt.Errorf("%s:%d: %w", path, le.N, le.Err)}
+	case errors.Is(err, bufio.ErrTooLong):
+		return nil, &exitErr{exitUsage, fmt.Errorf("%s: %w", path, err)} // the file is wrong, not the disk
+	case err != nil:
+		return nil, &exitErr{exitError, fmt.Errorf("%s: %w", path, err)}
 	}
-	if err := sc.Err(); err != nil {
-		code := exitError
-		if errors.Is(err, bufio.ErrTooLong) {
-			code = exitUsage // the file is wrong, not the disk
-		}
-		return nil, &exitErr{code, fmt.Errorf("%s: %w", path, err)}
+	var out []answerLine
+	for _, l := range lines {
+		out = append(out, answerLine{line: l.N, raw: l.Raw, value: l.Value})
 	}
 	return out, nil
 }

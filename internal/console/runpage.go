@@ -279,12 +279,14 @@ func (c *Console) runState(w http.ResponseWriter, r *http.Request) {
 		c.fail(w, r, err)
 		return
 	}
-	c.writeJSON(w, runState{Status: string(run.Status), State: run.State, Seq: run.Seq, Events: run.NextIndex,
+	c.writeJSON(w, http.StatusOK, runState{Status: string(run.Status), State: run.State, Seq: run.Seq, Events: run.NextIndex,
 		Path: run.Path, Outcome: run.Outcome})
 }
 
-// writeJSON answers v as JSON.
-func (c *Console) writeJSON(w http.ResponseWriter, v any) {
+// writeJSON answers v as JSON with status: the one JSON writer of the
+// console's answers (the run page's state and receipt check, the demo, the
+// laboratory).
+func (c *Console) writeJSON(w http.ResponseWriter, status int, v any) {
 	b, err := json.Marshal(v)
 	if err != nil {
 		http.Error(w, "internal error: see the server log", http.StatusInternalServerError)
@@ -292,5 +294,6 @@ func (c *Console) writeJSON(w http.ResponseWriter, v any) {
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
 	_, _ = w.Write(append(b, '\n'))
 }
