@@ -21,6 +21,8 @@ import (
 	"io/fs"
 	"sort"
 	"strings"
+
+	"github.com/nano-vm/nano-vm-mcp/internal/program"
 )
 
 // FS holds the example programs, inputs and answers files.
@@ -58,4 +60,30 @@ func Program(name string) ([]byte, error) {
 		return nil, fmt.Errorf("examples: no example program %q (have %s)", name, strings.Join(Programs(), ", "))
 	}
 	return data, nil
+}
+
+// Load loads the embedded program name, and returns it with its source
+// (what Service.AddProgram stores beside it). The embedded programs all
+// load; a test of this package keeps it so.
+func Load(name string) (*program.Program, []byte, error) {
+	src, err := Program(name)
+	if err != nil {
+		return nil, nil, err
+	}
+	p, err := program.Load(name+programExt, src)
+	if err != nil {
+		return nil, nil, err
+	}
+	return p, src, nil
+}
+
+// MustLoad is Load for a name fixed in the code, such as a test's: it
+// panics when name is not an embedded program or does not load, which
+// TestProgramsLoad rules out for every embedded one.
+func MustLoad(name string) (*program.Program, []byte) {
+	p, src, err := Load(name)
+	if err != nil {
+		panic(err)
+	}
+	return p, src
 }

@@ -34,7 +34,19 @@ func TestProgramUnknown(t *testing.T) {
 		if _, err := Program(name); err == nil {
 			t.Errorf("Program(%q) succeeded", name)
 		}
+		if p, src, err := Load(name); err == nil || p != nil || src != nil {
+			t.Errorf("Load(%q) = %v, %d bytes, %v; want an error", name, p, len(src), err)
+		}
 	}
+}
+
+func TestMustLoadPanicsOnAnUnknownName(t *testing.T) {
+	defer func() {
+		if recover() == nil {
+			t.Error("MustLoad(\"nope\") did not panic")
+		}
+	}()
+	MustLoad("nope")
 }
 
 // TestInputsValid checks every input file against its program's input
@@ -77,11 +89,7 @@ func TestAnswersPaired(t *testing.T) {
 
 func load(t *testing.T, name string) *program.Program {
 	t.Helper()
-	data, err := Program(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := program.Load(name+".yaml", data)
+	p, _, err := Load(name)
 	if err != nil {
 		var perr *program.Error
 		if errors.As(err, &perr) {

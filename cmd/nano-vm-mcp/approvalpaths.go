@@ -4,6 +4,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/nano-vm/nano-vm-mcp/internal/access"
+	"github.com/nano-vm/nano-vm-mcp/internal/catalog"
 	"github.com/nano-vm/nano-vm-mcp/internal/program"
 )
 
@@ -11,18 +12,18 @@ import (
 // state of progs that nobody can decide: the elicitation channel is closed
 // for it (elicit is false and the state does not set elicitation: true)
 // and no approver has its role. Its runs can only wait for their deadline.
-func closedApprovalStates(progs []servedProgram, approvers *access.Approvers, elicit bool) []string {
+func closedApprovalStates(progs []catalog.Entry, approvers *access.Approvers, elicit bool) []string {
 	if elicit {
 		return nil
 	}
 	var closed []string
 	for _, sp := range progs {
-		for _, name := range sp.prog.Order {
-			st := sp.prog.States[name]
+		for _, name := range sp.Program.Order {
+			st := sp.Program.States[name]
 			if st.Kind != program.KindApproval || st.Elicitation || approvers.HasRole(st.Role) {
 				continue
 			}
-			closed = append(closed, sp.prog.Name+"/"+name+" (role "+st.Role+")")
+			closed = append(closed, sp.Program.Name+"/"+name+" (role "+st.Role+")")
 		}
 	}
 	return closed
@@ -32,7 +33,7 @@ func closedApprovalStates(progs []servedProgram, approvers *access.Approvers, el
 // states nobody can decide, and what would open a path: with the README's
 // client configurations a KYC run would otherwise wait at its approval
 // until it times out, and nothing would say why.
-func warnClosedApprovalPaths(log *zap.Logger, progs []servedProgram, approvers *access.Approvers, elicit bool) {
+func warnClosedApprovalPaths(log *zap.Logger, progs []catalog.Entry, approvers *access.Approvers, elicit bool) {
 	closed := closedApprovalStates(progs, approvers, elicit)
 	if len(closed) == 0 {
 		return

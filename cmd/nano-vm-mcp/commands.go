@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -18,6 +17,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/nano-vm/nano-vm-mcp/examples"
+	"github.com/nano-vm/nano-vm-mcp/internal/catalog"
 	"github.com/nano-vm/nano-vm-mcp/internal/jsonvalue"
 	"github.com/nano-vm/nano-vm-mcp/internal/keyring"
 	"github.com/nano-vm/nano-vm-mcp/internal/program"
@@ -163,9 +163,9 @@ func newValidateCmd() *cobra.Command {
 			for _, path := range args {
 				// An unreadable file is one more problem: the others
 				// are still checked and reported.
-				src, err := readProgram(path)
+				src, err := catalog.Read(path)
 				if err != nil {
-					problems = append(problems, program.Problem{File: path, Message: "cannot read: " + readReason(err)})
+					problems = append(problems, catalog.ReadProblem(path, err))
 					continue
 				}
 				p, err := program.Load(path, src)
@@ -199,7 +199,7 @@ func newGraphCmd() *cobra.Command {
 		Long:  "PROGRAM is a file or the name of an embedded example (" + strings.Join(examples.Programs(), ", ") + ").",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			p, err := loadProgram(args[0])
+			p, _, err := catalog.Load(args[0])
 			if err != nil {
 				return err
 			}
@@ -216,51 +216,6 @@ func newGraphCmd() *cobra.Command {
 	}
 	c.Flags().StringVar(&format, "format", "mermaid", "mermaid or dot")
 	return c
-}
-
-// loadProgram loads a file, or an embedded example by name.
-func loadProgram(ref string) (*program.Program, error) {
-	src, err := programSource(ref)
-	if err != nil {
-		return nil, err
-	}
-	return program.Load(ref, src)
-}
-
-// programSource is readProgram with exit codes: a name that is neither a
-// file nor an example is a bad argument (2); a file that is there but
-// cannot be read, a directory say, is an I/O error (1).
-func programSource(ref string) ([]byte, error) {
-	src, err := readProgram(ref)
-	switch {
-	case err == nil:
-		return src, nil
-	case errors.Is(err, fs.ErrNotExist):
-		return nil, &exitErr{exitUsage, fmt.Errorf("%s: no such file, and no embedded example by that name (examples: %s)", ref, strings.Join(examples.Programs(), ", "))}
-	default:
-		return nil, &exitErr{exitError, err}
-	}
-}
-
-// readProgram reads a file, or an embedded example by name when there is
-// no such file. A file wins over an example of the same name.
-func readProgram(ref string) ([]byte, error) {
-	src, err := os.ReadFile(ref)
-	if errors.Is(err, fs.ErrNotExist) {
-		if ex, exErr := examples.Program(ref); exErr == nil {
-			return ex, nil
-		}
-	}
-	return src, err
-}
-
-// readReason is err without the path, for messages that lead with it.
-func readReason(err error) string {
-	var pe *fs.PathError
-	if errors.As(err, &pe) {
-		return pe.Err.Error()
-	}
-	return err.Error()
 }
 
 // readErr gives a file the user named the exit code docs/configuration.md
@@ -343,11 +298,7 @@ func scriptedRun(ctx context.Context, out, human io.Writer, log *zap.Logger, st 
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	src, err := programSource(ref)
-	if err != nil {
-		return err
-	}
-	p, err := program.Load(ref, src)
+	p, src, err := catalog.Load(ref)
 	if err != nil {
 		return err
 	}
@@ -476,26 +427,19 @@ func readAnswers(path string) ([]answerLine, error) {
 		return nil, readErr(err)
 	}
 	defer f.Close()
-	var out []answerLine
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 0, 64<<10), program.MaxFileBytes)
-	for n := 1; sc.Scan(); n++ {
-		raw := bytes.TrimSpace(sc.Bytes())
-		if len(raw) == 0 {
-			continue
-		}
-		v, err := jsonvalue.Decode(raw)
-		if err != nil {
-			return nil, &exitErr{exitUsage, fmt.Errorf("%s:%d: %w", path, n, err)}
-		}
-		out = append(out, answerLine{line: n, raw: bytes.Clone(raw), value: v})
+	lines, err := jsonvalue.DecodeLines(f, program.MaxFileBytes)
+	var le *jsonvalue.LineError
+	switch {
+	case errors.As(err, &le):
+		return nil, &exitErr{exitUsage, fmt.Errorf("%s:%d: %w", path, le.N, le.Err)}
+	case errors.Is(err, bufio.ErrTooLong):
+		return nil, &exitErr{exitUsage, fmt.Errorf("%s: %w", path, err)} // the file is wrong, not the disk
+	case err != nil:
+		return nil, &exitErr{exitError, fmt.Errorf("%s: %w", path, err)}
 	}
-	if err := sc.Err(); err != nil {
-		code := exitError
-		if errors.Is(err, bufio.ErrTooLong) {
-			code = exitUsage // the file is wrong, not the disk
-		}
-		return nil, &exitErr{code, fmt.Errorf("%s: %w", path, err)}
+	var out []answerLine
+	for _, l := range lines {
+		out = append(out, answerLine{line: l.N, raw: l.Raw, value: l.Value})
 	}
 	return out, nil
 }

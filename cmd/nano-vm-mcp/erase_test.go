@@ -251,7 +251,7 @@ states:
 	if err != nil {
 		t.Fatal(err)
 	}
-	in := inspect(r, p, events, viewModel)
+	in := runtime.Inspect(r, p, events, projection.Model)
 	if in.Data != nil {
 		t.Fatalf("model data %v", in.Data)
 	}
@@ -273,14 +273,7 @@ func TestServeRefreshDropsSubjectsErasedElsewhere(t *testing.T) {
 	st := tracestore.NewMemory()
 	secret := bytes.Repeat([]byte{7}, 32)
 	server := runtime.NewService(runtime.Options{Store: st, Secret: secret})
-	src, err := examples.Program("kyc-onboarding")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := program.Load("kyc-onboarding.yaml", src)
-	if err != nil {
-		t.Fatal(err)
-	}
+	p, src := examples.MustLoad("kyc-onboarding")
 	if err := server.AddProgram(ctx, p, src); err != nil {
 		t.Fatal(err)
 	}

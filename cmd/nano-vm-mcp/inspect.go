@@ -9,45 +9,9 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/nano-vm/nano-vm-mcp/internal/program"
 	"github.com/nano-vm/nano-vm-mcp/internal/projection"
 	"github.com/nano-vm/nano-vm-mcp/internal/runtime"
 )
-
-// Views inspect shows a run's data in.
-const (
-	viewOperator = "operator"
-	viewAuditor  = "auditor"
-	viewModel    = "model"
-)
-
-// inspection is what inspect prints: the run and its data as one view
-// sees it. With --json it is one line.
-type inspection struct {
-	RunID          string `json:"run_id"`
-	Program        string `json:"program"`
-	Version        string `json:"version"`
-	DefinitionHash string `json:"definition_hash"`
-	View           string `json:"view"`
-	Status         string `json:"status"`
-	Outcome        string `json:"outcome,omitempty"`
-	Reason         string `json:"reason,omitempty"`
-	State          string `json:"state"`
-	Seq            uint64 `json:"seq"`
-	// Data is {"input": …, "data": {<state>: …}} for the operator and the
-	// auditor; for the model, the last task issued (null when none was).
-	Data     any       `json:"data"`
-	Erasures []erasure `json:"erasures"`
-}
-
-// erasure is one subject_erased event of the run.
-type erasure struct {
-	Index     uint64 `json:"index"`
-	At        string `json:"at"`
-	Subject   string `json:"subject"`
-	Reason    string `json:"reason,omitempty"`
-	Principal string `json:"principal,omitempty"`
-}
 
 func newInspectCmd() *cobra.Command {
 	var (
@@ -79,7 +43,8 @@ task was issued) and erasures.
 Exit status: 0; 2 for an unknown run or view; 1 when the store fails.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if view != viewOperator && view != viewAuditor && view != viewModel {
+			audience, err := projection.ParseAudience(view)
+			if err != nil {
 				return &exitErr{exitUsage, fmt.Errorf("--view must be operator, auditor or model, not %q", view)}
 			}
 			ctx := cmd.Context()
@@ -101,7 +66,7 @@ Exit status: 0; 2 for an unknown run or view; 1 when the store fails.`,
 			if err != nil {
 				return &exitErr{exitError, err}
 			}
-			in := inspect(r, p, events, view)
+			in := runtime.Inspect(r, p, events, audience)
 			if asJSON {
 				line, err := marshal(in, "")
 				if err != nil {
@@ -113,51 +78,10 @@ Exit status: 0; 2 for an unknown run or view; 1 when the store fails.`,
 			return printInspection(cmd.OutOrStdout(), in)
 		},
 	}
-	c.Flags().StringVar(&view, "view", viewAuditor, "operator (personal data in clear until erased), auditor (personal data redacted) or model (the last task issued)")
+	c.Flags().StringVar(&view, "view", string(projection.Auditor), "operator (personal data in clear until erased), auditor (personal data redacted) or model (the last task issued)")
 	c.Flags().BoolVar(&asJSON, "json", false, "print one JSON object on one line")
 	store.register(c.Flags())
 	return c
-}
-
-// inspect builds the run's inspection in view. The operator's and the
-// auditor's data come from the run as the service folds it (sealed values
-// opened, erased ones as markers); the model's is the task view the trace
-// recorded, the same projection the model was handed.
-func inspect(r *runtime.Run, p *program.Program, events []runtime.Event, view string) inspection {
-	in := inspection{
-		RunID: r.ID, Program: p.Name, Version: p.Version, DefinitionHash: p.Hash,
-		View: view, Status: string(r.Status), Reason: r.Reason, State: r.State, Seq: r.Seq,
-		Erasures: []erasure{},
-	}
-	if r.Finished() {
-		in.Outcome = r.Outcome
-	}
-	state := projection.State{Input: r.Input, Data: r.Data}
-	if state.Data == nil {
-		state.Data = map[string]any{}
-	}
-	switch view {
-	case viewOperator:
-		in.Data = map[string]any{"input": state.Input, "data": state.Data}
-	case viewAuditor:
-		in.Data = projection.ForAuditor(p, state)
-	case viewModel:
-		var last *projection.Task
-		for _, e := range events {
-			if e.Type == runtime.EventTaskIssued && e.Task != nil {
-				last = e.Task
-			}
-		}
-		if last != nil {
-			in.Data = last
-		}
-	}
-	for _, e := range events {
-		if e.Type == runtime.EventSubjectErased && e.Erasure != nil {
-			in.Erasures = append(in.Erasures, erasure{Index: e.Index, At: e.At, Subject: e.Erasure.Subject, Reason: e.Erasure.Reason, Principal: e.Erasure.Principal})
-		}
-	}
-	return in
 }
 
 // marshal encodes v as JSON without escaping <, > and &, which data and
@@ -175,7 +99,8 @@ func marshal(v any, indent string) ([]byte, error) {
 	return bytes.TrimRight(b.Bytes(), "\n"), nil
 }
 
-func printInspection(out io.Writer, in inspection) error {
+// printInspection prints the text form of inspect.
+func printInspection(out io.Writer, in projection.RunView) error {
 	fmt.Fprintf(out, "run %s: %s %s (%s)\n", in.RunID, in.Program, in.Version, in.DefinitionHash)
 	fmt.Fprintf(out, "status: %s", in.Status)
 	if in.Outcome != "" {
@@ -190,13 +115,13 @@ func printInspection(out io.Writer, in inspection) error {
 	}
 	var data any
 	switch in.View {
-	case viewOperator:
+	case projection.Operator:
 		fmt.Fprintln(out, "view: operator (personal data in clear, erased data as the erased marker)")
 		data = in.Data
-	case viewAuditor:
+	case projection.Auditor:
 		fmt.Fprintln(out, "view: auditor (personal data redacted, erased data as the erased marker)")
 		data = in.Data
-	case viewModel:
+	case projection.Model:
 		t, _ := in.Data.(*projection.Task)
 		if t == nil {
 			fmt.Fprintln(out, "view: model: no task was issued in this run; the model saw nothing of it")

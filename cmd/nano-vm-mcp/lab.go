@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/nano-vm/nano-vm-mcp/examples"
+	"github.com/nano-vm/nano-vm-mcp/internal/catalog"
 	"github.com/nano-vm/nano-vm-mcp/internal/lab"
 	"github.com/nano-vm/nano-vm-mcp/internal/program"
 	"github.com/nano-vm/nano-vm-mcp/internal/runtime"
@@ -96,11 +97,7 @@ its run verified; 5 when one did not; 2 for invalid programs, files or flags
 			if ctx == nil {
 				ctx = context.Background()
 			}
-			src, err := programSource(programRef)
-			if err != nil {
-				return err
-			}
-			p, err := loadProgram(programRef)
+			p, src, err := catalog.Load(programRef)
 			if err != nil {
 				return err
 			}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/nano-vm/nano-vm-mcp/internal/catalog"
 	"github.com/nano-vm/nano-vm-mcp/internal/keyring"
 	"github.com/nano-vm/nano-vm-mcp/internal/program"
 	"github.com/nano-vm/nano-vm-mcp/internal/receipt"
@@ -132,7 +133,7 @@ named: the event, the field, expected and found); 2 for unreadable files.`,
 			}
 			var p *program.Program
 			if programRef != "" {
-				if p, err = loadProgram(programRef); err != nil {
+				if p, _, err = catalog.Load(programRef); err != nil {
 					return err
 				}
 			}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/nano-vm/nano-vm-mcp/internal/catalog"
 	"github.com/nano-vm/nano-vm-mcp/internal/program"
 	"github.com/nano-vm/nano-vm-mcp/internal/runtime"
 	"github.com/nano-vm/nano-vm-mcp/internal/tracestore"
@@ -57,7 +58,7 @@ recorded and the replayed value); 2 for unknown runs or invalid programs.`,
 			}
 			var p *program.Program
 			if programRef != "" {
-				if p, err = loadProgram(programRef); err != nil {
+				if p, _, err = catalog.Load(programRef); err != nil {
 					return err
 				}
 			} else {

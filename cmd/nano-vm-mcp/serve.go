@@ -10,9 +10,6 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"path/filepath"
-	"sort"
-	"strings"
 	"syscall"
 	"time"
 
@@ -21,8 +18,8 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/exp/zapslog"
 
-	"github.com/nano-vm/nano-vm-mcp/examples"
 	"github.com/nano-vm/nano-vm-mcp/internal/access"
+	"github.com/nano-vm/nano-vm-mcp/internal/catalog"
 	"github.com/nano-vm/nano-vm-mcp/internal/console"
 	"github.com/nano-vm/nano-vm-mcp/internal/jsonrpc"
 	"github.com/nano-vm/nano-vm-mcp/internal/program"
@@ -225,7 +222,7 @@ func serve(ctx context.Context, f serveFlags, log *zap.Logger, stderr io.Writer)
 	defer st.Close()
 	svc := runtime.NewService(runtime.Options{Store: st, Log: log, Secret: keys.Secret, KEKs: keys.KEKs, MaxCachedRuns: f.runCacheSize})
 	for _, p := range progs {
-		if err := svc.AddProgram(ctx, p.prog, p.src); err != nil {
+		if err := svc.AddProgram(ctx, p.Program, p.Source); err != nil {
 			return &exitErr{exitError, err}
 		}
 	}
@@ -478,61 +475,17 @@ func byProfile(agent, operator http.Handler) http.Handler {
 	})
 }
 
-type servedProgram struct {
-	prog *program.Program
-	src  []byte
-}
-
-// loadServedPrograms loads the embedded examples and every program file in
-// dir. Any invalid program stops the start with its problems; two
-// programs of one name are refused, so what runs is never ambiguous.
-func loadServedPrograms(dir string) ([]servedProgram, error) {
-	var out []servedProgram
-	names := map[string]string{}
-	add := func(ref string, src []byte) error {
-		p, err := program.Load(ref, src)
-		if err != nil {
-			return err
-		}
-		if prev, dup := names[p.Name]; dup {
-			return &exitErr{exitUsage, fmt.Errorf("%s: program %q is also defined by %s", ref, p.Name, prev)}
-		}
-		names[p.Name] = ref
-		out = append(out, servedProgram{p, src})
-		return nil
+// loadServedPrograms is catalog.All with serve's exit codes: a --programs
+// directory or file that cannot be read is a bad argument.
+func loadServedPrograms(dir string) ([]catalog.Entry, error) {
+	progs, err := catalog.All(dir)
+	var pe *program.Error
+	var de *catalog.DirError
+	switch {
+	case err == nil || errors.As(err, &pe):
+		return progs, err
+	case errors.As(err, &de):
+		return nil, &exitErr{exitUsage, fmt.Errorf("--programs: %w", de.Err)}
 	}
-	for _, name := range examples.Programs() {
-		src, err := examples.Program(name)
-		if err != nil {
-			return nil, &exitErr{exitError, err}
-		}
-		if err := add("examples/"+name+".yaml", src); err != nil {
-			return nil, err
-		}
-	}
-	if dir == "" {
-		return out, nil
-	}
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		return nil, &exitErr{exitUsage, fmt.Errorf("--programs: %w", err)}
-	}
-	var files []string
-	for _, e := range entries {
-		ext := strings.ToLower(filepath.Ext(e.Name()))
-		if !e.IsDir() && (ext == ".yaml" || ext == ".yml" || ext == ".json") {
-			files = append(files, filepath.Join(dir, e.Name()))
-		}
-	}
-	sort.Strings(files)
-	for _, path := range files {
-		src, err := os.ReadFile(path)
-		if err != nil {
-			return nil, &exitErr{exitUsage, err}
-		}
-		if err := add(path, src); err != nil {
-			return nil, err
-		}
-	}
-	return out, nil
+	return nil, &exitErr{exitUsage, err}
 }

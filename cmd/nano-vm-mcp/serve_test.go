@@ -508,6 +508,10 @@ func TestServeRefusesUnsafeConfigurations(t *testing.T) {
 		return p
 	}
 	reserved := tokens("agents:\n  - {id: cli, token_sha256: " + tokenHash(ciBotToken) + "}\n")
+	twice := t.TempDir()
+	if src, err := os.ReadFile("../../examples/refund.yaml"); err != nil || os.WriteFile(filepath.Join(twice, "refund.yaml"), src, 0o600) != nil {
+		t.Fatal("cannot copy the refund example", err)
+	}
 	approverID := tokens("agents:\n  - {id: alice, token_sha256: " + tokenHash(ciBotToken) + "}\n")
 	cases := []struct {
 		name string
@@ -522,6 +526,8 @@ func TestServeRefusesUnsafeConfigurations(t *testing.T) {
 		{"operator profile over HTTP", []string{"--transport", "http", "--profile", "operator"}, "operator token"},
 		{"unknown transport", []string{"--transport", "carrier-pigeon"}, "--transport"},
 		{"invalid program", []string{"--programs", "testdata/bad-programs"}, "bad.yaml"},
+		{"a program name served twice", []string{"--programs", twice}, "refund.yaml: program \"refund\" is also defined by examples/refund.yaml"},
+		{"a programs directory that is not there", []string{"--programs", filepath.Join(twice, "none")}, "--programs: open " + filepath.Join(twice, "none")},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

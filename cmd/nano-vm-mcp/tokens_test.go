@@ -223,7 +223,7 @@ func TestTokensFileIsolatesAgentsAndReloads(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, p := range progs {
-		if err := svc.AddProgram(context.Background(), p.prog, p.src); err != nil {
+		if err := svc.AddProgram(context.Background(), p.Program, p.Source); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -37,14 +37,7 @@ func newFixture(t testing.TB, st tracestore.Store) *fixture {
 		Clock: func() time.Time { mu.Lock(); defer mu.Unlock(); now = now.Add(time.Second); return now },
 		NewID: func() string { mu.Lock(); defer mu.Unlock(); ids++; return fmt.Sprintf("run%06d", ids) },
 	})
-	src, err := examples.Program("refund")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := program.Load("refund.yaml", src)
-	if err != nil {
-		t.Fatal(err)
-	}
+	p, src := examples.MustLoad("refund")
 	if err := svc.AddProgram(context.Background(), p, src); err != nil {
 		t.Fatal(err)
 	}

@@ -31,14 +31,7 @@ func driveExample(t *testing.T, answersFile string) ([]runtime.Event, *runtime.R
 	if len(parts) == 3 {
 		input = parts[0] + "." + parts[1] + ".input.json"
 	}
-	src, err := examples.Program(prog)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := program.Load(prog+".yaml", src)
-	if err != nil {
-		t.Fatal(err)
-	}
+	p, _ := examples.MustLoad(prog)
 	decode := func(b []byte) any {
 		v, err := jsonvalue.Decode(b)
 		if err != nil {

@@ -50,15 +50,7 @@ func addExamples(t testing.TB, svc *runtime.Service) {
 // exampleProgram loads the named example program.
 func exampleProgram(t testing.TB, name string) (*program.Program, []byte) {
 	t.Helper()
-	src, err := examples.Program(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := program.Load(name+".yaml", src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p, src
+	return examples.MustLoad(name)
 }
 
 // get serves one request as who (nil: no principal, the auditor).

@@ -1,7 +1,6 @@
 package console
 
 import (
-	"encoding/json"
 	"errors"
 	"net/http"
 	"sync"
@@ -104,7 +103,7 @@ func (c *Console) demoStart(w http.ResponseWriter, r *http.Request, d *demo) {
 		return
 	}
 	c.cfg.Log.Info("console demo run started", zap.String("run_id", ans.RunID))
-	demoJSON(w, http.StatusOK, demoStarted{RunID: ans.RunID, Status: string(ans.Status), State: ans.State, Seq: ans.Seq, Steps: len(d.answers)})
+	c.writeJSON(w, http.StatusOK, demoStarted{RunID: ans.RunID, Status: string(ans.Status), State: ans.State, Seq: ans.Seq, Steps: len(d.answers)})
 }
 
 // demoHop is one transition in a step's answer.
@@ -158,7 +157,7 @@ func (c *Console) demoStep(w http.ResponseWriter, r *http.Request, d *demo) {
 	out := demoStepped{Steps: len(d.answers), Status: string(run.Status), State: run.State, Seq: run.Seq, Outcome: run.Outcome, Hops: []demoHop{}}
 	if run.Status != runtime.StatusRunning {
 		out.Done = true
-		demoJSON(w, http.StatusOK, out)
+		c.writeJSON(w, http.StatusOK, out)
 		return
 	}
 	task := run.Task
@@ -223,7 +222,7 @@ func (c *Console) demoStep(w http.ResponseWriter, r *http.Request, d *demo) {
 	}
 	out.Done = out.Status != string(runtime.StatusRunning)
 	c.cfg.Log.Info("console demo step", zap.String("run_id", id), zap.Int("step", out.Step), zap.String("task", out.Task), zap.String("rejected", out.Rejected), zap.String("state", out.State))
-	demoJSON(w, http.StatusOK, out)
+	c.writeJSON(w, http.StatusOK, out)
 }
 
 // demoError answers a runtime error: a missing run is a 404, another
@@ -238,16 +237,5 @@ func (c *Console) demoError(w http.ResponseWriter, r *http.Request, err error) {
 	if rej.Code == runtime.CodeNoSuchRun || rej.Code == runtime.CodeNoSuchProgram {
 		status = http.StatusNotFound
 	}
-	demoJSON(w, status, map[string]string{"code": string(rej.Code), "message": rej.Message})
-}
-
-func demoJSON(w http.ResponseWriter, status int, v any) {
-	b, err := json.Marshal(v)
-	if err != nil {
-		http.Error(w, "internal error", http.StatusInternalServerError)
-		return
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_, _ = w.Write(append(b, '\n'))
+	c.writeJSON(w, status, map[string]string{"code": string(rej.Code), "message": rej.Message})
 }

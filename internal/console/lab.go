@@ -1,7 +1,6 @@
 package console
 
 import (
-	"encoding/json"
 	"fmt"
 	"html/template"
 	"net/http"
@@ -199,7 +198,7 @@ func (c *Console) labRun(w http.ResponseWriter, r *http.Request) {
 			c.render(w, r, "lab", "Failure laboratory", "lab", v)
 			return
 		}
-		labJSON(w, status, map[string]string{"error": code, "message": msg})
+		c.writeJSON(w, status, map[string]string{"error": code, "message": msg})
 	}
 	if !slices.Contains(c.labPrograms(), name) {
 		refuse(http.StatusBadRequest, "unknown_program", fmt.Sprintf("no program %q is loaded; choose one of: %s", name, strings.Join(c.labPrograms(), ", ")))
@@ -237,17 +236,5 @@ func (c *Console) labRun(w http.ResponseWriter, r *http.Request) {
 		c.render(w, r, "lab", "Failure laboratory", "lab", v)
 		return
 	}
-	labJSON(w, http.StatusOK, rows)
-}
-
-// labJSON answers v as JSON.
-func labJSON(w http.ResponseWriter, status int, v any) {
-	b, err := json.Marshal(v)
-	if err != nil {
-		http.Error(w, "internal error: see the server log", http.StatusInternalServerError)
-		return
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_, _ = w.Write(append(b, '\n'))
+	c.writeJSON(w, http.StatusOK, rows)
 }

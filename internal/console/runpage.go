@@ -175,6 +175,19 @@ func timeline(events []runtime.Event, recs []tracestore.Record) []timelineRow {
 	return rows
 }
 
+// toolAndRole is ", tool T, role R" for the claims an input or a
+// submission names, each part only when set.
+func toolAndRole(tool, role string) string {
+	s := ""
+	if tool != "" {
+		s += ", tool " + tool
+	}
+	if role != "" {
+		s += ", role " + role
+	}
+	return s
+}
+
 // eventDetail says in a line what an event records, leaving out every
 // submitted value (outputs, inputs, validation details).
 func eventDetail(e *runtime.Event) string {
@@ -190,13 +203,7 @@ func eventDetail(e *runtime.Event) string {
 		if e.Input.Actor != "" {
 			s += " by " + string(e.Input.Actor)
 		}
-		if e.Input.Tool != "" {
-			s += ", tool " + e.Input.Tool
-		}
-		if e.Input.Role != "" {
-			s += ", role " + e.Input.Role
-		}
-		return s
+		return s + toolAndRole(e.Input.Tool, e.Input.Role)
 	case e.Task != nil:
 		s := e.Task.Kind + " task"
 		if e.Task.Tool != nil {
@@ -209,14 +216,7 @@ func eventDetail(e *runtime.Event) string {
 		}
 		return fmt.Sprintf("→ %s: %s is %t", e.Guard.To, e.Guard.Expression, e.Guard.Result)
 	case e.Submission != nil:
-		s := "by " + string(e.Submission.Actor)
-		if e.Submission.Tool != "" {
-			s += ", tool " + e.Submission.Tool
-		}
-		if e.Submission.Role != "" {
-			s += ", role " + e.Submission.Role
-		}
-		return s
+		return "by " + string(e.Submission.Actor) + toolAndRole(e.Submission.Tool, e.Submission.Role)
 	case e.Approval != nil:
 		return fmt.Sprintf("approval %d of %d, role %s", e.Approval.Count, e.Approval.Needed, e.Approval.Role)
 	case e.Rejection != nil:
@@ -279,12 +279,14 @@ func (c *Console) runState(w http.ResponseWriter, r *http.Request) {
 		c.fail(w, r, err)
 		return
 	}
-	c.writeJSON(w, runState{Status: string(run.Status), State: run.State, Seq: run.Seq, Events: run.NextIndex,
+	c.writeJSON(w, http.StatusOK, runState{Status: string(run.Status), State: run.State, Seq: run.Seq, Events: run.NextIndex,
 		Path: run.Path, Outcome: run.Outcome})
 }
 
-// writeJSON answers v as JSON.
-func (c *Console) writeJSON(w http.ResponseWriter, v any) {
+// writeJSON answers v as JSON with status: the one JSON writer of the
+// console's answers (the run page's state and receipt check, the demo, the
+// laboratory).
+func (c *Console) writeJSON(w http.ResponseWriter, status int, v any) {
 	b, err := json.Marshal(v)
 	if err != nil {
 		http.Error(w, "internal error: see the server log", http.StatusInternalServerError)
@@ -292,5 +294,6 @@ func (c *Console) writeJSON(w http.ResponseWriter, v any) {
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
 	_, _ = w.Write(append(b, '\n'))
 }

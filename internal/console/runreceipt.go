@@ -113,7 +113,7 @@ func (c *Console) verifyReceipt(w http.ResponseWriter, r *http.Request) {
 	}
 	v.Cached = cached
 	if strings.Contains(r.Header.Get("Accept"), "application/json") {
-		c.writeJSON(w, v)
+		c.writeJSON(w, http.StatusOK, v)
 		return
 	}
 	c.render(w, r, "runverify", "Receipt of run "+id, "runs", struct {

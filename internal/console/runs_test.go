@@ -711,3 +711,20 @@ func TestRunScriptIsServed(t *testing.T) {
 		t.Errorf("run.js: %d", res.StatusCode)
 	}
 }
+
+func TestEventDetailNamesTheClaimsOfInputsAndSubmissions(t *testing.T) {
+	for _, tc := range []struct {
+		e    runtime.Event
+		want string
+	}{
+		{runtime.Event{Input: &runtime.InputRecord{Kind: "submit", Actor: runtime.ActorTool, Tool: "lookup"}}, "submit by tool, tool lookup"},
+		{runtime.Event{Input: &runtime.InputRecord{Kind: "decide", Role: "officer"}}, "decide, role officer"},
+		{runtime.Event{Input: &runtime.InputRecord{Kind: "tick"}}, "tick"},
+		{runtime.Event{Submission: &runtime.Submission{Actor: runtime.ActorModel}}, "by model"},
+		{runtime.Event{Submission: &runtime.Submission{Actor: runtime.ActorTool, Tool: "lookup", Role: "r"}}, "by tool, tool lookup, role r"},
+	} {
+		if got := eventDetail(&tc.e); got != tc.want {
+			t.Errorf("eventDetail = %q, want %q", got, tc.want)
+		}
+	}
+}

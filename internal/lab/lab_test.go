@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/nano-vm/nano-vm-mcp/examples"
-	"github.com/nano-vm/nano-vm-mcp/internal/program"
 	"github.com/nano-vm/nano-vm-mcp/internal/receipt"
 	"github.com/nano-vm/nano-vm-mcp/internal/runtime"
 	"github.com/nano-vm/nano-vm-mcp/internal/tracestore"
@@ -26,14 +25,7 @@ func newEnv(t *testing.T) Env {
 	svc := runtime.NewService(runtime.Options{Store: store, Clock: func() time.Time { return t0 },
 		NewID: func() string { n++; return fmt.Sprintf("run-%d", n) }})
 	for _, name := range examples.Programs() {
-		src, err := examples.Program(name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		p, err := program.Load(name, src)
-		if err != nil {
-			t.Fatal(err)
-		}
+		p, src := examples.MustLoad(name)
 		if err := svc.AddProgram(context.Background(), p, src); err != nil {
 			t.Fatal(err)
 		}

@@ -1,7 +1,6 @@
 package lab
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"fmt"
@@ -86,21 +85,15 @@ func ReadAnswers(name string) ([]any, error) {
 
 // ParseAnswers reads JSON Lines, skipping blank lines.
 func ParseAnswers(b []byte) ([]any, error) {
-	var out []any
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	sc.Buffer(make([]byte, 0, 64<<10), program.MaxFileBytes)
-	for n := 1; sc.Scan(); n++ {
-		line := bytes.TrimSpace(sc.Bytes())
-		if len(line) == 0 {
-			continue
-		}
-		v, err := jsonvalue.Decode(line)
-		if err != nil {
-			return nil, fmt.Errorf("line %d: %w", n, err)
-		}
-		out = append(out, v)
+	lines, err := jsonvalue.DecodeLines(bytes.NewReader(b), program.MaxFileBytes)
+	if err != nil {
+		return nil, err
 	}
-	return out, sc.Err()
+	var out []any
+	for _, l := range lines {
+		out = append(out, l.Value)
+	}
+	return out, nil
 }
 
 // knownOutput is a schema-valid output for the open task taken from the

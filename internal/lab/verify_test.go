@@ -12,7 +12,6 @@ import (
 
 	"github.com/nano-vm/nano-vm-mcp/examples"
 	"github.com/nano-vm/nano-vm-mcp/internal/jsonvalue"
-	"github.com/nano-vm/nano-vm-mcp/internal/program"
 	"github.com/nano-vm/nano-vm-mcp/internal/runtime"
 	"github.com/nano-vm/nano-vm-mcp/internal/trace"
 	"github.com/nano-vm/nano-vm-mcp/internal/tracestore"
@@ -121,11 +120,7 @@ func TestVerificationCatchesAForgingStore(t *testing.T) {
 			n := 0
 			svc := runtime.NewService(runtime.Options{Store: store, Clock: func() time.Time { return t0 },
 				NewID: func() string { n++; return fmt.Sprintf("run-%d", n) }})
-			src, _ := examples.Program("refund")
-			p, err := program.Load("refund", src)
-			if err != nil {
-				t.Fatal(err)
-			}
+			p, src := examples.MustLoad("refund")
 			if err := svc.AddProgram(ctx, p, src); err != nil {
 				t.Fatal(err)
 			}

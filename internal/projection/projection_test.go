@@ -1,6 +1,7 @@
 package projection
 
 import (
+	"errors"
 	"reflect"
 	"sync"
 	"testing"
@@ -177,6 +178,39 @@ func TestForAuditorShowsErasedMarkers(t *testing.T) {
 	} {
 		if got := IsErased(tc.v); got != tc.want {
 			t.Errorf("IsErased(%v) = %v, want %v", tc.v, got, tc.want)
+		}
+	}
+}
+
+func TestParseAudienceAcceptsTheThreeAudiencesOnly(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		want Audience
+	}{
+		{"operator", Operator}, {"auditor", Auditor}, {"model", Model},
+		{"", ""}, {"Auditor", ""}, {"everyone", ""},
+	} {
+		got, err := ParseAudience(tc.name)
+		var ue *UnknownAudienceError
+		if got != tc.want || (tc.want == "") != errors.As(err, &ue) {
+			t.Errorf("ParseAudience(%q) = %q, %v; want %q", tc.name, got, err, tc.want)
+		}
+	}
+}
+
+func TestForAudienceShowsTheModelOnlyTheTaskIssued(t *testing.T) {
+	task := &Task{Seq: 3, State: "s"}
+	for _, tc := range []struct {
+		a      Audience
+		issued *Task
+		want   any
+	}{
+		{Model, task, task},
+		{Model, nil, nil},
+		{Audience("everyone"), task, nil},
+	} {
+		if got := ForAudience(tc.a, nil, State{Input: map[string]any{"x": 1}}, tc.issued); got != tc.want {
+			t.Errorf("ForAudience(%q, issued %v) = %v, want %v", tc.a, tc.issued, got, tc.want)
 		}
 	}
 }

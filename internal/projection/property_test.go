@@ -33,14 +33,7 @@ func TestModelTasksHoldOnlyTheAllowlist(t *testing.T) {
 	}
 	subjects := map[string]subject{}
 	for _, name := range examples.Programs() {
-		src, err := examples.Program(name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		p, err := program.Load(name, src)
-		if err != nil {
-			t.Fatal(err)
-		}
+		p, _ := examples.MustLoad(name)
 		subjects[name] = subject{p, exampleInputs(t, name)}
 	}
 	// The core's test program views a parent of personal data without
@@ -100,10 +93,13 @@ func generatedRun(t *testing.T, p *program.Program, input any, rng *rand.Rand) i
 		t.Fatalf("start: %v", err)
 	}
 	run, tasks := res.Run, 0
+	var issued *projection.Task
 	for i := 0; i < 40 && !run.Finished(); i++ {
 		task := run.Task
 		checkTask(t, p, run, task)
 		checkAuditorTask(t, p, task)
+		issued = task
+		checkAudiences(t, p, run, issued)
 		tasks++
 		st := p.States[task.State]
 		out := generate(st.Output.Root, rng)
@@ -119,6 +115,7 @@ func generatedRun(t *testing.T, p *program.Program, input any, rng *rand.Rand) i
 		res, _ = runtime.Apply(p, run, in)
 		run = res.Run
 	}
+	checkAudiences(t, p, run, issued)
 	return tasks
 }
 
@@ -200,26 +197,7 @@ func checkTask(t *testing.T, p *program.Program, run *runtime.Run, task *project
 func checkAuditorTask(t *testing.T, p *program.Program, task *projection.Task) {
 	t.Helper()
 	a := projection.ForAuditorTask(p, task, nil)
-	var walk func(path program.Path, v any)
-	walk = func(path program.Path, v any) {
-		if len(path) > 0 && p.IsPII(path) {
-			if !reflect.DeepEqual(v, projection.Redacted) {
-				t.Fatalf("the auditor's task of %s shows personal data %s: %v", task.State, path, v)
-			}
-			return
-		}
-		switch x := v.(type) {
-		case map[string]any:
-			for k, c := range x {
-				walk(append(path[:len(path):len(path)], k), c)
-			}
-		case []any:
-			for _, c := range x {
-				walk(path, c)
-			}
-		}
-	}
-	walk(nil, a.View)
+	checkRedacted(t, p, "the auditor's task of "+task.State, a.View)
 	if len(a.View) != len(task.View) || a.Seq != task.Seq || a.State != task.State || a.Instructions != task.Instructions {
 		t.Fatalf("the auditor's task of %s is not the task issued: %+v", task.State, a)
 	}
@@ -316,4 +294,58 @@ func generate(n *schema.Node, rng *rand.Rand) any {
 		return rng.IntN(2) == 0
 	}
 	return nil
+}
+
+// checkRedacted fails when v (a document rooted at input and data) holds
+// a value at a personal-data path that is not the redaction marker.
+func checkRedacted(t *testing.T, p *program.Program, what string, v any) {
+	t.Helper()
+	var walk func(path program.Path, v any)
+	walk = func(path program.Path, v any) {
+		if len(path) > 0 && p.IsPII(path) {
+			if !reflect.DeepEqual(v, projection.Redacted) {
+				t.Fatalf("%s shows personal data %s: %v", what, path, v)
+			}
+			return
+		}
+		switch x := v.(type) {
+		case map[string]any:
+			for k, c := range x {
+				walk(append(path[:len(path):len(path)], k), c)
+			}
+		case []any:
+			for _, c := range x {
+				walk(path, c)
+			}
+		}
+	}
+	walk(nil, v)
+}
+
+// checkAudiences checks what each audience of inspect sees of run, whose
+// last issued task is issued: the auditor no personal data and every
+// member the operator sees, the operator the run's input and data, the
+// model the task as issued and nothing before one was.
+func checkAudiences(t *testing.T, p *program.Program, run *runtime.Run, issued *projection.Task) {
+	t.Helper()
+	s := projection.State{Input: run.Input, Data: run.Data}
+	operator, _ := projection.ForAudience(projection.Operator, p, s, issued).(map[string]any)
+	data := map[string]any{}
+	if run.Data != nil {
+		data = run.Data
+	}
+	if !reflect.DeepEqual(operator, map[string]any{"input": run.Input, "data": data}) {
+		t.Fatalf("the operator's view of run at %s is not its input and data: %v", run.State, operator)
+	}
+	auditor, _ := projection.ForAudience(projection.Auditor, p, s, issued).(map[string]any)
+	checkRedacted(t, p, "the auditor's view of the run at "+run.State, auditor)
+	for state := range data {
+		if _, ok := auditor["data"].(map[string]any)[state]; !ok {
+			t.Fatalf("the auditor's view of the run at %s lacks the output of %s", run.State, state)
+		}
+	}
+	model := projection.ForAudience(projection.Model, p, s, issued)
+	if issued == nil && model != nil || issued != nil && model != issued {
+		t.Fatalf("the model's view of the run at %s is %v, not the last task issued %v", run.State, model, issued)
+	}
 }

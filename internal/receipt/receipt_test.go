@@ -41,11 +41,7 @@ func refundTrace(t *testing.T, finish bool) (tracestore.Store, string) {
 	store := tracestore.NewMemory()
 	svc := runtime.NewService(runtime.Options{Store: store, Clock: func() time.Time { return t0 },
 		NewID: func() string { return "run-1" }, Secret: bytes.Repeat([]byte{1}, 32), Rand: rand.NewChaCha8([32]byte{2})})
-	src, _ := examples.Program("refund")
-	p, err := program.Load("refund", src)
-	if err != nil {
-		t.Fatal(err)
-	}
+	p, src := examples.MustLoad("refund")
 	if err := svc.AddProgram(ctx, p, src); err != nil {
 		t.Fatal(err)
 	}

@@ -10,14 +10,7 @@ import (
 
 func exampleProgram(b testing.TB, name string) *program.Program {
 	b.Helper()
-	src, err := examples.Program(name)
-	if err != nil {
-		b.Fatal(err)
-	}
-	p, err := program.Load(name, src)
-	if err != nil {
-		b.Fatal(err)
-	}
+	p, _ := examples.MustLoad(name)
 	return p
 }
 

@@ -421,11 +421,8 @@ func proofService(t testing.TB, dir string, store tracestore.Store) (*Service, *
 		t.Fatal(err)
 	}
 	svc := NewService(Options{Store: store, Secret: kr.Secret, KEKs: kr.KEKs})
-	src, err := examples.Program("kyc-onboarding")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := svc.AddProgram(context.Background(), exampleProgram(t, "kyc-onboarding"), src); err != nil {
+	p, src := examples.MustLoad("kyc-onboarding")
+	if err := svc.AddProgram(context.Background(), p, src); err != nil {
 		t.Fatal(err)
 	}
 	return svc, kr

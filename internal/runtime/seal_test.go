@@ -29,8 +29,7 @@ func kycService(t *testing.T, seed byte) (*Service, tracestore.Store, string) {
 		Rand:  rand.NewChaCha8([32]byte{seed}),
 		NewID: func() string { n++; return fmt.Sprintf("run-%d", n) },
 	})
-	src, _ := examples.Program("kyc-onboarding")
-	p := exampleProgram(t, "kyc-onboarding")
+	p, src := examples.MustLoad("kyc-onboarding")
 	if err := svc.AddProgram(ctx, p, src); err != nil {
 		t.Fatal(err)
 	}

@@ -18,7 +18,6 @@ import (
 	"github.com/nano-vm/nano-vm-mcp/internal/access"
 	"github.com/nano-vm/nano-vm-mcp/internal/jsonvalue"
 	"github.com/nano-vm/nano-vm-mcp/internal/keyring"
-	"github.com/nano-vm/nano-vm-mcp/internal/program"
 	"github.com/nano-vm/nano-vm-mcp/internal/projection"
 	"github.com/nano-vm/nano-vm-mcp/internal/runtime"
 	"github.com/nano-vm/nano-vm-mcp/internal/tracestore"
@@ -214,11 +213,7 @@ func TestEraseSubjectIncompleteThenFinished(t *testing.T) {
 		t.Fatal(err)
 	}
 	svc := runtime.NewService(runtime.Options{Store: st, Secret: keys.Secret})
-	src, _ := examples.Program("kyc-onboarding")
-	p, err := program.Load("kyc-onboarding.yaml", src)
-	if err != nil {
-		t.Fatal(err)
-	}
+	p, src := examples.MustLoad("kyc-onboarding")
 	if err := svc.AddProgram(ctx, p, src); err != nil {
 		t.Fatal(err)
 	}

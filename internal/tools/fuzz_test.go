@@ -46,11 +46,7 @@ func FuzzToolCall(f *testing.F) {
 	fuzzOnce.Do(func() {
 		fuzzInputs = compileInputs()
 		for _, name := range examples.Programs() {
-			src, _ := examples.Program(name)
-			p, err := program.Load(name+".yaml", src)
-			if err != nil {
-				panic(err)
-			}
+			p, src := examples.MustLoad(name)
 			fuzzPrograms, fuzzSources = append(fuzzPrograms, p), append(fuzzSources, src)
 		}
 	})

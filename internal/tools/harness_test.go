@@ -19,7 +19,6 @@ import (
 	"github.com/nano-vm/nano-vm-mcp/internal/access"
 	"github.com/nano-vm/nano-vm-mcp/internal/jsonvalue"
 	"github.com/nano-vm/nano-vm-mcp/internal/keyring"
-	"github.com/nano-vm/nano-vm-mcp/internal/program"
 	"github.com/nano-vm/nano-vm-mcp/internal/runtime"
 	"github.com/nano-vm/nano-vm-mcp/internal/schema"
 	"github.com/nano-vm/nano-vm-mcp/internal/tracestore"
@@ -96,14 +95,7 @@ func newHarnessAt(t testing.TB, version string, tune func(*Config), clientOpts .
 func addExamples(t testing.TB, svc *runtime.Service) {
 	t.Helper()
 	for _, name := range examples.Programs() {
-		src, err := examples.Program(name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		p, err := program.Load(name+".yaml", src)
-		if err != nil {
-			t.Fatal(err)
-		}
+		p, src := examples.MustLoad(name)
 		if err := svc.AddProgram(context.Background(), p, src); err != nil {
 			t.Fatal(err)
 		}

@@ -95,15 +95,7 @@ func loadInjectionFixtures() {
 		injInputs = compileInputs()
 		injPrograms, injSources = map[string]*program.Program{}, map[string][]byte{}
 		for _, name := range examples.Programs() {
-			src, err := examples.Program(name)
-			if err != nil {
-				panic(err)
-			}
-			p, err := program.Load(name+".yaml", src)
-			if err != nil {
-				panic(err)
-			}
-			injPrograms[name], injSources[name] = p, src
+			injPrograms[name], injSources[name] = examples.MustLoad(name)
 		}
 		files, err := examples.FS.ReadDir(".")
 		if err != nil {
