@@ -12,6 +12,7 @@ import (
 	"github.com/nano-vm/nano-vm-mcp/internal/program"
 	"github.com/nano-vm/nano-vm-mcp/internal/projection"
 	"github.com/nano-vm/nano-vm-mcp/internal/runtime"
+	"github.com/nano-vm/nano-vm-mcp/internal/service"
 )
 
 // Views inspect shows a run's data in.
@@ -88,7 +89,7 @@ Exit status: 0; 2 for an unknown run or view; 1 when the store fails.`,
 				return err
 			}
 			defer st.Close()
-			svc := runtime.NewService(runtime.Options{Store: st, Secret: keys.Secret, KEKs: keys.KEKs})
+			svc := service.New(service.Options{Store: st, Secret: keys.Secret, KEKs: keys.KEKs})
 			r, p, err := svc.Get(ctx, args[0])
 			var rej *runtime.Rejection
 			if errors.As(err, &rej) {

@@ -17,7 +17,7 @@ import (
 	"github.com/nano-vm/nano-vm-mcp/examples"
 	"github.com/nano-vm/nano-vm-mcp/internal/lab"
 	"github.com/nano-vm/nano-vm-mcp/internal/program"
-	"github.com/nano-vm/nano-vm-mcp/internal/runtime"
+	"github.com/nano-vm/nano-vm-mcp/internal/service"
 )
 
 // exitLabMismatch: an applicable sub-attack met another outcome than the
@@ -113,7 +113,7 @@ its run verified; 5 when one did not; 2 for invalid programs, files or flags
 				return err
 			}
 			defer st.Close()
-			svc := runtime.NewService(runtime.Options{Store: st, Log: log, Secret: keys.Secret, KEKs: keys.KEKs})
+			svc := service.New(service.Options{Store: st, Log: log, Secret: keys.Secret, KEKs: keys.KEKs})
 			if err := svc.AddProgram(ctx, p, src); err != nil {
 				return &exitErr{exitError, err}
 			}

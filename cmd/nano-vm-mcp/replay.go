@@ -9,6 +9,7 @@ import (
 
 	"github.com/nano-vm/nano-vm-mcp/internal/program"
 	"github.com/nano-vm/nano-vm-mcp/internal/runtime"
+	"github.com/nano-vm/nano-vm-mcp/internal/service"
 	"github.com/nano-vm/nano-vm-mcp/internal/tracestore"
 )
 
@@ -46,7 +47,7 @@ recorded and the replayed value); 2 for unknown runs or invalid programs.`,
 				return err
 			}
 			defer st.Close()
-			svc := runtime.NewService(runtime.Options{Store: st, Secret: keys.Secret, KEKs: keys.KEKs})
+			svc := service.New(service.Options{Store: st, Secret: keys.Secret, KEKs: keys.KEKs})
 			events, err := svc.Events(ctx, args[0])
 			var rej *runtime.Rejection
 			if errors.As(err, &rej) {

@@ -27,6 +27,7 @@ import (
 	"github.com/nano-vm/nano-vm-mcp/internal/jsonrpc"
 	"github.com/nano-vm/nano-vm-mcp/internal/program"
 	"github.com/nano-vm/nano-vm-mcp/internal/runtime"
+	"github.com/nano-vm/nano-vm-mcp/internal/service"
 	"github.com/nano-vm/nano-vm-mcp/internal/session"
 	"github.com/nano-vm/nano-vm-mcp/internal/stdio"
 	"github.com/nano-vm/nano-vm-mcp/internal/tools"
@@ -155,7 +156,7 @@ refused); every step is appended atomically, so none is half-written.`,
 	fs.StringVar(&f.tokenIssuer, "token-issuer", "", "OAuth authorization server URL: serve protected-resource metadata (RFC 9728) and accept its JWT access tokens for this server (scopes nano-vm:agent, nano-vm:operator)")
 	fs.StringVar(&f.resourceURL, "resource-url", "", "this server's public /mcp URL for the metadata (default: from each request)")
 	fs.Int64Var(&f.maxBodyBytes, "max-body-bytes", access.DefaultMaxBodyBytes, "largest HTTP request body accepted")
-	fs.IntVar(&f.runCacheSize, "run-cache-size", runtime.DefaultMaxCachedRuns, "folded runs kept in memory between calls; the least recently used are dropped and refold from the store when next used")
+	fs.IntVar(&f.runCacheSize, "run-cache-size", service.DefaultMaxCachedRuns, "folded runs kept in memory between calls; the least recently used are dropped and refold from the store when next used")
 	fs.DurationVar(&f.sessionIdle, "session-idle-timeout", session.DefaultIdleTimeout, "http: a legacy-era MCP session unused this long expires (its id then gets 404 and the client initializes again)")
 	fs.IntVar(&f.maxSessions, "max-sessions-per-principal", session.DefaultMaxPerOwner, "http: legacy-era MCP sessions one principal may hold; a new one ends that principal's least recently used")
 	fs.BoolVar(&f.consolePublic, "console-public", false, "let console visitors without a credential read it as the auditor (read-only, personal data redacted) even when tokens are configured")
@@ -223,7 +224,7 @@ func serve(ctx context.Context, f serveFlags, log *zap.Logger, stderr io.Writer)
 		return err
 	}
 	defer st.Close()
-	svc := runtime.NewService(runtime.Options{Store: st, Log: log, Secret: keys.Secret, KEKs: keys.KEKs, MaxCachedRuns: f.runCacheSize})
+	svc := service.New(service.Options{Store: st, Log: log, Secret: keys.Secret, KEKs: keys.KEKs, MaxCachedRuns: f.runCacheSize})
 	for _, p := range progs {
 		if err := svc.AddProgram(ctx, p.prog, p.src); err != nil {
 			return &exitErr{exitError, err}
@@ -280,7 +281,7 @@ const deadlineSweep = 30 * time.Second
 // sweepDeadlines times out expired tasks even when no client calls: a KYC
 // approval left for 72 hours escalates on its own. Runs are found through
 // the store's index, so runs started before a restart are swept too.
-func sweepDeadlines(ctx context.Context, svc *runtime.Service, st tracestore.Store, log *zap.Logger) {
+func sweepDeadlines(ctx context.Context, svc *service.Service, st tracestore.Store, log *zap.Logger) {
 	t := time.NewTicker(deadlineSweep)
 	defer t.Stop()
 	for {
@@ -323,7 +324,7 @@ const keyRefresh = 10 * time.Second
 // at which the store's key epoch has moved: data erased elsewhere stops
 // being readable here within one tick. Errors are logged; the next tick
 // tries again.
-func refreshKeys(ctx context.Context, svc *runtime.Service, log *zap.Logger, tick <-chan time.Time) {
+func refreshKeys(ctx context.Context, svc *service.Service, log *zap.Logger, tick <-chan time.Time) {
 	for {
 		select {
 		case <-ctx.Done():

@@ -13,6 +13,7 @@ import (
 	"github.com/nano-vm/nano-vm-mcp/internal/lab"
 	"github.com/nano-vm/nano-vm-mcp/internal/program"
 	"github.com/nano-vm/nano-vm-mcp/internal/runtime"
+	"github.com/nano-vm/nano-vm-mcp/internal/service"
 )
 
 // The demo starts a run of the KYC example and walks it to its outcome
@@ -186,7 +187,7 @@ func (c *Console) demoStep(w http.ResponseWriter, r *http.Request, d *demo) {
 	}
 	a := d.answers[used]
 	out.Step, out.Task, out.Kind = used+1, task.State, task.Kind
-	var ans runtime.Answer
+	var ans service.Answer
 	switch task.Kind {
 	case string(program.KindApproval):
 		out.Actor = task.Role

@@ -7,6 +7,7 @@ import (
 	"github.com/nano-vm/nano-vm-mcp/internal/jsonvalue"
 	"github.com/nano-vm/nano-vm-mcp/internal/program"
 	"github.com/nano-vm/nano-vm-mcp/internal/runtime"
+	"github.com/nano-vm/nano-vm-mcp/internal/service"
 )
 
 // declared is each sub-attack's one expected outcome, by fault/sub-attack.
@@ -294,7 +295,7 @@ func firstGuard(p *program.Program) (*program.State, *program.Transition, bool) 
 
 // step submits as the step tool does: a tool claim, an open tool task or
 // a repeat of an accepted tool result makes the tool runner the actor.
-func step(ctx context.Context, env Env, r *runtime.Run, in runtime.Submit) (runtime.Answer, error) {
+func step(ctx context.Context, env Env, r *runtime.Run, in runtime.Submit) (service.Answer, error) {
 	in.Actor, in.Principal = runtime.ActorModel, env.Principal
 	openTool := r.Task != nil && r.Task.Kind == string(program.KindTool) && r.Task.Seq == in.Seq
 	lastTool := r.Last != nil && r.Last.Seq == in.Seq && r.Last.Actor == runtime.ActorTool
@@ -307,13 +308,13 @@ func step(ctx context.Context, env Env, r *runtime.Run, in runtime.Submit) (runt
 // decide decides as the approve tool does, for an approver of role. The
 // laboratory drives its runs from the operator's side, so separation of
 // duties does not apply (self_approval attacks it).
-func decide(ctx context.Context, env Env, r *runtime.Run, in runtime.Decide) (runtime.Answer, error) {
+func decide(ctx context.Context, env Env, r *runtime.Run, in runtime.Decide) (service.Answer, error) {
 	in.Principal, in.AllowSelf = env.Principal, true
 	return env.Service.Decide(ctx, r.ID, in)
 }
 
 // answerOpen answers the open task with output, by its kind.
-func answerOpen(ctx context.Context, env Env, r *runtime.Run, output any, hash string) (runtime.Answer, error) {
+func answerOpen(ctx context.Context, env Env, r *runtime.Run, output any, hash string) (service.Answer, error) {
 	t := r.Task
 	if t.Kind == string(program.KindApproval) {
 		return decide(ctx, env, r, runtime.Decide{Seq: t.Seq, State: t.State, Role: t.Role, Decision: output, DefinitionHash: hash})
@@ -489,7 +490,7 @@ func pastSeq(ctx context.Context, env Env, v *view) (outcome, error) {
 }
 
 // answerOpenSeq answers the open task, claiming seq.
-func answerOpenSeq(ctx context.Context, env Env, v *view, seq uint64) (runtime.Answer, error) {
+func answerOpenSeq(ctx context.Context, env Env, v *view, seq uint64) (service.Answer, error) {
 	t := v.run.Task
 	if t.Kind == string(program.KindApproval) {
 		return decide(ctx, env, v.run, runtime.Decide{Seq: seq, Role: t.Role, Decision: baseOr(v, map[string]any{})})
@@ -502,7 +503,7 @@ func answerOpenSeq(ctx context.Context, env Env, v *view, seq uint64) (runtime.A
 }
 
 // resubmit sends an accepted submission again, as it was made.
-func resubmit(ctx context.Context, env Env, r *runtime.Run, seq uint64, state string, sub *runtime.Submission) (runtime.Answer, error) {
+func resubmit(ctx context.Context, env Env, r *runtime.Run, seq uint64, state string, sub *runtime.Submission) (service.Answer, error) {
 	if sub.Actor == runtime.ActorHuman {
 		in := runtime.Decide{Seq: seq, State: state, Role: sub.Role, Decision: sub.Output, Principal: sub.Principal, AllowSelf: true}
 		if len(sub.Approvers) > 0 {

@@ -14,6 +14,7 @@ import (
 	"github.com/nano-vm/nano-vm-mcp/internal/program"
 	"github.com/nano-vm/nano-vm-mcp/internal/receipt"
 	"github.com/nano-vm/nano-vm-mcp/internal/runtime"
+	"github.com/nano-vm/nano-vm-mcp/internal/service"
 	"github.com/nano-vm/nano-vm-mcp/internal/tracestore"
 )
 
@@ -132,7 +133,7 @@ func status(s runtime.Status, t *Task) string {
 	return string(s)
 }
 
-func runResult(a runtime.Answer) RunResult {
+func runResult(a service.Answer) RunResult {
 	r := RunResult{
 		RunID: a.RunID, Status: status(a.Status, a.Task), Transition: a.Transition,
 		Transitions: a.Transitions, Task: a.Task, Outcome: a.Outcome, Reason: a.Reason,
@@ -166,7 +167,7 @@ func (h *handlers) startRun(ctx context.Context, c access.Principal, req request
 	if err != nil {
 		return nil, err
 	}
-	a, err := h.Service.StartRun(ctx, runtime.StartOptions{
+	a, err := h.Service.StartRun(ctx, service.StartOptions{
 		Program: args.Program, Input: input, Principal: c.ID,
 		Lab: args.Lab, IdempotencyKey: args.IdempotencyKey,
 	})

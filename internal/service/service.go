@@ -1,4 +1,11 @@
-package runtime
+// Package service is the imperative shell around the pure core
+// (internal/runtime): the program registry, starts and their idempotency,
+// load → Apply → append → answer with the run cache and per-run locks,
+// the client's answers, sealing of personal data, erasure of data
+// subjects, the approvers' inbox, the deadline sweeper, and who may see
+// and decide which run. It owns the clock, id generation, randomness and
+// storage, all injected through Options, so tests fix every one of them.
+package service
 
 import (
 	"bytes"
@@ -8,9 +15,9 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/nano-vm/nano-vm-mcp/internal/runtime"
 	"io"
 	"maps"
 	"slices"
@@ -55,7 +62,7 @@ type Service struct {
 // append check settles races between processes.
 type liveRun struct {
 	mu    sync.Mutex
-	run   *Run // nil until loaded
+	run   *runtime.Run // nil until loaded
 	p     *program.Program
 	chain *chain // the stored trace's head, tree and subjects
 
@@ -100,8 +107,8 @@ type Options struct {
 // memoryKEKs are the default KEK sets, by store.
 var memoryKEKs sync.Map // tracestore.Store → *keyring.KEKs
 
-// NewService returns a Service.
-func NewService(o Options) *Service {
+// New returns a Service.
+func New(o Options) *Service {
 	if o.Store == nil {
 		o.Store = tracestore.NewMemory()
 	}
@@ -227,7 +234,7 @@ type Hop struct {
 // Answer is what an input produced, in the shape tools and the CLI report.
 type Answer struct {
 	RunID       string           `json:"run_id"`
-	Status      Status           `json:"status"`
+	Status      runtime.Status   `json:"status"`
 	State       string           `json:"state"`
 	Seq         uint64           `json:"seq"`
 	Transition  *Hop             `json:"transition,omitempty"` // the first hop taken
@@ -271,13 +278,13 @@ func (s *Service) StartRun(ctx context.Context, o StartOptions) (Answer, error) 
 	p := s.latest[o.Program]
 	s.mu.Unlock()
 	if p == nil {
-		return Answer{}, reject(CodeNoSuchProgram, "no program named %q", o.Program)
+		return Answer{}, runtime.Reject(runtime.CodeNoSuchProgram, "no program named %q", o.Program)
 	}
 	if o.IdempotencyKey == "" {
 		return s.startNew(ctx, p, s.newID(), o)
 	}
 	if !validIdempotencyKey(o.IdempotencyKey) {
-		return Answer{}, reject(CodeInvalidInput, "the idempotency key must be 1 to %d characters of A-Z, a-z, 0-9, '.', '_', ':' and '-'", maxIdempotencyKey)
+		return Answer{}, runtime.Reject(runtime.CodeInvalidInput, "the idempotency key must be 1 to %d characters of A-Z, a-z, 0-9, '.', '_', ':' and '-'", maxIdempotencyKey)
 	}
 	return s.startOnce(ctx, p, s.idempotentID(o), o)
 }
@@ -310,13 +317,13 @@ func (s *Service) idempotentID(o StartOptions) string {
 	return "run_" + hex.EncodeToString(mac.Sum(nil)[:16])
 }
 
-func (s *Service) startInput(id string, o StartOptions) Start {
-	return Start{RunID: id, Principal: o.Principal, Input: o.Input, Size: jsonSize(o.Input), Lab: o.Lab, At: s.clock()}
+func (s *Service) startInput(id string, o StartOptions) runtime.Start {
+	return runtime.Start{RunID: id, Principal: o.Principal, Input: o.Input, Size: jsonSize(o.Input), Lab: o.Lab, At: s.clock()}
 }
 
 // startNew starts a run under a fresh id.
 func (s *Service) startNew(ctx context.Context, p *program.Program, id string, o StartOptions) (Answer, error) {
-	res, err := Apply(p, nil, s.startInput(id, o))
+	res, err := runtime.Apply(p, nil, s.startInput(id, o))
 	if err != nil {
 		return Answer{}, err
 	}
@@ -326,7 +333,7 @@ func (s *Service) startNew(ctx context.Context, p *program.Program, id string, o
 	if _, dup := s.runs[id]; dup {
 		s.mu.Unlock()
 		lr.mu.Unlock()
-		return Answer{}, reject(CodeRunExists, "run id %s is taken", id)
+		return Answer{}, runtime.Reject(runtime.CodeRunExists, "run id %s is taken", id)
 	}
 	s.insertLocked(id, lr)
 	s.mu.Unlock()
@@ -352,9 +359,9 @@ func (s *Service) startOnce(ctx context.Context, p *program.Program, id string, 
 	defer s.release(lr)
 	if lr.run == nil {
 		err := s.load(ctx, lr, id)
-		if rej := (*Rejection)(nil); errors.As(err, &rej) && rej.Code == CodeNoSuchRun {
-			var res Result
-			if res, err = Apply(p, nil, s.startInput(id, o)); err != nil {
+		if rej := (*runtime.Rejection)(nil); errors.As(err, &rej) && rej.Code == runtime.CodeNoSuchRun {
+			var res runtime.Result
+			if res, err = runtime.Apply(p, nil, s.startInput(id, o)); err != nil {
 				s.forget(id, lr)
 				return Answer{}, err
 			}
@@ -386,8 +393,8 @@ func (s *Service) repeatedStart(ctx context.Context, lr *liveRun, o StartOptions
 	if err != nil {
 		return Answer{}, err
 	}
-	if r.Program.Name != o.Program || r.Principal != o.Principal || r.Lab != o.Lab || !sameJSON(started.Input, o.Input) {
-		return Answer{}, reject(CodeIdempotencyConflict, "the idempotency key %q was already used to start a run with a different input; repeat the original input to get that run, or use a new key for a new run", o.IdempotencyKey)
+	if r.Program.Name != o.Program || r.Principal != o.Principal || r.Lab != o.Lab || !runtime.SameJSON(started.Input, o.Input) {
+		return Answer{}, runtime.Reject(runtime.CodeIdempotencyConflict, "the idempotency key %q was already used to start a run with a different input; repeat the original input to get that run, or use a new key for a new run", o.IdempotencyKey)
 	}
 	a := answerFrom(r, nil)
 	a.Duplicate = true
@@ -396,7 +403,7 @@ func (s *Service) repeatedStart(ctx context.Context, lr *liveRun, o StartOptions
 
 // startedEvent reads a run's run_started payload from the store, opened.
 // (A run input whose subject was erased no longer compares equal to any.)
-func (s *Service) startedEvent(ctx context.Context, runID string) (*Started, error) {
+func (s *Service) startedEvent(ctx context.Context, runID string) (*runtime.Started, error) {
 	recs, err := s.store.LoadPrefix(ctx, runID, 1)
 	if err != nil {
 		return nil, err
@@ -413,48 +420,48 @@ func (s *Service) startedEvent(ctx context.Context, runID string) (*Started, err
 
 // Submit answers a run's open llm or tool task. The service sets the time
 // and measures the output (Size).
-func (s *Service) Submit(ctx context.Context, runID string, in Submit) (Answer, error) {
+func (s *Service) Submit(ctx context.Context, runID string, in runtime.Submit) (Answer, error) {
 	in.At, in.Size = s.clock(), jsonSize(in.Output)
 	return s.apply(ctx, runID, in)
 }
 
 // Decide answers a run's open approval task. The service sets the time
 // and measures the decision (Size).
-func (s *Service) Decide(ctx context.Context, runID string, in Decide) (Answer, error) {
+func (s *Service) Decide(ctx context.Context, runID string, in runtime.Decide) (Answer, error) {
 	in.At, in.Size = s.clock(), jsonSize(in.Decision)
 	return s.apply(ctx, runID, in)
 }
 
 // Cancel ends a run.
 func (s *Service) Cancel(ctx context.Context, runID, principal, reason string) (Answer, error) {
-	return s.apply(ctx, runID, Cancel{Principal: principal, Reason: reason, At: s.clock()})
+	return s.apply(ctx, runID, runtime.Cancel{Principal: principal, Reason: reason, At: s.clock()})
 }
 
 // Tick times out the run's open task if its deadline has passed.
 func (s *Service) Tick(ctx context.Context, runID string) (Answer, error) {
-	return s.apply(ctx, runID, Tick{At: s.clock()})
+	return s.apply(ctx, runID, runtime.Tick{At: s.clock()})
 }
 
 // RecordFault appends a fault_injected event to the run: the failure
 // laboratory's record of an attack it made through the other entry points
 // and of the runtime's answer. It changes nothing else in the run, and is
 // recorded on a finished run too.
-func (s *Service) RecordFault(ctx context.Context, runID string, rec FaultRecord) (Answer, error) {
-	return s.apply(ctx, runID, Fault{Record: rec, At: s.clock()})
+func (s *Service) RecordFault(ctx context.Context, runID string, rec runtime.FaultRecord) (Answer, error) {
+	return s.apply(ctx, runID, runtime.Fault{Record: rec, At: s.clock()})
 }
 
 // Get returns a snapshot of the run.
-func (s *Service) Get(ctx context.Context, runID string) (*Run, *program.Program, error) {
+func (s *Service) Get(ctx context.Context, runID string) (*runtime.Run, *program.Program, error) {
 	lr, err := s.live(ctx, runID)
 	if err != nil {
 		return nil, nil, err
 	}
 	defer s.release(lr)
-	return lr.run.clone(), lr.p, nil
+	return lr.run.Clone(), lr.p, nil
 }
 
 // Events returns the run's trace, decoded.
-func (s *Service) Events(ctx context.Context, runID string) ([]Event, error) {
+func (s *Service) Events(ctx context.Context, runID string) ([]runtime.Event, error) {
 	recs, err := s.store.Load(ctx, runID)
 	if err != nil {
 		return nil, noSuchRun(err, runID)
@@ -465,13 +472,13 @@ func (s *Service) Events(ctx context.Context, runID string) ([]Event, error) {
 // noSuchRun turns the store's ErrNotFound for a run into the domain error.
 func noSuchRun(err error, runID string) error {
 	if errors.Is(err, tracestore.ErrNotFound) {
-		return reject(CodeNoSuchRun, "no run %s", runID)
+		return runtime.Reject(runtime.CodeNoSuchRun, "no run %s", runID)
 	}
 	return err
 }
 
 // opened decodes stored records and opens their sealed personal data.
-func (s *Service) opened(ctx context.Context, recs []tracestore.Record) ([]Event, error) {
+func (s *Service) opened(ctx context.Context, recs []tracestore.Record) ([]runtime.Event, error) {
 	events, err := DecodeEvents(recs)
 	if err != nil {
 		return nil, err
@@ -489,7 +496,7 @@ func (s *Service) opened(ctx context.Context, recs []tracestore.Record) ([]Event
 // failures), so a few retries see it land.
 const stalledRetries = 3
 
-func (s *Service) apply(ctx context.Context, runID string, in Input) (Answer, error) {
+func (s *Service) apply(ctx context.Context, runID string, in runtime.Input) (Answer, error) {
 	lr, err := s.live(ctx, runID)
 	if err != nil {
 		return Answer{}, err
@@ -507,9 +514,9 @@ func (s *Service) apply(ctx context.Context, runID string, in Input) (Answer, er
 // rejection, never as a failure. Each retry follows another append to the
 // run, so only a run that others keep moving delays it, and each of those
 // appends is someone's answered input.
-func (s *Service) applyLocked(ctx context.Context, lr *liveRun, runID string, in Input) (Answer, error) {
+func (s *Service) applyLocked(ctx context.Context, lr *liveRun, runID string, in runtime.Input) (Answer, error) {
 	for stalled := 0; ; {
-		res, applyErr := Apply(lr.p, lr.run, in)
+		res, applyErr := runtime.Apply(lr.p, lr.run, in)
 		if res.PendingApproval {
 			// The open task stands; the answer is the run as it is.
 			a := answerFrom(lr.run, nil)
@@ -676,7 +683,7 @@ func (s *Service) load(ctx context.Context, lr *liveRun, runID string) error {
 	if err != nil {
 		return err
 	}
-	run, err := Fold(p, events)
+	run, err := runtime.Fold(p, events)
 	if err != nil {
 		return err
 	}
@@ -694,21 +701,21 @@ func (s *Service) load(ctx context.Context, lr *liveRun, runID string) error {
 
 // originalAnswer rebuilds the answer to the last accepted submission from
 // the trace: from its submission_accepted event to the next task or finish.
-func (s *Service) originalAnswer(ctx context.Context, p *program.Program, r *Run) (Answer, error) {
+func (s *Service) originalAnswer(ctx context.Context, p *program.Program, r *runtime.Run) (Answer, error) {
 	events, err := s.Events(ctx, r.ID)
 	if err != nil {
 		return Answer{}, err
 	}
-	var span []Event
+	var span []runtime.Event
 	for _, e := range events[r.Last.Index:] {
 		span = append(span, e)
-		if e.Type == EventTaskIssued || e.Type == EventRunFinished {
+		if e.Type == runtime.EventTaskIssued || e.Type == runtime.EventRunFinished {
 			break
 		}
 	}
 	// The state the answer reports is the one right after the original
 	// answer, not wherever the run is now.
-	a := Answer{RunID: r.ID, Duplicate: true, Status: StatusRunning}
+	a := Answer{RunID: r.ID, Duplicate: true, Status: runtime.StatusRunning}
 	fillFromEvents(&a, span)
 	if a.Task != nil {
 		// The task was new then: no approvals yet.
@@ -719,10 +726,10 @@ func (s *Service) originalAnswer(ctx context.Context, p *program.Program, r *Run
 	return a, nil
 }
 
-func answerFrom(r *Run, events []Event) Answer {
+func answerFrom(r *runtime.Run, events []runtime.Event) Answer {
 	a := Answer{RunID: r.ID, Status: r.Status, State: r.State, Seq: r.Seq, Task: r.Task, Outcome: r.Outcome, Reason: r.Reason,
 		ApprovalsNeeded: r.ApprovalsNeeded, ApprovalsGiven: r.ApprovalsGiven}
-	if r.Status == StatusRunning {
+	if r.Status == runtime.StatusRunning {
 		a.Outcome = ""
 	}
 	fillFromEvents(&a, events)
@@ -731,18 +738,18 @@ func answerFrom(r *Run, events []Event) Answer {
 
 // fillFromEvents sets the hops (and, for a span of an older answer, the
 // task and outcome) that events record.
-func fillFromEvents(a *Answer, events []Event) {
+func fillFromEvents(a *Answer, events []runtime.Event) {
 	for _, e := range events {
 		switch e.Type {
-		case EventTransitioned:
+		case runtime.EventTransitioned:
 			t := e.Transition
 			a.Transitions = append(a.Transitions, Hop{From: t.From, To: t.To, Cause: t.Cause, Rollback: t.Rollback})
 			a.State = t.To
-		case EventTaskIssued:
+		case runtime.EventTaskIssued:
 			if a.Duplicate {
 				a.Task, a.Seq, a.State = e.Task, e.Seq, e.State
 			}
-		case EventRunFinished:
+		case runtime.EventRunFinished:
 			if a.Duplicate {
 				a.Status, a.Outcome, a.Reason = e.Finished.Status, e.Finished.Outcome, e.Finished.Reason
 			}
@@ -755,7 +762,7 @@ func fillFromEvents(a *Answer, events []Event) {
 
 // append seals and stores the events that took a run to the state after,
 // with the run's index row, and moves lr's chain on once they are stored.
-func (s *Service) append(ctx context.Context, lr *liveRun, after *Run, events []Event) error {
+func (s *Service) append(ctx context.Context, lr *liveRun, after *runtime.Run, events []runtime.Event) error {
 	recs, next, err := s.sealer.seal(ctx, lr.p, lr.chain, events)
 	if err != nil {
 		return err
@@ -778,7 +785,7 @@ func (s *Service) append(ctx context.Context, lr *liveRun, after *Run, events []
 }
 
 // indexRow is what the store's run index keeps of a run.
-func indexRow(r *Run) tracestore.RunInfo {
+func indexRow(r *runtime.Run) tracestore.RunInfo {
 	started, _ := time.Parse(time.RFC3339Nano, r.StartedAt)
 	updated, _ := time.Parse(time.RFC3339Nano, r.UpdatedAt)
 	info := tracestore.RunInfo{
@@ -790,35 +797,4 @@ func indexRow(r *Run) tracestore.RunInfo {
 		info.AwaitingRole, info.AwaitingDeadline = role, r.Deadline
 	}
 	return info
-}
-
-// EncodeEvents turns events into store records (canonical JSON).
-func EncodeEvents(events []Event) ([]tracestore.Record, error) {
-	recs := make([]tracestore.Record, len(events))
-	for i := range events {
-		body, err := jsonvalue.Canonical(&events[i])
-		if err != nil {
-			return nil, fmt.Errorf("encode event %d: %w", events[i].Index, err)
-		}
-		recs[i] = tracestore.Record{Index: events[i].Index, Type: string(events[i].Type), Body: body}
-	}
-	return recs, nil
-}
-
-// DecodeEvents turns store records back into events. Numbers inside inputs
-// and outputs stay json.Number, exactly as they were submitted.
-func DecodeEvents(recs []tracestore.Record) ([]Event, error) {
-	out := make([]Event, len(recs))
-	for i, r := range recs {
-		dec := json.NewDecoder(bytes.NewReader(r.Body))
-		dec.UseNumber()
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&out[i]); err != nil {
-			return nil, fmt.Errorf("decode event %d: %w", r.Index, err)
-		}
-		if out[i].Index != r.Index {
-			return nil, fmt.Errorf("event %d is stored at index %d", out[i].Index, r.Index)
-		}
-	}
-	return out, nil
 }
