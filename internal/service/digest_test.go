@@ -4,14 +4,16 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"github.com/nano-vm/nano-vm-mcp/internal/jsonvalue"
-	"github.com/nano-vm/nano-vm-mcp/internal/runtime"
-	"github.com/nano-vm/nano-vm-mcp/internal/tracestore"
+	"strings"
+	"testing"
+
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
-	"strings"
-	"testing"
+
+	"github.com/nano-vm/nano-vm-mcp/internal/jsonvalue"
+	"github.com/nano-vm/nano-vm-mcp/internal/runtime"
+	"github.com/nano-vm/nano-vm-mcp/internal/tracestore"
 )
 
 func TestPersonalDigestIsSealedAndErased(t *testing.T) {

@@ -2,12 +2,12 @@ package service
 
 import (
 	"context"
-	"github.com/nano-vm/nano-vm-mcp/internal/runtime"
 	"strings"
 	"sync"
 	"testing"
 
 	"github.com/nano-vm/nano-vm-mcp/internal/jsonvalue"
+	"github.com/nano-vm/nano-vm-mcp/internal/runtime"
 )
 
 // erasedEverywhere fails if the name is readable anywhere in the run's

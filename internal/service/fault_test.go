@@ -2,10 +2,10 @@ package service
 
 import (
 	"context"
-	"github.com/nano-vm/nano-vm-mcp/internal/runtime"
 	"testing"
 
 	"github.com/nano-vm/nano-vm-mcp/internal/jsonvalue"
+	"github.com/nano-vm/nano-vm-mcp/internal/runtime"
 	"github.com/nano-vm/nano-vm-mcp/internal/tracestore"
 )
 

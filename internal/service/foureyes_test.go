@@ -3,14 +3,15 @@ package service
 import (
 	"bytes"
 	"context"
-	"github.com/nano-vm/nano-vm-mcp/internal/jsonvalue"
-	"github.com/nano-vm/nano-vm-mcp/internal/projection"
-	"github.com/nano-vm/nano-vm-mcp/internal/runtime"
-	"github.com/nano-vm/nano-vm-mcp/internal/tracestore"
 	"math/rand/v2"
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/nano-vm/nano-vm-mcp/internal/jsonvalue"
+	"github.com/nano-vm/nano-vm-mcp/internal/projection"
+	"github.com/nano-vm/nano-vm-mcp/internal/runtime"
+	"github.com/nano-vm/nano-vm-mcp/internal/tracestore"
 )
 
 // fourEyesService runs the small payment to a decision: alice approves

@@ -2,8 +2,9 @@ package service
 
 import (
 	"context"
-	"github.com/nano-vm/nano-vm-mcp/internal/runtime"
 	"testing"
+
+	"github.com/nano-vm/nano-vm-mcp/internal/runtime"
 )
 
 // TestPolicyCheckOnASealedTrace checks the KYC run from its stored records

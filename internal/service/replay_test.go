@@ -2,13 +2,13 @@ package service
 
 import (
 	"context"
-	"github.com/nano-vm/nano-vm-mcp/internal/runtime"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/nano-vm/nano-vm-mcp/examples"
 	"github.com/nano-vm/nano-vm-mcp/internal/program"
+	"github.com/nano-vm/nano-vm-mcp/internal/runtime"
 	"github.com/nano-vm/nano-vm-mcp/internal/trace"
 )
 
