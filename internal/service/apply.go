@@ -333,5 +333,8 @@ func indexRow(r *runtime.Run) tracestore.RunInfo {
 	if role := r.AwaitedRole(); role != "" {
 		info.AwaitingRole, info.AwaitingDeadline = role, r.Deadline
 	}
+	if r.Status == runtime.StatusRunning {
+		info.Deadline = r.Deadline
+	}
 	return info
 }
