@@ -66,9 +66,9 @@ type RunInfo struct {
 	// Deadline is the open task's deadline, whatever its kind (zero: no
 	// open task, or one without a timeout). ListDue reads it.
 	Deadline time.Time
-	Events           uint64 // the trace's length after the append
-	Head             []byte // hash of the last event
-	Tree             []byte // the Merkle tree's compact state, opaque to the store
+	Events   uint64 // the trace's length after the append
+	Head     []byte // hash of the last event
+	Tree     []byte // the Merkle tree's compact state, opaque to the store
 }
 
 // WrappedKey is a subject key as stores hold it: encrypted under the
