@@ -360,7 +360,7 @@ func scriptedRun(ctx context.Context, out, human io.Writer, log *zap.Logger, st 
 	if err != nil {
 		return err
 	}
-	svc := service.New(service.Options{Store: st, Log: log, Secret: keys.Secret, KEKs: keys.KEKs})
+	svc := newService(st, keys, log, service.Options{})
 	if err := svc.AddProgram(ctx, p, src); err != nil {
 		return &exitErr{exitError, err}
 	}

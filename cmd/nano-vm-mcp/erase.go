@@ -59,12 +59,11 @@ to finish an erasure cut short).`,
 			}
 			defer log.Sync() //nolint:errcheck // stderr
 			ctx := cmd.Context()
-			st, keys, err := store.open(ctx)
+			svc, st, _, err := store.openService(ctx, log, service.Options{})
 			if err != nil {
 				return err
 			}
 			defer st.Close()
-			svc := service.New(service.Options{Store: st, Log: log, Secret: keys.Secret, KEKs: keys.KEKs})
 			res, err := svc.EraseSubject(ctx, service.EraseOptions{SubjectID: args[0], Subject: subject, Reason: reason, Principal: "cli"})
 			var rej *runtime.Rejection
 			switch {

@@ -84,12 +84,11 @@ Exit status: 0; 2 for an unknown run or view; 1 when the store fails.`,
 				return &exitErr{exitUsage, fmt.Errorf("--view must be operator, auditor or model, not %q", view)}
 			}
 			ctx := cmd.Context()
-			st, keys, err := store.open(ctx)
+			svc, st, _, err := store.openService(ctx, nil, service.Options{})
 			if err != nil {
 				return err
 			}
 			defer st.Close()
-			svc := service.New(service.Options{Store: st, Secret: keys.Secret, KEKs: keys.KEKs})
 			r, p, err := svc.Get(ctx, args[0])
 			var rej *runtime.Rejection
 			if errors.As(err, &rej) {

@@ -108,12 +108,11 @@ its run verified; 5 when one did not; 2 for invalid programs, files or flags
 			if err != nil {
 				return err
 			}
-			st, keys, err := store.open(ctx)
+			svc, st, keys, err := store.openService(ctx, log, service.Options{})
 			if err != nil {
 				return err
 			}
 			defer st.Close()
-			svc := service.New(service.Options{Store: st, Log: log, Secret: keys.Secret, KEKs: keys.KEKs})
 			if err := svc.AddProgram(ctx, p, src); err != nil {
 				return &exitErr{exitError, err}
 			}

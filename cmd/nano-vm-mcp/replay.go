@@ -42,12 +42,11 @@ recorded and the replayed value); 2 for unknown runs or invalid programs.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			st, keys, err := store.open(ctx)
+			svc, st, _, err := store.openService(ctx, nil, service.Options{})
 			if err != nil {
 				return err
 			}
 			defer st.Close()
-			svc := service.New(service.Options{Store: st, Secret: keys.Secret, KEKs: keys.KEKs})
 			events, err := svc.Events(ctx, args[0])
 			var rej *runtime.Rejection
 			if errors.As(err, &rej) {

@@ -31,7 +31,6 @@ import (
 	"github.com/nano-vm/nano-vm-mcp/internal/session"
 	"github.com/nano-vm/nano-vm-mcp/internal/stdio"
 	"github.com/nano-vm/nano-vm-mcp/internal/tools"
-	"github.com/nano-vm/nano-vm-mcp/internal/tracestore"
 )
 
 // Environment variables that hold the HTTP secrets. Secrets are never flag
@@ -219,12 +218,11 @@ func serve(ctx context.Context, f serveFlags, log *zap.Logger, stderr io.Writer)
 	}
 	warnClosedApprovalPaths(log, progs, approvers, f.approvalChannel == "elicitation")
 
-	st, keys, err := f.store.open(ctx)
+	svc, st, keys, err := f.store.openService(ctx, log, service.Options{MaxCachedRuns: f.runCacheSize})
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	svc := service.New(service.Options{Store: st, Log: log, Secret: keys.Secret, KEKs: keys.KEKs, MaxCachedRuns: f.runCacheSize})
 	for _, p := range progs {
 		if err := svc.AddProgram(ctx, p.prog, p.src); err != nil {
 			return &exitErr{exitError, err}
@@ -236,7 +234,7 @@ func serve(ctx context.Context, f serveFlags, log *zap.Logger, stderr io.Writer)
 	}
 	log.Info("serving", zap.String("transport", f.transport), zap.String("store", f.store.kind),
 		zap.Int("programs", len(progs)), zap.String("profile", string(profile)))
-	go sweepDeadlines(ctx, svc, st, log)
+	go svc.SweepEvery(ctx, time.Tick(deadlineSweep))
 	go refreshKeys(ctx, svc, log, time.Tick(keyRefresh))
 	go credentials.Run(ctx, time.Tick(access.DefaultReloadInterval))
 
@@ -275,46 +273,10 @@ func httpConfig(f serveFlags, approvers *access.Approvers, agents *access.Tokens
 	return hc, nil
 }
 
-// deadlineSweep is how often running runs are checked for expired tasks.
+// deadlineSweep is how often the service looks for tasks past their
+// deadline (Service.Sweep, on its own clock): a KYC approval left for 72
+// hours escalates on its own, also for runs started before a restart.
 const deadlineSweep = 30 * time.Second
-
-// sweepDeadlines times out expired tasks even when no client calls: a KYC
-// approval left for 72 hours escalates on its own. Runs are found through
-// the store's index, so runs started before a restart are swept too.
-func sweepDeadlines(ctx context.Context, svc *service.Service, st tracestore.Store, log *zap.Logger) {
-	t := time.NewTicker(deadlineSweep)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		cursor := ""
-		for {
-			page, next, err := st.ListRuns(ctx, tracestore.ListFilter{Status: string(runtime.StatusRunning), Cursor: cursor, Limit: 500})
-			if err != nil {
-				if ctx.Err() == nil {
-					log.Warn("deadline sweep", zap.Error(err))
-				}
-				break
-			}
-			for _, info := range page {
-				r, _, err := svc.Get(ctx, info.RunID)
-				if err != nil || r.Deadline.IsZero() || time.Now().Before(r.Deadline) {
-					continue
-				}
-				if _, err := svc.Tick(ctx, info.RunID); err != nil {
-					log.Warn("deadline tick", zap.String("run_id", info.RunID), zap.Error(err))
-				}
-			}
-			if next == "" {
-				break
-			}
-			cursor = next
-		}
-	}
-}
 
 // keyRefresh is how often the server checks whether another process
 // sharing the store (nano-vm-mcp erase, another instance) erased a subject.

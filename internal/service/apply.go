@@ -100,7 +100,37 @@ func (s *Service) apply(ctx context.Context, runID string, in runtime.Input) (An
 		return Answer{}, err
 	}
 	defer s.release(lr)
+	if at, ok := answersAfterTimeout(lr.run, in); ok {
+		// A read showed the run as its timeout leaves it (Read), and this
+		// answers what it showed: the timeout is recorded first, as the
+		// sweeper would have, and the answer then meets the run as shown.
+		if _, err := s.applyLocked(ctx, lr, runID, runtime.Tick{At: at}); err != nil {
+			return Answer{}, err
+		}
+	}
 	return s.applyLocked(ctx, lr, runID, in)
+}
+
+// answersAfterTimeout reports whether in answers a run whose open task's
+// deadline has passed at in's time, without answering that task (another
+// seq): the client answers what a read showed past the timeout, which
+// nothing has recorded yet. An answer to the expired task itself is the
+// core's to refuse (deadline_exceeded), with the timeout.
+func answersAfterTimeout(r *runtime.Run, in runtime.Input) (time.Time, bool) {
+	var (
+		seq uint64
+		at  time.Time
+	)
+	switch in := in.(type) {
+	case runtime.Submit:
+		seq, at = in.Seq, in.At
+	case runtime.Decide:
+		seq, at = in.Seq, in.At
+	default:
+		return time.Time{}, false
+	}
+	due := r.Status == runtime.StatusRunning && !r.Deadline.IsZero() && !at.Before(r.Deadline)
+	return at, due && seq != r.Seq
 }
 
 // applyLocked applies in to a loaded run whose lock the caller holds.
