@@ -9,6 +9,7 @@ import (
 
 	"github.com/nano-vm/nano-vm-mcp/internal/program"
 	"github.com/nano-vm/nano-vm-mcp/internal/runtime"
+	"github.com/nano-vm/nano-vm-mcp/internal/tracestore"
 )
 
 // Who may see and drive which run, in one place. The faces (tools, the
@@ -88,6 +89,16 @@ func asOf(p *program.Program, r *runtime.Run, now time.Time) *runtime.Run {
 		return r
 	}
 	return res.Run
+}
+
+// Runs lists a page of the runs c may find by listing: every run for the
+// operator, else only c's own (f.Principal is set to c.ID). An approver
+// finds the runs awaiting its role through Inbox instead.
+func (s *Service) Runs(ctx context.Context, c Caller, f tracestore.ListFilter) ([]tracestore.RunInfo, string, error) {
+	if !c.Operator {
+		f.Principal = c.ID
+	}
+	return s.store.ListRuns(ctx, f)
 }
 
 // Refusal is the service's answer to a decision the caller may not make,

@@ -195,3 +195,32 @@ func TestCallersSeeAndDriveOnlyWhatTheyMay(t *testing.T) {
 		})
 	}
 }
+
+// Listing follows the same rule: the operator finds every run, anyone
+// else only their own.
+func TestCallersListOnlyTheRunsTheyDrive(t *testing.T) {
+	ctx := context.Background()
+	svc, _, _ := newTestService(t, tracestore.NewMemory())
+	for _, owner := range []string{"t", "u", "t"} {
+		if _, err := svc.Start(ctx, "test-review", js(t, `{"limit": 5}`), owner); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, c := range []struct {
+		caller Caller
+		want   int
+	}{
+		{Caller{ID: "t"}, 2}, {Caller{ID: "u"}, 1}, {Caller{ID: "mallory"}, 0},
+		{Caller{ID: "ops", Operator: true}, 3},
+		// A filter naming someone else does not widen the listing.
+		{Caller{ID: "mallory", ApproverRole: "editor"}, 0},
+	} {
+		runs, _, err := svc.Runs(ctx, c.caller, tracestore.ListFilter{Principal: "t"})
+		if c.caller.Operator {
+			runs, _, err = svc.Runs(ctx, c.caller, tracestore.ListFilter{})
+		}
+		if err != nil || len(runs) != c.want {
+			t.Errorf("%+v lists %d runs, %v; want %d", c.caller, len(runs), err, c.want)
+		}
+	}
+}

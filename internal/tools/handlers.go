@@ -418,10 +418,7 @@ func (h *handlers) listRuns(ctx context.Context, c access.Principal, req request
 		return nil, err
 	}
 	filter := tracestore.ListFilter{Program: args.Program, Status: args.Status, Cursor: args.Cursor, Limit: 50}
-	if c.Profile != access.ProfileOperator {
-		filter.Principal = c.ID
-	}
-	infos, next, err := h.Store.ListRuns(ctx, filter)
+	infos, next, err := h.Service.Runs(ctx, caller(c), filter)
 	if errors.Is(err, tracestore.ErrBadCursor) {
 		return nil, errorf(CodeInvalidArguments, "cursor is not one this server handed out")
 	}
