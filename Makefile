@@ -52,6 +52,7 @@ check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	$(GO) test -count=1 -run '^(TestCoreIsPure|TestImpuritiesAreFound)$$' ./internal/runtime/
 	@tests/scripts_test.sh
 
 unit:

@@ -22,7 +22,7 @@ import (
 	"github.com/nano-vm/nano-vm-mcp/internal/keyring"
 	"github.com/nano-vm/nano-vm-mcp/internal/lab"
 	"github.com/nano-vm/nano-vm-mcp/internal/receipt"
-	"github.com/nano-vm/nano-vm-mcp/internal/runtime"
+	"github.com/nano-vm/nano-vm-mcp/internal/service"
 	"github.com/nano-vm/nano-vm-mcp/internal/tools"
 	"github.com/nano-vm/nano-vm-mcp/internal/trace"
 	"github.com/nano-vm/nano-vm-mcp/internal/tracestore"
@@ -175,7 +175,7 @@ func newVerifiers(t *testing.T) *verifiers {
 		t.Fatal(err)
 	}
 	mem := tracestore.NewMemory()
-	svc := runtime.NewService(runtime.Options{Store: mem, Secret: keys.Secret, KEKs: keys.KEKs})
+	svc := service.New(service.Options{Store: mem, Secret: keys.Secret, KEKs: keys.KEKs})
 	v.mcpServer = tools.NewServer(tools.Config{Service: svc, Store: mem, Keys: keys, Version: "test"})
 	signer, err := keyring.Open(data, nil)
 	if err != nil {

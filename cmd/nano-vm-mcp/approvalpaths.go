@@ -8,33 +8,16 @@ import (
 	"github.com/nano-vm/nano-vm-mcp/internal/program"
 )
 
-// closedApprovalStates lists, as program/state (role R), every approval
-// state of progs that nobody can decide: the elicitation channel is closed
-// for it (elicit is false and the state does not set elicitation: true)
-// and no approver has its role. Its runs can only wait for their deadline.
-func closedApprovalStates(progs []catalog.Entry, approvers *access.Approvers, elicit bool) []string {
-	if elicit {
-		return nil
-	}
-	var closed []string
-	for _, sp := range progs {
-		for _, name := range sp.Program.Order {
-			st := sp.Program.States[name]
-			if st.Kind != program.KindApproval || st.Elicitation || approvers.HasRole(st.Role) {
-				continue
-			}
-			closed = append(closed, sp.Program.Name+"/"+name+" (role "+st.Role+")")
-		}
-	}
-	return closed
-}
-
 // warnClosedApprovalPaths logs one warning at start naming the approval
-// states nobody can decide, and what would open a path: with the README's
+// states nobody can decide (program.ClosedApprovalStates, the rule), and what would open a path: with the README's
 // client configurations a KYC run would otherwise wait at its approval
 // until it times out, and nothing would say why.
 func warnClosedApprovalPaths(log *zap.Logger, progs []catalog.Entry, approvers *access.Approvers, elicit bool) {
-	closed := closedApprovalStates(progs, approvers, elicit)
+	served := make([]*program.Program, len(progs))
+	for i, e := range progs {
+		served[i] = e.Program
+	}
+	closed := program.ClosedApprovalStates(served, approvers.HasRole, elicit)
 	if len(closed) == 0 {
 		return
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/nano-vm/nano-vm-mcp/internal/keyring"
 	"github.com/nano-vm/nano-vm-mcp/internal/program"
 	"github.com/nano-vm/nano-vm-mcp/internal/runtime"
+	"github.com/nano-vm/nano-vm-mcp/internal/service"
 	"github.com/nano-vm/nano-vm-mcp/internal/tracestore"
 )
 
@@ -310,7 +311,7 @@ func scriptedRun(ctx context.Context, out, human io.Writer, log *zap.Logger, st 
 	if err != nil {
 		return err
 	}
-	svc := runtime.NewService(runtime.Options{Store: st, Log: log, Secret: keys.Secret, KEKs: keys.KEKs})
+	svc := newService(st, keys, log, service.Options{})
 	if err := svc.AddProgram(ctx, p, src); err != nil {
 		return &exitErr{exitError, err}
 	}
@@ -334,7 +335,7 @@ func scriptedRun(ctx context.Context, out, human io.Writer, log *zap.Logger, st 
 		a := answers[used]
 		used++
 		fmt.Fprintf(human, "  answer %d: %s\n", a.line, a.raw)
-		var next runtime.Answer
+		var next service.Answer
 		var stepErr error
 		// The operator answers every task, approvals included.
 		switch in := runtime.InputFor(task, a.value, runtime.AnswerOptions{Principal: "cli", AllowSelf: true}).(type) {
@@ -392,7 +393,7 @@ func scriptedRun(ctx context.Context, out, human io.Writer, log *zap.Logger, st 
 	}
 }
 
-func printHops(out io.Writer, a runtime.Answer) {
+func printHops(out io.Writer, a service.Answer) {
 	for _, h := range a.Transitions {
 		extra := ""
 		if h.Rollback {

@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/nano-vm/nano-vm-mcp/internal/runtime"
+	"github.com/nano-vm/nano-vm-mcp/internal/service"
 )
 
 func newEraseCmd(logLevel *string) *cobra.Command {
@@ -58,13 +59,12 @@ to finish an erasure cut short).`,
 			}
 			defer log.Sync() //nolint:errcheck // stderr
 			ctx := cmd.Context()
-			st, keys, err := store.open(ctx)
+			svc, st, _, err := store.openService(ctx, log, service.Options{})
 			if err != nil {
 				return err
 			}
 			defer st.Close()
-			svc := runtime.NewService(runtime.Options{Store: st, Log: log, Secret: keys.Secret, KEKs: keys.KEKs})
-			res, err := svc.EraseSubject(ctx, runtime.EraseOptions{SubjectID: args[0], Subject: subject, Reason: reason, Principal: "cli"})
+			res, err := svc.EraseSubject(ctx, service.EraseOptions{SubjectID: args[0], Subject: subject, Reason: reason, Principal: "cli"})
 			var rej *runtime.Rejection
 			switch {
 			case err != nil && res.Status != "":
@@ -96,13 +96,13 @@ to finish an erasure cut short).`,
 }
 
 // printErasure writes the erasure's status, then one line per affected run.
-func printErasure(out io.Writer, res runtime.EraseResult) {
+func printErasure(out io.Writer, res service.EraseResult) {
 	switch res.Status {
-	case runtime.ErasureErased:
+	case service.ErasureErased:
 		fmt.Fprintf(out, "erased: %d subject key(s) destroyed; %d run(s) hold the subject's data\n", len(res.Subjects), len(res.Runs))
-	case runtime.ErasureAlreadyErased:
+	case service.ErasureAlreadyErased:
 		fmt.Fprintf(out, "already_erased: the subject's key was destroyed before; %d run(s) hold the subject's data\n", len(res.Runs))
-	case runtime.ErasureUnknownSubject:
+	case service.ErasureUnknownSubject:
 		fmt.Fprintln(out, "unknown_subject: no run and no key belong to this subject; nothing was changed")
 	default:
 		fmt.Fprintln(out, res.Status)

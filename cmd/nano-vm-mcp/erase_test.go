@@ -20,6 +20,7 @@ import (
 	"github.com/nano-vm/nano-vm-mcp/internal/program"
 	"github.com/nano-vm/nano-vm-mcp/internal/projection"
 	"github.com/nano-vm/nano-vm-mcp/internal/runtime"
+	"github.com/nano-vm/nano-vm-mcp/internal/service"
 	"github.com/nano-vm/nano-vm-mcp/internal/tracestore"
 )
 
@@ -179,11 +180,11 @@ func TestEraseAndInspectKYCCustomer(t *testing.T) {
 	exportAndVerify(t, data, done)
 	exportAndVerify(t, data, waiting)
 
-	var again runtime.EraseResult
+	var again service.EraseResult
 	if err := json.Unmarshal([]byte(mustBinary(t, exitOK, "erase", kycCustomer, "--data-dir", data, "--reason", "test", "--json")), &again); err != nil {
 		t.Fatal(err)
 	}
-	if again.Status != runtime.ErasureAlreadyErased || len(again.Subjects) != 0 || !slices.Equal(again.Runs, runs) || len(again.Recorded) != 0 {
+	if again.Status != service.ErasureAlreadyErased || len(again.Subjects) != 0 || !slices.Equal(again.Runs, runs) || len(again.Recorded) != 0 {
 		t.Fatalf("erase again: %+v", again)
 	}
 	if out := mustBinary(t, exitOK, "erase", "CUS-00000", "--data-dir", data, "--reason", "test"); !strings.HasPrefix(out, "unknown_subject:") {
@@ -235,7 +236,7 @@ states:
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	svc := runtime.NewService(runtime.Options{})
+	svc := service.New(service.Options{})
 	if err := svc.AddProgram(ctx, p, src); err != nil {
 		t.Fatal(err)
 	}
@@ -272,7 +273,7 @@ func TestServeRefreshDropsSubjectsErasedElsewhere(t *testing.T) {
 	defer cancel()
 	st := tracestore.NewMemory()
 	secret := bytes.Repeat([]byte{7}, 32)
-	server := runtime.NewService(runtime.Options{Store: st, Secret: secret})
+	server := service.New(service.Options{Store: st, Secret: secret})
 	p, src := examples.MustLoad("kyc-onboarding")
 	if err := server.AddProgram(ctx, p, src); err != nil {
 		t.Fatal(err)
@@ -297,8 +298,8 @@ func TestServeRefreshDropsSubjectsErasedElsewhere(t *testing.T) {
 		t.Fatalf("name %v", got)
 	}
 	// Another process (nano-vm-mcp erase) erases the customer.
-	cli := runtime.NewService(runtime.Options{Store: st, Secret: secret})
-	if res, err := cli.EraseSubject(ctx, runtime.EraseOptions{SubjectID: kycCustomer, Reason: "test", Principal: "cli"}); err != nil || res.Status != runtime.ErasureErased {
+	cli := service.New(service.Options{Store: st, Secret: secret})
+	if res, err := cli.EraseSubject(ctx, service.EraseOptions{SubjectID: kycCustomer, Reason: "test", Principal: "cli"}); err != nil || res.Status != service.ErasureErased {
 		t.Fatalf("erase: %+v %v", res, err)
 	}
 	if got := name(); got != "Johanna M. Lindqvist" {
@@ -322,7 +323,7 @@ func TestServeStdioEraseSubject(t *testing.T) {
 		"kyc-onboarding.input.json", "kyc-onboarding.approved.answers.jsonl")
 	runID := got["run_id"].(string)
 	res, e := callTool(t, c, "erase_subject", map[string]any{"subject_id": kycCustomer, "reason": "test"})
-	if e != nil || res["status"] != runtime.ErasureErased || len(res["runs"].([]any)) != 1 || res["runs"].([]any)[0] != runID {
+	if e != nil || res["status"] != service.ErasureErased || len(res["runs"].([]any)) != 1 || res["runs"].([]any)[0] != runID {
 		t.Fatalf("erase_subject: %v %v", res, e)
 	}
 	rec, e := callTool(t, c, "get_receipt", map[string]any{"run_id": runID})
@@ -338,7 +339,7 @@ func TestServeStdioEraseSubject(t *testing.T) {
 	if out := mustBinary(t, exitOK, "inspect", runID, "--data-dir", data, "--view", "operator"); strings.Contains(strings.ToLower(out), kycSurname) || !strings.Contains(out, `"$erased"`) {
 		t.Fatalf("inspect after the server's erasure:\n%s", out)
 	}
-	if res, e := callTool(t, c, "erase_subject", map[string]any{"subject_id": kycCustomer, "reason": "test"}); e != nil || res["status"] != runtime.ErasureAlreadyErased {
+	if res, e := callTool(t, c, "erase_subject", map[string]any{"subject_id": kycCustomer, "reason": "test"}); e != nil || res["status"] != service.ErasureAlreadyErased {
 		t.Fatalf("erase_subject again: %v %v", res, e)
 	}
 }

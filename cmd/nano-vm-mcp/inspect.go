@@ -11,6 +11,7 @@ import (
 
 	"github.com/nano-vm/nano-vm-mcp/internal/projection"
 	"github.com/nano-vm/nano-vm-mcp/internal/runtime"
+	"github.com/nano-vm/nano-vm-mcp/internal/service"
 )
 
 func newInspectCmd() *cobra.Command {
@@ -48,12 +49,11 @@ Exit status: 0; 2 for an unknown run or view; 1 when the store fails.`,
 				return &exitErr{exitUsage, fmt.Errorf("--view must be operator, auditor or model, not %q", view)}
 			}
 			ctx := cmd.Context()
-			st, keys, err := store.open(ctx)
+			svc, st, _, err := store.openService(ctx, nil, service.Options{})
 			if err != nil {
 				return err
 			}
 			defer st.Close()
-			svc := runtime.NewService(runtime.Options{Store: st, Secret: keys.Secret, KEKs: keys.KEKs})
 			r, p, err := svc.Get(ctx, args[0])
 			var rej *runtime.Rejection
 			if errors.As(err, &rej) {

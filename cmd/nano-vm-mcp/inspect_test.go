@@ -16,6 +16,7 @@ import (
 	"github.com/nano-vm/nano-vm-mcp/internal/keyring"
 	"github.com/nano-vm/nano-vm-mcp/internal/program"
 	"github.com/nano-vm/nano-vm-mcp/internal/runtime"
+	"github.com/nano-vm/nano-vm-mcp/internal/service"
 	"github.com/nano-vm/nano-vm-mcp/internal/tracestore"
 )
 
@@ -23,7 +24,7 @@ var updateInspect = flag.Bool("update", false, "rewrite testdata/inspect.golden"
 
 // answerTask gives the open task of a its answer as the task's kind asks
 // for it: a decision for an approval, a tool's result, or a model output.
-func answerTask(ctx context.Context, svc *runtime.Service, a runtime.Answer, value any) (runtime.Answer, error) {
+func answerTask(ctx context.Context, svc *service.Service, a service.Answer, value any) (service.Answer, error) {
 	task := a.Task
 	switch task.Kind {
 	case string(program.KindApproval):
@@ -51,7 +52,7 @@ func inspectStore(t *testing.T, dir string) {
 	}
 	defer st.Close()
 	tick, n := time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC), 0
-	svc := runtime.NewService(runtime.Options{
+	svc := service.New(service.Options{
 		Store: st, Secret: keys.Secret, KEKs: keys.KEKs, Rand: rand.NewChaCha8([32]byte{2}),
 		Clock: func() time.Time { tick = tick.Add(time.Second); return tick },
 		NewID: func() string { n++; return fmt.Sprintf("run-%d", n) },
@@ -99,7 +100,7 @@ func inspectStore(t *testing.T, dir string) {
 	drive("kyc-onboarding.input.json", "kyc-onboarding.approved.answers.jsonl", 99)
 	drive("kyc-onboarding.input.json", "kyc-onboarding.approved.answers.jsonl", 5)
 	drive("kyc-onboarding.sanctioned.input.json", "kyc-onboarding.sanctioned.rejected.answers.jsonl", 99)
-	if _, err := svc.EraseSubject(ctx, runtime.EraseOptions{SubjectID: "CUS-90377", Reason: "the customer asked", Principal: "cli"}); err != nil {
+	if _, err := svc.EraseSubject(ctx, service.EraseOptions{SubjectID: "CUS-90377", Reason: "the customer asked", Principal: "cli"}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := svc.Start(ctx, "nothing", map[string]any{}, "agent"); err != nil {

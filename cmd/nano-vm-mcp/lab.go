@@ -18,7 +18,7 @@ import (
 	"github.com/nano-vm/nano-vm-mcp/internal/catalog"
 	"github.com/nano-vm/nano-vm-mcp/internal/lab"
 	"github.com/nano-vm/nano-vm-mcp/internal/program"
-	"github.com/nano-vm/nano-vm-mcp/internal/runtime"
+	"github.com/nano-vm/nano-vm-mcp/internal/service"
 )
 
 // exitLabMismatch: an applicable sub-attack met another outcome than the
@@ -105,12 +105,11 @@ its run verified; 5 when one did not; 2 for invalid programs, files or flags
 			if err != nil {
 				return err
 			}
-			st, keys, err := store.open(ctx)
+			svc, st, keys, err := store.openService(ctx, log, service.Options{})
 			if err != nil {
 				return err
 			}
 			defer st.Close()
-			svc := runtime.NewService(runtime.Options{Store: st, Log: log, Secret: keys.Secret, KEKs: keys.KEKs})
 			if err := svc.AddProgram(ctx, p, src); err != nil {
 				return &exitErr{exitError, err}
 			}

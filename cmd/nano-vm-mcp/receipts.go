@@ -16,6 +16,7 @@ import (
 	"github.com/nano-vm/nano-vm-mcp/internal/program"
 	"github.com/nano-vm/nano-vm-mcp/internal/receipt"
 	"github.com/nano-vm/nano-vm-mcp/internal/runtime"
+	"github.com/nano-vm/nano-vm-mcp/internal/service"
 	"github.com/nano-vm/nano-vm-mcp/internal/tracestore"
 )
 
@@ -182,7 +183,7 @@ func checkPolicy(p *program.Program, traceText []byte) error {
 	if err != nil {
 		return err
 	}
-	events, err := runtime.DecodeEvents(recs)
+	events, err := service.DecodeEvents(recs)
 	if err != nil {
 		return err
 	}

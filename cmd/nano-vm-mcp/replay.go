@@ -10,6 +10,7 @@ import (
 	"github.com/nano-vm/nano-vm-mcp/internal/catalog"
 	"github.com/nano-vm/nano-vm-mcp/internal/program"
 	"github.com/nano-vm/nano-vm-mcp/internal/runtime"
+	"github.com/nano-vm/nano-vm-mcp/internal/service"
 	"github.com/nano-vm/nano-vm-mcp/internal/tracestore"
 )
 
@@ -42,12 +43,11 @@ recorded and the replayed value); 2 for unknown runs or invalid programs.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			st, keys, err := store.open(ctx)
+			svc, st, _, err := store.openService(ctx, nil, service.Options{})
 			if err != nil {
 				return err
 			}
 			defer st.Close()
-			svc := runtime.NewService(runtime.Options{Store: st, Secret: keys.Secret, KEKs: keys.KEKs})
 			events, err := svc.Events(ctx, args[0])
 			var rej *runtime.Rejection
 			if errors.As(err, &rej) {

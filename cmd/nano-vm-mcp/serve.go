@@ -24,10 +24,10 @@ import (
 	"github.com/nano-vm/nano-vm-mcp/internal/jsonrpc"
 	"github.com/nano-vm/nano-vm-mcp/internal/program"
 	"github.com/nano-vm/nano-vm-mcp/internal/runtime"
+	"github.com/nano-vm/nano-vm-mcp/internal/service"
 	"github.com/nano-vm/nano-vm-mcp/internal/session"
 	"github.com/nano-vm/nano-vm-mcp/internal/stdio"
 	"github.com/nano-vm/nano-vm-mcp/internal/tools"
-	"github.com/nano-vm/nano-vm-mcp/internal/tracestore"
 )
 
 // Environment variables that hold the HTTP secrets. Secrets are never flag
@@ -152,7 +152,7 @@ refused); every step is appended atomically, so none is half-written.`,
 	fs.StringVar(&f.tokenIssuer, "token-issuer", "", "OAuth authorization server URL: serve protected-resource metadata (RFC 9728) and accept its JWT access tokens for this server (scopes nano-vm:agent, nano-vm:operator)")
 	fs.StringVar(&f.resourceURL, "resource-url", "", "this server's public /mcp URL for the metadata (default: from each request)")
 	fs.Int64Var(&f.maxBodyBytes, "max-body-bytes", access.DefaultMaxBodyBytes, "largest HTTP request body accepted")
-	fs.IntVar(&f.runCacheSize, "run-cache-size", runtime.DefaultMaxCachedRuns, "folded runs kept in memory between calls; the least recently used are dropped and refold from the store when next used")
+	fs.IntVar(&f.runCacheSize, "run-cache-size", service.DefaultMaxCachedRuns, "folded runs kept in memory between calls; the least recently used are dropped and refold from the store when next used")
 	fs.DurationVar(&f.sessionIdle, "session-idle-timeout", session.DefaultIdleTimeout, "http: a legacy-era MCP session unused this long expires (its id then gets 404 and the client initializes again)")
 	fs.IntVar(&f.maxSessions, "max-sessions-per-principal", session.DefaultMaxPerOwner, "http: legacy-era MCP sessions one principal may hold; a new one ends that principal's least recently used")
 	fs.BoolVar(&f.consolePublic, "console-public", false, "let console visitors without a credential read it as the auditor (read-only, personal data redacted) even when tokens are configured")
@@ -215,12 +215,11 @@ func serve(ctx context.Context, f serveFlags, log *zap.Logger, stderr io.Writer)
 	}
 	warnClosedApprovalPaths(log, progs, approvers, f.approvalChannel == "elicitation")
 
-	st, keys, err := f.store.open(ctx)
+	svc, st, keys, err := f.store.openService(ctx, log, service.Options{MaxCachedRuns: f.runCacheSize})
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	svc := runtime.NewService(runtime.Options{Store: st, Log: log, Secret: keys.Secret, KEKs: keys.KEKs, MaxCachedRuns: f.runCacheSize})
 	for _, p := range progs {
 		if err := svc.AddProgram(ctx, p.Program, p.Source); err != nil {
 			return &exitErr{exitError, err}
@@ -232,7 +231,7 @@ func serve(ctx context.Context, f serveFlags, log *zap.Logger, stderr io.Writer)
 	}
 	log.Info("serving", zap.String("transport", f.transport), zap.String("store", f.store.kind),
 		zap.Int("programs", len(progs)), zap.String("profile", string(profile)))
-	go sweepDeadlines(ctx, svc, st, log)
+	go svc.SweepEvery(ctx, time.Tick(deadlineSweep))
 	go refreshKeys(ctx, svc, log, time.Tick(keyRefresh))
 	go credentials.Run(ctx, time.Tick(access.DefaultReloadInterval))
 
@@ -271,46 +270,10 @@ func httpConfig(f serveFlags, approvers *access.Approvers, agents *access.Tokens
 	return hc, nil
 }
 
-// deadlineSweep is how often running runs are checked for expired tasks.
+// deadlineSweep is how often the service looks for tasks past their
+// deadline (Service.Sweep, on its own clock): a KYC approval left for 72
+// hours escalates on its own, also for runs started before a restart.
 const deadlineSweep = 30 * time.Second
-
-// sweepDeadlines times out expired tasks even when no client calls: a KYC
-// approval left for 72 hours escalates on its own. Runs are found through
-// the store's index, so runs started before a restart are swept too.
-func sweepDeadlines(ctx context.Context, svc *runtime.Service, st tracestore.Store, log *zap.Logger) {
-	t := time.NewTicker(deadlineSweep)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		cursor := ""
-		for {
-			page, next, err := st.ListRuns(ctx, tracestore.ListFilter{Status: string(runtime.StatusRunning), Cursor: cursor, Limit: 500})
-			if err != nil {
-				if ctx.Err() == nil {
-					log.Warn("deadline sweep", zap.Error(err))
-				}
-				break
-			}
-			for _, info := range page {
-				r, _, err := svc.Get(ctx, info.RunID)
-				if err != nil || r.Deadline.IsZero() || time.Now().Before(r.Deadline) {
-					continue
-				}
-				if _, err := svc.Tick(ctx, info.RunID); err != nil {
-					log.Warn("deadline tick", zap.String("run_id", info.RunID), zap.Error(err))
-				}
-			}
-			if next == "" {
-				break
-			}
-			cursor = next
-		}
-	}
-}
 
 // keyRefresh is how often the server checks whether another process
 // sharing the store (nano-vm-mcp erase, another instance) erased a subject.
@@ -320,7 +283,7 @@ const keyRefresh = 10 * time.Second
 // at which the store's key epoch has moved: data erased elsewhere stops
 // being readable here within one tick. Errors are logged; the next tick
 // tries again.
-func refreshKeys(ctx context.Context, svc *runtime.Service, log *zap.Logger, tick <-chan time.Time) {
+func refreshKeys(ctx context.Context, svc *service.Service, log *zap.Logger, tick <-chan time.Time) {
 	for {
 		select {
 		case <-ctx.Done():

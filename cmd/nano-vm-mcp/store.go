@@ -8,8 +8,10 @@ import (
 	"strings"
 
 	"github.com/spf13/pflag"
+	"go.uber.org/zap"
 
 	"github.com/nano-vm/nano-vm-mcp/internal/keyring"
+	"github.com/nano-vm/nano-vm-mcp/internal/service"
 	"github.com/nano-vm/nano-vm-mcp/internal/tracestore"
 )
 
@@ -80,4 +82,23 @@ func (f *storeFlags) open(ctx context.Context) (tracestore.Store, *keyring.Keyri
 		return st, keys, nil
 	}
 	return nil, nil, &exitErr{exitUsage, fmt.Errorf("--store must be sqlite, postgres or memory, not %q", f.kind)}
+}
+
+// openService opens the store and the server's keys (open) and builds the
+// service over them: how every subcommand that drives or reads runs gets
+// its service. The caller closes the store.
+func (f *storeFlags) openService(ctx context.Context, log *zap.Logger, o service.Options) (*service.Service, tracestore.Store, *keyring.Keyring, error) {
+	st, keys, err := f.open(ctx)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return newService(st, keys, log, o), st, keys, nil
+}
+
+// newService builds the service over an open store with the server's
+// keys: the one place cmd makes one. o carries what differs by command
+// (the run cache's size); log may be nil (no logging).
+func newService(st tracestore.Store, keys *keyring.Keyring, log *zap.Logger, o service.Options) *service.Service {
+	o.Store, o.Log, o.Secret, o.KEKs = st, log, keys.Secret, keys.KEKs
+	return service.New(o)
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/nano-vm/nano-vm-mcp/internal/access"
 	"github.com/nano-vm/nano-vm-mcp/internal/keyring"
 	"github.com/nano-vm/nano-vm-mcp/internal/runtime"
+	"github.com/nano-vm/nano-vm-mcp/internal/service"
 	"github.com/nano-vm/nano-vm-mcp/internal/tools"
 	"github.com/nano-vm/nano-vm-mcp/internal/tracestore"
 )
@@ -217,7 +218,7 @@ func TestTokensFileIsolatesAgentsAndReloads(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc := runtime.NewService(runtime.Options{Store: st, Secret: keys.Secret, KEKs: keys.KEKs})
+	svc := service.New(service.Options{Store: st, Secret: keys.Secret, KEKs: keys.KEKs})
 	progs, err := loadServedPrograms("")
 	if err != nil {
 		t.Fatal(err)

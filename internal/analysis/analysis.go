@@ -14,6 +14,7 @@ import (
 
 	"github.com/nano-vm/nano-vm-mcp/internal/analyzer"
 	"github.com/nano-vm/nano-vm-mcp/internal/runtime"
+	"github.com/nano-vm/nano-vm-mcp/internal/service"
 	"github.com/nano-vm/nano-vm-mcp/internal/tracestore"
 )
 
@@ -239,7 +240,7 @@ func stats(ctx context.Context, st tracestore.TraceReader, runID string) (analyz
 			events[i] = runtime.Event{RunID: runID, Index: r.Index, Type: runtime.EventType(r.Type)}
 			continue
 		}
-		e, err := runtime.DecodeEvents(recs[i : i+1])
+		e, err := service.DecodeEvents(recs[i : i+1])
 		if err != nil {
 			return analyzer.RunStats{}, fmt.Errorf("analysis: run %s: %w", runID, err)
 		}

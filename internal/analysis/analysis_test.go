@@ -15,13 +15,14 @@ import (
 	"github.com/nano-vm/nano-vm-mcp/internal/jsonvalue"
 	"github.com/nano-vm/nano-vm-mcp/internal/program"
 	"github.com/nano-vm/nano-vm-mcp/internal/runtime"
+	"github.com/nano-vm/nano-vm-mcp/internal/service"
 	"github.com/nano-vm/nano-vm-mcp/internal/tracestore"
 )
 
 // fixture is a service over a store with the refund example loaded.
 type fixture struct {
 	st  tracestore.Store
-	svc *runtime.Service
+	svc *service.Service
 	p   *program.Program
 }
 
@@ -32,7 +33,7 @@ func newFixture(t testing.TB, st tracestore.Store) *fixture {
 		now = time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
 		ids int
 	)
-	svc := runtime.NewService(runtime.Options{
+	svc := service.New(service.Options{
 		Store: st, Secret: bytes.Repeat([]byte{7}, 32), Rand: bytes.NewReader(bytes.Repeat([]byte{1}, 1<<20)),
 		Clock: func() time.Time { mu.Lock(); defer mu.Unlock(); now = now.Add(time.Second); return now },
 		NewID: func() string { mu.Lock(); defer mu.Unlock(); ids++; return fmt.Sprintf("run%06d", ids) },
@@ -71,7 +72,7 @@ func (f *fixture) runAs(t testing.TB, refunded, lab bool) string {
 	if !refunded {
 		input, answer = "refund.late.input.json", "refund.late.denied.answers.jsonl"
 	}
-	a, err := f.svc.StartRun(ctx, runtime.StartOptions{Program: "refund", Input: decode(t, input), Principal: "test", Lab: lab})
+	a, err := f.svc.StartRun(ctx, service.StartOptions{Program: "refund", Input: decode(t, input), Principal: "test", Lab: lab})
 	if err != nil {
 		t.Fatal(err)
 	}

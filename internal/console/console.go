@@ -32,7 +32,7 @@ import (
 	"github.com/nano-vm/nano-vm-mcp/internal/analysis"
 	"github.com/nano-vm/nano-vm-mcp/internal/keyring"
 	"github.com/nano-vm/nano-vm-mcp/internal/program"
-	"github.com/nano-vm/nano-vm-mcp/internal/runtime"
+	"github.com/nano-vm/nano-vm-mcp/internal/service"
 )
 
 //go:embed templates/*.html
@@ -43,7 +43,7 @@ var staticFS embed.FS
 
 // Config is what the console reads and acts through.
 type Config struct {
-	Service *runtime.Service
+	Service *service.Service
 	// Store is read only: runs, traces, and the baselines the metrics
 	// pages measure against.
 	Store   analysis.Store

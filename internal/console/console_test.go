@@ -15,19 +15,20 @@ import (
 	"github.com/nano-vm/nano-vm-mcp/internal/keyring"
 	"github.com/nano-vm/nano-vm-mcp/internal/program"
 	"github.com/nano-vm/nano-vm-mcp/internal/runtime"
+	"github.com/nano-vm/nano-vm-mcp/internal/service"
 	"github.com/nano-vm/nano-vm-mcp/internal/tracestore"
 )
 
 // newTestConsole is a console over a memory store with the three examples
 // loaded, and the service behind it.
-func newTestConsole(t testing.TB) (*Console, *runtime.Service, tracestore.Store) {
+func newTestConsole(t testing.TB) (*Console, *service.Service, tracestore.Store) {
 	t.Helper()
 	store := tracestore.NewMemory()
 	keys, err := keyring.Ephemeral(strings.NewReader(strings.Repeat("k", 64)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc := runtime.NewService(runtime.Options{Store: store, Secret: keys.Secret, KEKs: keys.KEKs})
+	svc := service.New(service.Options{Store: store, Secret: keys.Secret, KEKs: keys.KEKs})
 	addExamples(t, svc)
 	c, err := New(Config{Service: svc, Store: store, Keys: keys, Version: "test"})
 	if err != nil {
@@ -37,7 +38,7 @@ func newTestConsole(t testing.TB) (*Console, *runtime.Service, tracestore.Store)
 }
 
 // addExamples registers every embedded example program with svc.
-func addExamples(t testing.TB, svc *runtime.Service) {
+func addExamples(t testing.TB, svc *service.Service) {
 	t.Helper()
 	for _, name := range examples.Programs() {
 		p, src := exampleProgram(t, name)

@@ -11,6 +11,7 @@ import (
 	"github.com/nano-vm/nano-vm-mcp/internal/jsonvalue"
 	"github.com/nano-vm/nano-vm-mcp/internal/lab"
 	"github.com/nano-vm/nano-vm-mcp/internal/runtime"
+	"github.com/nano-vm/nano-vm-mcp/internal/service"
 )
 
 // The demo starts a run of the KYC example and walks it to its outcome
@@ -184,7 +185,7 @@ func (c *Console) demoStep(w http.ResponseWriter, r *http.Request, d *demo) {
 	}
 	a := d.answers[used]
 	out.Step, out.Task, out.Kind = used+1, task.State, task.Kind
-	var ans runtime.Answer
+	var ans service.Answer
 	// The demo is an operator-side driver: it may decide its own run.
 	switch in := runtime.InputFor(task, a, runtime.AnswerOptions{Principal: demoPrincipal, AllowSelf: true}).(type) {
 	case runtime.Decide:

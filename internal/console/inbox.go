@@ -6,7 +6,7 @@ import (
 	"net/url"
 
 	"github.com/nano-vm/nano-vm-mcp/internal/access"
-	"github.com/nano-vm/nano-vm-mcp/internal/runtime"
+	"github.com/nano-vm/nano-vm-mcp/internal/service"
 	"github.com/nano-vm/nano-vm-mcp/internal/tracestore"
 )
 
@@ -29,7 +29,7 @@ type inboxPage struct {
 	Approver  string
 	Role      string
 	Failed    bool // a refused sign-in
-	Decisions []runtime.AwaitedDecision
+	Decisions []service.AwaitedDecision
 	Lab       bool   // laboratory runs included
 	LabToggle string // the page's address with Lab flipped
 	Next      string // the next page's address; "" on the last page
@@ -42,7 +42,7 @@ func (c *Console) inbox(w http.ResponseWriter, r *http.Request) {
 	qs := r.URL.Query()
 	lab, msg := labParam(qs.Get("lab"))
 	data := inboxPage{Failed: qs.Get("failed") != "", Lab: lab}
-	q := runtime.InboxQuery{Lab: data.Lab, Cursor: qs.Get("cursor"), Limit: inboxPageSize}
+	q := service.InboxQuery{Lab: data.Lab, Cursor: qs.Get("cursor"), Limit: inboxPageSize}
 	switch {
 	case isApprover(p):
 		data.Scope, data.Approver, data.Role = "approver", p.ID, p.ApproverRole

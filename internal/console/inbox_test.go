@@ -13,6 +13,7 @@ import (
 	"github.com/nano-vm/nano-vm-mcp/internal/access"
 	"github.com/nano-vm/nano-vm-mcp/internal/program"
 	"github.com/nano-vm/nano-vm-mcp/internal/runtime"
+	"github.com/nano-vm/nano-vm-mcp/internal/service"
 )
 
 // inboxRunIDs are the run ids of the inbox table's rows, in order.
@@ -26,10 +27,10 @@ func inboxRunIDs(body string) []string {
 
 // toApproval starts a run of program with input and submits answers until
 // the run waits for an approval; it returns the run id and the task's seq.
-func toApproval(t *testing.T, svc *runtime.Service, prog string, input any, answers string, lab bool) (string, uint64) {
+func toApproval(t *testing.T, svc *service.Service, prog string, input any, answers string, lab bool) (string, uint64) {
 	t.Helper()
 	ctx := context.Background()
-	a, err := svc.StartRun(ctx, runtime.StartOptions{Program: prog, Input: input, Principal: "ops", Lab: lab})
+	a, err := svc.StartRun(ctx, service.StartOptions{Program: prog, Input: input, Principal: "ops", Lab: lab})
 	if err != nil {
 		t.Fatal(err)
 	}

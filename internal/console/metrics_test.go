@@ -12,6 +12,7 @@ import (
 	"github.com/nano-vm/nano-vm-mcp/internal/lab"
 	"github.com/nano-vm/nano-vm-mcp/internal/program"
 	"github.com/nano-vm/nano-vm-mcp/internal/runtime"
+	"github.com/nano-vm/nano-vm-mcp/internal/service"
 	"github.com/nano-vm/nano-vm-mcp/internal/tracestore"
 )
 
@@ -19,7 +20,7 @@ import (
 // whose name contains one of the given parts (all of them when none is
 // given) and answers its tasks with the script's answers, as a client
 // would. It returns the run ids.
-func driveScripts(t testing.TB, svc *runtime.Service, name string, parts ...string) []string {
+func driveScripts(t testing.TB, svc *service.Service, name string, parts ...string) []string {
 	t.Helper()
 	ctx := context.Background()
 	scripts, err := lab.ExampleScripts(name)
@@ -31,7 +32,7 @@ func driveScripts(t testing.TB, svc *runtime.Service, name string, parts ...stri
 		if len(parts) > 0 && !scriptMatches(s.Name, parts) {
 			continue
 		}
-		ans, err := svc.StartRun(ctx, runtime.StartOptions{Program: name, Input: s.Input, Principal: "test"})
+		ans, err := svc.StartRun(ctx, service.StartOptions{Program: name, Input: s.Input, Principal: "test"})
 		if err != nil {
 			t.Fatal(err)
 		}

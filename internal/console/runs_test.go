@@ -25,6 +25,7 @@ import (
 	"github.com/nano-vm/nano-vm-mcp/internal/keyring"
 	"github.com/nano-vm/nano-vm-mcp/internal/program"
 	"github.com/nano-vm/nano-vm-mcp/internal/runtime"
+	"github.com/nano-vm/nano-vm-mcp/internal/service"
 	"github.com/nano-vm/nano-vm-mcp/internal/trace"
 	"github.com/nano-vm/nano-vm-mcp/internal/tracestore"
 )
@@ -34,7 +35,7 @@ import (
 // the console loads (the service reads the store untouched).
 type runsFixture struct {
 	c     *Console
-	svc   *runtime.Service
+	svc   *service.Service
 	store *tamperStore
 	mu    sync.Mutex
 	now   time.Time
@@ -53,7 +54,7 @@ func newRunsFixtureOn(t testing.TB, inner tracestore.Store) *runsFixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.svc = runtime.NewService(runtime.Options{Store: inner, Secret: keys.Secret, KEKs: keys.KEKs, Clock: f.clock})
+	f.svc = service.New(service.Options{Store: inner, Secret: keys.Secret, KEKs: keys.KEKs, Clock: f.clock})
 	addExamples(t, f.svc)
 	if f.c, err = New(Config{Service: f.svc, Store: f.store, Keys: keys, Version: "test"}); err != nil {
 		t.Fatal(err)
@@ -76,7 +77,7 @@ func (f *runsFixture) at(t time.Time) {
 }
 
 // start starts a run of the example program with the named input file.
-func (f *runsFixture) start(t testing.TB, prog, inputFile string) runtime.Answer {
+func (f *runsFixture) start(t testing.TB, prog, inputFile string) service.Answer {
 	t.Helper()
 	a, err := f.svc.Start(context.Background(), prog, exampleValue(t, inputFile), "alice")
 	if err != nil {
@@ -86,7 +87,7 @@ func (f *runsFixture) start(t testing.TB, prog, inputFile string) runtime.Answer
 }
 
 // drive answers a's run with the answers file, one line per task.
-func (f *runsFixture) drive(t testing.TB, a runtime.Answer, answersFile string) runtime.Answer {
+func (f *runsFixture) drive(t testing.TB, a service.Answer, answersFile string) service.Answer {
 	t.Helper()
 	data, err := examples.FS.ReadFile(answersFile)
 	if err != nil {
@@ -100,7 +101,7 @@ func (f *runsFixture) drive(t testing.TB, a runtime.Answer, answersFile string) 
 
 // answer submits one answer (JSON text) to a's open task, and returns the
 // run's answer after it.
-func (f *runsFixture) answer(t testing.TB, a runtime.Answer, line string) runtime.Answer {
+func (f *runsFixture) answer(t testing.TB, a service.Answer, line string) service.Answer {
 	t.Helper()
 	ctx := context.Background()
 	out, err := jsonvalue.Decode([]byte(line))
@@ -108,7 +109,7 @@ func (f *runsFixture) answer(t testing.TB, a runtime.Answer, line string) runtim
 		t.Fatal(err)
 	}
 	task := a.Task
-	var next runtime.Answer
+	var next service.Answer
 	switch {
 	case task == nil:
 		t.Fatalf("run %s has no open task", a.RunID)
@@ -129,7 +130,7 @@ func (f *runsFixture) answer(t testing.TB, a runtime.Answer, line string) runtim
 }
 
 // kyc drives an approved KYC onboarding run to its end.
-func (f *runsFixture) kyc(t testing.TB) runtime.Answer {
+func (f *runsFixture) kyc(t testing.TB) service.Answer {
 	t.Helper()
 	a := f.drive(t, f.start(t, "kyc-onboarding", "kyc-onboarding.input.json"), "kyc-onboarding.approved.answers.jsonl")
 	if a.Outcome != "APPROVED" {
@@ -472,8 +473,8 @@ func TestRunPageMarksRejectionsFaultsAndErasure(t *testing.T) {
 		}
 	}
 
-	res, err := f.svc.EraseSubject(ctx, runtime.EraseOptions{SubjectID: "CUS-88213", Reason: "request of the data subject", Principal: "dpo"})
-	if err != nil || res.Status != runtime.ErasureErased {
+	res, err := f.svc.EraseSubject(ctx, service.EraseOptions{SubjectID: "CUS-88213", Reason: "request of the data subject", Principal: "dpo"})
+	if err != nil || res.Status != service.ErasureErased {
 		t.Fatalf("erase: %v %+v", err, res)
 	}
 	_, body = get(t, f.c, "GET", "/ui/runs/"+a.RunID, operator)

@@ -6,6 +6,7 @@ import (
 	"github.com/nano-vm/nano-vm-mcp/internal/program"
 	"github.com/nano-vm/nano-vm-mcp/internal/projection"
 	"github.com/nano-vm/nano-vm-mcp/internal/runtime"
+	"github.com/nano-vm/nano-vm-mcp/internal/service"
 	"github.com/nano-vm/nano-vm-mcp/internal/tracestore"
 )
 
@@ -41,7 +42,7 @@ func auditorTasks(p *program.Program, events []runtime.Event, recs []tracestore.
 		if i < len(recs) && recs[i].Index == e.Index {
 			// Only the tasks' records: decoding the whole trace twice
 			// would cost the page a tenth of its time.
-			stored, err := runtime.DecodeEvents(recs[i : i+1])
+			stored, err := service.DecodeEvents(recs[i : i+1])
 			if err != nil {
 				return nil, err
 			}

@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/nano-vm/nano-vm-mcp/internal/access"
+	"github.com/nano-vm/nano-vm-mcp/internal/service"
 )
 
 // An approver signed in to the console reads what their decisions need
@@ -36,6 +37,8 @@ func (c *Console) approverMay(r *http.Request, p access.Principal) bool {
 	if sub != "" && sub != "state.json" && sub != "receipt/verify" {
 		return false
 	}
-	run, _, err := c.cfg.Service.Get(r.Context(), id)
-	return err == nil && run.AwaitedRole() == p.ApproverRole // isApprover: the role is not ""
+	// Who may read which run is the service's rule (service.Caller): for an
+	// approver, the runs that wait for their role now.
+	_, _, err := c.cfg.Service.Read(r.Context(), id, service.Caller{ID: p.ID, ApproverRole: p.ApproverRole})
+	return err == nil
 }

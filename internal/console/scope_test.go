@@ -6,7 +6,7 @@ import (
 	"testing"
 
 	"github.com/nano-vm/nano-vm-mcp/internal/access"
-	"github.com/nano-vm/nano-vm-mcp/internal/runtime"
+	"github.com/nano-vm/nano-vm-mcp/internal/service"
 )
 
 // An approver reads their inbox and the runs waiting for their role, and
@@ -15,7 +15,7 @@ import (
 func TestApproverSeesOnlyInboxAndWaitingRuns(t *testing.T) {
 	c, svc, _ := newTestConsole(t)
 	waiting, _ := toApproval(t, svc, "kyc-onboarding", exampleJSON(t, "kyc-onboarding.input.json"), "kyc-onboarding.approved.answers.jsonl", false)
-	other, err := svc.StartRun(t.Context(), runtime.StartOptions{Program: "refund", Input: exampleJSON(t, "refund.input.json"), Principal: "ops"})
+	other, err := svc.StartRun(t.Context(), service.StartOptions{Program: "refund", Input: exampleJSON(t, "refund.input.json"), Principal: "ops"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,7 +65,7 @@ func TestApproverSeesOnlyInboxAndWaitingRuns(t *testing.T) {
 func TestApproverOnAPublicConsoleReadsAsTheAuditor(t *testing.T) {
 	c, svc, _ := newTestConsole(t)
 	c.cfg.Public = true
-	other, err := svc.StartRun(t.Context(), runtime.StartOptions{Program: "refund", Input: exampleJSON(t, "refund.input.json"), Principal: "ops"})
+	other, err := svc.StartRun(t.Context(), service.StartOptions{Program: "refund", Input: exampleJSON(t, "refund.input.json"), Principal: "ops"})
 	if err != nil {
 		t.Fatal(err)
 	}

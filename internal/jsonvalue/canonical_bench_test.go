@@ -127,7 +127,7 @@ type testTransition struct {
 // testEvents reads testdata/events.jsonl: the canonical events of a KYC
 // run's first steps (a start, a task with its view and output schema, a
 // rejection, a submission, a transition, a tool task), decoded the way
-// runtime.DecodeEvents does, with every event after the first chained.
+// service.DecodeEvents does, with every event after the first chained.
 func testEvents(tb testing.TB) []testEvent {
 	tb.Helper()
 	f, err := os.Open("testdata/events.jsonl")

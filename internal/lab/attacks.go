@@ -7,6 +7,7 @@ import (
 	"github.com/nano-vm/nano-vm-mcp/internal/jsonvalue"
 	"github.com/nano-vm/nano-vm-mcp/internal/program"
 	"github.com/nano-vm/nano-vm-mcp/internal/runtime"
+	"github.com/nano-vm/nano-vm-mcp/internal/service"
 )
 
 // declared is each sub-attack's one expected outcome, by fault/sub-attack.
@@ -294,7 +295,7 @@ func firstGuard(p *program.Program) (*program.State, *program.Transition, bool) 
 
 // step submits as the step tool does: as the laboratory's principal, with
 // the actor (model or tool runner) as the core infers it when in names none.
-func step(ctx context.Context, env Env, r *runtime.Run, in runtime.Submit) (runtime.Answer, error) {
+func step(ctx context.Context, env Env, r *runtime.Run, in runtime.Submit) (service.Answer, error) {
 	in.Principal = env.Principal
 	return env.Service.Submit(ctx, r.ID, in)
 }
@@ -302,21 +303,21 @@ func step(ctx context.Context, env Env, r *runtime.Run, in runtime.Submit) (runt
 // decide decides as the approve tool does, for an approver of role. The
 // laboratory drives its runs from the operator's side, so separation of
 // duties does not apply (self_approval attacks it).
-func decide(ctx context.Context, env Env, r *runtime.Run, in runtime.Decide) (runtime.Answer, error) {
+func decide(ctx context.Context, env Env, r *runtime.Run, in runtime.Decide) (service.Answer, error) {
 	in.Principal, in.AllowSelf = env.Principal, true
 	return env.Service.Decide(ctx, r.ID, in)
 }
 
 // answerOpen answers the open task with output, with the input its kind
 // takes (runtime.InputFor).
-func answerOpen(ctx context.Context, env Env, r *runtime.Run, output any, hash string) (runtime.Answer, error) {
+func answerOpen(ctx context.Context, env Env, r *runtime.Run, output any, hash string) (service.Answer, error) {
 	switch in := runtime.InputFor(r.Task, output, runtime.AnswerOptions{DefinitionHash: hash}).(type) {
 	case runtime.Decide:
 		return decide(ctx, env, r, in)
 	case runtime.Submit:
 		return step(ctx, env, r, in)
 	}
-	return runtime.Answer{}, fmt.Errorf("lab: run %s has no open task to answer", r.ID)
+	return service.Answer{}, fmt.Errorf("lab: run %s has no open task to answer", r.ID)
 }
 
 func baseOr(v *view, fallback any) any {
@@ -483,7 +484,7 @@ func pastSeq(ctx context.Context, env Env, v *view) (outcome, error) {
 }
 
 // answerOpenSeq answers the open task, claiming seq.
-func answerOpenSeq(ctx context.Context, env Env, v *view, seq uint64) (runtime.Answer, error) {
+func answerOpenSeq(ctx context.Context, env Env, v *view, seq uint64) (service.Answer, error) {
 	t := v.run.Task
 	if t.Kind == string(program.KindApproval) {
 		return decide(ctx, env, v.run, runtime.Decide{Seq: seq, Role: t.Role, Decision: baseOr(v, map[string]any{})})
@@ -496,7 +497,7 @@ func answerOpenSeq(ctx context.Context, env Env, v *view, seq uint64) (runtime.A
 }
 
 // resubmit sends an accepted submission again, as it was made.
-func resubmit(ctx context.Context, env Env, r *runtime.Run, seq uint64, state string, sub *runtime.Submission) (runtime.Answer, error) {
+func resubmit(ctx context.Context, env Env, r *runtime.Run, seq uint64, state string, sub *runtime.Submission) (service.Answer, error) {
 	if sub.Actor == runtime.ActorHuman {
 		in := runtime.Decide{Seq: seq, State: state, Role: sub.Role, Decision: sub.Output, Principal: sub.Principal, AllowSelf: true}
 		if len(sub.Approvers) > 0 {

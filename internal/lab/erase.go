@@ -11,12 +11,13 @@ import (
 	"github.com/nano-vm/nano-vm-mcp/internal/program"
 	"github.com/nano-vm/nano-vm-mcp/internal/projection"
 	"github.com/nano-vm/nano-vm-mcp/internal/runtime"
+	"github.com/nano-vm/nano-vm-mcp/internal/service"
 )
 
 // Erased is gdpr_erase's expected outcome: the subject's key is destroyed,
 // every view shows the erased marker where the subject's data stood, and
 // the trace, its receipts and replay still hold.
-const Erased = runtime.ErasureErased
+const Erased = service.ErasureErased
 
 // needSubject: erasure needs a data subject named by an id in the input.
 func needSubject(p *program.Program) string {
@@ -118,13 +119,13 @@ func eraseSubject(ctx context.Context, env Env, v *view) (outcome, error) {
 	if err != nil {
 		return o, err
 	}
-	res, err := env.Service.EraseSubject(ctx, runtime.EraseOptions{SubjectID: id, Reason: "failure laboratory: gdpr_erase", Principal: env.Principal})
+	res, err := env.Service.EraseSubject(ctx, service.EraseOptions{SubjectID: id, Reason: "failure laboratory: gdpr_erase", Principal: env.Principal})
 	if err != nil {
 		o.observed, o.detail = code(err), err.Error()
 		return o, nil
 	}
 	var problems []string
-	if res.Status != runtime.ErasureErased || !contains(res.Runs, v.run.ID) {
+	if res.Status != service.ErasureErased || !contains(res.Runs, v.run.ID) {
 		problems = append(problems, fmt.Sprintf("the erasure answered %s for runs %v", res.Status, res.Runs))
 	}
 	// Every view: the trace as opened, the run as the operator reads it,
@@ -156,8 +157,8 @@ func eraseSubject(ctx context.Context, env Env, v *view) (outcome, error) {
 	if rep, err := runtime.ReplayReport(p, events); err != nil || rep.Divergence != nil {
 		problems = append(problems, fmt.Sprintf("replay after the erasure: %v %+v", err, rep.Divergence))
 	}
-	again, err := env.Service.EraseSubject(ctx, runtime.EraseOptions{SubjectID: id, Reason: "failure laboratory: gdpr_erase, again", Principal: env.Principal})
-	if err != nil || again.Status != runtime.ErasureAlreadyErased {
+	again, err := env.Service.EraseSubject(ctx, service.EraseOptions{SubjectID: id, Reason: "failure laboratory: gdpr_erase, again", Principal: env.Principal})
+	if err != nil || again.Status != service.ErasureAlreadyErased {
 		problems = append(problems, fmt.Sprintf("erasing again answered %s, %v", again.Status, err))
 	}
 	o.observed = Erased

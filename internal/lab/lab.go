@@ -1,11 +1,11 @@
 // Package lab is the failure laboratory: it attacks runs the way a hostile
-// client would, through the same public entry points (runtime.Service
+// client would, through the same public entry points (service.Service
 // Submit and Decide as the step and approve tools call them, the program
 // loader, receipt.Check), and checks that each attack meets its one
 // expected, typed outcome while the run stays as it was.
 //
 // Every attack made on a run is recorded in that run's trace as a
-// fault_injected event (runtime.Service.RecordFault), which the receipt
+// fault_injected event (service.Service.RecordFault), which the receipt
 // counts under faults, and then the run's stored trace and receipts are
 // verified as an auditor would (verify.go). The laboratory never decides
 // an outcome itself: it reads the code the runtime answered with, the
@@ -24,6 +24,7 @@ import (
 	"github.com/nano-vm/nano-vm-mcp/internal/jsonvalue"
 	"github.com/nano-vm/nano-vm-mcp/internal/program"
 	"github.com/nano-vm/nano-vm-mcp/internal/runtime"
+	"github.com/nano-vm/nano-vm-mcp/internal/service"
 	"github.com/nano-vm/nano-vm-mcp/internal/tracestore"
 )
 
@@ -63,7 +64,7 @@ var ErrUnknownFault = errors.New("unknown fault")
 
 // Env is what attacks go through.
 type Env struct {
-	Service *runtime.Service
+	Service *service.Service
 	Store   tracestore.TraceReader // corrupt_receipt reads the stored trace
 	Signer  ed25519.PrivateKey     // corrupt_receipt signs the receipt it tampers with
 	// Principal is who attacks: the caller, as the step tool would name it.

@@ -12,6 +12,7 @@ import (
 	"github.com/nano-vm/nano-vm-mcp/examples"
 	"github.com/nano-vm/nano-vm-mcp/internal/receipt"
 	"github.com/nano-vm/nano-vm-mcp/internal/runtime"
+	"github.com/nano-vm/nano-vm-mcp/internal/service"
 	"github.com/nano-vm/nano-vm-mcp/internal/tracestore"
 )
 
@@ -22,7 +23,7 @@ func newEnv(t *testing.T) Env {
 	t.Helper()
 	store := tracestore.NewMemory()
 	n := 0
-	svc := runtime.NewService(runtime.Options{Store: store, Clock: func() time.Time { return t0 },
+	svc := service.New(service.Options{Store: store, Clock: func() time.Time { return t0 },
 		NewID: func() string { n++; return fmt.Sprintf("run-%d", n) }})
 	for _, name := range examples.Programs() {
 		p, src := examples.MustLoad(name)
@@ -137,7 +138,7 @@ func TestInjectOnARun(t *testing.T) {
 	if err != nil || len(scripts) == 0 {
 		t.Fatal(scripts, err)
 	}
-	a, err := env.Service.StartRun(ctx, runtime.StartOptions{Program: "kyc-onboarding", Input: scripts[0].Input, Principal: "lab", Lab: true})
+	a, err := env.Service.StartRun(ctx, service.StartOptions{Program: "kyc-onboarding", Input: scripts[0].Input, Principal: "lab", Lab: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,7 +12,7 @@ import (
 	"github.com/nano-vm/nano-vm-mcp/examples"
 	"github.com/nano-vm/nano-vm-mcp/internal/jsonvalue"
 	"github.com/nano-vm/nano-vm-mcp/internal/program"
-	"github.com/nano-vm/nano-vm-mcp/internal/runtime"
+	"github.com/nano-vm/nano-vm-mcp/internal/service"
 )
 
 // Script is a run input and the answers that drive a run started with it,
@@ -216,7 +216,7 @@ func onFreshRun(ctx context.Context, env Env, p *program.Program, a subAttack, s
 				return na, nil
 			}
 		}
-		ans, err := env.Service.StartRun(ctx, runtime.StartOptions{Program: p.Name, Input: input, Principal: env.Principal, Lab: true})
+		ans, err := env.Service.StartRun(ctx, service.StartOptions{Program: p.Name, Input: input, Principal: env.Principal, Lab: true})
 		if err != nil {
 			return Result{}, fmt.Errorf("start with %s: %w", s.Name, err)
 		}

@@ -13,6 +13,7 @@ import (
 	"github.com/nano-vm/nano-vm-mcp/examples"
 	"github.com/nano-vm/nano-vm-mcp/internal/jsonvalue"
 	"github.com/nano-vm/nano-vm-mcp/internal/runtime"
+	"github.com/nano-vm/nano-vm-mcp/internal/service"
 	"github.com/nano-vm/nano-vm-mcp/internal/trace"
 	"github.com/nano-vm/nano-vm-mcp/internal/tracestore"
 )
@@ -118,7 +119,7 @@ func TestVerificationCatchesAForgingStore(t *testing.T) {
 			ctx := context.Background()
 			store := &forgingStore{Store: tracestore.NewMemory(), forge: tc.forge, t: t, attacked: map[string]bool{}}
 			n := 0
-			svc := runtime.NewService(runtime.Options{Store: store, Clock: func() time.Time { return t0 },
+			svc := service.New(service.Options{Store: store, Clock: func() time.Time { return t0 },
 				NewID: func() string { n++; return fmt.Sprintf("run-%d", n) }})
 			p, src := examples.MustLoad("refund")
 			if err := svc.AddProgram(ctx, p, src); err != nil {

@@ -169,6 +169,23 @@ func ParsePath(s string) Path { return strings.Split(s, ".") }
 
 func (p Path) String() string { return strings.Join(p, ".") }
 
+// Below reports whether p lies under prefix (ignoring an empty root; "*"
+// matches any segment), and returns the rest of p.
+func (p Path) Below(prefix []string) ([]string, bool) {
+	if len(prefix) > 0 && prefix[0] == "" {
+		prefix = prefix[1:]
+	}
+	if len(p) < len(prefix) {
+		return nil, false
+	}
+	for i := range prefix {
+		if p[i] != prefix[i] && prefix[i] != "*" {
+			return nil, false
+		}
+	}
+	return p[len(prefix):], true
+}
+
 // Covers reports whether q equals p or lies below it.
 func (p Path) Covers(q Path) bool {
 	if len(q) < len(p) {

@@ -21,6 +21,7 @@ import (
 	"github.com/nano-vm/nano-vm-mcp/internal/keyring"
 	"github.com/nano-vm/nano-vm-mcp/internal/program"
 	"github.com/nano-vm/nano-vm-mcp/internal/runtime"
+	"github.com/nano-vm/nano-vm-mcp/internal/service"
 	"github.com/nano-vm/nano-vm-mcp/internal/subjectkeys"
 	"github.com/nano-vm/nano-vm-mcp/internal/trace"
 	"github.com/nano-vm/nano-vm-mcp/internal/tracestore"
@@ -78,7 +79,7 @@ func TestDocumentedExample(t *testing.T) {
 	ctx := context.Background()
 	store := tracestore.NewMemory()
 	keks := keyring.MemoryKEKs()
-	svc := runtime.NewService(runtime.Options{
+	svc := service.New(service.Options{
 		Store: store, Clock: func() time.Time { return docClock },
 		NewID: func() string { return "run-1" }, Secret: docSecret, Rand: rand.NewChaCha8([32]byte{2}), KEKs: keks,
 	})

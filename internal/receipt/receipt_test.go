@@ -15,6 +15,7 @@ import (
 	"github.com/nano-vm/nano-vm-mcp/internal/jsonvalue"
 	"github.com/nano-vm/nano-vm-mcp/internal/program"
 	"github.com/nano-vm/nano-vm-mcp/internal/runtime"
+	"github.com/nano-vm/nano-vm-mcp/internal/service"
 	"github.com/nano-vm/nano-vm-mcp/internal/tracestore"
 )
 
@@ -39,7 +40,7 @@ func refundTrace(t *testing.T, finish bool) (tracestore.Store, string) {
 	t.Helper()
 	ctx := context.Background()
 	store := tracestore.NewMemory()
-	svc := runtime.NewService(runtime.Options{Store: store, Clock: func() time.Time { return t0 },
+	svc := service.New(service.Options{Store: store, Clock: func() time.Time { return t0 },
 		NewID: func() string { return "run-1" }, Secret: bytes.Repeat([]byte{1}, 32), Rand: rand.NewChaCha8([32]byte{2})})
 	p, src := examples.MustLoad("refund")
 	if err := svc.AddProgram(ctx, p, src); err != nil {
@@ -315,7 +316,7 @@ states:
 func TestReceiptOfAFourEyesRun(t *testing.T) {
 	ctx := context.Background()
 	store := tracestore.NewMemory()
-	svc := runtime.NewService(runtime.Options{Store: store, Clock: func() time.Time { return t0 },
+	svc := service.New(service.Options{Store: store, Clock: func() time.Time { return t0 },
 		NewID: func() string { return "run-1" }, Secret: bytes.Repeat([]byte{1}, 32), Rand: rand.NewChaCha8([32]byte{2})})
 	p, err := program.Load("four-eyes.yaml", []byte(fourEyesProgram))
 	if err != nil {
@@ -328,7 +329,7 @@ func TestReceiptOfAFourEyesRun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	decide := func(who, decision string) (runtime.Answer, error) {
+	decide := func(who, decision string) (service.Answer, error) {
 		return svc.Decide(ctx, a.RunID, runtime.Decide{Seq: a.Seq, Role: "officer", Principal: who, Decision: decode(t, decision)})
 	}
 	if _, err := decide("", `{"release": true}`); err == nil {

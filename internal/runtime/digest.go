@@ -58,7 +58,7 @@ func touchesPersonal(p *program.Program, v any) bool {
 	}
 	for _, sub := range p.Subjects {
 		for _, q := range append([]program.Path{sub.ID}, sub.PII...) {
-			if rest, ok := below(q, []string{"data", "*"}); ok && present(v, rest) {
+			if rest, ok := q.Below([]string{"data", "*"}); ok && present(v, rest) {
 				return true
 			}
 		}

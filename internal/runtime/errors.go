@@ -61,6 +61,7 @@ func (r *Rejection) Error() string {
 	return fmt.Sprintf("%s: %s", r.Code, r.Message)
 }
 
-func reject(code Code, format string, args ...any) *Rejection {
+// Reject is a rejection with the given code and message.
+func Reject(code Code, format string, args ...any) *Rejection {
 	return &Rejection{Code: code, Message: fmt.Sprintf(format, args...)}
 }

@@ -1,6 +1,11 @@
 package runtime
 
 import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+
+	"github.com/nano-vm/nano-vm-mcp/internal/jsonvalue"
 	"github.com/nano-vm/nano-vm-mcp/internal/projection"
 )
 
@@ -226,4 +231,27 @@ type ErasureRecord struct {
 	Subject   string `json:"subject"`             // the keyed subject id
 	Reason    string `json:"reason,omitempty"`    // as the operator gave it
 	Principal string `json:"principal,omitempty"` // who erased
+}
+
+// EncodeEvent is an event's bytes in a trace: canonical JSON (RFC 8785).
+func EncodeEvent(e *Event) ([]byte, error) {
+	body, err := jsonvalue.Canonical(e)
+	if err != nil {
+		return nil, fmt.Errorf("encode event %d: %w", e.Index, err)
+	}
+	return body, nil
+}
+
+// DecodeEvent reads an event back from its bytes. Numbers inside inputs
+// and outputs stay json.Number, exactly as they were submitted; a field
+// the format does not define is an error.
+func DecodeEvent(body []byte) (Event, error) {
+	var e Event
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&e); err != nil {
+		return Event{}, err
+	}
+	return e, nil
 }

@@ -46,7 +46,7 @@ func FuzzSubmit(f *testing.F) {
 		if rej != nil && !res.Run.Finished() && (res.Run.State != run.State || res.Run.Seq != run.Seq || len(res.Run.Data) != len(run.Data)) {
 			t.Fatalf("rejection %s moved the run", rej.Code)
 		}
-		if _, err := EncodeEvents(res.Events); err != nil {
+		if _, err := encodeAll(res.Events); err != nil {
 			t.Fatalf("events do not encode: %v", err)
 		}
 	})

@@ -144,16 +144,16 @@ func Apply(p *program.Program, run *Run, in Input) (Result, error) {
 	if s, ok := in.(Start); ok {
 		m.events = make([]Event, 0, 4)
 		if run != nil {
-			return Result{}, reject(CodeRunExists, "run %s has already started", run.ID)
+			return Result{}, Reject(CodeRunExists, "run %s has already started", run.ID)
 		}
 		m.r = &Run{NextIndex: 0}
 		m.at = stamp(s.At)
 		return m.start(s)
 	}
 	if run == nil {
-		return Result{}, reject(CodeNoSuchRun, "the run has not started")
+		return Result{}, Reject(CodeNoSuchRun, "the run has not started")
 	}
-	m.orig, m.r = run, run.clone()
+	m.orig, m.r = run, run.Clone()
 	m.events = make([]Event, 0, 8)
 	switch in := in.(type) {
 	case Submit:
@@ -167,7 +167,7 @@ func Apply(p *program.Program, run *Run, in Input) (Result, error) {
 		m.seq, m.state = m.r.Seq, m.r.State
 		m.emit(Event{Type: EventInputReceived, Seq: m.seq, Input: &InputRecord{Kind: "cancel", Principal: in.Principal, Reason: in.Reason}})
 		if m.r.Finished() {
-			return m.rejected(reject(CodeRunFinished, "the run has already finished (%s)", m.r.Status), answer{actor: ActorHuman, principal: in.Principal, cancel: true})
+			return m.rejected(Reject(CodeRunFinished, "the run has already finished (%s)", m.r.Status), answer{actor: ActorHuman, principal: in.Principal, cancel: true})
 		}
 		reason := "cancelled"
 		if in.Reason != "" {
@@ -184,7 +184,7 @@ func Apply(p *program.Program, run *Run, in Input) (Result, error) {
 		return m.result(), nil
 	case Fault:
 		if in.Record.Fault == "" || in.Record.SubAttack == "" {
-			return Result{}, reject(CodeInvalidInput, "a fault record names its fault and sub-attack")
+			return Result{}, Reject(CodeInvalidInput, "a fault record names its fault and sub-attack")
 		}
 		m.at = stamp(in.At)
 		rec := in.Record
@@ -192,7 +192,7 @@ func Apply(p *program.Program, run *Run, in Input) (Result, error) {
 		return m.result(), nil
 	case Erase:
 		if in.Record.Subject == "" {
-			return Result{}, reject(CodeInvalidInput, "an erasure names its subject")
+			return Result{}, Reject(CodeInvalidInput, "an erasure names its subject")
 		}
 		m.at = stamp(in.At)
 		rec := in.Record
@@ -223,9 +223,9 @@ func inferActor(run *Run, in Submit) Actor {
 	return ActorModel
 }
 
-// sameJSON reports whether two decoded values have the same canonical JSON:
+// SameJSON reports whether two decoded values have the same canonical JSON:
 // an exact duplicate, whatever number spelling or key order it arrived in.
-func sameJSON(a, b any) bool {
+func SameJSON(a, b any) bool {
 	ca, errA := jsonvalue.Canonical(a)
 	cb, errB := jsonvalue.Canonical(b)
 	return errA == nil && errB == nil && string(ca) == string(cb)
@@ -264,7 +264,7 @@ func (m *machine) result() Result { return Result{Events: m.events, Run: m.r} }
 
 func (m *machine) start(s Start) (Result, error) {
 	if limit := m.p.Limits.MaxDocumentBytes; s.Size > limit {
-		return Result{}, reject(CodeInvalidInput, "the run input is %d bytes; the limit is %d", s.Size, limit)
+		return Result{}, Reject(CodeInvalidInput, "the run input is %d bytes; the limit is %d", s.Size, limit)
 	}
 	if vs := m.p.Input.Validate(s.Input); len(vs) > 0 {
 		return Result{}, &Rejection{Code: CodeInvalidInput, Message: "the run input does not match the program's input_schema", Details: violations(vs)}
@@ -309,7 +309,7 @@ func (m *machine) submit(now time.Time, a answer) (Result, error) {
 	if l := r.Last; l != nil && a.digest == nil && (a.hash == "" || a.hash == r.Program.DefinitionHash) &&
 		a.seq == l.Seq && a.actor == l.Actor && a.role == l.Role && a.tool == l.Tool &&
 		(a.state == "" || a.state == l.State) && (len(l.Approvers) == 0 || slices.Contains(l.Approvers, a.principal)) &&
-		sameJSON(a.output, l.Output) {
+		SameJSON(a.output, l.Output) {
 		return Result{Run: r, Duplicate: true}, nil
 	}
 	// An approver repeating the decision the pending count already holds
@@ -317,7 +317,7 @@ func (m *machine) submit(now time.Time, a answer) (Result, error) {
 	// changes. Once the task is due, the input meets the deadline instead.
 	if pd := r.Pending; pd != nil && a.decide && a.digest == nil && !m.due(now) && (a.hash == "" || a.hash == r.Program.DefinitionHash) &&
 		a.seq == pd.Seq && a.role == pd.Role && (a.state == "" || a.state == pd.State) &&
-		slices.Contains(pd.Approvers, a.principal) && sameJSON(a.output, pd.Decision) {
+		slices.Contains(pd.Approvers, a.principal) && SameJSON(a.output, pd.Decision) {
 		return Result{Run: r, Duplicate: true, PendingApproval: true}, nil
 	}
 	kind := "submit"
@@ -332,50 +332,50 @@ func (m *machine) submit(now time.Time, a answer) (Result, error) {
 		return m.rejected(rej, a)
 	}
 	if a.hash != "" && a.hash != r.Program.DefinitionHash {
-		return m.rejected(reject(CodeDefinitionMismatch, "the run is pinned to %s; the submission names %s", r.Program.DefinitionHash, a.hash), a)
+		return m.rejected(Reject(CodeDefinitionMismatch, "the run is pinned to %s; the submission names %s", r.Program.DefinitionHash, a.hash), a)
 	}
 	if r.Finished() {
-		return m.rejected(reject(CodeRunFinished, "the run has already finished (%s, %s)", r.Status, r.Outcome), a)
+		return m.rejected(Reject(CodeRunFinished, "the run has already finished (%s, %s)", r.Status, r.Outcome), a)
 	}
 	if a.seq != r.Seq {
-		return m.rejected(reject(CodeStaleSeq, "the open task is seq %d; the submission answers seq %d", r.Seq, a.seq), a)
+		return m.rejected(Reject(CodeStaleSeq, "the open task is seq %d; the submission answers seq %d", r.Seq, a.seq), a)
 	}
 	if a.state != "" && a.state != r.State {
-		return m.rejected(reject(CodeWrongState, "the run is at %s, not %s", r.State, a.state), a)
+		return m.rejected(Reject(CodeWrongState, "the run is at %s, not %s", r.State, a.state), a)
 	}
 	st := m.p.States[r.State]
 	if deadline := r.Deadline; !deadline.IsZero() && !now.Before(deadline) {
 		m.expireIfDue(now)
-		return m.rejected(reject(CodeDeadlineExceeded, "the task's deadline %s has passed", stamp(deadline)), a)
+		return m.rejected(Reject(CodeDeadlineExceeded, "the task's deadline %s has passed", stamp(deadline)), a)
 	}
 	switch {
 	case st.Kind == program.KindApproval && !a.decide:
-		return m.rejected(reject(CodeApprovalRequired, "state %s needs a human decision from role %s; it cannot be answered by a step", st.Name, st.Role), a)
+		return m.rejected(Reject(CodeApprovalRequired, "state %s needs a human decision from role %s; it cannot be answered by a step", st.Name, st.Role), a)
 	case st.Kind != program.KindApproval && a.decide:
-		return m.rejected(reject(CodeWrongState, "state %s is not awaiting an approval", st.Name), a)
+		return m.rejected(Reject(CodeWrongState, "state %s is not awaiting an approval", st.Name), a)
 	case a.decide && a.role != st.Role:
-		return m.rejected(reject(CodeCapabilityDenied, "state %s needs role %s, not %q", st.Name, st.Role, a.role), a)
+		return m.rejected(Reject(CodeCapabilityDenied, "state %s needs role %s, not %q", st.Name, st.Role, a.role), a)
 	case !a.decide && a.actor != ActorModel && a.actor != ActorTool:
-		return m.rejected(reject(CodeCapabilityDenied, "a step is submitted by the model or a tool runner, not %q", a.actor), a)
+		return m.rejected(Reject(CodeCapabilityDenied, "a step is submitted by the model or a tool runner, not %q", a.actor), a)
 	case a.actor == ActorTool && st.Kind != program.KindTool:
-		return m.rejected(reject(CodeCapabilityDenied, "the task grants no tool; a tool runner cannot answer %s", st.Name), a)
+		return m.rejected(Reject(CodeCapabilityDenied, "the task grants no tool; a tool runner cannot answer %s", st.Name), a)
 	case a.tool != "" && st.Kind != program.KindTool:
-		return m.rejected(reject(CodeCapabilityDenied, "the task grants no tool; the submission claims tool %q", a.tool), a)
+		return m.rejected(Reject(CodeCapabilityDenied, "the task grants no tool; the submission claims tool %q", a.tool), a)
 	case a.tool != "" && a.tool != st.Tool:
-		return m.rejected(reject(CodeCapabilityDenied, "the task grants tool %s, not %q", st.Tool, a.tool), a)
+		return m.rejected(Reject(CodeCapabilityDenied, "the task grants tool %s, not %q", st.Tool, a.tool), a)
 	}
 	needed := 1
 	if a.decide {
 		needed = max(st.Approvals, 1)
 	}
 	if needed > 1 && a.principal == "" {
-		return m.rejected(reject(CodeInvalidInput, "state %s needs %d distinct approvers: the decision must name its approver (principal)", st.Name, needed), a)
+		return m.rejected(Reject(CodeInvalidInput, "state %s needs %d distinct approvers: the decision must name its approver (principal)", st.Name, needed), a)
 	}
 	if limit := m.p.Limits.MaxDocumentBytes; a.size > limit {
-		return m.rejected(reject(CodeSchemaViolation, "the output is %d bytes; the limit is %d", a.size, limit), a)
+		return m.rejected(Reject(CodeSchemaViolation, "the output is %d bytes; the limit is %d", a.size, limit), a)
 	}
 	if vs := st.Output.Validate(a.output); len(vs) > 0 {
-		rej := reject(CodeSchemaViolation, "the output does not match the output_schema of %s", st.Name)
+		rej := Reject(CodeSchemaViolation, "the output does not match the output_schema of %s", st.Name)
 		rej.Details = violations(vs)
 		return m.rejected(rej, a)
 	}
@@ -385,7 +385,7 @@ func (m *machine) submit(now time.Time, a answer) (Result, error) {
 		for _, g := range guards {
 			m.emit(Event{Type: EventGuardEvaluated, Seq: r.Seq, Guard: g})
 		}
-		return m.rejected(reject(CodeGuardDenied, "the output satisfies no transition of %s", st.Name), a)
+		return m.rejected(Reject(CodeGuardDenied, "the output satisfies no transition of %s", st.Name), a)
 	}
 	sub := &Submission{Actor: a.actor, Principal: a.principal, Role: a.role, Tool: a.tool, Output: a.output}
 	if needed > 1 {
@@ -397,7 +397,7 @@ func (m *machine) submit(now time.Time, a answer) (Result, error) {
 		// the last approver's submission records.
 		approvers, discarded := []string{a.principal}, 0
 		if pd := r.Pending; pd != nil {
-			if sameJSON(pd.Decision, a.output) {
+			if SameJSON(pd.Decision, a.output) {
 				approvers = append(slices.Clone(pd.Approvers), a.principal)
 			} else {
 				discarded = len(pd.Approvers)
@@ -430,15 +430,15 @@ func (m *machine) separation(a answer) *Rejection {
 	}
 	switch {
 	case a.separate && a.principal == r.Principal:
-		return reject(CodeForbidden, "separation of duties: %s started this run, so %s cannot decide its approvals", a.principal, a.principal)
+		return Reject(CodeForbidden, "separation of duties: %s started this run, so %s cannot decide its approvals", a.principal, a.principal)
 	case a.separate && slices.Contains(r.Submitters, a.principal):
-		return reject(CodeForbidden, "separation of duties: %s submitted answers in this run, so %s cannot decide its approvals", a.principal, a.principal)
+		return Reject(CodeForbidden, "separation of duties: %s submitted answers in this run, so %s cannot decide its approvals", a.principal, a.principal)
 	}
 	// The elicitation channel is whoever sits at the owner's client: it
 	// counts once toward a decision, however many callers open it.
 	if pd := r.Pending; pd != nil && strings.HasPrefix(a.principal, ElicitedPrefix) && !slices.Contains(pd.Approvers, a.principal) &&
 		slices.ContainsFunc(pd.Approvers, func(p string) bool { return strings.HasPrefix(p, ElicitedPrefix) }) {
-		return reject(CodeForbidden, "separation of duties: the elicitation channel already counts as one approver of this decision; the others must approve with their own tokens")
+		return Reject(CodeForbidden, "separation of duties: the elicitation channel already counts as one approver of this decision; the others must approve with their own tokens")
 	}
 	return nil
 }
@@ -469,7 +469,7 @@ func (m *machine) rejected(rej *Rejection, a answer) (Result, error) {
 			// Already recorded as throttled: refuse without a trace, and
 			// without the events (an expiry, say) the input caused before;
 			// a tick or the next input records those.
-			return Result{Run: m.orig}, reject(CodeThrottled,
+			return Result{Run: m.orig}, Reject(CodeThrottled,
 				"task seq %d has recorded %d rejections that used no attempt (max_uncounted_rejections); this one is refused and not recorded. It was %s: %s",
 				m.seq, limit+1, rej.Code, rej.Message)
 		}
@@ -483,7 +483,7 @@ func (m *machine) rejected(rej *Rejection, a answer) (Result, error) {
 			}
 		}
 		if n == limit+1 {
-			rej = reject(CodeThrottled,
+			rej = Reject(CodeThrottled,
 				"task seq %d has now had %d rejections that used no attempt (max_uncounted_rejections %d); until the run issues its next task, further ones are refused and not recorded. This one was %s: %s",
 				m.seq, n, limit, rej.Code, rej.Message)
 			rec.Code, rec.Message, rec.Details = rej.Code, rej.Message, nil

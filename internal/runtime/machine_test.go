@@ -68,14 +68,14 @@ func (d *driver) adopt(res Result) {
 
 func (d *driver) apply(in Input) (Result, error) {
 	d.t.Helper()
-	before := d.run.clone()
+	before := d.run.Clone()
 	res, err := Apply(d.p, d.run, in)
 	if !reflect.DeepEqual(before, d.run) {
 		d.t.Fatalf("Apply modified the run it was given")
 	}
 	var rej *Rejection
 	if errors.As(err, &rej) && !d.run.Finished() && !res.Run.Finished() && rej.Code != CodeDeadlineExceeded {
-		after := res.Run.clone()
+		after := res.Run.Clone()
 		if rej.Code.CountsAsAttempt() {
 			if after.Task.AttemptsLeft != before.Task.AttemptsLeft-1 {
 				d.t.Fatalf("attempts_left %d after a counted rejection, want %d", after.Task.AttemptsLeft, before.Task.AttemptsLeft-1)
@@ -136,13 +136,13 @@ func TestSameInputsGiveByteIdenticalEvents(t *testing.T) {
 		d.submit(`{"score": 9, "text": "x"}`)
 		d.submit(`{"ok": true}`, tool("linter"))
 		d.apply(Decide{Seq: d.run.Seq, Role: "editor", Decision: js(t, `{"approved": true}`), At: t0})
-		recs, err := EncodeEvents(d.events)
+		recs, err := encodeAll(d.events)
 		if err != nil {
 			t.Fatal(err)
 		}
 		var b bytes.Buffer
 		for _, r := range recs {
-			b.Write(r.Body)
+			b.Write(r)
 			b.WriteByte('\n')
 		}
 		return b.Bytes()
@@ -154,4 +154,17 @@ func TestSameInputsGiveByteIdenticalEvents(t *testing.T) {
 	if !bytes.Contains(a, []byte(`"cel_version"`)) || !bytes.Contains(a, []byte(`"runtime_version"`)) {
 		t.Fatal("run_started does not record the runtime and CEL versions")
 	}
+}
+
+// encodeAll is each event's bytes as a trace holds them.
+func encodeAll(events []Event) ([][]byte, error) {
+	out := make([][]byte, len(events))
+	for i := range events {
+		b, err := EncodeEvent(&events[i])
+		if err != nil {
+			return nil, err
+		}
+		out[i] = b
+	}
+	return out, nil
 }

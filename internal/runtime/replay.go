@@ -177,7 +177,7 @@ func undigested(p *program.Program, recorded, replayed Event) (Event, bool) {
 func refold(p *program.Program, run *Run, events []Event) (*Run, error) {
 	r := &Run{}
 	if run != nil {
-		r = run.clone()
+		r = run.Clone()
 	}
 	for k := range events {
 		e := events[k]
@@ -259,7 +259,7 @@ func containsErased(v any) bool {
 func checkErasedBatch(p *program.Program, run *Run, batch []Event) (*Run, *Divergence, error) {
 	c := &policyChecker{p: p, r: &Run{}}
 	if run != nil {
-		c.r = run.clone()
+		c.r = run.Clone()
 	}
 	for k := range batch {
 		if d, err := c.check(batch, k); d != nil || err != nil {

@@ -125,7 +125,8 @@ func (r *Run) nextUncounted(seq uint64) int {
 	return 1
 }
 
-func (r *Run) clone() *Run {
+// Clone is a copy of the run that shares nothing Apply modifies.
+func (r *Run) Clone() *Run {
 	c := *r
 	c.Data = maps.Clone(r.Data)
 	c.Path = slices.Clip(r.Path)
@@ -289,4 +290,13 @@ func (r *Run) applyApproval(p *program.Program, e *Event) error {
 	r.Pending = &PendingApproval{Seq: e.Seq, State: e.State, Role: a.Role, Decision: a.Output, Approvers: append(approvers, a.Principal)}
 	r.ApprovalsGiven = a.Count
 	return nil
+}
+
+// AwaitedRole is the role whose decision the run's open task waits for,
+// "" when it waits for none.
+func (r *Run) AwaitedRole() string {
+	if r.Status != StatusRunning || r.Task == nil || r.Task.Kind != string(program.KindApproval) {
+		return ""
+	}
+	return r.Task.Role
 }

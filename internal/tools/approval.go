@@ -6,20 +6,20 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/mark3labs/mcp-go/mcp"
 	"github.com/mark3labs/mcp-go/server"
-	"go.uber.org/zap"
 
 	"github.com/nano-vm/nano-vm-mcp/internal/access"
 	"github.com/nano-vm/nano-vm-mcp/internal/jsonvalue"
 	"github.com/nano-vm/nano-vm-mcp/internal/program"
 	"github.com/nano-vm/nano-vm-mcp/internal/runtime"
+	"github.com/nano-vm/nano-vm-mcp/internal/service"
 )
 
 // Approvals: a human decides, never the model. Two channels reach the
@@ -45,22 +45,17 @@ func inputResponses(ctx context.Context) mcp.MultiRoundTripParams {
 const decisionInput = "decision"
 
 // approvalTask returns the run's open approval task with seq, or the error
-// the client should see.
+// the client should see (service.ApprovalTask's rule).
 func approvalTask(r *runtime.Run, p *program.Program, seq uint64) (*program.State, error) {
-	if r.Finished() {
-		return nil, errorf(string(runtime.CodeRunFinished), "run %s has ended (%s)", r.ID, r.Status)
+	st, err := service.ApprovalTask(r, p, seq)
+	if err != nil {
+		task := r.Task
+		if r.Finished() {
+			task = nil
+		}
+		return nil, fromRuntime(err, task)
 	}
-	if r.Task == nil || r.Task.Kind != string(program.KindApproval) {
-		e := errorf(string(runtime.CodeWrongState), "run %s is not waiting for an approval", r.ID)
-		e.body.Task = r.Task
-		return nil, e
-	}
-	if r.Task.Seq != seq {
-		e := errorf(string(runtime.CodeStaleSeq), "seq %d is not the open approval task's (%d)", seq, r.Task.Seq)
-		e.body.Task = r.Task
-		return nil, e
-	}
-	return p.States[r.State], nil
+	return st, nil
 }
 
 func (h *handlers) awaitApproval(ctx context.Context, c access.Principal, req request) (any, error) {
@@ -127,25 +122,15 @@ func (h *handlers) approve(ctx context.Context, c access.Principal, req request)
 	if !ok {
 		return nil, h.noApprover(args.ApproverToken)
 	}
-	// The approver acts on runs that are not theirs: approvers are not the
-	// agent that started them.
-	r, p, err := h.Service.Get(ctx, args.RunID)
-	if err != nil {
-		return nil, fromRuntime(err, nil)
-	}
 	decision, err := req.value("decision", args.Decision)
 	if err != nil {
 		return nil, err
 	}
 	in := runtime.Decide{Seq: args.Seq, Role: approver.Role, Principal: approver.ID, Decision: decision}
-	if err := h.mayDecide(c, approver, r, p, in); err != nil {
-		return nil, err
-	}
-	a, err := h.Service.Decide(ctx, r.ID, in)
-	if c.Profile != access.ProfileOperator && a.Task != nil && !(a.Task.Kind == string(program.KindApproval) && a.Task.Role == approver.Role) {
-		// An approver sees approval tasks of their role, never the
-		// agent's next task and its view.
-		a.Task = nil
+	a, err := h.Service.Approve(ctx, caller(c), args.RunID, in)
+	var ref *service.Refusal
+	if errors.As(err, &ref) {
+		return nil, refused(ref, approver)
 	}
 	if err != nil {
 		return nil, rejection(err, a)
@@ -153,40 +138,15 @@ func (h *handlers) approve(ctx context.Context, c access.Principal, req request)
 	return runResult(a), nil
 }
 
-// mayDecide refuses, before the core and so recorded nowhere, an approve
-// by an approver who may not read the run: one that is not the run's
-// owner gets unknown_run unless the run waits for an approval, as for a
-// run that does not exist; and forbidden when it waits for another role.
-// A wrong role is refused here for every caller, as an authorisation
-// failure: in the core it would cost the task an attempt, and a stranger
-// must not use up the approvers' attempts. Everything else (a stale seq,
-// separation of duties) is the core's to judge and record, in a run the
-// approver may read; and an approver's exact repeat of the decision that
-// moved the run on, a lost answer retried, gets the original answer.
-func (h *handlers) mayDecide(c access.Principal, approver access.Approver, r *runtime.Run, p *program.Program, in runtime.Decide) error {
-	waiting := r.AwaitedRole() != ""
-	if c.Profile != access.ProfileOperator && r.Principal != approver.ID && !waiting && !retried(p, r, in) {
-		h.Log.Info("approve refused: run not waiting for an approval", zap.String("run_id", r.ID), zap.String("approver", approver.ID))
-		return errorf(CodeUnknownRun, "no run %s waits for a decision of role %s", r.ID, approver.Role)
+// refused is approve's answer to the service's refusal of the approver,
+// which nothing records.
+func refused(ref *service.Refusal, approver access.Approver) *toolError {
+	if ref.Code == runtime.CodeNoSuchRun {
+		return errorf(CodeUnknownRun, "%s", ref.Message)
 	}
-	if waiting && r.Task.Role != approver.Role {
-		h.Log.Info("approve refused: wrong role", zap.String("run_id", r.ID), zap.String("approver", approver.ID), zap.String("role", approver.Role))
-		e := errorf(CodeForbidden, "approver %s has role %s; this decision needs role %s", approver.ID, approver.Role, r.Task.Role)
-		e.advice = fmt.Sprintf("Do not retry as %s: only an approver of role %s can decide this task.", approver.ID, r.Task.Role)
-		return e
-	}
-	return nil
-}
-
-// retried reports whether in is its approver's exact repeat of the run's
-// last accepted decision, which the core answers with the original answer
-// and records nothing. Apply is pure: asking it appends nothing.
-func retried(p *program.Program, r *runtime.Run, in runtime.Decide) bool {
-	if l := r.Last; l == nil || (l.Principal != in.Principal && !slices.Contains(l.Approvers, in.Principal)) {
-		return false
-	}
-	res, err := runtime.Apply(p, r, in)
-	return err == nil && res.Duplicate && !res.PendingApproval
+	e := errorf(CodeForbidden, "%s", ref.Message)
+	e.advice = fmt.Sprintf("Do not retry as %s: only an approver of role %s can decide this task.", approver.ID, ref.Role)
+	return e
 }
 
 // channelClosed is await_approval's refusal. Its advice names who decides

@@ -8,6 +8,7 @@ import (
 	"github.com/nano-vm/nano-vm-mcp/internal/analyzer"
 	"github.com/nano-vm/nano-vm-mcp/internal/projection"
 	"github.com/nano-vm/nano-vm-mcp/internal/runtime"
+	"github.com/nano-vm/nano-vm-mcp/internal/service"
 )
 
 // This file is the public contract: every tool's arguments and structured
@@ -86,7 +87,7 @@ type StartRunArgs struct {
 }
 
 // Hop is one transition.
-type Hop = runtime.Hop
+type Hop = service.Hop
 
 // Task is the one bounded step the runtime hands out.
 type Task = projection.Task

@@ -9,6 +9,7 @@ import (
 
 	"github.com/nano-vm/nano-vm-mcp/internal/access"
 	"github.com/nano-vm/nano-vm-mcp/internal/runtime"
+	"github.com/nano-vm/nano-vm-mcp/internal/service"
 )
 
 func (h *handlers) eraseSubject(ctx context.Context, c access.Principal, req request) (any, error) {
@@ -19,7 +20,7 @@ func (h *handlers) eraseSubject(ctx context.Context, c access.Principal, req req
 	if err := req.bind(&args); err != nil {
 		return nil, err
 	}
-	res, err := h.Service.EraseSubject(ctx, runtime.EraseOptions{
+	res, err := h.Service.EraseSubject(ctx, service.EraseOptions{
 		SubjectID: args.SubjectID, Subject: args.Subject, Reason: args.Reason, Principal: c.ID,
 	})
 	var rej *runtime.Rejection

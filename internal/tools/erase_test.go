@@ -20,6 +20,7 @@ import (
 	"github.com/nano-vm/nano-vm-mcp/internal/keyring"
 	"github.com/nano-vm/nano-vm-mcp/internal/projection"
 	"github.com/nano-vm/nano-vm-mcp/internal/runtime"
+	"github.com/nano-vm/nano-vm-mcp/internal/service"
 	"github.com/nano-vm/nano-vm-mcp/internal/tracestore"
 )
 
@@ -110,7 +111,7 @@ func TestEraseSubjectErasesAKYCCustomer(t *testing.T) {
 	erased := h.mustCall(ctx, "erase_subject", map[string]any{"subject_id": kycCustomer, "reason": "GDPR Art. 17 request 2026-118"})
 	runs := []string{done, waiting}
 	sort.Strings(runs)
-	if erased["status"] != runtime.ErasureErased || len(toStrings(erased["subjects"])) != 1 ||
+	if erased["status"] != service.ErasureErased || len(toStrings(erased["subjects"])) != 1 ||
 		!slices.Equal(toStrings(erased["runs"]), runs) || !slices.Equal(toStrings(erased["recorded"]), runs) {
 		t.Fatalf("erase: %v", erased)
 	}
@@ -164,12 +165,12 @@ func TestEraseSubjectErasesAKYCCustomer(t *testing.T) {
 	}
 
 	again := h.mustCall(ctx, "erase_subject", map[string]any{"subject_id": kycCustomer, "reason": "repeated", "subject": "customer"})
-	if again["status"] != runtime.ErasureAlreadyErased || len(toStrings(again["subjects"])) != 0 ||
+	if again["status"] != service.ErasureAlreadyErased || len(toStrings(again["subjects"])) != 0 ||
 		!slices.Equal(toStrings(again["runs"]), runs) || len(toStrings(again["recorded"])) != 0 {
 		t.Fatalf("erase again: %v", again)
 	}
 	unknown := h.mustCall(ctx, "erase_subject", map[string]any{"subject_id": "CUS-00000", "reason": "test"})
-	if unknown["status"] != runtime.ErasureUnknownSubject || len(toStrings(unknown["runs"])) != 0 || len(toStrings(unknown["subjects"])) != 0 {
+	if unknown["status"] != service.ErasureUnknownSubject || len(toStrings(unknown["runs"])) != 0 || len(toStrings(unknown["subjects"])) != 0 {
 		t.Fatalf("erase someone unknown: %v", unknown)
 	}
 }
@@ -212,7 +213,7 @@ func TestEraseSubjectIncompleteThenFinished(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc := runtime.NewService(runtime.Options{Store: st, Secret: keys.Secret})
+	svc := service.New(service.Options{Store: st, Secret: keys.Secret})
 	p, src := examples.MustLoad("kyc-onboarding")
 	if err := svc.AddProgram(ctx, p, src); err != nil {
 		t.Fatal(err)
@@ -254,7 +255,7 @@ func TestEraseSubjectIncompleteThenFinished(t *testing.T) {
 	res = erase()
 	var again EraseSubjectResult
 	if res.IsError || json.Unmarshal([]byte(res.Content[0].(mcp.TextContent).Text), &again) != nil ||
-		again.Status != runtime.ErasureAlreadyErased || !slices.Equal(again.Recorded, []string{a.RunID}) {
+		again.Status != service.ErasureAlreadyErased || !slices.Equal(again.Recorded, []string{a.RunID}) {
 		t.Fatalf("erase again: %+v", res)
 	}
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/nano-vm/nano-vm-mcp/internal/program"
 	"github.com/nano-vm/nano-vm-mcp/internal/runtime"
+	"github.com/nano-vm/nano-vm-mcp/internal/service"
 )
 
 // Error codes the tools add to the runtime's rejection codes. Every code is
@@ -157,7 +158,7 @@ func internalError(err error) *toolError {
 // rejection maps a service error with the answer that came with it. A
 // rejection that used up the last attempt ends the run: the client is told
 // so, instead of being asked to try again.
-func rejection(err error, a runtime.Answer) *toolError {
+func rejection(err error, a service.Answer) *toolError {
 	te := fromRuntime(err, a.Task)
 	if a.RunID != "" && a.Status != "" && a.Status != runtime.StatusRunning && te.body.Code != string(runtime.CodeRunFinished) {
 		te.body.Message += fmt.Sprintf(". The run has ended: %s", a.Status)

@@ -11,7 +11,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/nano-vm/nano-vm-mcp/internal/access"
-	"github.com/nano-vm/nano-vm-mcp/internal/runtime"
+	"github.com/nano-vm/nano-vm-mcp/internal/service"
 	"github.com/nano-vm/nano-vm-mcp/internal/tracestore"
 )
 
@@ -38,7 +38,7 @@ func TestInternalErrorsAreLogged(t *testing.T) {
 	core, logs := observer.New(zapcore.DebugLevel)
 	h := newHarness(t, func(c *Config) {
 		st := downStore{tracestore.NewMemory()}
-		svc := runtime.NewService(runtime.Options{Store: st})
+		svc := service.New(service.Options{Store: st})
 		addExamples(t, svc)
 		c.Service, c.Store, c.Log = svc, st, zap.New(core)
 	})

@@ -16,6 +16,7 @@ import (
 	"github.com/nano-vm/nano-vm-mcp/internal/keyring"
 	"github.com/nano-vm/nano-vm-mcp/internal/program"
 	"github.com/nano-vm/nano-vm-mcp/internal/runtime"
+	"github.com/nano-vm/nano-vm-mcp/internal/service"
 	"github.com/nano-vm/nano-vm-mcp/internal/tracestore"
 )
 
@@ -67,7 +68,7 @@ func FuzzToolCall(f *testing.F) {
 		ctx := context.Background()
 		keys, _ := keyring.Ephemeral(rand.New(rand.NewSource(1)))
 		st := tracestore.NewMemory()
-		svc := runtime.NewService(runtime.Options{Store: st, Secret: keys.Secret, Rand: rand.New(rand.NewSource(2))})
+		svc := service.New(service.Options{Store: st, Secret: keys.Secret, Rand: rand.New(rand.NewSource(2))})
 		for i, p := range fuzzPrograms {
 			if err := svc.AddProgram(ctx, p, fuzzSources[i]); err != nil {
 				t.Fatal(err)
@@ -78,7 +79,7 @@ func FuzzToolCall(f *testing.F) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		a, err := svc.StartRun(ctx, runtime.StartOptions{Program: "refund", Input: input, Principal: "local"})
+		a, err := svc.StartRun(ctx, service.StartOptions{Program: "refund", Input: input, Principal: "local"})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -14,6 +14,7 @@ import (
 	"github.com/nano-vm/nano-vm-mcp/internal/program"
 	"github.com/nano-vm/nano-vm-mcp/internal/receipt"
 	"github.com/nano-vm/nano-vm-mcp/internal/runtime"
+	"github.com/nano-vm/nano-vm-mcp/internal/service"
 	"github.com/nano-vm/nano-vm-mcp/internal/tracestore"
 )
 
@@ -132,7 +133,7 @@ func status(s runtime.Status, t *Task) string {
 	return string(s)
 }
 
-func runResult(a runtime.Answer) RunResult {
+func runResult(a service.Answer) RunResult {
 	r := RunResult{
 		RunID: a.RunID, Status: status(a.Status, a.Task), Transition: a.Transition,
 		Transitions: a.Transitions, Task: a.Task, Outcome: a.Outcome, Reason: a.Reason,
@@ -166,7 +167,7 @@ func (h *handlers) startRun(ctx context.Context, c access.Principal, req request
 	if err != nil {
 		return nil, err
 	}
-	a, err := h.Service.StartRun(ctx, runtime.StartOptions{
+	a, err := h.Service.StartRun(ctx, service.StartOptions{
 		Program: args.Program, Input: input, Principal: c.ID,
 		Lab: args.Lab, IdempotencyKey: args.IdempotencyKey,
 	})
@@ -176,50 +177,31 @@ func (h *handlers) startRun(ctx context.Context, c access.Principal, req request
 	return runResult(a), nil
 }
 
-// ownRun loads a run the caller may act on. An agent reaches only its own
-// principal's runs; anyone else's look like no run at all, so run ids
-// cannot be probed. The core judges deadlines of what the caller submits.
+// caller is the service's view of the principal: who may see and drive
+// which run is the service's rule (service.Caller).
+func caller(c access.Principal) service.Caller {
+	return service.Caller{ID: c.ID, Operator: c.Profile == access.ProfileOperator, ApproverRole: c.ApproverRole}
+}
+
+// ownRun loads a run the caller may act on: its own, or any for the
+// operator; another's is unknown_run, as a run that does not exist.
 func (h *handlers) ownRun(ctx context.Context, c access.Principal, runID string) (*runtime.Run, *program.Program, error) {
-	r, p, err := h.Service.Get(ctx, runID)
+	r, p, err := h.Service.Own(ctx, runID, caller(c))
 	if err != nil {
 		return nil, nil, fromRuntime(err, nil)
-	}
-	if c.Profile != access.ProfileOperator && r.Principal != c.ID {
-		return nil, nil, errorf(CodeUnknownRun, "no run %s", runID)
 	}
 	return r, p, nil
 }
 
-// readRun loads a run the caller may look at: its own, or, for an
-// approver, one that waits for a decision of their role.
+// readRun loads a run the caller may look at (its own, or, for an
+// approver, one that waits for a decision of their role) as it stands
+// now, without writing: a task past its deadline shows as timed out.
 func (h *handlers) readRun(ctx context.Context, c access.Principal, runID string) (*runtime.Run, *program.Program, error) {
-	r, p, err := h.Service.Get(ctx, runID)
+	r, p, err := h.Service.Read(ctx, runID, caller(c))
 	if err != nil {
 		return nil, nil, fromRuntime(err, nil)
 	}
-	if c.Profile != access.ProfileOperator && r.Principal != c.ID && !awaitsRole(r, c.ApproverRole) {
-		return nil, nil, errorf(CodeUnknownRun, "no run %s", runID)
-	}
-	if !r.Deadline.IsZero() && r.Status == runtime.StatusRunning {
-		// The open task has a deadline: if it has passed (by the service's
-		// clock), the run times out before anyone sees the task as open.
-		a, err := h.Service.Tick(ctx, runID)
-		if err != nil {
-			return nil, nil, fromRuntime(err, nil)
-		}
-		if len(a.Transitions) > 0 || a.Status != runtime.StatusRunning {
-			if r, p, err = h.Service.Get(ctx, runID); err != nil {
-				return nil, nil, fromRuntime(err, nil)
-			}
-		}
-	}
 	return r, p, nil
-}
-
-// awaitsRole reports whether the run waits for a decision by role: an
-// approver may see such a run, and only while it waits for them.
-func awaitsRole(r *runtime.Run, role string) bool {
-	return role != "" && r.AwaitedRole() == role
 }
 
 func (h *handlers) step(ctx context.Context, c access.Principal, req request) (any, error) {
@@ -428,10 +410,7 @@ func (h *handlers) listRuns(ctx context.Context, c access.Principal, req request
 		return nil, err
 	}
 	filter := tracestore.ListFilter{Program: args.Program, Status: args.Status, Cursor: args.Cursor, Limit: 50}
-	if c.Profile != access.ProfileOperator {
-		filter.Principal = c.ID
-	}
-	infos, next, err := h.Store.ListRuns(ctx, filter)
+	infos, next, err := h.Service.Runs(ctx, caller(c), filter)
 	if errors.Is(err, tracestore.ErrBadCursor) {
 		return nil, errorf(CodeInvalidArguments, "cursor is not one this server handed out")
 	}

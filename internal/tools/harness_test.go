@@ -19,8 +19,8 @@ import (
 	"github.com/nano-vm/nano-vm-mcp/internal/access"
 	"github.com/nano-vm/nano-vm-mcp/internal/jsonvalue"
 	"github.com/nano-vm/nano-vm-mcp/internal/keyring"
-	"github.com/nano-vm/nano-vm-mcp/internal/runtime"
 	"github.com/nano-vm/nano-vm-mcp/internal/schema"
+	"github.com/nano-vm/nano-vm-mcp/internal/service"
 	"github.com/nano-vm/nano-vm-mcp/internal/tracestore"
 )
 
@@ -64,7 +64,7 @@ func newHarnessAt(t testing.TB, version string, tune func(*Config), clientOpts .
 	}
 	st := tracestore.NewMemory()
 	clock := &testClock{now: time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)}
-	svc := runtime.NewService(runtime.Options{Store: st, Secret: keys.Secret, Rand: rnd, Clock: clock.tick})
+	svc := service.New(service.Options{Store: st, Secret: keys.Secret, Rand: rnd, Clock: clock.tick})
 	addExamples(t, svc)
 	cfg := Config{Service: svc, Store: st, Keys: keys, Version: "test"}
 	if tune != nil {
@@ -92,7 +92,7 @@ func newHarnessAt(t testing.TB, version string, tune func(*Config), clientOpts .
 }
 
 // addExamples registers every example program with svc.
-func addExamples(t testing.TB, svc *runtime.Service) {
+func addExamples(t testing.TB, svc *service.Service) {
 	t.Helper()
 	for _, name := range examples.Programs() {
 		p, src := examples.MustLoad(name)

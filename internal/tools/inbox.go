@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/nano-vm/nano-vm-mcp/internal/access"
-	"github.com/nano-vm/nano-vm-mcp/internal/runtime"
+	"github.com/nano-vm/nano-vm-mcp/internal/service"
 	"github.com/nano-vm/nano-vm-mcp/internal/tracestore"
 )
 
@@ -22,7 +22,7 @@ func (h *handlers) listApprovals(ctx context.Context, c access.Principal, req re
 	if err := req.bind(&args); err != nil {
 		return nil, err
 	}
-	q := runtime.InboxQuery{Lab: args.IncludeLab, Cursor: args.Cursor, Limit: inboxPageSize}
+	q := service.InboxQuery{Lab: args.IncludeLab, Cursor: args.Cursor, Limit: inboxPageSize}
 	res := ListApprovalsResult{Scope: "all", Approvals: []PendingApproval{}}
 	switch approver, ok := h.approver(c, args.ApproverToken); {
 	case ok:

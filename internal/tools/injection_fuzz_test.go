@@ -28,6 +28,7 @@ import (
 	"github.com/nano-vm/nano-vm-mcp/internal/lab"
 	"github.com/nano-vm/nano-vm-mcp/internal/program"
 	"github.com/nano-vm/nano-vm-mcp/internal/runtime"
+	"github.com/nano-vm/nano-vm-mcp/internal/service"
 	"github.com/nano-vm/nano-vm-mcp/internal/tracestore"
 )
 
@@ -241,7 +242,7 @@ func (c stepClaims) stateClaim(p *program.Program, st *program.State) string {
 // attack itself.
 type injEnv struct {
 	t   testing.TB
-	svc *runtime.Service
+	svc *service.Service
 	h   *handlers
 	id  int
 }
@@ -255,7 +256,7 @@ func newInjEnv(t testing.TB) *injEnv {
 	}
 	st := tracestore.NewMemory()
 	clock := &testClock{now: time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)}
-	svc := runtime.NewService(runtime.Options{Store: st, Secret: keys.Secret, Rand: rnd, Clock: clock.tick,
+	svc := service.New(service.Options{Store: st, Secret: keys.Secret, Rand: rnd, Clock: clock.tick,
 		NewID: func() string { return "run_fuzz" }})
 	for _, name := range examples.Programs() {
 		if err := svc.AddProgram(ctx, injPrograms[name], injSources[name]); err != nil {

@@ -13,6 +13,7 @@ import (
 	"github.com/nano-vm/nano-vm-mcp/internal/program"
 	"github.com/nano-vm/nano-vm-mcp/internal/projection"
 	"github.com/nano-vm/nano-vm-mcp/internal/runtime"
+	"github.com/nano-vm/nano-vm-mcp/internal/service"
 )
 
 // stepAttempt is one step submission, as the oracle needs it.
@@ -27,7 +28,7 @@ type stepAttempt struct {
 // verdict is what a step must do, and where it must leave the run.
 type verdict struct {
 	code string // the error code; "" when the output is accepted
-	hops []runtime.Hop
+	hops []service.Hop
 
 	status                     runtime.Status
 	outcome                    string
@@ -127,7 +128,7 @@ hops:
 		if t.Guard == nil {
 			cause = "default"
 		}
-		v.hops = append(v.hops, runtime.Hop{From: cur.Name, To: to.Name, Cause: cause, Rollback: t.Rollback})
+		v.hops = append(v.hops, service.Hop{From: cur.Name, To: to.Name, Cause: cause, Rollback: t.Rollback})
 		if t.Rollback {
 			// Every state visited after the target's last visit loses its data.
 			last := len(path) - 1
@@ -262,7 +263,7 @@ func (v verdict) check(o stepObservation) error {
 	return errors.New(strings.Join(problems, "\n"))
 }
 
-func hopsOf(r *RunResult) []runtime.Hop {
+func hopsOf(r *RunResult) []service.Hop {
 	if r == nil {
 		return nil
 	}
@@ -328,7 +329,7 @@ func TestStepOracleCatchesWrongTransitions(t *testing.T) {
 	a := stepAttempt{argsOK: true, size: len(output)}
 	a.output, _ = jsonvalue.Decode(output)
 	want := expectStep(p, before, a)
-	if len(want.hops) != 2 || want.hops[1] != (runtime.Hop{From: "check", To: "manager_approval", Cause: "guard"}) {
+	if len(want.hops) != 2 || want.hops[1] != (service.Hop{From: "check", To: "manager_approval", Cause: "guard"}) {
 		t.Fatalf("oracle: hops %v, want assess_refund → check → manager_approval", want.hops)
 	}
 	text, isError := e.call("step", stepArgs(runID, before.Seq, "", nil, output))

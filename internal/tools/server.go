@@ -23,7 +23,7 @@ import (
 	"github.com/nano-vm/nano-vm-mcp/internal/access"
 	"github.com/nano-vm/nano-vm-mcp/internal/jsonvalue"
 	"github.com/nano-vm/nano-vm-mcp/internal/keyring"
-	"github.com/nano-vm/nano-vm-mcp/internal/runtime"
+	"github.com/nano-vm/nano-vm-mcp/internal/service"
 	"github.com/nano-vm/nano-vm-mcp/internal/tracestore"
 )
 
@@ -33,7 +33,7 @@ const ServerName = "nano-vm"
 
 // Config wires the handlers to the runtime.
 type Config struct {
-	Service *runtime.Service
+	Service *service.Service
 	Store   tracestore.Store
 	Keys    *keyring.Keyring
 	// Profile is what this server exposes: ProfileAgent (the default) or

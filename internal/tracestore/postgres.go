@@ -59,6 +59,8 @@ var postgresMigrations = []string{
 				AND l.type IN ('task_issued', 'submission_accepted', 'transitioned', 'run_finished'))) t
 		WHERE runs.run_id = t.run_id AND runs.status = 'running' AND t.role <> '';
 	` + awaitingIndexes,
+	// 7: the deadline sweeper's index; see sqliteMigrations.
+	dueStep,
 }
 
 // migrationLock is the advisory lock key that serialises migrations of
@@ -136,11 +138,11 @@ func (p *Postgres) write(ctx context.Context, runID string, records []Record, in
 	}
 	res, err := p.w.ExecContext(ctx, `WITH upd AS (
 			UPDATE runs SET program = $2, definition_hash = $3, status = $4, outcome = $5, started_at = $6,
-			updated_at = $7, events = $8, head = $9, tree = $10, awaiting_role = $19, awaiting_deadline = $20
+			updated_at = $7, events = $8, head = $9, tree = $10, awaiting_role = $19, awaiting_deadline = $20, due = $21
 			WHERE run_id = $1 AND events = $11::bigint
 			RETURNING 1
 		), ins AS (
-			INSERT INTO runs (`+runColumns+`) SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $16, $17, $19, $20 WHERE $11::bigint = 0
+			INSERT INTO runs (`+runColumns+`) SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $16, $17, $19, $20, $21 WHERE $11::bigint = 0
 			ON CONFLICT (run_id) DO NOTHING
 			RETURNING 1
 		), subjects AS (
@@ -151,7 +153,7 @@ func (p *Postgres) write(ctx context.Context, runID string, records []Record, in
 		SELECT $1, * FROM unnest($12::bigint[], $13::text[], $14::bytea[], $15::bytea[])
 		WHERE EXISTS (SELECT 1 FROM upd UNION ALL SELECT 1 FROM ins)`,
 		runID, info.Program, info.DefinitionHash, info.Status, info.Outcome, started, updated, int64(info.Events), info.Head, info.Tree,
-		int64(first), idx, types, bodies, hashes, info.Principal, info.Lab, subjectsArg(info.Subjects), info.AwaitingRole, awaitingNanos(info))
+		int64(first), idx, types, bodies, hashes, info.Principal, info.Lab, subjectsArg(info.Subjects), info.AwaitingRole, awaitingNanos(info), dueNanos(info))
 	if err != nil {
 		return fmt.Errorf("tracestore: postgres append: %w", err)
 	}

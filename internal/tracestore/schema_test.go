@@ -24,6 +24,7 @@ func TestReleasedSchemaStepsNeverChange(t *testing.T) {
 			"cc0c165e359cbc5a2950cf4a8835ea904d1514fbe83466a6a09895d30e7b2f50",
 			"e8e6e1fcfe08d88135686e9ee987f2145b9dc0eacde66da9e8b1921a9199cf87",
 			"30647b61f0ce9c4e34978c82e615e904d3bdc49a98705707c767b802811b192f",
+			"f168c5e458eab01d6722b86dd5c0519ede8cafdc61c2179ed1bfb332907b1466",
 		}},
 		{"postgres", postgresMigrations, []string{
 			"534e9feeb52ddeb03b75d24aac8b99b531c4ada007ea1b841541edc1b4b2ebd8",
@@ -32,6 +33,7 @@ func TestReleasedSchemaStepsNeverChange(t *testing.T) {
 			"b74b57d94da52795415b395a61dd194bb662ed99ffcbe5cc514b22e0fa1d9d7a",
 			"ea37e3f2fce7f0d35289a21014f86f6e76b80254987f500e26508b2307e1c466",
 			"3d2b51995852a8d9457c893336ecf8769a0868cdf9d7d2eb5c84016b0cab3a2d",
+			"f168c5e458eab01d6722b86dd5c0519ede8cafdc61c2179ed1bfb332907b1466",
 		}},
 	} {
 		t.Run(c.name, func(t *testing.T) {

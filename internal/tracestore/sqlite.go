@@ -96,6 +96,8 @@ var sqliteMigrations = []string{
 				AND l.type IN ('task_issued', 'submission_accepted', 'transitioned', 'run_finished'))) t
 		WHERE runs.run_id = t.run_id AND runs.status = 'running' AND t.role <> '';
 	` + awaitingIndexes,
+	// 7: the deadline sweeper's index (see dueStep).
+	dueStep,
 }
 
 // DefaultDataDir is where the server keeps its data unless told otherwise:
@@ -256,7 +258,7 @@ func migrateSQLite(db *sql.DB, steps []string) error {
 // listedColumns are the runs columns that key a listing index, in the
 // order of their bits in a listedMask. The other columns an append writes
 // (updated_at, events, head, tree) are in no index.
-var listedColumns = [...]string{"program", "definition_hash", "status", "outcome", "started_at", "awaiting_role", "awaiting_deadline"}
+var listedColumns = [...]string{"program", "definition_hash", "status", "outcome", "started_at", "awaiting_role", "awaiting_deadline", "due"}
 
 // listedMask says which listed columns an update assigns.
 type listedMask uint8
@@ -269,6 +271,7 @@ const (
 	setStartedAt
 	setAwaitingRole
 	setAwaitingDeadline
+	setDue
 )
 
 // setAwaiting is an approval task opened or closed: both columns change.
@@ -297,7 +300,9 @@ func runUpdate(m listedMask) string {
 // steps change a run's status and outcome, never its program, definition or
 // start. Any other change compiles its statement when it happens.
 var preparedUpdates = []listedMask{0, setStatus, setOutcome, setStatus | setOutcome,
-	setAwaiting, setAwaiting | setStatus, setAwaiting | setStatus | setOutcome}
+	setAwaiting, setAwaiting | setStatus, setAwaiting | setStatus | setOutcome,
+	setDue, setDue | setStatus, setDue | setStatus | setOutcome,
+	setDue | setAwaiting, setDue | setAwaiting | setStatus, setDue | setAwaiting | setStatus | setOutcome}
 
 // prepare compiles the append's statements once, on the one writer.
 func (s *SQLite) prepare() error {
@@ -309,7 +314,7 @@ func (s *SQLite) prepare() error {
 		return stmt, nil
 	}
 	var err error
-	if s.rowStmt, err = prep(`SELECT events, program, definition_hash, status, outcome, started_at, awaiting_role, awaiting_deadline FROM runs WHERE run_id = ?`); err != nil {
+	if s.rowStmt, err = prep(`SELECT events, program, definition_hash, status, outcome, started_at, awaiting_role, awaiting_deadline, due FROM runs WHERE run_id = ?`); err != nil {
 		return err
 	}
 	if s.eventStmt, err = prep(`INSERT INTO events (run_id, idx, type, body, hash) VALUES (?, ?, ?, ?, ?)`); err != nil {
@@ -317,7 +322,7 @@ func (s *SQLite) prepare() error {
 	}
 	// Only a run's first append inserts its row, and so sets principal and
 	// lab for good.
-	if s.insertStmt, err = prep(`INSERT INTO runs (` + runColumns + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`); err != nil {
+	if s.insertStmt, err = prep(`INSERT INTO runs (` + runColumns + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`); err != nil {
 		return err
 	}
 	s.updateStmts = make(map[listedMask]*sql.Stmt, len(preparedUpdates))
@@ -341,10 +346,10 @@ func (s *SQLite) write(ctx context.Context, runID string, records []Record, info
 	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
 	// The run's row: the trace's length, and what the listing indexes hold.
 	var (
-		next, was, wasDeadline int64
-		old                    RunInfo
+		next, was, wasDeadline, wasDue int64
+		old                            RunInfo
 	)
-	err = tx.StmtContext(ctx, s.rowStmt).QueryRowContext(ctx, runID).Scan(&next, &old.Program, &old.DefinitionHash, &old.Status, &old.Outcome, &was, &old.AwaitingRole, &wasDeadline)
+	err = tx.StmtContext(ctx, s.rowStmt).QueryRowContext(ctx, runID).Scan(&next, &old.Program, &old.DefinitionHash, &old.Status, &old.Outcome, &was, &old.AwaitingRole, &wasDeadline, &wasDue)
 	exists := err == nil
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return fmt.Errorf("tracestore: sqlite append: %w", err)
@@ -360,7 +365,7 @@ func (s *SQLite) write(ctx context.Context, runID string, records []Record, info
 	}
 	if !exists {
 		_, err = tx.StmtContext(ctx, s.insertStmt).ExecContext(ctx, runID, info.Program, info.DefinitionHash, info.Status, info.Outcome,
-			started, updated, int64(info.Events), info.Head, info.Tree, info.Principal, info.Lab, info.AwaitingRole, awaitingNanos(info))
+			started, updated, int64(info.Events), info.Head, info.Tree, info.Principal, info.Lab, info.AwaitingRole, awaitingNanos(info), dueNanos(info))
 		for _, sub := range info.Subjects {
 			if err != nil {
 				break
@@ -392,6 +397,9 @@ func (s *SQLite) write(ctx context.Context, runID string, records []Record, info
 		}
 		if deadline := awaitingNanos(info); wasDeadline != deadline {
 			m, args = m|setAwaitingDeadline, append(args, deadline)
+		}
+		if due := dueNanos(info); wasDue != due {
+			m, args = m|setDue, append(args, due)
 		}
 		args = append(args, runID)
 		if stmt, ok := s.updateStmts[m]; ok {

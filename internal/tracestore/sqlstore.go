@@ -144,8 +144,18 @@ const listingIndexes = `CREATE INDEX runs_by_start ON runs (started_at DESC, run
 const awaitingIndexes = `CREATE INDEX runs_awaiting_by_role ON runs (awaiting_role, awaiting_deadline, run_id) WHERE awaiting_role <> '';
 	CREATE INDEX runs_awaiting_by_deadline ON runs (awaiting_deadline, run_id) WHERE awaiting_role <> ''`
 
+// dueStep is schema step 7 of both SQL stores: the open task's deadline,
+// whatever its kind, for the deadline sweeper (ListDue), and a partial
+// index that holds only the runs that have one. A run waiting for an
+// approval since before takes its deadline from awaiting_deadline; other
+// runs' deadlines need the program, and are unknown (0) until their next
+// append.
+const dueStep = `ALTER TABLE runs ADD COLUMN due BIGINT NOT NULL DEFAULT 0;
+	UPDATE runs SET due = awaiting_deadline WHERE awaiting_role <> '' AND awaiting_deadline <> 9223372036854775807 AND status = 'running';
+	CREATE INDEX runs_due ON runs (due, run_id) WHERE due <> 0`
+
 // runColumns are the runs table's columns in the order scanRun reads them.
-const runColumns = `run_id, program, definition_hash, status, outcome, started_at, updated_at, events, head, tree, principal, lab, awaiting_role, awaiting_deadline`
+const runColumns = `run_id, program, definition_hash, status, outcome, started_at, updated_at, events, head, tree, principal, lab, awaiting_role, awaiting_deadline, due`
 
 // scanRun reads one runs row through a driver's Scan.
 func scanRun(scan func(dest ...any) error) (RunInfo, error) {
@@ -153,12 +163,14 @@ func scanRun(scan func(dest ...any) error) (RunInfo, error) {
 		ri               RunInfo
 		started, updated int64
 		events, deadline int64
+		due              int64
 	)
-	if err := scan(&ri.RunID, &ri.Program, &ri.DefinitionHash, &ri.Status, &ri.Outcome, &started, &updated, &events, &ri.Head, &ri.Tree, &ri.Principal, &ri.Lab, &ri.AwaitingRole, &deadline); err != nil {
+	if err := scan(&ri.RunID, &ri.Program, &ri.DefinitionHash, &ri.Status, &ri.Outcome, &started, &updated, &events, &ri.Head, &ri.Tree, &ri.Principal, &ri.Lab, &ri.AwaitingRole, &deadline, &due); err != nil {
 		return RunInfo{}, err
 	}
 	ri.StartedAt, ri.UpdatedAt, ri.Events = timeOf(started), timeOf(updated), uint64(events)
 	ri.AwaitingDeadline = awaitingTime(ri.AwaitingRole, deadline)
+	ri.Deadline = dueTime(due)
 	return ri, nil
 }
 

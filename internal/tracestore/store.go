@@ -63,9 +63,12 @@ type RunInfo struct {
 	// task's deadline (zero: none). ListAwaiting reads them.
 	AwaitingRole     string
 	AwaitingDeadline time.Time
-	Events           uint64 // the trace's length after the append
-	Head             []byte // hash of the last event
-	Tree             []byte // the Merkle tree's compact state, opaque to the store
+	// Deadline is the open task's deadline, whatever its kind (zero: no
+	// open task, or one without a timeout). ListDue reads it.
+	Deadline time.Time
+	Events   uint64 // the trace's length after the append
+	Head     []byte // hash of the last event
+	Tree     []byte // the Merkle tree's compact state, opaque to the store
 }
 
 // WrappedKey is a subject key as stores hold it: encrypted under the
@@ -146,6 +149,10 @@ type TraceReader interface {
 	// approval (AwaitingRole set), soonest deadline first, those without
 	// one last, then by RunID; and the cursor of the next page.
 	ListAwaiting(ctx context.Context, f AwaitingFilter) ([]RunInfo, string, error)
+	// ListDue returns a page of the runs whose open task's deadline is at
+	// or before f.By (RunInfo.Deadline), soonest first, then by RunID; and
+	// the cursor of the next page.
+	ListDue(ctx context.Context, f DueFilter) ([]RunInfo, string, error)
 }
 
 // Programs are the program sources runs are pinned to, by definition hash.

@@ -1,4 +1,4 @@
-package runtime
+package service
 
 import (
 	"bytes"
@@ -12,6 +12,7 @@ import (
 
 	"github.com/nano-vm/nano-vm-mcp/examples"
 	"github.com/nano-vm/nano-vm-mcp/internal/program"
+	"github.com/nano-vm/nano-vm-mcp/internal/runtime"
 	"github.com/nano-vm/nano-vm-mcp/internal/trace"
 	"github.com/nano-vm/nano-vm-mcp/internal/tracestore"
 )
@@ -24,7 +25,7 @@ func kycService(t *testing.T, seed byte) (*Service, tracestore.Store, string) {
 	ctx := context.Background()
 	store := tracestore.NewMemory()
 	n := 0
-	svc := NewService(Options{
+	svc := New(Options{
 		Store: store, Clock: func() time.Time { return t0 }, Secret: bytes.Repeat([]byte{9}, 32),
 		Rand:  rand.NewChaCha8([32]byte{seed}),
 		NewID: func() string { n++; return fmt.Sprintf("run-%d", n) },
@@ -42,11 +43,11 @@ func kycService(t *testing.T, seed byte) (*Service, tracestore.Store, string) {
 		var next Answer
 		switch {
 		case task.Kind == "approval":
-			next, err = svc.Decide(ctx, a.RunID, Decide{Seq: task.Seq, Role: task.Role, Decision: js(t, line)})
+			next, err = svc.Decide(ctx, a.RunID, runtime.Decide{Seq: task.Seq, Role: task.Role, Decision: js(t, line)})
 		case task.Tool != nil:
-			next, err = svc.Submit(ctx, a.RunID, Submit{Seq: task.Seq, Tool: task.Tool.Name, Actor: ActorTool, Output: js(t, line)})
+			next, err = svc.Submit(ctx, a.RunID, runtime.Submit{Seq: task.Seq, Tool: task.Tool.Name, Actor: runtime.ActorTool, Output: js(t, line)})
 		default:
-			next, err = svc.Submit(ctx, a.RunID, Submit{Seq: task.Seq, Output: js(t, line)})
+			next, err = svc.Submit(ctx, a.RunID, runtime.Submit{Seq: task.Seq, Output: js(t, line)})
 		}
 		if code(err) == "" && err != nil {
 			t.Fatal(err)
@@ -134,7 +135,7 @@ func TestSealedTraceReopensAndDestroyedKeysShowAsErased(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A fresh process, without the key cache.
-	fresh := NewService(Options{Store: store})
+	fresh := New(Options{Store: store})
 	events, err = fresh.Events(ctx, id)
 	if err != nil {
 		t.Fatal(err)
@@ -212,7 +213,7 @@ func twoSubjectRun(t *testing.T) (*Service, tracestore.Store, string, Answer) {
 	t.Helper()
 	ctx := context.Background()
 	store := tracestore.NewMemory()
-	svc := NewService(Options{Store: store, Clock: func() time.Time { return t0 }, Rand: rand.NewChaCha8([32]byte{4})})
+	svc := New(Options{Store: store, Clock: func() time.Time { return t0 }, Rand: rand.NewChaCha8([32]byte{4})})
 	p, err := program.Load("two.yaml", []byte(twoSubjects))
 	if err != nil {
 		t.Fatal(err)
@@ -239,7 +240,7 @@ func TestNestedSubjectsEraseIndependently(t *testing.T) {
 			if _, err := svc.sealer.keys.Shred(ctx, []string{subject}); err != nil {
 				t.Fatal(err)
 			}
-			events, err := NewService(Options{Store: store}).Events(ctx, id)
+			events, err := New(Options{Store: store}).Events(ctx, id)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -256,10 +257,10 @@ func TestNestedSubjectsEraseIndependently(t *testing.T) {
 func TestRefusedAnswersAreSealedWhateverStateTheyMeet(t *testing.T) {
 	ctx := context.Background()
 	svc, store, id, a := twoSubjectRun(t)
-	if _, err := svc.Submit(ctx, id, Submit{Seq: a.Seq, Output: js(t, `{"full_name": "Grace B. Hopper"}`)}); err != nil {
+	if _, err := svc.Submit(ctx, id, runtime.Submit{Seq: a.Seq, Output: js(t, `{"full_name": "Grace B. Hopper"}`)}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := svc.Submit(ctx, id, Submit{Seq: a.Seq, Output: js(t, `{"full_name": "Grace Brewster Hopper"}`)}); code(err) != CodeRunFinished {
+	if _, err := svc.Submit(ctx, id, runtime.Submit{Seq: a.Seq, Output: js(t, `{"full_name": "Grace Brewster Hopper"}`)}); code(err) != runtime.CodeRunFinished {
 		t.Fatalf("late answer: %v", err)
 	}
 	recs, _ := store.Load(ctx, id)

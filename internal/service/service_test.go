@@ -1,4 +1,4 @@
-package runtime
+package service
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/nano-vm/nano-vm-mcp/internal/program"
+	"github.com/nano-vm/nano-vm-mcp/internal/runtime"
 	"github.com/nano-vm/nano-vm-mcp/internal/tracestore"
 )
 
@@ -35,7 +36,7 @@ func newTestService(t *testing.T, store tracestore.Store) (*Service, *program.Pr
 // and NewID.
 func newTestServiceWith(t *testing.T, o Options) (*Service, *program.Program, *fixedClock) {
 	t.Helper()
-	src, err := os.ReadFile("testdata/review.yaml")
+	src, err := os.ReadFile("../runtime/testdata/review.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,7 +54,7 @@ func newTestServiceWith(t *testing.T, o Options) (*Service, *program.Program, *f
 		n++
 		return fmt.Sprintf("run-%d", n)
 	}
-	svc := NewService(o)
+	svc := New(o)
 	if err := svc.AddProgram(context.Background(), p, src); err != nil {
 		t.Fatal(err)
 	}
@@ -75,7 +76,7 @@ func TestServiceConcurrentSubmissionsExactlyOneWins(t *testing.T) {
 		go func(i int) {
 			defer wg.Done()
 			// Different outputs for the same seq: not duplicates of each other.
-			_, errs[i] = svc.Submit(ctx, a.RunID, Submit{Seq: a.Seq, Output: js(t, fmt.Sprintf(`{"score": %d}`, i))})
+			_, errs[i] = svc.Submit(ctx, a.RunID, runtime.Submit{Seq: a.Seq, Output: js(t, fmt.Sprintf(`{"score": %d}`, i))})
 		}(i)
 	}
 	wg.Wait()
@@ -84,7 +85,7 @@ func TestServiceConcurrentSubmissionsExactlyOneWins(t *testing.T) {
 		switch code(err) {
 		case "":
 			wins++
-		case CodeStaleSeq:
+		case runtime.CodeStaleSeq:
 		default:
 			t.Fatalf("unexpected %v", err)
 		}
@@ -102,19 +103,19 @@ func TestServiceDuplicateReturnsTheOriginalAnswer(t *testing.T) {
 	ctx := context.Background()
 	svc, _, _ := newTestService(t, tracestore.NewMemory())
 	a, _ := svc.Start(ctx, "test-review", js(t, `{"limit": 5}`), "t")
-	first, err := svc.Submit(ctx, a.RunID, Submit{Seq: a.Seq, Output: js(t, `{"score": 1}`)})
+	first, err := svc.Submit(ctx, a.RunID, runtime.Submit{Seq: a.Seq, Output: js(t, `{"score": 1}`)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	// The run moves on before the retry arrives.
-	if _, err := svc.Submit(ctx, a.RunID, Submit{Seq: first.Seq, Tool: "linter", Output: js(t, `{"ok": true}`)}); err != nil {
+	if _, err := svc.Submit(ctx, a.RunID, runtime.Submit{Seq: first.Seq, Tool: "linter", Output: js(t, `{"ok": true}`)}); err != nil {
 		t.Fatal(err)
 	}
-	again, err := svc.Submit(ctx, a.RunID, Submit{Seq: first.Seq, Tool: "linter", Output: js(t, `{"ok": true}`)})
+	again, err := svc.Submit(ctx, a.RunID, runtime.Submit{Seq: first.Seq, Tool: "linter", Output: js(t, `{"ok": true}`)})
 	if err != nil || !again.Duplicate {
 		t.Fatalf("retry: %+v %v", again, err)
 	}
-	if again.Status != StatusCompleted || again.Outcome != "DONE" || len(again.Transitions) != 2 {
+	if again.Status != runtime.StatusCompleted || again.Outcome != "DONE" || len(again.Transitions) != 2 {
 		t.Fatalf("retry answer %+v, want the original (completed, DONE, two hops)", again)
 	}
 }
@@ -124,7 +125,7 @@ func TestServiceReloadsRunsFromTheStore(t *testing.T) {
 	store := tracestore.NewMemory()
 	svc, _, _ := newTestService(t, store)
 	a, _ := svc.Start(ctx, "test-review", js(t, `{"limit": 5, "author": {"id": "x", "name": "Ann"}}`), "t")
-	b, err := svc.Submit(ctx, a.RunID, Submit{Seq: a.Seq, Output: js(t, `{"score": 9, "text": "t"}`)})
+	b, err := svc.Submit(ctx, a.RunID, runtime.Submit{Seq: a.Seq, Output: js(t, `{"score": 9, "text": "t"}`)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -132,7 +133,7 @@ func TestServiceReloadsRunsFromTheStore(t *testing.T) {
 
 	// A new process: same store, no memory of the run, and it does not
 	// even know the program: the pinned definition comes from the store.
-	fresh := NewService(Options{Store: store, Clock: func() time.Time { return t0 }})
+	fresh := New(Options{Store: store, Clock: func() time.Time { return t0 }})
 	after, _, err := fresh.Get(ctx, a.RunID)
 	if err != nil {
 		t.Fatal(err)
@@ -140,7 +141,7 @@ func TestServiceReloadsRunsFromTheStore(t *testing.T) {
 	if after.State != before.State || after.Seq != before.Seq || after.NextIndex != before.NextIndex {
 		t.Fatalf("reloaded run differs: %+v vs %+v", after, before)
 	}
-	if _, err := fresh.Submit(ctx, a.RunID, Submit{Seq: b.Seq, Tool: "linter", Output: js(t, `{"ok": true}`)}); err != nil {
+	if _, err := fresh.Submit(ctx, a.RunID, runtime.Submit{Seq: b.Seq, Tool: "linter", Output: js(t, `{"ok": true}`)}); err != nil {
 		t.Fatalf("continue after reload: %v", err)
 	}
 }
@@ -149,18 +150,18 @@ func TestServiceTickTimesOutAnOpenApproval(t *testing.T) {
 	ctx := context.Background()
 	svc, _, clock := newTestService(t, tracestore.NewMemory())
 	a, _ := svc.Start(ctx, "test-review", js(t, `{"limit": 5}`), "t")
-	b, _ := svc.Submit(ctx, a.RunID, Submit{Seq: a.Seq, Output: js(t, `{"score": 9}`)})
-	c, _ := svc.Submit(ctx, a.RunID, Submit{Seq: b.Seq, Tool: "linter", Output: js(t, `{"ok": true}`)})
+	b, _ := svc.Submit(ctx, a.RunID, runtime.Submit{Seq: a.Seq, Output: js(t, `{"score": 9}`)})
+	c, _ := svc.Submit(ctx, a.RunID, runtime.Submit{Seq: b.Seq, Tool: "linter", Output: js(t, `{"ok": true}`)})
 	if c.State != "review" {
 		t.Fatalf("at %s, want review", c.State)
 	}
 	clock.Add(59 * time.Minute)
-	if d, _ := svc.Tick(ctx, a.RunID); d.Status != StatusRunning {
+	if d, _ := svc.Tick(ctx, a.RunID); d.Status != runtime.StatusRunning {
 		t.Fatal("timed out early")
 	}
 	clock.Add(time.Minute)
-	_, err := svc.Decide(ctx, a.RunID, Decide{Seq: c.Seq, Role: "editor", Decision: js(t, `{"approved": true}`)})
-	if code(err) != CodeDeadlineExceeded {
+	_, err := svc.Decide(ctx, a.RunID, runtime.Decide{Seq: c.Seq, Role: "editor", Decision: js(t, `{"approved": true}`)})
+	if code(err) != runtime.CodeDeadlineExceeded {
 		t.Fatalf("late decision: %v, want deadline_exceeded", err)
 	}
 	run, _, _ := svc.Get(ctx, a.RunID)
@@ -172,13 +173,13 @@ func TestServiceTickTimesOutAnOpenApproval(t *testing.T) {
 func TestServiceRejectsUnknownProgramAndRun(t *testing.T) {
 	ctx := context.Background()
 	svc, _, _ := newTestService(t, tracestore.NewMemory())
-	if _, err := svc.Start(ctx, "nope", js(t, `{}`), "t"); code(err) != CodeNoSuchProgram {
+	if _, err := svc.Start(ctx, "nope", js(t, `{}`), "t"); code(err) != runtime.CodeNoSuchProgram {
 		t.Fatalf("unknown program: %v", err)
 	}
-	if _, err := svc.Submit(ctx, "missing", Submit{Seq: 1, Output: js(t, `{}`)}); code(err) != CodeNoSuchRun {
+	if _, err := svc.Submit(ctx, "missing", runtime.Submit{Seq: 1, Output: js(t, `{}`)}); code(err) != runtime.CodeNoSuchRun {
 		t.Fatalf("unknown run: %v", err)
 	}
-	if _, err := svc.Start(ctx, "test-review", js(t, `{"limit": "x"}`), "t"); code(err) != CodeInvalidInput {
+	if _, err := svc.Start(ctx, "test-review", js(t, `{"limit": "x"}`), "t"); code(err) != runtime.CodeInvalidInput {
 		t.Fatalf("bad input: %v", err)
 	}
 }
@@ -191,7 +192,7 @@ func TestServiceRaceAcrossProcesses(t *testing.T) {
 	ctx := context.Background()
 	store := tracestore.NewMemory()
 	a, _, _ := newTestService(t, store)
-	b := NewService(Options{Store: store, Clock: func() time.Time { return t0 }})
+	b := New(Options{Store: store, Clock: func() time.Time { return t0 }})
 	started, err := a.Start(ctx, "test-review", js(t, `{"limit": 5}`), "t")
 	if err != nil {
 		t.Fatal(err)
@@ -199,17 +200,17 @@ func TestServiceRaceAcrossProcesses(t *testing.T) {
 	if _, _, err := b.Get(ctx, started.RunID); err != nil { // b caches the run
 		t.Fatal(err)
 	}
-	if _, err := a.Submit(ctx, started.RunID, Submit{Seq: started.Seq, Output: js(t, `{"score": 1}`)}); err != nil {
+	if _, err := a.Submit(ctx, started.RunID, runtime.Submit{Seq: started.Seq, Output: js(t, `{"score": 1}`)}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := b.Submit(ctx, started.RunID, Submit{Seq: started.Seq, Output: js(t, `{"score": 2}`)}); code(err) != CodeStaleSeq {
+	if _, err := b.Submit(ctx, started.RunID, runtime.Submit{Seq: started.Seq, Output: js(t, `{"score": 2}`)}); code(err) != runtime.CodeStaleSeq {
 		t.Fatalf("the loser got %v, want stale_seq", err)
 	}
 	events, _ := b.Events(ctx, started.RunID)
-	if last := events[len(events)-1]; last.Type != EventSubmissionRejected || last.Rejection.Code != CodeStaleSeq {
+	if last := events[len(events)-1]; last.Type != runtime.EventSubmissionRejected || last.Rejection.Code != runtime.CodeStaleSeq {
 		t.Fatalf("the lost race is not recorded: %+v", last)
 	}
-	dup, err := b.Submit(ctx, started.RunID, Submit{Seq: started.Seq, Output: js(t, `{"score": 1}`)})
+	dup, err := b.Submit(ctx, started.RunID, runtime.Submit{Seq: started.Seq, Output: js(t, `{"score": 1}`)})
 	if err != nil || !dup.Duplicate || dup.State != "check" {
 		t.Fatalf("same answer from the other process: %+v %v", dup, err)
 	}
@@ -223,7 +224,7 @@ func TestRunsStayPinnedToTheirDefinition(t *testing.T) {
 	svc, old, _ := newTestService(t, tracestore.NewMemory())
 	a, _ := svc.Start(ctx, "test-review", js(t, `{"limit": 5}`), "t")
 
-	src, _ := os.ReadFile("testdata/review.yaml")
+	src, _ := os.ReadFile("../runtime/testdata/review.yaml")
 	changed := []byte(strings.Replace(string(src), "when: output.score >= 0", "when: output.score >= 100", 1))
 	p2, err := program.Load("review-v2.yaml", changed)
 	if err != nil {
@@ -235,16 +236,16 @@ func TestRunsStayPinnedToTheirDefinition(t *testing.T) {
 	if p2.Hash == old.Hash {
 		t.Fatal("a changed guard kept the definition hash")
 	}
-	if _, err := svc.Submit(ctx, a.RunID, Submit{Seq: a.Seq, DefinitionHash: p2.Hash, Output: js(t, `{"score": 1}`)}); code(err) != CodeDefinitionMismatch {
+	if _, err := svc.Submit(ctx, a.RunID, runtime.Submit{Seq: a.Seq, DefinitionHash: p2.Hash, Output: js(t, `{"score": 1}`)}); code(err) != runtime.CodeDefinitionMismatch {
 		t.Fatalf("submission under the new definition: %v, want definition_mismatch", err)
 	}
 	// Under the old guard a score of 1 passes; under the new one it would not.
-	b, err := svc.Submit(ctx, a.RunID, Submit{Seq: a.Seq, DefinitionHash: old.Hash, Output: js(t, `{"score": 1}`)})
+	b, err := svc.Submit(ctx, a.RunID, runtime.Submit{Seq: a.Seq, DefinitionHash: old.Hash, Output: js(t, `{"score": 1}`)})
 	if err != nil || b.State != "check" {
 		t.Fatalf("pinned run: %+v %v", b, err)
 	}
 	c, _ := svc.Start(ctx, "test-review", js(t, `{"limit": 5}`), "t")
-	if _, err := svc.Submit(ctx, c.RunID, Submit{Seq: c.Seq, Output: js(t, `{"score": 1}`)}); code(err) != CodeGuardDenied {
+	if _, err := svc.Submit(ctx, c.RunID, runtime.Submit{Seq: c.Seq, Output: js(t, `{"score": 1}`)}); code(err) != runtime.CodeGuardDenied {
 		t.Fatalf("a new run does not use the new definition: %v", err)
 	}
 }

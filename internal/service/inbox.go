@@ -1,11 +1,10 @@
-package runtime
+package service
 
 import (
 	"context"
 	"slices"
 	"time"
 
-	"github.com/nano-vm/nano-vm-mcp/internal/program"
 	"github.com/nano-vm/nano-vm-mcp/internal/tracestore"
 )
 
@@ -43,15 +42,6 @@ type AwaitedDecision struct {
 
 // Remaining is how many approvals the decision still needs.
 func (d AwaitedDecision) Remaining() int { return d.Needed - d.Given }
-
-// AwaitedRole is the role whose decision the run's open task waits for,
-// "" when it waits for none.
-func (r *Run) AwaitedRole() string {
-	if r.Status != StatusRunning || r.Task == nil || r.Task.Kind != string(program.KindApproval) {
-		return ""
-	}
-	return r.Task.Role
-}
 
 // Inbox lists a page of the approval tasks q selects, soonest deadline
 // first (tasks without one last), and the cursor of the next page. A task

@@ -1,4 +1,4 @@
-package runtime
+package service
 
 import (
 	"context"
@@ -6,6 +6,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/nano-vm/nano-vm-mcp/internal/runtime"
 	"github.com/nano-vm/nano-vm-mcp/internal/tracestore"
 )
 
@@ -39,7 +40,7 @@ func TestRunCacheStaysWithinItsBoundAndRefoldsEvictedRuns(t *testing.T) {
 			}
 			// Every run, evicted or not, goes on from where it was.
 			for _, a := range runs {
-				next, err := svc.Submit(ctx, a.RunID, Submit{Seq: a.Seq, Output: js(t, `{"score": 1}`)})
+				next, err := svc.Submit(ctx, a.RunID, runtime.Submit{Seq: a.Seq, Output: js(t, `{"score": 1}`)})
 				if err != nil || next.State != "check" {
 					t.Fatalf("run %s after eviction: %+v %v", a.RunID, next, err)
 				}
@@ -115,7 +116,7 @@ func TestRunCacheExactlyOneWinnerAcrossEviction(t *testing.T) {
 					go func(r, i int) {
 						defer wg.Done()
 						a := starts[r]
-						_, errs[r][i] = svc.Submit(ctx, a.RunID, Submit{Seq: a.Seq, Output: js(t, fmt.Sprintf(`{"score": %d}`, i))})
+						_, errs[r][i] = svc.Submit(ctx, a.RunID, runtime.Submit{Seq: a.Seq, Output: js(t, fmt.Sprintf(`{"score": %d}`, i))})
 					}(r, i)
 				}
 			}
@@ -126,7 +127,7 @@ func TestRunCacheExactlyOneWinnerAcrossEviction(t *testing.T) {
 					switch code(err) {
 					case "":
 						wins++
-					case CodeStaleSeq:
+					case runtime.CodeStaleSeq:
 					default:
 						t.Fatalf("run %s: unexpected %v", a.RunID, err)
 					}

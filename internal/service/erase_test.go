@@ -1,4 +1,4 @@
-package runtime
+package service
 
 import (
 	"context"
@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/nano-vm/nano-vm-mcp/internal/jsonvalue"
+	"github.com/nano-vm/nano-vm-mcp/internal/runtime"
 )
 
 // erasedEverywhere fails if the name is readable anywhere in the run's
@@ -67,7 +68,7 @@ func TestEraseSubject(t *testing.T) {
 		}
 	}
 	// The running run is cancelled; the finished one keeps its outcome.
-	if r, _, _ := svc.Get(ctx, running.RunID); r.Status != StatusCancelled {
+	if r, _, _ := svc.Get(ctx, running.RunID); r.Status != runtime.StatusCancelled {
 		t.Fatalf("the running run is %s after erasure, want cancelled", r.Status)
 	}
 	if r, _, _ := svc.Get(ctx, finished); r.Outcome != "APPROVED" {
@@ -75,11 +76,11 @@ func TestEraseSubject(t *testing.T) {
 	}
 	events, _ := svc.Events(ctx, finished)
 	last := events[len(events)-1]
-	if last.Type != EventSubjectErased || last.Erasure.Reason != "Art. 17 request" || last.Erasure.Principal != "dpo" || last.Erasure.Subject != res.Subjects[0] {
+	if last.Type != runtime.EventSubjectErased || last.Erasure.Reason != "Art. 17 request" || last.Erasure.Principal != "dpo" || last.Erasure.Subject != res.Subjects[0] {
 		t.Fatalf("the finished run's last event is %+v", last)
 	}
 	// The bystander is untouched and goes on.
-	if r, _, err := svc.Get(ctx, bystander.RunID); err != nil || !strings.Contains(mustJSON(t, r.Input), "Ada Byron") || r.Status != StatusRunning {
+	if r, _, err := svc.Get(ctx, bystander.RunID); err != nil || !strings.Contains(mustJSON(t, r.Input), "Ada Byron") || r.Status != runtime.StatusRunning {
 		t.Fatalf("another customer's run after the erasure: %v", err)
 	}
 
@@ -96,13 +97,13 @@ func TestEraseSubject(t *testing.T) {
 		t.Fatalf("an unknown subject = %+v, %v", unknown, err)
 	}
 	for _, bad := range []EraseOptions{{}, {SubjectID: "CUS-1", Subject: "nobody"}} {
-		if _, err := svc.EraseSubject(ctx, bad); code(err) != CodeInvalidInput {
+		if _, err := svc.EraseSubject(ctx, bad); code(err) != runtime.CodeInvalidInput {
 			t.Errorf("EraseSubject(%+v) = %v, want invalid_input", bad, err)
 		}
 	}
 
 	// A fresh process over the same store reads the erased marker too.
-	fresh := NewService(Options{Store: svc.store})
+	fresh := New(Options{Store: svc.store})
 	erasedEverywhere(t, fresh, finished, name)
 }
 
@@ -120,7 +121,7 @@ func TestReplayAfterErasure(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rep, err := ReplayReport(p, events)
+	rep, err := runtime.ReplayReport(p, events)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,26 +132,26 @@ func TestReplayAfterErasure(t *testing.T) {
 		t.Fatal("no event reported as erased")
 	}
 	t.Logf("%d transitions re-derived; %d of %d events checked by the guards instead of re-applied: %v", rep.Transitions, len(rep.Erased), len(events), rep.Erased)
-	if rep.Transitions == 0 || rep.Transitions != countType(events, EventTransitioned) {
-		t.Fatalf("replay re-derived %d transitions, the trace has %d", rep.Transitions, countType(events, EventTransitioned))
+	if rep.Transitions == 0 || rep.Transitions != countType(events, runtime.EventTransitioned) {
+		t.Fatalf("replay re-derived %d transitions, the trace has %d", rep.Transitions, countType(events, runtime.EventTransitioned))
 	}
 	// A tampered transition is still caught.
 	for i := range events {
-		if events[i].Type == EventTransitioned {
+		if events[i].Type == runtime.EventTransitioned {
 			t2 := *events[i].Transition
 			t2.To = "rejected"
 			events[i].Transition = &t2
 			break
 		}
 	}
-	if rep, err := ReplayReport(p, events); err == nil && rep.Divergence == nil {
+	if rep, err := runtime.ReplayReport(p, events); err == nil && rep.Divergence == nil {
 		t.Fatal("a tampered transition in an erased run replayed clean")
 	} else {
 		t.Logf("tampered: %+v, %v", rep.Divergence, err)
 	}
 }
 
-func countType(events []Event, t EventType) int {
+func countType(events []runtime.Event, t runtime.EventType) int {
 	n := 0
 	for _, e := range events {
 		if e.Type == t {
@@ -160,7 +161,7 @@ func countType(events []Event, t EventType) int {
 	return n
 }
 
-func mustEvents(t *testing.T, svc *Service, id string) []Event {
+func mustEvents(t *testing.T, svc *Service, id string) []runtime.Event {
 	t.Helper()
 	events, err := svc.Events(context.Background(), id)
 	if err != nil {
@@ -210,7 +211,7 @@ func TestEraseRacingSteps(t *testing.T) {
 				}
 				// An answer that repeats the customer's name: accepted or
 				// refused, it is sealed under the subject's key.
-				svc.Submit(ctx, id, Submit{Seq: r.Task.Seq, Output: map[string]any{"full_name": name}}) //nolint:errcheck // refusals are expected
+				svc.Submit(ctx, id, runtime.Submit{Seq: r.Task.Seq, Output: map[string]any{"full_name": name}}) //nolint:errcheck // refusals are expected
 			}
 		})
 	}
@@ -222,7 +223,7 @@ func TestEraseRacingSteps(t *testing.T) {
 	}
 	for _, id := range ids {
 		erasedEverywhere(t, svc, id, name)
-		if r, _, _ := svc.Get(ctx, id); r.Status == StatusRunning {
+		if r, _, _ := svc.Get(ctx, id); r.Status == runtime.StatusRunning {
 			t.Fatalf("run %s still runs after its subject was erased", id)
 		}
 	}
@@ -246,7 +247,7 @@ func TestAnswersAfterErasureAreNotKept(t *testing.T) {
 		t.Fatal(err)
 	}
 	late := map[string]any{"full_name": "Johanna Late-Answer Lindqvist"}
-	if _, err := svc.Submit(ctx, a.RunID, Submit{Seq: a.Seq, Output: late}); code(err) != CodeRunFinished {
+	if _, err := svc.Submit(ctx, a.RunID, runtime.Submit{Seq: a.Seq, Output: late}); code(err) != runtime.CodeRunFinished {
 		t.Fatalf("a late answer: %v, want run_finished", err)
 	}
 	if key, err := svc.sealer.keys.Get(ctx, res.Subjects[0], false); err != nil || key != nil {

@@ -1,10 +1,11 @@
-package runtime
+package service
 
 import (
 	"context"
 	"testing"
 
 	"github.com/nano-vm/nano-vm-mcp/internal/jsonvalue"
+	"github.com/nano-vm/nano-vm-mcp/internal/runtime"
 	"github.com/nano-vm/nano-vm-mcp/internal/tracestore"
 )
 
@@ -20,11 +21,11 @@ func TestRecordFaultChangesNothingButTheTrace(t *testing.T) {
 	}
 	// An attack first (a capability claim the task does not grant), then
 	// its record.
-	if _, err := svc.Submit(ctx, a.RunID, Submit{Seq: a.Seq, Tool: "approve_customer", Output: js(t, `{"score": 1}`)}); code(err) != CodeCapabilityDenied {
+	if _, err := svc.Submit(ctx, a.RunID, runtime.Submit{Seq: a.Seq, Tool: "approve_customer", Output: js(t, `{"score": 1}`)}); code(err) != runtime.CodeCapabilityDenied {
 		t.Fatalf("attack: %v", err)
 	}
 	before, _, _ := svc.Get(ctx, a.RunID)
-	rec := FaultRecord{Fault: "tool_injection", SubAttack: "undeclared_tool", Expected: "capability_denied", Observed: "capability_denied", Detail: "d"}
+	rec := runtime.FaultRecord{Fault: "tool_injection", SubAttack: "undeclared_tool", Expected: "capability_denied", Observed: "capability_denied", Detail: "d"}
 	fa, err := svc.RecordFault(ctx, a.RunID, rec)
 	if err != nil {
 		t.Fatal(err)
@@ -50,32 +51,32 @@ func TestRecordFaultChangesNothingButTheTrace(t *testing.T) {
 		t.Fatal(err)
 	}
 	last := events[len(events)-1]
-	if last.Type != EventFaultInjected || last.Fault == nil || *last.Fault != rec || last.Seq != a.Seq || last.State != a.State {
+	if last.Type != runtime.EventFaultInjected || last.Fault == nil || *last.Fault != rec || last.Seq != a.Seq || last.State != a.State {
 		t.Fatalf("last event %+v", last)
 	}
 	// The run goes on normally after the record, and replays identically.
-	n, err := svc.Submit(ctx, a.RunID, Submit{Seq: a.Seq, Output: js(t, `{"score": 1}`)})
+	n, err := svc.Submit(ctx, a.RunID, runtime.Submit{Seq: a.Seq, Output: js(t, `{"score": 1}`)})
 	if err != nil || len(n.Transitions) == 0 {
 		t.Fatalf("continue: %+v %v", n, err)
 	}
-	if _, err := svc.RecordFault(ctx, a.RunID, FaultRecord{Fault: "reorder_steps", SubAttack: "exact_duplicate", Expected: "duplicate", Observed: "duplicate"}); err != nil {
+	if _, err := svc.RecordFault(ctx, a.RunID, runtime.FaultRecord{Fault: "reorder_steps", SubAttack: "exact_duplicate", Expected: "duplicate", Observed: "duplicate"}); err != nil {
 		t.Fatal(err)
 	}
 	// The duplicate of the last accepted answer still gets the original
 	// answer after a record.
-	dup, err := svc.Submit(ctx, a.RunID, Submit{Seq: a.Seq, Output: js(t, `{"score": 1}`)})
+	dup, err := svc.Submit(ctx, a.RunID, runtime.Submit{Seq: a.Seq, Output: js(t, `{"score": 1}`)})
 	if err != nil || !dup.Duplicate || dup.State != n.State {
 		t.Fatalf("duplicate after a record: %+v %v", dup, err)
 	}
 	events, _ = svc.Events(ctx, a.RunID)
-	if d, err := Replay(p, events); err != nil || d != nil {
+	if d, err := runtime.Replay(p, events); err != nil || d != nil {
 		t.Fatalf("replay: %+v %v", d, err)
 	}
-	if d, err := CheckPolicy(p, events); err != nil || d != nil {
+	if d, err := runtime.CheckPolicy(p, events); err != nil || d != nil {
 		t.Fatalf("policy check: %+v %v", d, err)
 	}
 	// A record without names is refused, and nothing is written.
-	if _, err := svc.RecordFault(ctx, a.RunID, FaultRecord{}); code(err) != CodeInvalidInput {
+	if _, err := svc.RecordFault(ctx, a.RunID, runtime.FaultRecord{}); code(err) != runtime.CodeInvalidInput {
 		t.Fatalf("empty record: %v", err)
 	}
 	if again, _ := svc.Events(ctx, a.RunID); len(again) != len(events) {

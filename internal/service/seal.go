@@ -1,4 +1,4 @@
-package runtime
+package service
 
 import (
 	"bytes"
@@ -15,6 +15,7 @@ import (
 	"github.com/nano-vm/nano-vm-mcp/internal/jsonvalue"
 	"github.com/nano-vm/nano-vm-mcp/internal/program"
 	"github.com/nano-vm/nano-vm-mcp/internal/projection"
+	"github.com/nano-vm/nano-vm-mcp/internal/runtime"
 	"github.com/nano-vm/nano-vm-mcp/internal/subjectkeys"
 	"github.com/nano-vm/nano-vm-mcp/internal/trace"
 	"github.com/nano-vm/nano-vm-mcp/internal/tracestore"
@@ -46,10 +47,10 @@ type chain struct {
 
 // erasedIn is prior with the subjects events record as erased (prior
 // itself is never modified).
-func erasedIn(prior map[string]bool, events []Event) map[string]bool {
+func erasedIn(prior map[string]bool, events []runtime.Event) map[string]bool {
 	var out map[string]bool
 	for _, e := range events {
-		if e.Type != EventSubjectErased || e.Erasure == nil {
+		if e.Type != runtime.EventSubjectErased || e.Erasure == nil {
 			continue
 		}
 		if out == nil {
@@ -120,7 +121,7 @@ func valueAt(v any, path []string) (any, bool) {
 // seal turns events into records: personal data sealed, each event
 // chained to the last, and each leaf added to c's tree. c moves on only
 // when every event has been sealed.
-func (s *sealer) seal(ctx context.Context, p *program.Program, c *chain, events []Event) ([]tracestore.Record, *chain, error) {
+func (s *sealer) seal(ctx context.Context, p *program.Program, c *chain, events []runtime.Event) ([]tracestore.Record, *chain, error) {
 	next := &chain{head: c.head, subjects: c.subjects, erased: erasedIn(c.erased, events)}
 	state, err := c.tree.MarshalBinary()
 	if err != nil {
@@ -132,7 +133,7 @@ func (s *sealer) seal(ctx context.Context, p *program.Program, c *chain, events 
 	recs := make([]tracestore.Record, len(events))
 	for i := range events {
 		e := events[i]
-		if e.Type == EventRunStarted {
+		if e.Type == runtime.EventRunStarted {
 			next.subjects = s.subjectsOf(p, e.RunID, e.Started.Input)
 			st := *e.Started
 			if len(next.subjects) > 0 {
@@ -164,18 +165,18 @@ func (s *sealer) seal(ctx context.Context, p *program.Program, c *chain, events 
 // sealEvent replaces, in a copy of e's payload, every personal-data value
 // with its sealed form. e itself shares values with the run and is never
 // modified in place.
-func (s *sealing) sealEvent(ctx context.Context, p *program.Program, subjects map[string]string, e *Event) error {
+func (s *sealing) sealEvent(ctx context.Context, p *program.Program, subjects map[string]string, e *runtime.Event) error {
 	if len(p.Subjects) == 0 {
 		return nil
 	}
 	aad := []byte(e.RunID)
 	var err error
 	switch e.Type {
-	case EventRunStarted:
+	case runtime.EventRunStarted:
 		st := *e.Started
 		st.Input, err = s.sealPaths(ctx, p, subjects, st.Input, "input", nil, aad)
 		e.Started = &st
-	case EventTaskIssued:
+	case runtime.EventTaskIssued:
 		t := *e.Task
 		t.View, err = s.sealView(ctx, p, subjects, t.View, aad)
 		if err == nil && t.Tool != nil {
@@ -184,17 +185,17 @@ func (s *sealing) sealEvent(ctx context.Context, p *program.Program, subjects ma
 			t.Tool = tool
 		}
 		e.Task = &t
-	case EventSubmissionAccepted:
+	case runtime.EventSubmissionAccepted:
 		sub := *e.Submission
 		sub.Output, err = s.sealPaths(ctx, p, subjects, sub.Output, "data", []string{e.State}, aad)
 		e.Submission = &sub
-	case EventApprovalRecorded:
+	case runtime.EventApprovalRecorded:
 		// A pending decision passed the state's checks, like an accepted
 		// one: the state's own paths apply.
 		rec := *e.Approval
 		rec.Output, err = s.sealPaths(ctx, p, subjects, rec.Output, "data", []string{e.State}, aad)
 		e.Approval = &rec
-	case EventSubmissionRejected:
+	case runtime.EventSubmissionRejected:
 		rej := *e.Rejection
 		rej.Output, err = s.sealPaths(ctx, p, subjects, rej.Output, "data", []string{"*"}, aad)
 		if err == nil && len(rej.Details) > 0 {
@@ -209,7 +210,7 @@ func (s *sealing) sealEvent(ctx context.Context, p *program.Program, subjects ma
 			if owners := subjectsUnder(p, subjects, []string{"data", "*"}); len(owners) > 0 {
 				var sealed []string
 				if sealed, err = s.sealDetails(ctx, owners, []string{d.SHA256, d.Prefix}, aad); err == nil {
-					rej.Digest = &OutputDigest{SHA256: sealed[0], Bytes: d.Bytes, Prefix: sealed[1], Personal: true}
+					rej.Digest = &runtime.OutputDigest{SHA256: sealed[0], Bytes: d.Bytes, Prefix: sealed[1], Personal: true}
 				}
 			}
 		}
@@ -234,7 +235,7 @@ func (s *sealing) sealPaths(ctx context.Context, p *program.Program, subjects ma
 	byPath := map[string]*target{}
 	for _, sub := range p.Subjects {
 		for _, q := range append([]program.Path{sub.ID}, sub.PII...) {
-			if rest, ok := below(q, append([]string{root}, prefix...)); ok {
+			if rest, ok := q.Below(append([]string{root}, prefix...)); ok {
 				key := strings.Join(rest, ".")
 				if byPath[key] == nil {
 					byPath[key] = &target{rest: rest, owners: map[string]bool{}}
@@ -399,23 +400,6 @@ func (s *sealing) sealValue(ctx context.Context, v any, owners []string, aad []b
 	return v, nil
 }
 
-// below reports whether q lies under prefix (ignoring an empty root; "*"
-// matches any segment), and returns the rest of q.
-func below(q program.Path, prefix []string) ([]string, bool) {
-	if len(prefix) > 0 && prefix[0] == "" {
-		prefix = prefix[1:]
-	}
-	if len(q) < len(prefix) {
-		return nil, false
-	}
-	for i := range prefix {
-		if q[i] != prefix[i] && prefix[i] != "*" {
-			return nil, false
-		}
-	}
-	return q[len(prefix):], true
-}
-
 func pathIn(read []string, sub *program.Subject) bool {
 	if program.Path(read).Covers(sub.ID) || sub.ID.Covers(read) {
 		return true
@@ -433,7 +417,7 @@ func subjectsUnder(p *program.Program, subjects map[string]string, prefix []stri
 	owners := map[string]bool{}
 	for _, sub := range p.Subjects {
 		for _, q := range append([]program.Path{sub.ID}, sub.PII...) {
-			if _, ok := below(q, prefix); ok {
+			if _, ok := q.Below(prefix); ok {
 				owners[subjects[sub.Name]] = true
 			}
 		}
@@ -453,7 +437,7 @@ func sortedSet(m map[string]bool) []string {
 // open reverses sealing on decoded events: every sealed value whose key
 // exists is decrypted; one whose key was destroyed becomes the erased
 // marker {"$erased": subject}.
-func (s *sealer) open(ctx context.Context, events []Event) error {
+func (s *sealer) open(ctx context.Context, events []runtime.Event) error {
 	for i := range events {
 		e := &events[i]
 		aad := []byte(e.RunID)

@@ -1,8 +1,10 @@
-package runtime
+package service
 
 import (
 	"context"
 	"testing"
+
+	"github.com/nano-vm/nano-vm-mcp/internal/runtime"
 )
 
 // TestPolicyCheckOnASealedTrace checks the KYC run from its stored records
@@ -16,17 +18,17 @@ func TestPolicyCheckOnASealedTrace(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := exampleProgram(t, "kyc-onboarding")
-	if d, err := CheckPolicy(p, events); err != nil || d != nil {
+	if d, err := runtime.CheckPolicy(p, events); err != nil || d != nil {
 		t.Fatalf("untouched trace: %+v %v", d, err)
 	}
 	tests := []struct {
 		name   string
-		tamper func([]Event) bool
+		tamper func([]runtime.Event) bool
 		field  string
 	}{
-		{"a guard result flipped", func(es []Event) bool {
+		{"a guard result flipped", func(es []runtime.Event) bool {
 			for i := range es {
-				if es[i].Type == EventGuardEvaluated {
+				if es[i].Type == runtime.EventGuardEvaluated {
 					g := *es[i].Guard
 					g.Result = !g.Result
 					es[i].Guard = &g
@@ -35,9 +37,9 @@ func TestPolicyCheckOnASealedTrace(t *testing.T) {
 			}
 			return false
 		}, "guard.result"},
-		{"a transition to another state", func(es []Event) bool {
+		{"a transition to another state", func(es []runtime.Event) bool {
 			for i := range es {
-				if es[i].Type == EventTransitioned && es[i].Transition.Cause == "guard" {
+				if es[i].Type == runtime.EventTransitioned && es[i].Transition.Cause == "guard" {
 					tr := *es[i].Transition
 					tr.Transition = 0
 					tr.To = p.States[tr.From].Transitions[0].To.Name
@@ -57,7 +59,7 @@ func TestPolicyCheckOnASealedTrace(t *testing.T) {
 			if !tt.tamper(es) {
 				t.Fatal("nothing to tamper with")
 			}
-			d, err := CheckPolicy(p, es)
+			d, err := runtime.CheckPolicy(p, es)
 			if err != nil || d == nil || d.Field != tt.field {
 				t.Fatalf("divergence %+v (error %v), want field %s", d, err, tt.field)
 			}

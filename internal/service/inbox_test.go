@@ -1,4 +1,4 @@
-package runtime
+package service
 
 import (
 	"context"
@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nano-vm/nano-vm-mcp/internal/runtime"
 	"github.com/nano-vm/nano-vm-mcp/internal/tracestore"
 )
 
@@ -43,8 +44,8 @@ func testInbox(t *testing.T, store tracestore.Store) {
 	p := fourEyes(t)
 	now := t0
 	n := 0
-	svc := NewService(Options{Store: store, Clock: func() time.Time { return now }, NewID: func() string { n++; return fmt.Sprintf("run-%d", n) }})
-	if err := svc.AddProgram(ctx, p, readTestdata(t, "testdata/four-eyes.yaml")); err != nil {
+	svc := New(Options{Store: store, Clock: func() time.Time { return now }, NewID: func() string { n++; return fmt.Sprintf("run-%d", n) }})
+	if err := svc.AddProgram(ctx, p, readTestdata(t, "../runtime/testdata/four-eyes.yaml")); err != nil {
 		t.Fatal(err)
 	}
 	small1, _ := svc.Start(ctx, p.Name, js(t, smallPayment), "ops")
@@ -53,7 +54,7 @@ func testInbox(t *testing.T, store tracestore.Store) {
 	}
 	now = now.Add(time.Minute)
 	small2, _ := svc.Start(ctx, p.Name, js(t, smallPayment), "ops")
-	if _, err := svc.Decide(ctx, small2.RunID, Decide{Seq: small2.Seq, Role: "officer", Principal: "alice", Decision: js(t, `{"release": true}`)}); err != nil {
+	if _, err := svc.Decide(ctx, small2.RunID, runtime.Decide{Seq: small2.Seq, Role: "officer", Principal: "alice", Decision: js(t, `{"release": true}`)}); err != nil {
 		t.Fatal(err)
 	}
 
@@ -84,7 +85,7 @@ func testInbox(t *testing.T, store tracestore.Store) {
 	}
 
 	// Bob's approval decides run-3; then run-1's hour passes.
-	if _, err := svc.Decide(ctx, small2.RunID, Decide{Seq: small2.Seq, Role: "officer", Principal: "bob", Decision: js(t, `{"release": true}`)}); err != nil {
+	if _, err := svc.Decide(ctx, small2.RunID, runtime.Decide{Seq: small2.Seq, Role: "officer", Principal: "bob", Decision: js(t, `{"release": true}`)}); err != nil {
 		t.Fatal(err)
 	}
 	if got := list(InboxQuery{Role: "officer"}); got != "run-1 release officer 0/2 you=false; " {

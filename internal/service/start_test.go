@@ -1,4 +1,4 @@
-package runtime
+package service
 
 import (
 	"bytes"
@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/nano-vm/nano-vm-mcp/internal/program"
+	"github.com/nano-vm/nano-vm-mcp/internal/runtime"
 	"github.com/nano-vm/nano-vm-mcp/internal/tracestore"
 )
 
@@ -22,7 +23,7 @@ var testSecret = bytes.Repeat([]byte{4}, 32)
 // shared secret and the review program.
 func idempotentService(t *testing.T, store tracestore.Store) *Service {
 	t.Helper()
-	src, err := os.ReadFile("testdata/review.yaml")
+	src, err := os.ReadFile("../runtime/testdata/review.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -30,7 +31,7 @@ func idempotentService(t *testing.T, store tracestore.Store) *Service {
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc := NewService(Options{Store: store, Clock: func() time.Time { return t0 }, Secret: testSecret})
+	svc := New(Options{Store: store, Clock: func() time.Time { return t0 }, Secret: testSecret})
 	if err := svc.AddProgram(context.Background(), p, src); err != nil {
 		t.Fatal(err)
 	}
@@ -59,7 +60,7 @@ func TestIdempotentStartAnswersWithTheSameRun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	step, err := svc.Submit(ctx, first.RunID, Submit{Seq: first.Seq, Output: js(t, `{"score": 1}`)})
+	step, err := svc.Submit(ctx, first.RunID, runtime.Submit{Seq: first.Seq, Output: js(t, `{"score": 1}`)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,12 +96,12 @@ func TestIdempotentStartRefusesAnotherInput(t *testing.T) {
 	}
 	changed := o
 	changed.Input = js(t, `{"limit": 6}`)
-	if _, err := svc.StartRun(ctx, changed); code(err) != CodeIdempotencyConflict || !strings.Contains(err.Error(), "new key") {
+	if _, err := svc.StartRun(ctx, changed); code(err) != runtime.CodeIdempotencyConflict || !strings.Contains(err.Error(), "new key") {
 		t.Fatalf("another input: %v, want idempotency_conflict", err)
 	}
 	lab := o
 	lab.Lab = true
-	if _, err := svc.StartRun(ctx, lab); code(err) != CodeIdempotencyConflict {
+	if _, err := svc.StartRun(ctx, lab); code(err) != runtime.CodeIdempotencyConflict {
 		t.Fatalf("the same start as a lab run: %v, want idempotency_conflict", err)
 	}
 }
@@ -109,7 +110,7 @@ func TestIdempotencyKeysAreChecked(t *testing.T) {
 	ctx := context.Background()
 	svc := idempotentService(t, tracestore.NewMemory())
 	for _, key := range []string{"a b", "ключ", strings.Repeat("k", 129), "k\x00", "a/b"} {
-		if _, err := svc.StartRun(ctx, StartOptions{Program: "test-review", Input: js(t, `{"limit": 5}`), IdempotencyKey: key}); code(err) != CodeInvalidInput {
+		if _, err := svc.StartRun(ctx, StartOptions{Program: "test-review", Input: js(t, `{"limit": 5}`), IdempotencyKey: key}); code(err) != runtime.CodeInvalidInput {
 			t.Errorf("key %q: %v, want invalid_input", key, err)
 		}
 	}
@@ -118,7 +119,7 @@ func TestIdempotencyKeysAreChecked(t *testing.T) {
 	}
 	// A refused input leaves nothing behind: the key is still free.
 	o := StartOptions{Program: "test-review", Input: js(t, `{"limit": "x"}`), IdempotencyKey: "retry"}
-	if _, err := svc.StartRun(ctx, o); code(err) != CodeInvalidInput {
+	if _, err := svc.StartRun(ctx, o); code(err) != runtime.CodeInvalidInput {
 		t.Fatalf("bad input: %v", err)
 	}
 	o.Input = js(t, `{"limit": 5}`)
@@ -170,10 +171,10 @@ func TestConcurrentIdempotentStartsMakeOneRun(t *testing.T) {
 		t.Fatalf("the run has %d events, want run_started and task_issued", len(recs))
 	}
 	// Both processes continue the one run.
-	if _, err := procs[1].Submit(ctx, answers[0].RunID, Submit{Seq: 1, Output: js(t, `{"score": 1}`)}); err != nil {
+	if _, err := procs[1].Submit(ctx, answers[0].RunID, runtime.Submit{Seq: 1, Output: js(t, `{"score": 1}`)}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := procs[0].Submit(ctx, answers[0].RunID, Submit{Seq: 2, Tool: "linter", Actor: ActorTool, Output: js(t, `{"ok": true}`)}); err != nil {
+	if _, err := procs[0].Submit(ctx, answers[0].RunID, runtime.Submit{Seq: 2, Tool: "linter", Actor: runtime.ActorTool, Output: js(t, `{"ok": true}`)}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -201,7 +202,7 @@ func TestLabRunsAreRecorded(t *testing.T) {
 		if events[0].Started.Lab != c.lab {
 			t.Fatalf("run_started of %s: lab %v", c.id, events[0].Started.Lab)
 		}
-		if d, err := Replay(loadTestProgram(t, "testdata/review.yaml"), events); err != nil || d != nil {
+		if d, err := runtime.Replay(loadTestProgram(t, "../runtime/testdata/review.yaml"), events); err != nil || d != nil {
 			t.Fatalf("replay of %s: %+v %v", c.id, d, err)
 		}
 		recs, _ := svc.store.Load(ctx, c.id)
@@ -247,7 +248,7 @@ func TestIdempotentStartLosingTheRaceToAnotherProcess(t *testing.T) {
 	}
 	o.Input = js(t, `{"limit": 6}`)
 	late = idempotentService(t, &staleStore{Store: store, hidden: map[string]bool{}})
-	if _, err := late.StartRun(ctx, o); code(err) != CodeIdempotencyConflict {
+	if _, err := late.StartRun(ctx, o); code(err) != runtime.CodeIdempotencyConflict {
 		t.Fatalf("the loser with another input: %v", err)
 	}
 	if recs, _ := store.Load(ctx, first.RunID); len(recs) != 2 {

@@ -1,4 +1,4 @@
-package runtime
+package service
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 	"github.com/nano-vm/nano-vm-mcp/internal/keyring"
 	"github.com/nano-vm/nano-vm-mcp/internal/pgtest"
 	"github.com/nano-vm/nano-vm-mcp/internal/program"
+	"github.com/nano-vm/nano-vm-mcp/internal/runtime"
 	"github.com/nano-vm/nano-vm-mcp/internal/tracestore"
 )
 
@@ -101,7 +102,7 @@ func twoInstances(t *testing.T, connect func() tracestore.Store) (a, b *Service,
 	// The KEKs every process reads from the data directory's subject.kek.
 	keks, _ := memoryKEKs.Load(aStore)
 	bStore = &interleavingStore{Store: connect()}
-	b = NewService(Options{Store: bStore, Clock: func() time.Time { return t0 }, KEKs: keks.(*keyring.KEKs)})
+	b = New(Options{Store: bStore, Clock: func() time.Time { return t0 }, KEKs: keks.(*keyring.KEKs)})
 	return a, b, bStore, p
 }
 
@@ -128,7 +129,7 @@ func TestLoadWhileAnotherInstanceAppends(t *testing.T) {
 						if _, _, err := b.Get(ctx, started.RunID); err != nil {
 							t.Fatal(err)
 						}
-						if draft, err = a.Submit(ctx, started.RunID, Submit{Seq: started.Seq, Output: js(t, `{"score": 1}`)}); err != nil {
+						if draft, err = a.Submit(ctx, started.RunID, runtime.Submit{Seq: started.Seq, Output: js(t, `{"score": 1}`)}); err != nil {
 							t.Fatal(err)
 						}
 					}
@@ -138,9 +139,9 @@ func TestLoadWhileAnotherInstanceAppends(t *testing.T) {
 						// the linter's refusal, which rolls back to a new
 						// draft task. Either way the run moves on between
 						// b's two reads, and stays open.
-						in := Submit{Seq: draft.Seq, Output: js(t, `{"score": 1}`)}
+						in := runtime.Submit{Seq: draft.Seq, Output: js(t, `{"score": 1}`)}
 						if cached {
-							in = Submit{Seq: draft.Seq, Tool: "linter", Output: js(t, `{"ok": false}`)}
+							in = runtime.Submit{Seq: draft.Seq, Tool: "linter", Output: js(t, `{"ok": false}`)}
 						}
 						_, err := a.Submit(ctx, started.RunID, in)
 						moved = err == nil
@@ -148,22 +149,22 @@ func TestLoadWhileAnotherInstanceAppends(t *testing.T) {
 							t.Errorf("the other instance's submission: %v", err)
 						}
 					})
-					_, err = b.Submit(ctx, started.RunID, Submit{Seq: started.Seq, Output: js(t, `{"score": 2}`)})
+					_, err = b.Submit(ctx, started.RunID, runtime.Submit{Seq: started.Seq, Output: js(t, `{"score": 2}`)})
 					if !moved {
 						t.Fatalf("the other instance did not append between the two reads (b: %v)", err)
 					}
-					if code(err) != CodeStaleSeq {
+					if code(err) != runtime.CodeStaleSeq {
 						t.Fatalf("the loser got %v, want stale_seq", err)
 					}
 					events, err := a.Events(ctx, started.RunID)
 					if err != nil {
 						t.Fatal(err)
 					}
-					if last := events[len(events)-1]; last.Type != EventSubmissionRejected || last.Rejection.Code != CodeStaleSeq {
+					if last := events[len(events)-1]; last.Type != runtime.EventSubmissionRejected || last.Rejection.Code != runtime.CodeStaleSeq {
 						t.Fatalf("the lost race is not recorded last: %+v", last)
 					}
 					// b holds the run as stored, its own rejection included.
-					stored, err := Fold(p, events)
+					stored, err := runtime.Fold(p, events)
 					if err != nil {
 						t.Fatal(err)
 					}
@@ -202,7 +203,7 @@ func TestTwoInstancesRaceOnOneStore(t *testing.T) {
 				for i, svc := range []*Service{a, b} {
 					wg.Go(func() {
 						<-ready
-						_, errs[i] = svc.Submit(ctx, started.RunID, Submit{Seq: started.Seq, Output: js(t, fmt.Sprintf(`{"score": %d}`, i))})
+						_, errs[i] = svc.Submit(ctx, started.RunID, runtime.Submit{Seq: started.Seq, Output: js(t, fmt.Sprintf(`{"score": %d}`, i))})
 					})
 				}
 				close(ready)
@@ -211,7 +212,7 @@ func TestTwoInstancesRaceOnOneStore(t *testing.T) {
 					t.Fatalf("round %d: a %v, b %v: want one winner", round, errs[0], errs[1])
 				}
 				for i, err := range errs {
-					if err != nil && code(err) != CodeStaleSeq {
+					if err != nil && code(err) != runtime.CodeStaleSeq {
 						t.Fatalf("round %d: the loser (%s) got %v, want stale_seq", round, []string{"a", "b"}[i], err)
 					}
 				}

@@ -1,4 +1,4 @@
-package runtime
+package service
 
 import (
 	"context"
@@ -8,6 +8,7 @@ import (
 
 	"github.com/nano-vm/nano-vm-mcp/examples"
 	"github.com/nano-vm/nano-vm-mcp/internal/program"
+	"github.com/nano-vm/nano-vm-mcp/internal/runtime"
 	"github.com/nano-vm/nano-vm-mcp/internal/trace"
 )
 
@@ -20,7 +21,7 @@ func TestReplayUnderThePinnedDefinitionIsIdentical(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d, err := Replay(exampleProgram(t, "kyc-onboarding"), events)
+	d, err := runtime.Replay(exampleProgram(t, "kyc-onboarding"), events)
 	if err != nil || d != nil {
 		t.Fatalf("replay: divergence %+v, error %v", d, err)
 	}
@@ -38,7 +39,7 @@ func TestReplayUnderAnotherDefinitionNamesTheFirstDivergence(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d, err := Replay(p2, events)
+	d, err := runtime.Replay(p2, events)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,7 +53,7 @@ func TestReplayUnderAnotherDefinitionNamesTheFirstDivergence(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d, err = Replay(p3, events)
+	d, err = runtime.Replay(p3, events)
 	if err != nil || d == nil {
 		t.Fatalf("a stricter guard did not diverge: %v", err)
 	}
@@ -61,11 +62,11 @@ func TestReplayUnderAnotherDefinitionNamesTheFirstDivergence(t *testing.T) {
 	}
 	// Tamper with one recorded transition: the replay names it.
 	for i := range events {
-		if events[i].Type == EventTransitioned {
+		if events[i].Type == runtime.EventTransitioned {
 			tr := *events[i].Transition
 			tr.To = "rejected"
 			events[i].Transition = &tr
-			d, err := Replay(exampleProgram(t, "kyc-onboarding"), events)
+			d, err := runtime.Replay(exampleProgram(t, "kyc-onboarding"), events)
 			if err != nil || d == nil || d.Index != events[i].Index || d.Field != "transition" {
 				t.Fatalf("tampered transition: %+v %v", d, err)
 			}
@@ -102,7 +103,7 @@ func TestTraceFormatVersion(t *testing.T) {
 			st := *old[0].Started
 			st.TraceFormat = tt.recorded
 			old[0].Started = &st
-			d, err := Replay(p, old)
+			d, err := runtime.Replay(p, old)
 			if err != nil || (d != nil) != tt.diverges {
 				t.Fatalf("divergence %+v, error %v; want a divergence: %v", d, err, tt.diverges)
 			}

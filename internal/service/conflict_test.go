@@ -1,4 +1,4 @@
-package runtime
+package service
 
 import (
 	"context"
@@ -7,6 +7,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/nano-vm/nano-vm-mcp/internal/runtime"
 	"github.com/nano-vm/nano-vm-mcp/internal/tracestore"
 )
 
@@ -61,7 +62,7 @@ func TestLosingSubmissionKeepsRetryingWhileOthersAppend(t *testing.T) {
 			if _, _, err := b.Get(ctx, started.RunID); err != nil { // b holds the run at its first task
 				t.Fatal(err)
 			}
-			won, err := a.Submit(ctx, started.RunID, Submit{Seq: started.Seq, Output: js(t, `{"score": 1}`)})
+			won, err := a.Submit(ctx, started.RunID, runtime.Submit{Seq: started.Seq, Output: js(t, `{"score": 1}`)})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -69,14 +70,14 @@ func TestLosingSubmissionKeepsRetryingWhileOthersAppend(t *testing.T) {
 			bStore.n = beaten
 			bStore.before = func(i int) {
 				// Another loser of the same race records its rejection.
-				_, err := a.Submit(ctx, started.RunID, Submit{Seq: started.Seq, Output: js(t, fmt.Sprintf(`{"score": %d}`, 100+i))})
-				if code(err) != CodeStaleSeq {
+				_, err := a.Submit(ctx, started.RunID, runtime.Submit{Seq: started.Seq, Output: js(t, fmt.Sprintf(`{"score": %d}`, 100+i))})
+				if code(err) != runtime.CodeStaleSeq {
 					t.Errorf("the other loser got %v, want stale_seq", err)
 				}
 			}
 			bStore.mu.Unlock()
-			got, err := b.Submit(ctx, started.RunID, Submit{Seq: started.Seq, Output: js(t, `{"score": 2}`)})
-			if code(err) != CodeStaleSeq {
+			got, err := b.Submit(ctx, started.RunID, runtime.Submit{Seq: started.Seq, Output: js(t, `{"score": 2}`)})
+			if code(err) != runtime.CodeStaleSeq {
 				t.Fatalf("b got %v, want stale_seq", err)
 			}
 			if got.Task == nil || got.Seq != won.Seq {
@@ -88,7 +89,7 @@ func TestLosingSubmissionKeepsRetryingWhileOthersAppend(t *testing.T) {
 			}
 			rejected := 0
 			for _, e := range events {
-				if e.Type == EventSubmissionRejected && e.Rejection.Code == CodeStaleSeq {
+				if e.Type == runtime.EventSubmissionRejected && e.Rejection.Code == runtime.CodeStaleSeq {
 					rejected++
 				}
 			}
@@ -120,7 +121,7 @@ func TestConflictWithoutProgressIsBounded(t *testing.T) {
 	}
 	// The run holds no personal data: b needs none of a's keys.
 	b, _, _ := newTestService(t, spuriousStore{store})
-	_, err = b.Submit(ctx, started.RunID, Submit{Seq: started.Seq, Output: js(t, `{"score": 1}`)})
+	_, err = b.Submit(ctx, started.RunID, runtime.Submit{Seq: started.Seq, Output: js(t, `{"score": 1}`)})
 	if !errors.Is(err, tracestore.ErrConflict) {
 		t.Fatalf("got %v, want the conflict reported", err)
 	}

@@ -1,4 +1,4 @@
-package runtime
+package service
 
 import (
 	"context"
@@ -8,6 +8,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/nano-vm/nano-vm-mcp/internal/runtime"
 	"github.com/nano-vm/nano-vm-mcp/internal/trace"
 	"github.com/nano-vm/nano-vm-mcp/internal/tracestore"
 )
@@ -59,7 +60,7 @@ type EraseResult struct {
 // Erasing again, or a subject nobody knows, is a result, not an error.
 func (s *Service) EraseSubject(ctx context.Context, o EraseOptions) (EraseResult, error) {
 	if o.SubjectID == "" {
-		return EraseResult{}, reject(CodeInvalidInput, "name the subject to erase by its id")
+		return EraseResult{}, runtime.Reject(runtime.CodeInvalidInput, "name the subject to erase by its id")
 	}
 	names, err := s.subjectNames(ctx)
 	if err != nil {
@@ -67,7 +68,7 @@ func (s *Service) EraseSubject(ctx context.Context, o EraseOptions) (EraseResult
 	}
 	if o.Subject != "" {
 		if !names[o.Subject] {
-			return EraseResult{}, reject(CodeInvalidInput, "no program declares a data subject named %q", o.Subject)
+			return EraseResult{}, runtime.Reject(runtime.CodeInvalidInput, "no program declares a data subject named %q", o.Subject)
 		}
 		names = map[string]bool{o.Subject: true}
 	}
@@ -175,7 +176,7 @@ func (s *Service) recordErasure(ctx context.Context, lr *liveRun, runID string, 
 	}
 	done := map[string]bool{}
 	for _, e := range events {
-		if e.Type == EventSubjectErased && e.Erasure != nil {
+		if e.Type == runtime.EventSubjectErased && e.Erasure != nil {
 			done[e.Erasure.Subject] = true
 		}
 	}
@@ -184,8 +185,8 @@ func (s *Service) recordErasure(ctx context.Context, lr *liveRun, runID string, 
 		if done[sub] {
 			continue
 		}
-		rec := ErasureRecord{Subject: sub, Reason: o.Reason, Principal: o.Principal}
-		if _, err := s.applyLocked(ctx, lr, runID, Erase{Record: rec, At: s.clock()}); err != nil {
+		rec := runtime.ErasureRecord{Subject: sub, Reason: o.Reason, Principal: o.Principal}
+		if _, err := s.applyLocked(ctx, lr, runID, runtime.Erase{Record: rec, At: s.clock()}); err != nil {
 			return recorded, err
 		}
 		recorded = true

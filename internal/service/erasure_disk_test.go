@@ -1,4 +1,4 @@
-package runtime
+package service
 
 // The proof of erasure: after EraseSubject returns, an attacker holding
 // every byte of the data directory and of the database (live files, the
@@ -38,6 +38,7 @@ import (
 	"github.com/nano-vm/nano-vm-mcp/internal/keyring"
 	"github.com/nano-vm/nano-vm-mcp/internal/pgtest"
 	"github.com/nano-vm/nano-vm-mcp/internal/receipt"
+	"github.com/nano-vm/nano-vm-mcp/internal/runtime"
 	"github.com/nano-vm/nano-vm-mcp/internal/trace"
 	"github.com/nano-vm/nano-vm-mcp/internal/tracestore"
 )
@@ -396,11 +397,11 @@ func proofDriveKYC(t testing.TB, svc *Service, r *strings.Replacer, whole bool) 
 		var next Answer
 		switch {
 		case task.Kind == "approval":
-			next, err = svc.Decide(ctx, a.RunID, Decide{Seq: task.Seq, Role: task.Role, Decision: js(t, r.Replace(line))})
+			next, err = svc.Decide(ctx, a.RunID, runtime.Decide{Seq: task.Seq, Role: task.Role, Decision: js(t, r.Replace(line))})
 		case task.Tool != nil:
-			next, err = svc.Submit(ctx, a.RunID, Submit{Seq: task.Seq, Tool: task.Tool.Name, Actor: ActorTool, Output: js(t, r.Replace(line))})
+			next, err = svc.Submit(ctx, a.RunID, runtime.Submit{Seq: task.Seq, Tool: task.Tool.Name, Actor: runtime.ActorTool, Output: js(t, r.Replace(line))})
 		default:
-			next, err = svc.Submit(ctx, a.RunID, Submit{Seq: task.Seq, Output: js(t, r.Replace(line))})
+			next, err = svc.Submit(ctx, a.RunID, runtime.Submit{Seq: task.Seq, Output: js(t, r.Replace(line))})
 		}
 		if err != nil && code(err) == "" {
 			t.Fatal(err)
@@ -420,7 +421,7 @@ func proofService(t testing.TB, dir string, store tracestore.Store) (*Service, *
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc := NewService(Options{Store: store, Secret: kr.Secret, KEKs: kr.KEKs})
+	svc := New(Options{Store: store, Secret: kr.Secret, KEKs: kr.KEKs})
 	p, src := examples.MustLoad("kyc-onboarding")
 	if err := svc.AddProgram(context.Background(), p, src); err != nil {
 		t.Fatal(err)
@@ -449,7 +450,7 @@ func proofSealedName(t *testing.T, recs []tracestore.Record) *trace.Sealed {
 	return e.Started.Input.Customer.Name.Sealed
 }
 
-func proofStartedCustomer(t *testing.T, events []Event) map[string]any {
+func proofStartedCustomer(t *testing.T, events []runtime.Event) map[string]any {
 	t.Helper()
 	c, ok := events[0].Started.Input.(map[string]any)["customer"].(map[string]any)
 	if !ok {
@@ -618,7 +619,7 @@ func TestErasureLeavesNothingRecoverable(t *testing.T) {
 					}
 					recorded := false
 					for _, e := range evs[len(recsBefore[id]):] {
-						recorded = recorded || e.Type == EventSubjectErased && e.Erasure != nil && e.Erasure.Subject == subject
+						recorded = recorded || e.Type == runtime.EventSubjectErased && e.Erasure != nil && e.Erasure.Subject == subject
 					}
 					if !recorded {
 						t.Fatalf("run %s records no erasure of %s", id, subject)

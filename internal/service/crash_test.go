@@ -1,4 +1,4 @@
-package runtime
+package service
 
 import (
 	"bufio"
@@ -17,6 +17,7 @@ import (
 	"github.com/nano-vm/nano-vm-mcp/internal/keyring"
 	"github.com/nano-vm/nano-vm-mcp/internal/program"
 	"github.com/nano-vm/nano-vm-mcp/internal/receipt"
+	"github.com/nano-vm/nano-vm-mcp/internal/runtime"
 	"github.com/nano-vm/nano-vm-mcp/internal/trace"
 	"github.com/nano-vm/nano-vm-mcp/internal/tracestore"
 )
@@ -73,7 +74,7 @@ func TestCrashChild(t *testing.T) {
 		fmt.Println("ERROR", err)
 		os.Exit(1)
 	}
-	svc := NewService(Options{Store: store, Secret: bytes.Repeat([]byte{5}, 32), KEKs: keks})
+	svc := New(Options{Store: store, Secret: bytes.Repeat([]byte{5}, 32), KEKs: keks})
 	p, err := program.Load("crash.yaml", []byte(crashProgram))
 	if err != nil {
 		fmt.Println("ERROR", err)
@@ -111,7 +112,7 @@ func TestCrashChild(t *testing.T) {
 			os.Exit(1)
 		}
 		output := map[string]any{"n": int64(run.Seq), "note": "note for step " + strconv.FormatUint(run.Seq, 10), "done": false}
-		if _, err := svc.Submit(ctx, id, Submit{Seq: run.Seq, Output: output}); err != nil {
+		if _, err := svc.Submit(ctx, id, runtime.Submit{Seq: run.Seq, Output: output}); err != nil {
 			fmt.Println("ERROR", err)
 			os.Exit(1)
 		}
@@ -183,7 +184,7 @@ func checkAfterCrash(t *testing.T, dir string, acked map[string]uint64, round in
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc := NewService(Options{Store: store, KEKs: keks})
+	svc := New(Options{Store: store, KEKs: keks})
 	for id, seq := range acked {
 		recs, err := store.Load(ctx, id)
 		if err != nil {

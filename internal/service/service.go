@@ -1,0 +1,161 @@
+// Package service is the imperative shell around the pure core
+// (internal/runtime): the program registry, starts and their idempotency,
+// load → Apply → append → answer with the run cache and per-run locks,
+// the client's answers, sealing of personal data, erasure of data
+// subjects, the approvers' inbox, the deadline sweeper, and who may see
+// and decide which run. It owns the clock, id generation, randomness and
+// storage, all injected through Options, so tests fix every one of them.
+package service
+
+import (
+	"container/list"
+	"crypto/rand"
+	"encoding/hex"
+	"io"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/nano-vm/nano-vm-mcp/internal/jsonvalue"
+	"github.com/nano-vm/nano-vm-mcp/internal/keyring"
+	"github.com/nano-vm/nano-vm-mcp/internal/program"
+	"github.com/nano-vm/nano-vm-mcp/internal/runtime"
+	"github.com/nano-vm/nano-vm-mcp/internal/subjectkeys"
+	"github.com/nano-vm/nano-vm-mcp/internal/trace"
+	"github.com/nano-vm/nano-vm-mcp/internal/tracestore"
+)
+
+// Service is the imperative shell around the core: it loads a run, calls
+// Apply, appends the events atomically and only then answers. It owns the
+// clock, id generation and storage, all injected through Options.
+type Service struct {
+	store  tracestore.Store
+	sealer *sealer
+	clock  func() time.Time
+	newID  func() string
+	log    *zap.Logger
+
+	mu       sync.Mutex
+	programs map[string]*program.Program // by definition hash
+	latest   map[string]*program.Program // by name: the program start_run uses
+	sources  map[string][]byte           // by definition hash
+	// runs caches folded runs, and holds the lock of every run in use. It
+	// is bounded: past maxRuns, the least recently used runs nobody holds
+	// are dropped, and fold again from the store when next used.
+	runs    map[string]*liveRun
+	lru     *list.List // of run ids, most recently used first
+	maxRuns int
+}
+
+// liveRun serialises the inputs of one run within this process; the store's
+// append check settles races between processes.
+type liveRun struct {
+	mu    sync.Mutex
+	run   *runtime.Run // nil until loaded
+	p     *program.Program
+	chain *chain // the stored trace's head, tree and subjects
+
+	// Guarded by Service.mu. refs counts the callers that hold mu or wait
+	// for it: an entry is evicted only at zero, so two callers of one run
+	// never hold two different entries (and two locks) at once.
+	refs int
+	elem *list.Element // in Service.lru while in Service.runs
+}
+
+// DefaultMaxCachedRuns is how many folded runs a Service keeps by default
+// (Options.MaxCachedRuns): at a few tens of KB each, some tens of MB.
+const DefaultMaxCachedRuns = 1000
+
+// Options configure a Service. Zero values pick production defaults.
+type Options struct {
+	Store tracestore.Store // default: a new in-memory store
+	Clock func() time.Time // default: time.Now
+	NewID func() string    // default: 128 random bits, hex
+	Log   *zap.Logger      // default: no logging
+	// Secret keys the hashes that name data subjects and the run ids of
+	// idempotent starts (32 bytes). Default: random, so subject keys and
+	// idempotent runs are not found again after a restart; the server
+	// passes the secret it keeps in its data directory.
+	Secret []byte
+	// Rand supplies subject keys and nonces. Default: crypto/rand. Tests
+	// pass a seeded generator, so traces are byte-for-byte reproducible.
+	Rand io.Reader
+	// KEKs wrap the subject keys the store keeps (internal/subjectkeys).
+	// Default: a set in memory that every Service of this process over the
+	// same Store shares, which suits only a store that does not outlive
+	// the process; the server passes its data directory's.
+	KEKs *keyring.KEKs
+	// MaxCachedRuns bounds how many folded runs stay in memory between
+	// calls (default DefaultMaxCachedRuns). A run dropped from the cache
+	// is folded again from the store when next used; runs in use are
+	// never dropped, so the cache may exceed the bound by the number of
+	// runs being called at that moment.
+	MaxCachedRuns int
+}
+
+// memoryKEKs are the default KEK sets, by store.
+var memoryKEKs sync.Map // tracestore.Store → *keyring.KEKs
+
+// New returns a Service.
+func New(o Options) *Service {
+	if o.Store == nil {
+		o.Store = tracestore.NewMemory()
+	}
+	if o.Clock == nil {
+		o.Clock = time.Now
+	}
+	if o.NewID == nil {
+		o.NewID = randomID
+	}
+	if o.Log == nil {
+		o.Log = zap.NewNop()
+	}
+	if o.Rand == nil {
+		o.Rand = rand.Reader
+	}
+	if o.Secret == nil {
+		o.Secret = make([]byte, trace.KeySize)
+		if _, err := io.ReadFull(rand.Reader, o.Secret); err != nil {
+			panic("runtime: no randomness: " + err.Error())
+		}
+	}
+	if o.KEKs == nil {
+		k, _ := memoryKEKs.LoadOrStore(o.Store, keyring.MemoryKEKs())
+		o.KEKs = k.(*keyring.KEKs)
+	}
+	if o.MaxCachedRuns <= 0 {
+		o.MaxCachedRuns = DefaultMaxCachedRuns
+	}
+	sl := &sealer{secret: o.Secret, rand: o.Rand}
+	sl.keys = subjectkeys.New(o.Store, o.KEKs, sl.read)
+	return &Service{
+		store: o.Store, clock: o.Clock, newID: o.NewID, log: o.Log,
+		sealer:   sl,
+		programs: map[string]*program.Program{},
+		latest:   map[string]*program.Program{},
+		sources:  map[string][]byte{},
+		runs:     map[string]*liveRun{},
+		lru:      list.New(),
+		maxRuns:  o.MaxCachedRuns,
+	}
+}
+
+// jsonSize is the size of v as canonical JSON (RFC 8785), which is what
+// max_document_bytes measures: the bytes as received would let escapes
+// and white space decide whether a document fits.
+func jsonSize(v any) int {
+	c, err := jsonvalue.Canonical(v)
+	if err != nil {
+		return 0
+	}
+	return len(c)
+}
+
+func randomID() string {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic("runtime: no randomness: " + err.Error())
+	}
+	return "run_" + hex.EncodeToString(b[:])
+}
