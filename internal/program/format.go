@@ -74,6 +74,8 @@ type StateSpec struct {
 	MaxVisits    int               `json:"max_visits,omitempty" jsonschema:"minimum=1,maximum=10000" jsonschema_description:"How often a run may enter this state; entering it once more fails the run (visit_budget_exceeded). Bounds loops."`
 	Timeout      string            `json:"timeout,omitempty" jsonschema:"pattern=^([0-9]+(\\.[0-9]+)?(ms|s|m|h))+$" jsonschema_description:"How long the task may stay open (Go duration such as 30m or 72h; llm, tool, approval)."`
 	OnTimeout    string            `json:"on_timeout,omitempty" jsonschema:"pattern=^[a-z][a-z0-9_]*$" jsonschema_description:"The state to go to when the timeout passes. Without it, the run fails (timeout)."`
+	Execution    string            `json:"execution,omitempty" jsonschema:"enum=runtime,enum=caller" jsonschema_description:"Who runs the tool (tool). runtime: the server runs it through its tool registry, and refuses to load the program when the registry lacks it. caller: the caller runs it and reports the result. Absent: the runtime when the server's registry has the tool, else the caller."`
+	OnError      string            `json:"on_error,omitempty" jsonschema:"pattern=^[a-z][a-z0-9_]*$" jsonschema_description:"The state to go to when a runtime-executed tool fails and its attempts are exhausted (tool). Without it, the run fails (tool_failed)."`
 }
 
 // JSONSchemaExtend states which fields each kind requires.

@@ -143,7 +143,21 @@ type State struct {
 	MaxVisits     int // 0: unbounded
 	Timeout       time.Duration
 	OnTimeout     *State
+	// Execution is the tool state's declared execution: ExecutionRuntime,
+	// ExecutionCaller, or "" (the runtime when the server's tool registry
+	// has the tool). Which applies to a run is fixed when it starts
+	// (runtime.Started.Executors).
+	Execution string
+	// OnError is where a runtime-executed tool's run goes when the call
+	// failed and its attempts are exhausted; nil: the run fails (tool_failed).
+	OnError *State
 }
+
+// Tool execution as a tool state declares it.
+const (
+	ExecutionRuntime = "runtime"
+	ExecutionCaller  = "caller"
+)
 
 // Transition is a compiled transition.
 type Transition struct {

@@ -54,6 +54,7 @@ type Event struct {
 	Finished   *Finished         `json:"finished,omitempty"`
 	Fault      *FaultRecord      `json:"fault,omitempty"`
 	Erasure    *ErasureRecord    `json:"erasure,omitempty"`
+	Call       *ToolCallRecord   `json:"call,omitempty"` // the tool_call_* events
 
 	// converted caches, inside one Apply, the accepted output already
 	// converted for the guards, so that folding does not convert it again.
@@ -80,8 +81,13 @@ type Started struct {
 	// Lab marks a laboratory run: started for testing (the failure
 	// laboratory may attack it), not for production work. The core runs it
 	// like any other run.
-	Lab   bool `json:"lab,omitempty"`
-	Input any  `json:"input"`
+	Lab bool `json:"lab,omitempty"`
+	// Executors names the run's runtime-executed tool states and the kind
+	// of executor that runs each (mcp, exec, http, builtin), as the server's
+	// registry resolved them when the run started; the other tool states
+	// are the caller's. Absent: every tool state is the caller's.
+	Executors map[string]string `json:"executors,omitempty"`
+	Input     any               `json:"input"`
 	// Subjects names the run's data subjects by keyed id (HMAC), never by
 	// their ids. The shell sets it when it seals the event.
 	Subjects map[string]string `json:"subjects,omitempty"`

@@ -29,6 +29,9 @@ type Start struct {
 	Input     any  // decoded JSON
 	Size      int  // bytes of the input's canonical JSON, checked against max_document_bytes
 	Lab       bool // a laboratory run (recorded in run_started)
+	// Executors are the tool states the runtime runs, with each one's
+	// executor kind, as the shell's registry resolves them (Started.Executors).
+	Executors map[string]string
 	At        time.Time
 }
 

@@ -61,6 +61,11 @@ type Run struct {
 	Uncounted    int
 	UncountedSeq uint64
 
+	// Executors are the runtime-executed tool states (Started.Executors).
+	Executors map[string]string
+	// Call is the runtime tool call the run waits on, nil when none.
+	Call *OpenCall
+
 	Task     *projection.Task // the open task, nil when none
 	Deadline time.Time        // of the open task; zero when it has no timeout
 	TaskAt   string           // when the open (or last) task was issued
