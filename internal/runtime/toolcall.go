@@ -77,7 +77,10 @@ type ToolResult struct {
 	Attempt int
 	Output  any // decoded JSON
 	Size    int // bytes of its canonical JSON, checked against max_document_bytes
-	At      time.Time
+	// Retry is the registry's word that another attempt is allowed should
+	// this result be refused (it violates the output schema).
+	Retry bool
+	At    time.Time
 }
 
 // ToolFailure reports a failed attempt of a runtime tool call. Retry is the
