@@ -9,11 +9,13 @@ import (
 	"time"
 )
 
-// The schema versions that added the run_subjects index and the inbox
-// columns: a store migrated from before each fills them in from the traces.
+// The schema versions that added the run_subjects index, the inbox
+// columns and the sweeper's due column: a store migrated from before each
+// fills them in.
 const (
 	subjectsVersion = 5
 	awaitingVersion = 6
+	dueVersion      = 7
 )
 
 // awaitingIDs lists the run ids of a page.
