@@ -224,3 +224,59 @@ func TestCallersListOnlyTheRunsTheyDrive(t *testing.T) {
 		}
 	}
 }
+
+// earlyRows is a store whose run rows name each running run's start as
+// its due time, as a store migrated to schema step 7 names it for every
+// run running then (tracestore's dueStep): a bound before the deadline.
+type earlyRows struct{ tracestore.Store }
+
+func (s earlyRows) Append(ctx context.Context, runID string, recs []tracestore.Record, info tracestore.RunInfo) error {
+	if info.Status == string(runtime.StatusRunning) {
+		info.Deadline = info.StartedAt
+	}
+	return s.Store.Append(ctx, runID, recs, info)
+}
+
+// A run whose row names a due time before its deadline (one from before
+// the due column) is looked at by one sweep; later sweeps pass over it,
+// without reading it, until its real deadline, when it times out, or for
+// good when its task has none.
+func TestSweepLooksAtARunWithAnEarlyRowOnceUntilItsDeadline(t *testing.T) {
+	ctx := context.Background()
+	store := &readCounting{Store: earlyRows{tracestore.NewMemory()}, reads: map[string]int{}}
+	svc, _, _ := newTestService(t, store)
+	open, err := svc.Start(ctx, "test-review", js(t, `{"limit": 5}`), "t") // an llm task without a timeout
+	if err != nil {
+		t.Fatal(err)
+	}
+	review := toReview(t, svc) // deadline t0+1h
+
+	// A restarted server with room for one folded run only, so that a
+	// run looked at again is read again.
+	fresh, _, clock := newTestServiceWith(t, Options{Store: store, MaxCachedRuns: 1})
+	clock.Add(30 * time.Minute)
+	if n, err := fresh.Sweep(ctx); n != 0 || err != nil {
+		t.Fatalf("first sweep timed out %d runs, %v; want none", n, err)
+	}
+	reads := map[string]int{open.RunID: store.readsOf(open.RunID), review.RunID: store.readsOf(review.RunID)}
+	clock.Add(time.Minute)
+	if n, err := fresh.Sweep(ctx); n != 0 || err != nil {
+		t.Fatalf("second sweep timed out %d runs, %v; want none", n, err)
+	}
+	for id, before := range reads {
+		if got := store.readsOf(id) - before; got != 0 {
+			t.Errorf("the second sweep read run %s %d times; want it passed over", id, got)
+		}
+	}
+
+	clock.Add(29 * time.Minute) // t0+1h: the review is due
+	if n, err := fresh.Sweep(ctx); n != 1 || err != nil {
+		t.Fatalf("sweep at the review's deadline timed out %d runs, %v; want 1", n, err)
+	}
+	if run, _, err := fresh.Get(ctx, review.RunID); err != nil || run.Outcome != "EXPIRED" {
+		t.Fatalf("review run: %+v %v; want EXPIRED", run, err)
+	}
+	if got := store.readsOf(open.RunID) - reads[open.RunID]; got != 0 {
+		t.Errorf("the sweeps read the run without a deadline %d times; want none", got)
+	}
+}
