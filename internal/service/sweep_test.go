@@ -196,6 +196,27 @@ func TestCallersSeeAndDriveOnlyWhatTheyMay(t *testing.T) {
 	}
 }
 
+// An approver reads a run only while it waits for their decision: once
+// the decision's deadline has passed, even before anything records the
+// timeout, the run is hidden from them as from a stranger, while its owner
+// sees it timed out.
+func TestApproverDoesNotReadARunWhoseDecisionTimedOut(t *testing.T) {
+	ctx := context.Background()
+	svc, _, clock := newTestService(t, tracestore.NewMemory())
+	r := toReview(t, svc) // owned by "t", waits for an editor until t0+1h
+	approver := Caller{ID: "ed", ApproverRole: "editor"}
+	if _, _, err := svc.Read(ctx, r.RunID, approver); err != nil {
+		t.Fatalf("approver's read before the deadline: %v", err)
+	}
+	clock.Add(time.Hour)
+	if _, _, err := svc.Read(ctx, r.RunID, approver); code(err) != runtime.CodeNoSuchRun {
+		t.Fatalf("approver's read after the deadline: %v, want %s", err, runtime.CodeNoSuchRun)
+	}
+	if run, _, err := svc.Read(ctx, r.RunID, Caller{ID: "t"}); err != nil || run.Outcome != "EXPIRED" {
+		t.Fatalf("owner's read after the deadline: %+v, %v; want EXPIRED", run, err)
+	}
+}
+
 // Listing follows the same rule: the operator finds every run, anyone
 // else only their own.
 func TestCallersListOnlyTheRunsTheyDrive(t *testing.T) {
