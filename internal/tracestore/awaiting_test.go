@@ -9,13 +9,13 @@ import (
 	"time"
 )
 
-// The schema versions that added the run_subjects index, the inbox
-// columns and the sweeper's due column: a store migrated from before each
-// fills them in.
+// The schema versions that added the run_subjects index and the inbox
+// columns, and that gave every running run a due time: a store migrated
+// from before each fills them in.
 const (
-	subjectsVersion = 5
-	awaitingVersion = 6
-	dueVersion      = 7
+	subjectsVersion    = 5
+	awaitingVersion    = 6
+	dueBackfillVersion = 8
 )
 
 // awaitingIDs lists the run ids of a page.

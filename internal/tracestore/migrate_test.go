@@ -187,7 +187,7 @@ func checkMigrated(t *testing.T, b sqlBackend, from int, db *sql.DB, s Store) {
 	// Every running run from before is due by its start, since its
 	// deadline needs the program: the sweeper looks at each once, and
 	// none whose task expired before its next append is left unswept.
-	if from < dueVersion {
+	if from < dueBackfillVersion {
 		if got, _, err := s.ListDue(ctx, DueFilter{By: t0}); err != nil || awaitingIDs(got) != "moved old waits" {
 			t.Fatalf("ListDue after migrating = %+v, %v; want every running run", got, err)
 		}
