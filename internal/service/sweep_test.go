@@ -2,10 +2,13 @@ package service
 
 import (
 	"context"
+	"database/sql"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/nano-vm/nano-vm-mcp/internal/keyring"
 	"github.com/nano-vm/nano-vm-mcp/internal/runtime"
 	"github.com/nano-vm/nano-vm-mcp/internal/tracestore"
 )
@@ -299,5 +302,58 @@ func TestSweepLooksAtARunWithAnEarlyRowOnceUntilItsDeadline(t *testing.T) {
 	}
 	if got := store.readsOf(open.RunID) - reads[open.RunID]; got != 0 {
 		t.Errorf("the sweeps read the run without a deadline %d times; want none", got)
+	}
+}
+
+// A run waiting when its store was migrated to the due column, with a
+// deadline the row could not name, is timed out by the sweeper once that
+// deadline passes, without any append in between.
+func TestSweepTimesOutARunFromBeforeTheDueColumn(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "traces.db")
+	store, err := tracestore.OpenSQLite(path, tracestore.SQLiteOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Both servers share the data directory's keys.
+	keks := keyring.MemoryKEKs()
+	svc, _, _ := newTestServiceWith(t, Options{Store: store, KEKs: keks})
+	r := toReview(t, svc) // deadline t0+1h
+	if err := store.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// The store as a binary from before the due column left it: an
+	// approval's deadline unknown (as schema step 6 fills it in), no due
+	// column, at version 6.
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{
+		`UPDATE runs SET awaiting_deadline = 9223372036854775807 WHERE awaiting_role <> ''`,
+		`DROP INDEX runs_due`,
+		`ALTER TABLE runs DROP COLUMN due`,
+		`DELETE FROM schema_version WHERE version > 6`,
+	} {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	migrated, err := tracestore.OpenSQLite(path, tracestore.SQLiteOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer migrated.Close()
+	fresh, _, clock := newTestServiceWith(t, Options{Store: migrated, KEKs: keks})
+	clock.Add(time.Hour)
+	if n, err := fresh.Sweep(ctx); n != 1 || err != nil {
+		t.Fatalf("sweep after the deadline timed out %d runs, %v; want 1", n, err)
+	}
+	if run, _, err := fresh.Get(ctx, r.RunID); err != nil || run.Outcome != "EXPIRED" {
+		t.Fatalf("run from before the due column: %+v, %v; want EXPIRED", run, err)
 	}
 }
