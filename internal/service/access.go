@@ -65,16 +65,19 @@ func (s *Service) Own(ctx context.Context, runID string, c Caller) (*runtime.Run
 // task's deadline has passed, the run is shown as the timeout will leave
 // it (expired, and moved to on_timeout or finished), but nothing is
 // appended; the sweeper or the run's next write records the timeout.
-// Another's run is no_such_run.
+// Another's run is no_such_run, and so is, for an approver, a run whose
+// decision has timed out: it no longer waits for them, and the run as the
+// timeout leaves it (the agent's next task, say) is not theirs to see.
 func (s *Service) Read(ctx context.Context, runID string, c Caller) (*runtime.Run, *program.Program, error) {
 	r, p, err := s.Get(ctx, runID)
 	if err != nil {
 		return nil, nil, err
 	}
-	if !c.reads(r) {
+	now := asOf(p, r, s.clock())
+	if !c.reads(r) || !c.reads(now) {
 		return nil, nil, hidden(runID)
 	}
-	return asOf(p, r, s.clock()), p, nil
+	return now, p, nil
 }
 
 // asOf is r as it stands at now: the run a tick at now would leave, when

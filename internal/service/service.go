@@ -46,6 +46,8 @@ type Service struct {
 	runs    map[string]*liveRun
 	lru     *list.List // of run ids, most recently used first
 	maxRuns int
+
+	sweep sweeper // the deadline sweeper's memory (Sweep)
 }
 
 // liveRun serialises the inputs of one run within this process; the store's

@@ -2,10 +2,13 @@ package service
 
 import (
 	"context"
+	"database/sql"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/nano-vm/nano-vm-mcp/internal/keyring"
 	"github.com/nano-vm/nano-vm-mcp/internal/runtime"
 	"github.com/nano-vm/nano-vm-mcp/internal/tracestore"
 )
@@ -196,6 +199,27 @@ func TestCallersSeeAndDriveOnlyWhatTheyMay(t *testing.T) {
 	}
 }
 
+// An approver reads a run only while it waits for their decision: once
+// the decision's deadline has passed, even before anything records the
+// timeout, the run is hidden from them as from a stranger, while its owner
+// sees it timed out.
+func TestApproverDoesNotReadARunWhoseDecisionTimedOut(t *testing.T) {
+	ctx := context.Background()
+	svc, _, clock := newTestService(t, tracestore.NewMemory())
+	r := toReview(t, svc) // owned by "t", waits for an editor until t0+1h
+	approver := Caller{ID: "ed", ApproverRole: "editor"}
+	if _, _, err := svc.Read(ctx, r.RunID, approver); err != nil {
+		t.Fatalf("approver's read before the deadline: %v", err)
+	}
+	clock.Add(time.Hour)
+	if _, _, err := svc.Read(ctx, r.RunID, approver); code(err) != runtime.CodeNoSuchRun {
+		t.Fatalf("approver's read after the deadline: %v, want %s", err, runtime.CodeNoSuchRun)
+	}
+	if run, _, err := svc.Read(ctx, r.RunID, Caller{ID: "t"}); err != nil || run.Outcome != "EXPIRED" {
+		t.Fatalf("owner's read after the deadline: %+v, %v; want EXPIRED", run, err)
+	}
+}
+
 // Listing follows the same rule: the operator finds every run, anyone
 // else only their own.
 func TestCallersListOnlyTheRunsTheyDrive(t *testing.T) {
@@ -222,5 +246,114 @@ func TestCallersListOnlyTheRunsTheyDrive(t *testing.T) {
 		if err != nil || len(runs) != c.want {
 			t.Errorf("%+v lists %d runs, %v; want %d", c.caller, len(runs), err, c.want)
 		}
+	}
+}
+
+// earlyRows is a store whose run rows name each running run's start as
+// its due time, as a store migrated to schema step 7 names it for every
+// run running then (tracestore's dueStep): a bound before the deadline.
+type earlyRows struct{ tracestore.Store }
+
+func (s earlyRows) Append(ctx context.Context, runID string, recs []tracestore.Record, info tracestore.RunInfo) error {
+	if info.Status == string(runtime.StatusRunning) {
+		info.Deadline = info.StartedAt
+	}
+	return s.Store.Append(ctx, runID, recs, info)
+}
+
+// A run whose row names a due time before its deadline (one from before
+// the due column) is looked at by one sweep; later sweeps pass over it,
+// without reading it, until its real deadline, when it times out, or for
+// good when its task has none.
+func TestSweepLooksAtARunWithAnEarlyRowOnceUntilItsDeadline(t *testing.T) {
+	ctx := context.Background()
+	store := &readCounting{Store: earlyRows{tracestore.NewMemory()}, reads: map[string]int{}}
+	svc, _, _ := newTestService(t, store)
+	open, err := svc.Start(ctx, "test-review", js(t, `{"limit": 5}`), "t") // an llm task without a timeout
+	if err != nil {
+		t.Fatal(err)
+	}
+	review := toReview(t, svc) // deadline t0+1h
+
+	// A restarted server with room for one folded run only, so that a
+	// run looked at again is read again.
+	fresh, _, clock := newTestServiceWith(t, Options{Store: store, MaxCachedRuns: 1})
+	clock.Add(30 * time.Minute)
+	if n, err := fresh.Sweep(ctx); n != 0 || err != nil {
+		t.Fatalf("first sweep timed out %d runs, %v; want none", n, err)
+	}
+	reads := map[string]int{open.RunID: store.readsOf(open.RunID), review.RunID: store.readsOf(review.RunID)}
+	clock.Add(time.Minute)
+	if n, err := fresh.Sweep(ctx); n != 0 || err != nil {
+		t.Fatalf("second sweep timed out %d runs, %v; want none", n, err)
+	}
+	for id, before := range reads {
+		if got := store.readsOf(id) - before; got != 0 {
+			t.Errorf("the second sweep read run %s %d times; want it passed over", id, got)
+		}
+	}
+
+	clock.Add(29 * time.Minute) // t0+1h: the review is due
+	if n, err := fresh.Sweep(ctx); n != 1 || err != nil {
+		t.Fatalf("sweep at the review's deadline timed out %d runs, %v; want 1", n, err)
+	}
+	if run, _, err := fresh.Get(ctx, review.RunID); err != nil || run.Outcome != "EXPIRED" {
+		t.Fatalf("review run: %+v %v; want EXPIRED", run, err)
+	}
+	if got := store.readsOf(open.RunID) - reads[open.RunID]; got != 0 {
+		t.Errorf("the sweeps read the run without a deadline %d times; want none", got)
+	}
+}
+
+// A run waiting when its store was migrated to the due column, with a
+// deadline the row could not name, is timed out by the sweeper once that
+// deadline passes, without any append in between.
+func TestSweepTimesOutARunFromBeforeTheDueColumn(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "traces.db")
+	store, err := tracestore.OpenSQLite(path, tracestore.SQLiteOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Both servers share the data directory's keys.
+	keks := keyring.MemoryKEKs()
+	svc, _, _ := newTestServiceWith(t, Options{Store: store, KEKs: keks})
+	r := toReview(t, svc) // deadline t0+1h
+	if err := store.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// The store as a binary from before the due column left it: an
+	// approval's deadline unknown (as schema step 6 fills it in), no due
+	// column, at version 6.
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{
+		`UPDATE runs SET awaiting_deadline = 9223372036854775807 WHERE awaiting_role <> ''`,
+		`DROP INDEX runs_due`,
+		`ALTER TABLE runs DROP COLUMN due`,
+		`DELETE FROM schema_version WHERE version > 6`,
+	} {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	migrated, err := tracestore.OpenSQLite(path, tracestore.SQLiteOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer migrated.Close()
+	fresh, _, clock := newTestServiceWith(t, Options{Store: migrated, KEKs: keks})
+	clock.Add(time.Hour)
+	if n, err := fresh.Sweep(ctx); n != 1 || err != nil {
+		t.Fatalf("sweep after the deadline timed out %d runs, %v; want 1", n, err)
+	}
+	if run, _, err := fresh.Get(ctx, r.RunID); err != nil || run.Outcome != "EXPIRED" {
+		t.Fatalf("run from before the due column: %+v, %v; want EXPIRED", run, err)
 	}
 }

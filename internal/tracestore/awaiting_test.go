@@ -10,10 +10,12 @@ import (
 )
 
 // The schema versions that added the run_subjects index and the inbox
-// columns: a store migrated from before each fills them in from the traces.
+// columns, and that gave every running run a due time: a store migrated
+// from before each fills them in.
 const (
-	subjectsVersion = 5
-	awaitingVersion = 6
+	subjectsVersion    = 5
+	awaitingVersion    = 6
+	dueBackfillVersion = 8
 )
 
 // awaitingIDs lists the run ids of a page.

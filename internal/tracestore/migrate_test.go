@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // sqlBackend is what the migration tests need of a SQL backend; one test
@@ -182,6 +183,17 @@ func checkMigrated(t *testing.T, b sqlBackend, from int, db *sql.DB, s Store) {
 	// one whose approval was decided is not.
 	if got, _, err := s.ListAwaiting(ctx, AwaitingFilter{}); from < awaitingVersion && (err != nil || awaitingIDs(got) != "waits" || got[0].AwaitingRole != "officer" || !got[0].AwaitingDeadline.IsZero()) {
 		t.Fatalf("ListAwaiting after migrating = %+v, %v", got, err)
+	}
+	// Every running run from before is due by its start, since its
+	// deadline needs the program: the sweeper looks at each once, and
+	// none whose task expired before its next append is left unswept.
+	if from < dueBackfillVersion {
+		if got, _, err := s.ListDue(ctx, DueFilter{By: t0}); err != nil || awaitingIDs(got) != "moved old waits" {
+			t.Fatalf("ListDue after migrating = %+v, %v; want every running run", got, err)
+		}
+		if got, _, err := s.ListDue(ctx, DueFilter{By: t0.Add(-time.Nanosecond)}); err != nil || len(got) != 0 {
+			t.Fatalf("ListDue before the runs started = %+v, %v; want none", got, err)
+		}
 	}
 	// The old run keeps no principal, even when a later append names one.
 	later := info(3)

@@ -61,6 +61,9 @@ var postgresMigrations = []string{
 	` + awaitingIndexes,
 	// 7: the deadline sweeper's index; see sqliteMigrations.
 	dueStep,
+	// 8: a due time for the running runs from before step 7; see
+	// sqliteMigrations.
+	dueBackfillStep,
 }
 
 // migrationLock is the advisory lock key that serialises migrations of

@@ -98,6 +98,9 @@ var sqliteMigrations = []string{
 	` + awaitingIndexes,
 	// 7: the deadline sweeper's index (see dueStep).
 	dueStep,
+	// 8: a due time for the running runs from before step 7 (see
+	// dueBackfillStep).
+	dueBackfillStep,
 }
 
 // DefaultDataDir is where the server keeps its data unless told otherwise:

@@ -149,10 +149,20 @@ const awaitingIndexes = `CREATE INDEX runs_awaiting_by_role ON runs (awaiting_ro
 // index that holds only the runs that have one. A run waiting for an
 // approval since before takes its deadline from awaiting_deadline; other
 // runs' deadlines need the program, and are unknown (0) until their next
-// append.
+// append: dueBackfillStep bounds them.
 const dueStep = `ALTER TABLE runs ADD COLUMN due BIGINT NOT NULL DEFAULT 0;
 	UPDATE runs SET due = awaiting_deadline WHERE awaiting_role <> '' AND awaiting_deadline <> 9223372036854775807 AND status = 'running';
 	CREATE INDEX runs_due ON runs (due, run_id) WHERE due <> 0`
+
+// dueBackfillStep is schema step 8 of both SQL stores. A running run whose
+// row names no due time may be one from before step 7, whose deadline
+// needs its program, which SQL cannot read; left at 0, such a run whose
+// task expired would never be swept. It takes a bound never later than
+// any deadline it may have: its start. The sweeper then looks at each such
+// run once, times out those that are due, and passes over the others
+// until their real deadline (service.Sweep); their next append writes it.
+const dueBackfillStep = `UPDATE runs SET due = CASE WHEN started_at > 0 THEN started_at ELSE 1 END
+	WHERE status = 'running' AND due = 0`
 
 // runColumns are the runs table's columns in the order scanRun reads them.
 const runColumns = `run_id, program, definition_hash, status, outcome, started_at, updated_at, events, head, tree, principal, lab, awaiting_role, awaiting_deadline, due`
