@@ -388,8 +388,10 @@ func normalize(e Event, pinned bool) []byte {
 	if e.Started != nil {
 		st := *e.Started
 		st.Subjects = nil
-		if st.TraceFormat == "" {
-			st.TraceFormat = trace.Format // recorded before the member existed
+		if st.TraceFormat == "" || trace.Readable(st.TraceFormat) {
+			// Recorded before the member existed, or in a format this
+			// build reads: the runtime writes the current one now.
+			st.TraceFormat = trace.Format
 		}
 		if !pinned {
 			st.Program = ProgramRef{}
