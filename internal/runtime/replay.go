@@ -398,6 +398,13 @@ func normalize(e Event, pinned bool) []byte {
 		}
 		e.Started = &st
 	}
+	if e.Task != nil && e.Task.Kind == string(program.KindTool) && e.Task.ExecutedBy == "" {
+		// Trace format 1 did not say who runs a tool task: the caller,
+		// always, as the runtime now records it.
+		t := *e.Task
+		t.ExecutedBy = projection.ExecutedByCaller
+		e.Task = &t
+	}
 	if e.Input != nil && !pinned {
 		in := *e.Input
 		in.DefinitionHash = ""
