@@ -30,7 +30,7 @@ type Task struct {
 	// call the runtime makes (ForModelCall). Absent on other kinds, and on
 	// tool tasks recorded before runtime execution existed (trace format 1),
 	// which were all the caller's.
-	ExecutedBy string `json:"executed_by,omitempty"`
+	ExecutedBy string `json:"executed_by,omitempty" jsonschema:"enum=caller,enum=runtime"`
 }
 
 // Who runs a tool state's tool (Task.ExecutedBy).
