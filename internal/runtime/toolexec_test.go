@@ -174,3 +174,19 @@ func TestFormatOneTraceReplaysIdentically(t *testing.T) {
 		t.Fatalf("format 1 trace: %+v, %v", div, err)
 	}
 }
+
+// The model's view of a run waiting on a runtime call names the call's
+// state and that the runtime runs it: not its arguments, which read the
+// run input the model's earlier tasks never showed.
+func TestInspectShowsTheModelNoCallArguments(t *testing.T) {
+	d := startCalls(t, map[string]string{"refund": "http"})
+	v := Inspect(d.run, d.p, d.events, projection.Model)
+	task, ok := v.Data.(*projection.Task)
+	if !ok || task.State != "refund" || task.ExecutedBy != projection.ExecutedByRuntime || task.Tool != nil || len(task.View) != 0 {
+		t.Fatalf("the model's view: %#v", v.Data)
+	}
+	body, _ := EncodeEvent(&Event{Task: task})
+	if bytes.Contains(body, []byte(`"amount"`)) {
+		t.Fatalf("the model's view holds the call's arguments: %s", body)
+	}
+}
