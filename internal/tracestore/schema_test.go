@@ -25,6 +25,7 @@ func TestReleasedSchemaStepsNeverChange(t *testing.T) {
 			"e8e6e1fcfe08d88135686e9ee987f2145b9dc0eacde66da9e8b1921a9199cf87",
 			"30647b61f0ce9c4e34978c82e615e904d3bdc49a98705707c767b802811b192f",
 			"f168c5e458eab01d6722b86dd5c0519ede8cafdc61c2179ed1bfb332907b1466",
+			"4711ad86a1ad5961b4d4548f86dc1ce3eb767a29395b47b5a8600c3564870963",
 		}},
 		{"postgres", postgresMigrations, []string{
 			"534e9feeb52ddeb03b75d24aac8b99b531c4ada007ea1b841541edc1b4b2ebd8",
@@ -34,6 +35,7 @@ func TestReleasedSchemaStepsNeverChange(t *testing.T) {
 			"ea37e3f2fce7f0d35289a21014f86f6e76b80254987f500e26508b2307e1c466",
 			"3d2b51995852a8d9457c893336ecf8769a0868cdf9d7d2eb5c84016b0cab3a2d",
 			"f168c5e458eab01d6722b86dd5c0519ede8cafdc61c2179ed1bfb332907b1466",
+			"4711ad86a1ad5961b4d4548f86dc1ce3eb767a29395b47b5a8600c3564870963",
 		}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
