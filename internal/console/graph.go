@@ -37,8 +37,12 @@ func edgeID(from, to string) string { return "ed_" + idSafe(from) + "_to_" + idS
 // trace does (runtime.TransitionRecord.Transition).
 const timeoutEdge = -1
 
+// errorEdge is the index of a tool state's on_error edge, as the trace
+// records it.
+const errorEdge = -2
+
 // edgeKey names one edge of the graph: its state and the index of the
-// transition in the state's list, or timeoutEdge.
+// transition in the state's list, or timeoutEdge or errorEdge.
 type edgeKey struct {
 	from  string
 	index int
@@ -58,6 +62,8 @@ func edgeIDs(p *program.Program) map[edgeKey]string {
 			seen[id] = true
 		case k.index == timeoutEdge:
 			id += "_timeout"
+		case k.index == errorEdge:
+			id += "_on_error"
 		default:
 			id += "_" + strconv.Itoa(k.index)
 		}
@@ -70,6 +76,9 @@ func edgeIDs(p *program.Program) map[edgeKey]string {
 		}
 		if st.OnTimeout != nil {
 			add(edgeKey{name, timeoutEdge}, st.OnTimeout.Name)
+		}
+		if st.OnError != nil {
+			add(edgeKey{name, errorEdge}, st.OnError.Name)
 		}
 	}
 	return ids
@@ -163,6 +172,10 @@ func (d consoleDOT) Transition(from string, i int, t *program.Transition) []stri
 
 func (d consoleDOT) Timeout(from string, st *program.State) []string {
 	return append([]string{"style=bold"}, edgeAttrs(d.ids[edgeKey{from, timeoutEdge}], edgeID(from, st.OnTimeout.Name), "edge timeout", "timeout "+st.Timeout.String())...)
+}
+
+func (d consoleDOT) OnError(from string, st *program.State) []string {
+	return append([]string{"style=bold"}, edgeAttrs(d.ids[edgeKey{from, errorEdge}], edgeID(from, st.OnError.Name), "edge on_error", "on_error")...)
 }
 
 // edgeAttrs names an edge: its own id, and the pair of states it joins as

@@ -7,10 +7,10 @@ import (
 	"strings"
 )
 
-// graph is the state graph of a program: transitions and timeout edges.
-// A state with a timeout has two nodes: entering it, and answering it. Its
-// transitions leave from the answer node and its timeout edge from the
-// entry node, so that "X answered on every path" (data.X is set) and "X
+// graph is the state graph of a program: transitions, timeout and error
+// edges. A state with a timeout or an on_error edge has two nodes: entering
+// it, and answering it. Its transitions leave from the answer node and its
+// timeout and error edges from the entry node (neither answers it), so that "X answered on every path" (data.X is set) and "X
 // entered on every path" are different questions.
 type graph struct {
 	p     *Program
@@ -35,7 +35,7 @@ func newGraph(p *Program) *graph {
 	g.ans = make([]int, len(g.nodes))
 	for i, st := range g.nodes[:len(g.ans)] {
 		g.ans[i] = i
-		if st.OnTimeout != nil {
+		if st.OnTimeout != nil || st.OnError != nil {
 			g.ans[i] = len(g.nodes)
 			g.nodes = append(g.nodes, st)
 		}
@@ -45,7 +45,11 @@ func newGraph(p *Program) *graph {
 		st, from := g.nodes[i], g.ans[i]
 		if from != i {
 			g.succ[i] = append(g.succ[i], edge{to: from})
-			g.succ[i] = append(g.succ[i], edge{to: g.index[st.OnTimeout]})
+			for _, to := range []*State{st.OnTimeout, st.OnError} {
+				if to != nil {
+					g.succ[i] = append(g.succ[i], edge{to: g.index[to]})
+				}
+			}
 		}
 		for _, t := range st.Transitions {
 			if t.To != nil { // a missing target is reported elsewhere
@@ -148,7 +152,8 @@ func (g *graph) dominates(a, b *State) bool {
 }
 
 // answered reports whether every path from the initial state to b answers
-// a, that is leaves a by a transition rather than its timeout: only then is
+// a, that is leaves a by a transition rather than its timeout or error
+// edge: only then is
 // data.a certainly set when b runs.
 func (g *graph) answered(a, b *State) bool {
 	return g.dom[g.index[b]][g.ans[g.index[a]]]

@@ -140,6 +140,7 @@ func (l *loader) compile(doc Document, order []string) *Program {
 		States:      make(map[string]*State, len(doc.States)),
 		Order:       order,
 		source:      l.file,
+		execAt:      map[string]pos{},
 	}
 	p.Limits = resolveLimits(doc.Limits)
 
@@ -166,6 +167,10 @@ func (l *loader) compile(doc Document, order []string) *Program {
 			Role:         spec.Role,
 			Outcome:      spec.Outcome,
 			MaxVisits:    spec.MaxVisits,
+			Execution:    spec.Execution,
+		}
+		if w, ok := l.where[statePtr(name, "execution")]; ok {
+			p.execAt[name] = w
 		}
 		p.States[name] = st
 		l.checkKindFields(name, spec)
@@ -237,6 +242,13 @@ func (l *loader) compile(doc Document, order []string) *Program {
 				st.OnTimeout = target
 			} else {
 				l.problem(statePtr(name, "on_timeout"), "target state %q is not defined", spec.OnTimeout)
+			}
+		}
+		if spec.OnError != "" {
+			if target, ok := p.States[spec.OnError]; ok {
+				st.OnError = target
+			} else {
+				l.problem(statePtr(name, "on_error"), "target state %q is not defined", spec.OnError)
 			}
 		}
 		if st.Kind != KindTerminal && len(st.Transitions) > 0 {
@@ -323,7 +335,7 @@ func (l *loader) compileSchema(ptr string, doc map[string]any) *schema.Schema {
 // (kind, description and the required fields are always allowed).
 var kindFields = map[Kind][]string{
 	KindLLM:      {"instructions", "view", "output_schema", "transitions", "on_no_match", "max_attempts", "max_visits", "timeout", "on_timeout"},
-	KindTool:     {"instructions", "output_schema", "tool", "arguments", "transitions", "on_no_match", "max_attempts", "max_visits", "timeout", "on_timeout"},
+	KindTool:     {"instructions", "output_schema", "tool", "arguments", "transitions", "on_no_match", "max_attempts", "max_visits", "timeout", "on_timeout", "execution", "on_error"},
 	KindDecision: {"transitions", "max_visits"},
 	KindApproval: {"instructions", "view", "output_schema", "role", "approvals", "elicitation", "transitions", "on_no_match", "max_attempts", "max_visits", "timeout", "on_timeout"},
 	KindTerminal: {"outcome"},
@@ -346,6 +358,8 @@ func (l *loader) checkKindFields(name string, s StateSpec) {
 		"max_visits":    s.MaxVisits != 0,
 		"timeout":       s.Timeout != "",
 		"on_timeout":    s.OnTimeout != "",
+		"execution":     s.Execution != "",
+		"on_error":      s.OnError != "",
 	}
 	allowed := kindFields[Kind(s.Kind)]
 	for _, f := range sortedKeys(set) {

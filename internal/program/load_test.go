@@ -99,14 +99,19 @@ func TestBaseProgramLoads(t *testing.T) {
 	}
 }
 
+// rejectCase breaks a valid program one way (edit) and names the problem
+// the loader must report: state, field (each "" for any) and a piece of
+// its text.
+type rejectCase struct {
+	name  string
+	edit  func(string) string
+	state string
+	field string
+	msg   string
+}
+
 func TestLoadRejects(t *testing.T) {
-	tests := []struct {
-		name  string
-		edit  func(string) string
-		state string
-		field string
-		msg   string
-	}{
+	tests := []rejectCase{
 		{"unknown field", repl("    instructions: do it", "    instructions: do it\n    nxt_step: b"), "a", "", "nxt_step"},
 		{"duplicate key", repl("    instructions: do it", "    instructions: do it\n    instructions: again"), "", "", "duplicate key"},
 		{"duplicate state", repl("  done: {kind: terminal, outcome: DONE}", "  done: {kind: terminal, outcome: DONE}\n  done: {kind: terminal, outcome: X}"), "", "", "duplicate key \"done\""},
@@ -143,9 +148,16 @@ func TestLoadRejects(t *testing.T) {
 		{"initial not defined", repl("initial: a", "initial: zz"), "", "initial", "not defined"},
 		{"on_no_match with a default", repl("    view: [input.k]", "    view: [input.k]\n    on_no_match: reject"), "a", "on_no_match", "no effect"},
 	}
+	runRejects(t, base, tests)
+}
+
+// runRejects loads each case's edit of src and requires its problem, with
+// a file position.
+func runRejects(t *testing.T, src string, tests []rejectCase) {
+	t.Helper()
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, probs := load(t, tt.edit(base))
+			_, probs := load(t, tt.edit(src))
 			if len(probs) == 0 {
 				t.Fatal("program loaded; want a problem")
 			}

@@ -71,6 +71,9 @@ type Program struct {
 
 	source     string
 	normalized Document
+	// execAt is where each state's execution field is written, so that a
+	// registry check after loading (CheckExecution) can point at it.
+	execAt map[string]pos
 }
 
 // Source is the file (or embedded name) the program was loaded from.
@@ -298,4 +301,43 @@ func SortProblems(ps []Problem) []Problem {
 	})
 	// Drop exact duplicates: two checks may notice the same fault.
 	return slices.Compact(ps)
+}
+
+// CheckExecution finds the tool states that require runtime execution
+// (execution: runtime) of a tool the server's registry lacks: has reports
+// whether the registry has a tool. Each problem is positioned at the
+// state's execution field.
+func CheckExecution(p *Program, has func(tool string) bool) []Problem {
+	var out []Problem
+	for _, name := range p.Order {
+		st := p.States[name]
+		if st.Kind != KindTool || st.Execution != ExecutionRuntime || has(st.Tool) {
+			continue
+		}
+		pr := Problem{File: p.source, State: name, Field: "execution",
+			Message: fmt.Sprintf("execution: runtime, but the server's tool registry has no tool %s", st.Tool)}
+		if w, ok := p.execAt[name]; ok {
+			pr.Line, pr.Column = w.Line, w.Column
+		}
+		out = append(out, pr)
+	}
+	return SortProblems(out)
+}
+
+// Executed is the map of tool states a run of p starts with the runtime
+// executing (runtime.Start.Executors), each with its executor kind: every
+// tool state whose tool the registry has (has gives its kind), unless the
+// state says execution: caller.
+func Executed(p *Program, has func(tool string) (kind string, ok bool)) map[string]string {
+	out := map[string]string{}
+	for _, name := range p.Order {
+		st := p.States[name]
+		if st.Kind != KindTool || st.Execution == ExecutionCaller {
+			continue
+		}
+		if kind, ok := has(st.Tool); ok {
+			out[name] = kind
+		}
+	}
+	return out
 }

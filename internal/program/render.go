@@ -49,6 +49,9 @@ func Mermaid(p *Program) string {
 		if st.OnTimeout != nil {
 			fmt.Fprintf(&b, "  %s ==>|\"timeout %s\"| %s\n", id, st.Timeout, mermaidID(st.OnTimeout.Name))
 		}
+		if st.OnError != nil {
+			fmt.Fprintf(&b, "  %s ==>|\"on_error\"| %s\n", id, mermaidID(st.OnError.Name))
+		}
 	}
 	return b.String()
 }
@@ -74,6 +77,7 @@ type DOTStyle interface {
 	Entry(initial string) []string // the edge from the start point
 	Transition(from string, i int, t *Transition) []string
 	Timeout(from string, st *State) []string
+	OnError(from string, st *State) []string // the on_error edge of a tool state
 }
 
 // DOTWith renders the state graph in Graphviz DOT in style s: the one
@@ -94,6 +98,9 @@ func DOTWith(p *Program, s DOTStyle) string {
 		}
 		if st.OnTimeout != nil {
 			fmt.Fprintf(&b, "  %q -> %q%s;\n", name, st.OnTimeout.Name, dotAttrs(s.Timeout(name, st)))
+		}
+		if st.OnError != nil {
+			fmt.Fprintf(&b, "  %q -> %q%s;\n", name, st.OnError.Name, dotAttrs(s.OnError(name, st)))
 		}
 	}
 	b.WriteString("}\n")
@@ -136,6 +143,10 @@ func (plainDOT) Transition(_ string, _ int, t *Transition) []string {
 
 func (plainDOT) Timeout(_ string, st *State) []string {
 	return []string{fmt.Sprintf("label=%q", "timeout "+st.Timeout.String()), "style=bold"}
+}
+
+func (plainDOT) OnError(string, *State) []string {
+	return []string{`label="on_error"`, "style=bold"}
 }
 
 // DOTStart is the start point's ID.

@@ -99,7 +99,7 @@ type Started struct {
 // An exact duplicate, which changes nothing, and a tick with nothing due
 // leave no record.
 type InputRecord struct {
-	Kind           string `json:"kind"` // submit, decide, cancel or tick
+	Kind           string `json:"kind"` // submit, decide, cancel, tick, or a refused tool call outcome (see CallID)
 	Seq            uint64 `json:"seq,omitempty"`
 	State          string `json:"state,omitempty"`
 	Tool           string `json:"tool,omitempty"`
@@ -113,6 +113,12 @@ type InputRecord struct {
 	// when its principal started the run or submitted one of its answers.
 	// Absent for the channels exempt from it (Decide.AllowSelf).
 	SeparateDuties bool `json:"separate_duties,omitempty"`
+	// CallID and Attempt name the runtime tool call a refused outcome
+	// (kind tool_result, tool_failure, tool_unknown or resolve_tool)
+	// claimed to report. Accepted outcomes begin with their tool_call_*
+	// event instead, and record no input.
+	CallID  string `json:"call_id,omitempty"`
+	Attempt int    `json:"attempt,omitempty"`
 }
 
 // GuardEvaluation records one guard evaluated while choosing a transition.
@@ -203,8 +209,8 @@ type Expiry struct {
 type TransitionRecord struct {
 	From       string   `json:"from"`
 	To         string   `json:"to"`
-	Transition int      `json:"transition"` // index in From's transitions; -1 for a timeout edge
-	Cause      string   `json:"cause"`      // guard, default or timeout
+	Transition int      `json:"transition"` // index in From's transitions; -1 for a timeout edge, -2 for an on_error edge
+	Cause      string   `json:"cause"`      // guard, default, timeout or on_error
 	Rollback   bool     `json:"rollback,omitempty"`
 	Cleared    []string `json:"cleared,omitempty"` // states whose data a rollback cleared
 }

@@ -185,6 +185,18 @@ func Apply(p *program.Program, run *Run, in Input) (Result, error) {
 			m.expireIfDue(in.At)
 		}
 		return m.result(), nil
+	case ToolResult:
+		m.at = stamp(in.At)
+		return m.toolResult(in)
+	case ToolFailure:
+		m.at = stamp(in.At)
+		return m.toolFailure(in)
+	case ToolUnknown:
+		m.at = stamp(in.At)
+		return m.toolUnknown(in)
+	case ResolveTool:
+		m.at = stamp(in.At)
+		return m.resolveTool(in)
 	case Fault:
 		if in.Record.Fault == "" || in.Record.SubAttack == "" {
 			return Result{}, Reject(CodeInvalidInput, "a fault record names its fault and sub-attack")
@@ -218,7 +230,8 @@ func inferActor(run *Run, in Submit) Actor {
 	if in.Actor != "" {
 		return in.Actor
 	}
-	openTool := run.Task != nil && run.Task.Kind == string(program.KindTool) && run.Task.Seq == in.Seq
+	openTool := run.Task != nil && run.Task.Kind == string(program.KindTool) && run.Task.Seq == in.Seq ||
+		run.Call != nil && run.Call.Seq == in.Seq // a forged result of a runtime call
 	lastTool := run.Last != nil && run.Last.Seq == in.Seq && run.Last.Actor == ActorTool
 	if in.Tool != "" || openTool || lastTool {
 		return ActorTool
@@ -272,6 +285,18 @@ func (m *machine) start(s Start) (Result, error) {
 	if vs := m.p.Input.Validate(s.Input); len(vs) > 0 {
 		return Result{}, &Rejection{Code: CodeInvalidInput, Message: "the run input does not match the program's input_schema", Details: violations(vs)}
 	}
+	for _, name := range sortedNames(s.Executors) {
+		if st := m.p.States[name]; st == nil || st.Kind != program.KindTool {
+			return Result{}, Reject(CodeInvalidInput, "executors: %s is not a tool state of the program", name)
+		}
+		if s.Executors[name] == "" {
+			return Result{}, Reject(CodeInvalidInput, "executors: state %s names no executor kind", name)
+		}
+	}
+	var executors map[string]string
+	if len(s.Executors) > 0 {
+		executors = s.Executors // absent otherwise: traces without runtime tools stay as they were
+	}
 	m.r.ID = s.RunID
 	m.r.State = m.p.Initial.Name
 	m.emit(Event{Type: EventRunStarted, Started: &Started{
@@ -281,6 +306,7 @@ func (m *machine) start(s Start) (Result, error) {
 		CEL:         policy.Version(),
 		Principal:   s.Principal,
 		Lab:         s.Lab,
+		Executors:   executors,
 		Input:       s.Input,
 	}})
 	m.enter(m.p.Initial)
@@ -300,7 +326,10 @@ type answer struct {
 	output    any
 	size      int
 	separate  bool          // a decision under separation of duties
-	cancel    bool          // a cancel: no output
+	cancel    bool          // a cancel (or a tool outcome without a result): no output
+	uncounted bool          // never costs an attempt, whatever its code (an operator's refused resolution)
+	callID    string        // the runtime tool call a tool outcome claims
+	attempt   int           // and its attempt
 	digest    *OutputDigest // replay: the output is known by its digest only
 }
 
@@ -350,6 +379,11 @@ func (m *machine) submit(now time.Time, a answer) (Result, error) {
 	if deadline := r.Deadline; !deadline.IsZero() && !now.Before(deadline) {
 		m.expireIfDue(now)
 		return m.rejected(Reject(CodeDeadlineExceeded, "the task's deadline %s has passed", stamp(deadline)), a)
+	}
+	if r.Call != nil && !a.decide {
+		// The runtime runs this state's tool: an answer from outside is a
+		// forgery, and costs an attempt.
+		return m.rejected(Reject(CodeCapabilityDenied, "the runtime runs this tool; submit nothing for it: continue with get_run or await_run"), a)
 	}
 	switch {
 	case st.Kind == program.KindApproval && !a.decide:
@@ -449,7 +483,7 @@ func (m *machine) separation(a answer) *Rejection {
 // rejected records a refused answer and, when it used up the last attempt,
 // ends the run.
 func (m *machine) rejected(rej *Rejection, a answer) (Result, error) {
-	counted := rej.Code.CountsAsAttempt() && !m.r.Finished()
+	counted := rej.Code.CountsAsAttempt() && !m.r.Finished() && !a.uncounted
 	attempts := m.r.Attempts
 	if counted {
 		attempts++
@@ -592,24 +626,40 @@ func (m *machine) enter(st *program.State) {
 			m.emit(Event{Type: EventGuardEvaluated, Seq: m.r.Seq, Guard: g})
 		}
 		m.take(st, t) // the validator guarantees a default
+	case program.KindTool:
+		if m.r.Executors[st.Name] != "" {
+			m.call(st)
+			return
+		}
+		m.issue(st)
 	default:
 		m.issue(st)
 	}
+}
+
+// arguments evaluates a tool state's arguments; an argument that fails to
+// evaluate fails the run (ok false).
+func (m *machine) arguments(st *program.State) (args map[string]any, ok bool) {
+	args = make(map[string]any, len(st.Args))
+	vars := policy.Vars{Input: m.r.Input, Data: m.r.Data}
+	for _, a := range st.Args {
+		v, err := a.Expr.Eval(vars)
+		if err != nil {
+			m.finish(StatusFailed, program.OutcomeFailed, fmt.Sprintf("%s: argument %s of %s: %v", ReasonArgumentError, a.Name, st.Name, err))
+			return nil, false
+		}
+		args[a.Name] = v
+	}
+	return args, true
 }
 
 func (m *machine) issue(st *program.State) {
 	state := projection.State{Input: m.r.Input, Data: m.r.Data}
 	var args map[string]any
 	if st.Kind == program.KindTool {
-		args = make(map[string]any, len(st.Args))
-		vars := policy.Vars{Input: m.r.Input, Data: m.r.Data}
-		for _, a := range st.Args {
-			v, err := a.Expr.Eval(vars)
-			if err != nil {
-				m.finish(StatusFailed, program.OutcomeFailed, fmt.Sprintf("%s: argument %s of %s: %v", ReasonArgumentError, a.Name, st.Name, err))
-				return
-			}
-			args[a.Name] = v
+		var ok bool
+		if args, ok = m.arguments(st); !ok {
+			return
 		}
 	}
 	seq := m.r.Seq + 1
@@ -618,10 +668,12 @@ func (m *machine) issue(st *program.State) {
 }
 
 // expireIfDue times out the open task when now has reached its deadline.
-// due reports whether the open task's deadline has passed at now.
+// due reports whether the open task's (or runtime call's) deadline has
+// passed at now. A run waiting for the operator does not expire: its
+// call's outcome is unknown, and only the operator settles it.
 func (m *machine) due(now time.Time) bool {
 	r := m.r
-	return !r.Finished() && !r.Deadline.IsZero() && !now.Before(r.Deadline)
+	return r.Status == StatusRunning && !r.Deadline.IsZero() && !now.Before(r.Deadline)
 }
 
 func (m *machine) expireIfDue(now time.Time) {

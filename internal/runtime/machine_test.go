@@ -76,7 +76,7 @@ func (d *driver) apply(in Input) (Result, error) {
 	var rej *Rejection
 	if errors.As(err, &rej) && !d.run.Finished() && !res.Run.Finished() && rej.Code != CodeDeadlineExceeded {
 		after := res.Run.Clone()
-		if rej.Code.CountsAsAttempt() {
+		if rej.Code.CountsAsAttempt() && before.Task != nil {
 			if after.Task.AttemptsLeft != before.Task.AttemptsLeft-1 {
 				d.t.Fatalf("attempts_left %d after a counted rejection, want %d", after.Task.AttemptsLeft, before.Task.AttemptsLeft-1)
 			}

@@ -63,7 +63,8 @@ func (c *policyChecker) check(events []Event, i int) (*Divergence, error) {
 			return d, nil
 		}
 		c.evaluated = nil
-	case EventInputReceived, EventSubmissionRejected, EventApprovalRecorded:
+	case EventInputReceived, EventSubmissionRejected, EventApprovalRecorded,
+		EventToolCallCompleted, EventToolCallFailed, EventToolCallUnknown, EventToolCallResolved:
 		c.evaluated = nil
 	}
 	if err := r.apply(p, e); err != nil {
@@ -94,6 +95,12 @@ func checkChoice(p *program.Program, e *Event, evaluated []*GuardEvaluation) *Di
 	if t.Cause == "timeout" {
 		if st := p.States[t.From]; st == nil || st.OnTimeout == nil || st.OnTimeout.Name != t.To {
 			return diverge(e.Index, "transition", t.From+" -> "+t.To, "no such timeout edge")
+		}
+		return nil
+	}
+	if t.Cause == CauseOnError {
+		if st := p.States[t.From]; st == nil || st.OnError == nil || st.OnError.Name != t.To || t.Transition != TransitionOnError {
+			return diverge(e.Index, "transition", t.From+" -> "+t.To, "no such on_error edge")
 		}
 		return nil
 	}

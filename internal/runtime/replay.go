@@ -270,10 +270,16 @@ func checkErasedBatch(p *program.Program, run *Run, batch []Event) (*Run, *Diver
 }
 
 // beginsInput reports whether an event of type t is the first of a
-// recorded input: a submission, decision, cancel or tick (input_received),
-// or a recorded fault or erasure, which begins its own events.
+// recorded input: a submission, decision, cancel or tick, or any refused
+// input (input_received), a recorded fault or erasure, or a runtime tool
+// call's reported outcome, each of which begins its own events.
 func beginsInput(t EventType) bool {
-	return t == EventInputReceived || t == EventFaultInjected || t == EventSubjectErased
+	switch t {
+	case EventInputReceived, EventFaultInjected, EventSubjectErased,
+		EventToolCallCompleted, EventToolCallFailed, EventToolCallUnknown, EventToolCallResolved:
+		return true
+	}
+	return false
 }
 
 // inputAt rebuilds the input whose events begin at recorded[i].
@@ -288,7 +294,9 @@ func inputAt(recorded []Event, i int, pinned bool) (Input, error) {
 		if i != 0 {
 			return nil, fmt.Errorf("replay: event %d: a second run_started", e.Index)
 		}
-		return Start{RunID: e.RunID, Principal: e.Started.Principal, Lab: e.Started.Lab, Input: e.Started.Input, At: at}, nil
+		return Start{RunID: e.RunID, Principal: e.Started.Principal, Lab: e.Started.Lab, Input: e.Started.Input, Executors: e.Started.Executors, At: at}, nil
+	case EventToolCallCompleted, EventToolCallFailed, EventToolCallUnknown, EventToolCallResolved:
+		return callOutcome(e, at)
 	case EventFaultInjected:
 		if e.Fault == nil {
 			return nil, fmt.Errorf("replay: event %d: fault_injected without a fault", e.Index)
@@ -313,6 +321,9 @@ func inputAt(recorded []Event, i int, pinned bool) (Input, error) {
 		return Cancel{Principal: r.Principal, Reason: r.Reason, At: at}, nil
 	case "tick":
 		return Tick{At: at}, nil
+	case "tool_result", "tool_failure", "tool_unknown", "resolve_tool":
+		output, digest := submittedOutput(recorded, i)
+		return refusedOutcome(r, output, digest, at), nil
 	case "submit", "decide":
 		output, digest := submittedOutput(recorded, i)
 		if r.Kind == "decide" {
@@ -410,4 +421,41 @@ func orNone(b json.RawMessage) string {
 
 func diverge(index uint64, field, recorded, replayed string) *Divergence {
 	return &Divergence{Index: index, Field: field, Recorded: recorded, Replayed: replayed}
+}
+
+// callOutcome rebuilds the reported outcome a tool_call_* event records:
+// replay feeds it back and never invokes the tool. A failed attempt is fed
+// back as a failure even when it was a result the run refused: its class
+// and detail are what the core recorded for it.
+func callOutcome(e Event, at time.Time) (Input, error) {
+	c := e.Call
+	if c == nil {
+		return nil, fmt.Errorf("replay: event %d: %s without a call", e.Index, e.Type)
+	}
+	switch e.Type {
+	case EventToolCallCompleted:
+		return ToolResult{Seq: e.Seq, CallID: c.CallID, Attempt: c.Attempt, Output: c.Result, At: at}, nil
+	case EventToolCallFailed:
+		return ToolFailure{Seq: e.Seq, CallID: c.CallID, Attempt: c.Attempt, Class: c.Class, Detail: c.Detail, Retry: c.Retry, At: at}, nil
+	case EventToolCallUnknown:
+		return ToolUnknown{Seq: e.Seq, CallID: c.CallID, Attempt: c.Attempt, Detail: c.Detail, At: at}, nil
+	}
+	return ResolveTool{CallID: c.CallID, Principal: c.Principal, Output: c.Result, Failed: c.Failed, Detail: c.Detail, At: at}, nil
+}
+
+// refusedOutcome rebuilds a tool call outcome the run refused, from its
+// input record and the output (or digest) its rejection kept. A refused
+// failure, unknown or failed resolution kept no output, and nothing of
+// its class or detail reached the trace: none of it changes the refusal.
+func refusedOutcome(r *InputRecord, output any, digest *OutputDigest, at time.Time) Input {
+	switch r.Kind {
+	case "tool_result":
+		return ToolResult{Seq: r.Seq, CallID: r.CallID, Attempt: r.Attempt, Output: output, Size: r.Size, Digest: digest, At: at}
+	case "tool_failure":
+		return ToolFailure{Seq: r.Seq, CallID: r.CallID, Attempt: r.Attempt, Class: "unknown", At: at}
+	case "tool_unknown":
+		return ToolUnknown{Seq: r.Seq, CallID: r.CallID, Attempt: r.Attempt, At: at}
+	}
+	failed := output == nil && digest == nil
+	return ResolveTool{CallID: r.CallID, Principal: r.Principal, Output: output, Size: r.Size, Failed: failed, Digest: digest, At: at}
 }

@@ -116,8 +116,11 @@ type PendingApproval struct {
 	Approvers []string // distinct principals, in order
 }
 
-// Finished reports whether the run has ended.
-func (r *Run) Finished() bool { return r.Status != "" && r.Status != StatusRunning }
+// Finished reports whether the run has ended. A run waiting for the
+// operator has not.
+func (r *Run) Finished() bool {
+	return r.Status != "" && r.Status != StatusRunning && r.Status != StatusWaitingOperator
+}
 
 // clone copies r deeply enough that folding into the copy leaves r alone.
 // Values inside Data are immutable once stored, so they are shared.
@@ -162,6 +165,7 @@ func (r *Run) apply(p *program.Program, e *Event) error {
 	case EventRunStarted:
 		s := e.Started
 		r.ID, r.Program, r.Principal, r.Lab = e.RunID, s.Program, s.Principal, s.Lab
+		r.Executors = s.Executors
 		r.Input = p.Input.Root.Convert(s.Input)
 		r.Status = StatusRunning
 		r.State = p.Initial.Name
@@ -175,18 +179,15 @@ func (r *Run) apply(p *program.Program, e *Event) error {
 		r.Task = e.Task
 		r.TaskAt = e.At
 		r.Attempts = 0
-		r.Deadline = time.Time{}
 		r.closeApprovals()
 		if st := p.States[e.State]; st != nil && st.Kind == program.KindApproval && st.Approvals > 1 {
 			r.ApprovalsNeeded = st.Approvals
 		}
-		if st := p.States[e.State]; st != nil && st.Timeout > 0 {
-			at, err := time.Parse(time.RFC3339Nano, e.At)
-			if err != nil {
-				return fmt.Errorf("event %d: bad time %q", e.Index, e.At)
-			}
-			r.Deadline = at.Add(st.Timeout)
+		if err := r.setDeadline(p, e); err != nil {
+			return err
 		}
+	case EventToolCallStarted, EventToolCallCompleted, EventToolCallFailed, EventToolCallUnknown, EventToolCallResolved:
+		return r.applyCall(p, e)
 	case EventInputReceived:
 		if in := e.Input; in != nil && in.Kind == "submit" && in.Principal != "" && !slices.Contains(r.Submitters, in.Principal) {
 			r.Submitters = append(r.Submitters, in.Principal)
@@ -246,6 +247,7 @@ func (r *Run) apply(p *program.Program, e *Event) error {
 		}
 		r.Steps++
 		r.Task = nil
+		r.Call = nil
 		r.Deadline = time.Time{}
 		r.closeApprovals()
 		r.State = t.To
@@ -254,12 +256,88 @@ func (r *Run) apply(p *program.Program, e *Event) error {
 	case EventRunFinished:
 		r.Status, r.Outcome, r.Reason = e.Finished.Status, e.Finished.Outcome, e.Finished.Reason
 		r.Task = nil
+		r.Call = nil
 		r.Deadline = time.Time{}
 		r.closeApprovals()
 	default:
 		return fmt.Errorf("event %d: unknown type %q", e.Index, e.Type)
 	}
 	return nil
+}
+
+// setDeadline sets the deadline of the task or call e opens: its state's
+// timeout after e, none without one.
+func (r *Run) setDeadline(p *program.Program, e *Event) error {
+	r.Deadline = time.Time{}
+	if st := p.States[e.State]; st != nil && st.Timeout > 0 {
+		at, err := time.Parse(time.RFC3339Nano, e.At)
+		if err != nil {
+			return fmt.Errorf("event %d: bad time %q", e.Index, e.At)
+		}
+		r.Deadline = at.Add(st.Timeout)
+	}
+	return nil
+}
+
+// applyCall folds a tool_call_* event. A call's first attempt opens it
+// like a task (seq, attempts, deadline); a retry only reopens it, under
+// the same deadline: the state's timeout bounds the whole call.
+func (r *Run) applyCall(p *program.Program, e *Event) error {
+	c := e.Call
+	if c == nil {
+		return fmt.Errorf("event %d: %s without a call", e.Index, e.Type)
+	}
+	st := p.States[e.State]
+	if st == nil || st.Kind != program.KindTool {
+		return fmt.Errorf("event %d: state %q is not a tool state", e.Index, e.State)
+	}
+	if e.Type != EventToolCallStarted && (r.Call == nil || r.Call.CallID != c.CallID) {
+		return fmt.Errorf("event %d: %s of %s, but the open call is not it", e.Index, e.Type, c.CallID)
+	}
+	switch e.Type {
+	case EventToolCallStarted:
+		if c.Attempt < 1 {
+			return fmt.Errorf("event %d: tool_call_started with attempt %d", e.Index, c.Attempt)
+		}
+		if c.Attempt == 1 {
+			r.Seq = e.Seq
+			r.Task = nil
+			r.TaskAt = e.At
+			r.Attempts = 0
+			r.closeApprovals()
+			if err := r.setDeadline(p, e); err != nil {
+				return err
+			}
+		} else if r.Seq != e.Seq {
+			return fmt.Errorf("event %d: a retry of call %s at seq %d, but the run is at seq %d", e.Index, c.CallID, e.Seq, r.Seq)
+		}
+		r.Call = &OpenCall{Seq: e.Seq, State: e.State, CallID: c.CallID, Tool: c.Tool, Executor: c.Executor,
+			Arguments: c.Arguments, Attempt: c.Attempt, IdempotencyKey: c.IdempotencyKey}
+	case EventToolCallCompleted:
+		r.takeResult(st, e)
+	case EventToolCallFailed:
+		r.Call = nil // a retry reopens it
+	case EventToolCallUnknown:
+		r.Status, r.Reason = StatusWaitingOperator, ReasonToolOutcomeUnknown
+	case EventToolCallResolved:
+		r.Status, r.Reason = StatusRunning, ""
+		if c.Failed {
+			r.Call = nil
+		} else {
+			r.takeResult(st, e)
+		}
+	}
+	return nil
+}
+
+// takeResult stores a call's result as the state's data and closes the call.
+func (r *Run) takeResult(st *program.State, e *Event) {
+	if e.converted != nil {
+		r.Data[e.State] = e.converted
+	} else {
+		r.Data[e.State] = st.Output.Root.Convert(e.Call.Result)
+	}
+	r.Call = nil
 }
 
 // closeApprovals forgets the pending decision and the approval counters:

@@ -81,6 +81,9 @@ type ToolResult struct {
 	// this result be refused (it violates the output schema).
 	Retry bool
 	At    time.Time
+	// Digest is for replay only, as Submit's: a result an uncounted
+	// rejection recorded by its digest alone (Output is then nil).
+	Digest *OutputDigest
 }
 
 // ToolFailure reports a failed attempt of a runtime tool call. Retry is the
@@ -117,6 +120,7 @@ type ResolveTool struct {
 	Failed    bool
 	Detail    string
 	At        time.Time
+	Digest    *OutputDigest // replay only, as ToolResult's
 }
 
 func (ToolResult) isInput()  {}

@@ -58,13 +58,20 @@ type script struct {
 // load's max_ limits).
 var transcriptArgs = map[string][]string{
 	"load":   {"program"},
-	"start":  {"principal"},
+	"start":  {"principal", "executors"},
 	"step":   {"seq", "state", "hash", "principal", "size", "tool", "actor"},
 	"decide": {"seq", "state", "hash", "principal", "size", "role", "allow-self"},
 	"cancel": {"principal", "reason"},
 	"tick":   nil,
 	"show":   nil,
 	"replay": nil,
+	// Outcomes of the open runtime tool call, as the shell reports them;
+	// seq, call and attempt default to the open call's.
+	"tool-result":  {"seq", "call", "attempt", "size", "retry"},
+	"tool-failure": {"seq", "call", "attempt", "class", "detail", "retry"},
+	"tool-unknown": {"seq", "call", "attempt", "detail"},
+	"resolve":      {"call", "principal", "failed", "detail"},
+	"policy":       nil,
 }
 
 func (s *script) run(t *testing.T, td *datadriven.TestData) string {
@@ -124,6 +131,43 @@ func (s *script) run(t *testing.T, td *datadriven.TestData) string {
 		return s.apply(in)
 	case "tick":
 		return s.apply(Tick{At: s.now})
+	case "tool-result":
+		in := ToolResult{Output: s.payload(t, td), Retry: td.HasArg("retry"), At: s.now}
+		in.Size = s.size(t, td, in.Output)
+		s.call(t, td, &in.Seq, &in.CallID, &in.Attempt)
+		return s.apply(in)
+	case "tool-failure":
+		in := ToolFailure{Class: "tool_error", Retry: td.HasArg("retry"), At: s.now}
+		s.call(t, td, &in.Seq, &in.CallID, &in.Attempt)
+		td.MaybeScanArgs(t, "class", &in.Class)
+		td.MaybeScanArgs(t, "detail", &in.Detail)
+		return s.apply(in)
+	case "tool-unknown":
+		in := ToolUnknown{At: s.now}
+		s.call(t, td, &in.Seq, &in.CallID, &in.Attempt)
+		td.MaybeScanArgs(t, "detail", &in.Detail)
+		return s.apply(in)
+	case "resolve":
+		in := ResolveTool{Principal: "operator", Failed: td.HasArg("failed"), At: s.now}
+		var seq uint64
+		var attempt int
+		s.call(t, td, &seq, &in.CallID, &attempt)
+		td.MaybeScanArgs(t, "principal", &in.Principal)
+		td.MaybeScanArgs(t, "detail", &in.Detail)
+		if !in.Failed {
+			in.Output = s.payload(t, td)
+			in.Size = s.size(t, td, in.Output)
+		}
+		return s.apply(in)
+	case "policy":
+		div, err := CheckPolicy(s.p, s.d.events)
+		switch {
+		case err != nil:
+			return "error: " + err.Error() + "\n"
+		case div != nil:
+			return fmt.Sprintf("diverges at event %d, field %s: recorded %s, checked %s\n", div.Index, div.Field, div.Recorded, div.Replayed)
+		}
+		return "every guard and transition follows the program\n"
 	case "show":
 		return s.show()
 	case "replay":
@@ -181,6 +225,15 @@ func (s *script) start(t *testing.T, td *datadriven.TestData) string {
 	}
 	in := Start{RunID: "run-1", Input: s.payload(t, td), At: s.now}
 	td.MaybeScanArgs(t, "principal", &in.Principal)
+	var executors string
+	if td.MaybeScanArgs(t, "executors", &executors) {
+		// state:kind,state:kind
+		in.Executors = map[string]string{}
+		for _, pair := range strings.Split(executors, ",") {
+			state, kind, _ := strings.Cut(pair, ":")
+			in.Executors[state] = kind
+		}
+	}
 	res, err := Apply(s.p, nil, in)
 	if err != nil {
 		return printAnswer(nil, res, err)
@@ -194,6 +247,31 @@ func (s *script) apply(in Input) string {
 	s.d.now = s.now
 	res, err := s.d.apply(in)
 	return printAnswer(s.d.run, res, err)
+}
+
+// call reads which call a tool outcome reports: the open call's seq, id
+// and attempt (the last call's, once none is open), unless seq=, call= or
+// attempt= say otherwise.
+func (s *script) call(t *testing.T, td *datadriven.TestData, seq *uint64, id *string, attempt *int) {
+	if c := s.lastCall(); c != nil {
+		*seq, *id, *attempt = c.Seq, c.CallID, c.Attempt
+	}
+	td.MaybeScanArgs(t, "seq", seq)
+	td.MaybeScanArgs(t, "call", id)
+	td.MaybeScanArgs(t, "attempt", attempt)
+}
+
+// lastCall is the open call, or the last one the run started.
+func (s *script) lastCall() *OpenCall {
+	if s.d.run.Call != nil {
+		return s.d.run.Call
+	}
+	for i := len(s.d.events) - 1; i >= 0; i-- {
+		if e := s.d.events[i]; e.Type == EventToolCallStarted {
+			return &OpenCall{Seq: e.Seq, CallID: e.Call.CallID, Attempt: e.Call.Attempt}
+		}
+	}
+	return nil
 }
 
 // claims reads the claims a submission or decision makes.
@@ -247,6 +325,10 @@ func (s *script) show() string {
 			fmt.Fprintf(&b, "  tool: %s %s\n", task.Tool.Name, canon(task.Tool.Arguments))
 		}
 	}
+	if c := r.Call; c != nil {
+		fmt.Fprintf(&b, "call: %s seq=%d state=%s tool=%s executor=%s attempt=%d key=%s…\n", c.CallID, c.Seq, c.State, c.Tool, c.Executor, c.Attempt, c.IdempotencyKey[:12])
+		fmt.Fprintf(&b, "  arguments: %s\n", canon(c.Arguments))
+	}
 	return b.String()
 }
 
@@ -287,7 +369,10 @@ func summary(r *Run) string {
 	if r.Finished() {
 		return fmt.Sprintf("= %s %s at %s\n", r.Status, r.Outcome, r.State)
 	}
-	out := fmt.Sprintf("= running at %s, task %d", r.State, r.Seq)
+	out := fmt.Sprintf("= %s at %s, task %d", r.Status, r.State, r.Seq)
+	if r.Call != nil {
+		out += fmt.Sprintf(", call %s attempt %d", r.Call.CallID, r.Call.Attempt)
+	}
 	if r.Task != nil {
 		out += fmt.Sprintf(", attempts left %d", r.Task.AttemptsLeft)
 	}
@@ -320,8 +405,12 @@ func describe(e Event) string {
 	case e.Input != nil:
 		in := e.Input
 		add("%s", in.Kind)
-		if in.Kind == "submit" || in.Kind == "decide" {
+		if in.Kind == "submit" || in.Kind == "decide" || in.Seq != 0 {
 			add("seq=%d", in.Seq)
+		}
+		opt("call", in.CallID)
+		if in.Attempt != 0 {
+			add("attempt=%d", in.Attempt)
 		}
 		opt("state", in.State)
 		opt("tool", in.Tool)
@@ -376,6 +465,34 @@ func describe(e Event) string {
 			add("digest=%dB", rec.Digest.Bytes)
 		default:
 			add("output not kept")
+		}
+	case e.Call != nil:
+		c := e.Call
+		add("%s", c.CallID)
+		opt("tool", c.Tool)
+		opt("executor", c.Executor)
+		if c.Attempt > 0 {
+			add("attempt=%d", c.Attempt)
+		}
+		if c.Arguments != nil {
+			add("args=%s", canon(c.Arguments))
+		}
+		if c.IdempotencyKey != "" {
+			add("key=%s…", c.IdempotencyKey[:12])
+		}
+		opt("class", c.Class)
+		if c.Retry {
+			add("retry")
+		}
+		opt("principal", c.Principal)
+		if c.Failed {
+			add("failed")
+		}
+		if c.Result != nil {
+			add("result=%s", canon(c.Result))
+		}
+		if c.Detail != "" {
+			add("detail=%q", c.Detail)
 		}
 	case e.Expiry != nil:
 		add("deadline=%s", e.Expiry.Deadline)
