@@ -29,7 +29,7 @@ func registryHas(reg *executor.Registry) func(tool string) (string, bool) {
 // requires runtime execution of a tool the registry lacks, else nil.
 func checkExecution(p *program.Program, reg *executor.Registry) error {
 	has := registryHas(reg)
-	probs := programCheckExecution(p, func(tool string) bool { _, ok := has(tool); return ok })
+	probs := program.CheckExecution(p, func(tool string) bool { _, ok := has(tool); return ok })
 	if len(probs) == 0 {
 		return nil
 	}
@@ -39,7 +39,7 @@ func checkExecution(p *program.Program, reg *executor.Registry) error {
 // executedStates is the state → executor kind map the program's runs
 // start with (runtime.Start.Executors); nil when the service runs none.
 func executedStates(p *program.Program, reg *executor.Registry) map[string]string {
-	m := programExecuted(p, registryHas(reg))
+	m := program.Executed(p, registryHas(reg))
 	if len(m) == 0 {
 		return nil
 	}
