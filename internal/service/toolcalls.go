@@ -408,11 +408,11 @@ func (s *Service) await(ctx context.Context, runID string, d time.Duration, seen
 	defer poll.Stop()
 	for {
 		ch := s.watch(runID)
-		r, _, err := s.Get(ctx, runID)
+		r, p, err := s.Get(ctx, runID)
 		if err != nil {
 			return nil, err
 		}
-		seen = s.progress(ctx, r, seen)
+		seen = s.progress(ctx, p, r, seen)
 		if !executing(r) {
 			return r, nil
 		}
@@ -439,7 +439,7 @@ func (s *Service) settle(ctx context.Context, a Answer, err error) (Answer, erro
 	if err != nil || a.WaitingFor != waitingTool {
 		return a, err
 	}
-	r, werr := s.await(ctx, a.RunID, s.calls.stepWait, a.next)
+	r, werr := s.await(ctx, a.RunID, s.calls.stepWait, a.from)
 	if werr != nil {
 		return a, nil // the answer stands: its events are durable
 	}
@@ -550,7 +550,7 @@ func WithProgress(ctx context.Context, fn func(Progress)) context.Context {
 
 // progress reports the tool call events of r appended since seen to ctx's
 // progress function, and returns how far it has seen.
-func (s *Service) progress(ctx context.Context, r *runtime.Run, seen uint64) uint64 {
+func (s *Service) progress(ctx context.Context, p *program.Program, r *runtime.Run, seen uint64) uint64 {
 	fn, _ := ctx.Value(progressKey{}).(func(Progress))
 	if fn == nil || r.NextIndex <= seen {
 		return r.NextIndex
@@ -559,21 +559,16 @@ func (s *Service) progress(ctx context.Context, r *runtime.Run, seen uint64) uin
 	if err != nil {
 		return seen
 	}
-	tools := map[string]string{}
 	for _, e := range events {
 		if e.Call == nil {
 			continue
 		}
-		if e.Call.Tool != "" {
-			tools[e.Call.CallID] = e.Call.Tool
+		pr := Progress{RunID: r.ID, State: e.State, Event: e.Type, CallID: e.Call.CallID, Attempt: e.Call.Attempt, Class: e.Call.Class}
+		if st := p.States[e.State]; st != nil {
+			pr.Tool = st.Tool
 		}
-		tool := tools[e.Call.CallID]
-		if tool == "" && r.Call != nil && r.Call.CallID == e.Call.CallID {
-			tool = r.Call.Tool
-		}
-		p := Progress{RunID: r.ID, State: e.State, Event: e.Type, Tool: tool, CallID: e.Call.CallID, Attempt: e.Call.Attempt, Class: e.Call.Class}
-		p.Message = progressMessage(p)
-		fn(p)
+		pr.Message = progressMessage(pr)
+		fn(pr)
 	}
 	return r.NextIndex
 }
