@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -439,21 +440,46 @@ func (s *Service) settle(ctx context.Context, a Answer, err error) (Answer, erro
 	if err != nil || a.WaitingFor != waitingTool {
 		return a, err
 	}
-	r, werr := s.await(ctx, a.RunID, s.calls.stepWait, a.from)
-	if werr != nil {
-		return a, nil // the answer stands: its events are durable
+	if b, err := s.chain(ctx, a); err == nil {
+		return b, nil
 	}
-	later, werr := s.eventsFrom(ctx, a.RunID, a.next, r.NextIndex)
-	if werr != nil {
-		return a, nil
+	// The answer stands as it was: its events are durable, and the chain
+	// can be followed with get_run or await_run.
+	return a, nil
+}
+
+// chain waits at most StepWait for the chain of runtime tool calls that
+// follows answer a, and returns a continued with it.
+func (s *Service) chain(ctx context.Context, a Answer) (Answer, error) {
+	r, err := s.await(ctx, a.RunID, s.calls.stepWait, a.from)
+	if err != nil {
+		return a, err
+	}
+	later, err := s.eventsFrom(ctx, a.RunID, a.next, r.NextIndex)
+	if err != nil {
+		return a, err
 	}
 	b := answerFrom(r, later)
-	b.Transitions = append(a.Transitions, b.Transitions...)
+	b.Transitions = slices.Concat(a.Transitions, b.Transitions)
 	if len(b.Transitions) > 0 {
 		b.Transition = &b.Transitions[0]
 	}
 	b.Duplicate = a.Duplicate
 	return b, nil
+}
+
+// Continue waits again, at most StepWait, on an answer that still waits
+// for a tool (WaitingFor), and returns it continued as Submit's answer
+// would have been: the run as it then stands, with every hop since the
+// input it answered. Another answer is returned as it is.
+func (s *Service) Continue(ctx context.Context, a Answer) (Answer, error) {
+	if a.WaitingFor != waitingTool {
+		return a, nil
+	}
+	if err := ctx.Err(); err != nil {
+		return a, err
+	}
+	return s.chain(ctx, a)
 }
 
 // eventsFrom returns the run's events [from, to), opened.
