@@ -113,6 +113,24 @@ description or input schema no longer matches its pin is refused
 	return c
 }
 
+// inspectRegistry loads the registry file for tools list and tools pin,
+// without the pins file: loading must neither take nor settle a pin.
+// done closes the registry and flushes the log.
+func inspectRegistry(cmd *cobra.Command, logLevel, file string) (*executor.Registry, executor.Options, func(), error) {
+	log, err := newLogger(logLevel, cmd.ErrOrStderr())
+	if err != nil {
+		return nil, executor.Options{}, nil, err
+	}
+	o := registryOptions(file, log, "")
+	o.Pins = ""
+	reg, err := executor.Load(file, o)
+	if err != nil {
+		log.Sync() //nolint:errcheck // stderr
+		return nil, executor.Options{}, nil, &exitErr{exitUsage, err}
+	}
+	return reg, o, func() { reg.Close(); log.Sync() }, nil //nolint:errcheck // stderr
+}
+
 func newToolsListCmd(logLevel *string) *cobra.Command {
 	var file string
 	c := &cobra.Command{
@@ -120,19 +138,11 @@ func newToolsListCmd(logLevel *string) *cobra.Command {
 		Short: "List the registry's tools: kind, idempotent, pin",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			log, err := newLogger(*logLevel, cmd.ErrOrStderr())
+			reg, o, done, err := inspectRegistry(cmd, *logLevel, file)
 			if err != nil {
 				return err
 			}
-			defer log.Sync() //nolint:errcheck // stderr
-			// Loaded without the pins file, so that listing pins nothing.
-			o := registryOptions(file, log, "")
-			o.Pins = ""
-			reg, err := executor.Load(file, o)
-			if err != nil {
-				return &exitErr{exitUsage, err}
-			}
-			defer reg.Close()
+			defer done()
 			pins, err := executor.ReadPins(executor.DefaultPinsPath(file), o)
 			if err != nil {
 				return &exitErr{exitUsage, err}
@@ -177,18 +187,11 @@ the downstream change first: pinning accepts it. Nothing is written unless
 every tool named could be pinned.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			log, err := newLogger(*logLevel, cmd.ErrOrStderr())
+			reg, o, done, err := inspectRegistry(cmd, *logLevel, file)
 			if err != nil {
 				return err
 			}
-			defer log.Sync() //nolint:errcheck // stderr
-			o := registryOptions(file, log, "")
-			o.Pins = "" // loading must not settle pins itself
-			reg, err := executor.Load(file, o)
-			if err != nil {
-				return &exitErr{exitUsage, err}
-			}
-			defer reg.Close()
+			defer done()
 			var tools []*executor.Tool
 			for _, t := range reg.Tools() {
 				if len(names) == 0 && t.MCP != nil {
