@@ -137,18 +137,9 @@ func TestCodeChangeQuickstartCommitsOnlyThePassingPatch(t *testing.T) {
 			if got := gitOut(t, repo, "status", "--porcelain"); got != "" {
 				t.Errorf("the repository's work tree changed:\n%s", got)
 			}
-			dir := t.TempDir()
-			if code, out, errOut := runCLI(t, "export", s.RunID, "--data-dir", data, "--out", dir); code != exitOK {
-				t.Fatalf("export: exit %d\n%s\n%s", code, out, errOut)
-			}
+			dir := exportVerified(t, data, s.RunID)
 			if got := exitCodes(t, filepath.Join(dir, "trace.jsonl")); strings.Join(got, " ") != strings.Join(c.exits, " ") {
 				t.Errorf("exit statuses in the trace %v, want %v", got, c.exits)
-			}
-			if code, out, errOut := runCLI(t, "keys", "--data-dir", data); code != exitOK || os.WriteFile(filepath.Join(dir, "key.pub"), []byte(out), 0o600) != nil {
-				t.Fatalf("keys: exit %d\n%s", code, errOut)
-			}
-			if code, out, errOut := runCLI(t, "verify", "--receipt", filepath.Join(dir, "receipt.json"), "--trace", filepath.Join(dir, "trace.jsonl"), "--public-key", filepath.Join(dir, "key.pub")); code != exitOK {
-				t.Errorf("verify: exit %d\n%s\n%s", code, out, errOut)
 			}
 		})
 	}
@@ -158,4 +149,21 @@ func TestCodeChangeQuickstartCommitsOnlyThePassingPatch(t *testing.T) {
 	if files := gitOut(t, repo, "show", "--name-only", "--format=", "CR-1"); files != "calc.go\ncalc_test.go" {
 		t.Errorf("the commit changes %q", files)
 	}
+}
+
+// exportVerified exports the run from the data directory and checks its
+// receipt offline with verify, as an auditor would; it returns the export.
+func exportVerified(t *testing.T, data, runID string) string {
+	t.Helper()
+	dir := t.TempDir()
+	if code, out, errOut := runCLI(t, "export", runID, "--data-dir", data, "--out", dir); code != exitOK {
+		t.Fatalf("export: exit %d\n%s\n%s", code, out, errOut)
+	}
+	if code, out, errOut := runCLI(t, "keys", "--data-dir", data); code != exitOK || os.WriteFile(filepath.Join(dir, "key.pub"), []byte(out), 0o600) != nil {
+		t.Fatalf("keys: exit %d\n%s", code, errOut)
+	}
+	if code, out, errOut := runCLI(t, "verify", "--receipt", filepath.Join(dir, "receipt.json"), "--trace", filepath.Join(dir, "trace.jsonl"), "--public-key", filepath.Join(dir, "key.pub")); code != exitOK {
+		t.Errorf("verify: exit %d\n%s\n%s", code, out, errOut)
+	}
+	return dir
 }

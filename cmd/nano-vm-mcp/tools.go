@@ -34,6 +34,11 @@ func (f *toolFlags) register(fs *pflag.FlagSet) {
 // kept next to it, secrets from the environment, stages (the git
 // builtins') under stageDir when given.
 func registryOptions(file string, log *zap.Logger, stageDir string) executor.Options {
+	// Absolute: the executors resolve a relative pins path against the
+	// registry's directory, not the working directory file is relative to.
+	if abs, err := filepath.Abs(file); err == nil {
+		file = abs
+	}
 	return executor.Options{Getenv: os.Getenv, Log: log, Pins: executor.DefaultPinsPath(file), Now: time.Now, StageDir: stageDir}
 }
 
