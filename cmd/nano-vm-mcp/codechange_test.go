@@ -2,12 +2,16 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/nano-vm/nano-vm-mcp/internal/executor"
 )
 
 // demoRepo runs examples/code-change-demo/new-repo.sh into a temporary
@@ -166,4 +170,53 @@ func exportVerified(t *testing.T, data, runID string) string {
 		t.Errorf("verify: exit %d\n%s\n%s", code, out, errOut)
 	}
 	return dir
+}
+
+// A stage that no discard removed (its run was cancelled: a cancelled run
+// runs no tool) is removed by tools sweep once older than its bound, with
+// its worktree; a younger bound leaves it.
+func TestToolsSweepRemovesAStageARunLeftBehind(t *testing.T) {
+	repo := demoRepo(t)
+	data := t.TempDir()
+	reg, err := executor.Load("../../examples/code-change.tools.yaml", registryOptions("../../examples/code-change.tools.yaml", nil, filepath.Join(data, "stages")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, _ := reg.Executor("git.stage")
+	patch := `diff --git a/calc.go b/calc.go
+--- a/calc.go
++++ b/calc.go
+@@ -1,3 +1,5 @@
+ package calc
+ 
+ func Add(a, b int) int { return a + b }
++
++func Sub(a, b int) int { return a - b }
+`
+	v, err := e.Invoke(context.Background(), executor.Call{Tool: "git.stage", Arguments: map[string]any{"repository": "demo", "base_ref": "main", "patch": patch}, IdempotencyKey: "k", Attempt: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg.Close()
+	stage := v.(map[string]any)["stage"].(string)
+	day := time.Now().Add(-24 * time.Hour)
+	if err := os.Chtimes(stage, day, day); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		olderThan, out string
+	}{
+		{"48h", ""},
+		{"12h", "removed " + stage + "\n"},
+	} {
+		if code, out, errOut := runCLI(t, "tools", "sweep", "--tools", "../../examples/code-change.tools.yaml", "--data-dir", data, "--older-than", c.olderThan); code != exitOK || out != c.out {
+			t.Errorf("--older-than %s: exit %d, %q; want %q\n%s", c.olderThan, code, out, c.out, errOut)
+		}
+	}
+	if _, err := os.Stat(stage); !os.IsNotExist(err) {
+		t.Errorf("the stage is still there: %v", err)
+	}
+	if got := gitOut(t, repo, "worktree", "list", "--porcelain"); strings.Count(got, "worktree ") != 1 {
+		t.Errorf("worktrees left behind:\n%s", got)
+	}
 }
