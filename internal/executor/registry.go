@@ -552,6 +552,15 @@ func (p *parser) dirPath(n *yaml.Node, tool, field, s string) (string, bool) {
 	return p.path(s), true
 }
 
+// given names a directory in a problem as the registry gives it, with
+// the value an env:NAME read.
+func given(s, dir string) string {
+	if strings.HasPrefix(s, "env:") {
+		return fmt.Sprintf("%s (%q)", s, dir)
+	}
+	return strconv.Quote(s)
+}
+
 // path resolves a path against the registry's directory.
 func (p *parser) path(s string) string {
 	if filepath.IsAbs(s) {
@@ -868,7 +877,7 @@ func (p *parser) exec(tool string, n *yaml.Node, res *resolved) *ExecSpec {
 				continue
 			}
 			if fi, err := os.Stat(dir); s == "" || err != nil || !fi.IsDir() {
-				p.add(nodes[i], tool, fmt.Sprintf("%s[%d]", field, i), "%q is not a directory", dir)
+				p.add(nodes[i], tool, fmt.Sprintf("%s[%d]", field, i), "%s is not a directory", given(s, dir))
 				continue
 			}
 			*kv.dst = append(*kv.dst, dir)
@@ -1012,7 +1021,7 @@ func (p *parser) git(tool string, n *yaml.Node, res *resolved) (*GitSpec, string
 					continue
 				}
 				if !isRepository(dir) {
-					p.add(kv.val, tool, field, "%q is not a git repository", dir)
+					p.add(kv.val, tool, field, "%s is not a git repository", given(s, dir))
 					continue
 				}
 				g.Repositories[kv.key.Value] = dir
