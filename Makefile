@@ -32,6 +32,7 @@ FUZZ_TARGETS = \
 	./internal/program:FuzzLoad \
 	./internal/runtime:FuzzSubmit \
 	./internal/runtime:FuzzDecide \
+	./internal/runtime:FuzzToolResult \
 	./internal/receipt:FuzzVerify \
 	./internal/access:FuzzParseApprovers \
 	./internal/access:FuzzParseTokens \

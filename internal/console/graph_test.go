@@ -34,3 +34,19 @@ func TestConsoleGraphIsTheProgramGraphStyled(t *testing.T) {
 		}
 	}
 }
+
+// A tool state's on_error edge is drawn with its own id and class, so that
+// the run page can mark it when a trace records the hop (transition -2).
+func TestConsoleGraphDrawsTheOnErrorEdge(t *testing.T) {
+	p, err := program.LoadFile("../runtime/testdata/toolcalls.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := regexp.MustCompile(`(?m)^  "refund" -> "manual" \[style=bold, id="ed_refund_to_manual", class="edge on_error ed_refund_to_manual", tooltip="on_error", label="on_error"\];$`)
+	if out := dot(p); !want.MatchString(out) {
+		t.Fatalf("no on_error edge in:\n%s", out)
+	}
+	if id := edgeIDs(p)[edgeKey{"refund", errorEdge}]; id != "ed_refund_to_manual" {
+		t.Fatalf("the on_error edge's id is %q", id)
+	}
+}

@@ -431,7 +431,7 @@ func TestRunPageShowsPathTimelineTasksAndNoPersonalData(t *testing.T) {
 
 			// The receipt and the live-update hooks.
 			for _, want := range []string{`id="receipt-json"`, `id="verify-receipt"`, `id="receipt-checks"`, `id="receipt-verdict"`,
-				`nano-vm-receipt/1`, `data-run-id="` + id + `"`, `data-running="false"`, `id="live"`, `<script src="/ui/static/run.js" defer>`} {
+				`nano-vm-receipt/2`, `data-run-id="` + id + `"`, `data-running="false"`, `id="live"`, `<script src="/ui/static/run.js" defer>`} {
 				if !strings.Contains(body, want) {
 					t.Errorf("the page lacks %s", want)
 				}

@@ -25,7 +25,19 @@ type Task struct {
 	OutputSchema map[string]any `json:"output_schema"`
 	AttemptsLeft int            `json:"attempts_left"`
 	Tool         *ToolCall      `json:"tool,omitempty"`
+	// ExecutedBy says who runs a tool state's tool: ExecutedByCaller on a
+	// tool task handed to the caller, ExecutedByRuntime on the view of a
+	// call the runtime makes (ForModelCall). Absent on other kinds, and on
+	// tool tasks recorded before runtime execution existed (trace format 1),
+	// which were all the caller's.
+	ExecutedBy string `json:"executed_by,omitempty" jsonschema:"enum=caller,enum=runtime"`
 }
+
+// Who runs a tool state's tool (Task.ExecutedBy).
+const (
+	ExecutedByCaller  = "caller"
+	ExecutedByRuntime = "runtime"
+)
 
 // ToolCall is the tool target's view: the tool to run and the declared
 // arguments, nothing else.
@@ -79,8 +91,25 @@ func ForModel(p *program.Program, st *program.State, seq uint64, attemptsLeft in
 	}
 	if st.Kind == program.KindTool {
 		t.Tool = ForTool(st, args)
+		t.ExecutedBy = ExecutedByCaller
 	}
 	return t
+}
+
+// ForModelCall is what the model is shown of a run waiting on a tool call
+// the runtime makes at st (task seq seq): which state and tool, and that
+// the runtime runs it. Nothing it was not granted: no instructions and no
+// view (the state's
+// view list is for those who answer it), no arguments, no result, no
+// output schema to answer with, and no attempts to spend.
+func ForModelCall(st *program.State, seq uint64) *Task {
+	return &Task{
+		Seq:        seq,
+		State:      st.Name,
+		Kind:       string(st.Kind),
+		View:       map[string]any{},
+		ExecutedBy: ExecutedByRuntime,
+	}
 }
 
 // ForTool builds the tool target's view: only the declared arguments.

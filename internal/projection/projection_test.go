@@ -1,6 +1,7 @@
 package projection
 
 import (
+	"encoding/json"
 	"errors"
 	"reflect"
 	"sync"
@@ -212,5 +213,25 @@ func TestForAudienceShowsTheModelOnlyTheTaskIssued(t *testing.T) {
 		if got := ForAudience(tc.a, nil, State{Input: map[string]any{"x": 1}}, tc.issued); got != tc.want {
 			t.Errorf("ForAudience(%q, issued %v) = %v, want %v", tc.a, tc.issued, got, tc.want)
 		}
+	}
+}
+
+// TestModelViewOfARuntimeCallHoldsNothingUngranted: while the runtime runs
+// a tool, the model is shown the state, the tool's being the runtime's,
+// and nothing else: not the arguments (which may read personal data the
+// model was never shown), not the result, not an output schema to answer.
+func TestModelViewOfARuntimeCallHoldsNothingUngranted(t *testing.T) {
+	p, err := program.LoadFile("../runtime/testdata/toolcalls.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	task := ForModelCall(p.States["refund"], 1)
+	raw, err := json.Marshal(task)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `{"seq":1,"state":"refund","kind":"tool","view":{},"output_schema":null,"attempts_left":0,"executed_by":"runtime"}`
+	if string(raw) != want {
+		t.Fatalf("the model's view of a runtime call:\n%s\nwant\n%s", raw, want)
 	}
 }

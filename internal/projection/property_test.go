@@ -119,7 +119,7 @@ func generatedRun(t *testing.T, p *program.Program, input any, rng *rand.Rand) i
 	return tasks
 }
 
-var taskFields = map[string]bool{"seq": true, "state": true, "kind": true, "instructions": true, "role": true, "view": true, "output_schema": true, "attempts_left": true, "tool": true}
+var taskFields = map[string]bool{"seq": true, "state": true, "kind": true, "instructions": true, "role": true, "view": true, "output_schema": true, "attempts_left": true, "tool": true, "executed_by": true}
 
 func checkTask(t *testing.T, p *program.Program, run *runtime.Run, task *projection.Task) {
 	t.Helper()
@@ -150,6 +150,10 @@ func checkTask(t *testing.T, p *program.Program, run *runtime.Run, task *project
 	}
 	if task.AttemptsLeft != st.MaxAttempts-run.Attempts {
 		t.Fatalf("attempts_left %d, want %d", task.AttemptsLeft, st.MaxAttempts-run.Attempts)
+	}
+	// A tool task handed out is the caller's to run, and says so.
+	if want := map[bool]any{true: projection.ExecutedByCaller, false: nil}[st.Kind == program.KindTool]; doc["executed_by"] != want {
+		t.Fatalf("task of %s: executed_by %v, want %v", st.Name, doc["executed_by"], want)
 	}
 	// The tool target: the named tool and exactly the declared arguments.
 	if tool, ok := doc["tool"].(map[string]any); ok {

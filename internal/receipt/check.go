@@ -209,7 +209,7 @@ func Check(sg *Signed, recs Records, pub ed25519.PublicKey, opt Options) (Report
 		for _, n := range []string{CheckEnvelope, CheckBody, CheckSignature, CheckTree, CheckPolicy} {
 			c.skip(n, noReceipt)
 		}
-		s := newStream(0, "")
+		s := newStream(0, "", Format)
 		if _, err := c.chain(s, recs, opt.Index); err != nil {
 			return c.rep, err
 		}
@@ -236,7 +236,7 @@ func Check(sg *Signed, recs Records, pub ed25519.PublicKey, opt Options) (Report
 	c.pass(CheckSignature, "Ed25519 signature over the receipt holds under %s", id)
 	// The whole trace must hold together, beyond the covered prefix too:
 	// this names the first broken event before anything else.
-	s := newStream(body.size, body.keyID)
+	s := newStream(body.size, body.keyID, body.format)
 	if ok, err := c.chain(s, recs, opt.Index); !ok {
 		return c.done(), err
 	}

@@ -25,8 +25,13 @@ import (
 	"github.com/nano-vm/nano-vm-mcp/internal/tracestore"
 )
 
-// Format is the receipt format version.
-const Format = "nano-vm-receipt/1"
+// Format is the receipt format version Issue writes. Version 2 added
+// counts.tool_calls_executed and counts.tool_calls_reported.
+const Format = "nano-vm-receipt/2"
+
+// FormatV1 is the first receipt format version: its counts lack the tool
+// call counts. Receipts in it keep verifying, derived in their format.
+const FormatV1 = "nano-vm-receipt/1"
 
 // Kinds of receipt.
 const (
@@ -64,6 +69,34 @@ type Counts struct {
 	Attempts    int `json:"attempts"` // rejections that used up an attempt
 	Rollbacks   int `json:"rollbacks"`
 	Faults      int `json:"faults"`
+	// ToolCallsExecuted counts the results the runtime attests: those its
+	// executors returned (tool_call_completed) and those an operator
+	// settled (tool_call_resolved with a result). Format 2 only.
+	ToolCallsExecuted int `json:"tool_calls_executed"`
+	// ToolCallsReported counts the tool results a caller merely claimed
+	// (submission_accepted by actor tool). Format 2 only.
+	ToolCallsReported int `json:"tool_calls_reported"`
+}
+
+// MarshalJSON writes the body in its format: a FormatV1 body's counts
+// have no tool call counts.
+func (b Body) MarshalJSON() ([]byte, error) {
+	type plain Body
+	if b.Format != FormatV1 {
+		return json.Marshal(plain(b))
+	}
+	type countsV1 struct {
+		Transitions int `json:"transitions"`
+		Rejections  int `json:"rejections"`
+		Attempts    int `json:"attempts"`
+		Rollbacks   int `json:"rollbacks"`
+		Faults      int `json:"faults"`
+	}
+	c := b.Counts
+	return json.Marshal(struct {
+		plain
+		Counts countsV1 `json:"counts"`
+	}{plain(b), countsV1{c.Transitions, c.Rejections, c.Attempts, c.Rollbacks, c.Faults}})
 }
 
 // Tree commits to the covered events: the RFC 6962 root over their leaf
@@ -97,6 +130,9 @@ type event struct {
 	transition        *transition
 	counted           bool // rejection.counted
 	finished          *finished
+	actor             string // submission.actor
+	hasCall           bool   // call
+	callFailed        bool   // call.failed
 }
 
 type started struct {
@@ -170,9 +206,9 @@ func readEvent(i int, r tracestore.Record, prev, leaf []byte, runID string) (eve
 	}
 	// Absent, the format is the first one: traces written before the
 	// member existed.
-	if i == 0 && e.started != nil && e.started.tagged && e.started.format != trace.Format {
-		return e, fmt.Errorf("field started.trace_format: expected %s, found %s: this verifier reads that trace format only",
-			show(trace.Format, true), show(e.started.format, true))
+	if i == 0 && e.started != nil && e.started.tagged && !trace.Readable(e.started.format) {
+		return e, fmt.Errorf("field started.trace_format: expected %s or %s, found %s: this verifier reads those trace formats only",
+			show(trace.FormatV1, true), show(trace.Format, true), show(e.started.format, true))
 	}
 	if r.Hash != nil && !bytes.Equal(r.Hash, leaf) {
 		return e, fmt.Errorf("stored hash: expected %s, found %s", trace.Hex(leaf), trace.Hex(r.Hash))
@@ -214,6 +250,13 @@ func readMembers(top map[string]any, e *event) error {
 		if s, ok := r.str("finished.status"); ok {
 			e.finished.status = &s
 		}
+	}
+	if r.object("submission") != nil {
+		e.actor, _ = r.str("submission.actor")
+	}
+	if r.object("call") != nil {
+		e.hasCall = true
+		e.callFailed = r.boolean("call.failed")
 	}
 	return r.err
 }
@@ -316,6 +359,9 @@ func fold(b *Body, e event) error {
 		if !e.hasState {
 			return missing("state")
 		}
+		if b.Format == FormatV1 && e.started.format == trace.Format {
+			return fmt.Errorf("run_started in trace format %s, which a %s receipt cannot attest", show(trace.Format, true), show(FormatV1, true))
+		}
 		p := e.started.program
 		b.RunID, b.FinalState = e.runID, e.state
 		b.Program = Program{Name: p["name"], Version: p["version"], DefinitionHash: p["definition_hash"]}
@@ -340,6 +386,19 @@ func fold(b *Body, e event) error {
 		}
 	case "fault_injected":
 		b.Counts.Faults++
+	case "submission_accepted":
+		if e.actor == "tool" {
+			b.Counts.ToolCallsReported++
+		}
+	case "tool_call_completed":
+		b.Counts.ToolCallsExecuted++
+	case "tool_call_resolved":
+		if !e.hasCall {
+			return missing("call")
+		}
+		if !e.callFailed {
+			b.Counts.ToolCallsExecuted++
+		}
 	case "run_finished":
 		switch {
 		case e.finished == nil:

@@ -231,7 +231,7 @@ func FuzzVerify(f *testing.F) {
 		{traceBytes, env},
 		{traceBytes, bytes.Replace(receiptBytes, []byte(`"kind"`), []byte(`"Kind"`), 1)},
 		{traceBytes, bytes.Replace(receiptBytes, []byte(`"size":6`), []byte(`"size":0`), 1)},
-		{bytes.Replace(traceBytes, started, []byte(`"started":{"trace_format":"nano-vm-trace/2",`), 1), receiptBytes},
+		{bytes.Replace(traceBytes, started, []byte(`"started":{"trace_format":"nano-vm-trace/3",`), 1), receiptBytes},
 		{bytes.Replace(traceBytes, []byte(`"type":"run_finished"`), []byte(`"type":"run_started"`), 1), receiptBytes},
 		{bytes.Replace(traceBytes, []byte(`"transition":`), []byte(`"Transition":`), 1), receiptBytes},
 		{bytes.Replace(traceBytes, []byte(`,"type":"task_issued"`), nil, 1), receiptBytes},

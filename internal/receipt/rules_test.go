@@ -169,14 +169,30 @@ func TestVerifierRules(t *testing.T) {
 			"trace: event 0: run_started without started.program.name", 5, 9},
 
 		// The trace format version.
-		{"unknown trace format", base.edit(t, 0, func(e map[string]any) { payload(e, "started")["trace_format"] = "nano-vm-trace/2" }),
-			`trace: event 0: field started.trace_format: expected "nano-vm-trace/1", found "nano-vm-trace/2": this verifier reads that trace format only`, 5, 0},
+		{"unknown trace format", base.edit(t, 0, func(e map[string]any) { payload(e, "started")["trace_format"] = "nano-vm-trace/3" }),
+			`trace: event 0: field started.trace_format: expected "nano-vm-trace/1" or "nano-vm-trace/2", found "nano-vm-trace/3": this verifier reads those trace formats only`, 5, 0},
 		{"trace format empty", base.edit(t, 0, func(e map[string]any) { payload(e, "started")["trace_format"] = "" }),
-			`trace: event 0: field started.trace_format: expected "nano-vm-trace/1", found "": this verifier reads that trace format only`, 5, 0},
+			`trace: event 0: field started.trace_format: expected "nano-vm-trace/1" or "nano-vm-trace/2", found "": this verifier reads those trace formats only`, 5, 0},
+		{"the first trace format still reads; the hash covers it", base.edit(t, 0, func(e map[string]any) { payload(e, "started")["trace_format"] = "nano-vm-trace/1" }),
+			"receipt field tree: the trace gives", 5, 9},
+		{"a first-format receipt cannot attest a second-format trace", base.resign(t, func(b map[string]any) {
+			b["format"] = "nano-vm-receipt/1"
+			c := payload(b, "counts")
+			delete(c, "tool_calls_executed")
+			delete(c, "tool_calls_reported")
+		}), `trace: event 0: run_started in trace format "nano-vm-trace/2", which a "nano-vm-receipt/1" receipt cannot attest`, 5, 9},
+		{"unknown receipt format", base.resign(t, func(b map[string]any) { b["format"] = "nano-vm-receipt/3" }),
+			`receipt field format: expected "nano-vm-receipt/1" or "nano-vm-receipt/2", found "nano-vm-receipt/3"`, 0, 0},
+		{"tool calls reported miscounted", base.resign(t, func(b map[string]any) { payload(b, "counts")["tool_calls_reported"] = jsonNumber("1") }),
+			"receipt field counts: the trace gives", 5, 9},
+		{"submission actor not a string", base.edit(t, 3, func(e map[string]any) { payload(e, "submission")["actor"] = true }),
+			"trace: event 3: field submission.actor: expected a string, found true", 5, 0},
+		{"call.failed not a boolean", base.edit(t, 9, func(e map[string]any) { e["call"] = map[string]any{"failed": "no"} }),
+			`trace: event 9: field call.failed: expected a boolean, found "no"`, 5, 0},
 		{"a trace format on a later event is not read", base.edit(t, 9, func(e map[string]any) { e["started"] = map[string]any{"trace_format": "nano-vm-trace/9"} }),
 			"", 5, 9},
 		{"trace format checked after the types", base.edit(t, 0, func(e map[string]any) {
-			payload(e, "started")["trace_format"] = "nano-vm-trace/2"
+			payload(e, "started")["trace_format"] = "nano-vm-trace/3"
 			e["finished"] = true
 		}), "trace: event 0: field finished: expected an object, found true", 5, 0},
 		{"trace format not a string", base.edit(t, 0, func(e map[string]any) { payload(e, "started")["trace_format"] = jsonNumber("1") }),

@@ -46,9 +46,10 @@ type stream struct {
 	foldErr error       // the first error folding the covered records
 }
 
-func newStream(size uint64, keyID string) *stream {
+// newStream derives a body in receipt format format.
+func newStream(size uint64, keyID, format string) *stream {
 	return &stream{size: size, tree: trace.NewTree(),
-		body: &Body{Format: Format, Kind: KindProvisional, Status: "running", KeyID: keyID, Path: []string{}}}
+		body: &Body{Format: format, Kind: KindProvisional, Status: "running", KeyID: keyID, Path: []string{}}}
 }
 
 // add checks record r, the next one, against the chain and the types a
@@ -142,7 +143,7 @@ func DeriveRecords(recs Records, size uint64, keyID string) (*Body, error) {
 	if want == 0 {
 		want = math.MaxUint64
 	}
-	s := newStream(want, keyID)
+	s := newStream(want, keyID, Format)
 	readErr, err := s.read(recs, want)
 	switch {
 	case readErr != nil:

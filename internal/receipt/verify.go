@@ -166,6 +166,7 @@ type parsedBody struct {
 	members map[string]any
 	keyID   string
 	size    uint64
+	format  string // the receipt's format: the body is derived in it
 }
 
 // parseBody checks a body (docs/receipt-format.md §7, step 1): strict
@@ -199,10 +200,11 @@ func parseBody(raw []byte) (*parsedBody, error) {
 			return nil, fmt.Errorf("receipt: member %s missing", show(k, true))
 		}
 	}
-	if m["format"] != Format {
-		return nil, fmt.Errorf("receipt field format: expected %s, found %s", show(Format, true), show(m["format"], true))
+	format, _ := m["format"].(string)
+	if format != Format && format != FormatV1 {
+		return nil, fmt.Errorf("receipt field format: expected %s or %s, found %s", show(FormatV1, true), show(Format, true), show(m["format"], true))
 	}
-	b := &parsedBody{members: m}
+	b := &parsedBody{members: m, format: format}
 	if b.keyID, ok = m["key_id"].(string); !ok {
 		return nil, fmt.Errorf("receipt field key_id: expected a string, found %s", show(m["key_id"], true))
 	}

@@ -12,9 +12,12 @@ run:
 
  1. Fold the run: run, err := Fold(p, events), from the events it stored
     (or keep the run it adopted last time).
- 2. Build an input (Start, Submit, Decide, Cancel, Tick or Fault) and stamp
-    it with the caller's own clock reading (the At field); the core never
-    asks for the time. A Start also carries the run id the caller made.
+ 2. Build an input (Start, Submit, Decide, Cancel, Tick, Fault or Erase,
+    or the outcome of a runtime tool call: ToolResult, ToolFailure,
+    ToolUnknown, ResolveTool) and stamp it with the caller's own clock
+    reading (the At field); the core never asks for the time. A Start also
+    carries the run id the caller made, and the tool states the runtime
+    runs (Executors).
  3. Call res, err := Apply(p, run, in). Apply does not modify run.
  4. Persist res.Events durably, in order, in one atomic append: sealed,
     chained and added to the run's tree by the shell (docs/trace-format.md),
@@ -30,6 +33,14 @@ run:
 res.Run is by construction the fold of the events the run had plus
 res.Events: Apply folds each event into a scratch copy as it emits it,
 with the same code Fold uses.
+
+# Runtime-executed tools
+
+When res.Run.Call is set after step 5, the run waits on a tool call the
+runtime makes (toolcall.go): the shell invokes the tool, only now that the
+intent (tool_call_started) is durable, and reports the outcome as the next
+input, from step 1. The core decides what the outcome does (retry,
+on_error, tool_failed, waiting for the operator); the shell never does.
 
 # Rejected inputs
 

@@ -8,8 +8,9 @@ import (
 // Inspect is run r of program p as audience a sees it (projection.RunView),
 // from r as the shell folds it (sealed values opened, erased ones as the
 // erased marker) and its events: the model's data is the last task issued,
-// the same projection the model was handed, and every subject_erased event
-// is listed.
+// the same projection the model was handed (or, when the runtime's own tool
+// call came later, projection.ForModelCall of it), and every
+// subject_erased event is listed.
 func Inspect(r *Run, p *program.Program, events []Event, a projection.Audience) projection.RunView {
 	v := projection.RunView{
 		RunID: r.ID, Program: p.Name, Version: p.Version, DefinitionHash: p.Hash,
@@ -24,6 +25,10 @@ func Inspect(r *Run, p *program.Program, events []Event, a projection.Audience) 
 		switch {
 		case e.Type == EventTaskIssued && e.Task != nil:
 			issued = e.Task
+		case e.Type == EventToolCallStarted && e.Call != nil && e.Call.Attempt == 1 && p.States[e.State] != nil:
+			// A call the runtime made: the model is shown that it waits
+			// on it, never the call's arguments or result.
+			issued = projection.ForModelCall(p.States[e.State], e.Seq)
 		case e.Type == EventSubjectErased && e.Erasure != nil:
 			v.Erasures = append(v.Erasures, projection.Erasure{Index: e.Index, At: e.At, Subject: e.Erasure.Subject, Reason: e.Erasure.Reason, Principal: e.Erasure.Principal})
 		}

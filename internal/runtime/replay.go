@@ -388,13 +388,22 @@ func normalize(e Event, pinned bool) []byte {
 	if e.Started != nil {
 		st := *e.Started
 		st.Subjects = nil
-		if st.TraceFormat == "" {
-			st.TraceFormat = trace.Format // recorded before the member existed
+		if st.TraceFormat == "" || trace.Readable(st.TraceFormat) {
+			// Recorded before the member existed, or in a format this
+			// build reads: the runtime writes the current one now.
+			st.TraceFormat = trace.Format
 		}
 		if !pinned {
 			st.Program = ProgramRef{}
 		}
 		e.Started = &st
+	}
+	if e.Task != nil && e.Task.Kind == string(program.KindTool) && e.Task.ExecutedBy == "" {
+		// Trace format 1 did not say who runs a tool task: the caller,
+		// always, as the runtime now records it.
+		t := *e.Task
+		t.ExecutedBy = projection.ExecutedByCaller
+		e.Task = &t
 	}
 	if e.Input != nil && !pinned {
 		in := *e.Input

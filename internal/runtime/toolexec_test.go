@@ -3,6 +3,9 @@ package runtime
 import (
 	"bytes"
 	"testing"
+
+	"github.com/nano-vm/nano-vm-mcp/internal/projection"
+	"github.com/nano-vm/nano-vm-mcp/internal/trace"
 )
 
 // startCalls starts a run of testdata/toolcalls.yaml with refund and
@@ -143,5 +146,47 @@ func TestWaitingOperatorIsNeitherRunningNorFinished(t *testing.T) {
 	}
 	if d.run.Status != StatusCancelled || d.run.Call != nil {
 		t.Fatalf("after cancel: %s, call %+v", d.run.Status, d.run.Call)
+	}
+}
+
+// A trace of format 1 (no executed_by on tool tasks, trace_format /1)
+// replays identically under this runtime, which writes both.
+func TestFormatOneTraceReplaysIdentically(t *testing.T) {
+	d := startCalls(t, nil)
+	if _, err := d.submit(`{"id": "r", "ok": true}`, func(s *Submit) { s.Tool = "issue_refund" }); err != nil {
+		t.Fatal(err)
+	}
+	if d.events[1].Task.ExecutedBy != projection.ExecutedByCaller {
+		t.Fatalf("a caller's tool task says executed_by %q", d.events[1].Task.ExecutedBy)
+	}
+	old := append([]Event(nil), d.events...)
+	st := *old[0].Started
+	st.TraceFormat = trace.FormatV1
+	old[0].Started = &st
+	for i := range old {
+		if old[i].Task != nil {
+			task := *old[i].Task
+			task.ExecutedBy = ""
+			old[i].Task = &task
+		}
+	}
+	if div, err := Replay(d.p, old); div != nil || err != nil {
+		t.Fatalf("format 1 trace: %+v, %v", div, err)
+	}
+}
+
+// The model's view of a run waiting on a runtime call names the call's
+// state and that the runtime runs it: not its arguments, which read the
+// run input the model's earlier tasks never showed.
+func TestInspectShowsTheModelNoCallArguments(t *testing.T) {
+	d := startCalls(t, map[string]string{"refund": "http"})
+	v := Inspect(d.run, d.p, d.events, projection.Model)
+	task, ok := v.Data.(*projection.Task)
+	if !ok || task.State != "refund" || task.ExecutedBy != projection.ExecutedByRuntime || task.Tool != nil || len(task.View) != 0 {
+		t.Fatalf("the model's view: %#v", v.Data)
+	}
+	body, _ := EncodeEvent(&Event{Task: task})
+	if bytes.Contains(body, []byte(`"amount"`)) {
+		t.Fatalf("the model's view holds the call's arguments: %s", body)
 	}
 }

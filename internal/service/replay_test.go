@@ -96,7 +96,7 @@ func TestTraceFormatVersion(t *testing.T) {
 	}{
 		{"recorded as today", trace.Format, false},
 		{"recorded before the member existed", "", false},
-		{"another version", "nano-vm-trace/2", true},
+		{"another version", "nano-vm-trace/3", true},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			old := slices.Clone(events)

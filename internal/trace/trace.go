@@ -19,9 +19,18 @@ import (
 )
 
 // Format is the trace format version that run_started records in
-// started.trace_format. A run_started without the member was written before
-// the member existed, in the same format: it is read as this version.
-const Format = "nano-vm-trace/1"
+// started.trace_format for new runs. Version 2 added the tool_call_* events
+// of runtime-executed tools (docs/trace-format.md §3.7); a trace without
+// them reads the same under either version.
+const Format = "nano-vm-trace/2"
+
+// FormatV1 is the first trace format version. A run_started without the
+// member was written before the member existed, in this format.
+const FormatV1 = "nano-vm-trace/1"
+
+// Readable reports whether this build reads traces of format f, as
+// started.trace_format records it (a trace without the member is FormatV1).
+func Readable(f string) bool { return f == FormatV1 || f == Format }
 
 // HashSize is the size of every hash in the trace (SHA-256).
 const HashSize = 32
