@@ -60,9 +60,9 @@ type attemptView struct {
 // paths say.
 func toolCalls(p *program.Program, events []runtime.Event, recs []tracestore.Record) ([]*callView, error) {
 	var out []*callView
-	open := map[string]*callView{} // executed calls not ended, by call id
-	var lastFailed *callView      // the call whose final failure may take on_error next
-	issued := map[uint64][2]*runtime.Event{} // tool tasks by seq: opened, stored
+	open := map[string]*callView{}            // executed calls not ended, by call id
+	var lastFailed *callView                  // the call whose final failure may take on_error next
+	issued := map[uint64][2]*runtime.Event{}  // tool tasks by seq: opened, stored
 	submissions := map[uint64][]attemptView{} // a task's refused submissions, by seq
 	for i := range events {
 		e := &events[i]
