@@ -64,23 +64,42 @@ func TestModelTasksHoldOnlyTheAllowlist(t *testing.T) {
 }
 
 func exampleInputs(t *testing.T, name string) []any {
+	out := exampleDocs(t, name, ".input.json")
+	if len(out) == 0 {
+		t.Fatalf("no inputs for %s", name)
+	}
+	return out
+}
+
+// exampleDocs are the JSON documents of the example's files whose names
+// end in suffix, one a line in .jsonl files.
+func exampleDocs(t *testing.T, name, suffix string) []any {
 	entries, err := examples.FS.ReadDir(".")
 	if err != nil {
 		t.Fatal(err)
 	}
 	var out []any
 	for _, e := range entries {
-		if strings.HasPrefix(e.Name(), name+".") && strings.HasSuffix(e.Name(), ".input.json") {
-			data, _ := examples.FS.ReadFile(e.Name())
-			v, err := jsonvalue.Decode(data)
+		if !strings.HasPrefix(e.Name(), name+".") || !strings.HasSuffix(e.Name(), suffix) {
+			continue
+		}
+		data, _ := examples.FS.ReadFile(e.Name())
+		docs := [][]byte{data}
+		if strings.HasSuffix(suffix, ".jsonl") {
+			docs = nil
+			for _, line := range strings.Split(string(data), "\n") {
+				if strings.TrimSpace(line) != "" {
+					docs = append(docs, []byte(line))
+				}
+			}
+		}
+		for _, d := range docs {
+			v, err := jsonvalue.Decode(d)
 			if err != nil {
-				t.Fatal(err)
+				t.Fatalf("%s: %v", e.Name(), err)
 			}
 			out = append(out, v)
 		}
-	}
-	if len(out) == 0 {
-		t.Fatalf("no inputs for %s", name)
 	}
 	return out
 }
@@ -373,7 +392,7 @@ func TestAuditorViewsOfExecutedCallsHoldNoPersonalData(t *testing.T) {
 		if len(executors) == 0 {
 			continue
 		}
-		inputs, answers := exampleInputs(t, name), exampleAnswers(t, name)
+		inputs, answers := exampleInputs(t, name), exampleDocs(t, name, ".answers.jsonl")
 		t.Run(name, func(t *testing.T) {
 			rng := rand.New(rand.NewPCG(3, uint64(len(name))))
 			calls := 0
@@ -456,32 +475,6 @@ func accepted(res runtime.Result) bool {
 		}
 	}
 	return res.Run != nil
-}
-
-// exampleAnswers are every recorded answer of the example's answers files.
-func exampleAnswers(t *testing.T, name string) []any {
-	entries, err := examples.FS.ReadDir(".")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []any
-	for _, e := range entries {
-		if !strings.HasPrefix(e.Name(), name+".") || !strings.HasSuffix(e.Name(), ".answers.jsonl") {
-			continue
-		}
-		data, _ := examples.FS.ReadFile(e.Name())
-		for _, line := range strings.Split(string(data), "\n") {
-			if strings.TrimSpace(line) == "" {
-				continue
-			}
-			v, err := jsonvalue.Decode([]byte(line))
-			if err != nil {
-				t.Fatal(err)
-			}
-			out = append(out, v)
-		}
-	}
-	return out
 }
 
 // checkAuditorCall checks the auditor's views of one tool_call_* event.
