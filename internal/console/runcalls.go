@@ -35,7 +35,7 @@ type callView struct {
 	Source   string // sourceExecuted or sourceReported
 	Executor string // mcp, exec, http or builtin; "" for a reported result
 	Started  string // the first event's at
-	Duration string // from Started to the call's end; "" while it runs or when unknowable
+	Duration string // from Started to the call's end; "" while it runs, or when unknowable (an unknown outcome, resolved or not)
 	Attempts []attemptView
 	Outcome  string // completed, failed, waiting_operator, resolved, running, expired, abandoned; reported
 	Detail   string // what the outcome needs said: the failure's class and detail, who resolved it, on_error
@@ -163,6 +163,9 @@ func toolCalls(p *program.Program, events []runtime.Event, recs []tracestore.Rec
 				cls = "bad"
 			}
 			end(c, e, "resolved", "by "+e.Call.Principal+" "+how, cls)
+			// How long the tool ran is unknowable: the time to the
+			// resolution is the operator's.
+			c.Duration = ""
 			delete(open, c.CallID)
 			if e.Call.Failed {
 				lastFailed = c

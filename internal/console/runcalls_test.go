@@ -467,8 +467,8 @@ func TestRunPageShowsAWaitingOperatorCallAndItsResolution(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, body = get(t, next.c, "GET", "/ui/runs/"+a.RunID, nil)
-	if r := oneCall(t, body); r.outcome != "resolved" || !strings.Contains(r.cells[8], "by ops as failed: the bank never saw it, then on_error → manual") {
-		t.Fatalf("tool call row %+v; want the call resolved by ops as failed, then on_error", r)
+	if r := oneCall(t, body); r.outcome != "resolved" || r.cells[6] != "unknown" || !strings.Contains(r.cells[8], "by ops as failed: the bank never saw it, then on_error → manual") {
+		t.Fatalf("tool call row %+v; want the call resolved by ops as failed, then on_error, how long it ran unknown", r)
 	}
 	if n := e.count(); n != 1 {
 		t.Errorf("the endpoint saw %d calls; a call whose outcome is unknown is never invoked again", n)
