@@ -520,3 +520,24 @@ func TestRunPageListsEveryReportedResultOfTheKYCExample(t *testing.T) {
 	}
 	assertNoPII(t, "the KYC run page", body)
 }
+
+// A call still running when its state's timeout passes is shown expired,
+// its duration the time between its intent and the recorded expiry.
+func TestRunPageShowsACallExpiredByItsStatesTimeout(t *testing.T) {
+	clock := &stepClock{now: callsT0}
+	e := newEndpoint(t, clock, time.Second)
+	e.hold()
+	defer e.release()
+	src := strings.Replace(callsProgram("refund", "runtime", ""), "    execution: runtime\n", "    execution: runtime\n    timeout: 1m\n", 1)
+	f := newCallsFixture(t, tracestore.NewMemory(), clock, testKeys(t), toolRegistry(t, e, 1), src, service.Options{StepWait: time.Millisecond})
+	a := f.startAndPlan(t)
+	<-e.entered
+	clock.add(61 * time.Second)
+	if n, err := f.svc.Sweep(context.Background()); err != nil || n != 1 {
+		t.Fatalf("the sweep moved %d runs, %v; want the run whose call ran past its timeout", n, err)
+	}
+	_, body := get(t, f.c, "GET", "/ui/runs/"+a.RunID, nil)
+	if r := oneCall(t, body); r.outcome != "expired" || r.cells[6] != "1m1s" || !strings.Contains(r.cells[8], "timeout") {
+		t.Fatalf("tool call row %+v; want the call expired by the state's timeout, recorded by the sweep 1m1s after its intent", r)
+	}
+}
