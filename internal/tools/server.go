@@ -113,13 +113,18 @@ approval (status waiting_approval).
 For an llm task (kind "llm"), compute an output that matches its output_schema
 from its view and instructions only.
 For a tool task (kind "tool"), ` + toolTaskGuide + `
-` + attemptsGuide + ` Errors are JSON with a stable code and a message that
-says what to do next.`
+` + attemptsGuide + ` ` + runtimeToolGuide + ` Errors are JSON with a stable code and
+a message that says what to do next.`
 
 // toolTaskGuide is what the server instructions, the step description, the
 // drive_run prompt and every error about a tool task say of tool tasks: an
 // agent that lacks the tool must stop rather than invent its result.
 const toolTaskGuide = "call the tool named in task.tool.name with task.tool.arguments and submit its result unchanged as the output, with tool: {name}; never edit or invent a result. If you cannot call that tool, stop, or call cancel_run, and tell the user."
+
+// runtimeToolGuide is what the server instructions, the step description
+// and the drive_run prompt say of the tools the server runs itself: there
+// is nothing to submit, and await_run waits for them.
+const runtimeToolGuide = `An answer with waiting_for: "tool" means the server is running a tool of the run itself: submit nothing for it, call await_run with the run_id until waiting_for is gone.`
 
 // attemptsGuide warns that claims cost attempts too: capability_denied
 // uses one up as schema_violation and guard_denied do.
@@ -232,8 +237,32 @@ func (h *handlers) call(ctx context.Context, t *toolSpec, c access.Principal, re
 		// and the answer stays retrievable (a duplicate step returns it).
 		ctx = context.WithoutCancel(ctx)
 	}
+	if m := req.Params.Meta; m != nil && m.ProgressToken != nil {
+		ctx = service.WithProgress(ctx, h.progress(ctx, m.ProgressToken))
+	}
 	decoded, _ := args.(map[string]any) // the schema's root is an object
 	return t.handle(h, ctx, c, request{raw: raw, args: decoded})
+}
+
+// progress sends each runtime tool call event that a call waits on to the
+// client, as a progress notification for the request's token. The
+// messages name the state, the tool, the attempt and a failure's class:
+// never arguments or results.
+func (h *handlers) progress(ctx context.Context, token mcp.ProgressToken) func(service.Progress) {
+	srv := server.ServerFromContext(ctx)
+	n := 0
+	return func(p service.Progress) {
+		if srv == nil {
+			return
+		}
+		n++
+		err := srv.SendNotificationToClient(ctx, string(mcp.MethodNotificationProgress), map[string]any{
+			"progressToken": token, "progress": n, "message": p.Message,
+		})
+		if err != nil {
+			h.Log.Debug("progress notification", zap.String("run_id", p.RunID), zap.Error(err))
+		}
+	}
 }
 
 // request is a tool call's arguments, checked against the tool's input
