@@ -331,6 +331,10 @@ func TestSweepTimesOutARunFromBeforeTheDueColumn(t *testing.T) {
 	}
 	for _, q := range []string{
 		`UPDATE runs SET awaiting_deadline = 9223372036854775807 WHERE awaiting_role <> ''`,
+		`DROP INDEX runs_open_call`, // schema step 9's, which came later
+		`ALTER TABLE runs DROP COLUMN call_id`,
+		`ALTER TABLE runs DROP COLUMN lease_holder`,
+		`ALTER TABLE runs DROP COLUMN lease_expires`,
 		`DROP INDEX runs_due`,
 		`ALTER TABLE runs DROP COLUMN due`,
 		`DELETE FROM schema_version WHERE version > 6`,
