@@ -119,3 +119,86 @@ func TestInjectToolFailureIsAnOperatorsAttackOnALabRunOfItsOwn(t *testing.T) {
 		})
 	}
 }
+
+const onErrorProgram = `name: on-error-probe
+version: "1"
+input_schema: {type: object, required: [id], properties: {id: {type: string}}}
+initial: ask
+states:
+  ask:
+    kind: llm
+    instructions: Ask.
+    output_schema: {type: object, required: [ok], properties: {ok: {type: boolean}}}
+    transitions:
+      - to: lookup
+  lookup:
+    kind: tool
+    tool: probe_lookup
+    arguments: {id: input.id}
+    on_error: manual
+    output_schema: {type: object, required: [found], properties: {found: {type: boolean}}}
+    transitions:
+      - to: done
+  manual:
+    kind: llm
+    instructions: Look it up by hand.
+    output_schema: {type: object, required: [found], properties: {found: {type: boolean}}}
+    transitions:
+      - to: done
+  done: {kind: terminal, outcome: DONE}
+`
+
+// On a state that declares on_error, each tool_failure sub-attack expects
+// and observes its class then the on_error edge; the run waits at the
+// edge's target, its trace and receipt verify, and forged_tool_result is
+// refused there as anywhere.
+func TestToolFailureTakesOnError(t *testing.T) {
+	ctx := context.Background()
+	env := newEnv(t)
+	p, err := program.Load("on-error-probe.yaml", []byte(onErrorProgram))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := env.Service.AddProgram(ctx, p, []byte(onErrorProgram)); err != nil {
+		t.Fatal(err)
+	}
+	scripts := []Script{{Name: "probe", Input: map[string]any{"id": "x"}, Answers: []any{map[string]any{"ok": true}}}}
+	results, err := Matrix(ctx, env, MatrixOptions{Program: p.Name, Faults: []string{ToolFailure, ToolInjection}, Scripts: scripts})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{
+		"tool_failure/timeout":              "timeout+on_error",
+		"tool_failure/crash":                "transport+on_error",
+		"tool_failure/drift":                "drifted+on_error",
+		"tool_injection/forged_tool_result": "capability_denied",
+	}
+	for _, r := range results {
+		key := r.Fault + "/" + r.SubAttack
+		w, ok := want[key]
+		if !ok {
+			continue
+		}
+		delete(want, key)
+		if !r.Pass || r.Expected != w || r.Observed != w {
+			t.Errorf("%s: expected %s, observed %s (pass %v), want %s: %s %v", key, r.Expected, r.Observed, r.Pass, w, r.Detail, r.Verification)
+			continue
+		}
+		checkRecorded(t, env, r)
+		run, _, err := env.Service.Get(ctx, r.RunID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch {
+		case r.Fault == ToolFailure && (run.State != "manual" || run.Status != runtime.StatusRunning):
+			t.Errorf("%s: the run is %s at %s, want running at manual", key, run.Status, run.State)
+		case r.Fault == ToolInjection && (run.Status != runtime.StatusCancelled || run.Call != nil):
+			// The held call is abandoned with the run: no open call is
+			// left for recovery.
+			t.Errorf("%s: the run is %s with call %v, want cancelled with none", key, run.Status, run.Call)
+		}
+	}
+	if len(want) > 0 {
+		t.Errorf("no result for %v", want)
+	}
+}
