@@ -244,6 +244,9 @@ func Inject(ctx context.Context, env Env, runID, fault string, params Params) ([
 			if res, err = onFreshRun(ctx, env, p, a, []Script{s}); err != nil {
 				return nil, err
 			}
+			if res.RunID != "" {
+				res.Detail = "on lab run " + res.RunID + ": " + res.Detail
+			}
 			out = append(out, res)
 			continue
 		}

@@ -2,6 +2,7 @@ package lab
 
 import (
 	"context"
+	"strings"
 	"testing"
 
 	"github.com/nano-vm/nano-vm-mcp/internal/program"
@@ -112,7 +113,7 @@ func TestInjectToolFailureIsAnOperatorsAttackOnALabRunOfItsOwn(t *testing.T) {
 				if r.Applicable == c.wantNA || (c.wantNA && r.Detail == "") {
 					t.Fatalf("%s: applicable %v, want %v: %s", r.SubAttack, r.Applicable, !c.wantNA, r.Detail)
 				}
-				if r.Applicable && (!r.Pass || r.RunID == ans.RunID) {
+				if r.Applicable && (!r.Pass || r.RunID == ans.RunID || !strings.HasPrefix(r.Detail, "on lab run "+r.RunID+": ")) {
 					t.Errorf("%s: pass %v on run %s (the caller's is %s): %s", r.SubAttack, r.Pass, r.RunID, ans.RunID, r.Detail)
 				}
 			}
