@@ -324,7 +324,7 @@ func TestSweepTimesOutARunFromBeforeTheDueColumn(t *testing.T) {
 	}
 	// The store as a binary from before the due column left it: an
 	// approval's deadline unknown (as schema step 6 fills it in), no due
-	// column, at version 6.
+	// column and no open-call columns (step 9), at version 6.
 	db, err := sql.Open("sqlite", path)
 	if err != nil {
 		t.Fatal(err)
