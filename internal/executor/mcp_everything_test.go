@@ -4,44 +4,20 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/nano-vm/nano-vm-mcp/internal/testenv"
 )
 
-// everythingEntry is where tests/bench/setup.sh installs the official
-// @modelcontextprotocol/server-everything, the third-party downstream
-// server of these tests.
-const everythingEntry = "../../.cache/bench/node_modules/@modelcontextprotocol/server-everything/dist/index.js"
-
 // everythingTool is a registry tool on server-everything over stdio
-// (node dist/index.js stdio, as the benchmarks start it). Without the
-// server or node it skips, except under CI=true, where .ci/run has run
-// setup.sh and a missing server is a failure.
+// (node dist/index.js stdio, as the benchmarks start it); testenv skips or,
+// under CI=true, fails when it is not installed.
 func everythingTool(t *testing.T, remote string) (*Tool, Options) {
 	t.Helper()
-	missing := func(why string) {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s (CI=true: .ci/run runs tests/bench/setup.sh before the tests)", why)
-		}
-		t.Skip(why)
-	}
-	entry, err := filepath.Abs(everythingEntry)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(entry); err != nil {
-		missing("server-everything is not installed: run tests/bench/setup.sh")
-	}
-	node := os.Getenv("NANO_VM_BENCH_NODE")
-	if node == "" {
-		if node, err = exec.LookPath("node"); err != nil {
-			missing("no node on PATH (or set NANO_VM_BENCH_NODE)")
-		}
-	}
+	node, entry := testenv.Everything(t)
 	return &Tool{Name: "weather", MCP: &MCPSpec{Command: []string{node, entry, "stdio"}, Tool: remote}},
 		Options{Pins: filepath.Join(t.TempDir(), "tools.pins.json")}
 }
