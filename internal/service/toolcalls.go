@@ -187,7 +187,7 @@ func (s *Service) runCalls(runID string) {
 }
 
 // runCall executes the run's open call once, if there is one and this
-// instance holds (or may take) its lease, and records the outcome. It
+// instance holds its lease, and records the outcome. It
 // reports whether it recorded anything.
 func (s *Service) runCall(runID string) bool {
 	ctx := s.calls.ctx
@@ -204,7 +204,7 @@ func (s *Service) runCall(runID string) bool {
 		call = *lr.run.Call
 	}
 	s.release(lr)
-	if !open || !s.lease(ctx, runID, call.CallID) {
+	if !open || !s.holds(ctx, runID) || !s.lease(ctx, runID, call.CallID) {
 		return false
 	}
 	in, ok := s.invoke(ctx, runID, call)
@@ -226,6 +226,23 @@ func (s *Service) runCall(runID string) bool {
 		}
 	}
 	return true
+}
+
+// holds reports whether this instance holds the lease on the run's open
+// call: the append of its intent gave it, or Recover took it over. A
+// runner only renews a lease it holds, never takes an expired one over:
+// that is Recover's, which invokes only an idempotent tool again. The
+// lease's compare-and-set that follows fails if another instance takes it
+// in between.
+func (s *Service) holds(ctx context.Context, runID string) bool {
+	info, err := s.store.Run(ctx, runID)
+	if err != nil {
+		if ctx.Err() == nil {
+			s.log.Warn("tool call: read the lease", zap.String("run_id", runID), zap.Error(err))
+		}
+		return false
+	}
+	return info.LeaseHolder == s.calls.instance
 }
 
 // lease takes or renews this instance's lease on the run's open call.

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	goruntime "runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -661,5 +662,60 @@ func TestTwoInstancesOnPostgresInvokeEachCallOnce(t *testing.T) {
 		if n != 1 {
 			t.Errorf("run %s records %d completions, want 1: %s", id, n, types(events))
 		}
+	}
+}
+
+// idle waits until no runner of f's service is at work. kick registers a
+// runner before the append that kicked it returns, so once idle returns
+// every runner an earlier append started has ended.
+func (f toolFixture) idle() {
+	for {
+		f.svc.calls.mu.Lock()
+		n := len(f.svc.calls.active)
+		f.svc.calls.mu.Unlock()
+		if n == 0 {
+			return
+		}
+		goruntime.Gosched()
+	}
+}
+
+// A run whose dead holder's lease expired is recovery's to settle, which
+// invokes only an idempotent tool again. Any other append to the run (a
+// lab's fault record here; a client's refused step alike) wakes a runner,
+// which must not take the expired lease over and invoke a tool that is not
+// idempotent a second time: the call stays for Recover, which reports it
+// unknown.
+func TestAnAppendAfterTheLeaseExpiredDoesNotInvokeANonIdempotentToolAgain(t *testing.T) {
+	ctx := context.Background()
+	keks := keyring.MemoryKEKs()
+	store := tracestore.NewMemory()
+	e := newEndpoint(t)
+	e.hold()
+	src := toolProgram("charge", "manual")
+	first := newToolService(t, store, registry(t, e, 1, "0s"), src, Options{StepWait: time.Millisecond, Instance: "first", KEKs: keks})
+	a, err := first.startAndPlan(t)
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-e.entered
+	first.svc.Close() // the crash: the call may or may not have taken effect
+	e.release()
+
+	next := newToolService(t, store, registry(t, e, 1, "0s"), src, Options{Instance: "next", KEKs: keks})
+	next.clock.Add(DefaultLeaseTTL + time.Second)
+	if _, err := next.svc.RecordFault(ctx, a.RunID, runtime.FaultRecord{Fault: "probe", SubAttack: "append", Expected: "none", Observed: "none"}); err != nil {
+		t.Fatal(err)
+	}
+	next.idle()
+	if keys, _ := e.calls(); len(keys) != 1 {
+		t.Fatalf("the non-idempotent tool was called %d times, want once (before the crash)", len(keys))
+	}
+	if n, err := next.svc.Recover(ctx); err != nil || n != 1 {
+		t.Fatalf("recovery took %d calls, %v; want 1", n, err)
+	}
+	r, _, err := next.svc.Get(ctx, a.RunID)
+	if err != nil || r.Status != runtime.StatusWaitingOperator {
+		t.Fatalf("run %+v, %v; want it waiting for the operator", r, err)
 	}
 }
