@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 
@@ -50,7 +51,10 @@ type callRunner struct {
 	mu      sync.Mutex
 	active  map[string]*runnerState  // by run id: a runner executes its calls
 	watches map[string]chan struct{} // by run id: closed at its next append
-	stopped bool
+	// unrecorded is, by run id, the attempt this process invoked and has
+	// not recorded the outcome of (attemptOf).
+	unrecorded map[string]string
+	stopped    bool
 }
 
 // runnerState is one run's runner. again asks it for another look at the
@@ -61,7 +65,7 @@ type runnerState struct{ again bool }
 func (c *callRunner) init(o Options) {
 	c.tools, c.stepWait, c.sleep, c.instance, c.leaseTTL = o.Tools, o.StepWait, o.Sleep, o.Instance, o.LeaseTTL
 	c.ctx, c.cancel = context.WithCancel(context.Background())
-	c.active, c.watches = map[string]*runnerState{}, map[string]chan struct{}{}
+	c.active, c.watches, c.unrecorded = map[string]*runnerState{}, map[string]chan struct{}{}, map[string]string{}
 }
 
 func (c *callRunner) stop() {
@@ -207,6 +211,14 @@ func (s *Service) runCall(runID string) bool {
 	if !open || !s.holds(ctx, runID) || !s.lease(ctx, runID, call.CallID) {
 		return false
 	}
+	if !s.calls.invoking(runID, call) {
+		// Invoked here before, its outcome never recorded (the append
+		// failed): a crash as far as the call goes, which Recover settles
+		// once the lease expires.
+		s.log.Warn("tool call: the outcome of this attempt was not recorded and the tool is not idempotent; it is not invoked again",
+			zap.String("run_id", runID), zap.String("call_id", call.CallID), zap.Int("attempt", call.Attempt))
+		return false
+	}
 	in, ok := s.invoke(ctx, runID, call)
 	if !ok {
 		return false
@@ -225,6 +237,28 @@ func (s *Service) runCall(runID string) bool {
 			return false
 		}
 	}
+	s.calls.mu.Lock()
+	delete(s.calls.unrecorded, runID)
+	s.calls.mu.Unlock()
+	return true
+}
+
+// attemptOf names one attempt of a call.
+func attemptOf(call runtime.OpenCall) string {
+	return call.CallID + "#" + strconv.Itoa(call.Attempt)
+}
+
+// invoking notes that this process is about to invoke the attempt, and
+// reports whether it may: not when it invoked the same attempt before
+// without recording its outcome and the tool is not idempotent.
+func (c *callRunner) invoking(runID string, call runtime.OpenCall) bool {
+	t, ok := c.tools.Tool(call.Tool)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.unrecorded[runID] == attemptOf(call) && !(ok && t.Idempotent) {
+		return false
+	}
+	c.unrecorded[runID] = attemptOf(call)
 	return true
 }
 

@@ -10,6 +10,7 @@ import (
 	goruntime "runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -717,5 +718,58 @@ func TestAnAppendAfterTheLeaseExpiredDoesNotInvokeANonIdempotentToolAgain(t *tes
 	r, _, err := next.svc.Get(ctx, a.RunID)
 	if err != nil || r.Status != runtime.StatusWaitingOperator {
 		t.Fatalf("run %+v, %v; want it waiting for the operator", r, err)
+	}
+}
+
+// failingStore fails every Append while failing is set, as a store that
+// lost its disk or its connection would.
+type failingStore struct {
+	tracestore.Store
+	failing atomic.Bool
+}
+
+func (s *failingStore) Append(ctx context.Context, runID string, recs []tracestore.Record, info tracestore.RunInfo) error {
+	if s.failing.Load() {
+		return errors.New("the store is unavailable")
+	}
+	return s.Store.Append(ctx, runID, recs, info)
+}
+
+// An outcome the runner could not record leaves the call as a crash
+// would: its holder must not invoke a tool that is not idempotent again
+// when a later append wakes its runner. Once the lease expires, Recover
+// reports the call unknown.
+func TestAnOutcomeNotRecordedIsNotInvokedAgainByItsHolder(t *testing.T) {
+	ctx := context.Background()
+	store := &failingStore{Store: tracestore.NewMemory()}
+	e := newEndpoint(t)
+	e.hold()
+	f := newToolService(t, store, registry(t, e, 1, "0s"), toolProgram("charge", "manual"), Options{StepWait: time.Millisecond})
+	a, err := f.startAndPlan(t)
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-e.entered
+	store.failing.Store(true)
+	e.release()
+	f.idle()
+	store.failing.Store(false)
+	if _, err := f.svc.RecordFault(ctx, a.RunID, runtime.FaultRecord{Fault: "probe", SubAttack: "append", Expected: "none", Observed: "none"}); err != nil {
+		t.Fatal(err)
+	}
+	f.idle()
+	if keys, _ := e.calls(); len(keys) != 1 {
+		t.Fatalf("the non-idempotent tool was called %d times, want once", len(keys))
+	}
+	f.clock.Add(DefaultLeaseTTL + time.Second)
+	if n, err := f.svc.Recover(ctx); err != nil || n != 1 {
+		t.Fatalf("recovery took %d calls, %v; want 1", n, err)
+	}
+	r, _, err := f.svc.Get(ctx, a.RunID)
+	if err != nil || r.Status != runtime.StatusWaitingOperator {
+		t.Fatalf("run %+v, %v; want it waiting for the operator", r, err)
+	}
+	if keys, _ := e.calls(); len(keys) != 1 {
+		t.Fatalf("the non-idempotent tool was called %d times, want once", len(keys))
 	}
 }
