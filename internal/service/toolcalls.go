@@ -347,8 +347,9 @@ func (s *Service) invoke(ctx context.Context, runID string, call runtime.OpenCal
 // Recover settles the runtime tool calls whose intent is recorded and
 // whose outcome is not, once their lease has expired by the service's
 // clock (their holder died or stalled): it takes the lease, then invokes
-// an idempotent tool again with the same idempotency key and attempt, and
-// reports any other call unknown (the run waits for an operator's
+// an idempotent tool again with the same idempotency key and attempt (and
+// any tool whose call nobody ever held, so never invoked), and reports
+// any other call unknown (the run waits for an operator's
 // ResolveToolCall). It returns how many calls it took over. A failure on
 // one run is logged and recovery goes on; a failure to list is returned.
 func (s *Service) Recover(ctx context.Context) (int, error) {
@@ -383,6 +384,15 @@ func (s *Service) recoverCall(ctx context.Context, info tracestore.RunInfo, now 
 	if busy {
 		return false
 	}
+	// A call nobody ever held was never invoked (an instance invokes only
+	// under its lease): it is invoked now, whatever the tool. Read just
+	// before the compare-and-set, the row cannot have been taken and let
+	// expire in between.
+	row, err := s.store.Run(ctx, info.RunID)
+	if err != nil || row.Call != info.Call {
+		return false
+	}
+	never := row.LeaseHolder == ""
 	held, err := s.store.TakeLease(ctx, info.RunID, info.Call, s.calls.instance, now, now.Add(s.calls.leaseTTL))
 	if err != nil || !held {
 		return false
@@ -396,9 +406,9 @@ func (s *Service) recoverCall(ctx context.Context, info tracestore.RunInfo, now 
 		return false
 	}
 	if s.calls.tools != nil {
-		if t, ok := s.calls.tools.Tool(r.Call.Tool); ok && t.Idempotent {
-			s.log.Info("tool call recovery: invoking the idempotent tool again with the same key",
-				zap.String("run_id", r.ID), zap.String("call_id", r.Call.CallID), zap.String("tool", r.Call.Tool), zap.Int("attempt", r.Call.Attempt))
+		if t, ok := s.calls.tools.Tool(r.Call.Tool); ok && (t.Idempotent || never) {
+			s.log.Info("tool call recovery: invoking the tool (idempotent, or never invoked) with the call's key",
+				zap.String("run_id", r.ID), zap.String("call_id", r.Call.CallID), zap.String("tool", r.Call.Tool), zap.Int("attempt", r.Call.Attempt), zap.Bool("never_held", never))
 			s.kick(r.ID)
 			return true
 		}

@@ -773,3 +773,38 @@ func TestAnOutcomeNotRecordedIsNotInvokedAgainByItsHolder(t *testing.T) {
 		t.Fatalf("the non-idempotent tool was called %d times, want once", len(keys))
 	}
 }
+
+// An intent appended by an instance whose registry lacks the tool (here
+// one with no registry at all) is left unheld: nobody invoked it, so the
+// instance that has the tool and finds it in recovery invokes it, even a
+// tool that is not idempotent, instead of reporting an outcome unknown.
+func TestRecoveryInvokesAnUnheldCallThatNobodyInvoked(t *testing.T) {
+	ctx := context.Background()
+	keks := keyring.MemoryKEKs()
+	store := tracestore.NewMemory()
+	e := newEndpoint(t)
+	runner := newToolService(t, store, registry(t, e, 1, "0s"), toolProgram("charge", "manual"), Options{Instance: "runner", KEKs: keks})
+	a, err := runner.svc.StartRun(ctx, StartOptions{Program: "refunds", Input: js(t, `{"order": "o-7", "customer": "c-1"}`), Principal: "alice"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := New(Options{Store: store, KEKs: keks, Secret: make([]byte, 32), Instance: "other", Clock: runner.clock.Now, StepWait: time.Millisecond})
+	t.Cleanup(other.Close)
+	if _, err := other.Submit(ctx, a.RunID, runtime.Submit{Seq: a.Seq, Principal: "alice", Output: js(t, `{"amount": 12}`)}); err != nil {
+		t.Fatal(err)
+	}
+	if info, _ := store.Run(ctx, a.RunID); info.Call == "" || info.LeaseHolder != "" {
+		t.Fatalf("the row is %+v, want an open call nobody holds", info)
+	}
+	if n, err := runner.svc.Recover(ctx); err != nil || n != 1 {
+		t.Fatalf("recovery took %d calls, %v; want 1", n, err)
+	}
+	runner.idle()
+	r, _, err := runner.svc.Get(ctx, a.RunID)
+	if err != nil || r.State != "confirm" {
+		t.Fatalf("run %+v, %v; want it in confirm after the call", r, err)
+	}
+	if keys, _ := e.calls(); len(keys) != 1 {
+		t.Fatalf("the tool was called %d times, want once", len(keys))
+	}
+}
