@@ -290,10 +290,11 @@ func (s *Service) lease(ctx context.Context, runID, callID string) bool {
 }
 
 // invoke makes one attempt of the call through the registry, after the
-// registry's backoff when it is a retry, renewing the lease while the tool
-// runs, and returns the input that reports its outcome. ok is false when
-// the service stopped meanwhile: nothing is to be recorded, and recovery
-// settles the call.
+// registry's backoff when it is a retry, renewing the lease through both,
+// and returns the input that reports its outcome. ok is false when the
+// service stopped meanwhile, or the lease passed to another instance
+// during the backoff: nothing is to be recorded, and recovery (or the
+// other instance) settles the call.
 func (s *Service) invoke(ctx context.Context, runID string, call runtime.OpenCall) (in runtime.Input, ok bool) {
 	tool, found := s.calls.tools.Tool(call.Tool)
 	ex, built := s.calls.tools.Executor(call.Tool)
@@ -301,12 +302,8 @@ func (s *Service) invoke(ctx context.Context, runID string, call runtime.OpenCal
 		return runtime.ToolFailure{Seq: call.Seq, CallID: call.CallID, Attempt: call.Attempt, Class: string(executor.ClassTransport),
 			Detail: fmt.Sprintf("the server's tool registry has no tool %s", call.Tool), At: s.clock()}, true
 	}
-	if call.Attempt > 1 && tool.Retry.Backoff > 0 {
-		if err := s.calls.sleep(ctx, tool.Retry.Backoff); err != nil {
-			return nil, false
-		}
-	}
-	s.log.Info("tool call", zap.String("run_id", runID), zap.String("call_id", call.CallID), zap.String("tool", call.Tool), zap.Int("attempt", call.Attempt))
+	// The lease is renewed from the backoff's start to the invocation's
+	// end: a backoff may outlast the lease's life.
 	renewed := make(chan struct{})
 	stop := make(chan struct{})
 	go func() {
@@ -322,9 +319,24 @@ func (s *Service) invoke(ctx context.Context, runID string, call runtime.OpenCal
 			}
 		}
 	}()
+	defer func() {
+		close(stop)
+		<-renewed
+	}()
+	if call.Attempt > 1 && tool.Retry.Backoff > 0 {
+		if err := s.calls.sleep(ctx, tool.Retry.Backoff); err != nil {
+			return nil, false
+		}
+		// Had this instance stalled past the lease, another may have
+		// taken the call over: then it is that one's, and not invoked here.
+		if !s.lease(ctx, runID, call.CallID) {
+			s.log.Warn("tool call: the lease passed to another instance during the backoff; not invoked",
+				zap.String("run_id", runID), zap.String("call_id", call.CallID), zap.Int("attempt", call.Attempt))
+			return nil, false
+		}
+	}
+	s.log.Info("tool call", zap.String("run_id", runID), zap.String("call_id", call.CallID), zap.String("tool", call.Tool), zap.Int("attempt", call.Attempt))
 	out, err := ex.Invoke(ctx, executor.Call{Tool: call.Tool, Arguments: call.Arguments, IdempotencyKey: call.IdempotencyKey, Attempt: call.Attempt})
-	close(stop)
-	<-renewed
 	if ctx.Err() != nil {
 		return nil, false
 	}

@@ -853,3 +853,55 @@ func TestAFailedCallsDetailIsSealedUnderTheCallsSubjects(t *testing.T) {
 		t.Errorf("after erasure the detail is %q, want it erased", ev.Call.Detail)
 	}
 }
+
+// gatedSleep is a sleeper that holds each backoff until released, and says
+// when one began.
+type gatedSleep struct {
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (g gatedSleep) Sleep(ctx context.Context, _ time.Duration) error {
+	g.entered <- struct{}{}
+	select {
+	case <-g.release:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// A retry's backoff may outlast the lease: another instance that took the
+// call over meanwhile (here reporting a non-idempotent tool's outcome
+// unknown) owns it, and the runner that wakes from the backoff must check
+// its lease before it invokes the tool, not only after.
+func TestARunnerChecksItsLeaseAfterTheBackoffBeforeItInvokes(t *testing.T) {
+	ctx := context.Background()
+	keks := keyring.MemoryKEKs()
+	store := tracestore.NewMemory()
+	e := newEndpoint(t, reply{500, `{"error": "down"}`})
+	src := toolProgram("charge", "manual")
+	gate := gatedSleep{entered: make(chan struct{}, 1), release: make(chan struct{})}
+	first := newToolService(t, store, registry(t, e, 2, "1m"), src, Options{StepWait: time.Millisecond, Instance: "first", KEKs: keks})
+	first.svc.calls.sleep = gate.Sleep
+	a, err := first.startAndPlan(t)
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-gate.entered // attempt 1 failed; attempt 2 waits out its backoff
+
+	next := newToolService(t, store, registry(t, e, 2, "1m"), src, Options{Instance: "next", KEKs: keks})
+	next.clock.Add(DefaultLeaseTTL + time.Second)
+	if n, err := next.svc.Recover(ctx); err != nil || n != 1 {
+		t.Fatalf("recovery took %d calls, %v; want 1", n, err)
+	}
+	close(gate.release)
+	first.idle()
+	if keys, _ := e.calls(); len(keys) != 1 {
+		t.Fatalf("the non-idempotent tool was called %d times, want once (attempt 1): the call was another instance's", len(keys))
+	}
+	r, _, err := next.svc.Get(ctx, a.RunID)
+	if err != nil || r.Status != runtime.StatusWaitingOperator {
+		t.Fatalf("run %+v, %v; want it waiting for the operator", r, err)
+	}
+}
