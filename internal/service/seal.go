@@ -284,10 +284,8 @@ func (s *sealing) sealView(ctx context.Context, p *program.Program, subjects map
 
 // sealCall seals, in a copy of a runtime tool call's record, what reads
 // personal data: the arguments as a task's tool arguments, the result as
-// a submission's output, and a failed attempt's detail as a rejection's
-// details, under the subjects of both: a schema violation quotes the
-// result, and a tool's own error text (a downstream MCP tool's isError
-// content) may echo what it was sent.
+// a submission's output, and a schema violation's detail (it may quote
+// the result) as a rejection's details.
 func (s *sealing) sealCall(ctx context.Context, p *program.Program, subjects map[string]string, state string, call *runtime.ToolCallRecord, aad []byte) (*runtime.ToolCallRecord, error) {
 	if call == nil {
 		return nil, nil
@@ -302,8 +300,8 @@ func (s *sealing) sealCall(ctx context.Context, p *program.Program, subjects map
 	if c.Result, err = s.sealPaths(ctx, p, subjects, c.Result, "data", []string{state}, aad); err != nil {
 		return nil, err
 	}
-	if c.Detail != "" && c.Class != "" {
-		if owners := callOwners(p, subjects, state); len(owners) > 0 {
+	if c.Detail != "" && c.Class == "schema_violation" {
+		if owners := subjectsUnder(p, subjects, []string{"data", state}); len(owners) > 0 {
 			var sealed []string
 			if sealed, err = s.sealDetails(ctx, owners, []string{c.Detail}, aad); err != nil {
 				return nil, err
@@ -327,7 +325,13 @@ func (s *sealing) sealArguments(ctx context.Context, p *program.Program, subject
 	}
 	for _, a := range st.Args {
 		owners := map[string]bool{}
-		argumentOwners(p, subjects, a, owners)
+		for _, read := range a.Expr.PII {
+			for _, sub := range p.Subjects {
+				if pathIn(read, sub) {
+					owners[subjects[sub.Name]] = true
+				}
+			}
+		}
 		v, ok := out[a.Name]
 		if len(owners) == 0 || !ok {
 			continue
@@ -339,33 +343,6 @@ func (s *sealing) sealArguments(ctx context.Context, p *program.Program, subject
 		out[a.Name] = sealed
 	}
 	return out, nil
-}
-
-// argumentOwners adds to owners the subjects whose personal data the
-// argument reads.
-func argumentOwners(p *program.Program, subjects map[string]string, a program.Arg, owners map[string]bool) {
-	for _, read := range a.Expr.PII {
-		for _, sub := range p.Subjects {
-			if pathIn(read, sub) {
-				owners[subjects[sub.Name]] = true
-			}
-		}
-	}
-}
-
-// callOwners are the subjects whose personal data a call of the state
-// reads (its arguments) or may answer (the state's data).
-func callOwners(p *program.Program, subjects map[string]string, state string) []string {
-	owners := map[string]bool{}
-	for _, o := range subjectsUnder(p, subjects, []string{"data", state}) {
-		owners[o] = true
-	}
-	if st := p.States[state]; st != nil {
-		for _, a := range st.Args {
-			argumentOwners(p, subjects, a, owners)
-		}
-	}
-	return sortedSet(owners)
 }
 
 func (s *sealing) sealDetails(ctx context.Context, owners []string, details []string, aad []byte) ([]string, error) {

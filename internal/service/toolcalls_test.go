@@ -809,51 +809,6 @@ func TestRecoveryInvokesAnUnheldCallThatNobodyInvoked(t *testing.T) {
 	}
 }
 
-// A failed attempt's detail is the tool's own text (here the http
-// executor's; a downstream MCP tool's isError content may echo the
-// arguments it was sent): in a state whose arguments or data read
-// personal data it is sealed in the store, clear when read, and erased
-// with the subject.
-func TestAFailedCallsDetailIsSealedUnderTheCallsSubjects(t *testing.T) {
-	ctx := context.Background()
-	store := tracestore.NewMemory()
-	e := newEndpoint(t, reply{500, `{"error": "no customer c-1"}`})
-	f := newToolService(t, store, registry(t, e, 1, "0s"), toolProgram("refund", "manual"), Options{})
-	a, err := f.startAndPlan(t)
-	if err != nil {
-		t.Fatal(err)
-	}
-	recs, err := store.Load(ctx, a.RunID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	stored := ""
-	for _, r := range recs {
-		if r.Type == string(runtime.EventToolCallFailed) {
-			stored = string(r.Body)
-		}
-	}
-	if stored == "" || strings.Contains(stored, "answered") || !strings.Contains(stored, projection.SealedKey) {
-		t.Fatalf("stored failure %s: want its detail sealed", stored)
-	}
-	events, err := f.svc.Events(ctx, a.RunID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if ev := lastOf(events, runtime.EventToolCallFailed); ev == nil || ev.Call.Class != "tool_error" || !strings.Contains(ev.Call.Detail, "answered 500") {
-		t.Fatalf("read back, the failure is %+v, want the tool_error detail in clear", ev)
-	}
-	if _, err := f.svc.EraseSubject(ctx, EraseOptions{SubjectID: "c-1", Reason: "Art. 17", Principal: "dpo"}); err != nil {
-		t.Fatal(err)
-	}
-	if events, err = f.svc.Events(ctx, a.RunID); err != nil {
-		t.Fatal(err)
-	}
-	if ev := lastOf(events, runtime.EventToolCallFailed); strings.Contains(ev.Call.Detail, "answered") {
-		t.Errorf("after erasure the detail is %q, want it erased", ev.Call.Detail)
-	}
-}
-
 // gatedSleep is a sleeper that holds each backoff until released, and says
 // when one began.
 type gatedSleep struct {
