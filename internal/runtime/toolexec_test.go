@@ -213,3 +213,28 @@ func TestARefusedResolutionKeepsTheResultOutOfTheMessage(t *testing.T) {
 		t.Fatalf("run %s, want it still waiting for the operator", d.run.Status)
 	}
 }
+
+// CheckPolicy takes the on_error edge only right after a call failed for
+// good: a trace whose call completed, yet whose run took on_error,
+// diverges at that hop.
+func TestCheckPolicyRefusesAnOnErrorHopAfterACompletedCall(t *testing.T) {
+	d := startCalls(t, map[string]string{"refund": "http"})
+	if _, err := d.apply(ToolFailure{Seq: 1, CallID: "call-1", Attempt: 1, Class: "tool_error", At: t0}); err != nil {
+		t.Fatal(err)
+	}
+	forged := append([]Event(nil), d.events...)
+	hop := -1
+	for i := range forged {
+		if forged[i].Type == EventToolCallFailed {
+			forged[i].Type = EventToolCallCompleted
+			forged[i].Call = &ToolCallRecord{CallID: "call-1", Attempt: 1, Result: map[string]any{"ok": false}}
+		}
+		if forged[i].Type == EventTransitioned && forged[i].Transition.Cause == CauseOnError {
+			hop = i
+		}
+	}
+	div, err := CheckPolicy(d.p, forged)
+	if err != nil || div == nil || div.Field != "transition" || div.Index != forged[hop].Index {
+		t.Fatalf("on_error after a completed call: %+v, %v; want a transition divergence at event %d", div, err, hop)
+	}
+}
