@@ -62,6 +62,9 @@ func (c *policyChecker) check(events []Event, i int) (*Divergence, error) {
 		if d := checkChoice(p, e, c.evaluated); d != nil {
 			return d, nil
 		}
+		if e.Transition.Cause == CauseOnError && !failedForGood(events[:i]) {
+			return diverge(e.Index, "transition", e.Transition.From+" -> "+e.Transition.To+" (on_error)", "no call failed for good before it"), nil
+		}
 		c.evaluated = nil
 	case EventInputReceived, EventSubmissionRejected, EventApprovalRecorded,
 		EventToolCallCompleted, EventToolCallFailed, EventToolCallUnknown, EventToolCallResolved:
@@ -71,6 +74,25 @@ func (c *policyChecker) check(events []Event, i int) (*Divergence, error) {
 		return nil, fmt.Errorf("policy check: %w", err)
 	}
 	return nil, nil
+}
+
+// failedForGood reports whether the last of events ends a call as failed
+// for good: a failed attempt with no retry, or an operator's resolution as
+// failed. Only that takes the on_error edge, right after it.
+func failedForGood(events []Event) bool {
+	if len(events) == 0 {
+		return false
+	}
+	e := events[len(events)-1]
+	switch {
+	case e.Call == nil:
+		return false
+	case e.Type == EventToolCallFailed:
+		return !e.Call.Retry
+	case e.Type == EventToolCallResolved:
+		return e.Call.Failed
+	}
+	return false
 }
 
 // outputJudged is the submission the guards at events[i] judged: the one

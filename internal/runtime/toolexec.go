@@ -216,10 +216,13 @@ func (m *machine) resolveTool(in ResolveTool) (Result, error) {
 		a.callID = in.CallID
 		// The trace records the refusal without its detail, which the
 		// result's digest alone could not reproduce on replay; the
-		// operator's answer has it.
+		// operator's answer has it, in the details: the shell logs the
+		// message, and a validation message may quote the result.
 		res, err := m.rejected(Reject(code, "the resolution's result cannot be taken by %s; the run keeps waiting", st.Name), a)
 		if rj, ok := err.(*Rejection); ok && rj.Code == code {
-			err = Reject(code, "the resolution's result cannot be taken: %s; the run keeps waiting", detail)
+			withDetail := *rj
+			withDetail.Details = []string{detail}
+			err = &withDetail
 		}
 		return res, err
 	}

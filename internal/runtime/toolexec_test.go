@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"bytes"
+	"strings"
 	"testing"
 
 	"github.com/nano-vm/nano-vm-mcp/internal/projection"
@@ -188,5 +189,52 @@ func TestInspectShowsTheModelNoCallArguments(t *testing.T) {
 	body, _ := EncodeEvent(&Event{Task: task})
 	if bytes.Contains(body, []byte(`"amount"`)) {
 		t.Fatalf("the model's view holds the call's arguments: %s", body)
+	}
+}
+
+// An operator's resolution the run cannot take is refused with the reason
+// in the rejection's details, which reach the operator only, never in its
+// message, which the shell logs: a validation message may quote the
+// result, and logs hold no personal data above debug level.
+func TestARefusedResolutionKeepsTheResultOutOfTheMessage(t *testing.T) {
+	d := startCalls(t, map[string]string{"refund": "http"})
+	if _, err := d.apply(ToolUnknown{Seq: 1, CallID: "call-1", Attempt: 1, At: t0}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := d.apply(ResolveTool{CallID: "call-1", Principal: "ops", Output: js(t, `{"ok": "Ada Lovelace"}`), Size: 22, At: t0})
+	rej, ok := err.(*Rejection)
+	if !ok || rej.Code != CodeSchemaViolation {
+		t.Fatalf("resolution: %v, want a schema_violation rejection", err)
+	}
+	if strings.Contains(rej.Message, "/ok") || len(rej.Details) != 1 || !strings.Contains(rej.Details[0], "/ok") {
+		t.Fatalf("rejection message %q, details %q; want the violation in the details only", rej.Message, rej.Details)
+	}
+	if d.run.Status != StatusWaitingOperator {
+		t.Fatalf("run %s, want it still waiting for the operator", d.run.Status)
+	}
+}
+
+// CheckPolicy takes the on_error edge only right after a call failed for
+// good: a trace whose call completed, yet whose run took on_error,
+// diverges at that hop.
+func TestCheckPolicyRefusesAnOnErrorHopAfterACompletedCall(t *testing.T) {
+	d := startCalls(t, map[string]string{"refund": "http"})
+	if _, err := d.apply(ToolFailure{Seq: 1, CallID: "call-1", Attempt: 1, Class: "tool_error", At: t0}); err != nil {
+		t.Fatal(err)
+	}
+	forged := append([]Event(nil), d.events...)
+	hop := -1
+	for i := range forged {
+		if forged[i].Type == EventToolCallFailed {
+			forged[i].Type = EventToolCallCompleted
+			forged[i].Call = &ToolCallRecord{CallID: "call-1", Attempt: 1, Result: map[string]any{"ok": false}}
+		}
+		if forged[i].Type == EventTransitioned && forged[i].Transition.Cause == CauseOnError {
+			hop = i
+		}
+	}
+	div, err := CheckPolicy(d.p, forged)
+	if err != nil || div == nil || div.Field != "transition" || div.Index != forged[hop].Index {
+		t.Fatalf("on_error after a completed call: %+v, %v; want a transition divergence at event %d", div, err, hop)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 
@@ -50,7 +51,10 @@ type callRunner struct {
 	mu      sync.Mutex
 	active  map[string]*runnerState  // by run id: a runner executes its calls
 	watches map[string]chan struct{} // by run id: closed at its next append
-	stopped bool
+	// unrecorded is, by run id, the attempt this process invoked and has
+	// not recorded the outcome of (attemptOf).
+	unrecorded map[string]string
+	stopped    bool
 }
 
 // runnerState is one run's runner. again asks it for another look at the
@@ -61,7 +65,7 @@ type runnerState struct{ again bool }
 func (c *callRunner) init(o Options) {
 	c.tools, c.stepWait, c.sleep, c.instance, c.leaseTTL = o.Tools, o.StepWait, o.Sleep, o.Instance, o.LeaseTTL
 	c.ctx, c.cancel = context.WithCancel(context.Background())
-	c.active, c.watches = map[string]*runnerState{}, map[string]chan struct{}{}
+	c.active, c.watches, c.unrecorded = map[string]*runnerState{}, map[string]chan struct{}{}, map[string]string{}
 }
 
 func (c *callRunner) stop() {
@@ -187,7 +191,7 @@ func (s *Service) runCalls(runID string) {
 }
 
 // runCall executes the run's open call once, if there is one and this
-// instance holds (or may take) its lease, and records the outcome. It
+// instance holds its lease, and records the outcome. It
 // reports whether it recorded anything.
 func (s *Service) runCall(runID string) bool {
 	ctx := s.calls.ctx
@@ -204,7 +208,15 @@ func (s *Service) runCall(runID string) bool {
 		call = *lr.run.Call
 	}
 	s.release(lr)
-	if !open || !s.lease(ctx, runID, call.CallID) {
+	if !open || !s.holds(ctx, runID) || !s.lease(ctx, runID, call.CallID) {
+		return false
+	}
+	if !s.calls.invoking(runID, call) {
+		// Invoked here before, its outcome never recorded (the append
+		// failed): a crash as far as the call goes, which Recover settles
+		// once the lease expires.
+		s.log.Warn("tool call: the outcome of this attempt was not recorded and the tool is not idempotent; it is not invoked again",
+			zap.String("run_id", runID), zap.String("call_id", call.CallID), zap.Int("attempt", call.Attempt))
 		return false
 	}
 	in, ok := s.invoke(ctx, runID, call)
@@ -225,7 +237,46 @@ func (s *Service) runCall(runID string) bool {
 			return false
 		}
 	}
+	s.calls.mu.Lock()
+	delete(s.calls.unrecorded, runID)
+	s.calls.mu.Unlock()
 	return true
+}
+
+// attemptOf names one attempt of a call.
+func attemptOf(call runtime.OpenCall) string {
+	return call.CallID + "#" + strconv.Itoa(call.Attempt)
+}
+
+// invoking notes that this process is about to invoke the attempt, and
+// reports whether it may: not when it invoked the same attempt before
+// without recording its outcome and the tool is not idempotent.
+func (c *callRunner) invoking(runID string, call runtime.OpenCall) bool {
+	t, ok := c.tools.Tool(call.Tool)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.unrecorded[runID] == attemptOf(call) && !(ok && t.Idempotent) {
+		return false
+	}
+	c.unrecorded[runID] = attemptOf(call)
+	return true
+}
+
+// holds reports whether this instance holds the lease on the run's open
+// call: the append of its intent gave it, or Recover took it over. A
+// runner only renews a lease it holds, never takes an expired one over:
+// that is Recover's, which invokes only an idempotent tool again. The
+// lease's compare-and-set that follows fails if another instance takes it
+// in between.
+func (s *Service) holds(ctx context.Context, runID string) bool {
+	info, err := s.store.Run(ctx, runID)
+	if err != nil {
+		if ctx.Err() == nil {
+			s.log.Warn("tool call: read the lease", zap.String("run_id", runID), zap.Error(err))
+		}
+		return false
+	}
+	return info.LeaseHolder == s.calls.instance
 }
 
 // lease takes or renews this instance's lease on the run's open call.
@@ -239,10 +290,11 @@ func (s *Service) lease(ctx context.Context, runID, callID string) bool {
 }
 
 // invoke makes one attempt of the call through the registry, after the
-// registry's backoff when it is a retry, renewing the lease while the tool
-// runs, and returns the input that reports its outcome. ok is false when
-// the service stopped meanwhile: nothing is to be recorded, and recovery
-// settles the call.
+// registry's backoff when it is a retry, renewing the lease through both,
+// and returns the input that reports its outcome. ok is false when the
+// service stopped meanwhile, or the lease passed to another instance
+// during the backoff: nothing is to be recorded, and recovery (or the
+// other instance) settles the call.
 func (s *Service) invoke(ctx context.Context, runID string, call runtime.OpenCall) (in runtime.Input, ok bool) {
 	tool, found := s.calls.tools.Tool(call.Tool)
 	ex, built := s.calls.tools.Executor(call.Tool)
@@ -250,12 +302,8 @@ func (s *Service) invoke(ctx context.Context, runID string, call runtime.OpenCal
 		return runtime.ToolFailure{Seq: call.Seq, CallID: call.CallID, Attempt: call.Attempt, Class: string(executor.ClassTransport),
 			Detail: fmt.Sprintf("the server's tool registry has no tool %s", call.Tool), At: s.clock()}, true
 	}
-	if call.Attempt > 1 && tool.Retry.Backoff > 0 {
-		if err := s.calls.sleep(ctx, tool.Retry.Backoff); err != nil {
-			return nil, false
-		}
-	}
-	s.log.Info("tool call", zap.String("run_id", runID), zap.String("call_id", call.CallID), zap.String("tool", call.Tool), zap.Int("attempt", call.Attempt))
+	// The lease is renewed from the backoff's start to the invocation's
+	// end: a backoff may outlast the lease's life.
 	renewed := make(chan struct{})
 	stop := make(chan struct{})
 	go func() {
@@ -271,9 +319,24 @@ func (s *Service) invoke(ctx context.Context, runID string, call runtime.OpenCal
 			}
 		}
 	}()
+	defer func() {
+		close(stop)
+		<-renewed
+	}()
+	if call.Attempt > 1 && tool.Retry.Backoff > 0 {
+		if err := s.calls.sleep(ctx, tool.Retry.Backoff); err != nil {
+			return nil, false
+		}
+		// Had this instance stalled past the lease, another may have
+		// taken the call over: then it is that one's, and not invoked here.
+		if !s.lease(ctx, runID, call.CallID) {
+			s.log.Warn("tool call: the lease passed to another instance during the backoff; not invoked",
+				zap.String("run_id", runID), zap.String("call_id", call.CallID), zap.Int("attempt", call.Attempt))
+			return nil, false
+		}
+	}
+	s.log.Info("tool call", zap.String("run_id", runID), zap.String("call_id", call.CallID), zap.String("tool", call.Tool), zap.Int("attempt", call.Attempt))
 	out, err := ex.Invoke(ctx, executor.Call{Tool: call.Tool, Arguments: call.Arguments, IdempotencyKey: call.IdempotencyKey, Attempt: call.Attempt})
-	close(stop)
-	<-renewed
 	if ctx.Err() != nil {
 		return nil, false
 	}
@@ -296,8 +359,9 @@ func (s *Service) invoke(ctx context.Context, runID string, call runtime.OpenCal
 // Recover settles the runtime tool calls whose intent is recorded and
 // whose outcome is not, once their lease has expired by the service's
 // clock (their holder died or stalled): it takes the lease, then invokes
-// an idempotent tool again with the same idempotency key and attempt, and
-// reports any other call unknown (the run waits for an operator's
+// an idempotent tool again with the same idempotency key and attempt (and
+// any tool whose call nobody ever held, so never invoked), and reports
+// any other call unknown (the run waits for an operator's
 // ResolveToolCall). It returns how many calls it took over. A failure on
 // one run is logged and recovery goes on; a failure to list is returned.
 func (s *Service) Recover(ctx context.Context) (int, error) {
@@ -332,6 +396,15 @@ func (s *Service) recoverCall(ctx context.Context, info tracestore.RunInfo, now 
 	if busy {
 		return false
 	}
+	// A call nobody ever held was never invoked (an instance invokes only
+	// under its lease): it is invoked now, whatever the tool. Read just
+	// before the compare-and-set, the row cannot have been taken and let
+	// expire in between.
+	row, err := s.store.Run(ctx, info.RunID)
+	if err != nil || row.Call != info.Call {
+		return false
+	}
+	never := row.LeaseHolder == ""
 	held, err := s.store.TakeLease(ctx, info.RunID, info.Call, s.calls.instance, now, now.Add(s.calls.leaseTTL))
 	if err != nil || !held {
 		return false
@@ -345,9 +418,9 @@ func (s *Service) recoverCall(ctx context.Context, info tracestore.RunInfo, now 
 		return false
 	}
 	if s.calls.tools != nil {
-		if t, ok := s.calls.tools.Tool(r.Call.Tool); ok && t.Idempotent {
-			s.log.Info("tool call recovery: invoking the idempotent tool again with the same key",
-				zap.String("run_id", r.ID), zap.String("call_id", r.Call.CallID), zap.String("tool", r.Call.Tool), zap.Int("attempt", r.Call.Attempt))
+		if t, ok := s.calls.tools.Tool(r.Call.Tool); ok && (t.Idempotent || never) {
+			s.log.Info("tool call recovery: invoking the tool (idempotent, or never invoked) with the call's key",
+				zap.String("run_id", r.ID), zap.String("call_id", r.Call.CallID), zap.String("tool", r.Call.Tool), zap.Int("attempt", r.Call.Attempt), zap.Bool("never_held", never))
 			s.kick(r.ID)
 			return true
 		}

@@ -7,8 +7,10 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	goruntime "runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -661,5 +663,200 @@ func TestTwoInstancesOnPostgresInvokeEachCallOnce(t *testing.T) {
 		if n != 1 {
 			t.Errorf("run %s records %d completions, want 1: %s", id, n, types(events))
 		}
+	}
+}
+
+// idle waits until no runner of f's service is at work. kick registers a
+// runner before the append that kicked it returns, so once idle returns
+// every runner an earlier append started has ended.
+func (f toolFixture) idle() {
+	for {
+		f.svc.calls.mu.Lock()
+		n := len(f.svc.calls.active)
+		f.svc.calls.mu.Unlock()
+		if n == 0 {
+			return
+		}
+		goruntime.Gosched()
+	}
+}
+
+// A run whose dead holder's lease expired is recovery's to settle, which
+// invokes only an idempotent tool again. Any other append to the run (a
+// lab's fault record here; a client's refused step alike) wakes a runner,
+// which must not take the expired lease over and invoke a tool that is not
+// idempotent a second time: the call stays for Recover, which reports it
+// unknown.
+func TestAnAppendAfterTheLeaseExpiredDoesNotInvokeANonIdempotentToolAgain(t *testing.T) {
+	ctx := context.Background()
+	keks := keyring.MemoryKEKs()
+	store := tracestore.NewMemory()
+	e := newEndpoint(t)
+	e.hold()
+	src := toolProgram("charge", "manual")
+	first := newToolService(t, store, registry(t, e, 1, "0s"), src, Options{StepWait: time.Millisecond, Instance: "first", KEKs: keks})
+	a, err := first.startAndPlan(t)
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-e.entered
+	first.svc.Close() // the crash: the call may or may not have taken effect
+	e.release()
+
+	next := newToolService(t, store, registry(t, e, 1, "0s"), src, Options{Instance: "next", KEKs: keks})
+	next.clock.Add(DefaultLeaseTTL + time.Second)
+	if _, err := next.svc.RecordFault(ctx, a.RunID, runtime.FaultRecord{Fault: "probe", SubAttack: "append", Expected: "none", Observed: "none"}); err != nil {
+		t.Fatal(err)
+	}
+	next.idle()
+	if keys, _ := e.calls(); len(keys) != 1 {
+		t.Fatalf("the non-idempotent tool was called %d times, want once (before the crash)", len(keys))
+	}
+	if n, err := next.svc.Recover(ctx); err != nil || n != 1 {
+		t.Fatalf("recovery took %d calls, %v; want 1", n, err)
+	}
+	r, _, err := next.svc.Get(ctx, a.RunID)
+	if err != nil || r.Status != runtime.StatusWaitingOperator {
+		t.Fatalf("run %+v, %v; want it waiting for the operator", r, err)
+	}
+}
+
+// failingStore fails every Append while failing is set, as a store that
+// lost its disk or its connection would.
+type failingStore struct {
+	tracestore.Store
+	failing atomic.Bool
+}
+
+func (s *failingStore) Append(ctx context.Context, runID string, recs []tracestore.Record, info tracestore.RunInfo) error {
+	if s.failing.Load() {
+		return errors.New("the store is unavailable")
+	}
+	return s.Store.Append(ctx, runID, recs, info)
+}
+
+// An outcome the runner could not record leaves the call as a crash
+// would: its holder must not invoke a tool that is not idempotent again
+// when a later append wakes its runner. Once the lease expires, Recover
+// reports the call unknown.
+func TestAnOutcomeNotRecordedIsNotInvokedAgainByItsHolder(t *testing.T) {
+	ctx := context.Background()
+	store := &failingStore{Store: tracestore.NewMemory()}
+	e := newEndpoint(t)
+	e.hold()
+	f := newToolService(t, store, registry(t, e, 1, "0s"), toolProgram("charge", "manual"), Options{StepWait: time.Millisecond})
+	a, err := f.startAndPlan(t)
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-e.entered
+	store.failing.Store(true)
+	e.release()
+	f.idle()
+	store.failing.Store(false)
+	if _, err := f.svc.RecordFault(ctx, a.RunID, runtime.FaultRecord{Fault: "probe", SubAttack: "append", Expected: "none", Observed: "none"}); err != nil {
+		t.Fatal(err)
+	}
+	f.idle()
+	if keys, _ := e.calls(); len(keys) != 1 {
+		t.Fatalf("the non-idempotent tool was called %d times, want once", len(keys))
+	}
+	f.clock.Add(DefaultLeaseTTL + time.Second)
+	if n, err := f.svc.Recover(ctx); err != nil || n != 1 {
+		t.Fatalf("recovery took %d calls, %v; want 1", n, err)
+	}
+	r, _, err := f.svc.Get(ctx, a.RunID)
+	if err != nil || r.Status != runtime.StatusWaitingOperator {
+		t.Fatalf("run %+v, %v; want it waiting for the operator", r, err)
+	}
+	if keys, _ := e.calls(); len(keys) != 1 {
+		t.Fatalf("the non-idempotent tool was called %d times, want once", len(keys))
+	}
+}
+
+// An intent appended by an instance whose registry lacks the tool (here
+// one with no registry at all) is left unheld: nobody invoked it, so the
+// instance that has the tool and finds it in recovery invokes it, even a
+// tool that is not idempotent, instead of reporting an outcome unknown.
+func TestRecoveryInvokesAnUnheldCallThatNobodyInvoked(t *testing.T) {
+	ctx := context.Background()
+	keks := keyring.MemoryKEKs()
+	store := tracestore.NewMemory()
+	e := newEndpoint(t)
+	runner := newToolService(t, store, registry(t, e, 1, "0s"), toolProgram("charge", "manual"), Options{Instance: "runner", KEKs: keks})
+	a, err := runner.svc.StartRun(ctx, StartOptions{Program: "refunds", Input: js(t, `{"order": "o-7", "customer": "c-1"}`), Principal: "alice"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := New(Options{Store: store, KEKs: keks, Secret: make([]byte, 32), Instance: "other", Clock: runner.clock.Now, StepWait: time.Millisecond})
+	t.Cleanup(other.Close)
+	if _, err := other.Submit(ctx, a.RunID, runtime.Submit{Seq: a.Seq, Principal: "alice", Output: js(t, `{"amount": 12}`)}); err != nil {
+		t.Fatal(err)
+	}
+	if info, _ := store.Run(ctx, a.RunID); info.Call == "" || info.LeaseHolder != "" {
+		t.Fatalf("the row is %+v, want an open call nobody holds", info)
+	}
+	if n, err := runner.svc.Recover(ctx); err != nil || n != 1 {
+		t.Fatalf("recovery took %d calls, %v; want 1", n, err)
+	}
+	runner.idle()
+	r, _, err := runner.svc.Get(ctx, a.RunID)
+	if err != nil || r.State != "confirm" {
+		t.Fatalf("run %+v, %v; want it in confirm after the call", r, err)
+	}
+	if keys, _ := e.calls(); len(keys) != 1 {
+		t.Fatalf("the tool was called %d times, want once", len(keys))
+	}
+}
+
+// gatedSleep is a sleeper that holds each backoff until released, and says
+// when one began.
+type gatedSleep struct {
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (g gatedSleep) Sleep(ctx context.Context, _ time.Duration) error {
+	g.entered <- struct{}{}
+	select {
+	case <-g.release:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// A retry's backoff may outlast the lease: another instance that took the
+// call over meanwhile (here reporting a non-idempotent tool's outcome
+// unknown) owns it, and the runner that wakes from the backoff must check
+// its lease before it invokes the tool, not only after.
+func TestARunnerChecksItsLeaseAfterTheBackoffBeforeItInvokes(t *testing.T) {
+	ctx := context.Background()
+	keks := keyring.MemoryKEKs()
+	store := tracestore.NewMemory()
+	e := newEndpoint(t, reply{500, `{"error": "down"}`})
+	src := toolProgram("charge", "manual")
+	gate := gatedSleep{entered: make(chan struct{}, 1), release: make(chan struct{})}
+	first := newToolService(t, store, registry(t, e, 2, "1m"), src, Options{StepWait: time.Millisecond, Instance: "first", KEKs: keks})
+	first.svc.calls.sleep = gate.Sleep
+	a, err := first.startAndPlan(t)
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-gate.entered // attempt 1 failed; attempt 2 waits out its backoff
+
+	next := newToolService(t, store, registry(t, e, 2, "1m"), src, Options{Instance: "next", KEKs: keks})
+	next.clock.Add(DefaultLeaseTTL + time.Second)
+	if n, err := next.svc.Recover(ctx); err != nil || n != 1 {
+		t.Fatalf("recovery took %d calls, %v; want 1", n, err)
+	}
+	close(gate.release)
+	first.idle()
+	if keys, _ := e.calls(); len(keys) != 1 {
+		t.Fatalf("the non-idempotent tool was called %d times, want once (attempt 1): the call was another instance's", len(keys))
+	}
+	r, _, err := next.svc.Get(ctx, a.RunID)
+	if err != nil || r.Status != runtime.StatusWaitingOperator {
+		t.Fatalf("run %+v, %v; want it waiting for the operator", r, err)
 	}
 }
