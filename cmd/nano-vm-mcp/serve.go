@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"sync"
 	"syscall"
 	"time"
 
@@ -248,13 +249,24 @@ func serve(ctx context.Context, f serveFlags, log *zap.Logger, stderr io.Writer)
 	}
 	log.Info("serving", zap.String("transport", f.transport), zap.String("store", f.store.kind),
 		zap.Int("programs", len(progs)), zap.String("profile", string(profile)))
-	go svc.SweepEvery(ctx, time.Tick(deadlineSweep))
 	if _, err := svc.Recover(ctx); err != nil {
 		log.Warn("tool call recovery", zap.Error(err))
 	}
-	go svc.RecoverEvery(ctx, time.Tick(toolRecovery))
-	go refreshKeys(ctx, svc, log, time.Tick(keyRefresh))
-	go credentials.Run(ctx, time.Tick(access.DefaultReloadInterval))
+	// The background loops end, and are waited for, before the service and
+	// the store close (defers run last first): over stdio, serve returns at
+	// the end of input without ctx being cancelled.
+	bg, stopBackground := context.WithCancel(ctx)
+	var background sync.WaitGroup
+	defer func() { stopBackground(); background.Wait() }()
+	for _, loop := range []func(){
+		func() { svc.SweepEvery(bg, time.Tick(deadlineSweep)) },
+		func() { svc.RecoverEvery(bg, time.Tick(toolRecovery)) },
+		func() { refreshKeys(bg, svc, log, time.Tick(keyRefresh)) },
+		func() { credentials.Run(bg, time.Tick(access.DefaultReloadInterval)) },
+	} {
+		background.Add(1)
+		go func() { defer background.Done(); loop() }()
+	}
 
 	if f.transport == "stdio" {
 		// Not a log line: it shows at every level, and stdout stays JSON-RPC.
