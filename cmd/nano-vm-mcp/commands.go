@@ -48,7 +48,17 @@ upper-cased with '-' as '_' (for example NANO_VM_LOG_LEVEL=debug).`,
 	root.AddCommand(newLabCmd(&logLevel))
 	root.AddCommand(newAnalyzeCmd())
 	root.AddCommand(newEraseCmd(&logLevel), newInspectCmd())
-	for _, c := range append(root.Commands(), root) {
+	root.AddCommand(newToolsCmd(&logLevel))
+	var all []*cobra.Command
+	var walk func(*cobra.Command)
+	walk = func(c *cobra.Command) {
+		all = append(all, c)
+		for _, sub := range c.Commands() {
+			walk(sub)
+		}
+	}
+	walk(root)
+	for _, c := range all {
 		c.Flags().SetInterspersed(true)
 		c.PreRunE = checkFlags
 		if args := c.Args; args != nil {
@@ -233,6 +243,7 @@ func newRunCmd(logLevel *string) *cobra.Command {
 		inputPath, answersPath string
 		asJSON                 bool
 		store                  storeFlags
+		tools                  toolFlags
 	)
 	c := &cobra.Command{
 		Use:   "run PROGRAM --input FILE --answers FILE [--json]",
@@ -245,6 +256,10 @@ goes (to stderr under --json, where stdout holds only the summary line). A
 rejected answer is reported, counts as the state's attempt, and the next
 answer is tried.
 
+` + toolsUsage + `
+The answers file holds no answer for those states; run waits for them
+however long they take.
+
 Exit status: 0 when the run reached a terminal state of the program; 3 when
 the runtime ended it (FAILED: a limit, attempts exhausted, a timeout); 4 when
 the answers ran out first; 2 for invalid programs, files or flags; 1 otherwise.`,
@@ -255,6 +270,13 @@ the answers ran out first; 2 for invalid programs, files or flags; 1 otherwise.`
 				return err
 			}
 			defer log.Sync() //nolint:errcheck // stderr
+			reg, o, err := tools.open(log, &store)
+			if err != nil {
+				return err
+			}
+			if reg != nil {
+				defer reg.Close()
+			}
 			st, keys, err := store.open(cmd.Context())
 			if err != nil {
 				return err
@@ -265,13 +287,14 @@ the answers ran out first; 2 for invalid programs, files or flags; 1 otherwise.`
 			if asJSON {
 				human = cmd.ErrOrStderr()
 			}
-			return scriptedRun(cmd.Context(), cmd.OutOrStdout(), human, log, st, keys, args[0], inputPath, answersPath, asJSON)
+			return scriptedRun(cmd.Context(), cmd.OutOrStdout(), human, log, st, keys, o, args[0], inputPath, answersPath, asJSON)
 		},
 	}
 	c.Flags().StringVar(&inputPath, "input", "", "file with the run input (JSON); required")
 	c.Flags().StringVar(&answersPath, "answers", "", "file with one answer per task (JSON Lines); required")
 	c.Flags().BoolVar(&asJSON, "json", false, "print one JSON summary line on stdout, and the tasks and transitions on stderr")
 	store.register(c.Flags())
+	tools.register(c.Flags())
 	_ = c.MarkFlagRequired("input")
 	_ = c.MarkFlagRequired("answers")
 	return c
@@ -295,7 +318,7 @@ type summary struct {
 
 // scriptedRun prints each task and transition to human, and the --json
 // summary line to out.
-func scriptedRun(ctx context.Context, out, human io.Writer, log *zap.Logger, st tracestore.Store, keys *keyring.Keyring, ref, inputPath, answersPath string, asJSON bool) error {
+func scriptedRun(ctx context.Context, out, human io.Writer, log *zap.Logger, st tracestore.Store, keys *keyring.Keyring, o service.Options, ref, inputPath, answersPath string, asJSON bool) error {
 	if ctx == nil {
 		ctx = context.Background()
 	}
@@ -311,13 +334,17 @@ func scriptedRun(ctx context.Context, out, human io.Writer, log *zap.Logger, st 
 	if err != nil {
 		return err
 	}
-	svc := newService(st, keys, log, service.Options{})
-	if err := svc.AddProgram(ctx, p, src); err != nil {
-		return &exitErr{exitError, err}
+	svc := newService(st, keys, log, o)
+	defer svc.Close()
+	if err := addPrograms(ctx, svc, p, src); err != nil {
+		return err
 	}
 	ans, err := svc.Start(ctx, p.Name, input, "cli")
 	if err != nil {
 		return &exitErr{exitUsage, fmt.Errorf("start: %w", err)}
+	}
+	if ans, err = waitForTools(ctx, svc, ans); err != nil {
+		return &exitErr{exitError, err}
 	}
 	fmt.Fprintf(human, "run %s started: %s %s (%s)\n", ans.RunID, p.Name, p.Version, p.Hash)
 	printHops(human, ans)
@@ -352,6 +379,9 @@ func scriptedRun(ctx context.Context, out, human io.Writer, log *zap.Logger, st 
 				fmt.Fprintf(human, "    %s\n", d)
 			}
 		case stepErr != nil:
+			return &exitErr{exitError, stepErr}
+		}
+		if next, stepErr = waitForTools(ctx, svc, next); stepErr != nil {
 			return &exitErr{exitError, stepErr}
 		}
 		printHops(human, next)

@@ -18,7 +18,6 @@ import (
 	"github.com/nano-vm/nano-vm-mcp/internal/catalog"
 	"github.com/nano-vm/nano-vm-mcp/internal/lab"
 	"github.com/nano-vm/nano-vm-mcp/internal/program"
-	"github.com/nano-vm/nano-vm-mcp/internal/service"
 )
 
 // exitLabMismatch: an applicable sub-attack met another outcome than the
@@ -32,6 +31,7 @@ func newLabCmd(logLevel *string) *cobra.Command {
 		programRef             string
 		asJSON                 bool
 		store                  storeFlags
+		tools                  toolFlags
 	)
 	c := &cobra.Command{
 		Use:   "lab [--program PROGRAM | PROGRAM] [--fault F]... [--store sqlite|postgres|memory --data-dir DIR --dsn DSN] [--json]",
@@ -72,6 +72,8 @@ inputs and answers synthesised from its schemas and guards: schema-valid
 values, varied one field at a time (enum values, booleans, the guards'
 literals) to reach as many states as it can.
 
+` + toolsUsage + `
+
 Exit status: 0 when every applicable sub-attack met its expected outcome and
 its run verified; 5 when one did not; 2 for invalid programs, files or flags
 (or a program input that cannot be synthesised); 1 otherwise.`,
@@ -105,13 +107,21 @@ its run verified; 5 when one did not; 2 for invalid programs, files or flags
 			if err != nil {
 				return err
 			}
-			svc, st, keys, err := store.openService(ctx, log, service.Options{})
+			reg, o, err := tools.open(log, &store)
+			if err != nil {
+				return err
+			}
+			if reg != nil {
+				defer reg.Close()
+			}
+			svc, st, keys, err := store.openService(ctx, log, o)
 			if err != nil {
 				return err
 			}
 			defer st.Close()
-			if err := svc.AddProgram(ctx, p, src); err != nil {
-				return &exitErr{exitError, err}
+			defer svc.Close()
+			if err := addPrograms(ctx, svc, p, src); err != nil {
+				return err
 			}
 			env := lab.Env{Service: svc, Store: st, Signer: keys.Signing, Principal: "lab"}
 			results, err := lab.Matrix(ctx, env, lab.MatrixOptions{Program: p.Name, Faults: faults, Scripts: scripts})
@@ -144,6 +154,7 @@ its run verified; 5 when one did not; 2 for invalid programs, files or flags
 	c.Flags().StringVar(&answersPath, "answers", "", "file with one answer per task (JSON Lines), with --input")
 	c.Flags().BoolVar(&asJSON, "json", false, "print one JSON line holding every result on stdout, and the matrix on stderr")
 	store.register(c.Flags())
+	tools.register(c.Flags())
 	// The laboratory's runs are throwaway unless a store is named.
 	_ = c.Flags().Set("store", "memory")
 	c.Flags().Lookup("store").DefValue = "memory"

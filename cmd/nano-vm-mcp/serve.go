@@ -54,6 +54,7 @@ type serveFlags struct {
 	consolePublic                         bool
 	consoleVerifyConcurrency              int
 	store                                 storeFlags
+	tools                                 toolFlags
 }
 
 func newServeCmd(logLevel *string) *cobra.Command {
@@ -112,6 +113,12 @@ have no session. Memory stays bounded: at most --max-sessions-per-principal
 sessions per principal, and --run-cache-size folded runs (--store memory
 keeps every trace in memory by nature).
 
+` + toolsUsage + `
+A call that never ended (the server stopped while it ran) is taken over once
+its lease has expired, checked at start and every ` + toolRecovery.String() + `: an idempotent
+tool is called again with the same idempotency key; any other makes the run
+wait for an operator's resolve_tool_call (status waiting_operator).
+
 Every 10 seconds the server checks whether another process sharing the store
 (nano-vm-mcp erase, another instance) erased a data subject, and if so stops
 showing that subject's data.
@@ -158,6 +165,7 @@ refused); every step is appended atomically, so none is half-written.`,
 	fs.BoolVar(&f.consolePublic, "console-public", false, "let console visitors without a credential read it as the auditor (read-only, personal data redacted) even when tokens are configured")
 	fs.IntVar(&f.consoleVerifyConcurrency, "console-verify-concurrency", console.DefaultVerifyConcurrency, "receipt verifications the console runs at once; more are answered 429 with Retry-After")
 	f.store.register(fs)
+	f.tools.register(fs)
 	return c
 }
 
@@ -215,14 +223,23 @@ func serve(ctx context.Context, f serveFlags, log *zap.Logger, stderr io.Writer)
 	}
 	warnClosedApprovalPaths(log, progs, approvers, f.approvalChannel == "elicitation")
 
-	svc, st, keys, err := f.store.openService(ctx, log, service.Options{MaxCachedRuns: f.runCacheSize})
+	reg, o, err := f.tools.open(log, &f.store)
+	if err != nil {
+		return err
+	}
+	if reg != nil {
+		defer reg.Close()
+	}
+	o.MaxCachedRuns = f.runCacheSize
+	svc, st, keys, err := f.store.openService(ctx, log, o)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
+	defer svc.Close() // before the store closes: stops the tool calls in flight
 	for _, p := range progs {
-		if err := svc.AddProgram(ctx, p.Program, p.Source); err != nil {
-			return &exitErr{exitError, err}
+		if err := addPrograms(ctx, svc, p.Program, p.Source); err != nil {
+			return err
 		}
 	}
 	cfg := tools.Config{
@@ -232,6 +249,10 @@ func serve(ctx context.Context, f serveFlags, log *zap.Logger, stderr io.Writer)
 	log.Info("serving", zap.String("transport", f.transport), zap.String("store", f.store.kind),
 		zap.Int("programs", len(progs)), zap.String("profile", string(profile)))
 	go svc.SweepEvery(ctx, time.Tick(deadlineSweep))
+	if _, err := svc.Recover(ctx); err != nil {
+		log.Warn("tool call recovery", zap.Error(err))
+	}
+	go svc.RecoverEvery(ctx, time.Tick(toolRecovery))
 	go refreshKeys(ctx, svc, log, time.Tick(keyRefresh))
 	go credentials.Run(ctx, time.Tick(access.DefaultReloadInterval))
 
@@ -274,6 +295,11 @@ func httpConfig(f serveFlags, approvers *access.Approvers, agents *access.Tokens
 // deadline (Service.Sweep, on its own clock): a KYC approval left for 72
 // hours escalates on its own, also for runs started before a restart.
 const deadlineSweep = 30 * time.Second
+
+// toolRecovery is how often the server looks for runtime tool calls whose
+// holder stopped renewing their lease (Service.Recover): another instance
+// of a shared store, or this one before a restart.
+const toolRecovery = 5 * time.Second
 
 // keyRefresh is how often the server checks whether another process
 // sharing the store (nano-vm-mcp erase, another instance) erased a subject.

@@ -123,6 +123,14 @@ func findTool(pages []json.RawMessage, name string) (*listedTool, error) {
 	return t, nil
 }
 
+// ReadPins reads the pins file at path (resolved against o.RegistryDir
+// when relative): each pinned tool's entry by registry name. A file that
+// does not exist holds no pins. It connects to nothing (`nano-vm-mcp
+// tools list` shows what it holds).
+func ReadPins(path string, o Options) (map[string]PinEntry, error) {
+	return readPins(o.mcpPath(path))
+}
+
 // pinFileMu serialises this process's read-modify-write cycles of pins
 // files. Writes are whole-file renames, so a reader never sees half a file.
 var pinFileMu sync.Mutex

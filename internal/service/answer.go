@@ -33,6 +33,16 @@ type Answer struct {
 	// the pending decision so far.
 	ApprovalsNeeded int `json:"approvals_needed,omitempty"`
 	ApprovalsGiven  int `json:"approvals_given,omitempty"`
+	// WaitingFor is "tool" while the running run waits on a tool call the
+	// runtime itself executes: the caller has nothing to submit, and
+	// continues with get_run or await_run.
+	WaitingFor string `json:"waiting_for,omitempty"`
+
+	// next is the index of the run's next event when the answer was made:
+	// where the events of a chain of runtime tool calls that follows begin;
+	// from is the index of the answered input's first event (its progress
+	// reports begin there).
+	next, from uint64
 }
 
 // originalAnswer rebuilds the answer to the last accepted submission from
@@ -64,9 +74,12 @@ func (s *Service) originalAnswer(ctx context.Context, p *program.Program, r *run
 
 func answerFrom(r *runtime.Run, events []runtime.Event) Answer {
 	a := Answer{RunID: r.ID, Status: r.Status, State: r.State, Seq: r.Seq, Task: r.Task, Outcome: r.Outcome, Reason: r.Reason,
-		ApprovalsNeeded: r.ApprovalsNeeded, ApprovalsGiven: r.ApprovalsGiven}
+		ApprovalsNeeded: r.ApprovalsNeeded, ApprovalsGiven: r.ApprovalsGiven, next: r.NextIndex, from: r.NextIndex - uint64(len(events))}
 	if r.Status == runtime.StatusRunning {
 		a.Outcome = ""
+	}
+	if executing(r) {
+		a.WaitingFor = waitingTool
 	}
 	fillFromEvents(&a, events)
 	return a

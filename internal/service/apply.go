@@ -20,14 +20,16 @@ import (
 // and measures the output (Size).
 func (s *Service) Submit(ctx context.Context, runID string, in runtime.Submit) (Answer, error) {
 	in.At, in.Size = s.clock(), jsonSize(in.Output)
-	return s.apply(ctx, runID, in)
+	a, err := s.apply(ctx, runID, in)
+	return s.settle(ctx, a, err)
 }
 
 // Decide answers a run's open approval task. The service sets the time
 // and measures the decision (Size).
 func (s *Service) Decide(ctx context.Context, runID string, in runtime.Decide) (Answer, error) {
 	in.At, in.Size = s.clock(), jsonSize(in.Decision)
-	return s.apply(ctx, runID, in)
+	a, err := s.apply(ctx, runID, in)
+	return s.settle(ctx, a, err)
 }
 
 // Cancel ends a run.
@@ -335,6 +337,7 @@ func (s *Service) append(ctx context.Context, lr *liveRun, after *runtime.Run, e
 		return err
 	}
 	info := indexRow(after)
+	s.leaseRow(&info, after, events)
 	info.Head = next.head
 	if lr.chain.head == nil {
 		// The run's first append: the store keeps its subjects from this
@@ -348,6 +351,7 @@ func (s *Service) append(ctx context.Context, lr *liveRun, after *runtime.Run, e
 		return err
 	}
 	lr.chain = next
+	s.appended(after)
 	return nil
 }
 

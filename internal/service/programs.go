@@ -11,8 +11,14 @@ import (
 
 // AddProgram registers a loaded program and its source. Runs started
 // afterwards by name use it; runs pinned to an earlier definition keep
-// theirs.
+// theirs. A program with a state that requires runtime execution of a
+// tool the service's registry lacks is refused (*program.Error, naming
+// the file and the state). The program's runs start with the tool states
+// the registry has as runtime-executed (runtime.Start.Executors).
 func (s *Service) AddProgram(ctx context.Context, p *program.Program, source []byte) error {
+	if err := checkExecution(p, s.calls.tools); err != nil {
+		return err
+	}
 	if err := s.store.PutProgram(ctx, p.Hash, source); err != nil {
 		return fmt.Errorf("store program %s: %w", p.Name, err)
 	}
@@ -21,6 +27,7 @@ func (s *Service) AddProgram(ctx context.Context, p *program.Program, source []b
 	s.programs[p.Hash] = p
 	s.latest[p.Name] = p
 	s.sources[p.Hash] = bytes.Clone(source)
+	s.executors[p.Hash] = executedStates(p, s.calls.tools)
 	return nil
 }
 

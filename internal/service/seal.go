@@ -180,11 +180,15 @@ func (s *sealing) sealEvent(ctx context.Context, p *program.Program, subjects ma
 		t := *e.Task
 		t.View, err = s.sealView(ctx, p, subjects, t.View, aad)
 		if err == nil && t.Tool != nil {
-			var tool *projection.ToolCall
-			tool, err = s.sealArguments(ctx, p, subjects, e.State, t.Tool, aad)
+			tool := &projection.ToolCall{Name: t.Tool.Name}
+			tool.Arguments, err = s.sealArguments(ctx, p, subjects, e.State, t.Tool.Arguments, aad)
 			t.Tool = tool
 		}
 		e.Task = &t
+	case runtime.EventToolCallStarted, runtime.EventToolCallCompleted, runtime.EventToolCallFailed, runtime.EventToolCallResolved:
+		var call *runtime.ToolCallRecord
+		call, err = s.sealCall(ctx, p, subjects, e.State, e.Call, aad)
+		e.Call = call
 	case runtime.EventSubmissionAccepted:
 		sub := *e.Submission
 		sub.Output, err = s.sealPaths(ctx, p, subjects, sub.Output, "data", []string{e.State}, aad)
@@ -278,13 +282,46 @@ func (s *sealing) sealView(ctx context.Context, p *program.Program, subjects map
 	return out, nil
 }
 
+// sealCall seals, in a copy of a runtime tool call's record, what reads
+// personal data: the arguments as a task's tool arguments, the result as
+// a submission's output, and a schema violation's detail (it may quote
+// the result) as a rejection's details.
+func (s *sealing) sealCall(ctx context.Context, p *program.Program, subjects map[string]string, state string, call *runtime.ToolCallRecord, aad []byte) (*runtime.ToolCallRecord, error) {
+	if call == nil {
+		return nil, nil
+	}
+	c := *call
+	var err error
+	if c.Arguments != nil {
+		if c.Arguments, err = s.sealArguments(ctx, p, subjects, state, c.Arguments, aad); err != nil {
+			return nil, err
+		}
+	}
+	if c.Result, err = s.sealPaths(ctx, p, subjects, c.Result, "data", []string{state}, aad); err != nil {
+		return nil, err
+	}
+	if c.Detail != "" && c.Class == "schema_violation" {
+		if owners := subjectsUnder(p, subjects, []string{"data", state}); len(owners) > 0 {
+			var sealed []string
+			if sealed, err = s.sealDetails(ctx, owners, []string{c.Detail}, aad); err != nil {
+				return nil, err
+			}
+			c.Detail = sealed[0]
+		}
+	}
+	return &c, nil
+}
+
 // sealArguments seals every tool argument that reads personal data, under
 // the keys of every subject it reads.
-func (s *sealing) sealArguments(ctx context.Context, p *program.Program, subjects map[string]string, state string, call *projection.ToolCall, aad []byte) (*projection.ToolCall, error) {
+func (s *sealing) sealArguments(ctx context.Context, p *program.Program, subjects map[string]string, state string, args map[string]any, aad []byte) (map[string]any, error) {
 	st := p.States[state]
-	out := &projection.ToolCall{Name: call.Name, Arguments: make(map[string]any, len(call.Arguments))}
-	for k, v := range call.Arguments {
-		out.Arguments[k] = v
+	out := make(map[string]any, len(args))
+	for k, v := range args {
+		out[k] = v
+	}
+	if st == nil {
+		return out, nil
 	}
 	for _, a := range st.Args {
 		owners := map[string]bool{}
@@ -295,7 +332,7 @@ func (s *sealing) sealArguments(ctx context.Context, p *program.Program, subject
 				}
 			}
 		}
-		v, ok := out.Arguments[a.Name]
+		v, ok := out[a.Name]
 		if len(owners) == 0 || !ok {
 			continue
 		}
@@ -303,7 +340,7 @@ func (s *sealing) sealArguments(ctx context.Context, p *program.Program, subject
 		if err != nil {
 			return nil, err
 		}
-		out.Arguments[a.Name] = sealed
+		out[a.Name] = sealed
 	}
 	return out, nil
 }
@@ -453,6 +490,20 @@ func (s *sealer) open(ctx context.Context, events []runtime.Event) error {
 			if err == nil && e.Task.Tool != nil {
 				if v, err = s.openValue(ctx, e.Task.Tool.Arguments, aad); err == nil {
 					e.Task.Tool.Arguments, _ = v.(map[string]any)
+				}
+			}
+		case e.Call != nil:
+			var v any
+			if v, err = s.openValue(ctx, e.Call.Arguments, aad); err == nil {
+				e.Call.Arguments, _ = v.(map[string]any)
+			}
+			if err == nil {
+				e.Call.Result, err = s.openValue(ctx, e.Call.Result, aad)
+			}
+			if err == nil && e.Call.Detail != "" {
+				details := []string{e.Call.Detail}
+				if err = s.openDetails(ctx, details, aad); err == nil {
+					e.Call.Detail = details[0]
 				}
 			}
 		case e.Submission != nil:

@@ -2,13 +2,16 @@
 // (internal/runtime): the program registry, starts and their idempotency,
 // load → Apply → append → answer with the run cache and per-run locks,
 // the client's answers, sealing of personal data, erasure of data
-// subjects, the approvers' inbox, the deadline sweeper, and who may see
-// and decide which run. It owns the clock, id generation, randomness and
-// storage, all injected through Options, so tests fix every one of them.
+// subjects, the approvers' inbox, the deadline sweeper, who may see
+// and decide which run, and the runtime-executed tool calls (the runner,
+// its lease, crash recovery, the caller's wait). It owns the clock, id
+// generation, randomness, storage and the tool registry, all injected
+// through Options, so tests fix every one of them.
 package service
 
 import (
 	"container/list"
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"io"
@@ -17,6 +20,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/nano-vm/nano-vm-mcp/internal/executor"
 	"github.com/nano-vm/nano-vm-mcp/internal/jsonvalue"
 	"github.com/nano-vm/nano-vm-mcp/internal/keyring"
 	"github.com/nano-vm/nano-vm-mcp/internal/program"
@@ -40,6 +44,9 @@ type Service struct {
 	programs map[string]*program.Program // by definition hash
 	latest   map[string]*program.Program // by name: the program start_run uses
 	sources  map[string][]byte           // by definition hash
+	// executors are, by definition hash, the tool states runs of the
+	// program execute in the runtime (runtime.Start.Executors).
+	executors map[string]map[string]string
 	// runs caches folded runs, and holds the lock of every run in use. It
 	// is bounded: past maxRuns, the least recently used runs nobody holds
 	// are dropped, and fold again from the store when next used.
@@ -47,7 +54,8 @@ type Service struct {
 	lru     *list.List // of run ids, most recently used first
 	maxRuns int
 
-	sweep sweeper // the deadline sweeper's memory (Sweep)
+	sweep sweeper    // the deadline sweeper's memory (Sweep)
+	calls callRunner // runtime-executed tool calls (toolcalls.go)
 }
 
 // liveRun serialises the inputs of one run within this process; the store's
@@ -94,7 +102,35 @@ type Options struct {
 	// never dropped, so the cache may exceed the bound by the number of
 	// runs being called at that moment.
 	MaxCachedRuns int
+
+	// Tools is the operator's tool registry: the tool states whose tool
+	// it has are executed by the service itself (docs/tools.md). nil: no
+	// runtime tools; every tool state is the caller's. The Service does
+	// not close it.
+	Tools *executor.Registry
+	// StepWait bounds how long a start, step, decision or resolution
+	// waits for a chain of runtime-executed tool states to settle before
+	// it answers "running", waiting for a tool (default DefaultStepWait).
+	StepWait time.Duration
+	// Sleep waits d or until ctx ends (the backoff between a tool's
+	// attempts). Default: a timer. Tests pass one that returns at once.
+	Sleep func(ctx context.Context, d time.Duration) error
+	// Instance names this service instance in the leases of the calls it
+	// executes (default: 64 random bits, hex). Two instances sharing a
+	// store must differ.
+	Instance string
+	// LeaseTTL is how long a call's lease lasts without renewal (default
+	// DefaultLeaseTTL); the holder renews it every third of that while
+	// the call runs, and another instance takes the call over only once
+	// it has expired.
+	LeaseTTL time.Duration
 }
+
+// Defaults of the runtime tool calls' options.
+const (
+	DefaultStepWait = 20 * time.Second
+	DefaultLeaseTTL = 15 * time.Second
+)
 
 // memoryKEKs are the default KEK sets, by store.
 var memoryKEKs sync.Map // tracestore.Store → *keyring.KEKs
@@ -129,18 +165,45 @@ func New(o Options) *Service {
 	if o.MaxCachedRuns <= 0 {
 		o.MaxCachedRuns = DefaultMaxCachedRuns
 	}
+	if o.StepWait <= 0 {
+		o.StepWait = DefaultStepWait
+	}
+	if o.LeaseTTL <= 0 {
+		o.LeaseTTL = DefaultLeaseTTL
+	}
+	if o.Sleep == nil {
+		o.Sleep = sleep
+	}
+	if o.Instance == "" {
+		var b [8]byte
+		if _, err := rand.Read(b[:]); err != nil {
+			panic("runtime: no randomness: " + err.Error())
+		}
+		o.Instance = "i_" + hex.EncodeToString(b[:])
+	}
 	sl := &sealer{secret: o.Secret, rand: o.Rand}
 	sl.keys = subjectkeys.New(o.Store, o.KEKs, sl.read)
-	return &Service{
+	s := &Service{
 		store: o.Store, clock: o.Clock, newID: o.NewID, log: o.Log,
-		sealer:   sl,
-		programs: map[string]*program.Program{},
-		latest:   map[string]*program.Program{},
-		sources:  map[string][]byte{},
-		runs:     map[string]*liveRun{},
-		lru:      list.New(),
-		maxRuns:  o.MaxCachedRuns,
+		sealer:    sl,
+		programs:  map[string]*program.Program{},
+		latest:    map[string]*program.Program{},
+		sources:   map[string][]byte{},
+		executors: map[string]map[string]string{},
+		runs:      map[string]*liveRun{},
+		lru:       list.New(),
+		maxRuns:   o.MaxCachedRuns,
 	}
+	s.calls.init(o)
+	return s
+}
+
+// Close stops the runtime tool calls this service is executing and waits
+// for them to return. A call stopped in flight stays open in the store,
+// its outcome unrecorded, for recovery (Recover) to settle. Close is safe
+// to call more than once; the Service must not be used after it.
+func (s *Service) Close() {
+	s.calls.stop()
 }
 
 // jsonSize is the size of v as canonical JSON (RFC 8785), which is what

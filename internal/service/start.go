@@ -47,12 +47,14 @@ func (s *Service) StartRun(ctx context.Context, o StartOptions) (Answer, error) 
 		return Answer{}, runtime.Reject(runtime.CodeNoSuchProgram, "no program named %q", o.Program)
 	}
 	if o.IdempotencyKey == "" {
-		return s.startNew(ctx, p, s.newID(), o)
+		a, err := s.startNew(ctx, p, s.newID(), o)
+		return s.settle(ctx, a, err)
 	}
 	if !validIdempotencyKey(o.IdempotencyKey) {
 		return Answer{}, runtime.Reject(runtime.CodeInvalidInput, "the idempotency key must be 1 to %d characters of A-Z, a-z, 0-9, '.', '_', ':' and '-'", maxIdempotencyKey)
 	}
-	return s.startOnce(ctx, p, s.idempotentID(o), o)
+	a, err := s.startOnce(ctx, p, s.idempotentID(o), o)
+	return s.settle(ctx, a, err)
 }
 
 // maxIdempotencyKey bounds an idempotency key's length.
@@ -83,13 +85,16 @@ func (s *Service) idempotentID(o StartOptions) string {
 	return "run_" + hex.EncodeToString(mac.Sum(nil)[:16])
 }
 
-func (s *Service) startInput(id string, o StartOptions) runtime.Start {
-	return runtime.Start{RunID: id, Principal: o.Principal, Input: o.Input, Size: jsonSize(o.Input), Lab: o.Lab, At: s.clock()}
+func (s *Service) startInput(p *program.Program, id string, o StartOptions) runtime.Start {
+	s.mu.Lock()
+	executors := s.executors[p.Hash]
+	s.mu.Unlock()
+	return runtime.Start{RunID: id, Principal: o.Principal, Input: o.Input, Size: jsonSize(o.Input), Lab: o.Lab, Executors: executors, At: s.clock()}
 }
 
 // startNew starts a run under a fresh id.
 func (s *Service) startNew(ctx context.Context, p *program.Program, id string, o StartOptions) (Answer, error) {
-	res, err := runtime.Apply(p, nil, s.startInput(id, o))
+	res, err := runtime.Apply(p, nil, s.startInput(p, id, o))
 	if err != nil {
 		return Answer{}, err
 	}
@@ -127,7 +132,7 @@ func (s *Service) startOnce(ctx context.Context, p *program.Program, id string, 
 		err := s.load(ctx, lr, id)
 		if rej := (*runtime.Rejection)(nil); errors.As(err, &rej) && rej.Code == runtime.CodeNoSuchRun {
 			var res runtime.Result
-			if res, err = runtime.Apply(p, nil, s.startInput(id, o)); err != nil {
+			if res, err = runtime.Apply(p, nil, s.startInput(p, id, o)); err != nil {
 				s.forget(id, lr)
 				return Answer{}, err
 			}

@@ -95,7 +95,7 @@ type Task = projection.Task
 // RunResult is what start_run, step, await_approval and approve answer.
 type RunResult struct {
 	RunID       string `json:"run_id"`
-	Status      string `json:"status" jsonschema:"enum=running,enum=waiting_approval,enum=completed,enum=failed,enum=cancelled"`
+	Status      string `json:"status" jsonschema:"enum=running,enum=waiting_approval,enum=waiting_operator,enum=completed,enum=failed,enum=cancelled"`
 	Transition  *Hop   `json:"transition,omitempty" jsonschema_description:"The first hop taken from the answered state."`
 	Transitions []Hop  `json:"transitions" jsonschema_description:"Every hop taken, decision states included."`
 	Task        *Task  `json:"task,omitempty" jsonschema_description:"The open task: the next one to compute, or the approval a human must give (status waiting_approval). Absent once the run has ended."`
@@ -104,8 +104,9 @@ type RunResult struct {
 	Duplicate   bool   `json:"duplicate,omitempty" jsonschema_description:"This repeated an earlier call; the original answer is returned and nothing changed."`
 	// Four-eyes approval states: how many distinct approvers have decided
 	// and how many the decision needs.
-	ApprovalsGiven  int `json:"approvals_given,omitempty"`
-	ApprovalsNeeded int `json:"approvals_needed,omitempty"`
+	ApprovalsGiven  int    `json:"approvals_given,omitempty"`
+	ApprovalsNeeded int    `json:"approvals_needed,omitempty"`
+	WaitingFor      string `json:"waiting_for,omitempty" jsonschema:"enum=tool" jsonschema_description:"tool: the run is running a tool the runtime itself executes; there is no task to answer. Continue with await_run (or get_run)."`
 }
 
 // StepToolClaim names the tool a tool task's result comes from.
@@ -134,7 +135,7 @@ type GetRunResult struct {
 	Program        string   `json:"program"`
 	Version        string   `json:"version"`
 	DefinitionHash string   `json:"definition_hash"`
-	Status         string   `json:"status" jsonschema:"enum=running,enum=waiting_approval,enum=completed,enum=failed,enum=cancelled"`
+	Status         string   `json:"status" jsonschema:"enum=running,enum=waiting_approval,enum=waiting_operator,enum=completed,enum=failed,enum=cancelled"`
 	State          string   `json:"state"`
 	Seq            uint64   `json:"seq" jsonschema_description:"The current (or last) task's seq."`
 	Path           []string `json:"path" jsonschema_description:"Every state entered, in order."`
@@ -142,6 +143,22 @@ type GetRunResult struct {
 	Outcome        string   `json:"outcome,omitempty"`
 	Reason         string   `json:"reason,omitempty"`
 	Lab            bool     `json:"lab,omitempty"`
+	WaitingFor     string   `json:"waiting_for,omitempty" jsonschema:"enum=tool" jsonschema_description:"tool: the runtime is running a tool itself; there is no task to answer. Continue with await_run."`
+}
+
+// AwaitRunArgs long-poll a run that waits on a runtime-executed tool.
+type AwaitRunArgs struct {
+	RunID   string `json:"run_id" jsonschema:"minLength=1,maxLength=128"`
+	Timeout int    `json:"timeout,omitempty" jsonschema:"minimum=1,maximum=30" jsonschema_description:"Seconds to wait at most; default 25."`
+}
+
+// ResolveToolCallArgs settle a runtime tool call whose outcome is unknown.
+type ResolveToolCallArgs struct {
+	RunID  string `json:"run_id" jsonschema:"minLength=1,maxLength=128"`
+	CallID string `json:"call_id" jsonschema:"minLength=1,maxLength=128" jsonschema_description:"The open call's id (the run's tool_call_unknown event names it)."`
+	Result Value  `json:"result,omitempty" jsonschema_description:"The call's result, as the tool would have answered; it must match the state's output_schema. Give either result or failed."`
+	Failed bool   `json:"failed,omitempty" jsonschema_description:"The call did not take effect: the run takes the state's on_error edge, or fails with tool_failed."`
+	Detail string `json:"detail,omitempty" jsonschema:"maxLength=1000" jsonschema_description:"What the operator found, recorded in clear: put no personal data in it."`
 }
 
 // ReceiptResult is a signed receipt with what a verifier needs.
@@ -209,7 +226,7 @@ type CancelRunArgs struct {
 // CancelRunResult is the run after the cancellation.
 type CancelRunResult struct {
 	RunID  string `json:"run_id"`
-	Status string `json:"status" jsonschema:"enum=running,enum=waiting_approval,enum=completed,enum=failed,enum=cancelled"`
+	Status string `json:"status" jsonschema:"enum=running,enum=waiting_approval,enum=waiting_operator,enum=completed,enum=failed,enum=cancelled"`
 }
 
 // AwaitApprovalArgs wait for the human decision on an approval task.
@@ -229,7 +246,7 @@ type ApproveArgs struct {
 // ListRunsArgs filter and page the caller's runs.
 type ListRunsArgs struct {
 	Program string `json:"program,omitempty" jsonschema:"maxLength=128"`
-	Status  string `json:"status,omitempty" jsonschema:"enum=running,enum=completed,enum=failed,enum=cancelled" jsonschema_description:"Stored status; running includes runs waiting for approval."`
+	Status  string `json:"status,omitempty" jsonschema:"enum=running,enum=waiting_operator,enum=completed,enum=failed,enum=cancelled" jsonschema_description:"Stored status; running includes runs waiting for approval."`
 	Cursor  string `json:"cursor,omitempty" jsonschema:"maxLength=512" jsonschema_description:"next_cursor from the previous page."`
 }
 

@@ -47,6 +47,13 @@ var catalog = []toolSpec{
 		handle: (*handlers).getRun,
 	},
 	{
+		name: "await_run", title: "Wait for a runtime tool",
+		description: "For a run whose answer said waiting_for: \"tool\" (the runtime is running a tool itself): waits until that tool call and any that follow it are done, or timeout seconds pass (default 25, at most 30), then returns the run as get_run does. Call it again while waiting_for is still \"tool\". It changes nothing.",
+		args:        AwaitRunArgs{}, result: GetRunResult{},
+		readOnly: true, idempotent: true,
+		handle: (*handlers).awaitRun,
+	},
+	{
 		name: "get_receipt", title: "Get a signed receipt",
 		description: "Returns the run's receipt, signed with the server's Ed25519 key: a deterministic summary of the run's trace (program, status, outcome, path, counts, Merkle root) that anyone can verify offline. Provisional while the run is going, final once it has ended.",
 		args:        RunRef{}, result: ReceiptResult{},
@@ -109,6 +116,13 @@ var catalog = []toolSpec{
 		handle: (*handlers).listApprovals,
 	},
 	{
+		name: "resolve_tool_call", title: "Settle a tool call whose outcome is unknown",
+		description: "Settles a runtime-executed tool call whose outcome is unknown (operator profile): the server stopped while a tool that is not idempotent ran, and the run waits (status waiting_operator). Give the call's result (it must match the state's output_schema) or failed: true, with a detail; the trace records your principal. The run then continues as after the tool's own answer.",
+		args:        ResolveToolCallArgs{}, result: RunResult{},
+		operator: true,
+		handle:   (*handlers).resolveToolCall,
+	},
+	{
 		name: "analyze", title: "Analyze a program's runs",
 		description: "Measures the execution topology of a program's recent runs (operator profile): transition entropy H(next | state) overall and per state, path entropy and variance, transition sequence variance, rollback density, rejection rate, retry density, drift from the saved baseline, and alerts above the entropy threshold. The window is the program's newest runs (window, default 100) under its newest definition unless definition_hash names another. Formulas: docs/metrics.md.",
 		args:        AnalyzeArgs{}, result: AnalyzeResult{},
@@ -138,6 +152,7 @@ func runResult(a service.Answer) RunResult {
 		RunID: a.RunID, Status: status(a.Status, a.Task), Transition: a.Transition,
 		Transitions: a.Transitions, Task: a.Task, Outcome: a.Outcome, Reason: a.Reason,
 		Duplicate: a.Duplicate, ApprovalsGiven: a.ApprovalsGiven, ApprovalsNeeded: a.ApprovalsNeeded,
+		WaitingFor: a.WaitingFor,
 	}
 	if r.Transitions == nil {
 		r.Transitions = []Hop{}
@@ -241,6 +256,11 @@ func (h *handlers) getRun(ctx context.Context, c access.Principal, req request) 
 	if err != nil {
 		return nil, err
 	}
+	return runView(r, p), nil
+}
+
+// runView is a run as get_run and await_run show it.
+func runView(r *runtime.Run, p *program.Program) GetRunResult {
 	res := GetRunResult{
 		RunID: r.ID, Program: p.Name, Version: p.Version, DefinitionHash: p.Hash,
 		Status: status(r.Status, r.Task), State: r.State, Seq: r.Seq, Path: r.Path,
@@ -252,7 +272,45 @@ func (h *handlers) getRun(ctx context.Context, c access.Principal, req request) 
 	if res.Path == nil {
 		res.Path = []string{}
 	}
-	return res, nil
+	if r.Status == runtime.StatusRunning && r.Call != nil {
+		res.WaitingFor = "tool"
+	}
+	return res
+}
+
+func (h *handlers) awaitRun(ctx context.Context, c access.Principal, req request) (any, error) {
+	var args AwaitRunArgs
+	if err := req.bind(&args); err != nil {
+		return nil, err
+	}
+	r, p, err := h.Service.AwaitRun(ctx, args.RunID, caller(c), time.Duration(args.Timeout)*time.Second)
+	if err != nil {
+		return nil, fromRuntime(err, nil)
+	}
+	return runView(r, p), nil
+}
+
+func (h *handlers) resolveToolCall(ctx context.Context, c access.Principal, req request) (any, error) {
+	var args ResolveToolCallArgs
+	if err := req.bind(&args); err != nil {
+		return nil, err
+	}
+	res := service.Resolution{CallID: args.CallID, Failed: args.Failed, Detail: args.Detail}
+	switch {
+	case args.Failed && len(args.Result) > 0:
+		return nil, errorf(CodeInvalidArguments, "give either result or failed: true, not both")
+	case !args.Failed:
+		v, err := req.value("result", args.Result)
+		if err != nil {
+			return nil, errorf(CodeInvalidArguments, "give the call's result, or failed: true")
+		}
+		res.Result = v
+	}
+	a, err := h.Service.ResolveToolCall(ctx, caller(c), args.RunID, res)
+	if err != nil {
+		return nil, rejection(err, a)
+	}
+	return runResult(a), nil
 }
 
 // signedReceipt derives and signs the receipt over the run's stored trace.

@@ -232,8 +232,32 @@ func (h *handlers) call(ctx context.Context, t *toolSpec, c access.Principal, re
 		// and the answer stays retrievable (a duplicate step returns it).
 		ctx = context.WithoutCancel(ctx)
 	}
+	if m := req.Params.Meta; m != nil && m.ProgressToken != nil {
+		ctx = service.WithProgress(ctx, h.progress(ctx, m.ProgressToken))
+	}
 	decoded, _ := args.(map[string]any) // the schema's root is an object
 	return t.handle(h, ctx, c, request{raw: raw, args: decoded})
+}
+
+// progress sends each runtime tool call event that a call waits on to the
+// client, as a progress notification for the request's token. The
+// messages name the state, the tool, the attempt and a failure's class:
+// never arguments or results.
+func (h *handlers) progress(ctx context.Context, token mcp.ProgressToken) func(service.Progress) {
+	srv := server.ServerFromContext(ctx)
+	n := 0
+	return func(p service.Progress) {
+		if srv == nil {
+			return
+		}
+		n++
+		err := srv.SendNotificationToClient(ctx, string(mcp.MethodNotificationProgress), map[string]any{
+			"progressToken": token, "progress": n, "message": p.Message,
+		})
+		if err != nil {
+			h.Log.Debug("progress notification", zap.String("run_id", p.RunID), zap.Error(err))
+		}
+	}
 }
 
 // request is a tool call's arguments, checked against the tool's input

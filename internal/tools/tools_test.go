@@ -74,7 +74,7 @@ func TestSchemasArePortable(t *testing.T) {
 	}
 }
 
-var agentTools = []string{"await_approval", "cancel_run", "get_receipt", "get_run", "inject_fault", "list_programs", "list_runs", "replay_run", "start_run", "step", "verify_receipt"}
+var agentTools = []string{"await_approval", "await_run", "cancel_run", "get_receipt", "get_run", "inject_fault", "list_programs", "list_runs", "replay_run", "start_run", "step", "verify_receipt"}
 
 func toolNames(t *testing.T, c *client.Client, ctx context.Context) map[string]mcp.Tool {
 	t.Helper()
@@ -107,7 +107,7 @@ func TestToolListByProfile(t *testing.T) {
 		want    []string
 	}{
 		{"agent", access.ProfileAgent, context.Background(), agentTools},
-		{"operator", access.ProfileOperator, context.Background(), append(slices.Clone(agentTools), "analyze", "approve", "erase_subject", "list_approvals")},
+		{"operator", access.ProfileOperator, context.Background(), append(slices.Clone(agentTools), "analyze", "approve", "erase_subject", "list_approvals", "resolve_tool_call")},
 		// An approver reads and decides; it drives no run.
 		{"approver", access.ProfileAgent, approverCtx("alice", "compliance_officer"),
 			[]string{"approve", "get_receipt", "get_run", "list_approvals", "list_programs", "verify_receipt"}},

@@ -19,6 +19,24 @@ const (
 )
 
 // awaitingIDs lists the run ids of a page.
+// pagesOf walks a keyset listing page by page from the first (cursor
+// ""), and gives each page's run ids, pages apart by " | ".
+func pagesOf(t *testing.T, list func(cursor string) ([]RunInfo, string, error)) string {
+	t.Helper()
+	var pages []string
+	for cursor := ""; ; {
+		got, next, err := list(cursor)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pages = append(pages, awaitingIDs(got))
+		if next == "" {
+			return strings.Join(pages, " | ")
+		}
+		cursor = next
+	}
+}
+
 func awaitingIDs(runs []RunInfo) string {
 	ids := make([]string, len(runs))
 	for i, r := range runs {
@@ -81,20 +99,9 @@ func TestListAwaitingContract(t *testing.T) {
 				}
 			}
 
-			var pages []string
-			f := AwaitingFilter{Lab: true, Limit: 2}
-			for {
-				got, next, err := s.ListAwaiting(ctx, f)
-				if err != nil {
-					t.Fatal(err)
-				}
-				pages = append(pages, awaitingIDs(got))
-				if next == "" {
-					break
-				}
-				f.Cursor = next
-			}
-			if got := strings.Join(pages, " | "); got != "c d | a g | b" {
+			if got := pagesOf(t, func(c string) ([]RunInfo, string, error) {
+				return s.ListAwaiting(ctx, AwaitingFilter{Lab: true, Limit: 2, Cursor: c})
+			}); got != "c d | a g | b" {
 				t.Errorf("pages %q, want %q", got, "c d | a g | b")
 			}
 

@@ -92,13 +92,22 @@ func (m *Memory) ListDue(_ context.Context, f DueFilter) ([]RunInfo, string, err
 	if err != nil {
 		return nil, "", err
 	}
-	by := boundOf(f.By)
+	all := m.byKey(dueNanos, func(info RunInfo) bool { return dueNanos(info) != 0 }, boundOf(f.By), afterNs, afterID)
+	runs, next := duePageOf(all, limit)
+	return runs, next, nil
+}
+
+// byKey lists, in the order (key, run id), the runs that have one (has)
+// with a key at or before by, after the cursor's position (afterNs,
+// afterID; none when afterID is ""): the Memory form of a keyset query
+// over a partial index.
+func (m *Memory) byKey(key func(RunInfo) int64, has func(RunInfo) bool, by, afterNs int64, afterID string) []RunInfo {
 	m.mu.RLock()
 	var all []RunInfo
 	for _, info := range m.info {
-		ns := dueNanos(info)
+		ns := key(info)
 		switch {
-		case ns == 0, ns > by:
+		case !has(info), ns > by:
 			continue
 		case afterID != "" && (ns < afterNs || ns == afterNs && info.RunID <= afterID):
 			continue
@@ -107,9 +116,8 @@ func (m *Memory) ListDue(_ context.Context, f DueFilter) ([]RunInfo, string, err
 	}
 	m.mu.RUnlock()
 	sort.Slice(all, func(i, j int) bool {
-		a, b := dueNanos(all[i]), dueNanos(all[j])
+		a, b := key(all[i]), key(all[j])
 		return a < b || a == b && all[i].RunID < all[j].RunID
 	})
-	runs, next := duePageOf(all, limit)
-	return runs, next, nil
+	return all
 }

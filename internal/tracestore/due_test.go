@@ -53,20 +53,9 @@ func TestListDueContract(t *testing.T) {
 				}
 			}
 
-			var pages []string
-			f := DueFilter{By: t0.Add(24 * time.Hour), Limit: 3}
-			for {
-				got, next, err := s.ListDue(ctx, f)
-				if err != nil {
-					t.Fatal(err)
-				}
-				pages = append(pages, awaitingIDs(got))
-				if next == "" {
-					break
-				}
-				f.Cursor = next
-			}
-			if got := strings.Join(pages, " | "); got != "c e a | d" {
+			if got := pagesOf(t, func(c string) ([]RunInfo, string, error) {
+				return s.ListDue(ctx, DueFilter{By: t0.Add(24 * time.Hour), Limit: 3, Cursor: c})
+			}); got != "c e a | d" {
 				t.Errorf("pages %q, want %q", got, "c e a | d")
 			}
 			if ri, err := s.Run(ctx, "c"); err != nil || !ri.Deadline.Equal(t0.Add(time.Hour)) {

@@ -60,7 +60,10 @@ func (m *Memory) Append(_ context.Context, runID string, records []Record, info 
 		m.runs[runID] = append(m.runs[runID], r)
 	}
 	info.RunID = runID
-	if old, ok := m.info[runID]; ok {
+	old, exists := m.info[runID]
+	holder, expires := leaseOf(old, exists, info)
+	info.LeaseHolder, info.LeaseExpires = holder, leaseTime(expires)
+	if exists {
 		info.Principal, info.Lab, info.Subjects = old.Principal, old.Lab, old.Subjects
 	} else {
 		info.Subjects = slices.Clone(info.Subjects)

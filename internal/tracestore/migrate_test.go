@@ -195,6 +195,17 @@ func checkMigrated(t *testing.T, b sqlBackend, from int, db *sql.DB, s Store) {
 			t.Fatalf("ListDue before the runs started = %+v, %v; want none", got, err)
 		}
 	}
+	// No run from before has an open runtime call; a new append opens one,
+	// leased, and recovery's listing finds it once the lease expires.
+	if got, _, err := s.ListOpenCalls(ctx, OpenCallFilter{ExpiredBy: t0.Add(24 * time.Hour)}); err != nil || len(got) != 0 {
+		t.Fatalf("ListOpenCalls after migrating = %+v, %v; want none", got, err)
+	}
+	if err := s.Append(ctx, "waits", recs(2, 1), withCall(3, "call-3", "A", time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if got, _, err := s.ListOpenCalls(ctx, OpenCallFilter{ExpiredBy: t0.Add(time.Minute)}); err != nil || awaitingIDs(got) != "waits" || got[0].LeaseHolder != "A" {
+		t.Fatalf("ListOpenCalls after opening a call = %+v, %v; want waits, leased to A", got, err)
+	}
 	// The old run keeps no principal, even when a later append names one.
 	later := info(3)
 	later.Principal, later.Lab = "alice", true

@@ -64,6 +64,8 @@ var postgresMigrations = []string{
 	// 8: a due time for the running runs from before step 7; see
 	// sqliteMigrations.
 	dueBackfillStep,
+	// 9: runtime tool calls; see sqliteMigrations.
+	openCallStep,
 }
 
 // migrationLock is the advisory lock key that serialises migrations of
@@ -131,6 +133,9 @@ func (p *Postgres) write(ctx context.Context, runID string, records []Record, in
 		}
 		return err
 	}
+	// The lease, should this append insert the run's row; an update
+	// decides it in the statement, from the row it locks (leaseOf).
+	insHolder, insLease := leaseOf(RunInfo{}, false, info)
 	var (
 		idx            = make([]int64, len(records))
 		types          = make([]string, len(records))
@@ -141,11 +146,14 @@ func (p *Postgres) write(ctx context.Context, runID string, records []Record, in
 	}
 	res, err := p.w.ExecContext(ctx, `WITH upd AS (
 			UPDATE runs SET program = $2, definition_hash = $3, status = $4, outcome = $5, started_at = $6,
-			updated_at = $7, events = $8, head = $9, tree = $10, awaiting_role = $19, awaiting_deadline = $20, due = $21
+			updated_at = $7, events = $8, head = $9, tree = $10, awaiting_role = $19, awaiting_deadline = $20, due = $21,
+			call_id = $22,
+			lease_holder = CASE WHEN $22 = '' THEN '' WHEN $23 <> '' THEN $23 WHEN runs.call_id = $22 THEN runs.lease_holder ELSE '' END,
+			lease_expires = CASE WHEN $22 = '' THEN 0 WHEN $23 <> '' THEN $24::bigint WHEN runs.call_id = $22 THEN runs.lease_expires ELSE $25::bigint END
 			WHERE run_id = $1 AND events = $11::bigint
 			RETURNING 1
 		), ins AS (
-			INSERT INTO runs (`+runColumns+`) SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $16, $17, $19, $20, $21 WHERE $11::bigint = 0
+			INSERT INTO runs (`+runColumns+`) SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $16, $17, $19, $20, $21, $22, $26, $27 WHERE $11::bigint = 0
 			ON CONFLICT (run_id) DO NOTHING
 			RETURNING 1
 		), subjects AS (
@@ -156,7 +164,8 @@ func (p *Postgres) write(ctx context.Context, runID string, records []Record, in
 		SELECT $1, * FROM unnest($12::bigint[], $13::text[], $14::bytea[], $15::bytea[])
 		WHERE EXISTS (SELECT 1 FROM upd UNION ALL SELECT 1 FROM ins)`,
 		runID, info.Program, info.DefinitionHash, info.Status, info.Outcome, started, updated, int64(info.Events), info.Head, info.Tree,
-		int64(first), idx, types, bodies, hashes, info.Principal, info.Lab, subjectsArg(info.Subjects), info.AwaitingRole, awaitingNanos(info), dueNanos(info))
+		int64(first), idx, types, bodies, hashes, info.Principal, info.Lab, subjectsArg(info.Subjects), info.AwaitingRole, awaitingNanos(info), dueNanos(info),
+		info.Call, info.LeaseHolder, max(boundOf(info.LeaseExpires), unheld), int64(unheld), insHolder, insLease)
 	if err != nil {
 		return fmt.Errorf("tracestore: postgres append: %w", err)
 	}

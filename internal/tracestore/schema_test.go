@@ -26,6 +26,7 @@ func TestReleasedSchemaStepsNeverChange(t *testing.T) {
 			"30647b61f0ce9c4e34978c82e615e904d3bdc49a98705707c767b802811b192f",
 			"f168c5e458eab01d6722b86dd5c0519ede8cafdc61c2179ed1bfb332907b1466",
 			"4fd0f25a175ff0e3f3a87c2fb43c5dd582322f0882f1e0626bb9c7b51e71c90d",
+			"4711ad86a1ad5961b4d4548f86dc1ce3eb767a29395b47b5a8600c3564870963",
 		}},
 		{"postgres", postgresMigrations, []string{
 			"534e9feeb52ddeb03b75d24aac8b99b531c4ada007ea1b841541edc1b4b2ebd8",
@@ -36,6 +37,7 @@ func TestReleasedSchemaStepsNeverChange(t *testing.T) {
 			"3d2b51995852a8d9457c893336ecf8769a0868cdf9d7d2eb5c84016b0cab3a2d",
 			"f168c5e458eab01d6722b86dd5c0519ede8cafdc61c2179ed1bfb332907b1466",
 			"4fd0f25a175ff0e3f3a87c2fb43c5dd582322f0882f1e0626bb9c7b51e71c90d",
+			"4711ad86a1ad5961b4d4548f86dc1ce3eb767a29395b47b5a8600c3564870963",
 		}},
 	} {
 		t.Run(c.name, func(t *testing.T) {

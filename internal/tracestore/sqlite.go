@@ -101,6 +101,8 @@ var sqliteMigrations = []string{
 	// 8: a due time for the running runs from before step 7 (see
 	// dueBackfillStep).
 	dueBackfillStep,
+	// 9: runtime tool calls: the open call and its lease (see openCallStep).
+	openCallStep,
 }
 
 // DefaultDataDir is where the server keeps its data unless told otherwise:
@@ -261,10 +263,10 @@ func migrateSQLite(db *sql.DB, steps []string) error {
 // listedColumns are the runs columns that key a listing index, in the
 // order of their bits in a listedMask. The other columns an append writes
 // (updated_at, events, head, tree) are in no index.
-var listedColumns = [...]string{"program", "definition_hash", "status", "outcome", "started_at", "awaiting_role", "awaiting_deadline", "due"}
+var listedColumns = [...]string{"program", "definition_hash", "status", "outcome", "started_at", "awaiting_role", "awaiting_deadline", "due", "call_id", "lease_holder", "lease_expires"}
 
 // listedMask says which listed columns an update assigns.
-type listedMask uint8
+type listedMask uint16
 
 const (
 	setProgram listedMask = 1 << iota
@@ -275,10 +277,19 @@ const (
 	setAwaitingRole
 	setAwaitingDeadline
 	setDue
+	setCall
+	setLeaseHolder
+	setLeaseExpires
 )
 
 // setAwaiting is an approval task opened or closed: both columns change.
 const setAwaiting = setAwaitingRole | setAwaitingDeadline
+
+// setLease is a runtime tool call opened or closed: the call and its
+// lease change together. (lease_holder is in no index, but an append
+// that names no holder must leave it be, so it is assigned only when it
+// changes, like the listed columns.)
+const setLease = setCall | setLeaseHolder | setLeaseExpires
 
 // runUpdate is the UPDATE of a run's row that assigns the unindexed columns
 // and, of the listed ones, those in m. SQLite decides which indexes an
@@ -305,7 +316,9 @@ func runUpdate(m listedMask) string {
 var preparedUpdates = []listedMask{0, setStatus, setOutcome, setStatus | setOutcome,
 	setAwaiting, setAwaiting | setStatus, setAwaiting | setStatus | setOutcome,
 	setDue, setDue | setStatus, setDue | setStatus | setOutcome,
-	setDue | setAwaiting, setDue | setAwaiting | setStatus, setDue | setAwaiting | setStatus | setOutcome}
+	setDue | setAwaiting, setDue | setAwaiting | setStatus, setDue | setAwaiting | setStatus | setOutcome,
+	setLease, setLease | setDue, setLease | setStatus, setLease | setStatus | setOutcome, setLease | setStatus | setDue, setLease | setStatus | setOutcome | setDue,
+	setLeaseHolder | setLeaseExpires, setLeaseExpires}
 
 // prepare compiles the append's statements once, on the one writer.
 func (s *SQLite) prepare() error {
@@ -317,7 +330,7 @@ func (s *SQLite) prepare() error {
 		return stmt, nil
 	}
 	var err error
-	if s.rowStmt, err = prep(`SELECT events, program, definition_hash, status, outcome, started_at, awaiting_role, awaiting_deadline, due FROM runs WHERE run_id = ?`); err != nil {
+	if s.rowStmt, err = prep(`SELECT events, program, definition_hash, status, outcome, started_at, awaiting_role, awaiting_deadline, due, call_id, lease_holder, lease_expires FROM runs WHERE run_id = ?`); err != nil {
 		return err
 	}
 	if s.eventStmt, err = prep(`INSERT INTO events (run_id, idx, type, body, hash) VALUES (?, ?, ?, ?, ?)`); err != nil {
@@ -325,7 +338,7 @@ func (s *SQLite) prepare() error {
 	}
 	// Only a run's first append inserts its row, and so sets principal and
 	// lab for good.
-	if s.insertStmt, err = prep(`INSERT INTO runs (` + runColumns + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`); err != nil {
+	if s.insertStmt, err = prep(`INSERT INTO runs (` + runColumns + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`); err != nil {
 		return err
 	}
 	s.updateStmts = make(map[listedMask]*sql.Stmt, len(preparedUpdates))
@@ -349,10 +362,11 @@ func (s *SQLite) write(ctx context.Context, runID string, records []Record, info
 	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
 	// The run's row: the trace's length, and what the listing indexes hold.
 	var (
-		next, was, wasDeadline, wasDue int64
-		old                            RunInfo
+		next, was, wasDeadline, wasDue, wasLease int64
+		old                                      RunInfo
 	)
-	err = tx.StmtContext(ctx, s.rowStmt).QueryRowContext(ctx, runID).Scan(&next, &old.Program, &old.DefinitionHash, &old.Status, &old.Outcome, &was, &old.AwaitingRole, &wasDeadline, &wasDue)
+	err = tx.StmtContext(ctx, s.rowStmt).QueryRowContext(ctx, runID).Scan(&next, &old.Program, &old.DefinitionHash, &old.Status, &old.Outcome, &was, &old.AwaitingRole, &wasDeadline, &wasDue, &old.Call, &old.LeaseHolder, &wasLease)
+	old.LeaseExpires = leaseTime(wasLease)
 	exists := err == nil
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return fmt.Errorf("tracestore: sqlite append: %w", err)
@@ -360,6 +374,7 @@ func (s *SQLite) write(ctx context.Context, runID string, records []Record, info
 	if err := checkAppend(runID, uint64(next), records, info); err != nil {
 		return err
 	}
+	holder, lease := leaseOf(old, exists, info)
 	ins := tx.StmtContext(ctx, s.eventStmt)
 	for _, r := range records {
 		if _, err := ins.ExecContext(ctx, runID, int64(r.Index), r.Type, r.Body, r.Hash); err != nil {
@@ -368,7 +383,7 @@ func (s *SQLite) write(ctx context.Context, runID string, records []Record, info
 	}
 	if !exists {
 		_, err = tx.StmtContext(ctx, s.insertStmt).ExecContext(ctx, runID, info.Program, info.DefinitionHash, info.Status, info.Outcome,
-			started, updated, int64(info.Events), info.Head, info.Tree, info.Principal, info.Lab, info.AwaitingRole, awaitingNanos(info), dueNanos(info))
+			started, updated, int64(info.Events), info.Head, info.Tree, info.Principal, info.Lab, info.AwaitingRole, awaitingNanos(info), dueNanos(info), info.Call, holder, lease)
 		for _, sub := range info.Subjects {
 			if err != nil {
 				break
@@ -403,6 +418,15 @@ func (s *SQLite) write(ctx context.Context, runID string, records []Record, info
 		}
 		if due := dueNanos(info); wasDue != due {
 			m, args = m|setDue, append(args, due)
+		}
+		if old.Call != info.Call {
+			m, args = m|setCall, append(args, info.Call)
+		}
+		if old.LeaseHolder != holder {
+			m, args = m|setLeaseHolder, append(args, holder)
+		}
+		if wasLease != lease {
+			m, args = m|setLeaseExpires, append(args, lease)
 		}
 		args = append(args, runID)
 		if stmt, ok := s.updateStmts[m]; ok {

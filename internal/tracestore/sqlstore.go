@@ -165,7 +165,7 @@ const dueBackfillStep = `UPDATE runs SET due = CASE WHEN started_at > 0 THEN sta
 	WHERE status = 'running' AND due = 0`
 
 // runColumns are the runs table's columns in the order scanRun reads them.
-const runColumns = `run_id, program, definition_hash, status, outcome, started_at, updated_at, events, head, tree, principal, lab, awaiting_role, awaiting_deadline, due`
+const runColumns = `run_id, program, definition_hash, status, outcome, started_at, updated_at, events, head, tree, principal, lab, awaiting_role, awaiting_deadline, due, call_id, lease_holder, lease_expires`
 
 // scanRun reads one runs row through a driver's Scan.
 func scanRun(scan func(dest ...any) error) (RunInfo, error) {
@@ -173,14 +173,15 @@ func scanRun(scan func(dest ...any) error) (RunInfo, error) {
 		ri               RunInfo
 		started, updated int64
 		events, deadline int64
-		due              int64
+		due, lease       int64
 	)
-	if err := scan(&ri.RunID, &ri.Program, &ri.DefinitionHash, &ri.Status, &ri.Outcome, &started, &updated, &events, &ri.Head, &ri.Tree, &ri.Principal, &ri.Lab, &ri.AwaitingRole, &deadline, &due); err != nil {
+	if err := scan(&ri.RunID, &ri.Program, &ri.DefinitionHash, &ri.Status, &ri.Outcome, &started, &updated, &events, &ri.Head, &ri.Tree, &ri.Principal, &ri.Lab, &ri.AwaitingRole, &deadline, &due, &ri.Call, &ri.LeaseHolder, &lease); err != nil {
 		return RunInfo{}, err
 	}
 	ri.StartedAt, ri.UpdatedAt, ri.Events = timeOf(started), timeOf(updated), uint64(events)
 	ri.AwaitingDeadline = awaitingTime(ri.AwaitingRole, deadline)
 	ri.Deadline = dueTime(due)
+	ri.LeaseExpires = leaseTime(lease)
 	return ri, nil
 }
 

@@ -66,9 +66,18 @@ type RunInfo struct {
 	// Deadline is the open task's deadline, whatever its kind (zero: no
 	// open task, or one without a timeout). ListDue reads it.
 	Deadline time.Time
-	Events   uint64 // the trace's length after the append
-	Head     []byte // hash of the last event
-	Tree     []byte // the Merkle tree's compact state, opaque to the store
+	// Call is the id of the runtime tool call the running run waits on
+	// ("" when none: no call open, or the run is not running); LeaseHolder
+	// and LeaseExpires are the lease of the server instance that executes
+	// it (calls.go). An append that names no holder keeps the lease of
+	// the same open call; one that closes the call ends the lease.
+	// ListOpenCalls and TakeLease read and move them.
+	Call         string
+	LeaseHolder  string
+	LeaseExpires time.Time
+	Events       uint64 // the trace's length after the append
+	Head         []byte // hash of the last event
+	Tree         []byte // the Merkle tree's compact state, opaque to the store
 }
 
 // WrappedKey is a subject key as stores hold it: encrypted under the
@@ -127,6 +136,12 @@ type Traces interface {
 	// nothing is written and the error wraps ErrConflict. info.Events must
 	// equal the new length.
 	Append(ctx context.Context, runID string, records []Record, info RunInfo) error
+	// TakeLease makes holder the holder of the lease on run's open call
+	// callID until until, if the call is still open and holder holds the
+	// lease already (a renewal) or it expired at or before now (a
+	// takeover). It reports whether it did: of several instances taking
+	// one expired lease, exactly one succeeds.
+	TakeLease(ctx context.Context, runID, callID, holder string, now, until time.Time) (bool, error)
 }
 
 // TraceReader reads traces and the run index: what readers that never
@@ -153,6 +168,11 @@ type TraceReader interface {
 	// or before f.By (RunInfo.Deadline), soonest first, then by RunID; and
 	// the cursor of the next page.
 	ListDue(ctx context.Context, f DueFilter) ([]RunInfo, string, error)
+	// ListOpenCalls returns a page of the runs with an open runtime tool
+	// call (RunInfo.Call) whose lease expired at or before f.ExpiredBy
+	// (unheld calls first), soonest first, then by RunID; and the cursor
+	// of the next page.
+	ListOpenCalls(ctx context.Context, f OpenCallFilter) ([]RunInfo, string, error)
 }
 
 // Programs are the program sources runs are pinned to, by definition hash.

@@ -1,0 +1,619 @@
+package service
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/nano-vm/nano-vm-mcp/internal/executor"
+	"github.com/nano-vm/nano-vm-mcp/internal/program"
+	"github.com/nano-vm/nano-vm-mcp/internal/runtime"
+	"github.com/nano-vm/nano-vm-mcp/internal/tracestore"
+)
+
+// Runtime-executed tool calls, the shell's half (docs/tools.md). The core
+// emits the intent, tool_call_started, when a run enters a tool state its
+// executors name; the append that persists it also writes this instance's
+// lease on the call (tracestore.RunInfo.LeaseHolder), in the same
+// transaction. Only then does the runner invoke the tool, on a context the
+// service owns (a caller that gives up waiting does not cancel the call),
+// renewing the lease while it runs; it reports the outcome to the core as
+// an input (ToolResult, ToolFailure), appends what the core makes of it,
+// and goes on while the run enters another runtime tool state. The core
+// decides every retry, on_error edge and failure; the runner decides
+// nothing but the registry's word (Retry: another attempt is allowed) and
+// the backoff it sleeps before one.
+//
+// After a crash, an intent without an outcome is found by Recover (the
+// run index's open call, once its lease expired): an idempotent tool is
+// invoked again with the same idempotency key and attempt; any other call
+// is reported unknown (ToolUnknown), and the run waits for an operator's
+// ResolveToolCall.
+
+// callRunner is the service's runtime tool call machinery.
+type callRunner struct {
+	tools    *executor.Registry
+	stepWait time.Duration
+	sleep    func(context.Context, time.Duration) error
+	instance string
+	leaseTTL time.Duration
+
+	ctx    context.Context // the runners' context, ended by stop
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu      sync.Mutex
+	active  map[string]*runnerState  // by run id: a runner executes its calls
+	watches map[string]chan struct{} // by run id: closed at its next append
+	stopped bool
+}
+
+// runnerState is one run's runner. again asks it for another look at the
+// run before it ends: an append made while it was busy may have opened a
+// call it has not seen.
+type runnerState struct{ again bool }
+
+func (c *callRunner) init(o Options) {
+	c.tools, c.stepWait, c.sleep, c.instance, c.leaseTTL = o.Tools, o.StepWait, o.Sleep, o.Instance, o.LeaseTTL
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+	c.active, c.watches = map[string]*runnerState{}, map[string]chan struct{}{}
+}
+
+func (c *callRunner) stop() {
+	c.mu.Lock()
+	c.stopped = true
+	c.mu.Unlock()
+	c.cancel()
+	c.wg.Wait()
+}
+
+// sleep is Options.Sleep's default.
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// waitingTool is Answer.WaitingFor while a runtime tool call runs.
+const waitingTool = "tool"
+
+// executing reports whether r waits on a runtime tool call that is the
+// runtime's to run now (not one whose outcome waits for an operator).
+func executing(r *runtime.Run) bool {
+	return r != nil && r.Status == runtime.StatusRunning && r.Call != nil
+}
+
+// startsCall reports whether events record a call's intent.
+func startsCall(events []runtime.Event) bool {
+	for _, e := range events {
+		if e.Type == runtime.EventToolCallStarted {
+			return true
+		}
+	}
+	return false
+}
+
+// leaseRow sets, in the index row of an append that leaves r with events,
+// the open call and, when the append records its intent and this instance
+// can run the tool, this instance's lease on it. Without a registry that
+// has the tool the call stays unheld, for an instance that has it.
+func (s *Service) leaseRow(info *tracestore.RunInfo, r *runtime.Run, events []runtime.Event) {
+	if !executing(r) {
+		return
+	}
+	info.Call = r.Call.CallID
+	if !startsCall(events) || s.calls.tools == nil {
+		return
+	}
+	if _, ok := s.calls.tools.Tool(r.Call.Tool); ok {
+		info.LeaseHolder, info.LeaseExpires = s.calls.instance, s.clock().Add(s.calls.leaseTTL)
+	}
+}
+
+// appended is what follows every durable append to a run: its watchers
+// wake, and a call the append left open is run.
+func (s *Service) appended(r *runtime.Run) {
+	s.calls.mu.Lock()
+	if ch := s.calls.watches[r.ID]; ch != nil {
+		close(ch)
+		delete(s.calls.watches, r.ID)
+	}
+	s.calls.mu.Unlock()
+	if executing(r) {
+		s.kick(r.ID)
+	}
+}
+
+// watch returns a channel closed at the run's next append in this process.
+func (s *Service) watch(runID string) <-chan struct{} {
+	s.calls.mu.Lock()
+	defer s.calls.mu.Unlock()
+	ch := s.calls.watches[runID]
+	if ch == nil {
+		ch = make(chan struct{})
+		s.calls.watches[runID] = ch
+	}
+	return ch
+}
+
+// kick makes sure a runner looks at the run: it starts one, or asks the
+// one at work for another look. One runner per run at a time.
+func (s *Service) kick(runID string) {
+	c := &s.calls
+	if c.tools == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.stopped {
+		return
+	}
+	if st := c.active[runID]; st != nil {
+		st.again = true
+		return
+	}
+	c.active[runID] = &runnerState{}
+	c.wg.Add(1)
+	go s.runCalls(runID)
+}
+
+// runCalls is a run's runner: it executes the run's open calls one after
+// the other until none is left that it may run.
+func (s *Service) runCalls(runID string) {
+	c := &s.calls
+	defer c.wg.Done()
+	for {
+		progressed := s.runCall(runID)
+		c.mu.Lock()
+		st := c.active[runID]
+		if !progressed && !st.again || c.stopped {
+			delete(c.active, runID)
+			c.mu.Unlock()
+			return
+		}
+		st.again = false
+		c.mu.Unlock()
+	}
+}
+
+// runCall executes the run's open call once, if there is one and this
+// instance holds (or may take) its lease, and records the outcome. It
+// reports whether it recorded anything.
+func (s *Service) runCall(runID string) bool {
+	ctx := s.calls.ctx
+	lr, err := s.live(ctx, runID)
+	if err != nil {
+		if ctx.Err() == nil {
+			s.log.Warn("tool call: load the run", zap.String("run_id", runID), zap.Error(err))
+		}
+		return false
+	}
+	var call runtime.OpenCall
+	open := executing(lr.run)
+	if open {
+		call = *lr.run.Call
+	}
+	s.release(lr)
+	if !open || !s.lease(ctx, runID, call.CallID) {
+		return false
+	}
+	in, ok := s.invoke(ctx, runID, call)
+	if !ok {
+		return false
+	}
+	// The lease may have passed to another instance while the tool ran
+	// (this one stalled past its expiry): then that one's outcome counts.
+	if !s.lease(ctx, runID, call.CallID) {
+		s.log.Warn("tool call: the lease passed to another instance; this outcome is not recorded",
+			zap.String("run_id", runID), zap.String("call_id", call.CallID), zap.Int("attempt", call.Attempt))
+		return false
+	}
+	if _, err := s.apply(ctx, runID, in); err != nil {
+		var rej *runtime.Rejection
+		if !errors.As(err, &rej) {
+			s.log.Warn("tool call: record the outcome", zap.String("run_id", runID), zap.String("call_id", call.CallID), zap.Error(err))
+			return false
+		}
+	}
+	return true
+}
+
+// lease takes or renews this instance's lease on the run's open call.
+func (s *Service) lease(ctx context.Context, runID, callID string) bool {
+	now := s.clock()
+	held, err := s.store.TakeLease(ctx, runID, callID, s.calls.instance, now, now.Add(s.calls.leaseTTL))
+	if err != nil && ctx.Err() == nil {
+		s.log.Warn("tool call: lease", zap.String("run_id", runID), zap.String("call_id", callID), zap.Error(err))
+	}
+	return err == nil && held
+}
+
+// invoke makes one attempt of the call through the registry, after the
+// registry's backoff when it is a retry, renewing the lease while the tool
+// runs, and returns the input that reports its outcome. ok is false when
+// the service stopped meanwhile: nothing is to be recorded, and recovery
+// settles the call.
+func (s *Service) invoke(ctx context.Context, runID string, call runtime.OpenCall) (in runtime.Input, ok bool) {
+	tool, found := s.calls.tools.Tool(call.Tool)
+	ex, built := s.calls.tools.Executor(call.Tool)
+	if !found || !built {
+		return runtime.ToolFailure{Seq: call.Seq, CallID: call.CallID, Attempt: call.Attempt, Class: string(executor.ClassTransport),
+			Detail: fmt.Sprintf("the server's tool registry has no tool %s", call.Tool), At: s.clock()}, true
+	}
+	if call.Attempt > 1 && tool.Retry.Backoff > 0 {
+		if err := s.calls.sleep(ctx, tool.Retry.Backoff); err != nil {
+			return nil, false
+		}
+	}
+	s.log.Info("tool call", zap.String("run_id", runID), zap.String("call_id", call.CallID), zap.String("tool", call.Tool), zap.Int("attempt", call.Attempt))
+	renewed := make(chan struct{})
+	stop := make(chan struct{})
+	go func() {
+		defer close(renewed)
+		t := time.NewTicker(max(s.calls.leaseTTL/3, time.Millisecond))
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+				s.lease(ctx, runID, call.CallID)
+			}
+		}
+	}()
+	out, err := ex.Invoke(ctx, executor.Call{Tool: call.Tool, Arguments: call.Arguments, IdempotencyKey: call.IdempotencyKey, Attempt: call.Attempt})
+	close(stop)
+	<-renewed
+	if ctx.Err() != nil {
+		return nil, false
+	}
+	// The registry's word on another attempt; the core bounds it by the
+	// state's max_attempts.
+	retry := call.Attempt < max(tool.Retry.MaxAttempts, 1)
+	if err != nil {
+		f := &executor.Failure{Class: executor.ClassTransport, Detail: err.Error()}
+		errors.As(err, &f)
+		detail := f.Detail
+		if f.Status != 0 {
+			detail = fmt.Sprintf("HTTP %d: %s", f.Status, f.Detail)
+		}
+		s.log.Info("tool call failed", zap.String("run_id", runID), zap.String("call_id", call.CallID), zap.String("class", string(f.Class)), zap.Int("attempt", call.Attempt))
+		return runtime.ToolFailure{Seq: call.Seq, CallID: call.CallID, Attempt: call.Attempt, Class: string(f.Class), Detail: detail, Retry: retry, At: s.clock()}, true
+	}
+	return runtime.ToolResult{Seq: call.Seq, CallID: call.CallID, Attempt: call.Attempt, Output: out, Size: jsonSize(out), Retry: retry, At: s.clock()}, true
+}
+
+// Recover settles the runtime tool calls whose intent is recorded and
+// whose outcome is not, once their lease has expired by the service's
+// clock (their holder died or stalled): it takes the lease, then invokes
+// an idempotent tool again with the same idempotency key and attempt, and
+// reports any other call unknown (the run waits for an operator's
+// ResolveToolCall). It returns how many calls it took over. A failure on
+// one run is logged and recovery goes on; a failure to list is returned.
+func (s *Service) Recover(ctx context.Context) (int, error) {
+	now := s.clock()
+	f := tracestore.OpenCallFilter{ExpiredBy: now, Limit: sweepPage}
+	taken := 0
+	for {
+		open, next, err := s.store.ListOpenCalls(ctx, f)
+		if err != nil {
+			return taken, err
+		}
+		for _, info := range open {
+			if s.recoverCall(ctx, info, now) {
+				taken++
+			}
+			if ctx.Err() != nil {
+				return taken, ctx.Err()
+			}
+		}
+		if next == "" {
+			return taken, nil
+		}
+		f.Cursor = next
+	}
+}
+
+// recoverCall takes over one open call whose lease expired.
+func (s *Service) recoverCall(ctx context.Context, info tracestore.RunInfo, now time.Time) bool {
+	s.calls.mu.Lock()
+	_, busy := s.calls.active[info.RunID]
+	s.calls.mu.Unlock()
+	if busy {
+		return false
+	}
+	held, err := s.store.TakeLease(ctx, info.RunID, info.Call, s.calls.instance, now, now.Add(s.calls.leaseTTL))
+	if err != nil || !held {
+		return false
+	}
+	if err := s.refresh(ctx, info.RunID); err != nil {
+		s.log.Warn("tool call recovery: load the run", zap.String("run_id", info.RunID), zap.Error(err))
+		return false
+	}
+	r, _, err := s.Get(ctx, info.RunID)
+	if err != nil || !executing(r) || r.Call.CallID != info.Call {
+		return false
+	}
+	if s.calls.tools != nil {
+		if t, ok := s.calls.tools.Tool(r.Call.Tool); ok && t.Idempotent {
+			s.log.Info("tool call recovery: invoking the idempotent tool again with the same key",
+				zap.String("run_id", r.ID), zap.String("call_id", r.Call.CallID), zap.String("tool", r.Call.Tool), zap.Int("attempt", r.Call.Attempt))
+			s.kick(r.ID)
+			return true
+		}
+	}
+	s.log.Warn("tool call recovery: outcome unknown; the run waits for an operator",
+		zap.String("run_id", r.ID), zap.String("call_id", r.Call.CallID), zap.String("tool", r.Call.Tool))
+	_, err = s.apply(ctx, r.ID, runtime.ToolUnknown{Seq: r.Call.Seq, CallID: r.Call.CallID, Attempt: r.Call.Attempt,
+		Detail: "the server stopped while the call ran, and the tool is not idempotent: it may or may not have taken effect, and is not invoked again", At: s.clock()})
+	if err != nil {
+		s.log.Warn("tool call recovery: record the unknown outcome", zap.String("run_id", r.ID), zap.Error(err))
+		return false
+	}
+	return true
+}
+
+// RecoverEvery runs Recover on every tick until ctx ends.
+func (s *Service) RecoverEvery(ctx context.Context, tick <-chan time.Time) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick:
+		}
+		if _, err := s.Recover(ctx); err != nil && ctx.Err() == nil {
+			s.log.Warn("tool call recovery", zap.Error(err))
+		}
+	}
+}
+
+// refresh folds the run again if the store holds more of it than this
+// process has seen (another instance appended).
+func (s *Service) refresh(ctx context.Context, runID string) error {
+	lr, err := s.live(ctx, runID)
+	if err != nil {
+		return err
+	}
+	defer s.release(lr)
+	info, err := s.store.Run(ctx, runID)
+	if err != nil {
+		return noSuchRun(err, runID)
+	}
+	if info.Events > lr.run.NextIndex {
+		return s.load(ctx, lr, runID)
+	}
+	return nil
+}
+
+// refreshEvery is how often a waiter looks at the store for appends made
+// by another instance, which wake no watcher here.
+const refreshEvery = time.Second
+
+// await waits until the run no longer waits on a runtime tool call, or d
+// passes, or ctx ends, and returns the run as it then stands. Each event
+// of a call appended meanwhile is reported to ctx's progress function.
+func (s *Service) await(ctx context.Context, runID string, d time.Duration, seen uint64) (*runtime.Run, error) {
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	poll := time.NewTicker(refreshEvery)
+	defer poll.Stop()
+	for {
+		ch := s.watch(runID)
+		r, p, err := s.Get(ctx, runID)
+		if err != nil {
+			return nil, err
+		}
+		seen = s.progress(ctx, p, r, seen)
+		if !executing(r) {
+			return r, nil
+		}
+		select {
+		case <-ch:
+		case <-poll.C:
+			if err := s.refresh(ctx, runID); err != nil {
+				return nil, err
+			}
+		case <-timer.C:
+			return r, nil
+		case <-ctx.Done():
+			return r, nil
+		}
+	}
+}
+
+// settle answers a caller whose input left the run on a runtime tool call:
+// it waits for the chain of runtime tool states to settle, at most
+// StepWait, and answers with the run as it then stands and every
+// transition the chain took. Still running, the answer says it waits for
+// a tool (WaitingFor), and the caller continues with get_run or await_run.
+func (s *Service) settle(ctx context.Context, a Answer, err error) (Answer, error) {
+	if err != nil || a.WaitingFor != waitingTool {
+		return a, err
+	}
+	if b, err := s.chain(ctx, a); err == nil {
+		return b, nil
+	}
+	// The answer stands as it was: its events are durable, and the chain
+	// can be followed with get_run or await_run.
+	return a, nil
+}
+
+// chain waits at most StepWait for the chain of runtime tool calls that
+// follows answer a, and returns a continued with it.
+func (s *Service) chain(ctx context.Context, a Answer) (Answer, error) {
+	r, err := s.await(ctx, a.RunID, s.calls.stepWait, a.from)
+	if err != nil {
+		return a, err
+	}
+	later, err := s.eventsFrom(ctx, a.RunID, a.next, r.NextIndex)
+	if err != nil {
+		return a, err
+	}
+	b := answerFrom(r, later)
+	b.Transitions = slices.Concat(a.Transitions, b.Transitions)
+	if len(b.Transitions) > 0 {
+		b.Transition = &b.Transitions[0]
+	}
+	b.Duplicate = a.Duplicate
+	return b, nil
+}
+
+// Continue waits again, at most StepWait, on an answer that still waits
+// for a tool (WaitingFor), and returns it continued as Submit's answer
+// would have been: the run as it then stands, with every hop since the
+// input it answered. Another answer is returned as it is.
+func (s *Service) Continue(ctx context.Context, a Answer) (Answer, error) {
+	if a.WaitingFor != waitingTool {
+		return a, nil
+	}
+	if err := ctx.Err(); err != nil {
+		return a, err
+	}
+	return s.chain(ctx, a)
+}
+
+// eventsFrom returns the run's events [from, to), opened.
+func (s *Service) eventsFrom(ctx context.Context, runID string, from, to uint64) ([]runtime.Event, error) {
+	if to <= from {
+		return nil, nil
+	}
+	recs, err := s.store.LoadPrefix(ctx, runID, to)
+	if err != nil {
+		return nil, noSuchRun(err, runID)
+	}
+	if uint64(len(recs)) < to {
+		return nil, fmt.Errorf("run %s: the trace holds %d events, want %d", runID, len(recs), to)
+	}
+	return s.opened(ctx, recs[from:to])
+}
+
+// Limits of await_run's long poll.
+const (
+	DefaultAwait = 25 * time.Second
+	MaxAwait     = 30 * time.Second
+)
+
+// AwaitRun long-polls a run the caller may read: it returns the run (as
+// Read does) once it no longer waits on a runtime tool call, or its
+// status changed, or timeout passed (default DefaultAwait, at most
+// MaxAwait). It never writes.
+func (s *Service) AwaitRun(ctx context.Context, runID string, c Caller, timeout time.Duration) (*runtime.Run, *program.Program, error) {
+	// Another instance may be running the call: start from the store.
+	if err := s.refresh(ctx, runID); err != nil {
+		return nil, nil, err
+	}
+	r, p, err := s.Read(ctx, runID, c)
+	if err != nil || !executing(r) {
+		return r, p, err
+	}
+	if timeout <= 0 {
+		timeout = DefaultAwait
+	}
+	if _, err := s.await(ctx, runID, min(timeout, MaxAwait), r.NextIndex); err != nil {
+		return nil, nil, err
+	}
+	return s.Read(ctx, runID, c)
+}
+
+// Resolution is an operator's settlement of a runtime tool call whose
+// outcome is unknown: its result, or that it failed.
+type Resolution struct {
+	CallID string
+	Result any // decoded JSON; ignored when Failed
+	Failed bool
+	Detail string
+}
+
+// ResolveToolCall applies an operator's settlement of a call whose outcome
+// is unknown (the run waits for the operator), recorded with the
+// operator's principal, and answers like a step: the run continues, and
+// the answer waits for any runtime tool states that follow, as Submit's.
+// Only an operator may; anyone else is refused before the core, recorded
+// nowhere, as for a run that does not exist.
+func (s *Service) ResolveToolCall(ctx context.Context, c Caller, runID string, res Resolution) (Answer, error) {
+	if !c.Operator {
+		return Answer{}, hidden(runID)
+	}
+	in := runtime.ResolveTool{CallID: res.CallID, Principal: c.ID, Failed: res.Failed, Detail: res.Detail, At: s.clock()}
+	if !res.Failed {
+		in.Output, in.Size = res.Result, jsonSize(res.Result)
+	}
+	a, err := s.apply(ctx, runID, in)
+	return s.settle(ctx, a, err)
+}
+
+// Progress is one step of a runtime tool call, reported while a caller
+// waits on it (MCP progress notifications). It carries no arguments and
+// no results: only what the call is and how it went.
+type Progress struct {
+	RunID   string
+	State   string
+	Event   runtime.EventType // tool_call_started, _completed, _failed, _unknown or _resolved
+	Tool    string
+	CallID  string
+	Attempt int
+	Class   string // a failure's class
+	Message string // for humans
+}
+
+type progressKey struct{}
+
+// WithProgress returns ctx with a function to which a waiting start, step,
+// decision, resolution or await reports each runtime tool call event.
+func WithProgress(ctx context.Context, fn func(Progress)) context.Context {
+	return context.WithValue(ctx, progressKey{}, fn)
+}
+
+// progress reports the tool call events of r appended since seen to ctx's
+// progress function, and returns how far it has seen.
+func (s *Service) progress(ctx context.Context, p *program.Program, r *runtime.Run, seen uint64) uint64 {
+	fn, _ := ctx.Value(progressKey{}).(func(Progress))
+	if fn == nil || r.NextIndex <= seen {
+		return r.NextIndex
+	}
+	events, err := s.eventsFrom(ctx, r.ID, seen, r.NextIndex)
+	if err != nil {
+		return seen
+	}
+	for _, e := range events {
+		if e.Call == nil {
+			continue
+		}
+		pr := Progress{RunID: r.ID, State: e.State, Event: e.Type, CallID: e.Call.CallID, Attempt: e.Call.Attempt, Class: e.Call.Class}
+		if st := p.States[e.State]; st != nil {
+			pr.Tool = st.Tool
+		}
+		pr.Message = progressMessage(pr)
+		fn(pr)
+	}
+	return r.NextIndex
+}
+
+func progressMessage(p Progress) string {
+	name := "tool " + p.Tool
+	if p.Tool == "" {
+		name = "tool call " + p.CallID
+	}
+	switch p.Event {
+	case runtime.EventToolCallStarted:
+		return fmt.Sprintf("state %s: %s, attempt %d, started", p.State, name, p.Attempt)
+	case runtime.EventToolCallCompleted:
+		return fmt.Sprintf("state %s: %s, attempt %d, completed", p.State, name, p.Attempt)
+	case runtime.EventToolCallFailed:
+		return fmt.Sprintf("state %s: %s, attempt %d, failed (%s)", p.State, name, p.Attempt, p.Class)
+	case runtime.EventToolCallUnknown:
+		return fmt.Sprintf("state %s: %s: outcome unknown; waiting for an operator", p.State, name)
+	default:
+		return fmt.Sprintf("state %s: %s resolved by an operator", p.State, name)
+	}
+}

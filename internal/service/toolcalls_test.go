@@ -1,0 +1,635 @@
+package service
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nano-vm/nano-vm-mcp/internal/executor"
+	"github.com/nano-vm/nano-vm-mcp/internal/keyring"
+	"github.com/nano-vm/nano-vm-mcp/internal/pgtest"
+	"github.com/nano-vm/nano-vm-mcp/internal/program"
+	"github.com/nano-vm/nano-vm-mcp/internal/projection"
+	"github.com/nano-vm/nano-vm-mcp/internal/runtime"
+	"github.com/nano-vm/nano-vm-mcp/internal/tracestore"
+)
+
+// The runtime-executed tool calls, through the service, with a registry of
+// real executors: http tools against an endpoint in the test (endpoint),
+// which counts the calls by idempotency key and answers as scripted.
+
+// toolProgram has a runtime tool state between two llm states. The
+// argument customer reads personal data, so the trace seals it. tool is
+// the registry tool it calls; onError, when set, is its on_error target.
+func toolProgram(tool, onError string) string {
+	src := `
+name: refunds
+version: "1"
+input_schema:
+  type: object
+  properties:
+    order: {type: string}
+    customer: {type: string}
+  required: [order]
+subjects:
+  customer:
+    id: input.customer
+    pii: [data.refund.receipt]
+limits: {max_steps: 20, max_attempts: 3}
+initial: plan
+states:
+  plan:
+    kind: llm
+    instructions: Decide the amount.
+    view: [input.order]
+    output_schema:
+      type: object
+      properties: {amount: {type: integer}}
+      required: [amount]
+    transitions: [{to: refund}]
+  refund:
+    kind: tool
+    tool: ` + tool + `
+    execution: runtime
+    arguments:
+      order: input.order
+      amount: data.plan.amount
+      customer: "has(input.customer) ? input.customer : ''"
+    output_schema:
+      type: object
+      properties:
+        refund_id: {type: string}
+        receipt: {type: string}
+      required: [refund_id]
+    transitions: [{to: confirm}]
+`
+	if onError != "" {
+		src += "    on_error: " + onError + "\n  " + onError + ": {kind: terminal, outcome: MANUAL}\n"
+	}
+	return src + `  confirm:
+    kind: llm
+    instructions: Tell the customer.
+    view: [data.refund.refund_id]
+    output_schema:
+      type: object
+      properties: {message: {type: string}}
+      required: [message]
+    transitions: [{to: done}]
+  done: {kind: terminal, outcome: DONE}
+`
+}
+
+// reply is one scripted answer of the endpoint.
+type reply struct {
+	status int
+	body   string
+}
+
+var okReply = reply{200, `{"refund_id": "r-1", "receipt": "paid to Ada"}`}
+
+// endpoint is an HTTP tool's far side: it records every call (idempotency
+// key and body), answers from its script (then okReply), and, while gate
+// is set, holds each call until the gate opens or the request ends.
+type endpoint struct {
+	srv *httptest.Server
+
+	mu      sync.Mutex
+	keys    []string
+	bodies  []string
+	script  []reply
+	gate    chan struct{}
+	entered chan struct{} // one send per call received
+}
+
+func newEndpoint(t *testing.T, script ...reply) *endpoint {
+	e := &endpoint{script: script, entered: make(chan struct{}, 1000)}
+	e.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		e.mu.Lock()
+		e.keys = append(e.keys, r.Header.Get("Idempotency-Key"))
+		e.bodies = append(e.bodies, string(body))
+		next := okReply
+		if len(e.script) > 0 {
+			next, e.script = e.script[0], e.script[1:]
+		}
+		gate := e.gate
+		e.mu.Unlock()
+		e.entered <- struct{}{}
+		if gate != nil {
+			select {
+			case <-gate:
+			case <-r.Context().Done():
+				return
+			}
+		}
+		w.WriteHeader(next.status)
+		io.WriteString(w, next.body)
+	}))
+	t.Cleanup(e.srv.Close)
+	return e
+}
+
+// hold makes the next calls wait until release.
+func (e *endpoint) hold() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.gate = make(chan struct{})
+}
+
+func (e *endpoint) release() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.gate != nil {
+		close(e.gate)
+		e.gate = nil
+	}
+}
+
+func (e *endpoint) calls() ([]string, []string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return append([]string(nil), e.keys...), append([]string(nil), e.bodies...)
+}
+
+// registry builds a registry of two http tools on e: refund (idempotent)
+// and charge (not), each with the retry policy given.
+func registry(t *testing.T, e *endpoint, attempts int, backoff string) *executor.Registry {
+	t.Helper()
+	doc := fmt.Sprintf(`tools:
+  refund:
+    http: {url: '%[1]s/refund'}
+    timeout: 30s
+    idempotent: true
+    retry: {max_attempts: %[2]d, backoff: %[3]s}
+  charge:
+    http: {url: '%[1]s/charge'}
+    timeout: 30s
+    retry: {max_attempts: %[2]d, backoff: %[3]s}
+`, e.srv.URL, attempts, backoff)
+	reg, err := executor.Parse([]byte(doc), "tools.yaml", executor.Options{RegistryDir: t.TempDir(), Getenv: func(string) string { return "" }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { reg.Close() })
+	return reg
+}
+
+// sleeps records the backoffs the runner sleeps, without sleeping.
+type sleeps struct {
+	mu  sync.Mutex
+	got []time.Duration
+}
+
+func (s *sleeps) Sleep(ctx context.Context, d time.Duration) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.got = append(s.got, d)
+	return ctx.Err()
+}
+
+func (s *sleeps) all() []time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]time.Duration(nil), s.got...)
+}
+
+type toolFixture struct {
+	svc   *Service
+	p     *program.Program
+	clock *fixedClock
+	sl    *sleeps
+}
+
+// newToolService is a service over store with the registry reg and the
+// program src, on a clock at t0, with a recording sleeper.
+func newToolService(t *testing.T, store tracestore.Store, reg *executor.Registry, src string, o Options) toolFixture {
+	t.Helper()
+	p, err := program.Load("refunds.yaml", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock := &fixedClock{now: t0}
+	sl := &sleeps{}
+	o.Store, o.Tools, o.Clock, o.Sleep = store, reg, clock.Now, sl.Sleep
+	if o.Secret == nil {
+		o.Secret = make([]byte, 32)
+	}
+	svc := New(o)
+	t.Cleanup(svc.Close)
+	if err := svc.AddProgram(context.Background(), p, []byte(src)); err != nil {
+		t.Fatal(err)
+	}
+	return toolFixture{svc: svc, p: p, clock: clock, sl: sl}
+}
+
+var operator = Caller{ID: "ops", Operator: true}
+
+// startAndPlan starts a run and answers its plan task; the answer is the
+// step's.
+func (f toolFixture) startAndPlan(t *testing.T) (Answer, error) {
+	t.Helper()
+	ctx := context.Background()
+	a, err := f.svc.StartRun(ctx, StartOptions{Program: "refunds", Input: js(t, `{"order": "o-7", "customer": "c-1"}`), Principal: "alice"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.State != "plan" || a.Task == nil {
+		t.Fatalf("start: %+v, want the plan task", a)
+	}
+	return f.svc.Submit(ctx, a.RunID, runtime.Submit{Seq: a.Seq, Principal: "alice", Output: js(t, `{"amount": 12}`)})
+}
+
+func types(events []runtime.Event) string {
+	var out []string
+	for _, e := range events {
+		out = append(out, string(e.Type))
+	}
+	return strings.Join(out, " ")
+}
+
+func hops(a Answer) string {
+	var out []string
+	for _, h := range a.Transitions {
+		out = append(out, h.From+">"+h.To)
+	}
+	return strings.Join(out, " ")
+}
+
+// A step into a runtime tool state runs the tool inside the step: the
+// answer is the next caller task, with both hops, and the trace records
+// the intent before the result; the endpoint saw one call, with the
+// call's idempotency key and the evaluated arguments; the argument that
+// reads personal data is sealed in the store and clear when read.
+func TestRuntimeToolRunsInsideTheStep(t *testing.T) {
+	ctx := context.Background()
+	e := newEndpoint(t)
+	store := tracestore.NewMemory()
+	f := newToolService(t, store, registry(t, e, 1, "0s"), toolProgram("refund", ""), Options{})
+	a, err := f.startAndPlan(t)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Status != runtime.StatusRunning || a.State != "confirm" || a.Task == nil || a.WaitingFor != "" || hops(a) != "plan>refund refund>confirm" {
+		t.Fatalf("answer %+v (hops %q), want the confirm task after plan>refund refund>confirm", a, hops(a))
+	}
+	events, err := f.svc.Events(ctx, a.RunID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	started, completed := lastOf(events, runtime.EventToolCallStarted), lastOf(events, runtime.EventToolCallCompleted)
+	if started == nil || completed == nil || started.Index > completed.Index {
+		t.Fatalf("trace %s: want tool_call_started before tool_call_completed", types(events))
+	}
+	if lastOf(events[:started.Index], runtime.EventTaskIssued).State != "plan" {
+		t.Error("the runtime tool state issued a task to the caller")
+	}
+	call := started.Call
+	want := runtime.IdempotencyKey(a.RunID, "refund", 1, call.CallID)
+	keys, bodies := e.calls()
+	if len(keys) != 1 || keys[0] != want || call.IdempotencyKey != want || call.Attempt != 1 || call.Executor != "http" || call.Tool != "refund" {
+		t.Fatalf("endpoint keys %v, intent %+v; want one call with key %s", keys, call, want)
+	}
+	if bodies[0] != `{"amount":12,"customer":"c-1","order":"o-7"}` {
+		t.Errorf("the tool got %s", bodies[0])
+	}
+	if call.Arguments["customer"] != "c-1" {
+		t.Errorf("read back, the argument is %v, want it opened", call.Arguments["customer"])
+	}
+	recs, err := store.Load(ctx, a.RunID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range recs {
+		if r.Type == string(runtime.EventToolCallStarted) && (strings.Contains(string(r.Body), "c-1") || !strings.Contains(string(r.Body), projection.SealedKey)) {
+			t.Errorf("stored intent %s: want the customer argument sealed", r.Body)
+		}
+		if r.Type == string(runtime.EventToolCallCompleted) && strings.Contains(string(r.Body), "Ada") {
+			t.Errorf("stored result %s: want the receipt sealed", r.Body)
+		}
+	}
+	if got := completed.Call.Result.(map[string]any)["receipt"]; got != "paid to Ada" {
+		t.Errorf("read back, the result's receipt is %v", got)
+	}
+}
+
+// Failed attempts are retried under the registry's policy, with its
+// backoff on the injected sleeper, the same key and a new attempt number;
+// exhausted, the run takes on_error, or fails with tool_failed.
+func TestRuntimeToolRetriesAndExhaustion(t *testing.T) {
+	ctx := context.Background()
+	fail := reply{500, `{"error": "down"}`}
+	for _, c := range []struct {
+		name     string
+		script   []reply
+		attempts int
+		onError  string
+		state    string
+		status   runtime.Status
+		reason   string
+		trace    string
+	}{
+		{"retry then success", []reply{fail, fail}, 3, "", "confirm", runtime.StatusRunning, "",
+			"tool_call_started tool_call_failed tool_call_started tool_call_failed tool_call_started tool_call_completed"},
+		{"exhausted with on_error", []reply{fail, fail}, 2, "manual", "manual", runtime.StatusCompleted, "",
+			"tool_call_started tool_call_failed tool_call_started tool_call_failed"},
+		{"exhausted without on_error", []reply{fail, fail}, 2, "", "refund", runtime.StatusFailed, runtime.ReasonToolFailed,
+			"tool_call_started tool_call_failed tool_call_started tool_call_failed"},
+		{"a result the schema refuses, retried", []reply{{200, `{"wrong": 1}`}}, 2, "", "confirm", runtime.StatusRunning, "",
+			"tool_call_started tool_call_failed tool_call_started tool_call_completed"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			e := newEndpoint(t, c.script...)
+			f := newToolService(t, tracestore.NewMemory(), registry(t, e, c.attempts, "200ms"), toolProgram("refund", c.onError), Options{})
+			a, err := f.startAndPlan(t)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if a.State != c.state || a.Status != c.status || !strings.HasPrefix(a.Reason, c.reason) || (c.reason == "") != (a.Reason == "") || a.WaitingFor != "" {
+				t.Fatalf("answer %+v, want state %s, status %s, reason %q", a, c.state, c.status, c.reason)
+			}
+			events, _ := f.svc.Events(ctx, a.RunID)
+			var calls []runtime.Event
+			for _, ev := range events {
+				if ev.Call != nil {
+					calls = append(calls, ev)
+				}
+			}
+			if got := types(calls); got != c.trace {
+				t.Fatalf("tool call events %q, want %q", got, c.trace)
+			}
+			keys, _ := e.calls()
+			for i, ev := range calls {
+				if ev.Type == runtime.EventToolCallStarted && ev.Call.Attempt != i/2+1 {
+					t.Errorf("event %d: attempt %d, want %d", i, ev.Call.Attempt, i/2+1)
+				}
+			}
+			for _, k := range keys {
+				if k != keys[0] {
+					t.Errorf("keys %v: every attempt must carry the same key", keys)
+				}
+			}
+			if got, want := len(f.sl.all()), len(keys)-1; got != want {
+				t.Errorf("slept %v between %d attempts, want %d backoffs", f.sl.all(), len(keys), want)
+			}
+			for _, d := range f.sl.all() {
+				if d != 200*time.Millisecond {
+					t.Errorf("backoff %v, want the registry's 200ms", d)
+				}
+			}
+		})
+	}
+}
+
+// A program whose state requires runtime execution of a tool the
+// registry lacks is refused at load, naming the state.
+func TestAddProgramRefusesARuntimeToolTheRegistryLacks(t *testing.T) {
+	e := newEndpoint(t)
+	for _, reg := range []*executor.Registry{nil, registry(t, e, 1, "0s")} {
+		svc := New(Options{Tools: reg})
+		t.Cleanup(svc.Close)
+		src := toolProgram("ledger", "")
+		p, err := program.Load("refunds.yaml", []byte(src))
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = svc.AddProgram(context.Background(), p, []byte(src))
+		var perr *program.Error
+		if !errors.As(err, &perr) || !strings.Contains(err.Error(), "state refund") || !strings.Contains(err.Error(), "ledger") {
+			t.Errorf("registry %v: AddProgram = %v, want a program error naming state refund and tool ledger", reg != nil, err)
+		}
+	}
+}
+
+// When the chain does not settle within the step wait, the step answers
+// "running", waiting for a tool; a read shows the same and writes
+// nothing; a caller's submission for the tool state is refused
+// (capability_denied, counted); await_run returns once the tool answered.
+func TestStepWaitExpiresAndAwaitRunSettles(t *testing.T) {
+	ctx := context.Background()
+	e := newEndpoint(t)
+	e.hold()
+	f := newToolService(t, tracestore.NewMemory(), registry(t, e, 1, "0s"), toolProgram("refund", ""), Options{StepWait: time.Millisecond})
+	a, err := f.startAndPlan(t)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Status != runtime.StatusRunning || a.WaitingFor != "tool" || a.State != "refund" || a.Task != nil || hops(a) != "plan>refund" {
+		t.Fatalf("answer %+v, want running, waiting for a tool in refund", a)
+	}
+	<-e.entered
+	r, _, err := f.svc.Read(ctx, a.RunID, Caller{ID: "alice"})
+	if err != nil || r.Call == nil || r.State != "refund" {
+		t.Fatalf("read %+v, %v: want the open call", r, err)
+	}
+	before := r.NextIndex
+	_, err = f.svc.Submit(ctx, a.RunID, runtime.Submit{Seq: r.Call.Seq, State: "refund", Principal: "alice", Output: js(t, `{"refund_id": "forged"}`)})
+	if code(err) != runtime.CodeCapabilityDenied {
+		t.Fatalf("a forged tool result: %v, want capability_denied", err)
+	}
+	events, _ := f.svc.Events(ctx, a.RunID)
+	if rej := lastOf(events, runtime.EventSubmissionRejected); rej == nil || !rej.Rejection.Counted || uint64(len(events)) != before+2 {
+		t.Fatalf("the forged result is not recorded as a counted rejection: %s", types(events[before:]))
+	}
+
+	done := make(chan *runtime.Run)
+	go func() {
+		r, _, err := f.svc.AwaitRun(ctx, a.RunID, Caller{ID: "alice"}, MaxAwait)
+		if err != nil {
+			t.Error(err)
+		}
+		done <- r
+	}()
+	e.release()
+	r = <-done
+	if r.State != "confirm" || r.Call != nil || r.Task == nil {
+		t.Fatalf("after await_run: state %s, call %+v; want the confirm task", r.State, r.Call)
+	}
+}
+
+// A crash between the intent and the outcome: the next service over the
+// store, once the dead holder's lease expired, invokes an idempotent tool
+// again with the same key, exactly once, and the run goes on; a
+// non-idempotent one is reported unknown, the run waits for an operator,
+// and resolve_tool_call continues it (with a result, or as failed).
+func TestRecoveryAfterACrash(t *testing.T) {
+	ctx := context.Background()
+	for _, c := range []struct {
+		name    string
+		tool    string
+		resolve *Resolution
+		state   string
+		status  runtime.Status
+	}{
+		{"idempotent: invoked again with the same key", "refund", nil, "confirm", runtime.StatusRunning},
+		{"not idempotent: resolved with a result", "charge", &Resolution{Result: map[string]any{"refund_id": "r-by-hand"}}, "confirm", runtime.StatusRunning},
+		{"not idempotent: resolved as failed", "charge", &Resolution{Failed: true, Detail: "the bank never saw it"}, "manual", runtime.StatusCompleted},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			store := tracestore.NewMemory()
+			e := newEndpoint(t)
+			e.hold()
+			src := toolProgram(c.tool, "manual")
+			first := newToolService(t, store, registry(t, e, 1, "0s"), src, Options{StepWait: time.Millisecond, Instance: "first"})
+			a, err := first.startAndPlan(t)
+			if err != nil {
+				t.Fatal(err)
+			}
+			<-e.entered
+			first.svc.Close() // the crash: the call is in flight, its outcome never recorded
+			if info, _ := store.Run(ctx, a.RunID); info.Call == "" || info.LeaseHolder != "first" {
+				t.Fatalf("after the crash the row is %+v, want the open call leased to first", info)
+			}
+			e.release()
+
+			next := newToolService(t, store, registry(t, e, 1, "0s"), src, Options{Instance: "next"})
+			next.clock.Add(time.Second)
+			if n, err := next.svc.Recover(ctx); err != nil || n != 0 {
+				t.Fatalf("recovery before the lease expired took %d calls, %v; want none", n, err)
+			}
+			next.clock.Add(DefaultLeaseTTL)
+			if n, err := next.svc.Recover(ctx); err != nil || n != 1 {
+				t.Fatalf("recovery took %d calls, %v; want 1", n, err)
+			}
+			r, _, err := next.svc.AwaitRun(ctx, a.RunID, operator, MaxAwait)
+			if err != nil {
+				t.Fatal(err)
+			}
+			keys, _ := e.calls()
+			if c.resolve == nil {
+				if len(keys) != 2 || keys[1] != keys[0] {
+					t.Fatalf("the idempotent tool saw keys %v, want the same key once more", keys)
+				}
+			} else {
+				if len(keys) != 1 || r.Status != runtime.StatusWaitingOperator || r.Reason != runtime.ReasonToolOutcomeUnknown && r.Reason != "" {
+					t.Fatalf("keys %v, run %s (%s); want no new call and the run waiting for the operator", keys, r.Status, r.Reason)
+				}
+				if _, err := next.svc.ResolveToolCall(ctx, Caller{ID: "alice"}, a.RunID, Resolution{CallID: r.Call.CallID, Failed: true}); code(err) != runtime.CodeNoSuchRun {
+					t.Fatalf("a resolution by the run's owner: %v, want it refused as no_such_run", err)
+				}
+				res := *c.resolve
+				res.CallID = r.Call.CallID
+				ans, err := next.svc.ResolveToolCall(ctx, operator, a.RunID, res)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if ans.State != c.state || ans.Status != c.status {
+					t.Fatalf("after the resolution: %+v, want state %s, status %s", ans, c.state, c.status)
+				}
+				events, _ := next.svc.Events(ctx, a.RunID)
+				if ev := lastOf(events, runtime.EventToolCallResolved); ev == nil || ev.Call.Principal != "ops" {
+					t.Fatalf("trace %s: want tool_call_resolved by ops", types(events))
+				}
+				r, _, _ = next.svc.Get(ctx, a.RunID)
+			}
+			if r.State != c.state || r.Status != c.status {
+				t.Fatalf("run in %s (%s), want %s (%s)", r.State, r.Status, c.state, c.status)
+			}
+			if n, err := next.svc.Recover(ctx); err != nil || n != 0 {
+				t.Errorf("a second recovery took %d calls, %v; want none", n, err)
+			}
+		})
+	}
+}
+
+// Two instances on one PostgreSQL database drive the same runs at once:
+// both submit every run's step, and both keep recovering. The append that
+// records the intent carries its lease, so exactly one instance invokes
+// each call: the endpoint sees each idempotency key exactly once, and
+// every run records exactly one completion.
+func TestTwoInstancesOnPostgresInvokeEachCallOnce(t *testing.T) {
+	ctx := context.Background()
+	dsn, _ := pgtest.Schema(t, "toolcalls_test_")
+	connect := func() tracestore.Store {
+		s, err := tracestore.OpenPostgres(ctx, dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	}
+	e := newEndpoint(t)
+	src := toolProgram("refund", "")
+	keks := keyring.MemoryKEKs()
+	inst := []toolFixture{
+		newToolService(t, connect(), registry(t, e, 1, "0s"), src, Options{Instance: "A", KEKs: keks}),
+		newToolService(t, connect(), registry(t, e, 1, "0s"), src, Options{Instance: "B", KEKs: keks}),
+	}
+	stop := make(chan struct{})
+	var recovering sync.WaitGroup
+	for _, f := range inst {
+		recovering.Go(func() {
+			tick := time.NewTicker(5 * time.Millisecond)
+			defer tick.Stop()
+			for {
+				select {
+				case <-stop:
+					return
+				case <-tick.C:
+				}
+				if _, err := f.svc.Recover(ctx); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	const runs = 30
+	ids := make([]string, runs)
+	for i := range runs {
+		a, err := inst[i%2].svc.StartRun(ctx, StartOptions{Program: "refunds", Input: js(t, `{"order": "o-7", "customer": "c-1"}`), Principal: "alice"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids[i] = a.RunID
+		var both sync.WaitGroup
+		for _, f := range inst {
+			both.Go(func() {
+				if _, err := f.svc.Submit(ctx, a.RunID, runtime.Submit{Seq: a.Seq, Principal: "alice", Output: js(t, `{"amount": 12}`)}); err != nil && code(err) != runtime.CodeStaleSeq {
+					t.Error(err)
+				}
+			})
+		}
+		both.Wait()
+	}
+	for _, id := range ids {
+		r, _, err := inst[0].svc.AwaitRun(ctx, id, operator, MaxAwait)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.State != "confirm" {
+			t.Errorf("run %s in %s (%s), want confirm", id, r.State, r.Status)
+		}
+	}
+	close(stop)
+	recovering.Wait()
+	keys, _ := e.calls()
+	seen := map[string]int{}
+	for _, k := range keys {
+		seen[k]++
+	}
+	if len(keys) != runs || len(seen) != runs {
+		t.Fatalf("%d calls with %d distinct keys for %d runs, want each key exactly once", len(keys), len(seen), runs)
+	}
+	for _, id := range ids {
+		events, err := inst[1].svc.Events(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, ev := range events {
+			if ev.Type == runtime.EventToolCallCompleted {
+				n++
+			}
+		}
+		if n != 1 {
+			t.Errorf("run %s records %d completions, want 1: %s", id, n, types(events))
+		}
+	}
+}
