@@ -317,6 +317,22 @@ func TestRuntimeToolRunsInsideTheStep(t *testing.T) {
 	if got := completed.Call.Result.(map[string]any)["receipt"]; got != "paid to Ada" {
 		t.Errorf("read back, the result's receipt is %v", got)
 	}
+
+	// Erasing the customer erases the argument and the result's receipt.
+	if _, err := f.svc.EraseSubject(ctx, EraseOptions{SubjectID: "c-1", Reason: "Art. 17", Principal: "dpo"}); err != nil {
+		t.Fatal(err)
+	}
+	events, err = f.svc.Events(ctx, a.RunID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	started, completed = lastOf(events, runtime.EventToolCallStarted), lastOf(events, runtime.EventToolCallCompleted)
+	if !projection.IsErased(started.Call.Arguments["customer"]) || started.Call.Arguments["order"] != "o-7" {
+		t.Errorf("after erasure the arguments are %v, want the customer erased and the order kept", started.Call.Arguments)
+	}
+	if res := completed.Call.Result.(map[string]any); !projection.IsErased(res["receipt"]) || res["refund_id"] != "r-1" {
+		t.Errorf("after erasure the result is %v, want the receipt erased", res)
+	}
 }
 
 // Failed attempts are retried under the registry's policy, with its
@@ -459,82 +475,96 @@ func TestStepWaitExpiresAndAwaitRunSettles(t *testing.T) {
 // non-idempotent one is reported unknown, the run waits for an operator,
 // and resolve_tool_call continues it (with a result, or as failed).
 func TestRecoveryAfterACrash(t *testing.T) {
-	ctx := context.Background()
-	for _, c := range []struct {
-		name    string
-		tool    string
-		resolve *Resolution
-		state   string
-		status  runtime.Status
-	}{
+	for _, c := range []recoveryCase{
 		{"idempotent: invoked again with the same key", "refund", nil, "confirm", runtime.StatusRunning},
 		{"not idempotent: resolved with a result", "charge", &Resolution{Result: map[string]any{"refund_id": "r-by-hand"}}, "confirm", runtime.StatusRunning},
 		{"not idempotent: resolved as failed", "charge", &Resolution{Failed: true, Detail: "the bank never saw it"}, "manual", runtime.StatusCompleted},
 	} {
-		t.Run(c.name, func(t *testing.T) {
-			store := tracestore.NewMemory()
-			e := newEndpoint(t)
-			e.hold()
-			src := toolProgram(c.tool, "manual")
-			first := newToolService(t, store, registry(t, e, 1, "0s"), src, Options{StepWait: time.Millisecond, Instance: "first"})
-			a, err := first.startAndPlan(t)
-			if err != nil {
-				t.Fatal(err)
-			}
-			<-e.entered
-			first.svc.Close() // the crash: the call is in flight, its outcome never recorded
-			if info, _ := store.Run(ctx, a.RunID); info.Call == "" || info.LeaseHolder != "first" {
-				t.Fatalf("after the crash the row is %+v, want the open call leased to first", info)
-			}
-			e.release()
+		for _, be := range sharedBackends {
+			t.Run(c.name+"/"+be.name, func(t *testing.T) {
+				recoverAfterACrash(t, be.open(t), c)
+			})
+		}
+	}
+}
 
-			next := newToolService(t, store, registry(t, e, 1, "0s"), src, Options{Instance: "next"})
-			next.clock.Add(time.Second)
-			if n, err := next.svc.Recover(ctx); err != nil || n != 0 {
-				t.Fatalf("recovery before the lease expired took %d calls, %v; want none", n, err)
-			}
-			next.clock.Add(DefaultLeaseTTL)
-			if n, err := next.svc.Recover(ctx); err != nil || n != 1 {
-				t.Fatalf("recovery took %d calls, %v; want 1", n, err)
-			}
-			r, _, err := next.svc.AwaitRun(ctx, a.RunID, operator, MaxAwait)
-			if err != nil {
-				t.Fatal(err)
-			}
-			keys, _ := e.calls()
-			if c.resolve == nil {
-				if len(keys) != 2 || keys[1] != keys[0] {
-					t.Fatalf("the idempotent tool saw keys %v, want the same key once more", keys)
-				}
-			} else {
-				if len(keys) != 1 || r.Status != runtime.StatusWaitingOperator || r.Reason != runtime.ReasonToolOutcomeUnknown && r.Reason != "" {
-					t.Fatalf("keys %v, run %s (%s); want no new call and the run waiting for the operator", keys, r.Status, r.Reason)
-				}
-				if _, err := next.svc.ResolveToolCall(ctx, Caller{ID: "alice"}, a.RunID, Resolution{CallID: r.Call.CallID, Failed: true}); code(err) != runtime.CodeNoSuchRun {
-					t.Fatalf("a resolution by the run's owner: %v, want it refused as no_such_run", err)
-				}
-				res := *c.resolve
-				res.CallID = r.Call.CallID
-				ans, err := next.svc.ResolveToolCall(ctx, operator, a.RunID, res)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if ans.State != c.state || ans.Status != c.status {
-					t.Fatalf("after the resolution: %+v, want state %s, status %s", ans, c.state, c.status)
-				}
-				events, _ := next.svc.Events(ctx, a.RunID)
-				if ev := lastOf(events, runtime.EventToolCallResolved); ev == nil || ev.Call.Principal != "ops" {
-					t.Fatalf("trace %s: want tool_call_resolved by ops", types(events))
-				}
-				r, _, _ = next.svc.Get(ctx, a.RunID)
-			}
-			if r.State != c.state || r.Status != c.status {
-				t.Fatalf("run in %s (%s), want %s (%s)", r.State, r.Status, c.state, c.status)
-			}
-			if n, err := next.svc.Recover(ctx); err != nil || n != 0 {
-				t.Errorf("a second recovery took %d calls, %v; want none", n, err)
-			}
-		})
+// recoveryCase is a case of TestRecoveryAfterACrash: the tool the state
+// calls, the operator's resolution (none for an idempotent tool), and
+// where the run ends up.
+type recoveryCase struct {
+	name    string
+	tool    string
+	resolve *Resolution
+	state   string
+	status  runtime.Status
+}
+
+// recoverAfterACrash runs one case on a store that connect opens once per
+// instance, as two processes would.
+func recoverAfterACrash(t *testing.T, connect func() tracestore.Store, c recoveryCase) {
+	ctx := context.Background()
+	keks := keyring.MemoryKEKs()
+	store := connect()
+	e := newEndpoint(t)
+	e.hold()
+	src := toolProgram(c.tool, "manual")
+	first := newToolService(t, store, registry(t, e, 1, "0s"), src, Options{StepWait: time.Millisecond, Instance: "first", KEKs: keks})
+	a, err := first.startAndPlan(t)
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-e.entered
+	first.svc.Close() // the crash: the call is in flight, its outcome never recorded
+	if info, _ := store.Run(ctx, a.RunID); info.Call == "" || info.LeaseHolder != "first" {
+		t.Fatalf("after the crash the row is %+v, want the open call leased to first", info)
+	}
+	e.release()
+
+	next := newToolService(t, connect(), registry(t, e, 1, "0s"), src, Options{Instance: "next", KEKs: keks})
+	next.clock.Add(time.Second)
+	if n, err := next.svc.Recover(ctx); err != nil || n != 0 {
+		t.Fatalf("recovery before the lease expired took %d calls, %v; want none", n, err)
+	}
+	next.clock.Add(DefaultLeaseTTL)
+	if n, err := next.svc.Recover(ctx); err != nil || n != 1 {
+		t.Fatalf("recovery took %d calls, %v; want 1", n, err)
+	}
+	r, _, err := next.svc.AwaitRun(ctx, a.RunID, operator, MaxAwait)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys, _ := e.calls()
+	if c.resolve == nil {
+		if len(keys) != 2 || keys[1] != keys[0] {
+			t.Fatalf("the idempotent tool saw keys %v, want the same key once more", keys)
+		}
+	} else {
+		if len(keys) != 1 || r.Status != runtime.StatusWaitingOperator || r.Reason != runtime.ReasonToolOutcomeUnknown && r.Reason != "" {
+			t.Fatalf("keys %v, run %s (%s); want no new call and the run waiting for the operator", keys, r.Status, r.Reason)
+		}
+		if _, err := next.svc.ResolveToolCall(ctx, Caller{ID: "alice"}, a.RunID, Resolution{CallID: r.Call.CallID, Failed: true}); code(err) != runtime.CodeNoSuchRun {
+			t.Fatalf("a resolution by the run's owner: %v, want it refused as no_such_run", err)
+		}
+		res := *c.resolve
+		res.CallID = r.Call.CallID
+		ans, err := next.svc.ResolveToolCall(ctx, operator, a.RunID, res)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ans.State != c.state || ans.Status != c.status {
+			t.Fatalf("after the resolution: %+v, want state %s, status %s", ans, c.state, c.status)
+		}
+		events, _ := next.svc.Events(ctx, a.RunID)
+		if ev := lastOf(events, runtime.EventToolCallResolved); ev == nil || ev.Call.Principal != "ops" {
+			t.Fatalf("trace %s: want tool_call_resolved by ops", types(events))
+		}
+		r, _, _ = next.svc.Get(ctx, a.RunID)
+	}
+	if r.State != c.state || r.Status != c.status {
+		t.Fatalf("run in %s (%s), want %s (%s)", r.State, r.Status, c.state, c.status)
+	}
+	if n, err := next.svc.Recover(ctx); err != nil || n != 0 {
+		t.Errorf("a second recovery took %d calls, %v; want none", n, err)
 	}
 }
 
