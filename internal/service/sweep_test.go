@@ -324,7 +324,7 @@ func TestSweepTimesOutARunFromBeforeTheDueColumn(t *testing.T) {
 	}
 	// The store as a binary from before the due column left it: an
 	// approval's deadline unknown (as schema step 6 fills it in), no due
-	// column, at version 6.
+	// column and no open call columns (step 9), at version 6.
 	db, err := sql.Open("sqlite", path)
 	if err != nil {
 		t.Fatal(err)
@@ -333,6 +333,10 @@ func TestSweepTimesOutARunFromBeforeTheDueColumn(t *testing.T) {
 		`UPDATE runs SET awaiting_deadline = 9223372036854775807 WHERE awaiting_role <> ''`,
 		`DROP INDEX runs_due`,
 		`ALTER TABLE runs DROP COLUMN due`,
+		`DROP INDEX runs_open_call`,
+		`ALTER TABLE runs DROP COLUMN call_id`,
+		`ALTER TABLE runs DROP COLUMN lease_holder`,
+		`ALTER TABLE runs DROP COLUMN lease_expires`,
 		`DELETE FROM schema_version WHERE version > 6`,
 	} {
 		if _, err := db.Exec(q); err != nil {
