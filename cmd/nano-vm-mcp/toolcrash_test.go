@@ -426,47 +426,68 @@ func answerFor(state string, n int) map[string]any {
 // pickClient returns the client to send a run's next call to.
 type pickClient func() *client.Client
 
+// lostAnswer reports whether a call through c that got no answer is one
+// the test expects to lose (its server was killed); another is a failure.
+type lostAnswer func(c *client.Client, err error) bool
+
+// noLoss expects every answer; everyLoss expects any call to lose its
+// answer (its server may be killed at any time).
+func noLoss(*client.Client, error) bool    { return false }
+func everyLoss(*client.Client, error) bool { return true }
+
 // driveRun drives a run until it ends or waits for an operator: it waits
 // out the tool calls the server runs (await_run), and answers the caller's
-// tasks. A call that gets no answer (its server died) is not
-// acknowledged: the run is read again, through the client pick gives
-// next. It returns the last answer, and every step acknowledged.
-func driveRun(t *testing.T, pick pickClient, runID string, n int, died func(error) bool) (map[string]any, []ack) {
-	t.Helper()
+// tasks. A call whose answer is lost is not acknowledged: the run is read
+// again, through the client pick gives next. It returns the last answer
+// and every step acknowledged; it may run outside the test's goroutine.
+func driveRun(pick pickClient, runID string, n int, lost lostAnswer) (map[string]any, []ack, error) {
 	var acks []ack
 	for range 200 {
 		c := pick()
 		got := tryTool(c, "get_run", map[string]any{"run_id": runID})
-		if got.err != nil && died(got.err) {
+		if got.err != nil && lost(c, got.err) {
 			continue
 		}
 		if got.err != nil || got.fail != nil {
-			t.Fatalf("get_run %s: %v %v", runID, got.err, got.fail)
+			return nil, acks, fmt.Errorf("get_run %s: %v %v", runID, got.err, got.fail)
 		}
 		r := got.res
 		seq, state := taskSeq(r)
 		switch {
 		case r["status"] != "running":
-			return r, acks
+			return r, acks, nil
 		case r["waiting_for"] == "tool":
-			if a := tryTool(c, "await_run", map[string]any{"run_id": runID, "timeout": 10}); a.err != nil && !died(a.err) || a.fail != nil {
-				t.Fatalf("await_run %s: %v %v", runID, a.err, a.fail)
+			if a := tryTool(c, "await_run", map[string]any{"run_id": runID, "timeout": 10}); a.err != nil && !lost(c, a.err) || a.fail != nil {
+				return nil, acks, fmt.Errorf("await_run %s: %v %v", runID, a.err, a.fail)
 			}
 		case seq != 0:
 			a := tryTool(c, "step", map[string]any{"run_id": runID, "seq": seq, "output": answerFor(state, n)})
 			switch {
-			case a.err != nil && died(a.err):
+			case a.err != nil && lost(c, a.err):
 			case a.err != nil || a.fail != nil && a.fail["code"] != "stale_seq":
-				t.Fatalf("step %s at %s: %v %v", runID, state, a.err, a.fail)
+				return nil, acks, fmt.Errorf("step %s at %s: %v %v", runID, state, a.err, a.fail)
 			case a.res != nil:
 				acks = append(acks, ack{runID, seq})
 			}
 		default:
-			t.Fatalf("run %s is running with neither a task nor a tool call: %v", runID, r)
+			return nil, acks, fmt.Errorf("run %s is running with neither a task nor a tool call: %v", runID, r)
 		}
 	}
-	t.Fatalf("run %s did not end within 200 calls", runID)
-	return nil, nil
+	return nil, acks, fmt.Errorf("run %s did not end within 200 calls", runID)
+}
+
+// driveOn is driveRun through one client, in the test's goroutine: it
+// fails the test unless the run ends with status want.
+func driveOn(t *testing.T, c *client.Client, runID string, n int, lost lostAnswer, want string) (map[string]any, []ack) {
+	t.Helper()
+	last, acks, err := driveRun(func() *client.Client { return c }, runID, n, lost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if last["status"] != want {
+		t.Fatalf("run %s ended with %v, want status %s", runID, last, want)
+	}
+	return last, acks
 }
 
 // runFacts is what the tests read from one run's trace.
@@ -697,7 +718,6 @@ func TestServeSIGKILLDuringToolCallsLosesNothing(t *testing.T) {
 	args := []string{"--data-dir", data, "--programs", progs, "--tools", tool.registryFile(t, "solo"),
 		"--tool-lease", "500ms", "--tool-recovery", "100ms"}
 	env := []string{"NANO_VM_ACCESS_TOKEN=" + testAccessToken}
-	died := func(error) bool { return true } // every lost answer here is a kill's
 
 	var (
 		runs      []string
@@ -716,7 +736,6 @@ func TestServeSIGKILLDuringToolCallsLosesNothing(t *testing.T) {
 		tool.drain()
 		srv := startToolServer(t, env, args...)
 		c := httpClient(t, srv.url, testAccessToken, mcp.LATEST_PROTOCOL_VERSION)
-		pick := func() *client.Client { return c }
 		var (
 			victim  string
 			stepSeq uint64
@@ -728,11 +747,8 @@ func TestServeSIGKILLDuringToolCallsLosesNothing(t *testing.T) {
 			victim = pending
 		default:
 			if pending != "" {
-				last, a := driveRun(t, pick, pending, numbers[pending], died)
+				_, a := driveOn(t, c, pending, numbers[pending], everyLoss, "completed")
 				acks = append(acks, a...)
-				if last["status"] != "completed" {
-					t.Fatalf("run %s after the restart: %v", pending, last)
-				}
 				receipts[pending] = fetchReceipt(t, c, pending)
 				pending = ""
 			}
@@ -789,11 +805,8 @@ func TestServeSIGKILLDuringToolCallsLosesNothing(t *testing.T) {
 	srv := startToolServer(t, env, args...)
 	c := httpClient(t, srv.url, testAccessToken, mcp.LATEST_PROTOCOL_VERSION)
 	if pending != "" {
-		last, a := driveRun(t, func() *client.Client { return c }, pending, numbers[pending], died)
+		_, a := driveOn(t, c, pending, numbers[pending], noLoss, "completed")
 		acks = append(acks, a...)
-		if last["status"] != "completed" {
-			t.Fatalf("run %s after the last restart: %v", pending, last)
-		}
 		receipts[pending] = fetchReceipt(t, c, pending)
 	}
 	srv.stop(t)
@@ -871,8 +884,8 @@ func TestServeSIGKILLDuringANonIdempotentCallWaitsForTheOperator(t *testing.T) {
 	operator := httpClient(t, srv.url, testOperatorToken, mcp.LATEST_PROTOCOL_VERSION)
 	calls := make([]string, len(runs))
 	for i, id := range runs {
-		last, _ := driveRun(t, func() *client.Client { return c }, id, i, func(error) bool { return false })
-		if last["status"] != "waiting_operator" || last["waiting_for"] != nil {
+		last, _ := driveOn(t, c, id, i, noLoss, "waiting_operator")
+		if last["waiting_for"] != nil {
 			t.Fatalf("run %s after the restart: %v, want waiting_operator", id, last)
 		}
 		// The operator finds the call in the trace (as the console shows it).
@@ -898,8 +911,8 @@ func TestServeSIGKILLDuringANonIdempotentCallWaitsForTheOperator(t *testing.T) {
 	if res.res["status"] != "completed" || res.res["outcome"] != "MANUAL" {
 		t.Fatalf("resolve_tool_call as failed answered %v, want completed MANUAL along on_error", res.res)
 	}
-	last, _ := driveRun(t, func() *client.Client { return c }, runs[0], 0, func(error) bool { return false })
-	if last["status"] != "completed" || last["outcome"] != "DONE" {
+	last, _ := driveOn(t, c, runs[0], 0, noLoss, "completed")
+	if last["outcome"] != "DONE" {
 		t.Fatalf("run %s after the resolution: %v, want completed DONE", runs[0], last)
 	}
 	receipts := []signedReceipt{fetchReceipt(t, c, runs[0]), fetchReceipt(t, c, runs[1])}
