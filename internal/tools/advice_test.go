@@ -142,6 +142,7 @@ func TestToolTaskGuidanceInEveryText(t *testing.T) {
 			"task.tool.name with task.tool.arguments", "its result unchanged", "with tool: {name}",
 			"ever edit or invent", "If you cannot call that tool, stop, or call cancel_run, and tell the user",
 			"schema_violation, guard_denied and capability_denied each use up", "the last one ends the run",
+			`waiting_for: "tool"`, "submit nothing for it, call await_run with the run_id until waiting_for is gone",
 		} {
 			if !strings.Contains(flat, want) {
 				t.Errorf("%s lacks %q:\n%s", name, want, text)

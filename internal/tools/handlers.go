@@ -35,7 +35,7 @@ var catalog = []toolSpec{
 	},
 	{
 		name: "step", title: "Submit a task's output",
-		description: "Submits the output of the current task of a run: run_id, the task's seq and an output matching the task's output_schema. For an llm task, compute it from the task's view and instructions only. For a tool task, " + toolTaskGuide + " The runtime checks the output, chooses the transition and returns the next task, or the outcome when the run ends. On an error the JSON says why (code) and what to do; stale_seq and wrong_state carry the current task. " + attemptsGuide + " Repeating the last accepted step exactly returns the original answer.",
+		description: "Submits the output of the current task of a run: run_id, the task's seq and an output matching the task's output_schema. For an llm task, compute it from the task's view and instructions only. For a tool task, " + toolTaskGuide + " The runtime checks the output, chooses the transition and returns the next task, or the outcome when the run ends. On an error the JSON says why (code) and what to do; stale_seq and wrong_state carry the current task. " + attemptsGuide + " " + runtimeToolGuide + " Repeating the last accepted step exactly returns the original answer.",
 		args:        StepArgs{}, result: RunResult{},
 		handle: (*handlers).step,
 	},

@@ -208,7 +208,10 @@ flow; you compute one bounded task at a time and never decide where the run goes
    await_approval: it asks the human at the client for the decision, or
    fails with approval_channel_closed, whose message says who decides
    instead or what is missing. Then stop and tell the user that.
-6. When the status is completed, failed or cancelled, report the outcome.
+6. An answer with waiting_for: "tool" means the server is running a tool of
+   the run itself: submit nothing for it, call await_run with the run_id
+   until waiting_for is gone.
+7. When the status is completed, failed or cancelled, report the outcome.
    get_receipt returns the signed receipt; verify_receipt checks it.`
 
 func (h *handlers) driveRun(_ context.Context, req mcp.GetPromptRequest) (*mcp.GetPromptResult, error) {

@@ -113,13 +113,18 @@ approval (status waiting_approval).
 For an llm task (kind "llm"), compute an output that matches its output_schema
 from its view and instructions only.
 For a tool task (kind "tool"), ` + toolTaskGuide + `
-` + attemptsGuide + ` Errors are JSON with a stable code and a message that
-says what to do next.`
+` + attemptsGuide + ` ` + runtimeToolGuide + ` Errors are JSON with a stable code and
+a message that says what to do next.`
 
 // toolTaskGuide is what the server instructions, the step description, the
 // drive_run prompt and every error about a tool task say of tool tasks: an
 // agent that lacks the tool must stop rather than invent its result.
 const toolTaskGuide = "call the tool named in task.tool.name with task.tool.arguments and submit its result unchanged as the output, with tool: {name}; never edit or invent a result. If you cannot call that tool, stop, or call cancel_run, and tell the user."
+
+// runtimeToolGuide is what the server instructions, the step description
+// and the drive_run prompt say of the tools the server runs itself: there
+// is nothing to submit, and await_run waits for them.
+const runtimeToolGuide = `An answer with waiting_for: "tool" means the server is running a tool of the run itself: submit nothing for it, call await_run with the run_id until waiting_for is gone.`
 
 // attemptsGuide warns that claims cost attempts too: capability_denied
 // uses one up as schema_violation and guard_denied do.
