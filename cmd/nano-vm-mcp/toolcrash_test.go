@@ -241,6 +241,12 @@ func (ct *countingTool) drain() {
 	}
 }
 
+// invoked returns the tool's log.
+func (ct *countingTool) invoked() []invocation {
+	log, _, _ := ct.snapshot()
+	return log
+}
+
 // snapshot returns the tool's log, effects per key and results per key.
 func (ct *countingTool) snapshot() ([]invocation, map[string]int, map[string]map[string]any) {
 	ct.mu.Lock()
@@ -720,14 +726,14 @@ func TestServeSIGKILLDuringToolCallsLosesNothing(t *testing.T) {
 	env := []string{"NANO_VM_ACCESS_TOKEN=" + testAccessToken}
 
 	var (
-		runs      []string
-		numbers   = map[string]int{}
-		acks      []ack
-		receipts  = map[string]signedReceipt{}
-		openAtKil = map[string]int{} // key → kills that found its call open
-		inFlight  int                // kills that found a call open
-		pending   string             // the run the last kill interrupted
-		reopened  bool               // pending's call was open: recovery invokes it
+		runs       []string
+		numbers    = map[string]int{}
+		acks       []ack
+		receipts   = map[string]signedReceipt{}
+		openAtKill = map[string]int{} // key → kills that found its call open
+		inFlight   int                // kills that found a call open
+		pending    string             // the run the last kill interrupted
+		reopened   bool               // pending's call was open: recovery invokes it
 	)
 	for round := 0; inFlight < kills; round++ {
 		if round >= 3*kills {
@@ -796,7 +802,7 @@ func TestServeSIGKILLDuringToolCallsLosesNothing(t *testing.T) {
 			if open := f.open(); len(open) > 0 {
 				inFlight, reopened = inFlight+1, true
 				for _, call := range open {
-					openAtKil[f.keys[call]]++
+					openAtKill[f.keys[call]]++
 				}
 			}
 		}
@@ -827,8 +833,8 @@ func TestServeSIGKILLDuringToolCallsLosesNothing(t *testing.T) {
 	checkEndedOnce(t, facts, effects, results, log)
 	again := 0
 	for key, n := range invocations(log) {
-		if n > 1+openAtKil[key] {
-			t.Fatalf("key %s was invoked %d times, but only %d kills found its call open", key, n, openAtKil[key])
+		if n > 1+openAtKill[key] {
+			t.Fatalf("key %s was invoked %d times, but only %d kills found its call open", key, n, openAtKill[key])
 		}
 		again += n - 1
 	}
@@ -898,7 +904,7 @@ func TestServeSIGKILLDuringANonIdempotentCallWaitsForTheOperator(t *testing.T) {
 		calls[i] = f.open()[0]
 	}
 	// The recovery reported them unknown; it invoked nothing.
-	if log, _, _ := tool.snapshot(); len(log) != len(runs) {
+	if log := tool.invoked(); len(log) != len(runs) {
 		t.Fatalf("the charge tool was invoked %d times, want once per run (%d)", len(log), len(runs))
 	}
 
@@ -936,17 +942,13 @@ func TestServeSIGKILLDuringANonIdempotentCallWaitsForTheOperator(t *testing.T) {
 			t.Fatalf("run %s: the receipt counts %v executed tool calls, want %v", id, got, want)
 		}
 	}
-	if got := invocations(mustSnapshot(tool)); len(got) != len(runs) {
-		t.Fatalf("the charge tool saw keys %v, want one per run", got)
+	seen := invocations(tool.invoked())
+	if len(seen) != len(runs) {
+		t.Fatalf("the charge tool saw keys %v, want one per run", seen)
 	}
-	for key, n := range invocations(mustSnapshot(tool)) {
+	for key, n := range seen {
 		if n != 1 {
 			t.Fatalf("the charge tool was invoked %d times with key %s, want once", n, key)
 		}
 	}
-}
-
-func mustSnapshot(ct *countingTool) []invocation {
-	log, _, _ := ct.snapshot()
-	return log
 }
