@@ -69,7 +69,8 @@ fuzz:
 		$(foreach t,$(FUZZ_TARGETS),$(word 1,$(subst :, ,$(t))):$(word 2,$(subst :, ,$(t))))
 
 # The failure laboratory (docs/faults.md) on every embedded example
-# (examples/*.yaml, the files examples/embed.go embeds) and on a program
+# (examples/*.yaml but the tool registries *.tools.yaml, the files
+# examples/embed.go embeds as programs) and on a program
 # shipped without answers, which it drives with synthesised ones; on each
 # store in LAB_STORES: SQLite in a fresh data directory, and PostgreSQL at
 # NANO_VM_TEST_PG_DSN in a fresh schema (psql creates it and drops it at
@@ -80,7 +81,7 @@ fuzz:
 # (exit 5) or any other failure fails the make, and prints it.
 LAB_BIN = .cache/lab/nano-vm-mcp
 LAB_STORES ?= sqlite postgres
-LAB_PROGRAMS = $(basename $(notdir $(wildcard examples/*.yaml))) internal/lab/testdata/expense-claim.yaml
+LAB_PROGRAMS = $(basename $(notdir $(filter-out %.tools.yaml,$(wildcard examples/*.yaml)))) internal/lab/testdata/expense-claim.yaml
 LAB_PG_DSN = $${NANO_VM_TEST_PG_DSN:-postgres://postgres@127.0.0.1:5432/test?sslmode=disable}
 
 lab:

@@ -13,6 +13,9 @@
 // An answers file without a variant pairs with <name>.input.json; one with
 // a variant pairs with <name>.<variant>.input.json. README.md in this
 // directory lists every pairing with its expected final path.
+//
+// <name>.tools.yaml is not a program but the tool registry of <name>
+// (docs/tools.md): the executors a server runs its tool states with.
 package examples
 
 import (
@@ -30,7 +33,10 @@ import (
 //go:embed *.yaml *.json *.jsonl
 var FS embed.FS
 
-const programExt = ".yaml"
+const (
+	programExt  = ".yaml"
+	registryExt = ".tools.yaml" // a program's tool registry, not a program
+)
 
 // Programs returns the names of the embedded programs (file names without
 // the extension), sorted.
@@ -41,7 +47,7 @@ func Programs() []string {
 	}
 	var names []string
 	for _, e := range entries {
-		if !e.IsDir() && strings.HasSuffix(e.Name(), programExt) {
+		if !e.IsDir() && strings.HasSuffix(e.Name(), programExt) && !strings.HasSuffix(e.Name(), registryExt) {
 			names = append(names, strings.TrimSuffix(e.Name(), programExt))
 		}
 	}
@@ -52,7 +58,7 @@ func Programs() []string {
 // Program returns the source of the embedded program name (without the
 // extension), e.g. Program("refund").
 func Program(name string) ([]byte, error) {
-	if name == "" || strings.ContainsAny(name, "/\\") || strings.Contains(name, "..") {
+	if name == "" || strings.ContainsAny(name, "/\\") || strings.Contains(name, "..") || strings.HasSuffix(name+programExt, registryExt) {
 		return nil, fmt.Errorf("examples: invalid program name %q", name)
 	}
 	data, err := FS.ReadFile(name + programExt)

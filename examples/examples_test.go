@@ -1,6 +1,7 @@
 package examples
 
 import (
+	"encoding/json"
 	"errors"
 	"io/fs"
 	"strings"
@@ -30,7 +31,7 @@ func TestProgramsLoad(t *testing.T) {
 }
 
 func TestProgramUnknown(t *testing.T) {
-	for _, name := range []string{"", "nope", "../examples/refund", "refund.yaml"} {
+	for _, name := range []string{"", "nope", "../examples/refund", "refund.yaml", "code-change.tools"} {
 		if _, err := Program(name); err == nil {
 			t.Errorf("Program(%q) succeeded", name)
 		}
@@ -204,15 +205,17 @@ func TestAnswersReachOutcome(t *testing.T) {
 }
 
 // TestApprovalTimeouts checks the timeout edges that answers files cannot
-// express: an approval left open for its timeout moves to on_timeout.
+// express: an approval left open for its timeout moves to on_timeout
+// (code-change's discards its stage on the way, one more answer).
 func TestApprovalTimeouts(t *testing.T) {
 	cases := []struct {
 		prog, input, answers string
 		lines                int // answers that bring the run to the approval
 		state, outcome       string
+		then                 string // the answer of the tool state on_timeout leads to, if any
 	}{
-		{"kyc-onboarding", "kyc-onboarding.input.json", "kyc-onboarding.approved.answers.jsonl", 5, "human_approval", "ESCALATED"},
-		{"code-change", "code-change.ci.input.json", "code-change.ci.committed.answers.jsonl", 3, "security_review", "ABANDONED"},
+		{"kyc-onboarding", "kyc-onboarding.input.json", "kyc-onboarding.approved.answers.jsonl", 5, "human_approval", "ESCALATED", ""},
+		{"code-change", "code-change.ci.input.json", "code-change.ci.committed.answers.jsonl", 4, "security_review", "ABANDONED", `{"stage": "/stages/stage-1", "removed": true}`},
 	}
 	for _, c := range cases {
 		t.Run(c.prog, func(t *testing.T) {
@@ -225,6 +228,19 @@ func TestApprovalTimeouts(t *testing.T) {
 			res, err := runtime.Apply(p, run, runtime.Tick{At: clock(1000).Add(deadline)})
 			if err != nil {
 				t.Fatal(err)
+			}
+			if c.then != "" {
+				if task := res.Run.Task; task == nil || task.Tool == nil {
+					t.Fatalf("after %s at %s: at %s, want a tool task", deadline, c.state, res.Run.State)
+				}
+				var out any
+				if err := json.Unmarshal([]byte(c.then), &out); err != nil {
+					t.Fatal(err)
+				}
+				task := res.Run.Task
+				if res, err = runtime.Apply(p, res.Run, runtime.Submit{Seq: task.Seq, State: task.State, Tool: task.Tool.Name, Actor: runtime.ActorTool, Principal: "test", Output: out, At: clock(1001).Add(deadline)}); err != nil {
+					t.Fatal(err)
+				}
 			}
 			if got := res.Run.Outcome; got != c.outcome {
 				t.Fatalf("after %s at %s: outcome %q (%s), want %s", deadline, c.state, got, res.Run.Reason, c.outcome)
@@ -283,7 +299,7 @@ func drive(t *testing.T, p *program.Program, input any, lines []any, limit int) 
 // A change to an example itself updates its line here.
 func TestDefinitionHashesUnchanged(t *testing.T) {
 	want := map[string]string{
-		"code-change":    "sha256:1a12e1a789e0c1c201566ba4a4d166cbeb4f3a958a40296d7baa33950140794c",
+		"code-change":    "sha256:8d6b85d6ba21bbe2e4bb5c5bc4a71ac312c09b6a1d95f6953a283b7eadab2a5c",
 		"kyc-onboarding": "sha256:9e14a2f7ab910f19726e6a33df6595f092b1b9c808ca16f7ed73c2f974acd71d",
 		"refund":         "sha256:a0182e1efb7ba3f78c4dc380826c0175d3df3e8e2e00d078392fa5ec4ffdfdd5",
 	}

@@ -73,6 +73,11 @@ values, varied one field at a time (enum values, booleans, the guards'
 literals) to reach as many states as it can.
 
 ` + toolsUsage + `
+The tool_injection/forged_tool_result and tool_failure (timeout, crash,
+drift) attacks never use that registry: they run the program's tools through
+the laboratory's own failing executors (an HTTP endpoint and an MCP server it
+starts on loopback), on runs of their own. A program with no tool state the
+runtime could run gets them as n/a.
 
 Exit status: 0 when every applicable sub-attack met its expected outcome and
 its run verified; 5 when one did not; 2 for invalid programs, files or flags

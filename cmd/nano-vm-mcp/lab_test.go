@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/nano-vm/nano-vm-mcp/internal/lab"
@@ -215,5 +218,42 @@ func TestLabProgramFlag(t *testing.T) {
 	}
 	if code, _, _ := runCLI(t, "lab", "refund", "--program", "refund"); code != exitUsage {
 		t.Fatalf("both: exit %d, want %d", code, exitUsage)
+	}
+}
+
+// lab --tools runs the program's tools through the operator's registry,
+// but the tool_failure and forged_tool_result attacks through the
+// laboratory's own failing tools: every row passes with its class, and
+// the operator's endpoint is never called by them.
+func TestLabToolFailureUsesTheLaboratorysOwnTools(t *testing.T) {
+	var calls atomic.Int64
+	endpoint := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		http.Error(w, "the operator's endpoint", http.StatusInternalServerError)
+	}))
+	defer endpoint.Close()
+	reg := filepath.Join(t.TempDir(), "tools.yaml")
+	if err := os.WriteFile(reg, []byte("tools:\n  sanctions_screen:\n    http: {url: "+endpoint.URL+", method: POST}\n    timeout: 5s\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := runCLI(t, "lab", "kyc-onboarding", "--tools", reg, "--fault", "tool_failure", "--json")
+	if code != exitOK {
+		t.Fatalf("exit %d\n%s\n%s", code, out, errOut)
+	}
+	var sum labSummary
+	if err := json.Unmarshal([]byte(lastLine(out)), &sum); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"timeout": "timeout+tool_failed", "crash": "transport+tool_failed", "drift": "drifted+tool_failed"}
+	if len(sum.Results) != len(want) {
+		t.Fatalf("results: %+v", sum.Results)
+	}
+	for _, r := range sum.Results {
+		if !r.Pass || r.Observed != want[r.SubAttack] || !r.Verified() {
+			t.Errorf("%s/%s: observed %s (pass %v), want %s: %s", r.Fault, r.SubAttack, r.Observed, r.Pass, want[r.SubAttack], r.Detail)
+		}
+	}
+	if n := calls.Load(); n != 0 {
+		t.Errorf("the operator's endpoint was called %d times by the tool_failure attacks", n)
 	}
 }

@@ -34,7 +34,17 @@ func (f *toolFlags) register(fs *pflag.FlagSet) {
 // kept next to it, secrets from the environment, stages (the git
 // builtins') under stageDir when given.
 func registryOptions(file string, log *zap.Logger, stageDir string) executor.Options {
-	return executor.Options{Getenv: os.Getenv, Log: log, Pins: executor.DefaultPinsPath(file), Now: time.Now, StageDir: stageDir}
+	return executor.Options{Getenv: os.Getenv, Log: log, Pins: pinsPath(file), Now: time.Now, StageDir: stageDir}
+}
+
+// pinsPath is the registry file's pins file, absolute: the executors
+// resolve a relative pins path against the registry's directory, not the
+// working directory file is relative to.
+func pinsPath(file string) string {
+	if abs, err := filepath.Abs(file); err == nil {
+		file = abs
+	}
+	return executor.DefaultPinsPath(file)
 }
 
 // loadRegistry loads the registry file (nil without one). An invalid
@@ -98,6 +108,9 @@ git builtin.
                             idempotent, and its pin (mcp tools)
   tools pin  --tools FILE   connect to each downstream MCP server and pin its
                             tool's description and input schema again
+  tools sweep --tools FILE --older-than D
+                            remove the git builtins' stages older than D that
+                            runs left behind (a cancelled run discards nothing)
 
 Both load the registry as serve does: every problem is named with its
 position, and downstream MCP servers are connected to. Pins live next to the
@@ -106,10 +119,10 @@ description or input schema no longer matches its pin is refused
 (tool_drifted) until it is pinned again.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return &usageError{errors.New("name a subcommand: list or pin")}
+			return &usageError{errors.New("name a subcommand: list, pin or sweep")}
 		},
 	}
-	c.AddCommand(newToolsListCmd(logLevel), newToolsPinCmd(logLevel))
+	c.AddCommand(newToolsListCmd(logLevel), newToolsPinCmd(logLevel), newToolsSweepCmd(logLevel))
 	return c
 }
 
@@ -143,7 +156,7 @@ func newToolsListCmd(logLevel *string) *cobra.Command {
 				return err
 			}
 			defer done()
-			pins, err := executor.ReadPins(executor.DefaultPinsPath(file), o)
+			pins, err := executor.ReadPins(pinsPath(file), o)
 			if err != nil {
 				return &exitErr{exitUsage, err}
 			}
@@ -213,7 +226,7 @@ every tool named could be pinned.`,
 			if ctx == nil {
 				ctx = context.Background()
 			}
-			entries, err := executor.Pin(ctx, tools, executor.DefaultPinsPath(file), o)
+			entries, err := executor.Pin(ctx, tools, pinsPath(file), o)
 			if err != nil {
 				return &exitErr{exitError, err}
 			}
@@ -226,6 +239,70 @@ every tool named could be pinned.`,
 	c.Flags().StringVar(&file, "tools", "", "the tool registry (YAML); required")
 	c.Flags().StringArrayVar(&names, "tool", nil, "pin only this tool (repeatable; default: every mcp tool)")
 	_ = c.MarkFlagRequired("tools")
+	return c
+}
+
+func newToolsSweepCmd(logLevel *string) *cobra.Command {
+	var (
+		file      string
+		store     storeFlags
+		olderThan time.Duration
+	)
+	c := &cobra.Command{
+		Use:   "sweep --tools FILE --older-than DURATION [--data-dir DIR]",
+		Short: "Remove the git builtins' stages that runs left behind",
+		Long: `Sweep removes the stages (git worktrees that git.stage made, in the data
+directory's stages/) last modified more than --older-than ago, through git:
+the worktree is removed and each repository's worktree list pruned. It
+prints each stage it removed.
+
+A program discards its stage on every path it declares (code-change's
+git.discard states), but a run that ends another way leaves it: a cancelled
+run runs no tool, nor does a run that runs out of steps or whose discard
+failed. Choose --older-than above the longest time a live run holds a stage
+(code-change: the security review's 72h): a live run whose stage was swept
+cannot commit it (its commit fails, and the run ends discarded). Run it from
+cron, or by hand; a server with --store memory keeps no stages past its exit.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if olderThan <= 0 {
+				return &usageError{fmt.Errorf("--older-than must be positive, not %s", olderThan)}
+			}
+			dir, err := store.dir()
+			if err != nil {
+				return err
+			}
+			log, err := newLogger(*logLevel, cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			defer log.Sync() //nolint:errcheck // stderr
+			o := registryOptions(file, log, filepath.Join(dir, "stages"))
+			o.Pins = "" // sweeping neither takes nor settles a pin
+			reg, err := executor.Load(file, o)
+			if err != nil {
+				return &exitErr{exitUsage, err}
+			}
+			defer reg.Close()
+			ctx := cmd.Context()
+			if ctx == nil {
+				ctx = context.Background()
+			}
+			swept, err := reg.SweepStages(ctx, time.Now().Add(-olderThan))
+			for _, s := range swept {
+				fmt.Fprintln(cmd.OutOrStdout(), "removed", s)
+			}
+			if err != nil {
+				return &exitErr{exitError, err}
+			}
+			return nil
+		},
+	}
+	c.Flags().StringVar(&file, "tools", "", "the tool registry (YAML); required")
+	c.Flags().StringVar(&store.dataDir, "data-dir", "", "data directory whose stages/ to sweep (default $XDG_DATA_HOME/nano-vm-mcp, else ~/.local/share/nano-vm-mcp)")
+	c.Flags().DurationVar(&olderThan, "older-than", 0, "remove stages last modified longer ago than this; required")
+	_ = c.MarkFlagRequired("tools")
+	_ = c.MarkFlagRequired("older-than")
 	return c
 }
 

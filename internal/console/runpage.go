@@ -24,6 +24,7 @@ type runPage struct {
 	Path     []pathStep
 	Timeline []timelineRow
 	Tasks    []taskView
+	Calls    []*callView
 	Receipt  receiptView
 }
 
@@ -32,7 +33,7 @@ type pathStep struct {
 	N        int
 	State    string
 	Kind     string
-	Via      string // how the run got there: start, guard, default or timeout
+	Via      string // how the run got there: start, guard, default, timeout or on_error
 	Edge     string // the id of the graph's edge it came by (edgeIDs)
 	Rollback bool
 	Current  bool
@@ -47,7 +48,7 @@ type timelineRow struct {
 	At     string
 	State  string
 	Hash   string // the record's chain hash, hex
-	Class  string // rejected, fault or erased: rows that must stand out
+	Class  string // rejected, failed (a tool call), fault or erased: rows that must stand out
 	Detail string
 }
 
@@ -100,6 +101,10 @@ func (c *Console) run(w http.ResponseWriter, r *http.Request) {
 	data.Graph = highlight(svg, data.Path)
 	data.Timeline = timeline(events, recs)
 	if data.Tasks, err = auditorTasks(data.Program, events, recs); err != nil {
+		c.fail(w, r, err)
+		return
+	}
+	if data.Calls, err = toolCalls(data.Program, events, recs); err != nil {
 		c.fail(w, r, err)
 		return
 	}
@@ -169,6 +174,8 @@ func timeline(events []runtime.Event, recs []tracestore.Record) []timelineRow {
 			row.Class = "fault"
 		case runtime.EventSubjectErased:
 			row.Class = "erased"
+		case runtime.EventToolCallFailed, runtime.EventToolCallUnknown:
+			row.Class = "failed"
 		}
 		rows[i] = row
 	}
@@ -243,6 +250,8 @@ func eventDetail(e *runtime.Event) string {
 		return fmt.Sprintf("%s/%s: expected %s, observed %s", e.Fault.Fault, e.Fault.SubAttack, e.Fault.Expected, e.Fault.Observed)
 	case e.Erasure != nil:
 		return "subject " + short(e.Erasure.Subject) + " erased"
+	case e.Call != nil:
+		return callLine(e)
 	}
 	return ""
 }

@@ -23,6 +23,9 @@ type receiptView struct {
 	Envelope string // the same, canonical: what the verify form posts
 	KeyID    string
 	Error    string // why there is none
+	// Counts is the receipt's tool call counts, when its format has them
+	// (receipt.Format; a trace of format 1 gets a receipt of format 1).
+	Counts *receipt.Counts
 }
 
 // receiptOf derives and signs the receipt of the whole stored trace.
@@ -30,7 +33,7 @@ func (c *Console) receiptOf(recs []tracestore.Record) receiptView {
 	if c.cfg.Keys == nil {
 		return receiptView{Error: "this server has no signing key configured"}
 	}
-	signed, err := c.sign(receipt.Slice(recs))
+	body, signed, err := c.issue(receipt.Slice(recs))
 	if err != nil {
 		return receiptView{Error: err.Error()}
 	}
@@ -40,16 +43,26 @@ func (c *Console) receiptOf(recs []tracestore.Record) receiptView {
 	}
 	var out bytes.Buffer
 	_ = json.Indent(&out, env, "", "  ")
-	return receiptView{JSON: out.String(), Envelope: string(env), KeyID: receipt.KeyID(c.cfg.Keys.Public())}
+	v := receiptView{JSON: out.String(), Envelope: string(env), KeyID: receipt.KeyID(c.cfg.Keys.Public())}
+	if body.Format != receipt.FormatV1 {
+		v.Counts = &body.Counts
+	}
+	return v
 }
 
 // sign returns the signed envelope over the whole trace.
 func (c *Console) sign(recs receipt.Records) (*receipt.Signed, error) {
-	_, signed, err := receipt.Issue(recs, 0, c.cfg.Keys.Signing)
+	_, signed, err := c.issue(recs)
+	return signed, err
+}
+
+// issue derives and signs the receipt of the whole trace.
+func (c *Console) issue(recs receipt.Records) (*receipt.Body, *receipt.Signed, error) {
+	body, signed, err := receipt.Issue(recs, 0, c.cfg.Keys.Signing)
 	if err != nil {
-		return nil, fmt.Errorf("no receipt: the stored trace does not hold together: %w", err)
+		return nil, nil, fmt.Errorf("no receipt: the stored trace does not hold together: %w", err)
 	}
-	return signed, nil
+	return body, signed, nil
 }
 
 // check is one named check of a receipt verification: receipt.Check's, or

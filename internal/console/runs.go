@@ -31,7 +31,7 @@ const runsPageSize = 50
 
 // runStatuses are the statuses a run can have, for the filter.
 var runStatuses = []string{
-	string(runtime.StatusRunning), string(runtime.StatusCompleted),
+	string(runtime.StatusRunning), string(runtime.StatusWaitingOperator), string(runtime.StatusCompleted),
 	string(runtime.StatusFailed), string(runtime.StatusCancelled),
 }
 

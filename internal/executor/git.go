@@ -14,6 +14,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"go.uber.org/zap"
 )
@@ -506,4 +507,41 @@ func (e *gitExecutor) discard(ctx context.Context, c Call) (any, error) {
 		return nil, err
 	}
 	return map[string]any{"stage": dir, "removed": statErr == nil}, nil
+}
+
+// SweepStages removes the stages last modified before the given time,
+// through git (the worktree is removed and every repository's worktree
+// list pruned), and returns their paths. A stage is removed by its run's
+// git.discard on every path the program declares; what a run leaves
+// behind when it ends another way (cancelled, out of steps, a discard
+// that failed) only a sweep removes. The caller chooses the age: older
+// than the longest time a live run holds a stage, since a swept stage's
+// later commit fails (as a tool error).
+func (r *Registry) SweepStages(ctx context.Context, before time.Time) ([]string, error) {
+	git := r.gitBinary()
+	if git == "" {
+		return nil, errors.New("the registry has no git builtin, so it makes no stages")
+	}
+	root, err := r.stages.root()
+	if err != nil {
+		return nil, fmt.Errorf("stage directory: %w", err)
+	}
+	entries, err := os.ReadDir(root)
+	if err != nil {
+		return nil, fmt.Errorf("stage directory: %w", err)
+	}
+	g := &gitRunner{git: git}
+	var swept []string
+	for _, e := range entries {
+		info, err := e.Info()
+		if !e.IsDir() || !strings.HasPrefix(e.Name(), "stage-") || err != nil || !info.ModTime().Before(before) {
+			continue
+		}
+		dir := filepath.Join(root, e.Name())
+		if err := g.remove(ctx, dir, r.repositories()); err != nil {
+			return swept, fmt.Errorf("stage %s: %w", dir, err)
+		}
+		swept = append(swept, dir)
+	}
+	return swept, nil
 }

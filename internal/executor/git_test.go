@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 const (
@@ -349,5 +350,72 @@ func TestCloseRemovesTheStageDirectoryTheRegistryMade(t *testing.T) {
 	}
 	if _, ok := r.Executor("stage"); ok {
 		t.Error("a closed registry still hands out executors")
+	}
+}
+
+// A sweep removes the stages older than its bound, through git, and
+// leaves the younger ones: what cleans up after a run that ended without
+// its git.discard (a cancelled run cannot run a tool).
+func TestSweepStagesRemovesOnlyStagesOlderThanTheBound(t *testing.T) {
+	g := newGitFixture(t)
+	args := map[string]any{"repository": "calc", "base_ref": "main", "patch": passingPatch}
+	old := g.mustCall(t, "stage", "old", args)["stage"].(string)
+	young := g.mustCall(t, "stage", "young", args)["stage"].(string)
+	now := time.Now()
+	must(t, os.Chtimes(old, now.Add(-48*time.Hour), now.Add(-48*time.Hour)))
+	swept, err := g.reg.SweepStages(context.Background(), now.Add(-24*time.Hour))
+	must(t, err)
+	if len(swept) != 1 || swept[0] != old {
+		t.Fatalf("swept %v, want only %s", swept, old)
+	}
+	if s := g.stages(t); len(s) != 1 || s[0] != filepath.Base(young) {
+		t.Errorf("stages left %v, want only %s", s, filepath.Base(young))
+	}
+	if wt := git(t, g.repo, "worktree", "list", "--porcelain"); strings.Count(wt, "worktree ") != 2 {
+		t.Errorf("worktrees after the sweep:\n%s\nwant the repository and the young stage", wt)
+	}
+	r, err := Parse([]byte("tools:\n  t:\n    http: {url: 'http://127.0.0.1:1/x'}\n"), "tools.yaml", g.options())
+	must(t, err)
+	defer r.Close()
+	if _, err := r.SweepStages(context.Background(), now); err == nil || !strings.Contains(err.Error(), "no git builtin") {
+		t.Errorf("a registry without git builtins swept: %v", err)
+	}
+}
+
+// Directories the registry names may come from the server's environment
+// (env:NAME), read when it loads; an unset one is a positioned problem.
+func TestRegistryPathsFromTheEnvironment(t *testing.T) {
+	g := newGitFixture(t)
+	o := g.options()
+	doc := "tools:\n  stage:\n    git: {op: stage, repositories: {calc: 'env:CALC_REPO'}}\n"
+	for _, c := range []struct {
+		name, value, problem string
+	}{
+		{"set", g.repo, ""},
+		{"unset", "", "tools.yaml:3:43: tool stage: git.repositories.calc: environment variable CALC_REPO is not set"},
+		{"not a repository", t.TempDir(), "is not a git repository"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			getenv := o.Getenv
+			o := o
+			o.Getenv = func(k string) string {
+				if k == "CALC_REPO" {
+					return c.value
+				}
+				return getenv(k)
+			}
+			r, err := Parse([]byte(doc), "tools.yaml", o)
+			if c.problem == "" {
+				must(t, err)
+				defer r.Close()
+				if got := r.Tools()[0].Git.Repositories["calc"]; got != g.repo {
+					t.Errorf("repository %s, want %s", got, g.repo)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), c.problem) {
+				t.Errorf("error %v, want %q", err, c.problem)
+			}
+		})
 	}
 }

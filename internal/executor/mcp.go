@@ -35,7 +35,7 @@ import (
 // process exits, the HTTP server cannot be reached) fails the calls in
 // flight with class transport and is replaced on the next call: a new
 // process, a new initialize, a new tools/list and pin check. Check
-// repeats the load-time checks on demand. docs/tools-mcp.md is the
+// repeats the load-time checks on demand. docs/tools.md is the
 // operator's account.
 
 // IdempotencyKeyMeta is the member of a tools/call request's _meta that

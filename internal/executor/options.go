@@ -16,7 +16,7 @@ type Options struct {
 	Log    *zap.Logger
 
 	// Pins is the pins file of the downstream MCP tools (pin.go,
-	// docs/tools-mcp.md), resolved against RegistryDir when relative;
+	// docs/tools.md), resolved against RegistryDir when relative;
 	// DefaultPinsPath names the usual one, next to the registry. Empty:
 	// each mcp executor keeps the pin it takes when it first connects in
 	// memory, for its own life only.

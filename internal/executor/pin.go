@@ -25,7 +25,7 @@ import (
 // later lists the tool differently (a "rug pull": new instructions in the
 // description, a widened schema) has drifted, and its calls are refused
 // with class drifted until the operator re-pins (Pin, `nano-vm-mcp tools
-// pin`). docs/tools-mcp.md specifies the hash and the pins file.
+// pin`). docs/tools.md specifies the hash and the pins file.
 
 // PinEntry is one registry tool's pin in the pins file.
 type PinEntry struct {

@@ -12,7 +12,7 @@ import (
 )
 
 func TestPinIsSHA256OfTheCanonicalNameDescriptionAndInputSchema(t *testing.T) {
-	// The definition in docs/tools-mcp.md, computed by hand: members
+	// The definition in docs/tools.md, computed by hand: members
 	// sorted, no whitespace.
 	canon := `{"description":"Looks up a credit file.","inputSchema":{"properties":{"id":{"type":"string"}},"type":"object"},"name":"lookup"}`
 	sum := sha256.Sum256([]byte(canon))

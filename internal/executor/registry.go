@@ -534,6 +534,33 @@ func (p *parser) strList(n *yaml.Node, tool, field string) ([]string, []*yaml.No
 	return out, n.Content, ok
 }
 
+// dirPath resolves a directory the registry names: `env:NAME` takes it
+// from the server's environment when the registry loads (a throwaway
+// repository, a build cache: paths that differ between machines), and a
+// relative path resolves against the registry's directory.
+func (p *parser) dirPath(n *yaml.Node, tool, field, s string) (string, bool) {
+	if name, ok := strings.CutPrefix(s, "env:"); ok {
+		if !envNamePattern.MatchString(name) {
+			p.add(n, tool, field, "%q is not an environment variable name", name)
+			return "", false
+		}
+		if s = strings.TrimSpace(p.o.Getenv(name)); s == "" {
+			p.add(n, tool, field, "environment variable %s is not set", name)
+			return "", false
+		}
+	}
+	return p.path(s), true
+}
+
+// given names a directory in a problem as the registry gives it, with
+// the value an env:NAME read.
+func given(s, dir string) string {
+	if strings.HasPrefix(s, "env:") {
+		return fmt.Sprintf("%s (%q)", s, dir)
+	}
+	return strconv.Quote(s)
+}
+
 // path resolves a path against the registry's directory.
 func (p *parser) path(s string) string {
 	if filepath.IsAbs(s) {
@@ -845,11 +872,15 @@ func (p *parser) exec(tool string, n *yaml.Node, res *resolved) *ExecSpec {
 			if nodes[i].ShortTag() != "!!str" {
 				continue
 			}
-			if fi, err := os.Stat(p.path(s)); s == "" || err != nil || !fi.IsDir() {
-				p.add(nodes[i], tool, fmt.Sprintf("%s[%d]", field, i), "%q is not a directory", s)
+			dir, ok := p.dirPath(nodes[i], tool, fmt.Sprintf("%s[%d]", field, i), s)
+			if !ok {
 				continue
 			}
-			*kv.dst = append(*kv.dst, p.path(s))
+			if fi, err := os.Stat(dir); s == "" || err != nil || !fi.IsDir() {
+				p.add(nodes[i], tool, fmt.Sprintf("%s[%d]", field, i), "%s is not a directory", given(s, dir))
+				continue
+			}
+			*kv.dst = append(*kv.dst, dir)
 		}
 	}
 	if e.Sandbox == "bwrap" && res.bin != "" && !visibleInSandbox(res.bin, e) {
@@ -985,11 +1016,15 @@ func (p *parser) git(tool string, n *yaml.Node, res *resolved) (*GitSpec, string
 				if !ok {
 					continue
 				}
-				if !isRepository(p.path(s)) {
-					p.add(kv.val, tool, field, "%q is not a git repository", s)
+				dir, ok := p.dirPath(kv.val, tool, field, s)
+				if !ok {
 					continue
 				}
-				g.Repositories[kv.key.Value] = p.path(s)
+				if !isRepository(dir) {
+					p.add(kv.val, tool, field, "%s is not a git repository", given(s, dir))
+					continue
+				}
+				g.Repositories[kv.key.Value] = dir
 			}
 			if len(g.Repositories) == 0 && len(p.probs) == start {
 				p.add(v, tool, "git.repositories", "name at least one repository")

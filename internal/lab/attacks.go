@@ -16,6 +16,7 @@ var declared = map[string]string{
 	ToolInjection + "/undeclared_tool":    string(runtime.CodeCapabilityDenied),
 	ToolInjection + "/wrong_tool_result":  string(runtime.CodeCapabilityDenied),
 	ToolInjection + "/extra_fields":       string(runtime.CodeSchemaViolation),
+	ToolInjection + "/forged_tool_result": string(runtime.CodeCapabilityDenied),
 	PolicyBypass + "/no_matching_guard":   string(runtime.CodeGuardDenied),
 	PolicyBypass + "/step_on_approval":    string(runtime.CodeApprovalRequired),
 	PolicyBypass + "/modified_program":    string(runtime.CodeDefinitionMismatch),
@@ -33,6 +34,11 @@ var declared = map[string]string{
 	CorruptReceipt + "/trace_reorder":     VerificationFailed,
 	CorruptReceipt + "/trace_drop":        VerificationFailed,
 	GDPRErase + "/erase_subject":          Erased,
+	// The class each makes the executor report; the matrix adds what the
+	// program does then (expectedFailure).
+	ToolFailure + "/" + modeTimeout:       string(classOf[modeTimeout]),
+	ToolFailure + "/" + modeCrash:         string(classOf[modeCrash]),
+	ToolFailure + "/" + modeDrift:         string(classOf[modeDrift]),
 	InvalidProgram + "/missing_target":    InvalidProgramOutcome,
 	InvalidProgram + "/guard_not_bool":    InvalidProgramOutcome,
 	InvalidProgram + "/unreachable_state": InvalidProgramOutcome,
@@ -47,6 +53,7 @@ func catalog() []subAttack {
 		{fault: ToolInjection, name: "undeclared_tool", applies: always, ready: needModelTask, do: undeclaredTool},
 		{fault: ToolInjection, name: "wrong_tool_result", applies: needOtherTool, ready: needToolTask, do: wrongToolResult},
 		{fault: ToolInjection, name: "extra_fields", applies: always, ready: needExtraFields, do: extraFields},
+		{fault: ToolInjection, name: "forged_tool_result", applies: needRuntimeToolState, ready: needHeldCall, tools: modeHold, do: forgedToolResult},
 	}
 	for _, inj := range injections() {
 		out = append(out, subAttack{fault: ToolInjection, name: "prompt_injection:" + inj.ID, applies: always, ready: needFreeText, moves: true, do: injection(inj)})
@@ -68,6 +75,9 @@ func catalog() []subAttack {
 	}
 	return append(out,
 		subAttack{fault: GDPRErase, name: "erase_subject", applies: needSubject, ready: needAccepted, moves: true, erases: true, do: eraseSubject},
+		subAttack{fault: ToolFailure, name: modeTimeout, applies: needRuntimeToolState, ready: needEntersRuntimeTool, moves: true, tools: modeTimeout, do: toolFailure(modeTimeout)},
+		subAttack{fault: ToolFailure, name: modeCrash, applies: needRuntimeToolState, ready: needEntersRuntimeTool, moves: true, tools: modeCrash, do: toolFailure(modeCrash)},
+		subAttack{fault: ToolFailure, name: modeDrift, applies: needRuntimeToolState, ready: needEntersRuntimeTool, moves: true, tools: modeDrift, do: toolFailure(modeDrift)},
 		subAttack{fault: InvalidProgram, name: "missing_target", runless: true, applies: always, ready: anyRun, do: invalidProgram(missingTarget)},
 		subAttack{fault: InvalidProgram, name: "guard_not_bool", runless: true, applies: needGuard, ready: anyRun, do: invalidProgram(guardNotBool)},
 		subAttack{fault: InvalidProgram, name: "unreachable_state", runless: true, applies: always, ready: anyRun, do: invalidProgram(unreachableState)},

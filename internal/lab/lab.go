@@ -40,7 +40,7 @@ const (
 )
 
 // Faults lists every fault, in order.
-var Faults = []string{ToolInjection, PolicyBypass, SkipStep, ReorderSteps, CorruptReceipt, GDPRErase, InvalidProgram}
+var Faults = []string{ToolInjection, PolicyBypass, SkipStep, ReorderSteps, CorruptReceipt, GDPRErase, ToolFailure, InvalidProgram}
 
 // Outcomes besides the runtime's rejection codes.
 const (
@@ -71,8 +71,13 @@ type Env struct {
 	Principal string
 	// Operator may erase data subjects: gdpr_erase on a caller's run
 	// destroys the key of every run of that subject, so it is an
-	// operator's attack only.
+	// operator's attack only. Likewise tool_failure, which starts a lab
+	// run of its own.
 	Operator bool
+
+	// held is the laboratory's own tools while Service runs through them
+	// (toolfail.go).
+	held *labTools
 }
 
 // Result is one sub-attack's outcome.
@@ -161,7 +166,10 @@ type subAttack struct {
 	// no run can start under it). The matrix makes it without one;
 	// inject_fault records it on the caller's run.
 	runless bool
-	do      func(ctx context.Context, env Env, v *view) (outcome, error)
+	// tools: the attack needs a run whose tools the laboratory's own
+	// executors run, behaving as this mode says (toolfail.go).
+	tools string
+	do    func(ctx context.Context, env Env, v *view) (outcome, error)
 }
 
 func always(*program.Program) string { return "" }
@@ -220,6 +228,28 @@ func Inject(ctx context.Context, env Env, runID, fault string, params Params) ([
 		}
 		res := Result{Fault: a.fault, SubAttack: a.name, RunID: runID}
 		reason := a.applies(p)
+		if reason == "" && a.tools != "" && a.tools != modeHold {
+			// A tool cannot be made to fail under the server's registry:
+			// the attack goes to a lab run of its own, driven by this
+			// run's input and accepted answers.
+			if !env.Operator {
+				res.Expected, res.Observed, res.Detail = expectedOf(a), NA, "it starts a lab run of its own with the laboratory's failing tools: an operator's attack"
+				out = append(out, res)
+				continue
+			}
+			s, err := scriptOf(ctx, env, r)
+			if err != nil {
+				return nil, err
+			}
+			if res, err = onFreshRun(ctx, env, p, a, []Script{s}); err != nil {
+				return nil, err
+			}
+			if res.RunID != "" {
+				res.Detail = "on lab run " + res.RunID + ": " + res.Detail
+			}
+			out = append(out, res)
+			continue
+		}
 		switch {
 		case reason != "":
 		case a.erases && !env.Operator:
@@ -232,6 +262,9 @@ func Inject(ctx context.Context, env Env, runID, fault string, params Params) ([
 		}
 		if reason == "" && counts(a) && v.open() && r.Task.AttemptsLeft <= 1 {
 			reason = "the open task has no attempt to spare: a counted rejection would end the run"
+		}
+		if reason == "" && counts(a) && r.Call != nil && r.Attempts+1 >= v.st.MaxAttempts {
+			reason = "the state has no attempt to spare: a counted rejection would end the run"
 		}
 		if reason != "" {
 			res.Expected, res.Observed, res.Detail = expectedOf(a), NA, reason

@@ -43,7 +43,8 @@ func TestMatrixOnTheExamples(t *testing.T) {
 		program string
 		na      []string // fault/sub-attack expected n/a
 	}{
-		{"refund", []string{"tool_injection/wrong_tool_result", "policy_bypass/no_matching_guard", "gdpr_erase/erase_subject"}},
+		{"refund", []string{"tool_injection/wrong_tool_result", "tool_injection/forged_tool_result", "policy_bypass/no_matching_guard", "gdpr_erase/erase_subject",
+			"tool_failure/timeout", "tool_failure/crash", "tool_failure/drift"}},
 		{"kyc-onboarding", nil},
 		{"code-change", []string{"gdpr_erase/erase_subject"}},
 	} {
@@ -74,8 +75,9 @@ func TestMatrixOnTheExamples(t *testing.T) {
 					t.Errorf("%s: expected %s, observed %s (pass %v): %s", key, r.Expected, r.Observed, r.Pass, r.Detail)
 				}
 				// Accepted injected text moves the run on; an erasure cancels
-				// it and erases its data.
-				if moves := strings.HasPrefix(r.SubAttack, "prompt_injection:") || r.Fault == GDPRErase; r.RunUnchanged == moves {
+				// it and erases its data; a failed tool call takes on_error
+				// or fails the run.
+				if moves := strings.HasPrefix(r.SubAttack, "prompt_injection:") || r.Fault == GDPRErase || r.Fault == ToolFailure; r.RunUnchanged == moves {
 					t.Errorf("%s: run_unchanged %v", key, r.RunUnchanged)
 				}
 				if r.Fault == InvalidProgram {

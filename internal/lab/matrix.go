@@ -181,6 +181,11 @@ func Matrix(ctx context.Context, env Env, o MatrixOptions) ([]Result, error) {
 // onFreshRun makes one sub-attack on a run of its own, so that no attack's
 // attempts exhaust another's budget.
 func onFreshRun(ctx context.Context, env Env, p *program.Program, a subAttack, scripts []Script) (Result, error) {
+	if a.tools != "" && env.held == nil && a.applies(p) == "" && len(scripts) > 0 {
+		return withLabTools(ctx, env, p, a.tools, func(env Env) (Result, error) {
+			return onFreshRun(ctx, env, p, a, scripts)
+		})
+	}
 	na := Result{Fault: a.fault, SubAttack: a.name, Expected: expectedOf(a), Observed: NA}
 	if na.Detail = a.applies(p); na.Detail != "" {
 		return na, nil

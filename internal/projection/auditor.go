@@ -30,11 +30,12 @@ func IsSealed(v any) bool {
 //     stored; nil when unknown) is redacted too, whatever the paths say.
 func ForAuditorTask(p *program.Program, task, raw *Task) *Task {
 	out := *task
-	var rawView, rawArgs any
+	var rawView any
+	var rawArgs map[string]any
 	if raw != nil {
 		rawView = anyOf(raw.View)
 		if raw.Tool != nil {
-			rawArgs = anyOf(raw.Tool.Arguments)
+			rawArgs = raw.Tool.Arguments
 		}
 	}
 	out.View = map[string]any{}
@@ -55,25 +56,78 @@ func ForAuditorTask(p *program.Program, task, raw *Task) *Task {
 	}
 	out.View = maskSealed(rawView, out.View).(map[string]any)
 	if task.Tool != nil {
-		st := p.States[task.State]
-		reads := map[string]bool{}
-		declared := map[string]bool{}
-		if st != nil {
-			for _, a := range st.Args {
-				declared[a.Name] = true
-				reads[a.Name] = a.Expr != nil && len(a.Expr.PII) > 0
-			}
-		}
-		args := make(map[string]any, len(task.Tool.Arguments))
-		for k, v := range task.Tool.Arguments {
-			if reads[k] || !declared[k] {
-				v = redactWhole(v)
-			}
-			args[k] = v
-		}
-		out.Tool = &ToolCall{Name: task.Tool.Name, Arguments: maskSealed(rawArgs, args).(map[string]any)}
+		out.Tool = &ToolCall{Name: task.Tool.Name, Arguments: ForAuditorArguments(p, task.State, task.Tool.Arguments, rawArgs)}
 	}
 	return &out
+}
+
+// ForAuditorArguments is the auditor's view of a tool's evaluated
+// arguments at state, whether handed to the caller in a task or invoked by
+// the runtime (tool_call_started): an argument whose expression reads
+// personal data is redacted whole, as is one the state does not declare,
+// and so is anything raw (the same arguments as the trace stored them; nil
+// when unknown) holds sealed.
+func ForAuditorArguments(p *program.Program, state string, args, raw map[string]any) map[string]any {
+	reads := map[string]bool{}
+	declared := map[string]bool{}
+	if st := p.States[state]; st != nil {
+		for _, a := range st.Args {
+			declared[a.Name] = true
+			reads[a.Name] = a.Expr != nil && len(a.Expr.PII) > 0
+		}
+	}
+	out := make(map[string]any, len(args))
+	for k, v := range args {
+		if reads[k] || !declared[k] {
+			v = redactWhole(v)
+		}
+		out[k] = v
+	}
+	return maskSealed(anyOf(raw), out).(map[string]any)
+}
+
+// ForAuditorResult is the auditor's view of a tool result at state: the
+// document the run keeps as data.<state>, whether the runtime's executor
+// returned it (tool_call_completed, tool_call_resolved) or the caller
+// reported it (submission_accepted by the tool actor). Every
+// personal-data path below data.<state> is redacted, and so is anything
+// raw (the same result as stored; nil when unknown) holds sealed.
+func ForAuditorResult(p *program.Program, state string, result, raw any) any {
+	if result == nil {
+		return nil
+	}
+	shown := redactCopy(p, program.Path{"data", state}, result)
+	return maskSealed(raw, shown)
+}
+
+// ForAuditorDetail is the auditor's view of a tool call's failure detail
+// at state. Executors never put arguments in a detail, but a schema
+// violation's detail may quote the result: where the state's data holds
+// personal data it is redacted, and so is a detail the trace stored
+// sealed (sealed). The redacted detail is the marker's JSON text.
+func ForAuditorDetail(p *program.Program, state, class, detail string, sealed bool) string {
+	if detail == "" {
+		return ""
+	}
+	if sealed || class == "schema_violation" && holdsPII(p, program.Path{"data", state}) {
+		return RedactedText
+	}
+	return detail
+}
+
+// RedactedText is the Redacted marker as JSON text, for the places that
+// show a string.
+const RedactedText = `{"$redacted":"personal_data"}`
+
+// holdsPII reports whether a personal-data path lies at or below path, or
+// covers it.
+func holdsPII(p *program.Program, path program.Path) bool {
+	for _, q := range p.PII {
+		if q.Covers(path) || path.Covers(q) {
+			return true
+		}
+	}
+	return false
 }
 
 // redactWhole is the marker that stands for v: the erased marker as it

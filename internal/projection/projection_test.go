@@ -235,3 +235,30 @@ func TestModelViewOfARuntimeCallHoldsNothingUngranted(t *testing.T) {
 		t.Fatalf("the model's view of a runtime call:\n%s\nwant\n%s", raw, want)
 	}
 }
+
+// A failed call's detail reaches the auditor unless it may quote personal
+// data: a schema violation at a state whose data holds personal data, or
+// a detail the trace stored sealed.
+func TestForAuditorDetailRedactsWhatMayQuotePersonalData(t *testing.T) {
+	p, err := program.Load("p.yaml", []byte(prog))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name, state, class, detail string
+		sealed                     bool
+		want                       string
+	}{
+		{"a transport failure is shown", "a", "transport", "connection refused", false, "connection refused"},
+		{"a schema violation where data holds personal data is redacted", "a", "schema_violation", "full_name: Ada", false, RedactedText},
+		{"a schema violation elsewhere is shown", "done", "schema_violation", "risk: want a string", false, "risk: want a string"},
+		{"a detail stored sealed is redacted", "done", "tool_error", "exit status 1", true, RedactedText},
+		{"no detail stays none", "a", "schema_violation", "", false, ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if got := ForAuditorDetail(p, c.state, c.class, c.detail, c.sealed); got != c.want {
+				t.Errorf("ForAuditorDetail = %q, want %q", got, c.want)
+			}
+		})
+	}
+}

@@ -64,23 +64,42 @@ func TestModelTasksHoldOnlyTheAllowlist(t *testing.T) {
 }
 
 func exampleInputs(t *testing.T, name string) []any {
+	out := exampleDocs(t, name, ".input.json")
+	if len(out) == 0 {
+		t.Fatalf("no inputs for %s", name)
+	}
+	return out
+}
+
+// exampleDocs are the JSON documents of the example's files whose names
+// end in suffix, one a line in .jsonl files.
+func exampleDocs(t *testing.T, name, suffix string) []any {
 	entries, err := examples.FS.ReadDir(".")
 	if err != nil {
 		t.Fatal(err)
 	}
 	var out []any
 	for _, e := range entries {
-		if strings.HasPrefix(e.Name(), name+".") && strings.HasSuffix(e.Name(), ".input.json") {
-			data, _ := examples.FS.ReadFile(e.Name())
-			v, err := jsonvalue.Decode(data)
+		if !strings.HasPrefix(e.Name(), name+".") || !strings.HasSuffix(e.Name(), suffix) {
+			continue
+		}
+		data, _ := examples.FS.ReadFile(e.Name())
+		docs := [][]byte{data}
+		if strings.HasSuffix(suffix, ".jsonl") {
+			docs = nil
+			for _, line := range strings.Split(string(data), "\n") {
+				if strings.TrimSpace(line) != "" {
+					docs = append(docs, []byte(line))
+				}
+			}
+		}
+		for _, d := range docs {
+			v, err := jsonvalue.Decode(d)
 			if err != nil {
-				t.Fatal(err)
+				t.Fatalf("%s: %v", e.Name(), err)
 			}
 			out = append(out, v)
 		}
-	}
-	if len(out) == 0 {
-		t.Fatalf("no inputs for %s", name)
 	}
 	return out
 }
@@ -352,4 +371,154 @@ func checkAudiences(t *testing.T, p *program.Program, run *runtime.Run, issued *
 	if issued == nil && model != nil || issued != nil && model != issued {
 		t.Fatalf("the model's view of the run at %s is %v, not the last task issued %v", run.State, model, issued)
 	}
+}
+
+// TestAuditorViewsOfExecutedCallsHoldNoPersonalData drives generated runs
+// of every example program with every tool state executed by the runtime,
+// feeding random results (shaped by the schemas, so personal-data paths
+// are filled), and checks the auditor's view of each call the console
+// shows: every argument that reads personal data, or that the state does
+// not declare, is the redaction marker and the others are as invoked; in
+// each result every personal-data path below data.<state> is the marker
+// and every other leaf is as returned.
+func TestAuditorViewsOfExecutedCallsHoldNoPersonalData(t *testing.T) {
+	runs := 100
+	if testing.Short() {
+		runs = 20
+	}
+	for _, name := range examples.Programs() {
+		p, _ := examples.MustLoad(name)
+		executors := program.Executed(p, func(string) (string, bool) { return "http", true })
+		if len(executors) == 0 {
+			continue
+		}
+		inputs, answers := exampleInputs(t, name), exampleDocs(t, name, ".answers.jsonl")
+		t.Run(name, func(t *testing.T) {
+			rng := rand.New(rand.NewPCG(3, uint64(len(name))))
+			calls := 0
+			for i := 0; i < runs; i++ {
+				calls += executedRun(t, p, executors, inputs[i%len(inputs)], answers, rng)
+			}
+			if calls < runs/2 {
+				t.Fatalf("only %d executed calls in %d runs", calls, runs)
+			}
+		})
+	}
+}
+
+// executedRun plays one run whose tool states the runtime executes, and
+// checks the auditor's view of every call's arguments and result.
+func executedRun(t *testing.T, p *program.Program, executors map[string]string, input any, answers []any, rng *rand.Rand) int {
+	t.Helper()
+	at := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	res, err := runtime.Apply(p, nil, runtime.Start{RunID: "r", Input: input, Executors: executors, At: at})
+	if err != nil {
+		t.Fatalf("start: %v", err)
+	}
+	run, calls := res.Run, 0
+	for i := 0; i < 40 && !run.Finished(); i++ {
+		for _, e := range res.Events {
+			if e.Call != nil {
+				checkAuditorCall(t, p, &e)
+			}
+		}
+		// Shaped by the schema alone, a result or answer often misses a
+		// pattern; the example's recorded answers fill the gaps. The first
+		// candidate the run accepts is taken.
+		var ins []runtime.Input
+		if c := run.Call; c != nil {
+			calls++
+			st := p.States[c.State]
+			for _, out := range candidates(st, answers, rng) {
+				ins = append(ins, runtime.ToolResult{Seq: c.Seq, CallID: c.CallID, Attempt: c.Attempt, Output: out, At: at})
+			}
+		} else {
+			task := run.Task
+			st := p.States[task.State]
+			for _, out := range candidates(st, answers, rng) {
+				switch st.Kind {
+				case program.KindApproval:
+					ins = append(ins, runtime.Decide{Seq: task.Seq, Role: st.Role, Decision: out, At: at})
+				case program.KindTool:
+					ins = append(ins, runtime.Submit{Seq: task.Seq, Tool: st.Tool, Output: out, At: at})
+				default:
+					ins = append(ins, runtime.Submit{Seq: task.Seq, Output: out, At: at})
+				}
+			}
+		}
+		for _, in := range ins {
+			if res, _ = runtime.Apply(p, run, in); accepted(res) {
+				break
+			}
+		}
+		run = res.Run
+	}
+	return calls
+}
+
+// candidates are outputs to try for st, in order: a few of the example's
+// recorded answers, then one generated with every property present.
+func candidates(st *program.State, answers []any, rng *rand.Rand) []any {
+	var out []any
+	for _, i := range rng.Perm(len(answers)) {
+		out = append(out, answers[i])
+	}
+	return append(out, generateFull(st.Output.Root, rng))
+}
+
+// accepted reports whether an input's events moved the run on: no
+// rejection, and no failed tool attempt.
+func accepted(res runtime.Result) bool {
+	for _, e := range res.Events {
+		if e.Type == runtime.EventSubmissionRejected || e.Type == runtime.EventToolCallFailed {
+			return false
+		}
+	}
+	return res.Run != nil
+}
+
+// checkAuditorCall checks the auditor's views of one tool_call_* event.
+func checkAuditorCall(t *testing.T, p *program.Program, e *runtime.Event) {
+	t.Helper()
+	st := p.States[e.State]
+	if e.Call.Arguments != nil {
+		args := projection.ForAuditorArguments(p, e.State, e.Call.Arguments, nil)
+		for k, v := range args {
+			var arg *program.Arg
+			for i := range st.Args {
+				if st.Args[i].Name == k {
+					arg = &st.Args[i]
+				}
+			}
+			hidden := arg == nil || arg.Expr != nil && len(arg.Expr.PII) > 0
+			if hidden && !reflect.DeepEqual(v, projection.Redacted) || !hidden && !reflect.DeepEqual(v, e.Call.Arguments[k]) {
+				t.Fatalf("the auditor's view of the call at %s shows argument %s as %v (invoked with %v)", e.State, k, v, e.Call.Arguments[k])
+			}
+		}
+	}
+	if e.Call.Result != nil {
+		shown := projection.ForAuditorResult(p, e.State, e.Call.Result, nil)
+		doc := map[string]any{"data": map[string]any{e.State: shown}}
+		checkRedacted(t, p, "the auditor's view of the result at "+e.State, doc)
+		walkLeaves(program.Path{"data", e.State}, e.Call.Result, func(path program.Path) {
+			got, ok := at(shown, path[2:])
+			want, _ := at(e.Call.Result, path[2:])
+			if ok && !p.IsPII(path) && !reflect.DeepEqual(got, want) {
+				t.Fatalf("the auditor's view of the result at %s changes %s, which is no personal data", e.State, path)
+			}
+		})
+	}
+}
+
+// at is the value at path below v; false where the path runs through an
+// array or a marker (walkLeaves gives array elements their parent's path).
+func at(v any, path program.Path) (any, bool) {
+	for _, k := range path {
+		m, ok := v.(map[string]any)
+		if !ok {
+			return nil, false
+		}
+		v = m[k]
+	}
+	return v, true
 }

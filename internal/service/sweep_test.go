@@ -324,19 +324,19 @@ func TestSweepTimesOutARunFromBeforeTheDueColumn(t *testing.T) {
 	}
 	// The store as a binary from before the due column left it: an
 	// approval's deadline unknown (as schema step 6 fills it in), no due
-	// column and no open call columns (step 9), at version 6.
+	// column and no open-call columns (step 9), at version 6.
 	db, err := sql.Open("sqlite", path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, q := range []string{
 		`UPDATE runs SET awaiting_deadline = 9223372036854775807 WHERE awaiting_role <> ''`,
-		`DROP INDEX runs_due`,
-		`ALTER TABLE runs DROP COLUMN due`,
-		`DROP INDEX runs_open_call`,
+		`DROP INDEX runs_open_call`, // schema step 9's, which came later
 		`ALTER TABLE runs DROP COLUMN call_id`,
 		`ALTER TABLE runs DROP COLUMN lease_holder`,
 		`ALTER TABLE runs DROP COLUMN lease_expires`,
+		`DROP INDEX runs_due`,
+		`ALTER TABLE runs DROP COLUMN due`,
 		`DELETE FROM schema_version WHERE version > 6`,
 	} {
 		if _, err := db.Exec(q); err != nil {

@@ -205,7 +205,7 @@ type ReplayResult struct {
 // InjectFaultArgs name an attack on a lab run.
 type InjectFaultArgs struct {
 	RunID  string `json:"run_id" jsonschema:"minLength=1,maxLength=128"`
-	Fault  string `json:"fault" jsonschema:"enum=tool_injection,enum=policy_bypass,enum=skip_step,enum=reorder_steps,enum=corrupt_receipt,enum=gdpr_erase,enum=invalid_program"`
+	Fault  string `json:"fault" jsonschema:"enum=tool_injection,enum=policy_bypass,enum=skip_step,enum=reorder_steps,enum=corrupt_receipt,enum=gdpr_erase,enum=tool_failure,enum=invalid_program"`
 	Params Object `json:"params,omitempty"`
 }
 

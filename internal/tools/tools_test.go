@@ -412,6 +412,12 @@ func TestInjectFaultAndCancel(t *testing.T) {
 	if got := h.mustCall(ctx, "inject_fault", map[string]any{"run_id": lab, "fault": "gdpr_erase"}); got["outcome"] != "n/a" || got["run_unchanged"] != true {
 		t.Fatalf("gdpr_erase by an agent = %v", got)
 	}
+	// tool_failure is a fault name inject_fault takes; refund has no tool
+	// state, so each sub-attack is n/a with the reason.
+	if got := h.mustCall(ctx, "inject_fault", map[string]any{"run_id": lab, "fault": "tool_failure"}); got["outcome"] != "n/a" || got["run_unchanged"] != true ||
+		!strings.Contains(got["detail"].(string), "timeout: expected timeout, observed n/a (n/a): the program has no tool state") {
+		t.Fatalf("tool_failure by an agent = %v", got)
+	}
 	h.mustFail(ctx, "inject_fault", map[string]any{"run_id": lab, "fault": "format_disk"}, CodeInvalidArguments)
 	before := h.mustCall(ctx, "get_run", map[string]any{"run_id": lab})
 	for _, tc := range []struct{ fault, outcome string }{

@@ -48,7 +48,7 @@
       try {
         const s = await nc.json(url);
         failures = 0;
-        if (s.events !== events || s.status !== "running") {
+        if (s.events !== events || s.status !== run.dataset.status) {
           // Reload once per new state: should the page still disagree
           // with the state it was reloaded for, stop rather than loop.
           const key = "nano-vm-run-" + run.dataset.runId, seen = s.events + "/" + s.status;
