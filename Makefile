@@ -115,9 +115,14 @@ lab:
 # The memory test at full size (docs/decisions.md, issue 13 item 7): 20,000
 # abandoned legacy sessions and 5,000 runs against the real binary, whose
 # RSS must grow less than 96 MiB. Not part of test: about 30 s on 2 cores;
-# unit runs the same test at 4,000 and 1,000 with smaller bounds.
+# unit runs the same test at 4,000 and 1,000 with smaller bounds. And the
+# durability tests of runtime tool calls (issue 15 section 5): 100 SIGKILLs
+# while a call is in flight (unit: 20), and 1,000 runs across two servers
+# on one PostgreSQL database (unit: 200); NANO_VM_TEST_KILL_SEED repeats a
+# printed seed.
+SOAK_TESTS = TestServeMemoryStaysBoundedUnderSessionsAndRuns|TestServeSIGKILLDuringToolCallsLosesNothing|TestServeTwoServersOnPostgresInvokeEachToolCallOnce
 soak:
-	NANO_VM_SOAK=1 $(GO) test -count=1 -run TestServeMemoryStaysBoundedUnderSessionsAndRuns -v ./cmd/nano-vm-mcp
+	NANO_VM_SOAK=1 $(GO) test -count=1 -timeout 30m -run '^($(SOAK_TESTS))$$' -v ./cmd/nano-vm-mcp
 
 # Real MCP clients against the built server: the TypeScript SDK, the
 # conformance suite and the Inspector CLI (tests/node/README.md). Installs

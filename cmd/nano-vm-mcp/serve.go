@@ -54,6 +54,7 @@ type serveFlags struct {
 	sessionIdle                           time.Duration
 	consolePublic                         bool
 	consoleVerifyConcurrency              int
+	toolLease, toolRecovery               time.Duration
 	store                                 storeFlags
 	tools                                 toolFlags
 }
@@ -116,9 +117,10 @@ keeps every trace in memory by nature).
 
 ` + toolsUsage + `
 A call that never ended (the server stopped while it ran) is taken over once
-its lease has expired, checked at start and every ` + toolRecovery.String() + `: an idempotent
-tool is called again with the same idempotency key; any other makes the run
-wait for an operator's resolve_tool_call (status waiting_operator).
+its lease (--tool-lease) has expired, checked at start and every
+--tool-recovery: an idempotent tool is called again with the same
+idempotency key; any other makes the run wait for an operator's
+resolve_tool_call (status waiting_operator).
 
 Every 10 seconds the server checks whether another process sharing the store
 (nano-vm-mcp erase, another instance) erased a data subject, and if so stops
@@ -165,6 +167,8 @@ refused); every step is appended atomically, so none is half-written.`,
 	fs.IntVar(&f.maxSessions, "max-sessions-per-principal", session.DefaultMaxPerOwner, "http: legacy-era MCP sessions one principal may hold; a new one ends that principal's least recently used")
 	fs.BoolVar(&f.consolePublic, "console-public", false, "let console visitors without a credential read it as the auditor (read-only, personal data redacted) even when tokens are configured")
 	fs.IntVar(&f.consoleVerifyConcurrency, "console-verify-concurrency", console.DefaultVerifyConcurrency, "receipt verifications the console runs at once; more are answered 429 with Retry-After")
+	fs.DurationVar(&f.toolLease, "tool-lease", service.DefaultLeaseTTL, "how long the lease on a runtime tool call lasts unless its holder renews it (every third of it); after a crash the call is taken over only once it has expired")
+	fs.DurationVar(&f.toolRecovery, "tool-recovery", defaultToolRecovery, "how often the server looks for runtime tool calls whose lease has expired, to take them over")
 	f.store.register(fs)
 	f.tools.register(fs)
 	return c
@@ -186,6 +190,9 @@ func serve(ctx context.Context, f serveFlags, log *zap.Logger, stderr io.Writer)
 	}
 	if f.approvalChannel != "approvers" && f.approvalChannel != "elicitation" {
 		return &exitErr{exitUsage, fmt.Errorf("--approval-channel must be approvers or elicitation, not %q", f.approvalChannel)}
+	}
+	if f.toolLease <= 0 || f.toolRecovery <= 0 {
+		return &exitErr{exitUsage, fmt.Errorf("--tool-lease and --tool-recovery must be positive, not %s and %s", f.toolLease, f.toolRecovery)}
 	}
 	if f.consoleVerifyConcurrency < 1 {
 		return &exitErr{exitUsage, fmt.Errorf("--console-verify-concurrency must be at least 1, not %d", f.consoleVerifyConcurrency)}
@@ -232,6 +239,7 @@ func serve(ctx context.Context, f serveFlags, log *zap.Logger, stderr io.Writer)
 		defer reg.Close()
 	}
 	o.MaxCachedRuns = f.runCacheSize
+	o.LeaseTTL = f.toolLease
 	svc, st, keys, err := f.store.openService(ctx, log, o)
 	if err != nil {
 		return err
@@ -260,7 +268,7 @@ func serve(ctx context.Context, f serveFlags, log *zap.Logger, stderr io.Writer)
 	defer func() { stopBackground(); background.Wait() }()
 	for _, loop := range []func(){
 		func() { svc.SweepEvery(bg, time.Tick(deadlineSweep)) },
-		func() { svc.RecoverEvery(bg, time.Tick(toolRecovery)) },
+		func() { svc.RecoverEvery(bg, time.Tick(f.toolRecovery)) },
 		func() { refreshKeys(bg, svc, log, time.Tick(keyRefresh)) },
 		func() { credentials.Run(bg, time.Tick(access.DefaultReloadInterval)) },
 	} {
@@ -308,10 +316,10 @@ func httpConfig(f serveFlags, approvers *access.Approvers, agents *access.Tokens
 // hours escalates on its own, also for runs started before a restart.
 const deadlineSweep = 30 * time.Second
 
-// toolRecovery is how often the server looks for runtime tool calls whose
-// holder stopped renewing their lease (Service.Recover): another instance
-// of a shared store, or this one before a restart.
-const toolRecovery = 5 * time.Second
+// defaultToolRecovery is how often the server looks for runtime tool
+// calls whose holder stopped renewing their lease (Service.Recover):
+// another instance of a shared store, or this one before a restart.
+const defaultToolRecovery = 5 * time.Second
 
 // keyRefresh is how often the server checks whether another process
 // sharing the store (nano-vm-mcp erase, another instance) erased a subject.

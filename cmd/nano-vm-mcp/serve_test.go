@@ -525,6 +525,8 @@ func TestServeRefusesUnsafeConfigurations(t *testing.T) {
 		{"a token file others can read", []string{"--transport", "http", "--access-token-file", readable, "--store", "sqlite"}, "world-readable-token"},
 		{"operator profile over HTTP", []string{"--transport", "http", "--profile", "operator"}, "operator token"},
 		{"unknown transport", []string{"--transport", "carrier-pigeon"}, "--transport"},
+		{"a tool lease of zero", []string{"--tool-lease", "0s"}, "--tool-lease and --tool-recovery must be positive"},
+		{"a negative tool recovery interval", []string{"--tool-recovery", "-1s"}, "--tool-lease and --tool-recovery must be positive"},
 		{"invalid program", []string{"--programs", "testdata/bad-programs"}, "bad.yaml"},
 		{"a program name served twice", []string{"--programs", twice}, "refund.yaml: program \"refund\" is also defined by examples/refund.yaml"},
 		{"a programs directory that is not there", []string{"--programs", filepath.Join(twice, "none")}, "--programs: open " + filepath.Join(twice, "none")},

@@ -68,7 +68,12 @@ func (s *Service) Own(ctx context.Context, runID string, c Caller) (*runtime.Run
 // Another's run is no_such_run, and so is, for an approver, a run whose
 // decision has timed out: it no longer waits for them, and the run as the
 // timeout leaves it (the agent's next task, say) is not theirs to see.
+// The run is read as the store holds it: another instance sharing the
+// store may have appended since this one cached it.
 func (s *Service) Read(ctx context.Context, runID string, c Caller) (*runtime.Run, *program.Program, error) {
+	if err := s.refresh(ctx, runID); err != nil {
+		return nil, nil, err
+	}
 	r, p, err := s.Get(ctx, runID)
 	if err != nil {
 		return nil, nil, err
