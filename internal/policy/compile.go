@@ -77,6 +77,7 @@ func (e *Env) Compile(src string, k Kind) (*Expr, []Problem) {
 	}
 	return &Expr{
 		PII:      reads,
+		JSONType: jsonType(checked.OutputType()),
 		Source:   src,
 		Kind:     k,
 		Cost:     est.Max,
@@ -212,6 +213,33 @@ func sortProblems(ps []Problem) []Problem {
 		return ps[i].Column < ps[j].Column
 	})
 	return slices.Compact(ps)
+}
+
+// jsonType is the JSON type ("string", "integer", "number", "boolean",
+// "array", "object", "null") of a value of CEL type t, as the runtime
+// converts it to JSON; "" where the type does not say (dyn, or a type with
+// no one JSON form).
+func jsonType(t *types.Type) string {
+	if t == nil {
+		return ""
+	}
+	switch t.Kind() {
+	case types.StringKind:
+		return "string"
+	case types.IntKind, types.UintKind:
+		return "integer"
+	case types.DoubleKind:
+		return "number"
+	case types.BoolKind:
+		return "boolean"
+	case types.ListKind:
+		return "array"
+	case types.MapKind, types.StructKind:
+		return "object"
+	case types.NullTypeKind:
+		return "null"
+	}
+	return ""
 }
 
 // typeName renders a CEL type for messages, without the prefix that keeps

@@ -20,6 +20,10 @@ type Expr struct {
 	Cost     uint64     // estimated worst-case cost
 	DataRefs []DataRef  // every data.<state> reference, by position
 	PII      [][]string // personal-data paths a value expression reads (never a guard's)
+	// JSONType is the JSON type of the expression's value as the checker
+	// typed it ("string", "integer", "number", "boolean", "array",
+	// "object", "null"), or "" where its type does not say (dyn).
+	JSONType string
 
 	prg   cel.Program
 	limit uint64

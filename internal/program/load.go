@@ -141,6 +141,7 @@ func (l *loader) compile(doc Document, order []string) *Program {
 		Order:       order,
 		source:      l.file,
 		execAt:      map[string]pos{},
+		argsAt:      map[string]pos{},
 	}
 	p.Limits = resolveLimits(doc.Limits)
 
@@ -171,6 +172,11 @@ func (l *loader) compile(doc Document, order []string) *Program {
 		}
 		if w, ok := l.where[statePtr(name, "execution")]; ok {
 			p.execAt[name] = w
+		}
+		if w, ok := l.where[statePtr(name, "arguments")]; ok {
+			p.argsAt[name] = w
+		} else if w, ok := l.where[statePtr(name, "tool")]; ok {
+			p.argsAt[name] = w
 		}
 		p.States[name] = st
 		l.checkKindFields(name, spec)

@@ -74,6 +74,9 @@ type Program struct {
 	// execAt is where each state's execution field is written, so that a
 	// registry check after loading (CheckExecution) can point at it.
 	execAt map[string]pos
+	// argsAt is where each tool state's arguments (else its tool) are
+	// written, for problems with the arguments a registry's tool takes.
+	argsAt map[string]pos
 }
 
 // Source is the file (or embedded name) the program was loaded from.
@@ -320,6 +323,44 @@ func CheckExecution(p *Program, has func(tool string) bool) []Problem {
 			pr.Line, pr.Column = w.Line, w.Column
 		}
 		out = append(out, pr)
+	}
+	return SortProblems(out)
+}
+
+// ArgumentShape is a tool state's arguments as their types are known at
+// load: each argument's name and the JSON type its expression gives
+// ("string", "integer", …), or nil where the type does not say.
+func (st *State) ArgumentShape() map[string]any {
+	shape := make(map[string]any, len(st.Args))
+	for _, a := range st.Args {
+		if a.Expr.JSONType != "" {
+			shape[a.Name] = a.Expr.JSONType
+		} else {
+			shape[a.Name] = nil
+		}
+	}
+	return shape
+}
+
+// CheckArguments is a positioned problem for every tool state that the
+// runtime executes (executed: state → executor kind, as Executed gives)
+// whose arguments the registry's tool would refuse, as check says (one
+// message per problem; the mcp executor checks the downstream tool's input
+// schema against ArgumentShape).
+func CheckArguments(p *Program, executed map[string]string, check func(st *State) []string) []Problem {
+	var out []Problem
+	for _, name := range p.Order {
+		st := p.States[name]
+		if _, ok := executed[name]; !ok || st.Kind != KindTool {
+			continue
+		}
+		for _, msg := range check(st) {
+			pr := Problem{File: p.source, State: name, Field: "arguments", Message: "tool " + st.Tool + ": " + msg}
+			if w, ok := p.argsAt[name]; ok {
+				pr.Line, pr.Column = w.Line, w.Column
+			}
+			out = append(out, pr)
+		}
 	}
 	return SortProblems(out)
 }

@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/nano-vm/nano-vm-mcp/internal/executor"
+	"github.com/nano-vm/nano-vm-mcp/internal/program"
 	"github.com/nano-vm/nano-vm-mcp/internal/runtime"
 	"github.com/nano-vm/nano-vm-mcp/internal/testenv"
 	"github.com/nano-vm/nano-vm-mcp/internal/tracestore"
@@ -101,5 +103,46 @@ func TestRuntimeCallsAThirdPartyMCPServerFromAProgram(t *testing.T) {
 	result, _ := completed.Result.(map[string]any)
 	if completed == nil || result["conditions"] != "Light rain / drizzle" {
 		t.Fatalf("tool_call_completed %+v", completed)
+	}
+}
+
+// TestProgramRefusedWhenADownstreamToolsSchemaRefusesItsArguments: at load,
+// the arguments a program hands a runtime-run MCP tool are checked against
+// the tool's input schema where their types are known; a mismatch refuses
+// the program with the state and its position.
+func TestProgramRefusedWhenADownstreamToolsSchemaRefusesItsArguments(t *testing.T) {
+	node, entry := testenv.Everything(t)
+	dir := t.TempDir()
+	doc, _ := json.Marshal(map[string]any{"tools": map[string]any{"weather": map[string]any{
+		"mcp": map[string]any{"command": []string{node, entry, "stdio"}, "tool": "get-structured-content"},
+	}}})
+	reg, err := executor.Parse(doc, filepath.Join(dir, "tools.yaml"), executor.Options{RegistryDir: dir, Pins: "tools.pins.json", Getenv: os.Getenv})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { reg.Close() })
+	for _, tc := range []struct {
+		name, args, want string
+	}{
+		{"fits", "location: data.ask.city", ""},
+		{"wrong type", "location: size(data.ask.city)", `weather-check.yaml:21:7: state weather: arguments: tool weather: argument "location": the program gives integer, the downstream tool takes string`},
+		{"missing", "place: data.ask.city", `the downstream tool requires argument "location", which the program does not give`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			src := strings.Replace(weatherProgram, "location: data.ask.city", tc.args, 1)
+			p, err := program.Load("weather-check.yaml", []byte(src))
+			if err != nil {
+				t.Fatal(err)
+			}
+			svc := New(Options{Store: tracestore.NewMemory(), Tools: reg, Secret: make([]byte, 32)})
+			t.Cleanup(svc.Close)
+			err = svc.AddProgram(context.Background(), p, []byte(src))
+			switch {
+			case tc.want == "" && err != nil:
+				t.Fatalf("refused: %v", err)
+			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+				t.Fatalf("got %v, want %q", err, tc.want)
+			}
+		})
 	}
 }

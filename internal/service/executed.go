@@ -27,6 +27,7 @@ func registryHas(reg *executor.Registry) func(tool string) (string, bool) {
 
 // checkExecution is the load error of a program one of whose states
 // requires runtime execution of a tool the registry lacks, else nil.
+// (AddProgram also checks the arguments: checkArguments.)
 func checkExecution(p *program.Program, reg *executor.Registry) error {
 	has := registryHas(reg)
 	probs := program.CheckExecution(p, func(tool string) bool { _, ok := has(tool); return ok })
@@ -44,4 +45,25 @@ func executedStates(p *program.Program, reg *executor.Registry) map[string]strin
 		return nil
 	}
 	return m
+}
+
+// checkArguments is the load error of a program that hands a tool the
+// service runs arguments its registry entry refuses, where the types known
+// at load say so (for a downstream MCP tool: its input schema, as listed
+// when the registry connected), else nil.
+func checkArguments(p *program.Program, reg *executor.Registry) error {
+	if reg == nil {
+		return nil
+	}
+	probs := program.CheckArguments(p, executedStates(p, reg), func(st *program.State) []string {
+		e, ok := reg.Executor(st.Tool)
+		if !ok {
+			return nil
+		}
+		return executor.CheckArguments(e, st.ArgumentShape())
+	})
+	if len(probs) == 0 {
+		return nil
+	}
+	return &program.Error{File: p.Source(), Problems: probs}
 }

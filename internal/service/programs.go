@@ -13,10 +13,14 @@ import (
 // afterwards by name use it; runs pinned to an earlier definition keep
 // theirs. A program with a state that requires runtime execution of a
 // tool the service's registry lacks is refused (*program.Error, naming
-// the file and the state). The program's runs start with the tool states
+// the file and the state), and so is one whose arguments a runtime-run
+// tool's registry entry refuses (a downstream MCP tool's input schema). The program's runs start with the tool states
 // the registry has as runtime-executed (runtime.Start.Executors).
 func (s *Service) AddProgram(ctx context.Context, p *program.Program, source []byte) error {
 	if err := checkExecution(p, s.calls.tools); err != nil {
+		return err
+	}
+	if err := checkArguments(p, s.calls.tools); err != nil {
 		return err
 	}
 	if err := s.store.PutProgram(ctx, p.Hash, source); err != nil {
