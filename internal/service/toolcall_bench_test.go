@@ -40,6 +40,12 @@ func (s *timedStore) Append(ctx context.Context, runID string, records []tracest
 	return err
 }
 
+// LoadRange passes the store's range reads on (tracestore.Range), so
+// that the wrapper changes nothing but the timing.
+func (s *timedStore) LoadRange(ctx context.Context, runID string, from, to uint64) ([]tracestore.Record, error) {
+	return tracestore.Range(ctx, s.Store, runID, from, to)
+}
+
 func (s *timedStore) TakeLease(ctx context.Context, runID, callID, holder string, now, until time.Time) (bool, error) {
 	t := time.Now()
 	held, err := s.Store.TakeLease(ctx, runID, callID, holder, now, until)
