@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nano-vm/nano-vm-mcp/internal/executor/executortest"
 	"github.com/nano-vm/nano-vm-mcp/internal/executor/internal/downstream"
 	"github.com/nano-vm/nano-vm-mcp/internal/jsonvalue"
 	"github.com/nano-vm/nano-vm-mcp/internal/schema"
@@ -23,15 +24,7 @@ import (
 // The downstream server of the stdio tests is this test binary, run again
 // with NANO_VM_DOWNSTREAM=1: it serves the server instead of the tests.
 // Re-running the binary spares the tests a go build of their own.
-func init() {
-	if os.Getenv("NANO_VM_DOWNSTREAM") != "1" {
-		return
-	}
-	if err := downstream.ServeStdio(downstream.ConfigFromEnv()); err != nil {
-		os.Exit(1)
-	}
-	os.Exit(0)
-}
+func init() { executortest.ServeIfAsked() }
 
 // stdioTool is a registry tool on the downstream server over stdio, and
 // the options to build it with: env is the downstream's environment (the
@@ -42,8 +35,7 @@ func stdioTool(t testing.TB, remote string, env map[string]string) (*Tool, Optio
 	if err != nil {
 		t.Fatal(err)
 	}
-	// A race-enabled binary sleeps a second at exit unless told not to.
-	all := map[string]string{"NANO_VM_DOWNSTREAM": "1", "GORACE": "atexit_sleep_ms=0"}
+	all := executortest.Env()
 	for k, v := range env {
 		all[k] = v
 	}

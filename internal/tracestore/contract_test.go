@@ -103,6 +103,42 @@ func TestStoreContract(t *testing.T) {
 					}
 				}
 			})
+			t.Run("LoadRangeReturnsOnlyTheRecordsAsked", func(t *testing.T) {
+				s := open(t)
+				rl, ok := s.(RangeLoader)
+				if !ok {
+					t.Fatal("the backend is not a RangeLoader")
+				}
+				appendN(t, s, "r", 0, 3)
+				appendN(t, s, "r", 3, 2)
+				for _, c := range []struct{ from, to, want uint64 }{{0, 1, 1}, {2, 4, 2}, {3, 5, 2}, {4, 6, 1}, {1, math.MaxUint64, 4}} {
+					got, err := rl.LoadRange(ctx, "r", c.from, c.to)
+					if err != nil || uint64(len(got)) != c.want {
+						t.Fatalf("LoadRange(%d, %d): %d records, %v; want %d", c.from, c.to, len(got), err, c.want)
+					}
+					for i, r := range got {
+						if j := c.from + uint64(i); r.Index != j || string(r.Body) != fmt.Sprintf(`{"i":%d}`, j) || r.Hash[0] != byte(j) {
+							t.Fatalf("LoadRange(%d, %d): record %d = %+v", c.from, c.to, i, r)
+						}
+					}
+					// The fallback for wrappers that only read prefixes agrees.
+					prefixOnly := struct{ TraceReader }{s}
+					if fb, err := Range(ctx, prefixOnly, "r", c.from, c.to); err != nil || fmt.Sprint(fb) != fmt.Sprint(got) {
+						t.Fatalf("Range over LoadPrefix (%d, %d) = %v, %v; LoadRange = %v", c.from, c.to, fb, err, got)
+					}
+				}
+				for _, c := range []struct {
+					run      string
+					from, to uint64
+				}{{"r", 5, 9}, {"r", 2, 2}, {"r", 3, 1}, {"nope", 0, 1}} {
+					if _, err := rl.LoadRange(ctx, c.run, c.from, c.to); !errors.Is(err, ErrNotFound) {
+						t.Fatalf("LoadRange(%s, %d, %d): %v, want ErrNotFound", c.run, c.from, c.to, err)
+					}
+					if _, err := Range(ctx, struct{ TraceReader }{s}, c.run, c.from, c.to); !errors.Is(err, ErrNotFound) {
+						t.Fatalf("Range over LoadPrefix (%s, %d, %d): %v, want ErrNotFound", c.run, c.from, c.to, err)
+					}
+				}
+			})
 			t.Run("ScanYieldsTheRecordsOneByOne", func(t *testing.T) {
 				s := open(t)
 				sc, ok := s.(Scanner)

@@ -99,6 +99,18 @@ func (m *Memory) LoadPrefix(ctx context.Context, runID string, n uint64) ([]Reco
 	return collect(m.Scan(ctx, runID, n))
 }
 
+// LoadRange implements RangeLoader.
+func (m *Memory) LoadRange(_ context.Context, runID string, from, to uint64) ([]Record, error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	recs := m.runs[runID]
+	to = min(to, uint64(len(recs)))
+	if from >= to {
+		return nil, fmt.Errorf("%w: run %s has no records in [%d, %d)", ErrNotFound, runID, from, to)
+	}
+	return slices.Clone(recs[from:to]), nil
+}
+
 // Scan implements Scanner. It yields from the records held when it
 // started, outside the lock: records are never changed once appended.
 func (m *Memory) Scan(_ context.Context, runID string, n uint64) iter.Seq2[Record, error] {

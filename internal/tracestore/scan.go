@@ -38,6 +38,34 @@ func Records(ctx context.Context, st TraceReader, runID string, n uint64) iter.S
 	}
 }
 
+// RangeLoader is a Store that reads a stretch of a run's trace without
+// the records before it, so that a reader of a run's newest events (the
+// answer that follows a chain of runtime tool calls) pays for those
+// alone, not for the whole trace. Every backend here is one.
+type RangeLoader interface {
+	// LoadRange returns the records [from, to) of run's trace (fewer when
+	// it is shorter), or an error wrapping ErrNotFound when it holds none
+	// of them.
+	LoadRange(ctx context.Context, runID string, from, to uint64) ([]Record, error)
+}
+
+// Range returns the records [from, to) of run's trace: through st's
+// LoadRange when it has one, else from LoadPrefix (a wrapper that only
+// implements TraceReader).
+func Range(ctx context.Context, st TraceReader, runID string, from, to uint64) ([]Record, error) {
+	if rl, ok := st.(RangeLoader); ok {
+		return rl.LoadRange(ctx, runID, from, to)
+	}
+	recs, err := st.LoadPrefix(ctx, runID, to)
+	if err != nil {
+		return nil, err
+	}
+	if from >= uint64(len(recs)) {
+		return nil, fmt.Errorf("%w: run %s has no records from %d", ErrNotFound, runID, from)
+	}
+	return recs[from:], nil
+}
+
 // collect reads a whole scan into a slice.
 func collect(seq iter.Seq2[Record, error]) ([]Record, error) {
 	var out []Record

@@ -99,6 +99,24 @@ func (s *sqlDB) Scan(ctx context.Context, runID string, n uint64) iter.Seq2[Reco
 	}
 }
 
+// LoadRange implements RangeLoader.
+func (s *sqlDB) LoadRange(ctx context.Context, runID string, from, to uint64) ([]Record, error) {
+	return collect(func(yield func(Record, error) bool) {
+		if from >= to {
+			yield(Record{}, fmt.Errorf("%w: run %s, the range [%d, %d) is empty", ErrNotFound, runID, from, to))
+			return
+		}
+		rows, err := s.r.QueryContext(ctx, `SELECT idx, type, body, hash FROM events WHERE run_id = $1 AND idx >= $2 AND idx < $3 ORDER BY idx`,
+			runID, idxBound(from), idxBound(to))
+		if err != nil {
+			yield(Record{}, fmt.Errorf("tracestore: %s load %s: %w", s.backend, runID, err))
+			return
+		}
+		defer rows.Close()
+		yieldRows(rows, s.backend, runID, yield)
+	})
+}
+
 // Run implements Store.
 func (s *sqlDB) Run(ctx context.Context, runID string) (RunInfo, error) {
 	ri, err := scanRun(s.r.QueryRowContext(ctx, `SELECT `+runColumns+` FROM runs WHERE run_id = $1`, runID).Scan)
