@@ -112,6 +112,10 @@ func TestAToolsFailureTextIsSealedAndErased(t *testing.T) {
 			if !strings.HasPrefix(d, `{"`+projection.ErasedKey+`":`) {
 				t.Errorf("after erasure the detail reads %q, want the erased marker", d)
 			}
+			// Replay feeds the recorded failure back as it now reads.
+			if rep, err := runtime.ReplayReport(f.p, events); err != nil || rep.Divergence != nil {
+				t.Errorf("replay after erasure: %+v, %v; want identical", rep.Divergence, err)
+			}
 		})
 	}
 }
