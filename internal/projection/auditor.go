@@ -101,10 +101,12 @@ func ForAuditorResult(p *program.Program, state string, result, raw any) any {
 }
 
 // ForAuditorDetail is the auditor's view of a tool call's failure detail
-// at state. Executors never put arguments in a detail, but a schema
-// violation's detail may quote the result: where the state's data holds
-// personal data it is redacted, and so is a detail the trace stored
-// sealed (sealed). The redacted detail is the marker's JSON text.
+// at state. A detail is text the tool or a person wrote (a downstream
+// tool's isError text may echo an argument), which the trace seals in a
+// run with data subjects: a detail stored sealed (sealed) is redacted,
+// and so is a schema violation's, which may quote the result, where the
+// state's data holds personal data. The redacted detail is the marker's
+// JSON text.
 func ForAuditorDetail(p *program.Program, state, class, detail string, sealed bool) string {
 	if detail == "" {
 		return ""

@@ -185,7 +185,7 @@ func (s *sealing) sealEvent(ctx context.Context, p *program.Program, subjects ma
 			t.Tool = tool
 		}
 		e.Task = &t
-	case runtime.EventToolCallStarted, runtime.EventToolCallCompleted, runtime.EventToolCallFailed, runtime.EventToolCallResolved:
+	case runtime.EventToolCallStarted, runtime.EventToolCallCompleted, runtime.EventToolCallFailed, runtime.EventToolCallUnknown, runtime.EventToolCallResolved:
 		var call *runtime.ToolCallRecord
 		call, err = s.sealCall(ctx, p, subjects, e.State, e.Call, aad)
 		e.Call = call
@@ -284,8 +284,11 @@ func (s *sealing) sealView(ctx context.Context, p *program.Program, subjects map
 
 // sealCall seals, in a copy of a runtime tool call's record, what reads
 // personal data: the arguments as a task's tool arguments, the result as
-// a submission's output, and a schema violation's detail (it may quote
-// the result) as a rejection's details.
+// a submission's output, and any detail (a failure's, an unknown
+// outcome's, a resolution's) under all the run's subjects, as a
+// rejection's details are: it is text the tool or the operator wrote,
+// which may echo an argument or quote the result, and whose subject no
+// path can tell.
 func (s *sealing) sealCall(ctx context.Context, p *program.Program, subjects map[string]string, state string, call *runtime.ToolCallRecord, aad []byte) (*runtime.ToolCallRecord, error) {
 	if call == nil {
 		return nil, nil
@@ -300,14 +303,16 @@ func (s *sealing) sealCall(ctx context.Context, p *program.Program, subjects map
 	if c.Result, err = s.sealPaths(ctx, p, subjects, c.Result, "data", []string{state}, aad); err != nil {
 		return nil, err
 	}
-	if c.Detail != "" && c.Class == "schema_violation" {
-		if owners := subjectsUnder(p, subjects, []string{"data", state}); len(owners) > 0 {
-			var sealed []string
-			if sealed, err = s.sealDetails(ctx, owners, []string{c.Detail}, aad); err != nil {
-				return nil, err
-			}
-			c.Detail = sealed[0]
+	if c.Detail != "" && len(subjects) > 0 {
+		owners := make(map[string]bool, len(subjects))
+		for _, id := range subjects {
+			owners[id] = true
 		}
+		var sealed []string
+		if sealed, err = s.sealDetails(ctx, sortedSet(owners), []string{c.Detail}, aad); err != nil {
+			return nil, err
+		}
+		c.Detail = sealed[0]
 	}
 	return &c, nil
 }

@@ -158,7 +158,7 @@ type ResolveToolCallArgs struct {
 	CallID string `json:"call_id" jsonschema:"minLength=1,maxLength=128" jsonschema_description:"The open call's id (the run's tool_call_unknown event names it)."`
 	Result Value  `json:"result,omitempty" jsonschema_description:"The call's result, as the tool would have answered; it must match the state's output_schema. Give either result or failed."`
 	Failed bool   `json:"failed,omitempty" jsonschema_description:"The call did not take effect: the run takes the state's on_error edge, or fails with tool_failed."`
-	Detail string `json:"detail,omitempty" jsonschema:"maxLength=1000" jsonschema_description:"What the operator found, recorded in clear: put no personal data in it."`
+	Detail string `json:"detail,omitempty" jsonschema:"maxLength=1000" jsonschema_description:"What the operator found. Sealed under the run's data subjects when it has any (erasing one makes it unreadable), in clear otherwise: put no personal data in it."`
 }
 
 // ReceiptResult is a signed receipt with what a verifier needs.

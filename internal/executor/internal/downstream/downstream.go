@@ -124,12 +124,14 @@ func New(cfg Config) *server.MCPServer {
 			cfg.Exit(3)
 			return nil, nil
 		})
-	add("fail", "Answers isError with a message of size bytes (default a short one).",
-		`{"type":"object","properties":{"size":{"type":"integer"}}}`,
+	add("fail", "Answers isError with a message of size bytes, or one that names its customer argument, as a real tool's error text may (default a short one).",
+		`{"type":"object","properties":{"size":{"type":"integer"},"customer":{"type":"string"}}}`,
 		func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
 			msg := "the bureau refused the lookup"
 			if n := req.GetInt("size", 0); n > 0 {
 				msg = strings.Repeat("e", n)
+			} else if c := req.GetString("customer", ""); c != "" {
+				msg = "the bureau has no record of customer " + c
 			}
 			return mcp.NewToolResultError(msg), nil
 		})
