@@ -57,10 +57,8 @@ type attemptView struct {
 // toolCalls lists the run's tool calls in the order they began. events
 // are opened (personal data in clear, or the erased marker); recs are the
 // same events as stored, whose sealed values are redacted whatever the
-// paths say. A failure's detail is the one thing an operator (operator)
-// reads opened: it is the tool's or the resolver's own text, which the
-// trace seals in a run with data subjects since it may echo an argument.
-func toolCalls(p *program.Program, events []runtime.Event, recs []tracestore.Record, operator bool) ([]*callView, error) {
+// paths say.
+func toolCalls(p *program.Program, events []runtime.Event, recs []tracestore.Record) ([]*callView, error) {
 	var out []*callView
 	open := map[string]*callView{}            // executed calls not ended, by call id
 	var lastFailed *callView                  // the call whose final failure may take on_error next
@@ -139,7 +137,7 @@ func toolCalls(p *program.Program, events []runtime.Event, recs []tracestore.Rec
 			end(c, e, "completed", "", "ok")
 			delete(open, c.CallID)
 		case runtime.EventToolCallFailed:
-			detail := failure(p, e, rawCall, operator)
+			detail := failure(p, e, rawCall)
 			endAttempt(c, e, "failed: "+detail)
 			if !e.Call.Retry {
 				end(c, e, "failed", detail, "bad")
@@ -155,7 +153,7 @@ func toolCalls(p *program.Program, events []runtime.Event, recs []tracestore.Rec
 			if e.Call.Failed {
 				how = "as failed"
 				if e.Call.Detail != "" {
-					how += ": " + detailFor(p, e, rawCall, operator)
+					how += ": " + projection.ForAuditorDetail(p, e.State, "", e.Call.Detail, rawCall != nil && rawCall.Detail != e.Call.Detail)
 				}
 			} else {
 				c.Result = resultOf(p, e, rawCall)
@@ -234,26 +232,15 @@ func resultOf(p *program.Program, e *runtime.Event, raw *runtime.ToolCallRecord)
 	return pretty(projection.ForAuditorResult(p, e.State, e.Call.Result, rawResult))
 }
 
-// failure is a failed attempt's class and detail: the class always, the
-// detail as detailFor shows it.
-func failure(p *program.Program, e *runtime.Event, raw *runtime.ToolCallRecord, operator bool) string {
+// failure is a failed attempt's class and detail, the detail in the
+// auditor's view.
+func failure(p *program.Program, e *runtime.Event, raw *runtime.ToolCallRecord) string {
 	s := e.Call.Class
-	if d := detailFor(p, e, raw, operator); d != "" {
+	sealed := raw != nil && raw.Detail != e.Call.Detail
+	if d := projection.ForAuditorDetail(p, e.State, e.Call.Class, e.Call.Detail, sealed); d != "" {
 		s += ": " + d
 	}
 	return s
-}
-
-// detailFor is a call event's detail as opened (personal data in clear,
-// or the erased marker) for the operator, and in the auditor's view for
-// anyone else: redacted where the trace stored it sealed (raw is the
-// stored record).
-func detailFor(p *program.Program, e *runtime.Event, raw *runtime.ToolCallRecord, operator bool) string {
-	if operator {
-		return e.Call.Detail
-	}
-	sealed := raw != nil && raw.Detail != e.Call.Detail
-	return projection.ForAuditorDetail(p, e.State, e.Call.Class, e.Call.Detail, sealed)
 }
 
 // endAttempt ends c's last attempt with outcome at e.

@@ -9,7 +9,6 @@ import (
 	"html/template"
 	"net/http"
 
-	"github.com/nano-vm/nano-vm-mcp/internal/access"
 	"github.com/nano-vm/nano-vm-mcp/internal/program"
 	"github.com/nano-vm/nano-vm-mcp/internal/runtime"
 	"github.com/nano-vm/nano-vm-mcp/internal/tracestore"
@@ -105,7 +104,7 @@ func (c *Console) run(w http.ResponseWriter, r *http.Request) {
 		c.fail(w, r, err)
 		return
 	}
-	if data.Calls, err = toolCalls(data.Program, events, recs, principal(r.Context()).Profile == access.ProfileOperator); err != nil {
+	if data.Calls, err = toolCalls(data.Program, events, recs); err != nil {
 		c.fail(w, r, err)
 		return
 	}
