@@ -343,7 +343,7 @@ func TestRunPageShowsExecutedToolCalls(t *testing.T) {
 	}{
 		{"completed at the first attempt", nil, 1, "", runtime.StatusRunning, "completed", "", "1.5s", "1", "1/0", false, true},
 		{"completed after a retry", []reply{failReply}, 2, "", runtime.StatusRunning, "completed", "", "3s", "2", "1/0", false, true},
-		{"failed, then on_error", []reply{failReply, failReply}, 2, "manual", runtime.StatusCompleted, "failed", "tool_error: HTTP 500", "3s", "2", "0/0", true, false},
+		{"failed, then on_error", []reply{failReply, failReply}, 2, "manual", runtime.StatusCompleted, "failed", "tool_error: " + redactedHTML, "3s", "2", "0/0", true, false},
 		{"failed without on_error", []reply{failReply}, 1, "", runtime.StatusFailed, "failed", "tool_error", "1.5s", "1", "0/0", false, false},
 		{"a result the schema refuses", []reply{schemaReply}, 1, "manual", runtime.StatusCompleted, "failed", "schema_violation", "1.5s", "1", "0/0", true, false},
 	} {
@@ -363,6 +363,9 @@ func TestRunPageShowsExecutedToolCalls(t *testing.T) {
 			if r.source != sourceExecuted || r.outcome != c.outcome || r.cells[0] != "call-2" || r.cells[1] != "refund" || r.cells[3] != "executed" ||
 				r.cells[4] != "http" || r.cells[6] != c.duration || r.cells[7] != c.tries || !strings.Contains(r.cells[8], c.detail) {
 				t.Errorf("the call's row is %+v; want executed by http in %s, %s attempts, outcome %s with %q", r, c.duration, c.tries, c.outcome, c.detail)
+			}
+			if strings.Contains(body, "HTTP 500") {
+				t.Error("the page shows a tool call's sealed failure detail; no page shows it, to the operator either")
 			}
 			if got := receiptCounts(body); got != c.counts {
 				t.Errorf("the receipt panel counts %s tool calls executed/reported, want %s", got, c.counts)
@@ -467,7 +470,7 @@ func TestRunPageShowsAWaitingOperatorCallAndItsResolution(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, body = get(t, next.c, "GET", "/ui/runs/"+a.RunID, nil)
-	if r := oneCall(t, body); r.outcome != "resolved" || r.cells[6] != "unknown" || !strings.Contains(r.cells[8], "by ops as failed: the bank never saw it, then on_error → manual") {
+	if r := oneCall(t, body); r.outcome != "resolved" || r.cells[6] != "unknown" || !strings.Contains(r.cells[8], "by ops as failed: "+redactedHTML+", then on_error → manual") || strings.Contains(body, "the bank never saw it") {
 		t.Fatalf("tool call row %+v; want the call resolved by ops as failed, then on_error, how long it ran unknown", r)
 	}
 	if n := e.count(); n != 1 {
@@ -541,3 +544,8 @@ func TestRunPageShowsACallExpiredByItsStatesTimeout(t *testing.T) {
 		t.Fatalf("tool call row %+v; want the call expired by the state's timeout, recorded by the sweep 1m1s after its intent", r)
 	}
 }
+
+// redactedHTML is the redaction marker as a page shows it: a tool call's
+// detail is sealed in runs with data subjects, and no page shows what the
+// trace seals, to the operator either (docs/console.md).
+const redactedHTML = `{&#34;$redacted&#34;:&#34;personal_data&#34;}`
