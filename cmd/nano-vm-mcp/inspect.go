@@ -113,6 +113,19 @@ func printInspection(out io.Writer, in projection.RunView) error {
 	for _, e := range in.Erasures {
 		fmt.Fprintf(out, "erased: subject %s at %s by %s (event %d): %s\n", e.Subject, e.At, e.Principal, e.Index, e.Reason)
 	}
+	for _, c := range in.ToolCalls {
+		fmt.Fprintf(out, "tool call %s at %s: %s, attempt %d (event %d)", c.CallID, c.State, c.Event, c.Attempt, c.Index)
+		if c.Principal != "" {
+			fmt.Fprintf(out, " by %s", c.Principal)
+		}
+		if c.Class != "" {
+			fmt.Fprintf(out, ": %s", c.Class)
+		}
+		if c.Detail != "" {
+			fmt.Fprintf(out, ": %s", c.Detail)
+		}
+		fmt.Fprintln(out)
+	}
 	var data any
 	switch in.View {
 	case projection.Operator:

@@ -52,6 +52,27 @@ type RunView struct {
 	// when none was).
 	Data     any       `json:"data"`
 	Erasures []Erasure `json:"erasures"`
+	// ToolCalls are the outcomes of the run's runtime-executed tool calls,
+	// for the operator and the auditor (the model sees none); absent when
+	// the runtime ran none.
+	ToolCalls []ToolCallOutcome `json:"tool_calls,omitempty"`
+}
+
+// ToolCallOutcome is one recorded outcome of a runtime tool call attempt
+// (a tool_call_completed, _failed, _unknown or _resolved event): what
+// happened, never the call's arguments or result. Detail is the failure's
+// or resolution's text: in clear for the operator; for the auditor as
+// ForAuditorDetail gives it.
+type ToolCallOutcome struct {
+	Index     uint64 `json:"index"`
+	At        string `json:"at"`
+	Event     string `json:"event"`
+	CallID    string `json:"call_id"`
+	State     string `json:"state"`
+	Attempt   int    `json:"attempt,omitempty"`
+	Class     string `json:"class,omitempty"`
+	Detail    string `json:"detail,omitempty"`
+	Principal string `json:"principal,omitempty"`
 }
 
 // Erasure is one subject_erased event of a run: the keyed subject id, and

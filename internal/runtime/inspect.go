@@ -29,6 +29,15 @@ func Inspect(r *Run, p *program.Program, events []Event, a projection.Audience) 
 			// A call the runtime made: the model is shown that it waits
 			// on it, never the call's arguments or result.
 			issued = projection.ForModelCall(p.States[e.State], e.Seq)
+		case e.Call != nil && a != projection.Model && (e.Type == EventToolCallCompleted || e.Type == EventToolCallFailed ||
+			e.Type == EventToolCallUnknown || e.Type == EventToolCallResolved):
+			o := projection.ToolCallOutcome{Index: e.Index, At: e.At, Event: string(e.Type), CallID: e.Call.CallID, State: e.State,
+				Attempt: e.Call.Attempt, Class: e.Call.Class, Detail: e.Call.Detail, Principal: e.Call.Principal}
+			if a == projection.Auditor {
+				// A run with data subjects stores every detail sealed.
+				o.Detail = projection.ForAuditorDetail(p, e.State, e.Call.Class, e.Call.Detail, len(p.Subjects) > 0)
+			}
+			v.ToolCalls = append(v.ToolCalls, o)
 		case e.Type == EventSubjectErased && e.Erasure != nil:
 			v.Erasures = append(v.Erasures, projection.Erasure{Index: e.Index, At: e.At, Subject: e.Erasure.Subject, Reason: e.Erasure.Reason, Principal: e.Erasure.Principal})
 		}

@@ -80,6 +80,24 @@ func TestAToolsFailureTextIsSealedAndErased(t *testing.T) {
 			if failed := lastOf(events, runtime.EventToolCallFailed); failed == nil || failed.Call.Class != "tool_error" || failed.Call.Detail != echoed {
 				t.Fatalf("the operator reads the failure %+v, want tool_error with %q", failed, echoed)
 			}
+			// inspect: the operator reads the detail; the auditor, in a run
+			// with subjects, the redaction marker; the model nothing.
+			run, prog, err := f.svc.Get(ctx, a.RunID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, v := range []struct {
+				who  projection.Audience
+				want string
+			}{{projection.Operator, echoed}, {projection.Auditor, map[bool]string{true: projection.RedactedText, false: echoed}[c.sealed]}, {projection.Model, "-"}} {
+				calls := runtime.Inspect(run, prog, events, v.who).ToolCalls
+				switch {
+				case v.want == "-" && calls != nil:
+					t.Errorf("the model's inspect view shows tool calls %+v", calls)
+				case v.want != "-" && (len(calls) == 0 || calls[len(calls)-1].Class != "tool_error" || calls[len(calls)-1].Detail != v.want):
+					t.Errorf("the %s's inspect view shows %+v, want the failure with %q", v.who, calls, v.want)
+				}
+			}
 			stored := func() string {
 				recs, err := store.Load(ctx, a.RunID)
 				if err != nil {
