@@ -97,6 +97,14 @@ func (s *Service) opened(ctx context.Context, recs []tracestore.Record) ([]runti
 const stalledRetries = 3
 
 func (s *Service) apply(ctx context.Context, runID string, in runtime.Input) (Answer, error) {
+	return s.applyIf(ctx, runID, in, nil)
+}
+
+// applyIf is apply whose append, when cond is set, is conditional on
+// cond's lease (tracestore.RunInfo.IfLease): the runner's outcome is
+// recorded only while this instance still holds the call, in the same
+// transaction, or refused with tracestore.ErrLeaseLost.
+func (s *Service) applyIf(ctx context.Context, runID string, in runtime.Input, cond *tracestore.Lease) (Answer, error) {
 	lr, err := s.live(ctx, runID)
 	if err != nil {
 		return Answer{}, err
@@ -106,11 +114,11 @@ func (s *Service) apply(ctx context.Context, runID string, in runtime.Input) (An
 		// A read showed the run as its timeout leaves it (Read), and this
 		// answers what it showed: the timeout is recorded first, as the
 		// sweeper would have, and the answer then meets the run as shown.
-		if _, err := s.applyLocked(ctx, lr, runID, runtime.Tick{At: at}); err != nil {
+		if _, err := s.applyLocked(ctx, lr, runID, runtime.Tick{At: at}, nil); err != nil {
 			return Answer{}, err
 		}
 	}
-	return s.applyLocked(ctx, lr, runID, in)
+	return s.applyLocked(ctx, lr, runID, in, cond)
 }
 
 // answersAfterTimeout reports whether in answers a run whose open task's
@@ -144,7 +152,7 @@ func answersAfterTimeout(r *runtime.Run, in runtime.Input) (time.Time, bool) {
 // rejection, never as a failure. Each retry follows another append to the
 // run, so only a run that others keep moving delays it, and each of those
 // appends is someone's answered input.
-func (s *Service) applyLocked(ctx context.Context, lr *liveRun, runID string, in runtime.Input) (Answer, error) {
+func (s *Service) applyLocked(ctx context.Context, lr *liveRun, runID string, in runtime.Input, cond *tracestore.Lease) (Answer, error) {
 	for stalled := 0; ; {
 		res, applyErr := runtime.Apply(lr.p, lr.run, in)
 		if res.PendingApproval {
@@ -157,7 +165,7 @@ func (s *Service) applyLocked(ctx context.Context, lr *liveRun, runID string, in
 			return s.originalAnswer(ctx, lr.p, lr.run)
 		}
 		if len(res.Events) > 0 {
-			err := s.append(ctx, lr, res.Run, res.Events)
+			err := s.append(ctx, lr, res.Run, res.Events, cond)
 			if errors.Is(err, tracestore.ErrConflict) && stalled < stalledRetries {
 				before := lr.run.NextIndex
 				if err := s.load(ctx, lr, runID); err != nil {
@@ -331,13 +339,15 @@ func (s *Service) load(ctx context.Context, lr *liveRun, runID string) error {
 
 // append seals and stores the events that took a run to the state after,
 // with the run's index row, and moves lr's chain on once they are stored.
-func (s *Service) append(ctx context.Context, lr *liveRun, after *runtime.Run, events []runtime.Event) error {
+// With cond set, the store writes them only while cond's lease is held.
+func (s *Service) append(ctx context.Context, lr *liveRun, after *runtime.Run, events []runtime.Event, cond *tracestore.Lease) error {
 	recs, next, err := s.sealer.seal(ctx, lr.p, lr.chain, events)
 	if err != nil {
 		return err
 	}
 	info := indexRow(after)
 	s.leaseRow(&info, after, events)
+	info.IfLease = cond
 	info.Head = next.head
 	if lr.chain.head == nil {
 		// The run's first append: the store keeps its subjects from this

@@ -186,7 +186,7 @@ func (s *Service) recordErasure(ctx context.Context, lr *liveRun, runID string, 
 			continue
 		}
 		rec := runtime.ErasureRecord{Subject: sub, Reason: o.Reason, Principal: o.Principal}
-		if _, err := s.applyLocked(ctx, lr, runID, runtime.Erase{Record: rec, At: s.clock()}); err != nil {
+		if _, err := s.applyLocked(ctx, lr, runID, runtime.Erase{Record: rec, At: s.clock()}, nil); err != nil {
 			return recorded, err
 		}
 		recorded = true

@@ -109,7 +109,7 @@ func (s *Service) startNew(ctx context.Context, p *program.Program, id string, o
 	s.insertLocked(id, lr)
 	s.mu.Unlock()
 	defer s.release(lr)
-	if err := s.append(ctx, lr, res.Run, res.Events); err != nil {
+	if err := s.append(ctx, lr, res.Run, res.Events, nil); err != nil {
 		s.mu.Lock()
 		s.dropLocked(id, lr)
 		s.mu.Unlock()
@@ -137,7 +137,7 @@ func (s *Service) startOnce(ctx context.Context, p *program.Program, id string, 
 				return Answer{}, err
 			}
 			lr.p, lr.chain = p, &chain{tree: trace.NewTree()}
-			if err = s.append(ctx, lr, res.Run, res.Events); err == nil {
+			if err = s.append(ctx, lr, res.Run, res.Events, nil); err == nil {
 				lr.run = res.Run
 				s.log.Info("run started", zap.String("run_id", id), zap.String("program", p.Name), zap.String("definition_hash", p.Hash), zap.Bool("lab", o.Lab), zap.Bool("idempotent", true))
 				return answerFrom(res.Run, res.Events), nil

@@ -24,7 +24,8 @@ import (
 // transaction. Only then does the runner invoke the tool, on a context the
 // service owns (a caller that gives up waiting does not cancel the call),
 // renewing the lease while it runs; it reports the outcome to the core as
-// an input (ToolResult, ToolFailure), appends what the core makes of it,
+// an input (ToolResult, ToolFailure), appends what the core makes of it
+// on condition that it still holds the lease (tracestore.RunInfo.IfLease),
 // and goes on while the run enters another runtime tool state. The core
 // decides every retry, on_error edge and failure; the runner decides
 // nothing but the registry's word (Retry: another attempt is allowed) and
@@ -208,7 +209,10 @@ func (s *Service) runCall(runID string) bool {
 		call = *lr.run.Call
 	}
 	s.release(lr)
-	if !open || !s.holds(ctx, runID) || !s.lease(ctx, runID, call.CallID) {
+	if !open {
+		return false
+	}
+	if held, fresh := s.holds(ctx, runID, call.CallID); !held || !fresh && !s.lease(ctx, runID, call.CallID) {
 		return false
 	}
 	if !s.calls.invoking(runID, call) {
@@ -225,13 +229,16 @@ func (s *Service) runCall(runID string) bool {
 	}
 	// The lease may have passed to another instance while the tool ran
 	// (this one stalled past its expiry): then that one's outcome counts.
-	if !s.lease(ctx, runID, call.CallID) {
-		s.log.Warn("tool call: the lease passed to another instance; this outcome is not recorded",
-			zap.String("run_id", runID), zap.String("call_id", call.CallID), zap.Int("attempt", call.Attempt))
-		return false
-	}
-	if _, err := s.apply(ctx, runID, in); err != nil {
+	// The outcome's append is conditional on the lease, in its own
+	// transaction, so no takeover can slip in between a check and the
+	// write.
+	if _, err := s.applyIf(ctx, runID, in, &tracestore.Lease{Call: call.CallID, Holder: s.calls.instance}); err != nil {
 		var rej *runtime.Rejection
+		if errors.Is(err, tracestore.ErrLeaseLost) {
+			s.log.Warn("tool call: the lease passed to another instance; this outcome is not recorded",
+				zap.String("run_id", runID), zap.String("call_id", call.CallID), zap.Int("attempt", call.Attempt))
+			return false
+		}
 		if !errors.As(err, &rej) {
 			s.log.Warn("tool call: record the outcome", zap.String("run_id", runID), zap.String("call_id", call.CallID), zap.Error(err))
 			return false
@@ -263,20 +270,28 @@ func (c *callRunner) invoking(runID string, call runtime.OpenCall) bool {
 }
 
 // holds reports whether this instance holds the lease on the run's open
-// call: the append of its intent gave it, or Recover took it over. A
-// runner only renews a lease it holds, never takes an expired one over:
-// that is Recover's, which invokes only an idempotent tool again. The
-// lease's compare-and-set that follows fails if another instance takes it
-// in between.
-func (s *Service) holds(ctx context.Context, runID string) bool {
+// call (the append of its intent gave it, or Recover took it over), and
+// whether it is fresh: at least half the lease's life left, as when the
+// intent's append wrote it moments ago. A fresh lease is not renewed
+// before the invocation: no other instance may take it before it expires,
+// the renewal loop renews it long before that (every third of its life),
+// and the outcome's append is conditional on it. A stale one is renewed
+// first (lease). A runner only renews a lease it holds, never takes an
+// expired one over: that is Recover's, which invokes only an idempotent
+// tool again. The renewal's compare-and-set fails if another instance
+// took it in between.
+func (s *Service) holds(ctx context.Context, runID, callID string) (held, fresh bool) {
 	info, err := s.store.Run(ctx, runID)
 	if err != nil {
 		if ctx.Err() == nil {
 			s.log.Warn("tool call: read the lease", zap.String("run_id", runID), zap.Error(err))
 		}
-		return false
+		return false, false
 	}
-	return info.LeaseHolder == s.calls.instance
+	if info.Call != callID || info.LeaseHolder != s.calls.instance {
+		return false, false
+	}
+	return true, !info.LeaseExpires.Before(s.clock().Add(s.calls.leaseTTL / 2))
 }
 
 // lease takes or renews this instance's lease on the run's open call.

@@ -49,6 +49,19 @@ func leaseOf(old RunInfo, exists bool, info RunInfo) (holder string, expires int
 	return "", unheld
 }
 
+// checkLease is a conditional append's precondition (RunInfo.IfLease),
+// on the row as the append's transaction reads it (exists false: no row).
+func checkLease(runID string, row RunInfo, exists bool, info RunInfo) error {
+	c := info.IfLease
+	if c == nil {
+		return nil
+	}
+	if !exists || row.Call != c.Call || row.LeaseHolder != c.Holder {
+		return fmt.Errorf("%w: run %s: call %s is not leased to %s (the row holds call %q, leased to %q)", ErrLeaseLost, runID, c.Call, c.Holder, row.Call, row.LeaseHolder)
+	}
+	return nil
+}
+
 // leaseNanos is an open call's lease_expires as a row holds it.
 func leaseNanos(info RunInfo) int64 { return max(boundOf(info.LeaseExpires), unheld) }
 

@@ -144,6 +144,77 @@ func TestOpenCallLeaseContract(t *testing.T) {
 	}
 }
 
+// An append conditional on a lease (RunInfo.IfLease) on every backend:
+// it writes when the row holds that call leased to that holder, expired
+// or not, and otherwise is refused with ErrLeaseLost, writing nothing:
+// another holder took the call over, the call is another or closed, or
+// the run has no row. A stale index stays a conflict.
+func TestAppendIfLeaseContract(t *testing.T) {
+	ctx := context.Background()
+	held := func(events uint64, call, holder string) RunInfo {
+		ri := info(events)
+		ri.IfLease = &Lease{Call: call, Holder: holder}
+		return ri
+	}
+	for name, open := range backends {
+		t.Run(name, func(t *testing.T) {
+			s := open(t)
+			// a: call-1 leased to A, then taken over by B once expired.
+			if err := s.Append(ctx, "a", recs(0, 1), withCall(1, "call-1", "A", time.Minute)); err != nil {
+				t.Fatal(err)
+			}
+			if ok, err := s.TakeLease(ctx, "a", "call-1", "B", t0.Add(time.Minute), t0.Add(2*time.Minute)); err != nil || !ok {
+				t.Fatalf("B's takeover: %v, %v", ok, err)
+			}
+			// c: call-1 leased to A, whose lease expired with nobody taking it.
+			if err := s.Append(ctx, "c", recs(0, 1), withCall(1, "call-1", "A", -time.Minute)); err != nil {
+				t.Fatal(err)
+			}
+			// d: no open call.
+			appendN(t, s, "d", 0, 1)
+
+			for _, c := range []struct {
+				name    string
+				run     string
+				from    uint64
+				cond    RunInfo
+				wantErr error
+			}{
+				{"the old holder after a takeover", "a", 1, held(2, "call-1", "A"), ErrLeaseLost},
+				{"the holder, naming another call", "a", 1, held(2, "call-2", "B"), ErrLeaseLost},
+				{"a run without an open call", "d", 1, held(2, "call-1", "A"), ErrLeaseLost},
+				{"a run with no row", "none", 0, held(1, "call-1", "A"), ErrLeaseLost},
+				{"the holder at a stale index", "a", 0, held(1, "call-1", "B"), ErrConflict},
+				{"the holder, closing the call", "a", 1, held(2, "call-1", "B"), nil},
+				{"the holder of an expired lease nobody took", "c", 1, held(2, "call-1", "A"), nil},
+			} {
+				before, _ := s.Run(ctx, c.run)
+				err := s.Append(ctx, c.run, recs(c.from, 1), c.cond)
+				if !errors.Is(err, c.wantErr) || (c.wantErr == nil) != (err == nil) {
+					t.Errorf("%s: Append = %v, want %v", c.name, err, c.wantErr)
+					continue
+				}
+				after, _ := s.Run(ctx, c.run)
+				if after.IfLease != nil {
+					t.Errorf("%s: a read returned the append's condition", c.name)
+				}
+				if c.wantErr != nil {
+					if after.Events != before.Events || after.LeaseHolder != before.LeaseHolder || after.Call != before.Call {
+						t.Errorf("%s: a refused append changed the row: %+v, was %+v", c.name, after, before)
+					}
+					if got, _ := s.Load(ctx, c.run); uint64(len(got)) != before.Events {
+						t.Errorf("%s: a refused append left %d events, want %d", c.name, len(got), before.Events)
+					}
+					continue
+				}
+				if after.Events != c.cond.Events || after.Call != "" || after.LeaseHolder != "" {
+					t.Errorf("%s: after the append the row is %+v, want %d events and the call closed", c.name, after, c.cond.Events)
+				}
+			}
+		})
+	}
+}
+
 // Open calls page by lease expiry, then run id, with a cursor.
 func TestListOpenCallsPages(t *testing.T) {
 	ctx := context.Background()

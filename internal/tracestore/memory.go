@@ -55,12 +55,15 @@ func (m *Memory) Append(_ context.Context, runID string, records []Record, info 
 	if err := checkAppend(runID, next, records, info); err != nil {
 		return err
 	}
+	old, exists := m.info[runID]
+	if err := checkLease(runID, old, exists, info); err != nil {
+		return err
+	}
 	for _, r := range records {
 		r.Body, r.Hash = bytes.Clone(r.Body), bytes.Clone(r.Hash)
 		m.runs[runID] = append(m.runs[runID], r)
 	}
-	info.RunID = runID
-	old, exists := m.info[runID]
+	info.RunID, info.IfLease = runID, nil
 	holder, expires := leaseOf(old, exists, info)
 	info.LeaseHolder, info.LeaseExpires = holder, leaseTime(expires)
 	if exists {

@@ -136,6 +136,12 @@ func (p *Postgres) write(ctx context.Context, runID string, records []Record, in
 	// The lease, should this append insert the run's row; an update
 	// decides it in the statement, from the row it locks (leaseOf).
 	insHolder, insLease := leaseOf(RunInfo{}, false, info)
+	// A conditional append (RunInfo.IfLease) updates only a row that
+	// holds the lease, and never inserts one.
+	var cond Lease
+	if info.IfLease != nil {
+		cond = *info.IfLease
+	}
 	var (
 		idx            = make([]int64, len(records))
 		types          = make([]string, len(records))
@@ -150,10 +156,10 @@ func (p *Postgres) write(ctx context.Context, runID string, records []Record, in
 			call_id = $22,
 			lease_holder = CASE WHEN $22 = '' THEN '' WHEN $23 <> '' THEN $23 WHEN runs.call_id = $22 THEN runs.lease_holder ELSE '' END,
 			lease_expires = CASE WHEN $22 = '' THEN 0 WHEN $23 <> '' THEN $24::bigint WHEN runs.call_id = $22 THEN runs.lease_expires ELSE $25::bigint END
-			WHERE run_id = $1 AND events = $11::bigint
+			WHERE run_id = $1 AND events = $11::bigint AND ($28::text = '' OR (runs.call_id = $28 AND runs.lease_holder = $29::text))
 			RETURNING 1
 		), ins AS (
-			INSERT INTO runs (`+runColumns+`) SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $16, $17, $19, $20, $21, $22, $26, $27 WHERE $11::bigint = 0
+			INSERT INTO runs (`+runColumns+`) SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $16, $17, $19, $20, $21, $22, $26, $27 WHERE $11::bigint = 0 AND $28::text = ''
 			ON CONFLICT (run_id) DO NOTHING
 			RETURNING 1
 		), subjects AS (
@@ -165,7 +171,7 @@ func (p *Postgres) write(ctx context.Context, runID string, records []Record, in
 		WHERE EXISTS (SELECT 1 FROM upd UNION ALL SELECT 1 FROM ins)`,
 		runID, info.Program, info.DefinitionHash, info.Status, info.Outcome, started, updated, int64(info.Events), info.Head, info.Tree,
 		int64(first), idx, types, bodies, hashes, info.Principal, info.Lab, subjectsArg(info.Subjects), info.AwaitingRole, awaitingNanos(info), dueNanos(info),
-		info.Call, info.LeaseHolder, max(boundOf(info.LeaseExpires), unheld), int64(unheld), insHolder, insLease)
+		info.Call, info.LeaseHolder, max(boundOf(info.LeaseExpires), unheld), int64(unheld), insHolder, insLease, cond.Call, cond.Holder)
 	if err != nil {
 		return fmt.Errorf("tracestore: postgres append: %w", err)
 	}
@@ -174,9 +180,37 @@ func (p *Postgres) write(ctx context.Context, runID string, records []Record, in
 		return fmt.Errorf("tracestore: postgres append: %w", err)
 	}
 	if n == 0 {
-		return fmt.Errorf("%w: run %s: the trace does not end at index %d", ErrConflict, runID, first)
+		return p.refused(ctx, runID, first, info)
 	}
 	return nil
+}
+
+// refused says why write's statement changed nothing: the trace did not
+// end at first (a conflict, as Memory and SQLite report it first), or else
+// the lease the append was conditional on is no longer held. The row is
+// read after the statement; either answer is one the row has shown.
+func (p *Postgres) refused(ctx context.Context, runID string, first uint64, info RunInfo) error {
+	conflict := fmt.Errorf("%w: run %s: the trace does not end at index %d", ErrConflict, runID, first)
+	if info.IfLease == nil {
+		return conflict
+	}
+	var (
+		next int64
+		row  RunInfo
+	)
+	err := p.r.QueryRowContext(ctx, `SELECT events, call_id, lease_holder FROM runs WHERE run_id = $1`, runID).Scan(&next, &row.Call, &row.LeaseHolder)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return checkLease(runID, row, false, info)
+	case err != nil:
+		return fmt.Errorf("tracestore: postgres append: %w", err)
+	case uint64(next) != first:
+		return conflict
+	}
+	if err := checkLease(runID, row, true, info); err != nil {
+		return err
+	}
+	return conflict
 }
 
 // conflictCodes are the errors by which PostgreSQL says another

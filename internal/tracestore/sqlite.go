@@ -374,6 +374,9 @@ func (s *SQLite) write(ctx context.Context, runID string, records []Record, info
 	if err := checkAppend(runID, uint64(next), records, info); err != nil {
 		return err
 	}
+	if err := checkLease(runID, old, exists, info); err != nil {
+		return err
+	}
 	holder, lease := leaseOf(old, exists, info)
 	ins := tx.StmtContext(ctx, s.eventStmt)
 	for _, r := range records {

@@ -27,6 +27,9 @@ var (
 	// ErrKeyEpoch: a key write assumed a key epoch that is no longer the
 	// store's.
 	ErrKeyEpoch = errors.New("tracestore: the key epoch has changed")
+	// ErrLeaseLost: a conditional append (RunInfo.IfLease) found the run's
+	// open call gone or its lease another holder's; nothing was written.
+	ErrLeaseLost = errors.New("tracestore: the lease on the run's open call is no longer held")
 )
 
 // Record is one encoded event of a run's trace.
@@ -75,9 +78,23 @@ type RunInfo struct {
 	Call         string
 	LeaseHolder  string
 	LeaseExpires time.Time
-	Events       uint64 // the trace's length after the append
-	Head         []byte // hash of the last event
-	Tree         []byte // the Merkle tree's compact state, opaque to the store
+	// IfLease, when set, makes the append conditional: it writes nothing
+	// and returns an error wrapping ErrLeaseLost unless, in the same
+	// transaction, the run's row holds the open call IfLease.Call leased
+	// to IfLease.Holder (whether or not the lease has expired: only
+	// another holder's takeover loses it). It is a condition, not a
+	// column: reads leave it nil.
+	IfLease *Lease
+	Events  uint64 // the trace's length after the append
+	Head    []byte // hash of the last event
+	Tree    []byte // the Merkle tree's compact state, opaque to the store
+}
+
+// Lease names a holder's lease on a run's open runtime tool call: the
+// condition of an append that records the call's outcome (RunInfo.IfLease).
+type Lease struct {
+	Call   string
+	Holder string
 }
 
 // WrappedKey is a subject key as stores hold it: encrypted under the
@@ -134,7 +151,9 @@ type Traces interface {
 	// all or none. records[0].Index must equal the
 	// trace's current length and the indexes must be consecutive; otherwise
 	// nothing is written and the error wraps ErrConflict. info.Events must
-	// equal the new length.
+	// equal the new length. With info.IfLease set, the append is also
+	// refused, with an error wrapping ErrLeaseLost, unless that lease is
+	// still held.
 	Append(ctx context.Context, runID string, records []Record, info RunInfo) error
 	// TakeLease makes holder the holder of the lease on run's open call
 	// callID until until, if the call is still open and holder holds the

@@ -1,0 +1,107 @@
+package service
+
+import (
+	"context"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nano-vm/nano-vm-mcp/internal/runtime"
+	"github.com/nano-vm/nano-vm-mcp/internal/tracestore"
+)
+
+// leaseStore counts the runner's lease writes and, when slow is set,
+// moves the service's clock on by slow after each append that records a
+// call's intent, as an append that took that long would.
+type leaseStore struct {
+	tracestore.Store
+	clock *fixedClock
+	slow  time.Duration
+	takes atomic.Int32
+}
+
+func (s *leaseStore) Append(ctx context.Context, runID string, recs []tracestore.Record, info tracestore.RunInfo) error {
+	err := s.Store.Append(ctx, runID, recs, info)
+	for _, r := range recs {
+		if err == nil && s.slow > 0 && r.Type == string(runtime.EventToolCallStarted) {
+			s.clock.Add(s.slow)
+		}
+	}
+	return err
+}
+
+func (s *leaseStore) TakeLease(ctx context.Context, runID, callID, holder string, now, until time.Time) (bool, error) {
+	s.takes.Add(1)
+	return s.Store.TakeLease(ctx, runID, callID, holder, now, until)
+}
+
+// The lease the intent's append wrote moments ago is not renewed before
+// the invocation; one with less than half its life left is, once. Either
+// way the tool runs once and its outcome is recorded, conditional on the
+// lease, with no lease write after the invocation.
+func TestTheRunnerRenewsItsLeaseBeforeInvokingOnlyPastHalfItsLife(t *testing.T) {
+	for _, c := range []struct {
+		name  string
+		slow  time.Duration
+		takes int32
+	}{
+		{"written moments ago: no lease write", 0, 0},
+		{"half its life left: no lease write", DefaultLeaseTTL / 2, 0},
+		{"less than half its life left: renewed once", DefaultLeaseTTL/2 + time.Second, 1},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			e := newEndpoint(t)
+			store := &leaseStore{Store: tracestore.NewMemory(), slow: c.slow}
+			f := newToolService(t, store, registry(t, e, 1, "0s"), toolProgram("charge", "manual"), Options{})
+			store.clock = f.clock
+			a, err := f.startAndPlan(t)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if a.State != "confirm" || hops(a) != "plan>refund refund>confirm" {
+				t.Fatalf("answer in %s (hops %q), want confirm after the call", a.State, hops(a))
+			}
+			if keys, _ := e.calls(); len(keys) != 1 {
+				t.Fatalf("the tool was called %d times, want once", len(keys))
+			}
+			if got := store.takes.Load(); got != c.takes {
+				t.Errorf("%d lease writes, want %d", got, c.takes)
+			}
+		})
+	}
+}
+
+// Another instance that took the call over while the tool ran (this one
+// stalled past the lease's expiry) owns it: the runner's outcome append,
+// conditional on its lease, is refused and records nothing; the trace
+// still ends with the intent, and the lease is the other instance's.
+func TestAnOutcomeIsNotRecordedOnceAnotherInstanceTookTheLease(t *testing.T) {
+	ctx := context.Background()
+	store := tracestore.NewMemory()
+	e := newEndpoint(t)
+	e.hold()
+	f := newToolService(t, store, registry(t, e, 1, "0s"), toolProgram("charge", "manual"), Options{StepWait: time.Millisecond, Instance: "first"})
+	a, err := f.startAndPlan(t)
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-e.entered
+	before, err := store.Run(ctx, a.RunID)
+	if err != nil || before.LeaseHolder != "first" {
+		t.Fatalf("row %+v, %v; want the call leased to first", before, err)
+	}
+	now := t0.Add(DefaultLeaseTTL + time.Second)
+	if ok, err := store.TakeLease(ctx, a.RunID, before.Call, "next", now, now.Add(DefaultLeaseTTL)); err != nil || !ok {
+		t.Fatalf("the other instance's takeover: %v, %v", ok, err)
+	}
+	e.release()
+	f.idle()
+	after, err := store.Run(ctx, a.RunID)
+	if err != nil || after.Events != before.Events || after.Call != before.Call || after.LeaseHolder != "next" {
+		t.Fatalf("row %+v, %v; want %d events and the call leased to next", after, err, before.Events)
+	}
+	recs, err := store.Load(ctx, a.RunID)
+	if err != nil || recs[len(recs)-1].Type != string(runtime.EventToolCallStarted) {
+		t.Fatalf("the trace ends with %s, %v; want the intent", recs[len(recs)-1].Type, err)
+	}
+}
