@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -780,8 +782,23 @@ func (p *parser) httpURL(n *yaml.Node, tool, field string) string {
 		p.add(n, tool, field, "want an absolute http or https URL")
 	case u.User != nil:
 		p.add(n, tool, field, "credentials do not belong in the URL; use a header from file: or env:")
+	case credentialParam(u) != "":
+		// The URL is written to logs, pins and failure details.
+		p.add(n, tool, field, "query parameter %q looks like a credential, and the URL is logged and recorded; send it in a header from file: or env:", credentialParam(u))
 	default:
 		return s
+	}
+	return ""
+}
+
+// credentialParam is the first query parameter of u whose name looks like
+// a credential (as sensitiveHeader judges header names), or "".
+func credentialParam(u *url.URL) string {
+	names := slices.Sorted(maps.Keys(u.Query()))
+	for _, name := range names {
+		if sensitiveHeader.MatchString(name) {
+			return name
+		}
 	}
 	return ""
 }
