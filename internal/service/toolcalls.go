@@ -50,8 +50,8 @@ type callRunner struct {
 	wg     sync.WaitGroup
 
 	mu      sync.Mutex
-	active  map[string]*runnerState  // by run id: a runner executes its calls
-	watches map[string]chan struct{} // by run id: closed at its next append
+	active  map[string]*runnerState // by run id: a runner executes its calls
+	watches map[string]*watchers    // by run id: closed at its next append
 	// unrecorded is, by run id, the attempt this process invoked and has
 	// not recorded the outcome of (attemptOf).
 	unrecorded map[string]string
@@ -66,7 +66,7 @@ type runnerState struct{ again bool }
 func (c *callRunner) init(o Options) {
 	c.tools, c.stepWait, c.sleep, c.instance, c.leaseTTL = o.Tools, o.StepWait, o.Sleep, o.Instance, o.LeaseTTL
 	c.ctx, c.cancel = context.WithCancel(context.Background())
-	c.active, c.watches, c.unrecorded = map[string]*runnerState{}, map[string]chan struct{}{}, map[string]string{}
+	c.active, c.watches, c.unrecorded = map[string]*runnerState{}, map[string]*watchers{}, map[string]string{}
 }
 
 func (c *callRunner) stop() {
@@ -129,8 +129,8 @@ func (s *Service) leaseRow(info *tracestore.RunInfo, r *runtime.Run, events []ru
 // wake, and a call the append left open is run.
 func (s *Service) appended(r *runtime.Run) {
 	s.calls.mu.Lock()
-	if ch := s.calls.watches[r.ID]; ch != nil {
-		close(ch)
+	if w := s.calls.watches[r.ID]; w != nil {
+		close(w.ch)
 		delete(s.calls.watches, r.ID)
 	}
 	s.calls.mu.Unlock()
@@ -139,16 +139,33 @@ func (s *Service) appended(r *runtime.Run) {
 	}
 }
 
-// watch returns a channel closed at the run's next append in this process.
-func (s *Service) watch(runID string) <-chan struct{} {
+// watchers is the channel the waiters on one run share, and how many
+// there are.
+type watchers struct {
+	ch chan struct{}
+	n  int
+}
+
+// watch returns a channel closed at the run's next append in this process,
+// and the function the waiter calls when it stops waiting: the last one to
+// stop forgets the channel, so that a run whose next append happens on
+// another instance leaves nothing behind here.
+func (s *Service) watch(runID string) (<-chan struct{}, func()) {
 	s.calls.mu.Lock()
 	defer s.calls.mu.Unlock()
-	ch := s.calls.watches[runID]
-	if ch == nil {
-		ch = make(chan struct{})
-		s.calls.watches[runID] = ch
+	w := s.calls.watches[runID]
+	if w == nil {
+		w = &watchers{ch: make(chan struct{})}
+		s.calls.watches[runID] = w
 	}
-	return ch
+	w.n++
+	return w.ch, func() {
+		s.calls.mu.Lock()
+		defer s.calls.mu.Unlock()
+		if w.n--; w.n == 0 && s.calls.watches[runID] == w {
+			delete(s.calls.watches, runID)
+		}
+	}
 }
 
 // kick makes sure a runner looks at the run: it starts one, or asks the
@@ -496,27 +513,39 @@ func (s *Service) await(ctx context.Context, runID string, d time.Duration, seen
 	poll := time.NewTicker(refreshEvery)
 	defer poll.Stop()
 	for {
-		ch := s.watch(runID)
-		r, p, err := s.Get(ctx, runID)
-		if err != nil {
-			return nil, err
-		}
-		seen = s.progress(ctx, p, r, seen)
-		if !executing(r) {
-			return r, nil
-		}
-		select {
-		case <-ch:
-		case <-poll.C:
-			if err := s.refresh(ctx, runID); err != nil {
-				return nil, err
-			}
-		case <-timer.C:
-			return r, nil
-		case <-ctx.Done():
-			return r, nil
+		r, done, err := s.awaitOnce(ctx, runID, &seen, timer.C, poll.C)
+		if done || err != nil {
+			return r, err
 		}
 	}
+}
+
+// awaitOnce is one round of await: it reads the run and, while it still
+// waits on a call, waits for the next append here, a poll, the end of the
+// wait or of ctx. Its watch ends with the round.
+func (s *Service) awaitOnce(ctx context.Context, runID string, seen *uint64, end, poll <-chan time.Time) (*runtime.Run, bool, error) {
+	ch, stop := s.watch(runID)
+	defer stop()
+	r, p, err := s.Get(ctx, runID)
+	if err != nil {
+		return nil, true, err
+	}
+	*seen = s.progress(ctx, p, r, *seen)
+	if !executing(r) {
+		return r, true, nil
+	}
+	select {
+	case <-ch:
+	case <-poll:
+		if err := s.refresh(ctx, runID); err != nil {
+			return nil, true, err
+		}
+	case <-end:
+		return r, true, nil
+	case <-ctx.Done():
+		return r, true, nil
+	}
+	return r, false, nil
 }
 
 // settle answers a caller whose input left the run on a runtime tool call:

@@ -860,3 +860,29 @@ func TestARunnerChecksItsLeaseAfterTheBackoffBeforeItInvokes(t *testing.T) {
 		t.Fatalf("run %+v, %v; want it waiting for the operator", r, err)
 	}
 }
+
+// An await_run that ends without an append in this process (its wait ran
+// out, the call still open) leaves no watch behind: a run whose next append
+// happens on another instance must not keep its entry for ever.
+func TestAnAwaitThatRunsOutLeavesNoWatchBehind(t *testing.T) {
+	ctx := context.Background()
+	e := newEndpoint(t)
+	e.hold()
+	defer e.release()
+	f := newToolService(t, tracestore.NewMemory(), registry(t, e, 1, "0s"), toolProgram("refund", ""), Options{StepWait: time.Millisecond})
+	a, err := f.startAndPlan(t)
+	if err != nil || a.WaitingFor != "tool" {
+		t.Fatalf("answer %+v, %v: want the call open", a, err)
+	}
+	<-e.entered
+	r, _, err := f.svc.AwaitRun(ctx, a.RunID, Caller{ID: "alice"}, 10*time.Millisecond)
+	if err != nil || r.Call == nil {
+		t.Fatalf("await_run: %+v, %v; want the call still open", r, err)
+	}
+	f.svc.calls.mu.Lock()
+	n := len(f.svc.calls.watches)
+	f.svc.calls.mu.Unlock()
+	if n != 0 {
+		t.Fatalf("%d watches left after the await ended", n)
+	}
+}
