@@ -361,7 +361,7 @@ func (s *Service) append(ctx context.Context, lr *liveRun, after *runtime.Run, e
 		return err
 	}
 	lr.chain = next
-	s.appended(after)
+	s.appended(after, info)
 	return nil
 }
 

@@ -55,7 +55,17 @@ type callRunner struct {
 	// unrecorded is, by run id, the attempt this process invoked and has
 	// not recorded the outcome of (attemptOf).
 	unrecorded map[string]string
-	stopped    bool
+	// leased is, by run id, the lease this process's own append wrote with
+	// a call's intent: the runner then knows it holds the call without
+	// reading the row back (holds).
+	leased  map[string]leaseNote
+	stopped bool
+}
+
+// leaseNote is a lease this instance wrote: on which call, until when.
+type leaseNote struct {
+	call    string
+	expires time.Time
 }
 
 // runnerState is one run's runner. again asks it for another look at the
@@ -67,6 +77,7 @@ func (c *callRunner) init(o Options) {
 	c.tools, c.stepWait, c.sleep, c.instance, c.leaseTTL = o.Tools, o.StepWait, o.Sleep, o.Instance, o.LeaseTTL
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.active, c.watches, c.unrecorded = map[string]*runnerState{}, map[string]*watchers{}, map[string]string{}
+	c.leased = map[string]leaseNote{}
 }
 
 func (c *callRunner) stop() {
@@ -127,11 +138,16 @@ func (s *Service) leaseRow(info *tracestore.RunInfo, r *runtime.Run, events []ru
 
 // appended is what follows every durable append to a run: its watchers
 // wake, and a call the append left open is run.
-func (s *Service) appended(r *runtime.Run) {
+func (s *Service) appended(r *runtime.Run, info tracestore.RunInfo) {
 	s.calls.mu.Lock()
 	if w := s.calls.watches[r.ID]; w != nil {
 		close(w.ch)
 		delete(s.calls.watches, r.ID)
+	}
+	if info.LeaseHolder == s.calls.instance && info.Call != "" {
+		s.calls.leased[r.ID] = leaseNote{call: info.Call, expires: info.LeaseExpires}
+	} else if !executing(r) {
+		delete(s.calls.leased, r.ID)
 	}
 	s.calls.mu.Unlock()
 	if executing(r) {
@@ -298,6 +314,17 @@ func (c *callRunner) invoking(runID string, call runtime.OpenCall) bool {
 // tool again. The renewal's compare-and-set fails if another instance
 // took it in between.
 func (s *Service) holds(ctx context.Context, runID, callID string) (held, fresh bool) {
+	// The lease this instance's own append just wrote with the intent
+	// needs no read: only recovery takes a lease over, and only once it
+	// has expired, which a fresh one has not. (The outcome's append is
+	// conditional on the lease all the same.)
+	s.calls.mu.Lock()
+	note, ok := s.calls.leased[runID]
+	delete(s.calls.leased, runID)
+	s.calls.mu.Unlock()
+	if ok && note.call == callID && !note.expires.Before(s.clock().Add(s.calls.leaseTTL/2)) {
+		return true, true
+	}
 	info, err := s.store.Run(ctx, runID)
 	if err != nil {
 		if ctx.Err() == nil {
