@@ -3,9 +3,6 @@ package console
 import (
 	"context"
 	"fmt"
-	"io"
-	"net/http"
-	"net/http/httptest"
 	"regexp"
 	"strings"
 	"sync"
@@ -18,157 +15,31 @@ import (
 	"github.com/nano-vm/nano-vm-mcp/internal/program"
 	"github.com/nano-vm/nano-vm-mcp/internal/runtime"
 	"github.com/nano-vm/nano-vm-mcp/internal/service"
+	"github.com/nano-vm/nano-vm-mcp/internal/service/servicetest"
 	"github.com/nano-vm/nano-vm-mcp/internal/tracestore"
 )
 
 // The run page's tool calls, on runs whose tools the service really
 // executed: http tools of a registry, against an endpoint in the test.
 
-// callsProgram has a tool state between two llm states. Its argument
-// customer reads the data subject's id, and the result's receipt is
-// personal data, so neither may reach a page. execution is the state's
-// execution field; onError, when set, its on_error target.
+// callsProgram is the refunds program with the customer required; execution
+// is the tool state's execution field; onError, when set, its on_error
+// target. Neither the customer (the argument) nor the receipt (the result)
+// may reach a page.
 func callsProgram(tool, execution, onError string) string {
-	src := `
-name: refunds
-version: "1"
-input_schema:
-  type: object
-  properties:
-    order: {type: string}
-    customer: {type: string}
-  required: [order, customer]
-subjects:
-  customer:
-    id: input.customer
-    pii: [data.refund.receipt]
-limits: {max_steps: 20, max_attempts: 3}
-initial: plan
-states:
-  plan:
-    kind: llm
-    instructions: Decide the amount.
-    view: [input.order]
-    output_schema:
-      type: object
-      properties: {amount: {type: integer}}
-      required: [amount]
-    transitions: [{to: refund}]
-  refund:
-    kind: tool
-    tool: ` + tool + `
-    execution: ` + execution + `
-    arguments:
-      order: input.order
-      amount: data.plan.amount
-      customer: input.customer
-    output_schema:
-      type: object
-      properties:
-        refund_id: {type: string}
-        receipt: {type: string}
-      required: [refund_id]
-    transitions: [{to: confirm}]
-`
-	if onError != "" {
-		src += "    on_error: " + onError + "\n  " + onError + ": {kind: terminal, outcome: MANUAL}\n"
-	}
-	return src + `  confirm:
-    kind: llm
-    instructions: Tell the customer.
-    view: [data.refund.refund_id]
-    output_schema:
-      type: object
-      properties: {message: {type: string}}
-      required: [message]
-    transitions: [{to: done}]
-  done: {kind: terminal, outcome: DONE}
-`
+	return servicetest.Program(tool, servicetest.ProgramOptions{Execution: execution, OnError: onError, CustomerRequired: true})
 }
-
-// The personal data of a callsProgram run: the customer (the argument)
-// and the receipt (the result).
-const (
-	customerID = "cust-4711"
-	receiptPII = "paid to Ada Lovelace"
-)
 
 var (
-	okReply     = reply{200, `{"refund_id": "r-1", "receipt": "` + receiptPII + `"}`}
-	failReply   = reply{500, `{"error": "down"}`}
-	schemaReply = reply{200, `{"wrong": "` + receiptPII + `"}`}
+	failReply   = servicetest.Reply{Status: 500, Body: `{"error": "down"}`}
+	schemaReply = servicetest.Reply{Status: 200, Body: `{"wrong": "` + servicetest.ReceiptPII + `"}`}
 )
 
-// reply is one scripted answer of the endpoint.
-type reply struct {
-	status int
-	body   string
-}
-
-// endpoint is the http tools' far side: each call moves the service's
-// clock by took (so that the trace's times give a known duration), then
-// answers from the script (then okReply); while held, a call waits until
-// released or its request ends.
-type endpoint struct {
-	srv   *httptest.Server
-	clock *stepClock
-	took  time.Duration
-
-	mu      sync.Mutex
-	calls   int
-	script  []reply
-	gate    chan struct{}
-	entered chan struct{}
-}
-
-func newEndpoint(t *testing.T, clock *stepClock, took time.Duration, script ...reply) *endpoint {
-	e := &endpoint{clock: clock, took: took, script: script, entered: make(chan struct{}, 100)}
-	e.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, _ = io.ReadAll(r.Body)
-		e.mu.Lock()
-		e.calls++
-		next := okReply
-		if len(e.script) > 0 {
-			next, e.script = e.script[0], e.script[1:]
-		}
-		gate := e.gate
-		e.mu.Unlock()
-		e.entered <- struct{}{}
-		if gate != nil {
-			select {
-			case <-gate:
-			case <-r.Context().Done():
-				return
-			}
-		}
-		e.clock.add(e.took)
-		w.WriteHeader(next.status)
-		_, _ = io.WriteString(w, next.body)
-	}))
-	t.Cleanup(e.srv.Close)
-	return e
-}
-
-func (e *endpoint) hold() {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	e.gate = make(chan struct{})
-}
-
-func (e *endpoint) release() {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if e.gate != nil {
-		close(e.gate)
-		e.gate = nil
-	}
-}
-
-// count is how many calls the endpoint has seen.
-func (e *endpoint) count() int {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return e.calls
+// newEndpoint is the http tools' far side, answering from script (then
+// servicetest.OKReply); each call moves the service's clock by took, so
+// that the trace's times give a known duration.
+func newEndpoint(t *testing.T, clock *stepClock, took time.Duration, script ...servicetest.Reply) *servicetest.Endpoint {
+	return servicetest.NewEndpoint(t, script...).OnCall(func() { clock.add(took) })
 }
 
 // stepClock is the service's clock: it moves only when told.
@@ -180,29 +51,6 @@ type stepClock struct {
 func (c *stepClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
 
 func (c *stepClock) add(d time.Duration) { c.mu.Lock(); c.now = c.now.Add(d); c.mu.Unlock() }
-
-// toolRegistry has two http tools on e: refund (idempotent) and charge
-// (not), with the given attempts and no backoff.
-func toolRegistry(t *testing.T, e *endpoint, attempts int) *executor.Registry {
-	t.Helper()
-	doc := fmt.Sprintf(`tools:
-  refund:
-    http: {url: '%[1]s/refund'}
-    timeout: 30s
-    idempotent: true
-    retry: {max_attempts: %[2]d, backoff: 0s}
-  charge:
-    http: {url: '%[1]s/charge'}
-    timeout: 30s
-    retry: {max_attempts: %[2]d, backoff: 0s}
-`, e.srv.URL, attempts)
-	reg, err := executor.Parse([]byte(doc), "tools.yaml", executor.Options{RegistryDir: t.TempDir(), Getenv: func(string) string { return "" }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { reg.Close() })
-	return reg
-}
 
 // callsFixture is a console over a service that executes the registry's
 // tools, on a store and clock the test holds.
@@ -251,7 +99,7 @@ var callsT0 = time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)
 func (f *callsFixture) startAndPlan(t *testing.T) service.Answer {
 	t.Helper()
 	ctx := context.Background()
-	in, _ := jsonvalue.Decode([]byte(`{"order": "o-7", "customer": "` + customerID + `"}`))
+	in, _ := jsonvalue.Decode([]byte(`{"order": "o-7", "customer": "` + servicetest.CustomerID + `"}`))
 	a, err := f.svc.Start(ctx, "refunds", in, "alice")
 	if err != nil {
 		t.Fatal(err)
@@ -314,7 +162,7 @@ func receiptCounts(body string) string {
 // assertNoCallPII fails when a page shows the run's personal data.
 func assertNoCallPII(t *testing.T, where, body string) {
 	t.Helper()
-	for _, pii := range []string{customerID, receiptPII, "Ada"} {
+	for _, pii := range []string{servicetest.CustomerID, servicetest.ReceiptPII, "Ada"} {
 		if strings.Contains(body, pii) {
 			t.Errorf("%s shows personal data %q", where, pii)
 		}
@@ -329,7 +177,7 @@ func assertNoCallPII(t *testing.T, where, body string) {
 func TestRunPageShowsExecutedToolCalls(t *testing.T) {
 	for _, c := range []struct {
 		name      string
-		script    []reply
+		script    []servicetest.Reply
 		attempts  int
 		onError   string
 		status    runtime.Status
@@ -342,15 +190,15 @@ func TestRunPageShowsExecutedToolCalls(t *testing.T) {
 		result    bool // the result is shown (redacted where personal)
 	}{
 		{"completed at the first attempt", nil, 1, "", runtime.StatusRunning, "completed", "", "1.5s", "1", "1/0", false, true},
-		{"completed after a retry", []reply{failReply}, 2, "", runtime.StatusRunning, "completed", "", "3s", "2", "1/0", false, true},
-		{"failed, then on_error", []reply{failReply, failReply}, 2, "manual", runtime.StatusCompleted, "failed", "tool_error: " + redactedHTML, "3s", "2", "0/0", true, false},
-		{"failed without on_error", []reply{failReply}, 1, "", runtime.StatusFailed, "failed", "tool_error", "1.5s", "1", "0/0", false, false},
-		{"a result the schema refuses", []reply{schemaReply}, 1, "manual", runtime.StatusCompleted, "failed", "schema_violation", "1.5s", "1", "0/0", true, false},
+		{"completed after a retry", []servicetest.Reply{failReply}, 2, "", runtime.StatusRunning, "completed", "", "3s", "2", "1/0", false, true},
+		{"failed, then on_error", []servicetest.Reply{failReply, failReply}, 2, "manual", runtime.StatusCompleted, "failed", "tool_error: " + redactedHTML, "3s", "2", "0/0", true, false},
+		{"failed without on_error", []servicetest.Reply{failReply}, 1, "", runtime.StatusFailed, "failed", "tool_error", "1.5s", "1", "0/0", false, false},
+		{"a result the schema refuses", []servicetest.Reply{schemaReply}, 1, "manual", runtime.StatusCompleted, "failed", "schema_violation", "1.5s", "1", "0/0", true, false},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			clock := &stepClock{now: callsT0}
 			e := newEndpoint(t, clock, 1500*time.Millisecond, c.script...)
-			f := newCallsFixture(t, tracestore.NewMemory(), clock, testKeys(t), toolRegistry(t, e, c.attempts), callsProgram("refund", "runtime", c.onError), service.Options{})
+			f := newCallsFixture(t, tracestore.NewMemory(), clock, testKeys(t), servicetest.Registry(t, e, c.attempts, "0s"), callsProgram("refund", "runtime", c.onError), service.Options{})
 			a := f.startAndPlan(t)
 			if a.Status != c.status || a.WaitingFor != "" {
 				t.Fatalf("after the step: %+v, want status %s and no call open", a, c.status)
@@ -398,13 +246,13 @@ func TestRunPageShowsExecutedToolCalls(t *testing.T) {
 func TestRunPageMarksReportedToolResults(t *testing.T) {
 	clock := &stepClock{now: callsT0}
 	e := newEndpoint(t, clock, time.Second)
-	f := newCallsFixture(t, tracestore.NewMemory(), clock, testKeys(t), toolRegistry(t, e, 1), callsProgram("refund", "caller", ""), service.Options{})
+	f := newCallsFixture(t, tracestore.NewMemory(), clock, testKeys(t), servicetest.Registry(t, e, 1, "0s"), callsProgram("refund", "caller", ""), service.Options{})
 	a := f.startAndPlan(t)
 	if a.Task == nil || a.Task.Tool == nil {
 		t.Fatalf("after the step: %+v, want the caller's tool task", a)
 	}
 	clock.add(4 * time.Second)
-	out, _ := jsonvalue.Decode([]byte(okReply.body))
+	out, _ := jsonvalue.Decode([]byte(servicetest.OKReply.Body))
 	if _, err := f.svc.Submit(context.Background(), a.RunID, runtime.Submit{Seq: a.Task.Seq, Tool: "refund", Output: out}); err != nil {
 		t.Fatal(err)
 	}
@@ -415,7 +263,7 @@ func TestRunPageMarksReportedToolResults(t *testing.T) {
 	if got := receiptCounts(body); got != "0/1" {
 		t.Errorf("the receipt panel counts %s tool calls executed/reported, want 0/1", got)
 	}
-	if n := e.count(); n != 0 {
+	if n := e.Count(); n != 0 {
 		t.Errorf("the endpoint saw %d calls of a caller-run tool", n)
 	}
 	assertNoCallPII(t, "the run page", body)
@@ -430,15 +278,15 @@ func TestRunPageShowsAWaitingOperatorCallAndItsResolution(t *testing.T) {
 	store, keys := tracestore.NewMemory(), testKeys(t)
 	clock := &stepClock{now: callsT0}
 	e := newEndpoint(t, clock, time.Second)
-	e.hold()
+	e.Hold()
 	src := callsProgram("charge", "runtime", "manual")
-	first := newCallsFixture(t, store, clock, keys, toolRegistry(t, e, 1), src, service.Options{StepWait: time.Millisecond, Instance: "first"})
+	first := newCallsFixture(t, store, clock, keys, servicetest.Registry(t, e, 1, "0s"), src, service.Options{StepWait: time.Millisecond, Instance: "first"})
 	a := first.startAndPlan(t)
-	<-e.entered
+	<-e.Entered
 	first.svc.Close() // the crash: the call's outcome is never recorded
-	e.release()
+	e.Release()
 
-	next := newCallsFixture(t, store, clock, keys, toolRegistry(t, e, 1), src, service.Options{Instance: "next"})
+	next := newCallsFixture(t, store, clock, keys, servicetest.Registry(t, e, 1, "0s"), src, service.Options{Instance: "next"})
 	clock.add(service.DefaultLeaseTTL + time.Second)
 	if n, err := next.svc.Recover(ctx); err != nil || n != 1 {
 		t.Fatalf("recovery took %d calls, %v; want 1", n, err)
@@ -473,7 +321,7 @@ func TestRunPageShowsAWaitingOperatorCallAndItsResolution(t *testing.T) {
 	if r := oneCall(t, body); r.outcome != "resolved" || r.cells[6] != "unknown" || !strings.Contains(r.cells[8], "by ops as failed: "+redactedHTML+", then on_error → manual") || strings.Contains(body, "the bank never saw it") {
 		t.Fatalf("tool call row %+v; want the call resolved by ops as failed, then on_error, how long it ran unknown", r)
 	}
-	if n := e.count(); n != 1 {
+	if n := e.Count(); n != 1 {
 		t.Errorf("the endpoint saw %d calls; a call whose outcome is unknown is never invoked again", n)
 	}
 	assertNoCallPII(t, "the run page", body)
@@ -483,11 +331,11 @@ func TestRunPageShowsAWaitingOperatorCallAndItsResolution(t *testing.T) {
 func TestRunPageShowsACallAbandonedByCancel(t *testing.T) {
 	clock := &stepClock{now: callsT0}
 	e := newEndpoint(t, clock, time.Second)
-	e.hold()
-	defer e.release()
-	f := newCallsFixture(t, tracestore.NewMemory(), clock, testKeys(t), toolRegistry(t, e, 1), callsProgram("refund", "runtime", ""), service.Options{StepWait: time.Millisecond})
+	e.Hold()
+	defer e.Release()
+	f := newCallsFixture(t, tracestore.NewMemory(), clock, testKeys(t), servicetest.Registry(t, e, 1, "0s"), callsProgram("refund", "runtime", ""), service.Options{StepWait: time.Millisecond})
 	a := f.startAndPlan(t)
-	<-e.entered
+	<-e.Entered
 	_, body := get(t, f.c, "GET", "/ui/runs/"+a.RunID, nil)
 	if r := oneCall(t, body); r.outcome != "running" || r.cells[6] != "unknown" {
 		t.Fatalf("tool call row %+v; want the call running", r)
@@ -529,12 +377,12 @@ func TestRunPageListsEveryReportedResultOfTheKYCExample(t *testing.T) {
 func TestRunPageShowsACallExpiredByItsStatesTimeout(t *testing.T) {
 	clock := &stepClock{now: callsT0}
 	e := newEndpoint(t, clock, time.Second)
-	e.hold()
-	defer e.release()
+	e.Hold()
+	defer e.Release()
 	src := strings.Replace(callsProgram("refund", "runtime", ""), "    execution: runtime\n", "    execution: runtime\n    timeout: 1m\n", 1)
-	f := newCallsFixture(t, tracestore.NewMemory(), clock, testKeys(t), toolRegistry(t, e, 1), src, service.Options{StepWait: time.Millisecond})
+	f := newCallsFixture(t, tracestore.NewMemory(), clock, testKeys(t), servicetest.Registry(t, e, 1, "0s"), src, service.Options{StepWait: time.Millisecond})
 	a := f.startAndPlan(t)
-	<-e.entered
+	<-e.Entered
 	clock.add(61 * time.Second)
 	if n, err := f.svc.Sweep(context.Background()); err != nil || n != 1 {
 		t.Fatalf("the sweep moved %d runs, %v; want the run whose call ran past its timeout", n, err)

@@ -6,6 +6,7 @@ import (
 
 	"github.com/nano-vm/nano-vm-mcp/internal/keyring"
 	"github.com/nano-vm/nano-vm-mcp/internal/runtime"
+	"github.com/nano-vm/nano-vm-mcp/internal/service/servicetest"
 	"github.com/nano-vm/nano-vm-mcp/internal/tracestore"
 )
 
@@ -17,11 +18,11 @@ import (
 func TestReadShowsWhatAnotherInstanceAppended(t *testing.T) {
 	ctx := context.Background()
 	store := tracestore.NewMemory()
-	e := newEndpoint(t)
+	e := servicetest.NewEndpoint(t)
 	src := toolProgram("refund", "")
 	keks := keyring.MemoryKEKs()
-	a := newToolService(t, store, registry(t, e, 1, "0s"), src, Options{Instance: "A", KEKs: keks})
-	b := newToolService(t, store, registry(t, e, 1, "0s"), src, Options{Instance: "B", KEKs: keks})
+	a := newToolService(t, store, servicetest.Registry(t, e, 1, "0s"), src, Options{Instance: "A", KEKs: keks})
+	b := newToolService(t, store, servicetest.Registry(t, e, 1, "0s"), src, Options{Instance: "B", KEKs: keks})
 	alice := Caller{ID: "alice"}
 	started, err := a.svc.StartRun(ctx, StartOptions{Program: "refunds", Input: js(t, `{"order": "o-7"}`), Principal: "alice"})
 	if err != nil {

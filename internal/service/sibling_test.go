@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/nano-vm/nano-vm-mcp/internal/runtime"
+	"github.com/nano-vm/nano-vm-mcp/internal/service/servicetest"
 	"github.com/nano-vm/nano-vm-mcp/internal/tracestore"
 )
 
@@ -23,11 +24,11 @@ func TestWithToolsRunsToolsThroughItsOwnRegistry(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			ctx := context.Background()
-			operatorSide, labSide := newEndpoint(t, reply{500, `{}`}), newEndpoint(t)
-			f := newToolService(t, tracestore.NewMemory(), registry(t, operatorSide, 1, "0s"), toolProgram("refund", ""), Options{})
+			operatorSide, labSide := servicetest.NewEndpoint(t, servicetest.Reply{Status: 500, Body: `{}`}), servicetest.NewEndpoint(t)
+			f := newToolService(t, tracestore.NewMemory(), servicetest.Registry(t, operatorSide, 1, "0s"), toolProgram("refund", ""), Options{})
 			sib := f.svc.WithTools(nil, 0)
 			if c.own {
-				sib = f.svc.WithTools(registry(t, labSide, 1, "0s"), 0)
+				sib = f.svc.WithTools(servicetest.Registry(t, labSide, 1, "0s"), 0)
 			}
 			defer sib.Close()
 			a, err := sib.StartRun(ctx, StartOptions{Program: "refunds", Input: js(t, `{"order": "o-7", "customer": "c-1"}`), Principal: "alice"})
@@ -44,10 +45,10 @@ func TestWithToolsRunsToolsThroughItsOwnRegistry(t *testing.T) {
 			if err != nil || b.State != "confirm" {
 				t.Fatalf("step: %+v, %v; want the confirm task", b, err)
 			}
-			if keys, _ := operatorSide.calls(); len(keys) != 0 {
+			if keys, _ := operatorSide.Calls(); len(keys) != 0 {
 				t.Errorf("the first registry's endpoint got %d calls", len(keys))
 			}
-			if keys, _ := labSide.calls(); len(keys) != 1 {
+			if keys, _ := labSide.Calls(); len(keys) != 1 {
 				t.Errorf("the sibling's endpoint got %d calls, want 1", len(keys))
 			}
 			if r, _, err := f.svc.Get(ctx, a.RunID); err != nil || r.State != "confirm" {

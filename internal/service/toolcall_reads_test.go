@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/nano-vm/nano-vm-mcp/internal/runtime"
+	"github.com/nano-vm/nano-vm-mcp/internal/service/servicetest"
 	"github.com/nano-vm/nano-vm-mcp/internal/tracestore"
 )
 
@@ -57,7 +58,7 @@ func (s *recordsRead) LoadRange(ctx context.Context, runID string, from, to uint
 func TestAnswerAfterAToolCallReadsOnlyTheChainsEvents(t *testing.T) {
 	ctx := context.Background()
 	store := &recordsRead{Store: tracestore.NewMemory()}
-	f := newToolService(t, store, registry(t, newEndpoint(t), 1, "0s"), callLoopProgram("refund"), Options{})
+	f := newToolService(t, store, servicetest.Registry(t, servicetest.NewEndpoint(t), 1, "0s"), callLoopProgram("refund"), Options{})
 	a, err := f.svc.StartRun(ctx, StartOptions{Program: "callloop", Input: js(t, `{"order": "o-1"}`), Principal: "alice"})
 	if err != nil {
 		t.Fatal(err)

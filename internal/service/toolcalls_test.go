@@ -3,10 +3,6 @@ package service
 import (
 	"context"
 	"errors"
-	"fmt"
-	"io"
-	"net/http"
-	"net/http/httptest"
 	goruntime "runtime"
 	"strings"
 	"sync"
@@ -20,167 +16,19 @@ import (
 	"github.com/nano-vm/nano-vm-mcp/internal/program"
 	"github.com/nano-vm/nano-vm-mcp/internal/projection"
 	"github.com/nano-vm/nano-vm-mcp/internal/runtime"
+	"github.com/nano-vm/nano-vm-mcp/internal/service/servicetest"
 	"github.com/nano-vm/nano-vm-mcp/internal/tracestore"
 )
 
 // The runtime-executed tool calls, through the service, with a registry of
-// real executors: http tools against an endpoint in the test (endpoint),
-// which counts the calls by idempotency key and answers as scripted.
+// real executors: http tools against an endpoint in the test
+// (servicetest.Endpoint), which records the calls by idempotency key and
+// answers as scripted.
 
-// toolProgram has a runtime tool state between two llm states. The
-// argument customer reads personal data, so the trace seals it. tool is
-// the registry tool it calls; onError, when set, is its on_error target.
+// toolProgram is the refunds program with a runtime tool state calling
+// tool; onError, when set, is its on_error target.
 func toolProgram(tool, onError string) string {
-	src := `
-name: refunds
-version: "1"
-input_schema:
-  type: object
-  properties:
-    order: {type: string}
-    customer: {type: string}
-  required: [order]
-subjects:
-  customer:
-    id: input.customer
-    pii: [data.refund.receipt]
-limits: {max_steps: 20, max_attempts: 3}
-initial: plan
-states:
-  plan:
-    kind: llm
-    instructions: Decide the amount.
-    view: [input.order]
-    output_schema:
-      type: object
-      properties: {amount: {type: integer}}
-      required: [amount]
-    transitions: [{to: refund}]
-  refund:
-    kind: tool
-    tool: ` + tool + `
-    execution: runtime
-    arguments:
-      order: input.order
-      amount: data.plan.amount
-      customer: "has(input.customer) ? input.customer : ''"
-    output_schema:
-      type: object
-      properties:
-        refund_id: {type: string}
-        receipt: {type: string}
-      required: [refund_id]
-    transitions: [{to: confirm}]
-`
-	if onError != "" {
-		src += "    on_error: " + onError + "\n  " + onError + ": {kind: terminal, outcome: MANUAL}\n"
-	}
-	return src + `  confirm:
-    kind: llm
-    instructions: Tell the customer.
-    view: [data.refund.refund_id]
-    output_schema:
-      type: object
-      properties: {message: {type: string}}
-      required: [message]
-    transitions: [{to: done}]
-  done: {kind: terminal, outcome: DONE}
-`
-}
-
-// reply is one scripted answer of the endpoint.
-type reply struct {
-	status int
-	body   string
-}
-
-var okReply = reply{200, `{"refund_id": "r-1", "receipt": "paid to Ada"}`}
-
-// endpoint is an HTTP tool's far side: it records every call (idempotency
-// key and body), answers from its script (then okReply), and, while gate
-// is set, holds each call until the gate opens or the request ends.
-type endpoint struct {
-	srv *httptest.Server
-
-	mu      sync.Mutex
-	keys    []string
-	bodies  []string
-	script  []reply
-	gate    chan struct{}
-	entered chan struct{} // one send per call received
-}
-
-func newEndpoint(t *testing.T, script ...reply) *endpoint {
-	e := &endpoint{script: script, entered: make(chan struct{}, 1000)}
-	e.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		e.mu.Lock()
-		e.keys = append(e.keys, r.Header.Get("Idempotency-Key"))
-		e.bodies = append(e.bodies, string(body))
-		next := okReply
-		if len(e.script) > 0 {
-			next, e.script = e.script[0], e.script[1:]
-		}
-		gate := e.gate
-		e.mu.Unlock()
-		e.entered <- struct{}{}
-		if gate != nil {
-			select {
-			case <-gate:
-			case <-r.Context().Done():
-				return
-			}
-		}
-		w.WriteHeader(next.status)
-		io.WriteString(w, next.body)
-	}))
-	t.Cleanup(e.srv.Close)
-	return e
-}
-
-// hold makes the next calls wait until release.
-func (e *endpoint) hold() {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	e.gate = make(chan struct{})
-}
-
-func (e *endpoint) release() {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if e.gate != nil {
-		close(e.gate)
-		e.gate = nil
-	}
-}
-
-func (e *endpoint) calls() ([]string, []string) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return append([]string(nil), e.keys...), append([]string(nil), e.bodies...)
-}
-
-// registry builds a registry of two http tools on e: refund (idempotent)
-// and charge (not), each with the retry policy given.
-func registry(t *testing.T, e *endpoint, attempts int, backoff string) *executor.Registry {
-	t.Helper()
-	doc := fmt.Sprintf(`tools:
-  refund:
-    http: {url: '%[1]s/refund'}
-    timeout: 30s
-    idempotent: true
-    retry: {max_attempts: %[2]d, backoff: %[3]s}
-  charge:
-    http: {url: '%[1]s/charge'}
-    timeout: 30s
-    retry: {max_attempts: %[2]d, backoff: %[3]s}
-`, e.srv.URL, attempts, backoff)
-	reg, err := executor.Parse([]byte(doc), "tools.yaml", executor.Options{RegistryDir: t.TempDir(), Getenv: func(string) string { return "" }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { reg.Close() })
-	return reg
+	return servicetest.Program(tool, servicetest.ProgramOptions{OnError: onError})
 }
 
 // sleeps records the backoffs the runner sleeps, without sleeping.
@@ -271,9 +119,9 @@ func hops(a Answer) string {
 // reads personal data is sealed in the store and clear when read.
 func TestRuntimeToolRunsInsideTheStep(t *testing.T) {
 	ctx := context.Background()
-	e := newEndpoint(t)
+	e := servicetest.NewEndpoint(t)
 	store := tracestore.NewMemory()
-	f := newToolService(t, store, registry(t, e, 1, "0s"), toolProgram("refund", ""), Options{})
+	f := newToolService(t, store, servicetest.Registry(t, e, 1, "0s"), toolProgram("refund", ""), Options{})
 	a, err := f.startAndPlan(t)
 	if err != nil {
 		t.Fatal(err)
@@ -294,7 +142,7 @@ func TestRuntimeToolRunsInsideTheStep(t *testing.T) {
 	}
 	call := started.Call
 	want := runtime.IdempotencyKey(a.RunID, "refund", 1, call.CallID)
-	keys, bodies := e.calls()
+	keys, bodies := e.Calls()
 	if len(keys) != 1 || keys[0] != want || call.IdempotencyKey != want || call.Attempt != 1 || call.Executor != "http" || call.Tool != "refund" {
 		t.Fatalf("endpoint keys %v, intent %+v; want one call with key %s", keys, call, want)
 	}
@@ -316,7 +164,7 @@ func TestRuntimeToolRunsInsideTheStep(t *testing.T) {
 			t.Errorf("stored result %s: want the receipt sealed", r.Body)
 		}
 	}
-	if got := completed.Call.Result.(map[string]any)["receipt"]; got != "paid to Ada" {
+	if got := completed.Call.Result.(map[string]any)["receipt"]; got != servicetest.ReceiptPII {
 		t.Errorf("read back, the result's receipt is %v", got)
 	}
 
@@ -342,10 +190,10 @@ func TestRuntimeToolRunsInsideTheStep(t *testing.T) {
 // exhausted, the run takes on_error, or fails with tool_failed.
 func TestRuntimeToolRetriesAndExhaustion(t *testing.T) {
 	ctx := context.Background()
-	fail := reply{500, `{"error": "down"}`}
+	fail := servicetest.Reply{Status: 500, Body: `{"error": "down"}`}
 	for _, c := range []struct {
 		name     string
-		script   []reply
+		script   []servicetest.Reply
 		attempts int
 		onError  string
 		state    string
@@ -353,18 +201,18 @@ func TestRuntimeToolRetriesAndExhaustion(t *testing.T) {
 		reason   string
 		trace    string
 	}{
-		{"retry then success", []reply{fail, fail}, 3, "", "confirm", runtime.StatusRunning, "",
+		{"retry then success", []servicetest.Reply{fail, fail}, 3, "", "confirm", runtime.StatusRunning, "",
 			"tool_call_started tool_call_failed tool_call_started tool_call_failed tool_call_started tool_call_completed"},
-		{"exhausted with on_error", []reply{fail, fail}, 2, "manual", "manual", runtime.StatusCompleted, "",
+		{"exhausted with on_error", []servicetest.Reply{fail, fail}, 2, "manual", "manual", runtime.StatusCompleted, "",
 			"tool_call_started tool_call_failed tool_call_started tool_call_failed"},
-		{"exhausted without on_error", []reply{fail, fail}, 2, "", "refund", runtime.StatusFailed, runtime.ReasonToolFailed,
+		{"exhausted without on_error", []servicetest.Reply{fail, fail}, 2, "", "refund", runtime.StatusFailed, runtime.ReasonToolFailed,
 			"tool_call_started tool_call_failed tool_call_started tool_call_failed"},
-		{"a result the schema refuses, retried", []reply{{200, `{"wrong": 1}`}}, 2, "", "confirm", runtime.StatusRunning, "",
+		{"a result the schema refuses, retried", []servicetest.Reply{{Status: 200, Body: `{"wrong": 1}`}}, 2, "", "confirm", runtime.StatusRunning, "",
 			"tool_call_started tool_call_failed tool_call_started tool_call_completed"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			e := newEndpoint(t, c.script...)
-			f := newToolService(t, tracestore.NewMemory(), registry(t, e, c.attempts, "200ms"), toolProgram("refund", c.onError), Options{})
+			e := servicetest.NewEndpoint(t, c.script...)
+			f := newToolService(t, tracestore.NewMemory(), servicetest.Registry(t, e, c.attempts, "200ms"), toolProgram("refund", c.onError), Options{})
 			a, err := f.startAndPlan(t)
 			if err != nil {
 				t.Fatal(err)
@@ -382,7 +230,7 @@ func TestRuntimeToolRetriesAndExhaustion(t *testing.T) {
 			if got := types(calls); got != c.trace {
 				t.Fatalf("tool call events %q, want %q", got, c.trace)
 			}
-			keys, _ := e.calls()
+			keys, _ := e.Calls()
 			for i, ev := range calls {
 				if ev.Type == runtime.EventToolCallStarted && ev.Call.Attempt != i/2+1 {
 					t.Errorf("event %d: attempt %d, want %d", i, ev.Call.Attempt, i/2+1)
@@ -408,8 +256,8 @@ func TestRuntimeToolRetriesAndExhaustion(t *testing.T) {
 // A program whose state requires runtime execution of a tool the
 // registry lacks is refused at load, naming the state.
 func TestAddProgramRefusesARuntimeToolTheRegistryLacks(t *testing.T) {
-	e := newEndpoint(t)
-	for _, reg := range []*executor.Registry{nil, registry(t, e, 1, "0s")} {
+	e := servicetest.NewEndpoint(t)
+	for _, reg := range []*executor.Registry{nil, servicetest.Registry(t, e, 1, "0s")} {
 		svc := New(Options{Tools: reg})
 		t.Cleanup(svc.Close)
 		src := toolProgram("ledger", "")
@@ -431,9 +279,9 @@ func TestAddProgramRefusesARuntimeToolTheRegistryLacks(t *testing.T) {
 // (capability_denied, counted); await_run returns once the tool answered.
 func TestStepWaitExpiresAndAwaitRunSettles(t *testing.T) {
 	ctx := context.Background()
-	e := newEndpoint(t)
-	e.hold()
-	f := newToolService(t, tracestore.NewMemory(), registry(t, e, 1, "0s"), toolProgram("refund", ""), Options{StepWait: time.Millisecond})
+	e := servicetest.NewEndpoint(t)
+	e.Hold()
+	f := newToolService(t, tracestore.NewMemory(), servicetest.Registry(t, e, 1, "0s"), toolProgram("refund", ""), Options{StepWait: time.Millisecond})
 	a, err := f.startAndPlan(t)
 	if err != nil {
 		t.Fatal(err)
@@ -441,7 +289,7 @@ func TestStepWaitExpiresAndAwaitRunSettles(t *testing.T) {
 	if a.Status != runtime.StatusRunning || a.WaitingFor != "tool" || a.State != "refund" || a.Task != nil || hops(a) != "plan>refund" {
 		t.Fatalf("answer %+v, want running, waiting for a tool in refund", a)
 	}
-	<-e.entered
+	<-e.Entered
 	r, _, err := f.svc.Read(ctx, a.RunID, Caller{ID: "alice"})
 	if err != nil || r.Call == nil || r.State != "refund" {
 		t.Fatalf("read %+v, %v: want the open call", r, err)
@@ -464,7 +312,7 @@ func TestStepWaitExpiresAndAwaitRunSettles(t *testing.T) {
 		}
 		done <- r
 	}()
-	e.release()
+	e.Release()
 	r = <-done
 	if r.State != "confirm" || r.Call != nil || r.Task == nil {
 		t.Fatalf("after await_run: state %s, call %+v; want the confirm task", r.State, r.Call)
@@ -507,22 +355,22 @@ func recoverAfterACrash(t *testing.T, connect func() tracestore.Store, c recover
 	ctx := context.Background()
 	keks := keyring.MemoryKEKs()
 	store := connect()
-	e := newEndpoint(t)
-	e.hold()
+	e := servicetest.NewEndpoint(t)
+	e.Hold()
 	src := toolProgram(c.tool, "manual")
-	first := newToolService(t, store, registry(t, e, 1, "0s"), src, Options{StepWait: time.Millisecond, Instance: "first", KEKs: keks})
+	first := newToolService(t, store, servicetest.Registry(t, e, 1, "0s"), src, Options{StepWait: time.Millisecond, Instance: "first", KEKs: keks})
 	a, err := first.startAndPlan(t)
 	if err != nil {
 		t.Fatal(err)
 	}
-	<-e.entered
+	<-e.Entered
 	first.svc.Close() // the crash: the call is in flight, its outcome never recorded
 	if info, _ := store.Run(ctx, a.RunID); info.Call == "" || info.LeaseHolder != "first" {
 		t.Fatalf("after the crash the row is %+v, want the open call leased to first", info)
 	}
-	e.release()
+	e.Release()
 
-	next := newToolService(t, connect(), registry(t, e, 1, "0s"), src, Options{Instance: "next", KEKs: keks})
+	next := newToolService(t, connect(), servicetest.Registry(t, e, 1, "0s"), src, Options{Instance: "next", KEKs: keks})
 	next.clock.Add(time.Second)
 	if n, err := next.svc.Recover(ctx); err != nil || n != 0 {
 		t.Fatalf("recovery before the lease expired took %d calls, %v; want none", n, err)
@@ -535,7 +383,7 @@ func recoverAfterACrash(t *testing.T, connect func() tracestore.Store, c recover
 	if err != nil {
 		t.Fatal(err)
 	}
-	keys, _ := e.calls()
+	keys, _ := e.Calls()
 	if c.resolve == nil {
 		if len(keys) != 2 || keys[1] != keys[0] {
 			t.Fatalf("the idempotent tool saw keys %v, want the same key once more", keys)
@@ -586,12 +434,12 @@ func TestTwoInstancesOnPostgresInvokeEachCallOnce(t *testing.T) {
 		t.Cleanup(func() { s.Close() })
 		return s
 	}
-	e := newEndpoint(t)
+	e := servicetest.NewEndpoint(t)
 	src := toolProgram("refund", "")
 	keks := keyring.MemoryKEKs()
 	inst := []toolFixture{
-		newToolService(t, connect(), registry(t, e, 1, "0s"), src, Options{Instance: "A", KEKs: keks}),
-		newToolService(t, connect(), registry(t, e, 1, "0s"), src, Options{Instance: "B", KEKs: keks}),
+		newToolService(t, connect(), servicetest.Registry(t, e, 1, "0s"), src, Options{Instance: "A", KEKs: keks}),
+		newToolService(t, connect(), servicetest.Registry(t, e, 1, "0s"), src, Options{Instance: "B", KEKs: keks}),
 	}
 	stop := make(chan struct{})
 	var recovering sync.WaitGroup
@@ -641,7 +489,7 @@ func TestTwoInstancesOnPostgresInvokeEachCallOnce(t *testing.T) {
 	}
 	close(stop)
 	recovering.Wait()
-	keys, _ := e.calls()
+	keys, _ := e.Calls()
 	seen := map[string]int{}
 	for _, k := range keys {
 		seen[k]++
@@ -691,25 +539,25 @@ func TestAnAppendAfterTheLeaseExpiredDoesNotInvokeANonIdempotentToolAgain(t *tes
 	ctx := context.Background()
 	keks := keyring.MemoryKEKs()
 	store := tracestore.NewMemory()
-	e := newEndpoint(t)
-	e.hold()
+	e := servicetest.NewEndpoint(t)
+	e.Hold()
 	src := toolProgram("charge", "manual")
-	first := newToolService(t, store, registry(t, e, 1, "0s"), src, Options{StepWait: time.Millisecond, Instance: "first", KEKs: keks})
+	first := newToolService(t, store, servicetest.Registry(t, e, 1, "0s"), src, Options{StepWait: time.Millisecond, Instance: "first", KEKs: keks})
 	a, err := first.startAndPlan(t)
 	if err != nil {
 		t.Fatal(err)
 	}
-	<-e.entered
+	<-e.Entered
 	first.svc.Close() // the crash: the call may or may not have taken effect
-	e.release()
+	e.Release()
 
-	next := newToolService(t, store, registry(t, e, 1, "0s"), src, Options{Instance: "next", KEKs: keks})
+	next := newToolService(t, store, servicetest.Registry(t, e, 1, "0s"), src, Options{Instance: "next", KEKs: keks})
 	next.clock.Add(DefaultLeaseTTL + time.Second)
 	if _, err := next.svc.RecordFault(ctx, a.RunID, runtime.FaultRecord{Fault: "probe", SubAttack: "append", Expected: "none", Observed: "none"}); err != nil {
 		t.Fatal(err)
 	}
 	next.idle()
-	if keys, _ := e.calls(); len(keys) != 1 {
+	if keys, _ := e.Calls(); len(keys) != 1 {
 		t.Fatalf("the non-idempotent tool was called %d times, want once (before the crash)", len(keys))
 	}
 	if n, err := next.svc.Recover(ctx); err != nil || n != 1 {
@@ -742,23 +590,23 @@ func (s *failingStore) Append(ctx context.Context, runID string, recs []tracesto
 func TestAnOutcomeNotRecordedIsNotInvokedAgainByItsHolder(t *testing.T) {
 	ctx := context.Background()
 	store := &failingStore{Store: tracestore.NewMemory()}
-	e := newEndpoint(t)
-	e.hold()
-	f := newToolService(t, store, registry(t, e, 1, "0s"), toolProgram("charge", "manual"), Options{StepWait: time.Millisecond})
+	e := servicetest.NewEndpoint(t)
+	e.Hold()
+	f := newToolService(t, store, servicetest.Registry(t, e, 1, "0s"), toolProgram("charge", "manual"), Options{StepWait: time.Millisecond})
 	a, err := f.startAndPlan(t)
 	if err != nil {
 		t.Fatal(err)
 	}
-	<-e.entered
+	<-e.Entered
 	store.failing.Store(true)
-	e.release()
+	e.Release()
 	f.idle()
 	store.failing.Store(false)
 	if _, err := f.svc.RecordFault(ctx, a.RunID, runtime.FaultRecord{Fault: "probe", SubAttack: "append", Expected: "none", Observed: "none"}); err != nil {
 		t.Fatal(err)
 	}
 	f.idle()
-	if keys, _ := e.calls(); len(keys) != 1 {
+	if keys, _ := e.Calls(); len(keys) != 1 {
 		t.Fatalf("the non-idempotent tool was called %d times, want once", len(keys))
 	}
 	f.clock.Add(DefaultLeaseTTL + time.Second)
@@ -769,7 +617,7 @@ func TestAnOutcomeNotRecordedIsNotInvokedAgainByItsHolder(t *testing.T) {
 	if err != nil || r.Status != runtime.StatusWaitingOperator {
 		t.Fatalf("run %+v, %v; want it waiting for the operator", r, err)
 	}
-	if keys, _ := e.calls(); len(keys) != 1 {
+	if keys, _ := e.Calls(); len(keys) != 1 {
 		t.Fatalf("the non-idempotent tool was called %d times, want once", len(keys))
 	}
 }
@@ -782,8 +630,8 @@ func TestRecoveryInvokesAnUnheldCallThatNobodyInvoked(t *testing.T) {
 	ctx := context.Background()
 	keks := keyring.MemoryKEKs()
 	store := tracestore.NewMemory()
-	e := newEndpoint(t)
-	runner := newToolService(t, store, registry(t, e, 1, "0s"), toolProgram("charge", "manual"), Options{Instance: "runner", KEKs: keks})
+	e := servicetest.NewEndpoint(t)
+	runner := newToolService(t, store, servicetest.Registry(t, e, 1, "0s"), toolProgram("charge", "manual"), Options{Instance: "runner", KEKs: keks})
 	a, err := runner.svc.StartRun(ctx, StartOptions{Program: "refunds", Input: js(t, `{"order": "o-7", "customer": "c-1"}`), Principal: "alice"})
 	if err != nil {
 		t.Fatal(err)
@@ -804,7 +652,7 @@ func TestRecoveryInvokesAnUnheldCallThatNobodyInvoked(t *testing.T) {
 	if err != nil || r.State != "confirm" {
 		t.Fatalf("run %+v, %v; want it in confirm after the call", r, err)
 	}
-	if keys, _ := e.calls(); len(keys) != 1 {
+	if keys, _ := e.Calls(); len(keys) != 1 {
 		t.Fatalf("the tool was called %d times, want once", len(keys))
 	}
 }
@@ -834,10 +682,10 @@ func TestARunnerChecksItsLeaseAfterTheBackoffBeforeItInvokes(t *testing.T) {
 	ctx := context.Background()
 	keks := keyring.MemoryKEKs()
 	store := tracestore.NewMemory()
-	e := newEndpoint(t, reply{500, `{"error": "down"}`})
+	e := servicetest.NewEndpoint(t, servicetest.Reply{Status: 500, Body: `{"error": "down"}`})
 	src := toolProgram("charge", "manual")
 	gate := gatedSleep{entered: make(chan struct{}, 1), release: make(chan struct{})}
-	first := newToolService(t, store, registry(t, e, 2, "1m"), src, Options{StepWait: time.Millisecond, Instance: "first", KEKs: keks})
+	first := newToolService(t, store, servicetest.Registry(t, e, 2, "1m"), src, Options{StepWait: time.Millisecond, Instance: "first", KEKs: keks})
 	first.svc.calls.sleep = gate.Sleep
 	a, err := first.startAndPlan(t)
 	if err != nil {
@@ -845,14 +693,14 @@ func TestARunnerChecksItsLeaseAfterTheBackoffBeforeItInvokes(t *testing.T) {
 	}
 	<-gate.entered // attempt 1 failed; attempt 2 waits out its backoff
 
-	next := newToolService(t, store, registry(t, e, 2, "1m"), src, Options{Instance: "next", KEKs: keks})
+	next := newToolService(t, store, servicetest.Registry(t, e, 2, "1m"), src, Options{Instance: "next", KEKs: keks})
 	next.clock.Add(DefaultLeaseTTL + time.Second)
 	if n, err := next.svc.Recover(ctx); err != nil || n != 1 {
 		t.Fatalf("recovery took %d calls, %v; want 1", n, err)
 	}
 	close(gate.release)
 	first.idle()
-	if keys, _ := e.calls(); len(keys) != 1 {
+	if keys, _ := e.Calls(); len(keys) != 1 {
 		t.Fatalf("the non-idempotent tool was called %d times, want once (attempt 1): the call was another instance's", len(keys))
 	}
 	r, _, err := next.svc.Get(ctx, a.RunID)

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/nano-vm/nano-vm-mcp/internal/runtime"
+	"github.com/nano-vm/nano-vm-mcp/internal/service/servicetest"
 	"github.com/nano-vm/nano-vm-mcp/internal/tracestore"
 )
 
@@ -64,9 +65,9 @@ func TestTheRunnerRenewsItsLeaseBeforeInvokingOnlyPastHalfItsLife(t *testing.T) 
 		{"less than half its life left: renewed once", DefaultLeaseTTL/2 + time.Second, 1},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			e := newEndpoint(t)
+			e := servicetest.NewEndpoint(t)
 			store := &leaseStore{Store: tracestore.NewMemory(), slow: c.slow}
-			f := newToolService(t, store, registry(t, e, 1, "0s"), toolProgram("charge", "manual"), Options{})
+			f := newToolService(t, store, servicetest.Registry(t, e, 1, "0s"), toolProgram("charge", "manual"), Options{})
 			store.clock = f.clock
 			a, err := f.startAndPlan(t)
 			if err != nil {
@@ -75,7 +76,7 @@ func TestTheRunnerRenewsItsLeaseBeforeInvokingOnlyPastHalfItsLife(t *testing.T) 
 			if a.State != "confirm" || hops(a) != "plan>refund refund>confirm" {
 				t.Fatalf("answer in %s (hops %q), want confirm after the call", a.State, hops(a))
 			}
-			if keys, _ := e.calls(); len(keys) != 1 {
+			if keys, _ := e.Calls(); len(keys) != 1 {
 				t.Fatalf("the tool was called %d times, want once", len(keys))
 			}
 			if got := store.takes.Load(); got != c.takes {
@@ -93,14 +94,14 @@ func TestTheRunnerRenewsItsLeaseBeforeInvokingOnlyPastHalfItsLife(t *testing.T) 
 func TestAnOutcomeIsNotRecordedOnceAnotherInstanceTookTheLease(t *testing.T) {
 	ctx := context.Background()
 	store := tracestore.NewMemory()
-	e := newEndpoint(t)
-	e.hold()
-	f := newToolService(t, store, registry(t, e, 1, "0s"), toolProgram("charge", "manual"), Options{StepWait: time.Millisecond, Instance: "first"})
+	e := servicetest.NewEndpoint(t)
+	e.Hold()
+	f := newToolService(t, store, servicetest.Registry(t, e, 1, "0s"), toolProgram("charge", "manual"), Options{StepWait: time.Millisecond, Instance: "first"})
 	a, err := f.startAndPlan(t)
 	if err != nil {
 		t.Fatal(err)
 	}
-	<-e.entered
+	<-e.Entered
 	before, err := store.Run(ctx, a.RunID)
 	if err != nil || before.LeaseHolder != "first" {
 		t.Fatalf("row %+v, %v; want the call leased to first", before, err)
@@ -109,7 +110,7 @@ func TestAnOutcomeIsNotRecordedOnceAnotherInstanceTookTheLease(t *testing.T) {
 	if ok, err := store.TakeLease(ctx, a.RunID, before.Call, "next", now, now.Add(DefaultLeaseTTL)); err != nil || !ok {
 		t.Fatalf("the other instance's takeover: %v, %v", ok, err)
 	}
-	e.release()
+	e.Release()
 	f.idle()
 	after, err := store.Run(ctx, a.RunID)
 	if err != nil || after.Events != before.Events || after.Call != before.Call || after.LeaseHolder != "next" {

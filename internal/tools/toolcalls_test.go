@@ -4,11 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"math/rand"
-	"net/http"
-	"net/http/httptest"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,10 +12,10 @@ import (
 	"github.com/mark3labs/mcp-go/mcp"
 
 	"github.com/nano-vm/nano-vm-mcp/internal/access"
-	"github.com/nano-vm/nano-vm-mcp/internal/executor"
 	"github.com/nano-vm/nano-vm-mcp/internal/keyring"
 	"github.com/nano-vm/nano-vm-mcp/internal/program"
 	"github.com/nano-vm/nano-vm-mcp/internal/service"
+	"github.com/nano-vm/nano-vm-mcp/internal/service/servicetest"
 	"github.com/nano-vm/nano-vm-mcp/internal/tracestore"
 )
 
@@ -51,47 +47,9 @@ states:
   done: {kind: terminal, outcome: PAID}
 `
 
-// payEndpoint answers {"paid": true}, holding each call while held.
-type payEndpoint struct {
-	srv     *httptest.Server
-	mu      sync.Mutex
-	gate    chan struct{}
-	calls   int
-	entered chan struct{}
-}
-
-func newPayEndpoint(t *testing.T) *payEndpoint {
-	e := &payEndpoint{entered: make(chan struct{}, 100)}
-	e.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		io.Copy(io.Discard, r.Body)
-		e.mu.Lock()
-		e.calls++
-		gate := e.gate
-		e.mu.Unlock()
-		e.entered <- struct{}{}
-		if gate != nil {
-			select {
-			case <-gate:
-			case <-r.Context().Done():
-				return
-			}
-		}
-		io.WriteString(w, `{"paid": true}`)
-	}))
-	t.Cleanup(e.srv.Close)
-	return e
-}
-
-func (e *payEndpoint) hold(on bool) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	switch {
-	case on && e.gate == nil:
-		e.gate = make(chan struct{})
-	case !on && e.gate != nil:
-		close(e.gate)
-		e.gate = nil
-	}
+// newPayEndpoint is the pay tool's far side: it answers {"paid": true}.
+func newPayEndpoint(t *testing.T) *servicetest.Endpoint {
+	return servicetest.NewEndpoint(t).Answer(servicetest.Reply{Status: 200, Body: `{"paid": true}`})
 }
 
 // toolHarness is an operator's MCP server over a service that runs the
@@ -104,14 +62,9 @@ type toolHarness struct {
 	progress chan string // the messages of progress notifications, as they arrive
 }
 
-func newToolHarness(t *testing.T, store tracestore.Store, e *payEndpoint, o service.Options) *toolHarness {
+func newToolHarness(t *testing.T, store tracestore.Store, e *servicetest.Endpoint, o service.Options) *toolHarness {
 	t.Helper()
-	reg, err := executor.Parse([]byte(fmt.Sprintf("tools:\n  pay:\n    http: {url: '%s/pay'}\n    timeout: 30s\n", e.srv.URL)),
-		"tools.yaml", executor.Options{RegistryDir: t.TempDir(), Getenv: func(string) string { return "" }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { reg.Close() })
+	reg := servicetest.ParseRegistry(t, fmt.Sprintf("tools:\n  pay:\n    http: {url: '%s/pay'}\n    timeout: 30s\n", e.URL))
 	rnd := &lockedRand{r: rand.New(rand.NewSource(1))}
 	keys, err := keyring.Ephemeral(rnd)
 	if err != nil {
@@ -213,20 +166,20 @@ func TestStepRunsTheRuntimeToolAndReportsProgress(t *testing.T) {
 func TestStepWaitingForAToolThenAwaitRun(t *testing.T) {
 	ctx := context.Background()
 	e := newPayEndpoint(t)
-	e.hold(true)
+	e.Hold()
 	th := newToolHarness(t, tracestore.NewMemory(), e, service.Options{StepWait: time.Millisecond})
 	id, seq := th.start(t)
 	res := th.mustCall(ctx, "step", map[string]any{"run_id": id, "seq": seq, "output": map[string]any{"amount": 7}})
 	if res["status"] != "running" || res["waiting_for"] != "tool" || res["task"] != nil {
 		t.Fatalf("step answered %v, want running, waiting_for tool, no task", res)
 	}
-	<-e.entered
+	<-e.Entered
 	if got := th.mustCall(ctx, "get_run", map[string]any{"run_id": id}); got["waiting_for"] != "tool" || got["state"] != "pay" {
 		t.Fatalf("get_run %v, want waiting_for tool in pay", got)
 	}
 	done := make(chan map[string]any)
 	go func() { done <- th.mustCall(ctx, "await_run", map[string]any{"run_id": id, "timeout": 30}) }()
-	e.hold(false)
+	e.Release()
 	if got := <-done; got["status"] != "completed" || got["outcome"] != "PAID" || got["waiting_for"] != nil {
 		t.Fatalf("await_run %v, want the run completed", got)
 	}
@@ -241,13 +194,13 @@ func TestResolveToolCallSettlesAnUnknownOutcome(t *testing.T) {
 	ctx := context.Background()
 	store := tracestore.NewMemory()
 	e := newPayEndpoint(t)
-	e.hold(true)
+	e.Hold()
 	first := newToolHarness(t, store, e, service.Options{StepWait: time.Millisecond, Instance: "first"})
 	id, seq := first.start(t)
 	first.mustCall(ctx, "step", map[string]any{"run_id": id, "seq": seq, "output": map[string]any{"amount": 7}})
-	<-e.entered
+	<-e.Entered
 	first.svc.Close()
-	e.hold(false)
+	e.Release()
 
 	next := newToolHarness(t, store, e, service.Options{Instance: "next"})
 	next.clock.advance(time.Hour)
@@ -274,9 +227,7 @@ func TestResolveToolCallSettlesAnUnknownOutcome(t *testing.T) {
 	if res["status"] != "completed" || res["outcome"] != "PAID" {
 		t.Fatalf("resolve_tool_call %v, want the run completed", res)
 	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if e.calls != 1 {
-		t.Errorf("the pay tool was called %d times, want once", e.calls)
+	if n := e.Count(); n != 1 {
+		t.Errorf("the pay tool was called %d times, want once", n)
 	}
 }
