@@ -714,15 +714,15 @@ func TestARunnerChecksItsLeaseAfterTheBackoffBeforeItInvokes(t *testing.T) {
 // happens on another instance must not keep its entry for ever.
 func TestAnAwaitThatRunsOutLeavesNoWatchBehind(t *testing.T) {
 	ctx := context.Background()
-	e := newEndpoint(t)
-	e.hold()
-	defer e.release()
-	f := newToolService(t, tracestore.NewMemory(), registry(t, e, 1, "0s"), toolProgram("refund", ""), Options{StepWait: time.Millisecond})
+	e := servicetest.NewEndpoint(t)
+	e.Hold()
+	defer e.Release()
+	f := newToolService(t, tracestore.NewMemory(), servicetest.Registry(t, e, 1, "0s"), toolProgram("refund", ""), Options{StepWait: time.Millisecond})
 	a, err := f.startAndPlan(t)
 	if err != nil || a.WaitingFor != "tool" {
 		t.Fatalf("answer %+v, %v: want the call open", a, err)
 	}
-	<-e.entered
+	<-e.Entered
 	r, _, err := f.svc.AwaitRun(ctx, a.RunID, Caller{ID: "alice"}, 10*time.Millisecond)
 	if err != nil || r.Call == nil {
 		t.Fatalf("await_run: %+v, %v; want the call still open", r, err)
