@@ -654,10 +654,7 @@ const (
 // status changed, or timeout passed (default DefaultAwait, at most
 // MaxAwait). It never writes.
 func (s *Service) AwaitRun(ctx context.Context, runID string, c Caller, timeout time.Duration) (*runtime.Run, *program.Program, error) {
-	// Another instance may be running the call: start from the store.
-	if err := s.refresh(ctx, runID); err != nil {
-		return nil, nil, err
-	}
+	// Another instance may be running the call: Read starts from the store.
 	r, p, err := s.Read(ctx, runID, c)
 	if err != nil || !executing(r) {
 		return r, p, err
