@@ -9,7 +9,8 @@ import (
 
 // setProcessGroup starts cmd in a process group of its own, so that
 // killProcessGroup reaches what it spawned too (a server started through
-// npx or a shell wrapper).
+// npx or a shell wrapper, a test runner's children). The mcp executor's
+// stdio servers and the exec executor's commands share these two.
 func setProcessGroup(cmd *exec.Cmd) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 }

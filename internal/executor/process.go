@@ -78,7 +78,7 @@ func runGroup(ctx context.Context, cmd *exec.Cmd, stdin []byte, max int64) outco
 	stderr := &capped{max: max, over: overflow("stderr")}
 	cmd.Stdin = bytes.NewReader(stdin)
 	cmd.Stdout, cmd.Stderr = stdout, stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	setProcessGroup(cmd)
 	cmd.WaitDelay = waitDelay
 	if err := cmd.Start(); err != nil {
 		out.startErr = err
@@ -90,14 +90,14 @@ func runGroup(ctx context.Context, cmd *exec.Cmd, stdin []byte, max int64) outco
 	go func() {
 		select {
 		case <-runCtx.Done():
-			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			killProcessGroup(cmd)
 		case <-done:
 		}
 	}()
 	err := cmd.Wait()
 	close(done)
 	// The leader is gone; descendants still in its group go with it.
-	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	killProcessGroup(cmd)
 	out.stdout, out.stderr = stdout.buf.Bytes(), stderr.buf.Bytes()
 	out.exitCode = exitCode(cmd, err)
 	overflowMu.Lock()
