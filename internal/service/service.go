@@ -183,8 +183,16 @@ func New(o Options) *Service {
 	}
 	sl := &sealer{secret: o.Secret, rand: o.Rand}
 	sl.keys = subjectkeys.New(o.Store, o.KEKs, sl.read)
-	s := &Service{
-		store: o.Store, clock: o.Clock, newID: o.NewID, log: o.Log,
+	s := shell(o.Store, sl, o.Clock, o.NewID, o.Log, o.MaxCachedRuns)
+	s.calls.init(o)
+	return s
+}
+
+// shell is a service over these parts with no program registered, no run
+// cached and its tool call machinery not yet initialised (calls.init).
+func shell(store tracestore.Store, sl *sealer, clock func() time.Time, newID func() string, log *zap.Logger, maxRuns int) *Service {
+	return &Service{
+		store: store, clock: clock, newID: newID, log: log,
 		sealer:    sl,
 		programs:  map[string]*program.Program{},
 		latest:    map[string]*program.Program{},
@@ -192,10 +200,8 @@ func New(o Options) *Service {
 		executors: map[string]map[string]string{},
 		runs:      map[string]*liveRun{},
 		lru:       list.New(),
-		maxRuns:   o.MaxCachedRuns,
+		maxRuns:   maxRuns,
 	}
-	s.calls.init(o)
-	return s
 }
 
 // Close stops the runtime tool calls this service is executing and waits

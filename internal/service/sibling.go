@@ -1,11 +1,9 @@
 package service
 
 import (
-	"container/list"
 	"time"
 
 	"github.com/nano-vm/nano-vm-mcp/internal/executor"
-	"github.com/nano-vm/nano-vm-mcp/internal/program"
 )
 
 // WithTools returns a service that shares this one's store, sealing keys,
@@ -23,16 +21,7 @@ func (s *Service) WithTools(reg *executor.Registry, stepWait time.Duration) *Ser
 	if stepWait <= 0 {
 		stepWait = s.calls.stepWait
 	}
-	t := &Service{
-		store: s.store, sealer: s.sealer, clock: s.clock, newID: s.newID, log: s.log,
-		programs:  map[string]*program.Program{},
-		latest:    map[string]*program.Program{},
-		sources:   map[string][]byte{},
-		executors: map[string]map[string]string{},
-		runs:      map[string]*liveRun{},
-		lru:       list.New(),
-		maxRuns:   s.maxRuns,
-	}
+	t := shell(s.store, s.sealer, s.clock, s.newID, s.log, s.maxRuns)
 	s.mu.Lock()
 	for hash, p := range s.programs {
 		if checkExecution(p, reg) != nil {
