@@ -52,11 +52,11 @@ states:
   mild: {kind: terminal, outcome: MILD}
 `
 
-// TestRuntimeCallsAThirdPartyMCPServerFromAProgram runs a program whose
-// tool state the runtime executes on the official server-everything, over
-// stdio, through a registry: the server's structured result is recorded
-// as the call's outcome and routes the run.
-func TestRuntimeCallsAThirdPartyMCPServerFromAProgram(t *testing.T) {
+// everythingRegistry is a registry whose weather tool is server-everything's
+// get-structured-content, over stdio (testenv skips, or fails under
+// CI=true, without it).
+func everythingRegistry(t *testing.T) *executor.Registry {
+	t.Helper()
 	node, entry := testenv.Everything(t)
 	dir := t.TempDir()
 	doc, _ := json.Marshal(map[string]any{"tools": map[string]any{"weather": map[string]any{
@@ -69,6 +69,15 @@ func TestRuntimeCallsAThirdPartyMCPServerFromAProgram(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { reg.Close() })
+	return reg
+}
+
+// TestRuntimeCallsAThirdPartyMCPServerFromAProgram runs a program whose
+// tool state the runtime executes on the official server-everything, over
+// stdio, through a registry: the server's structured result is recorded
+// as the call's outcome and routes the run.
+func TestRuntimeCallsAThirdPartyMCPServerFromAProgram(t *testing.T) {
+	reg := everythingRegistry(t)
 
 	f := newToolService(t, tracestore.NewMemory(), reg, weatherProgram, Options{})
 	ctx := context.Background()
@@ -111,16 +120,7 @@ func TestRuntimeCallsAThirdPartyMCPServerFromAProgram(t *testing.T) {
 // the tool's input schema where their types are known; a mismatch refuses
 // the program with the state and its position.
 func TestProgramRefusedWhenADownstreamToolsSchemaRefusesItsArguments(t *testing.T) {
-	node, entry := testenv.Everything(t)
-	dir := t.TempDir()
-	doc, _ := json.Marshal(map[string]any{"tools": map[string]any{"weather": map[string]any{
-		"mcp": map[string]any{"command": []string{node, entry, "stdio"}, "tool": "get-structured-content"},
-	}}})
-	reg, err := executor.Parse(doc, filepath.Join(dir, "tools.yaml"), executor.Options{RegistryDir: dir, Pins: "tools.pins.json", Getenv: os.Getenv})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { reg.Close() })
+	reg := everythingRegistry(t)
 	for _, tc := range []struct {
 		name, args, want string
 	}{
