@@ -32,6 +32,14 @@ type SQLite struct {
 	// listed columns they assign (see runUpdate).
 	rowStmt, eventStmt, insertStmt *sql.Stmt
 	updateStmts                    map[listedMask]*sql.Stmt
+	// A batch's savepoint around each of its appends (groupcommit.go).
+	savepoint, rollbackTo, release *sql.Stmt
+
+	// group batches concurrent appends into one transaction (and one
+	// sync); commit ends a batch's transaction of n appends, tx.Commit
+	// but in the tests that make it fail.
+	group  committer
+	commit func(tx *sql.Tx, n int) error
 }
 
 // SQLiteOptions tune an SQLite store. The zero value is the durable default.
@@ -161,9 +169,14 @@ func OpenSQLite(path string, opts SQLiteOptions) (*SQLite, error) {
 
 	s := &SQLite{sqlDB: sqlDB{backend: "sqlite", d: sqliteDialect}, path: path}
 	s.sqlDB.write = s.write
+	s.group.writeBatch = s.writeBatch
+	s.commit = func(tx *sql.Tx, _ int) error { return tx.Commit() }
 	// secure_delete zeroes deleted rows in the file, so that a destroyed
-	// subject key does not linger in free space.
-	s.w, err = sql.Open("sqlite", sqliteDSN(path, "_txlock=immediate", "_pragma=synchronous("+syncMode+")", "_pragma=secure_delete(ON)"))
+	// subject key does not linger in free space. temp_store keeps the
+	// savepoints' journal of a group commit's batch (groupcommit.go) in
+	// memory instead of a temporary file: it is never needed after a
+	// crash, and writing it cost a write call per page.
+	s.w, err = sql.Open("sqlite", sqliteDSN(path, "_txlock=immediate", "_pragma=synchronous("+syncMode+")", "_pragma=secure_delete(ON)", "_pragma=temp_store(MEMORY)"))
 	if err != nil {
 		return nil, fmt.Errorf("tracestore: sqlite: %w", err)
 	}
@@ -341,6 +354,15 @@ func (s *SQLite) prepare() error {
 	if s.insertStmt, err = prep(`INSERT INTO runs (` + runColumns + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`); err != nil {
 		return err
 	}
+	if s.savepoint, err = prep(`SAVEPOINT append`); err != nil {
+		return err
+	}
+	if s.rollbackTo, err = prep(`ROLLBACK TO append`); err != nil {
+		return err
+	}
+	if s.release, err = prep(`RELEASE append`); err != nil {
+		return err
+	}
 	s.updateStmts = make(map[listedMask]*sql.Stmt, len(preparedUpdates))
 	for _, m := range preparedUpdates {
 		if s.updateStmts[m], err = prep(runUpdate(m)); err != nil {
@@ -350,22 +372,80 @@ func (s *SQLite) prepare() error {
 	return nil
 }
 
-// write is Append's SQLite part (see sqlDB.Append). The trace's length
-// comes from the run's index row, so an append costs the same however long the trace is. One
-// transaction: the row's read (under the write lock, which BEGIN IMMEDIATE
-// took), the events' inserts, and the row's insert or narrowest update.
+// write is Append's SQLite part (see sqlDB.Append): the append joins the
+// group committer's next batch (groupcommit.go), or is a batch alone.
 func (s *SQLite) write(ctx context.Context, runID string, records []Record, info RunInfo, started, updated int64) error {
+	return s.group.append(&appendReq{ctx: ctx, runID: runID, records: records, info: info, started: started, updated: updated})
+}
+
+// writeBatch writes a batch of appends in one transaction, each of a
+// batch of several in a savepoint of its own, and commits it once; it sets
+// each append's error.
+func (s *SQLite) writeBatch(ctx context.Context, batch []*appendReq) {
+	fail := func(err error) {
+		for _, r := range batch {
+			if r.err == nil {
+				r.err = fmt.Errorf("tracestore: sqlite append: %w", err)
+			}
+		}
+	}
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
-		return fmt.Errorf("tracestore: sqlite append: %w", err)
+		fail(err)
+		return
 	}
 	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
+	several := len(batch) > 1
+	written := 0
+	for _, r := range batch {
+		// An append whose caller gave up before its batch began is left
+		// out, and told so.
+		if r.err = r.ctx.Err(); r.err != nil {
+			continue
+		}
+		if several {
+			if _, err := tx.StmtContext(ctx, s.savepoint).ExecContext(ctx); err != nil {
+				fail(err)
+				return
+			}
+		}
+		r.err = s.writeOne(ctx, tx, r.runID, r.records, r.info, r.started, r.updated)
+		if several {
+			if r.err != nil {
+				if _, err := tx.StmtContext(ctx, s.rollbackTo).ExecContext(ctx); err != nil {
+					fail(err)
+					return
+				}
+			}
+			if _, err := tx.StmtContext(ctx, s.release).ExecContext(ctx); err != nil {
+				fail(err)
+				return
+			}
+		}
+		if r.err == nil {
+			written++
+		}
+	}
+	if written == 0 {
+		return
+	}
+	if err := s.commit(tx, len(batch)); err != nil {
+		fail(err)
+	}
+}
+
+// writeOne is one append in a batch's transaction. The trace's length
+// comes from the run's index row, so an append costs the same however long
+// the trace is: the row's read (under the write lock, which BEGIN
+// IMMEDIATE took), the events' inserts, and the row's insert or narrowest
+// update.
+func (s *SQLite) writeOne(ctx context.Context, tx *sql.Tx, runID string, records []Record, info RunInfo, started, updated int64) error {
 	// The run's row: the trace's length, and what the listing indexes hold.
 	var (
 		next, was, wasDeadline, wasDue, wasLease int64
 		old                                      RunInfo
 	)
-	err = tx.StmtContext(ctx, s.rowStmt).QueryRowContext(ctx, runID).Scan(&next, &old.Program, &old.DefinitionHash, &old.Status, &old.Outcome, &was, &old.AwaitingRole, &wasDeadline, &wasDue, &old.Call, &old.LeaseHolder, &wasLease)
+	err := tx.StmtContext(ctx, s.rowStmt).QueryRowContext(ctx, runID).Scan(&next, &old.Program, &old.DefinitionHash, &old.Status, &old.Outcome, &was, &old.AwaitingRole, &wasDeadline, &wasDue, &old.Call, &old.LeaseHolder, &wasLease)
 	old.LeaseExpires = leaseTime(wasLease)
 	exists := err == nil
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
@@ -441,9 +521,6 @@ func (s *SQLite) write(ctx context.Context, runID string, records []Record, info
 	if err != nil {
 		return fmt.Errorf("tracestore: sqlite append: %w", err)
 	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("tracestore: sqlite append: %w", err)
-	}
 	return nil
 }
 
@@ -482,7 +559,7 @@ func sqliteRewrapKeys(ctx context.Context, tx *sql.Tx, keys []WrappedKey, wrappe
 // Close implements Store.
 func (s *SQLite) Close() error {
 	var errs []error
-	for _, st := range []*sql.Stmt{s.rowStmt, s.eventStmt, s.insertStmt} {
+	for _, st := range []*sql.Stmt{s.rowStmt, s.eventStmt, s.insertStmt, s.savepoint, s.rollbackTo, s.release} {
 		if st != nil {
 			errs = append(errs, st.Close())
 		}
