@@ -28,9 +28,9 @@ type SQLite struct {
 	path string
 
 	// The append's statements, compiled once on the writer: the run row's
-	// read, the event insert, the run row's insert, and its updates by the
-	// listed columns they assign (see runUpdate).
-	rowStmt, eventStmt, insertStmt *sql.Stmt
+	// read, the event insert, the run row's insert and its subjects', and
+	// its updates by the listed columns they assign (see runUpdate).
+	rowStmt, eventStmt, insertStmt, subjectStmt *sql.Stmt
 	updateStmts                    map[listedMask]*sql.Stmt
 	// A batch's savepoint around each of its appends (groupcommit.go).
 	savepoint, rollbackTo, release *sql.Stmt
@@ -354,6 +354,9 @@ func (s *SQLite) prepare() error {
 	if s.insertStmt, err = prep(`INSERT INTO runs (` + runColumns + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`); err != nil {
 		return err
 	}
+	if s.subjectStmt, err = prep(`INSERT OR IGNORE INTO run_subjects (subject, run_id) VALUES (?, ?)`); err != nil {
+		return err
+	}
 	if s.savepoint, err = prep(`SAVEPOINT append`); err != nil {
 		return err
 	}
@@ -471,7 +474,7 @@ func (s *SQLite) writeOne(ctx context.Context, tx *sql.Tx, runID string, records
 			if err != nil {
 				break
 			}
-			_, err = tx.ExecContext(ctx, `INSERT OR IGNORE INTO run_subjects (subject, run_id) VALUES (?, ?)`, sub, runID)
+			_, err = tx.StmtContext(ctx, s.subjectStmt).ExecContext(ctx, sub, runID)
 		}
 	} else {
 		// Of the listed columns, only those whose values change.
@@ -559,7 +562,7 @@ func sqliteRewrapKeys(ctx context.Context, tx *sql.Tx, keys []WrappedKey, wrappe
 // Close implements Store.
 func (s *SQLite) Close() error {
 	var errs []error
-	for _, st := range []*sql.Stmt{s.rowStmt, s.eventStmt, s.insertStmt, s.savepoint, s.rollbackTo, s.release} {
+	for _, st := range []*sql.Stmt{s.rowStmt, s.eventStmt, s.insertStmt, s.subjectStmt, s.savepoint, s.rollbackTo, s.release} {
 		if st != nil {
 			errs = append(errs, st.Close())
 		}
