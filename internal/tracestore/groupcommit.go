@@ -59,6 +59,9 @@ type committer struct {
 	mu    sync.Mutex
 	busy  bool // a batch is being written; when false, queue is empty
 	queue []*appendReq
+	// writing is held while a batch is written: the checkpointer takes it
+	// to finish a checkpoint between two batches (checkpoint.go).
+	writing sync.Mutex
 }
 
 // append writes r alone or in a batch with others, and returns once the
@@ -107,6 +110,8 @@ func (c *committer) lead(batch []*appendReq) {
 	}()
 	// The batch's transaction must not end with its leader's request: the
 	// other appends in it are not the leader's to cancel.
+	c.writing.Lock()
+	defer c.writing.Unlock()
 	c.writeBatch(context.WithoutCancel(batch[0].ctx), batch)
 	finished = true
 }

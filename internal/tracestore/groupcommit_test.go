@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -248,4 +249,44 @@ func TestSQLiteGroupCommitUnderLoad(t *testing.T) {
 	// How many commits they shared depends on the scheduler; the held
 	// tests above pin the batching itself.
 	t.Logf("%d appends in %d commits", runs*steps, commits)
+}
+
+// The checkpointer copies the log into the database file beside the
+// writer: after enough appends it has run, the database file holds the
+// data, and the log stopped growing at about the checkpointer's period.
+func TestSQLiteCheckpointsBesideTheWriter(t *testing.T) {
+	s := openTestSQLite(t, SQLiteOptions{})
+	ctx := context.Background()
+	size := func(suffix string) int64 {
+		fi, err := os.Stat(s.path + suffix)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fi.Size()
+	}
+	dbBefore := size("")
+	const appends = 20 * checkpointEvery
+	for i := range appends {
+		appendN(t, s, fmt.Sprintf("run%04d", i), 0, 3)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for s.checkpoints.done.Load() < appends/checkpointEvery/2 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	if n := s.checkpoints.done.Load(); n < appends/checkpointEvery/2 {
+		t.Fatalf("%d checkpoints after %d appends", n, appends)
+	}
+	if got := size(""); got <= dbBefore {
+		t.Fatalf("the database file is %d bytes, as before the appends: nothing was checkpointed", got)
+	}
+	// Unchecked, the log would hold every page written: far more than the
+	// backstop's threshold is ever reached here.
+	if wal := size("-wal"); wal >= backstopPages*4096 {
+		t.Fatalf("the log is %d bytes: the checkpointer did not keep it short", wal)
+	}
+	for i := range appends {
+		if got, err := s.Load(ctx, fmt.Sprintf("run%04d", i)); err != nil || len(got) != 3 {
+			t.Fatalf("run%04d: %d records (%v)", i, len(got), err)
+		}
+	}
 }

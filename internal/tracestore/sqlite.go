@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"time"
 
@@ -31,7 +32,7 @@ type SQLite struct {
 	// read, the event insert, the run row's insert and its subjects', and
 	// its updates by the listed columns they assign (see runUpdate).
 	rowStmt, eventStmt, insertStmt, subjectStmt *sql.Stmt
-	updateStmts                    map[listedMask]*sql.Stmt
+	updateStmts                                 map[listedMask]*sql.Stmt
 	// A batch's savepoint around each of its appends (groupcommit.go).
 	savepoint, rollbackTo, release *sql.Stmt
 
@@ -40,6 +41,9 @@ type SQLite struct {
 	// but in the tests that make it fail.
 	group  committer
 	commit func(tx *sql.Tx, n int) error
+	// checkpoints copies the log into the database file beside the writer
+	// (checkpoint.go).
+	checkpoints *checkpointer
 }
 
 // SQLiteOptions tune an SQLite store. The zero value is the durable default.
@@ -175,8 +179,10 @@ func OpenSQLite(path string, opts SQLiteOptions) (*SQLite, error) {
 	// subject key does not linger in free space. temp_store keeps the
 	// savepoints' journal of a group commit's batch (groupcommit.go) in
 	// memory instead of a temporary file: it is never needed after a
-	// crash, and writing it cost a write call per page.
-	s.w, err = sql.Open("sqlite", sqliteDSN(path, "_txlock=immediate", "_pragma=synchronous("+syncMode+")", "_pragma=secure_delete(ON)", "_pragma=temp_store(MEMORY)"))
+	// crash, and writing it cost a write call per page. The automatic
+	// checkpoint is only a backstop (checkpoint.go).
+	s.w, err = sql.Open("sqlite", sqliteDSN(path, "_txlock=immediate", "_pragma=synchronous("+syncMode+")", "_pragma=secure_delete(ON)", "_pragma=temp_store(MEMORY)",
+		"_pragma=wal_autocheckpoint("+strconv.Itoa(backstopPages)+")"))
 	if err != nil {
 		return nil, fmt.Errorf("tracestore: sqlite: %w", err)
 	}
@@ -199,6 +205,10 @@ func OpenSQLite(path string, opts SQLiteOptions) (*SQLite, error) {
 	s.r.SetMaxOpenConns(max(4, runtime.GOMAXPROCS(0)))
 	s.r.SetMaxIdleConns(max(4, runtime.GOMAXPROCS(0)))
 	if err := s.prepare(); err != nil {
+		s.Close()
+		return nil, err
+	}
+	if s.checkpoints, err = startCheckpointer(path, &s.group.writing); err != nil {
 		s.Close()
 		return nil, err
 	}
@@ -434,7 +444,9 @@ func (s *SQLite) writeBatch(ctx context.Context, batch []*appendReq) {
 	}
 	if err := s.commit(tx, len(batch)); err != nil {
 		fail(err)
+		return
 	}
+	s.checkpoints.committed(written)
 }
 
 // writeOne is one append in a batch's transaction. The trace's length
@@ -562,6 +574,9 @@ func sqliteRewrapKeys(ctx context.Context, tx *sql.Tx, keys []WrappedKey, wrappe
 // Close implements Store.
 func (s *SQLite) Close() error {
 	var errs []error
+	if s.checkpoints != nil {
+		errs = append(errs, s.checkpoints.close())
+	}
 	for _, st := range []*sql.Stmt{s.rowStmt, s.eventStmt, s.insertStmt, s.subjectStmt, s.savepoint, s.rollbackTo, s.release} {
 		if st != nil {
 			errs = append(errs, st.Close())

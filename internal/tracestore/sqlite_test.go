@@ -241,6 +241,19 @@ func walPageSize(t *testing.T, s *SQLite) int64 {
 	return ps
 }
 
+// noCheckpoints stops s's checkpoints, the checkpointer's and the
+// automatic one, so that its log only grows.
+func noCheckpoints(t *testing.T, s *SQLite) {
+	t.Helper()
+	if err := s.checkpoints.close(); err != nil {
+		t.Fatal(err)
+	}
+	s.checkpoints = nil
+	if _, err := s.w.Exec(`PRAGMA wal_autocheckpoint = 0`); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // walFrames counts the frames in the store's log. With automatic
 // checkpoints off the log only grows, so the frames a commit adds are the
 // pages it wrote.
@@ -296,9 +309,7 @@ func walWrites(t *testing.T, s *SQLite, from int64) map[string]int {
 func TestSQLiteAppendWritesOnlyTheIndexesItChanges(t *testing.T) {
 	ctx := context.Background()
 	s := openTestSQLite(t, SQLiteOptions{})
-	if _, err := s.w.Exec(`PRAGMA wal_autocheckpoint = 0`); err != nil {
-		t.Fatal(err)
-	}
+	noCheckpoints(t, s)
 	const runs = 100
 	head := bytes.Repeat([]byte{1}, 32)
 	n := uint64(len(stepMix))
