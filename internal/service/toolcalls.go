@@ -603,13 +603,19 @@ func (s *Service) chain(ctx context.Context, a Answer) (Answer, error) {
 	if err != nil {
 		return a, err
 	}
+	return continued(a, r, later), nil
+}
+
+// continued is answer a continued to the run r, which the events later
+// took on from a.
+func continued(a Answer, r *runtime.Run, later []runtime.Event) Answer {
 	b := answerFrom(r, later)
 	b.Transitions = slices.Concat(a.Transitions, b.Transitions)
 	if len(b.Transitions) > 0 {
 		b.Transition = &b.Transitions[0]
 	}
 	b.Duplicate = a.Duplicate
-	return b, nil
+	return b
 }
 
 // Continue waits again, at most StepWait, on an answer that still waits
@@ -624,23 +630,6 @@ func (s *Service) Continue(ctx context.Context, a Answer) (Answer, error) {
 		return a, err
 	}
 	return s.chain(ctx, a)
-}
-
-// eventsFrom returns the run's events [from, to), opened.
-func (s *Service) eventsFrom(ctx context.Context, runID string, from, to uint64) ([]runtime.Event, error) {
-	if to <= from {
-		return nil, nil
-	}
-	// Only the stretch asked for: a long run's answers must not cost a
-	// read of its whole trace each (docs/performance.md, issue 15).
-	recs, err := tracestore.Range(ctx, s.store, runID, from, to)
-	if err != nil {
-		return nil, noSuchRun(err, runID)
-	}
-	if uint64(len(recs)) < to-from {
-		return nil, fmt.Errorf("run %s: the trace holds %d events from %d, want %d", runID, len(recs), from, to-from)
-	}
-	return s.opened(ctx, recs)
 }
 
 // Limits of await_run's long poll.
@@ -728,18 +717,27 @@ func (s *Service) progress(ctx context.Context, p *program.Program, r *runtime.R
 	if err != nil {
 		return seen
 	}
+	for _, pr := range progressOf(p, events) {
+		fn(pr)
+	}
+	return r.NextIndex
+}
+
+// progressOf is the progress reports of the tool call events among events.
+func progressOf(p *program.Program, events []runtime.Event) []Progress {
+	var out []Progress
 	for _, e := range events {
 		if e.Call == nil {
 			continue
 		}
-		pr := Progress{RunID: r.ID, State: e.State, Event: e.Type, CallID: e.Call.CallID, Attempt: e.Call.Attempt, Class: e.Call.Class}
+		pr := Progress{RunID: e.RunID, State: e.State, Event: e.Type, CallID: e.Call.CallID, Attempt: e.Call.Attempt, Class: e.Call.Class}
 		if st := p.States[e.State]; st != nil {
 			pr.Tool = st.Tool
 		}
 		pr.Message = progressMessage(pr)
-		fn(pr)
+		out = append(out, pr)
 	}
-	return r.NextIndex
+	return out
 }
 
 func progressMessage(p Progress) string {
