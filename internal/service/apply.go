@@ -332,7 +332,7 @@ func (s *Service) load(ctx context.Context, lr *liveRun, runID string) error {
 	if tree.Size() != info.Events {
 		return fmt.Errorf("run %s: the index row's tree has %d leaves, the row counts %d events", runID, tree.Size(), info.Events)
 	}
-	lr.p, lr.run = p, run
+	lr.p, lr.run, lr.tail = p, run, nil
 	lr.chain = &chain{head: info.Head, tree: tree, subjects: events[0].Started.Subjects, erased: erasedIn(nil, events)}
 	return nil
 }
@@ -361,6 +361,7 @@ func (s *Service) append(ctx context.Context, lr *liveRun, after *runtime.Run, e
 		return err
 	}
 	lr.chain = next
+	lr.tail = grown(lr.tail, lr.run, after, events)
 	s.appended(after, info)
 	return nil
 }

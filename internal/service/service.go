@@ -65,6 +65,9 @@ type liveRun struct {
 	run   *runtime.Run // nil until loaded
 	p     *program.Program
 	chain *chain // the stored trace's head, tree and subjects
+	// tail is the latest events this process appended, while a chain of
+	// runtime tool calls may need them (tail.go); none after a load.
+	tail []runtime.Event
 
 	// Guarded by Service.mu. refs counts the callers that hold mu or wait
 	// for it: an entry is evicted only at zero, so two callers of one run

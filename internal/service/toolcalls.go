@@ -48,6 +48,7 @@ type callRunner struct {
 	ctx    context.Context // the runners' context, ended by stop
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+	idle   chan string // to a runner goroutine that waits for work: a run id
 
 	mu      sync.Mutex
 	active  map[string]*runnerState // by run id: a runner executes its calls
@@ -76,6 +77,7 @@ type runnerState struct{ again bool }
 func (c *callRunner) init(o Options) {
 	c.tools, c.stepWait, c.sleep, c.instance, c.leaseTTL = o.Tools, o.StepWait, o.Sleep, o.Instance, o.LeaseTTL
 	c.ctx, c.cancel = context.WithCancel(context.Background())
+	c.idle = make(chan string)
 	c.active, c.watches, c.unrecorded = map[string]*runnerState{}, map[string]*watchers{}, map[string]string{}
 	c.leased = map[string]leaseNote{}
 }
@@ -201,15 +203,45 @@ func (s *Service) kick(runID string) {
 		return
 	}
 	c.active[runID] = &runnerState{}
-	c.wg.Add(1)
-	go s.runCalls(runID)
+	select {
+	case c.idle <- runID:
+	default:
+		c.wg.Add(1)
+		go s.runner(runID)
+	}
+}
+
+// runnerIdle is how long a runner goroutine waits for another run's calls
+// before it ends.
+const runnerIdle = 10 * time.Second
+
+// runner runs the calls of runID, then of each run kick hands it while it
+// idles, until it has idled for runnerIdle or the service stops. A
+// goroutine that lives on keeps the stack a call grew (the downstream
+// client's encoding runs deep), which a fresh one grows again, copying it
+// at each doubling, on every call's path.
+func (s *Service) runner(runID string) {
+	c := &s.calls
+	defer c.wg.Done()
+	idle := time.NewTimer(runnerIdle)
+	defer idle.Stop()
+	for {
+		s.runCalls(runID)
+		idle.Reset(runnerIdle)
+		select {
+		case runID = <-c.idle:
+		case <-idle.C:
+			return
+		case <-c.ctx.Done():
+			return
+		}
+	}
 }
 
 // runCalls is a run's runner: it executes the run's open calls one after
 // the other until none is left that it may run.
 func (s *Service) runCalls(runID string) {
 	c := &s.calls
-	defer c.wg.Done()
 	for {
 		progressed := s.runCall(runID)
 		c.mu.Lock()
@@ -348,6 +380,35 @@ func (s *Service) lease(ctx context.Context, runID, callID string) bool {
 	return err == nil && held
 }
 
+// renewEvery renews this instance's lease on the call every d until the
+// function it returns is called, which returns once no renewal is under
+// way or will start. A timer, not a goroutine of its own: a call shorter
+// than d (most are) costs no goroutine to start and none to wait for at
+// its end, on the call's path.
+func (s *Service) renewEvery(ctx context.Context, runID, callID string, d time.Duration) (stop func()) {
+	var (
+		mu      sync.Mutex
+		stopped bool
+		t       *time.Timer
+	)
+	mu.Lock()
+	defer mu.Unlock()
+	t = time.AfterFunc(d, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if !stopped {
+			s.lease(ctx, runID, callID)
+			t.Reset(d)
+		}
+	})
+	return func() {
+		mu.Lock()
+		defer mu.Unlock()
+		stopped = true
+		t.Stop()
+	}
+}
+
 // invoke makes one attempt of the call through the registry, after the
 // registry's backoff when it is a retry, renewing the lease through both,
 // and returns the input that reports its outcome. ok is false when the
@@ -363,25 +424,7 @@ func (s *Service) invoke(ctx context.Context, runID string, call runtime.OpenCal
 	}
 	// The lease is renewed from the backoff's start to the invocation's
 	// end: a backoff may outlast the lease's life.
-	renewed := make(chan struct{})
-	stop := make(chan struct{})
-	go func() {
-		defer close(renewed)
-		t := time.NewTicker(max(s.calls.leaseTTL/3, time.Millisecond))
-		defer t.Stop()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-t.C:
-				s.lease(ctx, runID, call.CallID)
-			}
-		}
-	}()
-	defer func() {
-		close(stop)
-		<-renewed
-	}()
+	defer s.renewEvery(ctx, runID, call.CallID, max(s.calls.leaseTTL/3, time.Millisecond))()
 	if call.Attempt > 1 && tool.Retry.Backoff > 0 {
 		if err := s.calls.sleep(ctx, tool.Retry.Backoff); err != nil {
 			return nil, false
@@ -603,13 +646,19 @@ func (s *Service) chain(ctx context.Context, a Answer) (Answer, error) {
 	if err != nil {
 		return a, err
 	}
+	return continued(a, r, later), nil
+}
+
+// continued is answer a continued to the run r, which the events later
+// took on from a.
+func continued(a Answer, r *runtime.Run, later []runtime.Event) Answer {
 	b := answerFrom(r, later)
 	b.Transitions = slices.Concat(a.Transitions, b.Transitions)
 	if len(b.Transitions) > 0 {
 		b.Transition = &b.Transitions[0]
 	}
 	b.Duplicate = a.Duplicate
-	return b, nil
+	return b
 }
 
 // Continue waits again, at most StepWait, on an answer that still waits
@@ -624,23 +673,6 @@ func (s *Service) Continue(ctx context.Context, a Answer) (Answer, error) {
 		return a, err
 	}
 	return s.chain(ctx, a)
-}
-
-// eventsFrom returns the run's events [from, to), opened.
-func (s *Service) eventsFrom(ctx context.Context, runID string, from, to uint64) ([]runtime.Event, error) {
-	if to <= from {
-		return nil, nil
-	}
-	// Only the stretch asked for: a long run's answers must not cost a
-	// read of its whole trace each (docs/performance.md, issue 15).
-	recs, err := tracestore.Range(ctx, s.store, runID, from, to)
-	if err != nil {
-		return nil, noSuchRun(err, runID)
-	}
-	if uint64(len(recs)) < to-from {
-		return nil, fmt.Errorf("run %s: the trace holds %d events from %d, want %d", runID, len(recs), from, to-from)
-	}
-	return s.opened(ctx, recs)
 }
 
 // Limits of await_run's long poll.
@@ -728,18 +760,27 @@ func (s *Service) progress(ctx context.Context, p *program.Program, r *runtime.R
 	if err != nil {
 		return seen
 	}
+	for _, pr := range progressOf(p, events) {
+		fn(pr)
+	}
+	return r.NextIndex
+}
+
+// progressOf is the progress reports of the tool call events among events.
+func progressOf(p *program.Program, events []runtime.Event) []Progress {
+	var out []Progress
 	for _, e := range events {
 		if e.Call == nil {
 			continue
 		}
-		pr := Progress{RunID: r.ID, State: e.State, Event: e.Type, CallID: e.Call.CallID, Attempt: e.Call.Attempt, Class: e.Call.Class}
+		pr := Progress{RunID: e.RunID, State: e.State, Event: e.Type, CallID: e.Call.CallID, Attempt: e.Call.Attempt, Class: e.Call.Class}
 		if st := p.States[e.State]; st != nil {
 			pr.Tool = st.Tool
 		}
 		pr.Message = progressMessage(pr)
-		fn(pr)
+		out = append(out, pr)
 	}
-	return r.NextIndex
+	return out
 }
 
 func progressMessage(p Progress) string {

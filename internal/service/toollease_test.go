@@ -121,3 +121,47 @@ func TestAnOutcomeIsNotRecordedOnceAnotherInstanceTookTheLease(t *testing.T) {
 		t.Fatalf("the trace ends with %s, %v; want the intent", recs[len(recs)-1].Type, err)
 	}
 }
+
+// renewals reports each lease write the runner makes.
+type renewals struct {
+	tracestore.Store
+	took chan string // the holder of each successful write
+}
+
+func (s *renewals) TakeLease(ctx context.Context, runID, callID, holder string, now, until time.Time) (bool, error) {
+	held, err := s.Store.TakeLease(ctx, runID, callID, holder, now, until)
+	if held && err == nil {
+		s.took <- holder
+	}
+	return held, err
+}
+
+// While the tool runs, the runner renews its lease every third of the
+// lease's life, again and again; the outcome is recorded once the tool
+// answers. The next run's call, which a runner goroutine left idle by the
+// first takes up, is renewed the same way.
+func TestTheLeaseIsRenewedWhileTheToolRuns(t *testing.T) {
+	store := &renewals{Store: tracestore.NewMemory(), took: make(chan string, 1000)}
+	e := servicetest.NewEndpoint(t)
+	f := newToolService(t, store, servicetest.Registry(t, e, 1, "0s"), toolProgram("charge", "manual"),
+		Options{StepWait: time.Millisecond, LeaseTTL: 3 * time.Millisecond, Instance: "first"})
+	for run := range 2 {
+		e.Hold()
+		a, err := f.startAndPlan(t)
+		if err != nil {
+			t.Fatal(err)
+		}
+		<-e.Entered
+		for range 3 {
+			if holder := <-store.took; holder != "first" {
+				t.Fatalf("run %d: a lease write by %s, want the runner's", run, holder)
+			}
+		}
+		e.Release()
+		f.idle()
+		r, _, err := f.svc.Get(context.Background(), a.RunID)
+		if err != nil || r.State != "confirm" {
+			t.Fatalf("run %d: %v, %v; want the outcome recorded and the run in confirm", run, r, err)
+		}
+	}
+}
