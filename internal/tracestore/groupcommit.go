@@ -42,7 +42,8 @@ type appendReq struct {
 	info             RunInfo
 	started, updated int64
 
-	err error // set by the batch's writer
+	err     error // set by the batch's writer
+	skipped bool  // left out of its batch: its context ended first
 	// wake is signalled exactly once, when the append is done (err set) or
 	// when its goroutine is handed the lead of the next batch (lead set).
 	wake  chan struct{}

@@ -395,9 +395,14 @@ func (s *SQLite) write(ctx context.Context, runID string, records []Record, info
 // batch of several in a savepoint of its own, and commits it once; it sets
 // each append's error.
 func (s *SQLite) writeBatch(ctx context.Context, batch []*appendReq) {
+	// When the batch does not commit, every append in it fails with the
+	// batch's error, a conflict or a lost lease included: those may have
+	// been decided against a batch-mate's write, which is now undone.
+	// Only the appends left out because their callers gave up keep their
+	// own error.
 	fail := func(err error) {
 		for _, r := range batch {
-			if r.err == nil {
+			if !r.skipped {
 				r.err = fmt.Errorf("tracestore: sqlite append: %w", err)
 			}
 		}
@@ -414,6 +419,7 @@ func (s *SQLite) writeBatch(ctx context.Context, batch []*appendReq) {
 		// An append whose caller gave up before its batch began is left
 		// out, and told so.
 		if r.err = r.ctx.Err(); r.err != nil {
+			r.skipped = true
 			continue
 		}
 		if several {
@@ -426,7 +432,10 @@ func (s *SQLite) writeBatch(ctx context.Context, batch []*appendReq) {
 		if several {
 			if r.err != nil {
 				if _, err := tx.StmtContext(ctx, s.rollbackTo).ExecContext(ctx); err != nil {
-					fail(err)
+					// The append's error ended the whole transaction
+					// (SQLITE_FULL, an I/O error): say so to every
+					// append of the batch.
+					fail(fmt.Errorf("the batch's transaction was aborted by the append to run %s (%w), and could not be rolled back to it: %v", r.runID, r.err, err))
 					return
 				}
 			}
