@@ -9,9 +9,9 @@ import (
 	"github.com/nano-vm/nano-vm-mcp/internal/tracestore"
 )
 
-// A run's tail is the events this process itself appended to it, in the
-// clear as the core made them, while a chain of runtime tool calls may
-// still need them: the answer after the chain (and its progress reports)
+// A run's tail is the events this process itself appended to it, trimmed
+// to what the trace records in the clear (appendTrimmed), while a chain of
+// runtime tool calls may still need them: the answer after the chain (and its progress reports)
 // is built from them, instead of reading them back from the store and
 // opening their sealed data again (docs/performance.md, issue 15). The
 // events are never modified (the sealer seals copies), so a span of them
@@ -39,14 +39,31 @@ func grown(tail []runtime.Event, before, after *runtime.Run, events []runtime.Ev
 	case !executing(before) && !executing(after):
 		return nil
 	case executing(before) && len(tail) > 0 && tail[len(tail)-1].Index+1 == events[0].Index:
-		tail = append(tail, events...)
+		tail = appendTrimmed(tail, events)
 		if len(tail) > tailMax {
 			tail = slices.Clone(tail[len(tail)-tailMax/2:])
 		}
 		return tail
 	default:
-		return slices.Clone(events)
+		return appendTrimmed(nil, events)
 	}
+}
+
+// appendTrimmed appends to tail copies of events that keep only what a
+// span's readers read: the event's place, its transition or finish, and
+// its call's id, attempt and class. A tool's result, its arguments, a
+// task's view, a submitted output would otherwise stay in memory with the
+// cached run, up to tailMax of them, long after the answer needed them;
+// and the tail thus never holds personal data.
+func appendTrimmed(tail, events []runtime.Event) []runtime.Event {
+	for _, e := range events {
+		t := runtime.Event{RunID: e.RunID, Index: e.Index, Type: e.Type, Seq: e.Seq, State: e.State, Transition: e.Transition, Finished: e.Finished}
+		if e.Call != nil {
+			t.Call = &runtime.ToolCallRecord{CallID: e.Call.CallID, Attempt: e.Call.Attempt, Class: e.Call.Class}
+		}
+		tail = append(tail, t)
+	}
+	return tail
 }
 
 // span returns the events [from, to) of tail, if it holds all of them.

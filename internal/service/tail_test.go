@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"reflect"
+	"strings"
 	"testing"
 
+	"github.com/nano-vm/nano-vm-mcp/internal/projection"
 	"github.com/nano-vm/nano-vm-mcp/internal/runtime"
 	"github.com/nano-vm/nano-vm-mcp/internal/service/servicetest"
 	"github.com/nano-vm/nano-vm-mcp/internal/tracestore"
@@ -154,5 +156,27 @@ func TestTheTailServesOnlyTheSpansItHolds(t *testing.T) {
 				t.Fatalf("span [%d, %d): %d events from %d (cap %d), want them all, clipped", c.from, c.to, len(got), got[0].Index, cap(got))
 			}
 		})
+	}
+}
+
+// The tail keeps only what its readers read: no tool result or
+// arguments, no task view, no submitted output stays in memory with a
+// cached run, however large.
+func TestTheTailKeepsNoPayload(t *testing.T) {
+	big := strings.Repeat("x", 1<<20)
+	events := []runtime.Event{
+		{RunID: "r", Index: 3, Type: runtime.EventToolCallCompleted, State: "fetch", Seq: 2,
+			Call: &runtime.ToolCallRecord{CallID: "c", Tool: "t", Attempt: 2, Class: "x", Arguments: map[string]any{"a": big}, Result: big, Detail: big}},
+		{RunID: "r", Index: 4, Type: runtime.EventTransitioned, State: "fetch", Transition: &runtime.TransitionRecord{From: "fetch", To: "next"}},
+		{RunID: "r", Index: 5, Type: runtime.EventTaskIssued, State: "next", Task: &projection.Task{Kind: "llm"}, Submission: &runtime.Submission{}},
+	}
+	tail := grown(nil, &runtime.Run{Status: runtime.StatusRunning}, &runtime.Run{Status: runtime.StatusRunning, Call: &runtime.OpenCall{CallID: "c"}}, events)
+	want := []runtime.Event{
+		{RunID: "r", Index: 3, Type: runtime.EventToolCallCompleted, State: "fetch", Seq: 2, Call: &runtime.ToolCallRecord{CallID: "c", Attempt: 2, Class: "x"}},
+		{RunID: "r", Index: 4, Type: runtime.EventTransitioned, State: "fetch", Transition: &runtime.TransitionRecord{From: "fetch", To: "next"}},
+		{RunID: "r", Index: 5, Type: runtime.EventTaskIssued, State: "next"},
+	}
+	if !reflect.DeepEqual(tail, want) {
+		t.Fatalf("tail\n%+v\nwant\n%+v", tail, want)
 	}
 }

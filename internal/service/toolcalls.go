@@ -48,7 +48,9 @@ type callRunner struct {
 	ctx    context.Context // the runners' context, ended by stop
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
-	idle   chan string // to a runner goroutine that waits for work: a run id
+	// idleFor is how long a runner goroutine waits for another run's
+	// calls before it ends (runnerIdle; shorter in tests).
+	idleFor time.Duration
 
 	mu      sync.Mutex
 	active  map[string]*runnerState // by run id: a runner executes its calls
@@ -59,7 +61,13 @@ type callRunner struct {
 	// leased is, by run id, the lease this process's own append wrote with
 	// a call's intent: the runner then knows it holds the call without
 	// reading the row back (holds).
-	leased  map[string]leaseNote
+	leased map[string]leaseNote
+	// idle are the runner goroutines waiting for work, each by its own
+	// channel (capacity 1), the most recently idle last: kick hands work
+	// to that one, so that under a light load the others reach idleFor
+	// and end, instead of taking turns and all living on.
+	idle    []chan string
+	runners int // runner goroutines alive
 	stopped bool
 }
 
@@ -77,7 +85,7 @@ type runnerState struct{ again bool }
 func (c *callRunner) init(o Options) {
 	c.tools, c.stepWait, c.sleep, c.instance, c.leaseTTL = o.Tools, o.StepWait, o.Sleep, o.Instance, o.LeaseTTL
 	c.ctx, c.cancel = context.WithCancel(context.Background())
-	c.idle = make(chan string)
+	c.idleFor = runnerIdle
 	c.active, c.watches, c.unrecorded = map[string]*runnerState{}, map[string]*watchers{}, map[string]string{}
 	c.leased = map[string]leaseNote{}
 }
@@ -203,12 +211,15 @@ func (s *Service) kick(runID string) {
 		return
 	}
 	c.active[runID] = &runnerState{}
-	select {
-	case c.idle <- runID:
-	default:
-		c.wg.Add(1)
-		go s.runner(runID)
+	if n := len(c.idle); n > 0 {
+		work := c.idle[n-1]
+		c.idle = c.idle[:n-1]
+		work <- runID // empty, of capacity 1: never blocks
+		return
 	}
+	c.wg.Add(1)
+	c.runners++
+	go s.runner(runID)
 }
 
 // runnerIdle is how long a runner goroutine waits for another run's calls
@@ -216,25 +227,47 @@ func (s *Service) kick(runID string) {
 const runnerIdle = 10 * time.Second
 
 // runner runs the calls of runID, then of each run kick hands it while it
-// idles, until it has idled for runnerIdle or the service stops. A
+// idles, until it has idled for idleFor or the service stops. A
 // goroutine that lives on keeps the stack a call grew (the downstream
 // client's encoding runs deep), which a fresh one grows again, copying it
 // at each doubling, on every call's path.
 func (s *Service) runner(runID string) {
 	c := &s.calls
 	defer c.wg.Done()
-	idle := time.NewTimer(runnerIdle)
+	defer func() {
+		c.mu.Lock()
+		c.runners--
+		c.mu.Unlock()
+	}()
+	work := make(chan string, 1)
+	idle := time.NewTimer(c.idleFor)
 	defer idle.Stop()
 	for {
 		s.runCalls(runID)
-		idle.Reset(runnerIdle)
-		select {
-		case runID = <-c.idle:
-		case <-idle.C:
-			return
-		case <-c.ctx.Done():
+		c.mu.Lock()
+		if c.stopped {
+			c.mu.Unlock()
 			return
 		}
+		c.idle = append(c.idle, work)
+		c.mu.Unlock()
+		idle.Reset(c.idleFor)
+		select {
+		case runID = <-work:
+			continue
+		case <-idle.C:
+		case <-c.ctx.Done():
+		}
+		// Leave the idle runners, unless kick took this one meanwhile:
+		// then the run it handed over is in work, and is run first.
+		c.mu.Lock()
+		if i := slices.Index(c.idle, work); i >= 0 {
+			c.idle = slices.Delete(c.idle, i, i+1)
+			c.mu.Unlock()
+			return
+		}
+		c.mu.Unlock()
+		runID = <-work
 	}
 }
 
