@@ -28,7 +28,10 @@ const (
 	// checkpointEvery is how many appends the writer commits between two
 	// nudges of the checkpointer: with the 3 to 15 pages an append writes,
 	// a few hundred to a thousand pages, about SQLite's own default.
+	// checkpointBytes nudges it sooner when the appends' records are
+	// large, so that the log never reaches the backstop first.
 	checkpointEvery = 64
+	checkpointBytes = 4 << 20
 	// backstopPages is the writer's automatic checkpoint threshold, in
 	// pages (4 KiB each): 40 MiB of log.
 	backstopPages = 10000
@@ -42,6 +45,7 @@ type checkpointer struct {
 	stop    chan struct{}
 	stopped chan struct{}
 	since   atomic.Int64 // appends committed since the last nudge
+	bytes   atomic.Int64 // their records' bytes
 	done    atomic.Int64 // checkpoints that succeeded, for the tests
 	closing sync.Once
 }
@@ -84,14 +88,18 @@ func (c *checkpointer) loop() {
 	}
 }
 
-// committed counts n appends just committed, and nudges the checkpointer
-// every checkpointEvery of them. A nil checkpointer (stopped by a test)
-// does nothing.
-func (c *checkpointer) committed(n int) {
-	if c == nil || c.since.Add(int64(n)) < checkpointEvery {
+// committed counts n appends of size bytes just committed, and nudges the
+// checkpointer every checkpointEvery of them or checkpointBytes of their
+// records. A nil checkpointer (stopped by a test) does nothing.
+func (c *checkpointer) committed(n int, size int64) {
+	if c == nil {
+		return
+	}
+	if c.since.Add(int64(n)) < checkpointEvery && c.bytes.Add(size) < checkpointBytes {
 		return
 	}
 	c.since.Store(0)
+	c.bytes.Store(0)
 	select {
 	case c.nudges <- struct{}{}:
 	default:

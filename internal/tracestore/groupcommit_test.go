@@ -307,3 +307,24 @@ func TestSQLiteCloseTwice(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// Large records nudge the checkpointer sooner than checkpointEvery
+// appends would.
+func TestSQLiteCheckpointsAfterLargeRecords(t *testing.T) {
+	s := openTestSQLite(t, SQLiteOptions{})
+	ctx := context.Background()
+	big := make([]byte, 1<<20)
+	for i := range 8 {
+		r := Record{Index: 0, Type: "e", Body: big, Hash: []byte{1}}
+		if err := s.Append(ctx, fmt.Sprintf("big%d", i), []Record{r}, info(1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for s.checkpoints.done.Load() == 0 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	if s.checkpoints.done.Load() == 0 {
+		t.Fatalf("no checkpoint after 8 appends of 1 MiB")
+	}
+}

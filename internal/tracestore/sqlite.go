@@ -414,7 +414,7 @@ func (s *SQLite) writeBatch(ctx context.Context, batch []*appendReq) {
 	}
 	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
 	several := len(batch) > 1
-	written := 0
+	written, size := 0, int64(0)
 	for _, r := range batch {
 		// An append whose caller gave up before its batch began is left
 		// out, and told so.
@@ -446,6 +446,9 @@ func (s *SQLite) writeBatch(ctx context.Context, batch []*appendReq) {
 		}
 		if r.err == nil {
 			written++
+			for _, rec := range r.records {
+				size += int64(len(rec.Body))
+			}
 		}
 	}
 	if written == 0 {
@@ -455,7 +458,7 @@ func (s *SQLite) writeBatch(ctx context.Context, batch []*appendReq) {
 		fail(err)
 		return
 	}
-	s.checkpoints.committed(written)
+	s.checkpoints.committed(written, size)
 }
 
 // writeOne is one append in a batch's transaction. The trace's length
