@@ -115,3 +115,33 @@ func splitLines(s string) []string {
 	}
 	return append(out, s[start:])
 }
+
+// BenchmarkApplyToolLoopStep is the core's share of one executed tool
+// call, as the service makes it: the caller's answer (which records the
+// call's intent) and the tool's result (back to the caller's state), each
+// applied to the run the one before left, so the run grows as a long run's
+// does. BenchmarkExecutedToolCall in internal/service is the whole step.
+func BenchmarkApplyToolLoopStep(b *testing.B) {
+	p := sides(b)
+	tool := map[string]any{"side": "tool"}
+	result := map[string]any{"message": "hi"}
+	run := startSides(b, p, 0)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if run.Visits["ask"] == 10000 {
+			b.StopTimer()
+			run = startSides(b, p, 0)
+			b.StartTimer()
+		}
+		res, err := Apply(p, run, Submit{Seq: run.Seq, Output: tool, Size: 15, At: t0})
+		if err != nil || res.Run.Call == nil {
+			b.Fatalf("submit at %s: %v", res.Run.State, err)
+		}
+		c := res.Run.Call
+		if res, err = Apply(p, res.Run, ToolResult{Seq: c.Seq, CallID: c.CallID, Attempt: c.Attempt, Output: result, Size: 16, At: t0}); err != nil || res.Run.State != "ask" {
+			b.Fatalf("result at %s: %v", res.Run.State, err)
+		}
+		run = res.Run
+	}
+}

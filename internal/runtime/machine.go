@@ -596,10 +596,13 @@ func (m *machine) hop(from, to *program.State, index int, rollback bool, cause s
 // clearedBy lists the states with data that were visited after the last
 // visit of target, sorted: a rollback to target clears them.
 func clearedBy(path []string, target string, data map[string]any) []string {
+	// From the end: a rollback costs the states since the target, not
+	// the run's whole path.
 	last := -1
-	for i, s := range path {
-		if s == target {
+	for i := len(path) - 1; i >= 0; i-- {
+		if path[i] == target {
 			last = i
+			break
 		}
 	}
 	seen := map[string]bool{}

@@ -47,8 +47,11 @@ type Run struct {
 	Seq       uint64 // the current (or last) task's sequence number
 	NextIndex uint64 // index of the next event
 
-	Data     map[string]any // accepted outputs by state, converted per schema
-	Path     []string       // every state entered, in order
+	Data map[string]any // accepted outputs by state, converted per schema
+	// Path is every state entered, in order. Its array is shared with the
+	// run's clones (path): read it, never write into it.
+	Path     []string
+	path     *sharedPath
 	Visits   map[string]int
 	Attempts int // counted rejections in the current visit
 
@@ -133,11 +136,13 @@ func (r *Run) nextUncounted(seq uint64) int {
 	return 1
 }
 
-// Clone is a copy of the run that shares nothing Apply modifies.
+// Clone is a copy of the run that shares nothing Apply modifies. Path's
+// array is shared: appendPath writes only slots no run holds yet, so the
+// clone's step costs the same however long the run. Submitters grows only
+// with a new principal, so its copy on the clone's first append stays.
 func (r *Run) Clone() *Run {
 	c := *r
 	c.Data = maps.Clone(r.Data)
-	c.Path = slices.Clip(r.Path)
 	c.Visits = maps.Clone(r.Visits)
 	c.Submitters = slices.Clip(r.Submitters)
 	return &c
@@ -171,8 +176,8 @@ func (r *Run) apply(p *program.Program, e *Event) error {
 		r.State = p.Initial.Name
 		r.Data = map[string]any{}
 		r.Visits = map[string]int{p.Initial.Name: 1}
-		r.Path = make([]string, 1, 8)
-		r.Path[0] = p.Initial.Name
+		r.Path, r.path = nil, nil
+		r.appendPath(p.Initial.Name)
 		r.StartedAt = e.At
 	case EventTaskIssued:
 		r.Seq = e.Seq
@@ -251,7 +256,7 @@ func (r *Run) apply(p *program.Program, e *Event) error {
 		r.Deadline = time.Time{}
 		r.closeApprovals()
 		r.State = t.To
-		r.Path = append(r.Path, t.To)
+		r.appendPath(t.To)
 		r.Visits[t.To]++
 	case EventRunFinished:
 		r.Status, r.Outcome, r.Reason = e.Finished.Status, e.Finished.Outcome, e.Finished.Reason

@@ -122,14 +122,7 @@ func valueAt(v any, path []string) (any, bool) {
 // chained to the last, and each leaf added to c's tree. c moves on only
 // when every event has been sealed.
 func (s *sealer) seal(ctx context.Context, p *program.Program, c *chain, events []runtime.Event) ([]tracestore.Record, *chain, error) {
-	next := &chain{head: c.head, subjects: c.subjects, erased: erasedIn(c.erased, events)}
-	state, err := c.tree.MarshalBinary()
-	if err != nil {
-		return nil, nil, err
-	}
-	if next.tree, err = trace.UnmarshalTree(state); err != nil {
-		return nil, nil, err
-	}
+	next := &chain{head: c.head, subjects: c.subjects, erased: erasedIn(c.erased, events), tree: c.tree.Clone()}
 	recs := make([]tracestore.Record, len(events))
 	for i := range events {
 		e := events[i]

@@ -13,6 +13,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/transparency-dev/merkle/compact"
 	"github.com/transparency-dev/merkle/rfc6962"
@@ -76,6 +77,17 @@ func (t *Tree) MarshalBinary() ([]byte, error) {
 		out = append(out, h...)
 	}
 	return out, nil
+}
+
+// Clone is a copy of t that appends without changing t: the service seals
+// each append into a copy, kept only once the append succeeds. Append
+// rewrites the list of hashes but never a hash, so the hashes are shared.
+func (t *Tree) Clone() *Tree {
+	r, err := factory.NewRange(t.r.Begin(), t.r.End(), slices.Clone(t.r.Hashes()))
+	if err != nil {
+		panic(err) // the sizes are t's own, which NewRange checked
+	}
+	return &Tree{r: r}
 }
 
 // UnmarshalTree decodes a state written by MarshalBinary.

@@ -87,3 +87,35 @@ func TestSubjectIDIsKeyed(t *testing.T) {
 		t.Fatal("the id does not depend on the secret, the subject and the id")
 	}
 }
+
+// TestACloneAppendsWithoutChangingTheTree pins Tree.Clone: leaves appended
+// to the clone leave the original's root and size as they were, whatever
+// the sizes (every merge path up to 40 leaves), and the clone's root is
+// the root of all the leaves.
+func TestACloneAppendsWithoutChangingTheTree(t *testing.T) {
+	var leaves [][]byte
+	tree := NewTree()
+	for n := 0; n <= 40; n++ {
+		before, _ := tree.Root()
+		c := tree.Clone()
+		extra := append([][]byte{}, leaves...)
+		for k := range 3 {
+			leaf := LeafHash([]byte(fmt.Sprintf(`{"n":%d,"k":%d}`, n, k)))
+			extra = append(extra, leaf)
+			if err := c.Append(leaf); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if after, _ := tree.Root(); !bytes.Equal(after, before) || tree.Size() != uint64(n) {
+			t.Fatalf("size %d: appending to the clone changed the tree", n)
+		}
+		if root, _ := c.Root(); !bytes.Equal(root, naiveRoot(extra)) || c.Size() != uint64(n+3) {
+			t.Fatalf("size %d: the clone's root is not the root of its leaves", n)
+		}
+		leaf := LeafHash([]byte(fmt.Sprintf(`{"i":%d}`, n)))
+		leaves = append(leaves, leaf)
+		if err := tree.Append(leaf); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
