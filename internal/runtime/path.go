@@ -36,7 +36,8 @@ func (r *Run) appendPath(state string) {
 // pathCap is the capacity of a new array for a path of n states: the
 // smallest 8·2^k of at least n. It depends on n alone, so a copy has the
 // capacity the path grown in place would have (reflect.DeepEqual of a run
-// and the fold of its events holds however the path was built).
+// and the fold of its events holds however the path was built, as long as
+// no other run has stepped from it: that claims a slot it shares).
 func pathCap(n int) int {
 	c := 8
 	for c < n {

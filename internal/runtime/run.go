@@ -49,7 +49,9 @@ type Run struct {
 
 	Data map[string]any // accepted outputs by state, converted per schema
 	// Path is every state entered, in order. Its array is shared with the
-	// run's clones (path): read it, never write into it.
+	// run's clones (path): read it, never write into it, nor append to a
+	// shorter re-slice of it (append(Path[:k], x) would write into the
+	// clones' array); copy it first.
 	Path     []string
 	path     *sharedPath
 	Visits   map[string]int
