@@ -254,6 +254,16 @@ func TestSQLiteGroupCommitUnderLoad(t *testing.T) {
 	t.Logf("%d appends in %d commits", runs*steps, commits)
 }
 
+// waitCheckpoints waits, at most 10 s, until s's checkpointer has run n
+// checkpoints, and returns how many it ran.
+func waitCheckpoints(s *SQLite, n int64) int64 {
+	deadline := time.Now().Add(10 * time.Second)
+	for s.checkpoints.done.Load() < n && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	return s.checkpoints.done.Load()
+}
+
 // The checkpointer copies the log into the database file beside the
 // writer: after enough appends it has run, the database file holds the
 // data, and the log stopped growing at about the checkpointer's period.
@@ -272,11 +282,7 @@ func TestSQLiteCheckpointsBesideTheWriter(t *testing.T) {
 	for i := range appends {
 		appendN(t, s, fmt.Sprintf("run%04d", i), 0, 3)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for s.checkpoints.done.Load() < appends/checkpointEvery/2 && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond)
-	}
-	if n := s.checkpoints.done.Load(); n < appends/checkpointEvery/2 {
+	if n := waitCheckpoints(s, appends/checkpointEvery/2); n < appends/checkpointEvery/2 {
 		t.Fatalf("%d checkpoints after %d appends", n, appends)
 	}
 	if got := size(""); got <= dbBefore {
@@ -320,11 +326,7 @@ func TestSQLiteCheckpointsAfterLargeRecords(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for s.checkpoints.done.Load() == 0 && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond)
-	}
-	if s.checkpoints.done.Load() == 0 {
+	if waitCheckpoints(s, 1) == 0 {
 		t.Fatalf("no checkpoint after 8 appends of 1 MiB")
 	}
 }
