@@ -58,8 +58,6 @@ func startCheckpointer(path string, writing *sync.Mutex) (*checkpointer, error) 
 		return nil, fmt.Errorf("tracestore: sqlite checkpointer: %w", err)
 	}
 	db.SetMaxOpenConns(1)
-	db.SetConnMaxLifetime(0)
-	db.SetConnMaxIdleTime(0)
 	c := &checkpointer{db: db, writing: writing, nudges: make(chan struct{}, 1), stop: make(chan struct{}), stopped: make(chan struct{})}
 	go c.loop()
 	return c, nil
