@@ -11,11 +11,11 @@ import (
 
 // A run's tail is the events this process itself appended to it, trimmed
 // to what the trace records in the clear (appendTrimmed), while a chain of
-// runtime tool calls may still need them: the answer after the chain (and its progress reports)
-// is built from them, instead of reading them back from the store and
-// opening their sealed data again (docs/performance.md, issue 15). The
-// events are never modified (the sealer seals copies), so a span of them
-// is shared with the readers.
+// runtime tool calls may still need them: the answer after the chain (and
+// its progress reports) is built from them, instead of reading them back
+// from the store and opening their sealed data again (docs/performance.md,
+// issue 15). The tail's events are never modified, so a span of them is
+// shared with the readers.
 //
 // What reads a span (fillFromEvents without Duplicate, progress) reads only
 // what the trace records in the clear: transitions, and the calls' ids,
